@@ -1,0 +1,12 @@
+# Applies DX_SANITIZE to every target created after this point in dx's own tree. Sanitizers must
+# cover the library, the tests and the examples alike, so directory scope is the right level here;
+# it never leaks into a parent project because dx only includes this file for its own tree.
+if(DX_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -g -O1)
+  add_link_options(-fsanitize=thread)
+elseif(DX_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1)
+  add_link_options(-fsanitize=address,undefined)
+elseif(NOT DX_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "DX_SANITIZE must be '', 'thread' or 'address', not '${DX_SANITIZE}'")
+endif()

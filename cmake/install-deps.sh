@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages dx needs to build, test and benchmark, if any are missing.
+# Checks first, so a second run does nothing. Run as root, or it prints the apt-get command.
+#   DX_DEPS_EXTRA="pkg ..."  adds packages (used by test tools of later components).
+set -euo pipefail
+
+packages=(
+  build-essential cmake make
+  libboost-dev libboost-serialization-dev
+  libeigen3-dev
+  libtbb-dev
+  libfmt-dev
+  catch2
+  libbenchmark-dev
+  libssl-dev
+  nlohmann-json3-dev
+  ccache
+)
+# shellcheck disable=SC2206
+packages+=(${DX_DEPS_EXTRA:-})
+
+missing=()
+for p in "${packages[@]}"; do
+  # dpkg-query prints "install ok installed" only for a fully installed package.
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "dx: missing Debian packages: ${missing[*]}" >&2
+  echo "dx: install them as root with:" >&2
+  echo "    apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "dx: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# An install can fail on a stale package list; refresh it once and retry.
+if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi

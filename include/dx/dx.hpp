@@ -1,0 +1,19 @@
+// dx/dx.hpp — everything dx offers, in one include.
+//
+//   #include <dx/dx.hpp>
+//   dx::cluster cl;
+//   auto f = cl.submit([] { return 6 * 7; });
+//   assert(f.get() == 42);
+#pragma once
+
+#include <dx/cluster.hpp>
+#include <dx/error.hpp>
+#include <dx/executor.hpp>
+#include <dx/future.hpp>
+#include <dx/options.hpp>
+#include <dx/task.hpp>
+#include <dx/task_graph.hpp>
+#include <dx/task_group.hpp>
+#include <dx/version.hpp>
+#include <dx/when_all.hpp>
+#include <dx/when_any.hpp>

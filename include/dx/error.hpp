@@ -1,0 +1,72 @@
+// dx/error.hpp — the exceptions dx throws, all rooted at dx::error.
+//
+// Every failure dx reports at its API boundary is a dx::error or a subclass, so one catch clause
+// covers them; a task's own exception travels through its future unchanged.
+//
+//   try { fut.get(); }
+//   catch (const dx::broken_promise& e) { ... }   // the producer went away
+//   catch (const dx::error& e) { fmt::print("dx: {}\n", e.what()); }
+#pragma once
+
+#include <dx/export.hpp>
+
+#include <stdexcept>
+#include <string>
+
+namespace dx {
+
+/// Root of every exception dx throws. Thread-safe to copy and inspect.
+class DX_API error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A future or promise was used without shared state: empty, moved-from, or already consumed.
+class DX_API no_state : public error {
+ public:
+  using error::error;
+};
+
+/// The promise (or the task behind a future) was destroyed without producing a value.
+class DX_API broken_promise : public error {
+ public:
+  using error::error;
+};
+
+/// The work was cancelled before it produced a value.
+class DX_API cancelled : public error {
+ public:
+  using error::error;
+};
+
+/// Work was submitted to an executor that is shutting down.
+class DX_API executor_shutdown : public error {
+ public:
+  using error::error;
+};
+
+/// A task graph has a dependency cycle; what() names the tasks on it.
+class DX_API cycle_error : public error {
+ public:
+  using error::error;
+};
+
+/// A wait timed out.
+class DX_API timeout : public error {
+ public:
+  using error::error;
+};
+
+namespace detail {
+
+/// Which exception throw_error raises.
+enum class error_kind { generic, no_state, broken_promise, cancelled, executor_shutdown, cycle, timeout };
+
+/// The single place dx throws from, so that throwing code stays out of inlined hot paths.
+[[noreturn]] DX_API void throw_error(error_kind kind, const std::string& what);
+
+/// The same error as an exception_ptr, for storing into a future.
+DX_API std::exception_ptr make_error(error_kind kind, const std::string& what);
+
+}  // namespace detail
+}  // namespace dx

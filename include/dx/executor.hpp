@@ -1,0 +1,298 @@
+// dx/executor.hpp — the local work-stealing executor: a fixed set of threads that run tasks.
+//
+//   dx::executor ex{2};
+//   dx::future<int> a = ex.submit([] { return 20; });
+//   dx::future<int> b = ex.submit([](int x) { return x + 22; }, std::move(a));  // runs after a
+//   ex.submit(dx::priority::high, [] { urgent(); });
+//   ex.post([] { fire_and_forget(); });
+//   int v = b.get();   // 42
+//
+// An argument that is a dx::future<U> or dx::shared_future<U> is a dependency: the task starts once
+// it is ready and receives its value (U, or const U& for a shared_future; a future<void> passes
+// nothing). If a dependency holds an exception, the task is skipped and its future holds that
+// exception. A callable returning dx::task<T> is run as a coroutine and its future is future<T>.
+#pragma once
+
+#include <dx/detail/runtime.hpp>
+#include <dx/detail/shared_state.hpp>
+#include <dx/error.hpp>
+#include <dx/export.hpp>
+#include <dx/future.hpp>
+#include <dx/task.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace dx {
+
+class task_graph;
+
+namespace detail {
+
+/// What a stored argument passes to the callable, as a tuple so that future<void> passes nothing.
+template <class A>
+auto unwrap_arg(A& a) {
+  if constexpr (is_future<A>::value) {
+    if constexpr (std::is_void_v<typename A::value_type>) {
+      return std::tuple<>();
+    } else {
+      return std::forward_as_tuple(std::move(future_access::state(a)->value()));
+    }
+  } else if constexpr (is_shared_future<A>::value) {
+    if constexpr (std::is_void_v<typename A::value_type>) {
+      return std::tuple<>();
+    } else {
+      return std::forward_as_tuple(std::as_const(future_access::state(a)->value()));
+    }
+  } else {
+    return std::forward_as_tuple(std::move(a));
+  }
+}
+
+template <class A>
+constexpr bool is_dependency_v = is_future<A>::value || is_shared_future<A>::value;
+
+template <class F, class... A>
+using call_result_t =
+    decltype(std::apply(std::declval<F&>(), std::tuple_cat(unwrap_arg(std::declval<std::decay_t<A>&>())...)));
+
+/// What submit() returns for a callable returning R: future<R>, or future<T> for a dx::task<T>.
+template <class R>
+struct submit_value {
+  using type = R;
+};
+template <class T>
+struct submit_value<task<T>> {
+  using type = T;
+};
+
+/// A submitted call: the result state, the task that runs the call, and one continuation per
+/// dependency, in one allocation.
+template <class R, class F, class... A>
+class call_state final : public shared_state<typename submit_value<R>::type>, public task_base {
+  using value_type = typename submit_value<R>::type;
+  static constexpr std::size_t num_deps = (std::size_t{0} + ... + (is_dependency_v<A> ? 1 : 0));
+
+  struct dep_node : continuation {
+    call_state* owner;
+  };
+
+ public:
+  template <class G, class... B>
+  explicit call_state(priority p, G&& f, B&&... args) : f_(std::forward<G>(f)), args_(std::forward<B>(args)...) {
+    task_base::run = &run_call;
+    task_base::prio = p;
+  }
+
+  future<value_type> start(executor_impl* ex) {
+    this->set_executor(ex);
+    this->add_ref();  // held by the task until it ran
+    future<value_type> result = future_access::make(state_ptr<shared_state<value_type>>(this));
+    if constexpr (num_deps == 0) {
+      if (!try_enqueue(ex, this)) reject();
+    } else {
+      if (!announce(ex)) {
+        reject();
+        return result;
+      }
+      task_base::announced = true;
+      std::size_t i = 0;
+      std::apply([&](auto&... a) { (register_dep(a, i), ...); }, args_);
+      arrive();  // the registering thread's own count, see deps_left_
+    }
+    return result;
+  }
+
+ private:
+  template <class B>
+  void register_dep(B& arg, std::size_t& i) {
+    if constexpr (is_dependency_v<B>) {
+      dep_node& n = deps_[i++];
+      n.owner = this;
+      n.fire = [](continuation* c) noexcept { static_cast<dep_node*>(c)->owner->arrive(); };
+      future_access::state(arg)->on_ready(&n);
+    }
+  }
+
+  // deps_left_ starts one above the number of dependencies so that a dependency that is already
+  // ready cannot enqueue the task while later ones are still being registered.
+  void arrive() noexcept {
+    if (deps_left_.fetch_sub(1, std::memory_order_acq_rel) == 1) enqueue(this->executor(), this);
+  }
+
+  void reject() noexcept {
+    this->set_error(make_error(error_kind::executor_shutdown, "task submitted to a dx::executor that is shutting down"));
+    this->release();
+  }
+
+  static void run_call(task_base* t) noexcept {
+    auto* self = static_cast<call_state*>(t);
+    self->execute();
+    self->release();
+  }
+
+  void execute() noexcept {
+    if (const std::exception_ptr* failed = first_failed_dependency()) {
+      this->store_error(*failed);
+      this->publish_from_task();
+      return;
+    }
+    try {
+      auto call = [&] { return std::apply(f_, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_)); };
+      if constexpr (is_task<R>::value) {
+        start_root_task(call(), this->executor(), this);  // the coroutine publishes when it ends
+        return;
+      } else if constexpr (std::is_void_v<R>) {
+        call();
+        this->emplace();
+      } else {
+        this->emplace(call());
+      }
+    } catch (...) {
+      this->store_error(std::current_exception());
+    }
+    this->publish_from_task();
+  }
+
+  const std::exception_ptr* first_failed_dependency() noexcept {
+    const std::exception_ptr* failed = nullptr;
+    std::apply(
+        [&](auto&... a) {
+          auto check = [&](auto& arg) {
+            if constexpr (is_dependency_v<std::decay_t<decltype(arg)>>) {
+              if (!failed && future_access::state(arg)->has_error()) failed = &future_access::state(arg)->error();
+            }
+          };
+          (check(a), ...);
+        },
+        args_);
+    return failed;
+  }
+
+  F f_;
+  std::tuple<A...> args_;
+  std::atomic<std::size_t> deps_left_{num_deps + 1};
+  dep_node deps_[num_deps == 0 ? 1 : num_deps];
+};
+
+/// A posted call: no result state; an exception is reported, as nobody can receive it.
+template <class F>
+class post_task final : public task_base {
+ public:
+  template <class G>
+  post_task(priority p, G&& f) : f_(std::forward<G>(f)) {
+    task_base::run = &run_post;
+    task_base::prio = p;
+  }
+
+ private:
+  static void run_post(task_base* t) noexcept {
+    auto* self = static_cast<post_task*>(t);
+    try {
+      self->f_();
+    } catch (...) {
+      report_unhandled_exception();
+    }
+    delete self;
+  }
+  F f_;
+};
+
+template <class F, class... A>
+void check_dependencies(A&... args) {
+  auto check = [](auto& arg) {
+    if constexpr (is_dependency_v<std::decay_t<decltype(arg)>>) {
+      check_state(future_access::state(arg), "dx::executor::submit() given an empty future as an argument");
+    }
+  };
+  (check(args), ...);
+}
+
+}  // namespace detail
+
+/// A pool of worker threads with per-thread work-stealing deques.
+///
+/// Every member function is thread-safe. Idle workers sleep (no CPU) and a new task wakes one at
+/// once. get(), wait() and task_group::wait() called on a worker thread run other tasks while
+/// waiting, so nested parallelism cannot deadlock the pool, even with one thread.
+///
+/// Destruction (or shutdown()) finishes all pending work first, including tasks that wait on
+/// dependencies, then joins the threads; meanwhile submissions from other threads are refused with
+/// dx::executor_shutdown while the executor's own tasks may still submit.
+class DX_API executor {
+ public:
+  /// Starts `threads` worker threads (at least 1; default: the hardware concurrency).
+  explicit executor(std::size_t threads = default_threads());
+  ~executor();
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+
+  /// Number of worker threads.
+  std::size_t num_threads() const noexcept;
+
+  /// Runs `f(args...)` as a task; returns the future of its result. Future arguments are
+  /// dependencies (see the header comment). Never blocks. After shutdown began, a call from a
+  /// thread that is not this executor's returns a future holding dx::executor_shutdown.
+  template <class F, class... A>
+    requires(!std::is_same_v<std::decay_t<F>, priority>)
+  auto submit(F&& f, A&&... args) {
+    return submit(priority::normal, std::forward<F>(f), std::forward<A>(args)...);
+  }
+
+  /// submit() with a priority: a high task starts before queued normal ones, a low one after.
+  template <class F, class... A>
+  auto submit(priority p, F&& f, A&&... args) {
+    using R = detail::call_result_t<std::decay_t<F>, A...>;
+    using state = detail::call_state<R, std::decay_t<F>, std::decay_t<A>...>;
+    detail::check_dependencies<F>(args...);
+    return (new state(p, std::forward<F>(f), std::forward<A>(args)...))->start(impl_);
+  }
+
+  /// Runs `f()` as a task with no future. An exception it throws is printed to stderr. Throws
+  /// dx::executor_shutdown when called from another thread after shutdown began.
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, priority>)
+  void post(F&& f) {
+    post(priority::normal, std::forward<F>(f));
+  }
+  template <class F>
+  void post(priority p, F&& f) {
+    auto* t = new detail::post_task<std::decay_t<F>>(p, std::forward<F>(f));
+    if (!detail::try_enqueue(impl_, t)) {
+      delete t;
+      detail::throw_error(detail::error_kind::executor_shutdown, "dx::executor::post() after shutdown began");
+    }
+  }
+
+  /// Runs every task of `g` in dependency order; the future is ready when all have run. Runs of
+  /// the same graph are queued and run one after another. A cycle, or a task that throws, ends up
+  /// in the future (dx::cycle_error names the tasks on the cycle); after a throw the graph's
+  /// remaining tasks are skipped. `g` must outlive the run.
+  future<void> run(task_graph& g);
+
+  /// Blocks until every task submitted so far (and every task those submit) has finished.
+  /// Throws dx::error when called from one of this executor's own tasks, which would wait for
+  /// itself.
+  void wait_idle();
+
+  /// Refuses new work from other threads, finishes all pending work, joins the threads.
+  /// Idempotent; the destructor calls it.
+  void shutdown();
+
+  /// Whether the calling thread is one of this executor's workers.
+  bool is_worker_thread() const noexcept;
+
+  /// Default thread count: std::thread::hardware_concurrency(), at least 1.
+  static std::size_t default_threads() noexcept;
+
+  detail::executor_impl* impl() const noexcept { return impl_; }
+
+ private:
+  detail::executor_impl* impl_;
+};
+
+}  // namespace dx

@@ -1,0 +1,389 @@
+// dx/future.hpp — futures, shared futures and promises with continuations.
+//
+// A dx::future<T> is the one-shot, move-only handle to a value (or exception) that some task will
+// produce; dx::shared_future<T> is its copyable form; dx::promise<T> is the producing end for code
+// that is not an executor task.
+//
+//   dx::promise<int> p;
+//   dx::future<int> f = p.get_future().then([](int v) { return v * 2; });
+//   p.set_value(21);
+//   assert(f.get() == 42);
+//
+// Continuations of a future that an executor produced run as tasks on that executor; those of a
+// future from a bare promise run on the thread that completes it (or at once, if it is ready).
+#pragma once
+
+#include <dx/detail/runtime.hpp>
+#include <dx/detail/shared_state.hpp>
+#include <dx/error.hpp>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <type_traits>
+#include <utility>
+
+namespace dx {
+
+template <class T>
+class future;
+template <class T>
+class shared_future;
+template <class T>
+class promise;
+
+/// Result of a timed wait.
+enum class future_status { ready, timeout };
+
+namespace detail {
+
+/// Gives dx's own templates access to the state behind a future without making it public API.
+struct future_access {
+  template <class T>
+  static state_ptr<shared_state<T>>& state(future<T>& f) noexcept {
+    return f.state_;
+  }
+  template <class T>
+  static state_ptr<shared_state<T>>& state(shared_future<T>& f) noexcept {
+    return f.state_;
+  }
+  template <class T>
+  static future<T> make(state_ptr<shared_state<T>> s) noexcept {
+    return future<T>(std::move(s));
+  }
+};
+
+template <class T>
+struct is_future : std::false_type {};
+template <class T>
+struct is_future<future<T>> : std::true_type {};
+template <class T>
+struct is_shared_future : std::false_type {};
+template <class T>
+struct is_shared_future<shared_future<T>> : std::true_type {};
+
+/// The result of calling F with the value of a future<T> (nothing when T is void).
+template <class F, class Arg>
+struct then_result {
+  using type = std::invoke_result_t<F&, Arg>;
+};
+template <class F>
+struct then_result<F, void> {
+  using type = std::invoke_result_t<F&>;
+};
+
+/// What a continuation of a shared_future<T> receives: `const T&`, or nothing for void.
+template <class T>
+using shared_arg_t = std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<const T>>;
+
+/// The state of a future made by then(): the continuation itself (fired by the source state) and,
+/// for executor-bound sources, the task that runs it. One allocation for all three roles.
+template <class R, class T, class F, bool SharedSource>
+class then_state final : public shared_state<R>, public continuation, public task_base {
+ public:
+  then_state(state_ptr<shared_state<T>> source, F f) : source_(std::move(source)), f_(std::move(f)) {
+    continuation::fire = &on_source_ready;
+    task_base::run = &run_as_task;
+  }
+
+  /// Registers on the source and returns the future of the continuation's result.
+  future<R> start() {
+    this->add_ref();  // held by the pending continuation, dropped after it ran
+    executor_impl* ex = source_->executor();
+    if (ex && announce(ex)) {
+      this->set_executor(ex);
+      task_base::announced = true;
+    }
+    shared_state<T>* source = source_.get();
+    future<R> result = future_access::make(state_ptr<shared_state<R>>(this));
+    source->on_ready(this);
+    return result;
+  }
+
+ private:
+  static void on_source_ready(continuation* c) noexcept {
+    auto* self = static_cast<then_state*>(c);
+    if (executor_impl* ex = self->executor()) {
+      enqueue(ex, self);
+    } else {
+      self->execute(false);
+    }
+  }
+  static void run_as_task(task_base* t) noexcept { static_cast<then_state*>(t)->execute(true); }
+
+  void execute(bool as_task) noexcept {
+    {
+      state_ptr<shared_state<T>> source = std::move(source_);
+      if (source->has_error()) {
+        this->store_error(source->error());
+      } else {
+        try {
+          invoke_with(*source.get());
+        } catch (...) {
+          this->store_error(std::current_exception());
+        }
+      }
+    }
+    if (as_task) {
+      this->publish_from_task();
+    } else {
+      this->publish();
+    }
+    this->release();
+  }
+
+  void invoke_with(shared_state<T>& source) {
+    if constexpr (std::is_void_v<T>) {
+      emplace_result([&]() -> R { return std::invoke(f_); });
+    } else if constexpr (SharedSource) {
+      emplace_result([&]() -> R { return std::invoke(f_, std::as_const(source.value())); });
+    } else {
+      emplace_result([&]() -> R { return std::invoke(f_, std::move(source.value())); });
+    }
+  }
+  template <class Call>
+  void emplace_result(Call&& call) {
+    if constexpr (std::is_void_v<R>) {
+      call();
+    } else {
+      this->emplace(call());
+    }
+  }
+
+  state_ptr<shared_state<T>> source_;
+  F f_;
+};
+
+template <class R, bool SharedSource, class T, class F>
+future<R> make_then(state_ptr<shared_state<T>> source, F&& f) {
+  using node = then_state<R, T, std::decay_t<F>, SharedSource>;
+  return (new node(std::move(source), std::forward<F>(f)))->start();
+}
+
+template <class T>
+void check_state(const state_ptr<shared_state<T>>& s, const char* what) {
+  if (!s) throw_error(error_kind::no_state, what);
+}
+
+}  // namespace detail
+
+/// The one-shot, move-only handle to a value of type T that is being computed.
+///
+/// get() consumes the future (valid() is false afterwards). Every member but valid() throws
+/// dx::no_state on an empty or moved-from future. A future is not itself thread-safe: use one
+/// from one thread at a time, or share() it.
+template <class T>
+class future {
+  static_assert(!std::is_reference_v<T>, "dx::future<T&> is not supported: use a pointer or std::reference_wrapper");
+
+ public:
+  using value_type = T;
+
+  /// An empty future (valid() is false).
+  future() noexcept = default;
+  future(future&&) noexcept = default;
+  future& operator=(future&&) noexcept = default;
+  future(const future&) = delete;
+  future& operator=(const future&) = delete;
+
+  /// Whether this future refers to a state (false when default-constructed, moved from or got).
+  bool valid() const noexcept { return static_cast<bool>(state_); }
+
+  /// Whether the value or exception is there, so get() will not block.
+  bool is_ready() const {
+    detail::check_state(state_, "is_ready() on an empty dx::future");
+    return state_->is_ready();
+  }
+
+  /// Blocks until ready. On a worker thread of an executor, runs other tasks while waiting.
+  void wait() const {
+    detail::check_state(state_, "wait() on an empty dx::future");
+    state_->wait();
+  }
+
+  /// Blocks until ready or until `timeout` has passed.
+  template <class Rep, class Period>
+  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
+    return wait_until(std::chrono::steady_clock::now() + timeout);
+  }
+
+  /// Blocks until ready or until `deadline`.
+  template <class Clock, class Duration>
+  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
+    detail::check_state(state_, "wait_until() on an empty dx::future");
+    auto steady_deadline = std::chrono::steady_clock::now() + (deadline - Clock::now());
+    return state_->wait_until(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(steady_deadline))
+               ? future_status::ready
+               : future_status::timeout;
+  }
+
+  /// Waits, then returns the value or rethrows the task's exception. Consumes the future.
+  /// Throws dx::no_state on an empty future.
+  T get() {
+    detail::check_state(state_, "get() on an empty or moved-from dx::future");
+    auto state = std::move(state_);
+    state->wait();
+    if (state->has_error()) std::rethrow_exception(state->error());
+    if constexpr (!std::is_void_v<T>) return std::move(state->value());
+  }
+
+  /// Converts to a copyable shared_future; this future becomes empty.
+  shared_future<T> share() {
+    detail::check_state(state_, "share() on an empty dx::future");
+    return shared_future<T>(std::move(*this));
+  }
+
+  /// Attaches a continuation: `f(value)` (or `f()` for future<void>) runs once the value is there,
+  /// and the returned future holds its result. If this future holds an exception, f is skipped and
+  /// the exception reaches the returned future. Consumes this future.
+  template <class F>
+  auto then(F&& f) -> future<typename detail::then_result<std::decay_t<F>, T>::type> {
+    using R = typename detail::then_result<std::decay_t<F>, T>::type;
+    detail::check_state(state_, "then() on an empty dx::future");
+    return detail::make_then<R, false>(std::move(state_), std::forward<F>(f));
+  }
+
+ private:
+  friend struct detail::future_access;
+  friend class shared_future<T>;
+  explicit future(detail::state_ptr<detail::shared_state<T>> s) noexcept : state_(std::move(s)) {}
+
+  detail::state_ptr<detail::shared_state<T>> state_;
+};
+
+/// A copyable handle to a value being computed; every copy can get() it (by const reference).
+/// Distinct copies may be used from different threads at once.
+template <class T>
+class shared_future {
+ public:
+  using value_type = T;
+
+  shared_future() noexcept = default;
+  shared_future(future<T>&& f) noexcept : state_(std::move(f.state_)) {}  // NOLINT: like std
+
+  bool valid() const noexcept { return static_cast<bool>(state_); }
+
+  bool is_ready() const {
+    detail::check_state(state_, "is_ready() on an empty dx::shared_future");
+    return state_->is_ready();
+  }
+  void wait() const {
+    detail::check_state(state_, "wait() on an empty dx::shared_future");
+    state_->wait();
+  }
+  template <class Rep, class Period>
+  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
+    detail::check_state(state_, "wait_for() on an empty dx::shared_future");
+    return state_->wait_until(std::chrono::steady_clock::now() + timeout) ? future_status::ready
+                                                                          : future_status::timeout;
+  }
+
+  /// Waits, then returns a reference to the value (valid while any copy lives) or rethrows.
+  decltype(auto) get() const {
+    detail::check_state(state_, "get() on an empty dx::shared_future");
+    state_->wait();
+    if (state_->has_error()) std::rethrow_exception(state_->error());
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else {
+      return static_cast<const T&>(state_->value());
+    }
+  }
+
+  /// Like future::then, but f receives `const T&` and this shared_future stays valid.
+  template <class F>
+  auto then(F&& f) const -> future<typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type> {
+    using R = typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type;
+    detail::check_state(state_, "then() on an empty dx::shared_future");
+    return detail::make_then<R, true>(state_, std::forward<F>(f));
+  }
+
+ private:
+  friend struct detail::future_access;
+  detail::state_ptr<detail::shared_state<T>> state_;
+};
+
+/// The producing end of a future for code that is not an executor task. Destroying a promise
+/// that was never satisfied gives its future a dx::broken_promise. Not thread-safe: one thread
+/// at a time sets it.
+template <class T>
+class promise {
+ public:
+  promise() : state_(new detail::shared_state<T>) {}
+  promise(promise&&) noexcept = default;
+  promise& operator=(promise&& o) noexcept {
+    if (this != &o) {
+      abandon();
+      state_ = std::move(o.state_);
+      future_taken_ = o.future_taken_;
+      satisfied_ = o.satisfied_;
+    }
+    return *this;
+  }
+  ~promise() { abandon(); }
+
+  /// The future of this promise. Throws dx::error when called twice, dx::no_state when moved from.
+  future<T> get_future() {
+    detail::check_state(state_, "get_future() on a moved-from dx::promise");
+    if (future_taken_) detail::throw_error(detail::error_kind::generic, "dx::promise::get_future() called twice");
+    future_taken_ = true;
+    return detail::future_access::make(state_);
+  }
+
+  /// Stores the value and wakes the waiters. Throws dx::error if already satisfied.
+  template <class... A>
+  void set_value(A&&... a) {
+    begin_set();
+    state_->set_value(std::forward<A>(a)...);
+  }
+
+  /// Stores an exception for get() to rethrow. Throws dx::error if already satisfied.
+  void set_exception(std::exception_ptr e) {
+    begin_set();
+    state_->set_error(std::move(e));
+  }
+
+ private:
+  void begin_set() {
+    detail::check_state(state_, "set on a moved-from dx::promise");
+    if (satisfied_) detail::throw_error(detail::error_kind::generic, "dx::promise already satisfied");
+    satisfied_ = true;
+  }
+  void abandon() noexcept {
+    if (state_ && !satisfied_) {
+      satisfied_ = true;
+      state_->set_error(detail::make_error(detail::error_kind::broken_promise,
+                                           "dx::promise destroyed without setting a value (broken promise)"));
+    }
+  }
+
+  detail::state_ptr<detail::shared_state<T>> state_;
+  bool future_taken_ = false;
+  bool satisfied_ = false;
+};
+
+/// A future that is ready with `value`.
+template <class V>
+future<std::decay_t<V>> make_ready_future(V&& value) {
+  using T = std::decay_t<V>;
+  auto* s = new detail::shared_state<T>;
+  s->set_value(std::forward<V>(value));
+  return detail::future_access::make(detail::state_ptr<detail::shared_state<T>>(s));
+}
+
+/// A ready future<void>.
+inline future<void> make_ready_future() {
+  auto* s = new detail::shared_state<void>;
+  s->set_value();
+  return detail::future_access::make(detail::state_ptr<detail::shared_state<void>>(s));
+}
+
+/// A future that is ready with the exception `e`.
+template <class T>
+future<T> make_exceptional_future(std::exception_ptr e) {
+  auto* s = new detail::shared_state<T>;
+  s->set_error(std::move(e));
+  return detail::future_access::make(detail::state_ptr<detail::shared_state<T>>(s));
+}
+
+}  // namespace dx

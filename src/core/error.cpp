@@ -1,0 +1,33 @@
+#include <dx/error.hpp>
+
+namespace dx::detail {
+
+namespace {
+template <class E>
+[[noreturn]] void raise(const std::string& what) {
+  throw E(what);
+}
+}  // namespace
+
+void throw_error(error_kind kind, const std::string& what) {
+  switch (kind) {
+    case error_kind::no_state: raise<no_state>(what);
+    case error_kind::broken_promise: raise<broken_promise>(what);
+    case error_kind::cancelled: raise<cancelled>(what);
+    case error_kind::executor_shutdown: raise<executor_shutdown>(what);
+    case error_kind::cycle: raise<cycle_error>(what);
+    case error_kind::timeout: raise<timeout>(what);
+    case error_kind::generic: break;
+  }
+  raise<error>(what);
+}
+
+std::exception_ptr make_error(error_kind kind, const std::string& what) {
+  try {
+    throw_error(kind, what);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+}  // namespace dx::detail

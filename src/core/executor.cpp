@@ -1,0 +1,336 @@
+#include <dx/executor.hpp>
+#include <dx/task_graph.hpp>
+
+#include "executor_impl.hpp"
+#include "task_graph_impl.hpp"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DX_CPU_RELAX() _mm_pause()
+#else
+#define DX_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace dx::detail {
+
+namespace {
+thread_local worker* tls_worker = nullptr;
+
+// How long an idle worker keeps looking for work before it sleeps. Waking a sleeping thread on
+// the other core costs tens of microseconds here, so a short spin pays for itself when work
+// arrives in bursts, while an idle executor still goes to sleep at once in human terms.
+constexpr int spin_rounds = 64;
+constexpr int yield_rounds = 16;
+// Tasks a worker moves at once from the shared inbox to its own deque.
+constexpr std::size_t inbox_batch = 32;
+}  // namespace
+
+worker* this_worker() noexcept { return tls_worker; }
+
+executor_impl::executor_impl(std::size_t threads) : workers_(), notifier_(threads) {
+  workers_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) {
+    auto w = std::make_unique<worker>();
+    w->owner = this;
+    w->id = i;
+    w->last_victim = (i + 1) % threads;
+    w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    worker* self = w.get();
+    self->thread = std::thread([this, self] { worker_loop(*self); });
+  }
+}
+
+executor_impl::~executor_impl() { shutdown(); }
+
+bool executor_impl::announce() noexcept {
+  if (worker* w = own_worker()) {
+    w->count_spawn();
+    return true;
+  }
+  // seq_cst pairs with shutdown(): either shutdown's idle check counts this task, or this sees
+  // accepting_ false and cancels it.
+  external_spawned_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting_.load(std::memory_order_seq_cst)) {
+    external_cancelled_.fetch_add(1, std::memory_order_release);
+    return false;
+  }
+  return true;
+}
+
+void executor_impl::enqueue(task_base* t) noexcept {
+  worker* w = own_worker();
+  if (t->announced) {
+    t->announced = false;
+  } else if (w) {
+    w->count_spawn();
+  } else {
+    external_spawned_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (t->prio != priority::normal) {
+    push_priority(t);
+  } else if (w) {
+    if (w->completing && w->next == nullptr) {
+      w->next = t;  // this thread runs it as soon as the current task returns
+      return;
+    }
+    w->deque.push(t);
+    wake_one_if_sleeping();
+  } else {
+    push(t);
+  }
+}
+
+bool executor_impl::try_enqueue(task_base* t) noexcept {
+  if (!t->announced && !own_worker()) {
+    if (!announce()) return false;
+    t->announced = true;
+  }
+  enqueue(t);
+  return true;
+}
+
+void executor_impl::push(task_base* t) noexcept {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(t);
+    inbox_size_.store(inbox_.size(), std::memory_order_relaxed);
+  }
+  wake_one_if_sleeping();
+}
+
+void executor_impl::push_priority(task_base* t) noexcept {
+  priority_queue& q = priority_[t->prio == priority::high ? 0 : 1];
+  {
+    std::lock_guard lock(q.mutex);
+    q.tasks.push_back(t);
+    q.size.store(q.tasks.size(), std::memory_order_relaxed);
+  }
+  wake_one_if_sleeping();
+}
+
+task_base* executor_impl::take_priority(int level) noexcept {
+  priority_queue& q = priority_[level];
+  std::lock_guard lock(q.mutex);
+  if (q.tasks.empty()) return nullptr;
+  task_base* t = q.tasks.front();
+  q.tasks.pop_front();
+  q.size.store(q.tasks.size(), std::memory_order_relaxed);
+  return t;
+}
+
+task_base* executor_impl::take_inbox(worker& w) noexcept {
+  task_base* first = nullptr;
+  std::size_t moved = 0;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    if (inbox_.empty()) return nullptr;
+    first = inbox_.front();
+    inbox_.pop_front();
+    // Take a share, not all: other workers find the rest in the inbox or steal them.
+    std::size_t share = std::min(inbox_batch, inbox_.size() / workers_.size());
+    for (; moved < share; ++moved) {
+      w.deque.push(inbox_.front());
+      inbox_.pop_front();
+    }
+    inbox_size_.store(inbox_.size(), std::memory_order_relaxed);
+  }
+  if (moved > 0) wake_one_if_sleeping();
+  return first;
+}
+
+task_base* executor_impl::steal(worker& w) noexcept {
+  const std::size_t n = workers_.size();
+  if (n == 1) return nullptr;
+  if (task_base* t = workers_[w.last_victim]->deque.steal()) return t;
+  // xorshift64: a random start spreads thieves over victims.
+  w.rng ^= w.rng << 13;
+  w.rng ^= w.rng >> 7;
+  w.rng ^= w.rng << 17;
+  std::size_t start = w.rng % n;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t v = (start + k) % n;
+    if (v == w.id) continue;
+    if (task_base* t = workers_[v]->deque.steal()) {
+      w.last_victim = v;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+task_base* executor_impl::find_task(worker& w) noexcept {
+  if (priority_[0].size.load(std::memory_order_relaxed) != 0) {
+    if (task_base* t = take_priority(0)) return t;
+  }
+  if (w.next) return std::exchange(w.next, nullptr);
+  if (task_base* t = w.deque.pop()) return t;
+  if (inbox_size_.load(std::memory_order_relaxed) != 0) {
+    if (task_base* t = take_inbox(w)) return t;
+  }
+  if (task_base* t = steal(w)) return t;
+  if (priority_[1].size.load(std::memory_order_relaxed) != 0) {
+    if (task_base* t = take_priority(1)) return t;
+  }
+  return nullptr;
+}
+
+task_base* executor_impl::wait_for_task(worker& w) noexcept {
+  notify_idle_waiters();
+  for (;;) {
+    for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
+      if (task_base* t = find_task(w)) return t;
+      if (i < spin_rounds) {
+        for (int k = 0; k < 16; ++k) DX_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    notifier_.prepare_wait(w.id);
+    if (task_base* t = find_task(w)) {
+      notifier_.cancel_wait(w.id);
+      return t;
+    }
+    if (stopping_.load(std::memory_order_seq_cst)) {
+      notifier_.cancel_wait(w.id);
+      return nullptr;
+    }
+    notifier_.commit_wait(w.id);
+  }
+}
+
+void executor_impl::worker_loop(worker& w) noexcept {
+  tls_worker = &w;
+  for (;;) {
+    task_base* t = find_task(w);
+    if (!t) t = wait_for_task(w);
+    if (!t) break;
+    run_task(w, t);
+  }
+  tls_worker = nullptr;
+}
+
+void executor_impl::help_until(worker& w, const std::atomic<bool>& done) noexcept {
+  for (;;) {
+    if (done.load(std::memory_order_acquire)) return;
+    if (task_base* t = find_task(w)) {
+      run_task(w, t);
+      continue;
+    }
+    bool found = false;
+    for (int i = 0; i < spin_rounds && !found; ++i) {
+      if (done.load(std::memory_order_acquire)) return;
+      if (task_base* t = find_task(w)) {
+        run_task(w, t);
+        found = true;
+      } else {
+        for (int k = 0; k < 16; ++k) DX_CPU_RELAX();
+      }
+    }
+    if (found) continue;
+    notifier_.prepare_wait(w.id);
+    if (done.load(std::memory_order_seq_cst)) {
+      notifier_.cancel_wait(w.id);
+      return;
+    }
+    if (task_base* t = find_task(w)) {
+      notifier_.cancel_wait(w.id);
+      run_task(w, t);
+      continue;
+    }
+    notifier_.commit_wait(w.id);
+  }
+}
+
+bool executor_impl::is_idle() const noexcept {
+  // Completions first, then spawns: every count is monotonic and a task is counted as spawned
+  // before it can complete, so equal sums mean that at an instant between the two reads nothing
+  // was pending.
+  std::uint64_t done = external_cancelled_.load(std::memory_order_acquire);
+  for (const auto& w : workers_) done += w->completed.load(std::memory_order_acquire);
+  std::uint64_t spawned = external_spawned_.load(std::memory_order_acquire);
+  for (const auto& w : workers_) spawned += w->spawned.load(std::memory_order_acquire);
+  return done == spawned;
+}
+
+void executor_impl::notify_idle_waiters() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (idle_waiters_.load(std::memory_order_seq_cst) == 0) return;
+  { std::lock_guard lock(idle_mutex_); }
+  idle_cv_.notify_all();
+}
+
+void executor_impl::wait_idle() {
+  if (own_worker()) {
+    throw_error(error_kind::generic, "dx::executor::wait_idle() called from one of its own tasks would wait for itself");
+  }
+  std::unique_lock lock(idle_mutex_);
+  idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  // The timeout is a safety net only; workers notify when they run out of work.
+  while (!is_idle()) idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
+  idle_waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void executor_impl::shutdown() {
+  if (own_worker()) {
+    throw_error(error_kind::generic, "dx::executor::shutdown() called from one of its own tasks would wait for itself");
+  }
+  std::lock_guard guard(shutdown_mutex_);
+  if (joined_.load(std::memory_order_acquire)) return;
+  accepting_.store(false, std::memory_order_seq_cst);
+  wait_idle();
+  stopping_.store(true, std::memory_order_seq_cst);
+  notifier_.notify_all();
+  for (auto& w : workers_) w->thread.join();
+  joined_.store(true, std::memory_order_release);
+}
+
+bool announce(executor_impl* ex) noexcept { return ex->announce(); }
+void enqueue(executor_impl* ex, task_base* t) noexcept { ex->enqueue(t); }
+bool try_enqueue(executor_impl* ex, task_base* t) noexcept { return ex->try_enqueue(t); }
+executor_impl* current_executor() noexcept {
+  worker* w = this_worker();
+  return w ? w->owner : nullptr;
+}
+
+void report_unhandled_exception() noexcept {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "dx: a posted task threw an exception: {}\n", e.what());
+  } catch (...) {
+    fmt::print(stderr, "dx: a posted task threw an exception of unknown type\n");
+  }
+}
+
+}  // namespace dx::detail
+
+namespace dx {
+
+executor::executor(std::size_t threads) : impl_(new detail::executor_impl(std::max<std::size_t>(threads, 1))) {}
+
+executor::~executor() {
+  impl_->shutdown();
+  delete impl_;
+}
+
+std::size_t executor::num_threads() const noexcept { return impl_->size(); }
+void executor::wait_idle() { impl_->wait_idle(); }
+void executor::shutdown() { impl_->shutdown(); }
+bool executor::is_worker_thread() const noexcept { return impl_->own_worker() != nullptr; }
+
+std::size_t executor::default_threads() noexcept {
+  return std::max<std::size_t>(std::thread::hardware_concurrency(), 1);
+}
+
+future<void> executor::run(task_graph& g) { return detail::run_graph(impl_, g.impl()); }
+
+}  // namespace dx

@@ -1,0 +1,87 @@
+// Task graph storage and runs. Private to dx.
+#pragma once
+
+#include <dx/detail/runtime.hpp>
+#include <dx/detail/shared_state.hpp>
+#include <dx/detail/unique_function.hpp>
+#include <dx/future.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace dx::detail {
+
+class graph_impl;
+
+/// Successor lists: most nodes have one or two successors, so two live inline.
+class node_list {
+ public:
+  void push_back(struct graph_node* n) {
+    if (size_ < 2) {
+      inline_[size_] = n;
+    } else {
+      more_.push_back(n);
+    }
+    ++size_;
+  }
+  std::size_t size() const noexcept { return size_; }
+  graph_node* operator[](std::size_t i) const noexcept { return i < 2 ? inline_[i] : more_[i - 2]; }
+
+ private:
+  graph_node* inline_[2] = {nullptr, nullptr};
+  std::vector<graph_node*> more_;
+  std::size_t size_ = 0;
+};
+
+struct graph_node : task_base {
+  graph_impl* graph = nullptr;
+  unique_function work;
+  graph_impl* module = nullptr;  // set for a task that runs another graph
+  node_list successors;
+  std::uint32_t num_predecessors = 0;
+  std::atomic<std::uint32_t> join{0};  // predecessors still to finish in the current run
+  std::size_t index = 0;
+  std::string name;
+};
+
+/// A run waiting for the graph: its future's state, or the outer task that composed the graph.
+struct queued_run {
+  shared_state<void>* out = nullptr;
+  graph_node* parent = nullptr;
+  executor_impl* ex = nullptr;
+};
+
+class graph_impl {
+ public:
+  explicit graph_impl(std::string n) : name(std::move(n)) {}
+
+  std::string name;
+  std::deque<graph_node> nodes;  // a deque keeps node addresses stable as the graph grows
+  bool dirty = true;             // structure changed since the last validation
+  std::vector<graph_node*> sources;
+
+  // The current run. One run at a time: later ones wait in `queue`.
+  std::mutex run_mutex;
+  bool running = false;
+  std::deque<queued_run> queue;
+  queued_run current;
+  std::atomic<std::size_t> pending{0};  // ready-or-running "tokens" of the current run
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+
+  void fail(std::exception_ptr e) noexcept {
+    if (!failed.exchange(true, std::memory_order_acq_rel)) error = std::move(e);
+  }
+  std::string node_label(const graph_node& n) const;
+};
+
+/// Starts (or queues) a run of `g` on `ex`; the future is ready when it has finished.
+future<void> run_graph(executor_impl* ex, graph_impl& g);
+
+}  // namespace dx::detail
