@@ -125,7 +125,8 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
   }
 
   void reject() noexcept {
-    this->set_error(make_error(error_kind::executor_shutdown, "task submitted to a dx::executor that is shutting down"));
+    this->set_error(
+        make_error(error_kind::executor_shutdown, "task submitted to a dx::executor that is shutting down"));
     this->release();
   }
 
@@ -142,7 +143,9 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
       return;
     }
     try {
-      auto call = [&] { return std::apply(f_, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_)); };
+      auto call = [&] {
+        return std::apply(f_, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_));
+      };
       if constexpr (is_task<R>::value) {
         start_root_task(call(), this->executor(), this);  // the coroutine publishes when it ends
         return;
@@ -238,8 +241,7 @@ class DX_API executor {
   /// dependencies (see the header comment). Never blocks. After shutdown began, a call from a
   /// thread that is not this executor's returns a future holding dx::executor_shutdown.
   template <class F, class... A>
-    requires(!std::is_same_v<std::decay_t<F>, priority>)
-  auto submit(F&& f, A&&... args) {
+  requires(!std::is_same_v<std::decay_t<F>, priority>) auto submit(F&& f, A&&... args) {
     return submit(priority::normal, std::forward<F>(f), std::forward<A>(args)...);
   }
 
@@ -255,10 +257,7 @@ class DX_API executor {
   /// Runs `f()` as a task with no future. An exception it throws is printed to stderr. Throws
   /// dx::executor_shutdown when called from another thread after shutdown began.
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, priority>)
-  void post(F&& f) {
-    post(priority::normal, std::forward<F>(f));
-  }
+  requires(!std::is_same_v<std::decay_t<F>, priority>) void post(F&& f) { post(priority::normal, std::forward<F>(f)); }
   template <class F>
   void post(priority p, F&& f) {
     auto* t = new detail::post_task<std::decay_t<F>>(p, std::forward<F>(f));

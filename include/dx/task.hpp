@@ -95,9 +95,8 @@ class task_promise_base {
   template <class U>
   task<U>&& await_transform(task<U>&& t);
   template <class A>
-    requires(!is_future<std::decay_t<A>>::value && !is_shared_future<std::decay_t<A>>::value &&
-             !is_task<std::decay_t<A>>::value)
-  A&& await_transform(A&& other) {
+  requires(!is_future<std::decay_t<A>>::value && !is_shared_future<std::decay_t<A>>::value &&
+           !is_task<std::decay_t<A>>::value) A && await_transform(A&& other) {
     return std::forward<A>(other);
   }
 

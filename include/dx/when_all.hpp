@@ -72,9 +72,8 @@ class gathering_state : public shared_state<R> {
 
 template <class Fut>
 class when_all_range_state final
-    : public gathering_state<when_all_range_state<Fut>,
-                             std::conditional_t<std::is_void_v<future_value_t<Fut>>, void,
-                                                std::vector<future_value_t<Fut>>>> {
+    : public gathering_state<when_all_range_state<Fut>, std::conditional_t<std::is_void_v<future_value_t<Fut>>, void,
+                                                                           std::vector<future_value_t<Fut>>>> {
   using T = future_value_t<Fut>;
   using node = input_node<when_all_range_state>;
 
@@ -149,9 +148,10 @@ class when_all_tuple_state final
     std::size_t i = 0;
     std::apply(
         [&](auto&... f) {
-          ((nodes_[i].owner = this,
-            nodes_[i].fire = [](continuation* c) noexcept { static_cast<node*>(c)->owner->arrive(); },
-            future_access::state(f)->on_ready(&nodes_[i]), ++i),
+          ((
+               nodes_[i].owner = this,
+               nodes_[i].fire = [](continuation* c) noexcept { static_cast<node*>(c)->owner->arrive(); },
+               future_access::state(f)->on_ready(&nodes_[i]), ++i),
            ...);
         },
         inputs_);
@@ -216,10 +216,10 @@ auto when_all(It first, It last) {
 
 /// A future of a tuple of the values of `inputs` (std::monostate for a future<void>), ready once
 /// every input is ready; exceptions as for the range form.
-template <class... Futs, class = std::enable_if_t<(sizeof...(Futs) > 0) &&
-                                                  ((detail::is_future<std::decay_t<Futs>>::value ||
-                                                    detail::is_shared_future<std::decay_t<Futs>>::value) &&
-                                                   ...)>>
+template <class... Futs,
+          class = std::enable_if_t<(sizeof...(Futs) > 0) && ((detail::is_future<std::decay_t<Futs>>::value ||
+                                                              detail::is_shared_future<std::decay_t<Futs>>::value) &&
+                                                             ...)>>
 auto when_all(Futs&&... inputs) {
   (detail::check_state(detail::future_access::state(inputs), "dx::when_all() given an empty future"), ...);
   using state = detail::when_all_tuple_state<std::decay_t<Futs>...>;

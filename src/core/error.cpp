@@ -11,13 +11,20 @@ template <class E>
 
 void throw_error(error_kind kind, const std::string& what) {
   switch (kind) {
-    case error_kind::no_state: raise<no_state>(what);
-    case error_kind::broken_promise: raise<broken_promise>(what);
-    case error_kind::cancelled: raise<cancelled>(what);
-    case error_kind::executor_shutdown: raise<executor_shutdown>(what);
-    case error_kind::cycle: raise<cycle_error>(what);
-    case error_kind::timeout: raise<timeout>(what);
-    case error_kind::generic: break;
+    case error_kind::no_state:
+      raise<no_state>(what);
+    case error_kind::broken_promise:
+      raise<broken_promise>(what);
+    case error_kind::cancelled:
+      raise<cancelled>(what);
+    case error_kind::executor_shutdown:
+      raise<executor_shutdown>(what);
+    case error_kind::cycle:
+      raise<cycle_error>(what);
+    case error_kind::timeout:
+      raise<timeout>(what);
+    case error_kind::generic:
+      break;
   }
   raise<error>(what);
 }

@@ -270,7 +270,8 @@ void executor_impl::notify_idle_waiters() noexcept {
 
 void executor_impl::wait_idle() {
   if (own_worker()) {
-    throw_error(error_kind::generic, "dx::executor::wait_idle() called from one of its own tasks would wait for itself");
+    throw_error(error_kind::generic,
+                "dx::executor::wait_idle() called from one of its own tasks would wait for itself");
   }
   std::unique_lock lock(idle_mutex_);
   idle_waiters_.fetch_add(1, std::memory_order_seq_cst);

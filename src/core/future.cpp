@@ -75,7 +75,8 @@ struct timed_waiter : continuation {
 bool state_base::wait_until(std::chrono::steady_clock::time_point deadline) noexcept {
   if (is_ready()) return true;
   if (worker* w = this_worker()) {
-    return w->owner->help_until(*w, [this] { return is_ready(); }, deadline);
+    return w->owner->help_until(
+        *w, [this] { return is_ready(); }, deadline);
   }
   auto* tw = new timed_waiter;
   tw->fire = &timed_waiter::on_fire;

@@ -15,7 +15,9 @@ namespace {
 void start_run(graph_impl& g, queued_run run) noexcept;
 void finish_node(graph_node* n) noexcept;
 
-std::string describe(const graph_impl& g) { return g.name.empty() ? std::string("task_graph") : "task_graph '" + g.name + "'"; }
+std::string describe(const graph_impl& g) {
+  return g.name.empty() ? std::string("task_graph") : "task_graph '" + g.name + "'";
+}
 
 /// Checks the structure once after each change: finds the sources, arms the join counters and
 /// reports a cycle by the names of the tasks on it.
@@ -249,7 +251,8 @@ std::size_t graph_task::num_successors() const { return node_->successors.size()
 std::size_t graph_task::num_predecessors() const { return node_->num_predecessors; }
 
 void graph_task::add_edge(const graph_task& from, const graph_task& to) {
-  if (from.empty() || to.empty()) detail::throw_error(detail::error_kind::no_state, "precede/succeed on an empty dx::graph_task");
+  if (from.empty() || to.empty())
+    detail::throw_error(detail::error_kind::no_state, "precede/succeed on an empty dx::graph_task");
   if (from.node_->graph != to.node_->graph) {
     detail::throw_error(detail::error_kind::generic, "precede/succeed between tasks of different task_graphs");
   }

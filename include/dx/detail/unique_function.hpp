@@ -25,19 +25,17 @@ class unique_function {
       sizeof(F) <= inline_size && alignof(F) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<F>;
 
   template <class F>
-  static constexpr ops inline_ops{
-      [](void* p) { (*static_cast<F*>(p))(); },
-      [](void* from, void* to) noexcept {
-        ::new (to) F(std::move(*static_cast<F*>(from)));
-        static_cast<F*>(from)->~F();
-      },
-      [](void* p) noexcept { static_cast<F*>(p)->~F(); }};
+  static constexpr ops inline_ops{[](void* p) { (*static_cast<F*>(p))(); },
+                                  [](void* from, void* to) noexcept {
+                                    ::new (to) F(std::move(*static_cast<F*>(from)));
+                                    static_cast<F*>(from)->~F();
+                                  },
+                                  [](void* p) noexcept { static_cast<F*>(p)->~F(); }};
 
   template <class F>
-  static constexpr ops heap_ops{
-      [](void* p) { (**static_cast<F**>(p))(); },
-      [](void* from, void* to) noexcept { *static_cast<F**>(to) = *static_cast<F**>(from); },
-      [](void* p) noexcept { delete *static_cast<F**>(p); }};
+  static constexpr ops heap_ops{[](void* p) { (**static_cast<F**>(p))(); },
+                                [](void* from, void* to) noexcept { *static_cast<F**>(to) = *static_cast<F**>(from); },
+                                [](void* p) noexcept { delete *static_cast<F**>(p); }};
 
  public:
   unique_function() noexcept = default;
