@@ -40,7 +40,18 @@ fi
 
 echo "dx: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# An install can fail on a stale package list; refresh it once and retry.
+# A fresh machine has no package lists: refresh them when apt knows no candidate for a package.
+needs_update=0
+for p in "${missing[@]}"; do
+  if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    needs_update=1
+    break
+  fi
+done
+if [ "$needs_update" -eq 1 ]; then
+  apt-get update
+fi
+# A list can also be stale (a version since removed from the mirror): refresh once and retry.
 if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"

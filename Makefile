@@ -1,0 +1,45 @@
+# A thin wrapper over CMake. `make demo` and `make test` are the two commands of the README.
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CCACHE := $(shell command -v ccache 2>/dev/null)
+LAUNCHER := $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE),)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build demo test test-quick tsan asan bench clean
+
+all: build
+
+deps:
+	@bash cmake/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Builds Release and runs the main example.
+demo: build
+	$(BUILD)/examples/quickstart
+
+# Builds and runs the whole test suite (unit, stress, package).
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+# The suite without the long stress cases.
+test-quick: build
+	ctest --test-dir $(BUILD) --output-on-failure -LE stress
+
+# The suite under ThreadSanitizer, and under AddressSanitizer + UndefinedBehaviorSanitizer.
+tsan: deps
+	cmake --preset tsan $(LAUNCHER) && cmake --build --preset tsan -j $(JOBS) && ctest --preset tsan
+
+asan: deps
+	cmake --preset asan $(LAUNCHER) && cmake --build --preset asan -j $(JOBS) && ctest --preset asan
+
+# Local-task benchmarks: dx side by side with oneTBB and OpenMP (see benchmarks/RESULTS.md).
+bench: build
+	python3 benchmarks/local_tasks/run.py --binary $(BUILD)/benchmarks/local_tasks/dx_bench_local_tasks
+
+clean:
+	rm -rf $(BUILD) build-tsan build-asan
