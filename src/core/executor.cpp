@@ -269,6 +269,7 @@ void executor_impl::notify_idle_waiters() noexcept {
 }
 
 void executor_impl::wait_idle() {
+  if (joined_.load(std::memory_order_acquire)) return;
   if (own_worker()) {
     throw_error(error_kind::generic,
                 "dx::executor::wait_idle() called from one of its own tasks would wait for itself");
@@ -292,6 +293,22 @@ void executor_impl::shutdown() {
   notifier_.notify_all();
   for (auto& w : workers_) w->thread.join();
   joined_.store(true, std::memory_order_release);
+}
+
+void executor_impl::release_workers() noexcept {
+  std::lock_guard guard(shutdown_mutex_);
+  workers_.clear();
+}
+
+void retire_executor(executor_impl* ex) noexcept {
+  // Futures may outlive their executor and still point at it (then() asks it to take the
+  // continuation). So the executor's memory is never reused: its threads and deques are freed,
+  // and a small tombstone that refuses all work stays, reachable from here.
+  static std::mutex mutex;
+  static auto* graveyard = new std::vector<std::unique_ptr<executor_impl>>();
+  ex->release_workers();
+  std::lock_guard lock(mutex);
+  graveyard->emplace_back(ex);
 }
 
 bool announce(executor_impl* ex) noexcept { return ex->announce(); }
@@ -320,7 +337,7 @@ executor::executor(std::size_t threads) : impl_(new detail::executor_impl(std::m
 
 executor::~executor() {
   impl_->shutdown();
-  delete impl_;
+  detail::retire_executor(impl_);
 }
 
 std::size_t executor::num_threads() const noexcept { return impl_->size(); }

@@ -47,6 +47,9 @@ struct alignas(64) worker {
 /// The worker the calling thread is, of any executor; nullptr on other threads.
 worker* this_worker() noexcept;
 
+/// Takes an executor that has shut down and keeps it, as a tombstone, for the life of the process.
+void retire_executor(executor_impl* ex) noexcept;
+
 class executor_impl {
  public:
   explicit executor_impl(std::size_t threads);
@@ -78,6 +81,8 @@ class executor_impl {
 
   void wait_idle();
   void shutdown();
+  /// After shutdown(): frees the threads' state, leaving a tombstone that refuses all work.
+  void release_workers() noexcept;
 
   /// Runs tasks on worker `w` until `done` is set; sleeps when there is nothing to run.
   void help_until(worker& w, const std::atomic<bool>& done) noexcept;

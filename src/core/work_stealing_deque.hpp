@@ -40,8 +40,9 @@ class work_stealing_deque {
     if (b - t > r->capacity() - 1) r = grow(r, t, b);
     r->put(b, v);
     // release: a thief that reads the new bottom also reads the slot and the task it points to.
-    std::atomic_thread_fence(std::memory_order_release);
-    bottom_.store(b + 1, std::memory_order_relaxed);
+    // (A release store rather than the paper's release fence: the same instruction on x86, and
+    // ThreadSanitizer understands it.)
+    bottom_.store(b + 1, std::memory_order_release);
   }
 
   /// Owner only. nullptr when empty.
