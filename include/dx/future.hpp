@@ -72,14 +72,34 @@ struct then_result<F, void> {
   using type = std::invoke_result_t<F&>;
 };
 
+/// A continuation returning future<U> gives a future<U> (unwrapped), not a future<future<U>>.
+template <class R>
+struct unwrapped {
+  using type = R;
+  static constexpr bool is_future = false;
+};
+template <class U>
+struct unwrapped<future<U>> {
+  using type = U;
+  static constexpr bool is_future = true;
+};
+
 /// What a continuation of a shared_future<T> receives: `const T&`, or nothing for void.
 template <class T>
 using shared_arg_t = std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<const T>>;
 
 /// The state of a future made by then(): the continuation itself (fired by the source state) and,
-/// for executor-bound sources, the task that runs it. One allocation for all three roles.
+/// for executor-bound sources, the task that runs it. One allocation for all three roles. R is
+/// what the continuation returns; the state holds unwrapped<R>::type.
 template <class R, class T, class F, bool SharedSource>
-class then_state final : public shared_state<R>, public continuation, public task_base {
+class then_state final : public shared_state<typename unwrapped<R>::type>, public continuation, public task_base {
+  using value_type = typename unwrapped<R>::type;
+
+  // Forwards the result of a future the continuation returned.
+  struct forward_node : continuation {
+    then_state* owner = nullptr;
+  };
+
  public:
   then_state(state_ptr<shared_state<T>> source, F f) : source_(std::move(source)), f_(std::move(f)) {
     continuation::fire = &on_source_ready;
@@ -87,7 +107,7 @@ class then_state final : public shared_state<R>, public continuation, public tas
   }
 
   /// Registers on the source and returns the future of the continuation's result.
-  future<R> start() {
+  future<value_type> start() {
     this->add_ref();  // held by the pending continuation, dropped after it ran
     executor_impl* ex = source_->executor();
     if (ex && announce(ex)) {
@@ -95,7 +115,7 @@ class then_state final : public shared_state<R>, public continuation, public tas
       task_base::announced = true;
     }
     shared_state<T>* source = source_.get();
-    future<R> result = future_access::make(state_ptr<shared_state<R>>(this));
+    future<value_type> result = future_access::make(state_ptr<shared_state<value_type>>(this));
     source->on_ready(this);
     return result;
   }
@@ -118,7 +138,13 @@ class then_state final : public shared_state<R>, public continuation, public tas
         this->store_error(source->error());
       } else {
         try {
-          invoke_with(*source.get());
+          if constexpr (unwrapped<R>::is_future) {
+            if (forward_inner(call(*source.get()))) return;  // the inner future publishes
+          } else if constexpr (std::is_void_v<R>) {
+            call(*source.get());
+          } else {
+            this->emplace(call(*source.get()));
+          }
         } catch (...) {
           this->store_error(std::current_exception());
         }
@@ -132,30 +158,51 @@ class then_state final : public shared_state<R>, public continuation, public tas
     this->release();
   }
 
-  void invoke_with(shared_state<T>& source) {
+  R call(shared_state<T>& source) {
     if constexpr (std::is_void_v<T>) {
-      emplace_result([&]() -> R { return std::invoke(f_); });
+      return std::invoke(f_);
     } else if constexpr (SharedSource) {
-      emplace_result([&]() -> R { return std::invoke(f_, std::as_const(source.value())); });
+      return std::invoke(f_, std::as_const(source.value()));
     } else {
-      emplace_result([&]() -> R { return std::invoke(f_, std::move(source.value())); });
+      return std::invoke(f_, std::move(source.value()));
     }
   }
-  template <class Call>
-  void emplace_result(Call&& call) {
-    if constexpr (std::is_void_v<R>) {
-      call();
-    } else {
-      this->emplace(call());
-    }
+
+  // Waits for the returned future without blocking: its readiness completes this state.
+  bool forward_inner(R inner) {
+    if (!inner.valid()) throw_error(error_kind::no_state, "a then() continuation returned an empty dx::future");
+    inner_ = std::move(future_access::state(inner));
+    forward_.owner = this;
+    forward_.fire = [](continuation* c) noexcept {
+      then_state* self = static_cast<forward_node*>(c)->owner;
+      auto inner = std::move(self->inner_);
+      if (inner->has_error()) {
+        self->store_error(inner->error());
+      } else if constexpr (std::is_void_v<value_type>) {
+        self->emplace();
+      } else {
+        try {
+          self->emplace(std::move(inner->value()));
+        } catch (...) {
+          self->store_error(std::current_exception());
+        }
+      }
+      inner = {};
+      self->publish();
+      self->release();
+    };
+    inner_->on_ready(&forward_);
+    return true;
   }
 
   state_ptr<shared_state<T>> source_;
   F f_;
+  state_ptr<shared_state<value_type>> inner_;
+  forward_node forward_;
 };
 
 template <class R, bool SharedSource, class T, class F>
-future<R> make_then(state_ptr<shared_state<T>> source, F&& f) {
+future<typename unwrapped<R>::type> make_then(state_ptr<shared_state<T>> source, F&& f) {
   using node = then_state<R, T, std::decay_t<F>, SharedSource>;
   return (new node(std::move(source), std::forward<F>(f)))->start();
 }
@@ -234,10 +281,11 @@ class future {
   }
 
   /// Attaches a continuation: `f(value)` (or `f()` for future<void>) runs once the value is there,
-  /// and the returned future holds its result. If this future holds an exception, f is skipped and
-  /// the exception reaches the returned future. Consumes this future.
+  /// and the returned future holds its result; if f returns a future<U>, the result is a future<U>
+  /// that completes with it. If this future holds an exception, f is skipped and the exception
+  /// reaches the returned future. Consumes this future.
   template <class F>
-  auto then(F&& f) -> future<typename detail::then_result<std::decay_t<F>, T>::type> {
+  auto then(F&& f) -> future<typename detail::unwrapped<typename detail::then_result<std::decay_t<F>, T>::type>::type> {
     using R = typename detail::then_result<std::decay_t<F>, T>::type;
     detail::check_state(state_, "then() on an empty dx::future");
     return detail::make_then<R, false>(std::move(state_), std::forward<F>(f));
@@ -292,7 +340,8 @@ class shared_future {
 
   /// Like future::then, but f receives `const T&` and this shared_future stays valid.
   template <class F>
-  auto then(F&& f) const -> future<typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type> {
+  auto then(F&& f) const -> future<
+      typename detail::unwrapped<typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type>::type> {
     using R = typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type;
     detail::check_state(state_, "then() on an empty dx::shared_future");
     return detail::make_then<R, true>(state_, std::forward<F>(f));
