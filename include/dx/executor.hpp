@@ -184,7 +184,7 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
 
 /// A posted call: no result state; an exception is reported, as nobody can receive it.
 template <class F>
-class post_task final : public task_base {
+class post_task final : public task_base, public pooled {
  public:
   template <class G>
   post_task(priority p, G&& f) : f_(std::forward<G>(f)) {

@@ -379,24 +379,27 @@ class promise {
     return detail::future_access::make(state_);
   }
 
-  /// Stores the value and wakes the waiters. Throws dx::error if already satisfied.
+  /// Stores the value and wakes the waiters. Throws dx::error if already satisfied; if
+  /// constructing the value throws, the promise stays unsatisfied.
   template <class... A>
   void set_value(A&&... a) {
-    begin_set();
-    state_->set_value(std::forward<A>(a)...);
+    check_settable();
+    state_->emplace(std::forward<A>(a)...);
+    satisfied_ = true;
+    state_->publish();
   }
 
   /// Stores an exception for get() to rethrow. Throws dx::error if already satisfied.
   void set_exception(std::exception_ptr e) {
-    begin_set();
+    check_settable();
+    satisfied_ = true;
     state_->set_error(std::move(e));
   }
 
  private:
-  void begin_set() {
+  void check_settable() const {
     detail::check_state(state_, "set on a moved-from dx::promise");
     if (satisfied_) detail::throw_error(detail::error_kind::generic, "dx::promise already satisfied");
-    satisfied_ = true;
   }
   void abandon() noexcept {
     if (state_ && !satisfied_) {

@@ -64,7 +64,7 @@ class DX_API task_group {
 
  private:
   template <class F>
-  class group_task final : public detail::task_base {
+  class group_task final : public detail::task_base, public detail::pooled {
    public:
     template <class G>
     group_task(task_group* g, G&& f) : group_(g), f_(std::forward<G>(f)) {

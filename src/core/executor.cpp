@@ -185,6 +185,7 @@ task_base* executor_impl::find_task(worker& w) noexcept {
 
 task_base* executor_impl::wait_for_task(worker& w) noexcept {
   notify_idle_waiters();
+  flush_remote_frees();
   for (;;) {
     for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
       if (task_base* t = find_task(w)) return t;

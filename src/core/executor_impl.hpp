@@ -47,6 +47,10 @@ struct alignas(64) worker {
 /// The worker the calling thread is, of any executor; nullptr on other threads.
 worker* this_worker() noexcept;
 
+/// Hands blocks this thread freed for other threads back to them (see small_alloc.cpp); called
+/// before a worker sleeps so its partial batch is not held up.
+void flush_remote_frees() noexcept;
+
 /// Takes an executor that has shut down and keeps it, as a tombstone, for the life of the process.
 void retire_executor(executor_impl* ex) noexcept;
 

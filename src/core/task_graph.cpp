@@ -19,17 +19,11 @@ std::string describe(const graph_impl& g) {
   return g.name.empty() ? std::string("task_graph") : "task_graph '" + g.name + "'";
 }
 
-/// Checks the structure once after each change: finds the sources, arms the join counters and
-/// reports a cycle by the names of the tasks on it.
-void validate(graph_impl& g) {
+/// Reports a cycle by the names of the tasks on it, if there is one. Kahn's algorithm.
+void check_acyclic(graph_impl& g) {
   const std::size_t n = g.nodes.size();
   std::vector<std::uint32_t> indegree(n);
-  g.sources.clear();
-  for (auto& node : g.nodes) {
-    indegree[node.index] = node.num_predecessors;
-    node.join.store(node.num_predecessors, std::memory_order_relaxed);
-    if (node.num_predecessors == 0) g.sources.push_back(&node);
-  }
+  for (auto& node : g.nodes) indegree[node.index] = node.num_predecessors;
   std::vector<graph_node*> stack(g.sources.begin(), g.sources.end());
   std::size_t visited = 0;
   while (!stack.empty()) {
@@ -41,39 +35,47 @@ void validate(graph_impl& g) {
       if (--indegree[s->index] == 0) stack.push_back(s);
     }
   }
-  if (visited != n) {
-    // Every node left has a predecessor that is also left: walking predecessors must repeat.
-    std::vector<graph_node*> some_pred(n, nullptr);
-    for (auto& node : g.nodes) {
-      if (indegree[node.index] == 0) continue;
-      for (std::size_t i = 0; i < node.successors.size(); ++i) {
-        graph_node* s = node.successors[i];
-        if (indegree[s->index] != 0) some_pred[s->index] = &node;
-      }
+  if (visited == n) return;
+  // Every node left has a predecessor that is also left: walking predecessors must repeat.
+  std::vector<graph_node*> some_pred(n, nullptr);
+  for (auto& node : g.nodes) {
+    if (indegree[node.index] == 0) continue;
+    for (std::size_t i = 0; i < node.successors.size(); ++i) {
+      graph_node* s = node.successors[i];
+      if (indegree[s->index] != 0) some_pred[s->index] = &node;
     }
-    graph_node* start = nullptr;
-    for (auto& node : g.nodes) {
-      if (indegree[node.index] != 0) {
-        start = &node;
-        break;
-      }
-    }
-    std::vector<int> seen(n, -1);
-    std::vector<graph_node*> path;
-    graph_node* at = start;
-    while (seen[at->index] < 0) {
-      seen[at->index] = static_cast<int>(path.size());
-      path.push_back(at);
-      at = some_pred[at->index];
-    }
-    // path[seen[at]..] is the cycle, walked against the edges: report it along them.
-    std::vector<graph_node*> cycle(path.begin() + seen[at->index], path.end());
-    std::reverse(cycle.begin(), cycle.end());
-    std::string names;
-    for (graph_node* c : cycle) names += g.node_label(*c) + " -> ";
-    names += g.node_label(*cycle.front());
-    throw_error(error_kind::cycle, fmt::format("{} has a cycle: {}", describe(g), names));
   }
+  graph_node* at = nullptr;
+  for (auto& node : g.nodes) {
+    if (indegree[node.index] != 0) {
+      at = &node;
+      break;
+    }
+  }
+  std::vector<int> seen(n, -1);
+  std::vector<graph_node*> path;
+  while (seen[at->index] < 0) {
+    seen[at->index] = static_cast<int>(path.size());
+    path.push_back(at);
+    at = some_pred[at->index];
+  }
+  // path[seen[at]..] is the cycle, walked against the edges: report it along them.
+  std::vector<graph_node*> cycle(path.begin() + seen[at->index], path.end());
+  std::reverse(cycle.begin(), cycle.end());
+  std::string names;
+  for (graph_node* c : cycle) names += g.node_label(*c) + " -> ";
+  names += g.node_label(*cycle.front());
+  throw_error(error_kind::cycle, fmt::format("{} has a cycle: {}", describe(g), names));
+}
+
+/// Runs once after each change of structure: finds the sources and, when an edge points
+/// backwards, checks for a cycle. A sequential scan otherwise, as cheap as it gets.
+void validate(graph_impl& g) {
+  g.sources.clear();
+  for (auto& node : g.nodes) {
+    if (node.num_predecessors == 0) g.sources.push_back(&node);
+  }
+  if (g.has_backward_edge) check_acyclic(g);
   g.dirty = false;
 }
 
@@ -181,8 +183,10 @@ void start_run(graph_impl& g, queued_run run) noexcept {
   g.failed.store(false, std::memory_order_relaxed);
   try {
     if (g.dirty) {
-      std::vector<const graph_impl*> path;
-      check_composition(g, path);
+      if (g.has_modules) {
+        std::vector<const graph_impl*> path;
+        check_composition(g, path);
+      }
       validate(g);
     }
   } catch (...) {
@@ -209,7 +213,7 @@ void start_run(graph_impl& g, queued_run run) noexcept {
 }  // namespace
 
 std::string graph_impl::node_label(const graph_node& n) const {
-  return n.name.empty() ? fmt::format("#{}", n.index) : "'" + n.name + "'";
+  return n.name && !n.name->empty() ? "'" + *n.name + "'" : fmt::format("#{}", n.index);
 }
 
 future<void> run_graph(executor_impl* ex, graph_impl& g) {
@@ -243,10 +247,13 @@ using detail::graph_impl;
 using detail::graph_node;
 
 graph_task& graph_task::name(std::string n) {
-  node_->name = std::move(n);
+  node_->name = std::make_unique<std::string>(std::move(n));
   return *this;
 }
-const std::string& graph_task::name() const { return node_->name; }
+const std::string& graph_task::name() const {
+  static const std::string none;
+  return node_->name ? *node_->name : none;
+}
 std::size_t graph_task::num_successors() const { return node_->successors.size(); }
 std::size_t graph_task::num_predecessors() const { return node_->num_predecessors; }
 
@@ -256,9 +263,13 @@ void graph_task::add_edge(const graph_task& from, const graph_task& to) {
   if (from.node_->graph != to.node_->graph) {
     detail::throw_error(detail::error_kind::generic, "precede/succeed between tasks of different task_graphs");
   }
-  from.node_->successors.push_back(to.node_);
-  ++to.node_->num_predecessors;
-  from.node_->graph->dirty = true;
+  graph_node* to_node = to.node_;
+  from.node_->successors.push_back(to_node);
+  ++to_node->num_predecessors;
+  to_node->join.store(to_node->num_predecessors, std::memory_order_relaxed);
+  graph_impl* g = from.node_->graph;
+  g->dirty = true;
+  if (from.node_->index >= to_node->index) g->has_backward_edge = true;
 }
 
 task_graph::task_graph(std::string name) : impl_(std::make_unique<graph_impl>(std::move(name))) {}
@@ -272,7 +283,7 @@ graph_node* task_graph::add(detail::unique_function f) {
   n.graph = impl_.get();
   n.work = std::move(f);
   n.run = &detail::run_node;
-  n.index = impl_->nodes.size() - 1;
+  n.index = static_cast<std::uint32_t>(impl_->nodes.size() - 1);
   impl_->dirty = true;
   return &n;
 }
@@ -281,7 +292,8 @@ graph_task task_graph::compose(task_graph& inner) {
   if (&inner == this) detail::throw_error(detail::error_kind::cycle, "a task_graph cannot compose itself");
   graph_node* n = add(detail::unique_function());
   n->module = &inner.impl();
-  n->name = inner.name();
+  impl_->has_modules = true;
+  if (!inner.name().empty()) n->name = std::make_unique<std::string>(inner.name());
   return graph_task(n);
 }
 
@@ -296,6 +308,8 @@ void task_graph::clear() {
   impl_->nodes.clear();
   impl_->sources.clear();
   impl_->dirty = true;
+  impl_->has_backward_edge = false;
+  impl_->has_modules = false;
 }
 
 const std::string& task_graph::name() const noexcept {

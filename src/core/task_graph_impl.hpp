@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -19,24 +20,38 @@ namespace dx::detail {
 
 class graph_impl;
 
-/// Successor lists: most nodes have one or two successors, so two live inline.
+/// Successor lists: most nodes have one or two successors, so two live inline; more spill into
+/// a heap array. Small, because a graph's size in memory is what its runs stream through.
 class node_list {
  public:
+  node_list() noexcept = default;
+  node_list(const node_list&) = delete;
+  node_list& operator=(const node_list&) = delete;
+  ~node_list() { delete[] more_; }
+
   void push_back(struct graph_node* n) {
     if (size_ < 2) {
-      inline_[size_] = n;
-    } else {
-      more_.push_back(n);
+      inline_[size_++] = n;
+      return;
     }
-    ++size_;
+    if (size_ - 2 == capacity_) {
+      std::uint32_t grown = capacity_ == 0 ? 4 : capacity_ * 2;
+      auto* bigger = new graph_node*[grown];
+      for (std::uint32_t i = 0; i < capacity_; ++i) bigger[i] = more_[i];
+      delete[] more_;
+      more_ = bigger;
+      capacity_ = grown;
+    }
+    more_[size_++ - 2] = n;
   }
   std::size_t size() const noexcept { return size_; }
   graph_node* operator[](std::size_t i) const noexcept { return i < 2 ? inline_[i] : more_[i - 2]; }
 
  private:
   graph_node* inline_[2] = {nullptr, nullptr};
-  std::vector<graph_node*> more_;
-  std::size_t size_ = 0;
+  graph_node** more_ = nullptr;
+  std::uint32_t size_ = 0;
+  std::uint32_t capacity_ = 0;
 };
 
 struct graph_node : task_base {
@@ -45,9 +60,11 @@ struct graph_node : task_base {
   graph_impl* module = nullptr;  // set for a task that runs another graph
   node_list successors;
   std::uint32_t num_predecessors = 0;
-  std::atomic<std::uint32_t> join{0};  // predecessors still to finish in the current run
-  std::size_t index = 0;
-  std::string name;
+  // Predecessors still to finish in the current run. Equal to num_predecessors between runs:
+  // add_edge raises both, and a run re-arms each node as it becomes ready.
+  std::atomic<std::uint32_t> join{0};
+  std::uint32_t index = 0;
+  std::unique_ptr<std::string> name;  // most tasks are unnamed: keep the node small
 };
 
 /// A run waiting for the graph: its future's state, or the outer task that composed the graph.
@@ -64,6 +81,11 @@ class graph_impl {
   std::string name;
   std::deque<graph_node> nodes;  // a deque keeps node addresses stable as the graph grows
   bool dirty = true;             // structure changed since the last validation
+  // Set when an edge goes from a later task to an earlier one. Without such an edge the creation
+  // order is a topological order, so the graph cannot have a cycle and validation skips the
+  // search for one.
+  bool has_backward_edge = false;
+  bool has_modules = false;  // some task composes another graph
   std::vector<graph_node*> sources;
 
   // The current run. One run at a time: later ones wait in `queue`.

@@ -4,7 +4,9 @@
 
 #include <dx/export.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace dx {
 
@@ -15,6 +17,23 @@ enum class priority : std::uint8_t { high = 0, normal = 1, low = 2 };
 namespace detail {
 
 class executor_impl;
+
+/// Memory for task-sized objects (tasks, future states, continuations) from a per-thread pool.
+/// Blocks freed by another thread go back to the thread that allocated them, in batches, so a
+/// producer thread feeding consumer threads reuses its own memory. Thread-safe.
+DX_API void* allocate_small(std::size_t size);
+DX_API void deallocate_small(void* p, std::size_t size) noexcept;
+
+/// Base for the classes dx allocates per task: routes new/delete to the task pool.
+struct pooled {
+  static void* operator new(std::size_t size) { return allocate_small(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { deallocate_small(p, size); }
+  // Over-aligned types bypass the pool.
+  static void* operator new(std::size_t size, std::align_val_t al) { return ::operator new(size, al); }
+  static void operator delete(void* p, std::size_t size, std::align_val_t al) noexcept {
+    ::operator delete(p, size, al);
+  }
+};
 
 /// A unit of work an executor runs: one intrusive header, no separate allocation. The object that
 /// embeds it (a submitted call, a continuation, a graph node, a coroutine resumption) supplies

@@ -30,7 +30,7 @@ struct continuation {
 /// Memory ordering: the producer writes the value or error, then publish() swaps the list head
 /// for the ready tag with acq_rel; readers test readiness with an acquire load of the head, so a
 /// reader that sees "ready" also sees the value.
-class DX_API state_base {
+class DX_API state_base : public pooled {
  public:
   state_base() noexcept = default;
   state_base(const state_base&) = delete;
