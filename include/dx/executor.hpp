@@ -161,19 +161,21 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
     this->publish_from_task();
   }
 
+  template <class Arg>
+  static void note_failure(Arg& arg, const std::exception_ptr*& failed) noexcept {
+    if constexpr (is_dependency_v<Arg>) {
+      if (!failed && future_access::state(arg)->has_error()) failed = &future_access::state(arg)->error();
+    }
+  }
+
   const std::exception_ptr* first_failed_dependency() noexcept {
-    const std::exception_ptr* failed = nullptr;
-    std::apply(
-        [&](auto&... a) {
-          auto check = [&](auto& arg) {
-            if constexpr (is_dependency_v<std::decay_t<decltype(arg)>>) {
-              if (!failed && future_access::state(arg)->has_error()) failed = &future_access::state(arg)->error();
-            }
-          };
-          (check(a), ...);
-        },
-        args_);
-    return failed;
+    if constexpr (num_deps == 0) {
+      return nullptr;
+    } else {
+      const std::exception_ptr* failed = nullptr;
+      std::apply([&](auto&... a) { (note_failure(a, failed), ...); }, args_);
+      return failed;
+    }
   }
 
   F f_;
@@ -205,14 +207,16 @@ class post_task final : public task_base, public pooled {
   F f_;
 };
 
-template <class F, class... A>
+template <class A>
+void check_dependency(A& arg) {
+  if constexpr (is_dependency_v<std::decay_t<A>>) {
+    check_state(future_access::state(arg), "dx::executor::submit() given an empty future as an argument");
+  }
+}
+
+template <class... A>
 void check_dependencies(A&... args) {
-  auto check = [](auto& arg) {
-    if constexpr (is_dependency_v<std::decay_t<decltype(arg)>>) {
-      check_state(future_access::state(arg), "dx::executor::submit() given an empty future as an argument");
-    }
-  };
-  (check(args), ...);
+  (check_dependency(args), ...);
 }
 
 }  // namespace detail
@@ -250,7 +254,7 @@ class DX_API executor {
   auto submit(priority p, F&& f, A&&... args) {
     using R = detail::call_result_t<std::decay_t<F>, A...>;
     using state = detail::call_state<R, std::decay_t<F>, std::decay_t<A>...>;
-    detail::check_dependencies<F>(args...);
+    detail::check_dependencies(args...);
     return (new state(p, std::forward<F>(f), std::forward<A>(args)...))->start(impl_);
   }
 
