@@ -48,6 +48,10 @@ struct future_access {
     return f.state_;
   }
   template <class T>
+  static const state_ptr<shared_state<T>>& state(const shared_future<T>& f) noexcept {
+    return f.state_;
+  }
+  template <class T>
   static future<T> make(state_ptr<shared_state<T>> s) noexcept {
     return future<T>(std::move(s));
   }
@@ -169,7 +173,8 @@ class then_state final : public shared_state<typename unwrapped<R>::type>, publi
   }
 
   // Waits for the returned future without blocking: its readiness completes this state.
-  bool forward_inner(R inner) {
+  template <class Inner>
+  bool forward_inner(Inner inner) {
     if (!inner.valid()) throw_error(error_kind::no_state, "a then() continuation returned an empty dx::future");
     inner_ = std::move(future_access::state(inner));
     forward_.owner = this;
@@ -205,6 +210,32 @@ template <class R, bool SharedSource, class T, class F>
 future<typename unwrapped<R>::type> make_then(state_ptr<shared_state<T>> source, F&& f) {
   using node = then_state<R, T, std::decay_t<F>, SharedSource>;
   return (new node(std::move(source), std::forward<F>(f)))->start();
+}
+
+/// now + timeout on the steady clock, saturating instead of overflowing for huge timeouts, and
+/// rounding fractional durations up so a wait never ends early.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point deadline_after(const std::chrono::duration<Rep, Period>& timeout) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  if (timeout <= timeout.zero()) return now;
+  const auto room = clock::time_point::max() - now;
+  if (std::chrono::duration<double>(timeout) >= std::chrono::duration<double>(room)) return clock::time_point::max();
+  return now + std::chrono::ceil<clock::duration>(timeout);
+}
+
+/// A deadline of any clock as a steady-clock deadline.
+template <class Clock, class Duration>
+std::chrono::steady_clock::time_point steady_deadline(const std::chrono::time_point<Clock, Duration>& deadline) {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    return std::chrono::ceil<std::chrono::steady_clock::duration>(deadline.time_since_epoch()) >=
+                   std::chrono::steady_clock::time_point::max().time_since_epoch()
+               ? std::chrono::steady_clock::time_point::max()
+               : std::chrono::steady_clock::time_point(
+                     std::chrono::ceil<std::chrono::steady_clock::duration>(deadline.time_since_epoch()));
+  } else {
+    return deadline_after(deadline - Clock::now());
+  }
 }
 
 template <class T>
@@ -251,17 +282,15 @@ class future {
   /// Blocks until ready or until `timeout` has passed.
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
+    detail::check_state(state_, "wait_for() on an empty dx::future");
+    return state_->wait_until(detail::deadline_after(timeout)) ? future_status::ready : future_status::timeout;
   }
 
   /// Blocks until ready or until `deadline`.
   template <class Clock, class Duration>
   future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     detail::check_state(state_, "wait_until() on an empty dx::future");
-    auto steady_deadline = std::chrono::steady_clock::now() + (deadline - Clock::now());
-    return state_->wait_until(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(steady_deadline))
-               ? future_status::ready
-               : future_status::timeout;
+    return state_->wait_until(detail::steady_deadline(deadline)) ? future_status::ready : future_status::timeout;
   }
 
   /// Waits, then returns the value or rethrows the task's exception. Consumes the future.
@@ -322,8 +351,12 @@ class shared_future {
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
     detail::check_state(state_, "wait_for() on an empty dx::shared_future");
-    return state_->wait_until(std::chrono::steady_clock::now() + timeout) ? future_status::ready
-                                                                          : future_status::timeout;
+    return state_->wait_until(detail::deadline_after(timeout)) ? future_status::ready : future_status::timeout;
+  }
+  template <class Clock, class Duration>
+  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
+    detail::check_state(state_, "wait_until() on an empty dx::shared_future");
+    return state_->wait_until(detail::steady_deadline(deadline)) ? future_status::ready : future_status::timeout;
   }
 
   /// Waits, then returns a reference to the value (valid while any copy lives) or rethrows.
