@@ -45,7 +45,7 @@ class DX_API task_group {
   template <class F>
   void run(F&& f) {
     auto* t = new group_task<std::decay_t<F>>(this, std::forward<F>(f));
-    pending_.fetch_add(1, std::memory_order_relaxed);
+    pending_.fetch_add(one_task, std::memory_order_relaxed);
     if (!detail::try_enqueue(ex_, t)) {
       delete t;
       finish_one();
@@ -91,16 +91,34 @@ class DX_API task_group {
 
   void record_error() noexcept;
 
-  // seq_cst pairs with wait(): either wait() sees pending_ at zero, or this sees its waiter.
+  // pending_ holds the number of unfinished tasks times two, plus the waiter_installed bit. The
+  // last task's compare-and-swap is its last access to the group unless wait() is blocked on
+  // waiter_, in which case the group cannot be gone until that waiter has fired. So wait() (and
+  // the destructor) may return, and the group vanish, as soon as the count reaches zero.
+  static constexpr std::size_t waiter_installed = 1;
+  static constexpr std::size_t one_task = 2;
+
   void finish_one() noexcept {
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1) {
-      if (detail::continuation* w = waiter_.exchange(nullptr, std::memory_order_seq_cst)) w->fire(w);
+    // acquire: a value with waiter_installed also makes waiter_ visible.
+    std::size_t v = pending_.load(std::memory_order_acquire);
+    for (;;) {
+      if (v == (one_task | waiter_installed)) {
+        detail::continuation* w = waiter_;  // read while the group is certainly alive
+        // acq_rel: publishes this task's writes to wait(); takes the count and the bit to zero at once.
+        if (pending_.compare_exchange_weak(v, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          w->fire(w);
+          return;
+        }
+      } else if (pending_.compare_exchange_weak(v, v - one_task, std::memory_order_acq_rel,
+                                                std::memory_order_acquire)) {
+        return;
+      }
     }
   }
 
   detail::executor_impl* ex_;
   std::atomic<std::size_t> pending_{0};
-  std::atomic<detail::continuation*> waiter_{nullptr};
+  detail::continuation* waiter_ = nullptr;  // set by wait() before it sets waiter_installed
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> failed_{false};
   std::exception_ptr error_;  // written by the task that set failed_, read after wait()

@@ -16,16 +16,16 @@ void task_group::record_error() noexcept {
 }
 
 task_group_status task_group::wait() {
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  std::size_t v = pending_.load(std::memory_order_acquire);
+  if (v != 0) {
     detail::waiter w;
-    waiter_.store(&w, std::memory_order_seq_cst);
-    if (pending_.load(std::memory_order_seq_cst) == 0) {
-      // Finished meanwhile. If a finishing task already took the waiter it is about to fire it:
-      // block() then returns at once.
-      if (waiter_.exchange(nullptr, std::memory_order_seq_cst) != &w) w.block();
-    } else {
-      w.block();
+    waiter_ = &w;
+    // release: the finisher that sees the bit also sees waiter_. If the count reaches zero first,
+    // nothing is left to wait for.
+    while (v != 0 && !pending_.compare_exchange_weak(v, v | waiter_installed, std::memory_order_acq_rel,
+                                                     std::memory_order_acquire)) {
     }
+    if (v != 0) w.block();  // the last finisher clears the bit and fires w
   }
   // The last finish_one() released pending_ (acq_rel), so error_ is visible here.
   bool cancelled = cancelled_.exchange(false, std::memory_order_relaxed);
