@@ -39,7 +39,7 @@ asan: deps
 
 # Local-task benchmarks: dx side by side with oneTBB and OpenMP (see benchmarks/RESULTS.md).
 bench: build
-	python3 benchmarks/local_tasks/run.py --binary $(BUILD)/benchmarks/local_tasks/dx_bench_local_tasks
+	python3 benchmarks/local_tasks/run.py $(BUILD)/benchmarks/local_tasks/dx_bench_local_tasks
 
 clean:
 	rm -rf $(BUILD) build-tsan build-asan

@@ -82,8 +82,10 @@ void executor_impl::enqueue(task_base* t) noexcept {
       w->next = t;  // this thread runs it as soon as the current task returns
       return;
     }
-    w->deque.push(t);
-    wake_one_if_sleeping();
+    // Only a deque that was empty can have a sleeping thief waiting for it: one that saw work
+    // there would not have gone to sleep. A stale view only delays a wake-up, which the thief
+    // that takes work passes on (see steal()).
+    if (w->deque.push(t)) wake_one_if_sleeping();
   } else {
     push(t);
   }
@@ -150,7 +152,10 @@ task_base* executor_impl::take_inbox(worker& w) noexcept {
 task_base* executor_impl::steal(worker& w) noexcept {
   const std::size_t n = workers_.size();
   if (n == 1) return nullptr;
-  if (task_base* t = workers_[w.last_victim]->deque.steal()) return t;
+  if (task_base* t = workers_[w.last_victim]->deque.steal()) {
+    if (!workers_[w.last_victim]->deque.empty()) wake_one_if_sleeping();  // pass the wake-up on
+    return t;
+  }
   // xorshift64: a random start spreads thieves over victims.
   w.rng ^= w.rng << 13;
   w.rng ^= w.rng >> 7;
@@ -161,6 +166,7 @@ task_base* executor_impl::steal(worker& w) noexcept {
     if (v == w.id) continue;
     if (task_base* t = workers_[v]->deque.steal()) {
       w.last_victim = v;
+      if (!workers_[v]->deque.empty()) wake_one_if_sleeping();
       return t;
     }
   }
