@@ -100,13 +100,91 @@ bool executor_impl::try_enqueue(task_base* t) noexcept {
   return true;
 }
 
+namespace {
+
+/// The slots the calling thread holds, by executor. Given back when the thread exits. Executors
+/// are never freed (see retire_executor), so the pointers stay valid.
+struct slot_bindings {
+  static constexpr int capacity = 8;
+  executor_impl* executors[capacity] = {};
+  external_slot* slots[capacity] = {};
+  int size = 0;
+
+  ~slot_bindings() {
+    for (int i = 0; i < size; ++i) slots[i]->claimed.store(false, std::memory_order_release);
+  }
+};
+
+thread_local slot_bindings tls_slots;
+
+}  // namespace
+
+external_slot* executor_impl::slot_for_this_thread() noexcept {
+  slot_bindings& b = tls_slots;
+  for (int i = 0; i < b.size; ++i) {
+    if (b.executors[i] == this) return b.slots[i];
+  }
+  if (b.size == slot_bindings::capacity) return nullptr;
+  external_slot* slot = nullptr;
+  // acquire: a slot given back by an exited thread comes with that thread's last pushes.
+  const std::size_t n = num_external_slots_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n && !slot; ++i) {
+    bool free = false;
+    if (external_slots_[i]->claimed.compare_exchange_strong(free, true, std::memory_order_acq_rel)) {
+      slot = external_slots_[i].get();
+    }
+  }
+  if (!slot) {
+    std::lock_guard lock(external_slots_mutex_);
+    const std::size_t m = num_external_slots_.load(std::memory_order_relaxed);
+    if (m == max_external_slots) return nullptr;
+    try {
+      external_slots_[m] = std::make_unique<external_slot>();
+    } catch (...) {
+      return nullptr;  // fall back to the inbox
+    }
+    slot = external_slots_[m].get();
+    slot->claimed.store(true, std::memory_order_relaxed);
+    num_external_slots_.store(m + 1, std::memory_order_release);  // publishes the slot to thieves
+  }
+  b.executors[b.size] = this;
+  b.slots[b.size] = slot;
+  ++b.size;
+  return slot;
+}
+
 void executor_impl::push(task_base* t) noexcept {
+  external_slot* slot = slot_for_this_thread();
+  if (!slot) {
+    push_inbox(t);
+    return;
+  }
+  try {
+    if (slot->deque.push(t)) wake_one_if_sleeping();
+  } catch (...) {  // the deque could not grow
+    push_inbox(t);
+  }
+}
+
+void executor_impl::push_inbox(task_base* t) noexcept {
   {
     std::lock_guard lock(inbox_mutex_);
     inbox_.push_back(t);
     inbox_size_.store(inbox_.size(), std::memory_order_relaxed);
   }
   wake_one_if_sleeping();
+}
+
+task_base* executor_impl::steal_external() noexcept {
+  const std::size_t n = num_external_slots_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    work_stealing_deque<task_base*>& d = external_slots_[i]->deque;
+    if (task_base* t = d.steal()) {
+      if (!d.empty()) wake_one_if_sleeping();  // more left: another thief may help
+      return t;
+    }
+  }
+  return nullptr;
 }
 
 void executor_impl::push_priority(task_base* t) noexcept {
@@ -179,6 +257,7 @@ task_base* executor_impl::find_task(worker& w) noexcept {
   }
   if (w.next) return std::exchange(w.next, nullptr);
   if (task_base* t = w.deque.pop()) return t;
+  if (task_base* t = steal_external()) return t;
   if (inbox_size_.load(std::memory_order_relaxed) != 0) {
     if (task_base* t = take_inbox(w)) return t;
   }

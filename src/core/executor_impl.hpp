@@ -44,6 +44,14 @@ struct alignas(64) worker {
   }
 };
 
+/// A deque for one thread that is not a worker but submits to the executor (like the main
+/// thread): the thread pushes without a lock and workers steal from it, as from each other.
+/// A slot belongs to one thread at a time; a thread that exits gives it back for reuse.
+struct alignas(64) external_slot {
+  work_stealing_deque<task_base*> deque;
+  std::atomic<bool> claimed{false};
+};
+
 /// The worker the calling thread is, of any executor; nullptr on other threads.
 worker* this_worker() noexcept;
 
@@ -110,7 +118,10 @@ class executor_impl {
   task_base* take_inbox(worker& w) noexcept;
   task_base* take_priority(int level) noexcept;
   void push(task_base* t) noexcept;
+  void push_inbox(task_base* t) noexcept;
   void push_priority(task_base* t) noexcept;
+  external_slot* slot_for_this_thread() noexcept;
+  task_base* steal_external() noexcept;
   void wake_one_if_sleeping() noexcept {
     // seq_cst fence: the task just made visible is ordered before the check for sleepers (see
     // notifier.hpp).
@@ -123,7 +134,15 @@ class executor_impl {
   std::vector<std::unique_ptr<worker>> workers_;
   notifier notifier_;
 
-  // Normal-priority tasks from threads that are not workers; workers take them in batches.
+  // Slots of submitting threads that are not workers. Slots are created on demand up to the
+  // limit and live as long as the executor's tombstone (threads keep pointers to them).
+  static constexpr std::size_t max_external_slots = 16;
+  std::unique_ptr<external_slot> external_slots_[max_external_slots];
+  std::atomic<std::size_t> num_external_slots_{0};
+  std::mutex external_slots_mutex_;
+
+  // Normal-priority tasks from threads that are not workers when every slot is taken; workers
+  // take them in batches.
   alignas(64) std::mutex inbox_mutex_;
   std::deque<task_base*> inbox_;
   std::atomic<std::size_t> inbox_size_{0};

@@ -20,34 +20,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// An exception type of the tests' own, so that a test can tell it apart from anything dx throws.
-struct test_error : std::runtime_error {
-  explicit test_error(const std::string& what) : std::runtime_error(what) {}
-};
-
-std::exception_ptr make_test_error(const std::string& what) { return std::make_exception_ptr(test_error(what)); }
-
-/// The message of the exception of type E that `f()` throws, or a marker when it throws nothing
-/// (an exception of another type escapes and fails the test).
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-/// Waits, bounded, until `flag` is set; returns whether it was.
-bool wait_flag(const std::atomic<bool>& flag) {
-  auto deadline = std::chrono::steady_clock::now() + dx_test::bound;
-  while (!flag.load()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using dx_test::eventually;
+using dx_test::gate;
+using dx_test::make_test_error;
+using dx_test::message_of;
+using dx_test::test_error;
+using dx_test::wait_flag;
 
 /// A type whose construction from an int throws when the int is negative.
 struct picky {

@@ -5,7 +5,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
 
 namespace dx_test {
 
@@ -23,5 +30,60 @@ decltype(auto) get_soon(Fut&& f) {
   require_ready_soon(f);
   return f.get();
 }
+
+/// An exception type of the tests' own, so that a test can tell it apart from anything dx throws.
+struct test_error : std::runtime_error {
+  explicit test_error(const std::string& what) : std::runtime_error(what) {}
+};
+
+inline std::exception_ptr make_test_error(const std::string& what) { return std::make_exception_ptr(test_error(what)); }
+
+/// The message of the exception of type E that `f()` throws, or a marker when it throws nothing
+/// (an exception of another type escapes and fails the test).
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+/// Polls `pred` until it holds or the test bound has passed; returns whether it held.
+template <class Pred>
+bool eventually(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+/// Waits, bounded, until `flag` is set; returns whether it was.
+inline bool wait_flag(const std::atomic<bool>& flag) {
+  return eventually([&] { return flag.load(); });
+}
+
+/// Blocks a thread for real (a worker waiting here does not run other tasks), at most for the
+/// test bound, so a broken test fails instead of hanging.
+class gate {
+ public:
+  void open() {
+    std::lock_guard lock(m_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool wait() {
+    std::unique_lock lock(m_);
+    return cv_.wait_for(lock, bound, [&] { return open_; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
 
 }  // namespace dx_test

@@ -24,28 +24,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct test_error : std::runtime_error {
-  explicit test_error(const std::string& what) : std::runtime_error(what) {}
-};
-
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-bool wait_flag(const std::atomic<bool>& flag) {
-  auto deadline = std::chrono::steady_clock::now() + dx_test::bound;
-  while (!flag.load()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using dx_test::eventually;
+using dx_test::gate;
+using dx_test::make_test_error;
+using dx_test::message_of;
+using dx_test::test_error;
+using dx_test::wait_flag;
 
 dx::task<int> answer() { co_return 42; }
 

@@ -16,36 +16,14 @@
 
 namespace {
 
+using dx_test::eventually;
+using dx_test::gate;
+using dx_test::make_test_error;
+using dx_test::message_of;
+using dx_test::test_error;
+using dx_test::wait_flag;
+
 using namespace std::chrono_literals;
-
-/// Blocks a thread for real, at most for the test bound.
-class gate {
- public:
-  void open() {
-    std::lock_guard lock(m_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait() {
-    std::unique_lock lock(m_);
-    return cv_.wait_for(lock, dx_test::bound, [&] { return open_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-template <class Pred>
-bool eventually(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + dx_test::bound;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 struct test_failure : std::runtime_error {
   using std::runtime_error::runtime_error;

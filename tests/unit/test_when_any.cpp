@@ -18,21 +18,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct test_error : std::runtime_error {
-  explicit test_error(const std::string& what) : std::runtime_error(what) {}
-};
-
-std::exception_ptr make_test_error(const std::string& what) { return std::make_exception_ptr(test_error(what)); }
-
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
+using dx_test::eventually;
+using dx_test::gate;
+using dx_test::make_test_error;
+using dx_test::message_of;
+using dx_test::test_error;
+using dx_test::wait_flag;
 
 template <class T>
 std::vector<dx::future<T>> futures_of(std::vector<dx::promise<T>>& ps) {
