@@ -82,10 +82,11 @@ void executor_impl::enqueue(task_base* t) noexcept {
       w->next = t;  // this thread runs it as soon as the current task returns
       return;
     }
-    // Only a deque that was empty can have a sleeping thief waiting for it: one that saw work
-    // there would not have gone to sleep. A stale view only delays a wake-up, which the thief
-    // that takes work passes on (see steal()).
-    if (w->deque.push(t)) wake_one_if_sleeping();
+    w->deque.push(t);
+    // Every push checks for sleepers. Skipping the check when the deque seemed non-empty is not
+    // safe: a pusher descheduled between reading top and publishing the task can hold an
+    // arbitrarily stale view while the last thief empties the deque and goes to sleep.
+    wake_one_if_sleeping();
   } else {
     push(t);
   }
@@ -160,10 +161,12 @@ void executor_impl::push(task_base* t) noexcept {
     return;
   }
   try {
-    if (slot->deque.push(t)) wake_one_if_sleeping();
+    slot->deque.push(t);
   } catch (...) {  // the deque could not grow
     push_inbox(t);
+    return;
   }
+  wake_one_if_sleeping();
 }
 
 void executor_impl::push_inbox(task_base* t) noexcept {

@@ -32,8 +32,8 @@ class work_stealing_deque {
     ring_.store(rings_.back().get(), std::memory_order_relaxed);
   }
 
-  /// Owner only. Returns whether the deque looked empty before the push.
-  bool push(T v) {
+  /// Owner only.
+  void push(T v) {
     std::int64_t b = bottom_.load(std::memory_order_relaxed);
     std::int64_t t = top_.load(std::memory_order_acquire);
     ring* r = ring_.load(std::memory_order_relaxed);
@@ -43,7 +43,6 @@ class work_stealing_deque {
     // (A release store rather than the paper's release fence: the same instruction on x86, and
     // ThreadSanitizer understands it.)
     bottom_.store(b + 1, std::memory_order_release);
-    return b <= t;
   }
 
   /// Owner only. nullptr when empty.
