@@ -32,6 +32,8 @@
 
 namespace {
 
+using namespace dx_test;  // the shared helpers of test_helpers.hpp
+
 using namespace std::chrono_literals;
 
 #if defined(DX_STRESS_TSAN)
@@ -43,25 +45,6 @@ constexpr int scale = 1;
 #endif
 
 constexpr int scaled(int n) { return n / scale; }
-
-long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
-
-long fib_nested(dx::executor& ex, int n) {
-  if (n < 2) return n;
-  auto a = ex.submit(fib_nested, std::ref(ex), n - 1);
-  long b = fib_nested(ex, n - 2);
-  return a.get() + b;
-}
-
-long fib_group(dx::executor& ex, int n) {
-  if (n < 2) return n;
-  long x = 0, y = 0;
-  dx::task_group tg{ex};
-  tg.run([&] { x = fib_group(ex, n - 1); });
-  tg.run([&] { y = fib_group(ex, n - 2); });
-  tg.wait();
-  return x + y;
-}
 
 /// A random DAG: edges go from lower to higher indices only, so it is acyclic. Most edges are
 /// local (within a window), some reach far back.

@@ -16,12 +16,7 @@
 
 namespace {
 
-using dx_test::eventually;
-using dx_test::gate;
-using dx_test::make_test_error;
-using dx_test::message_of;
-using dx_test::test_error;
-using dx_test::wait_flag;
+using namespace dx_test;  // the shared helpers of test_helpers.hpp
 
 using namespace std::chrono_literals;
 
@@ -45,15 +40,6 @@ class order_log {
 struct test_failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
-
-long fib_nested(dx::executor& ex, int n) {
-  if (n < 2) return n;
-  auto a = ex.submit(fib_nested, std::ref(ex), n - 1);
-  long b = fib_nested(ex, n - 2);
-  return a.get() + b;
-}
 
 dx::task<int> add_later(dx::executor& ex) {
   int a = co_await ex.submit([] { return 20; });

@@ -1,7 +1,9 @@
 // Shared helpers for dx's tests.
 #pragma once
 
+#include <dx/executor.hpp>
 #include <dx/future.hpp>
+#include <dx/task_group.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -85,5 +88,27 @@ class gate {
   std::condition_variable cv_;
   bool open_ = false;
 };
+
+/// fib(n) computed sequentially: the reference for the parallel versions below.
+inline long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
+
+/// fib(n) with a submitted task per call whose future is waited on inside the task (nested waits).
+inline long fib_nested(dx::executor& ex, int n) {
+  if (n < 2) return n;
+  auto a = ex.submit(fib_nested, std::ref(ex), n - 1);
+  long b = fib_nested(ex, n - 2);
+  return a.get() + b;
+}
+
+/// fib(n) by fork-join with a task_group per call.
+inline long fib_group(dx::executor& ex, int n) {
+  if (n < 2) return n;
+  long x = 0, y = 0;
+  dx::task_group tg{ex};
+  tg.run([&] { x = fib_group(ex, n - 1); });
+  tg.run([&] { y = fib_group(ex, n - 2); });
+  tg.wait();
+  return x + y;
+}
 
 }  // namespace dx_test

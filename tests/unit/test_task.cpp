@@ -24,12 +24,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using dx_test::eventually;
-using dx_test::gate;
-using dx_test::make_test_error;
-using dx_test::message_of;
-using dx_test::test_error;
-using dx_test::wait_flag;
+using namespace dx_test;  // the shared helpers of test_helpers.hpp
 
 dx::task<int> answer() { co_return 42; }
 

@@ -16,30 +16,13 @@
 
 namespace {
 
-using dx_test::eventually;
-using dx_test::gate;
-using dx_test::make_test_error;
-using dx_test::message_of;
-using dx_test::test_error;
-using dx_test::wait_flag;
+using namespace dx_test;  // the shared helpers of test_helpers.hpp
 
 using namespace std::chrono_literals;
 
 struct test_failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-long fib_seq(int n) { return n < 2 ? n : fib_seq(n - 1) + fib_seq(n - 2); }
-
-long fib_group(dx::executor& ex, int n) {
-  if (n < 2) return n;
-  long x = 0, y = 0;
-  dx::task_group tg{ex};
-  tg.run([&] { x = fib_group(ex, n - 1); });
-  tg.run([&] { y = fib_group(ex, n - 2); });
-  tg.wait();
-  return x + y;
-}
 
 /// Runs `tg.wait()` on an outside thread with a bound; false if it did not return in time (the
 /// thread is then detached so the test can fail instead of hang, leaking the group on purpose).
