@@ -125,10 +125,10 @@ class task_promise : public task_promise_base {
         if (p.error_) {
           out->store_error(p.error_);
         } else {
-          if constexpr (std::is_void_v<T>) {
-            out->emplace();
-          } else {
+          try {
             out->emplace(std::move(*p.value_));
+          } catch (...) {  // T's move (or copy) threw: that is the task's outcome
+            out->store_error(std::current_exception());
           }
         }
         h.destroy();

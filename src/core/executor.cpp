@@ -66,7 +66,9 @@ bool executor_impl::announce() noexcept {
   return true;
 }
 
-void executor_impl::enqueue(task_base* t) noexcept {
+void executor_impl::enqueue(task_base* t) noexcept { enqueue_impl(t, true); }
+
+void executor_impl::enqueue_impl(task_base* t, bool may_run_next) noexcept {
   worker* w = own_worker();
   if (t->announced) {
     t->announced = false;
@@ -78,15 +80,11 @@ void executor_impl::enqueue(task_base* t) noexcept {
   if (t->prio != priority::normal) {
     push_priority(t);
   } else if (w) {
-    if (w->completing && w->next == nullptr) {
+    if (may_run_next && w->completing && w->next == nullptr) {
       w->next = t;  // this thread runs it as soon as the current task returns
       return;
     }
-    w->deque.push(t);
-    // Every push checks for sleepers. Skipping the check when the deque seemed non-empty is not
-    // safe: a pusher descheduled between reading top and publishing the task can hold an
-    // arbitrarily stale view while the last thief empties the deque and goes to sleep.
-    wake_one_if_sleeping();
+    push_local(*w, t);
   } else {
     push(t);
   }
@@ -97,8 +95,23 @@ bool executor_impl::try_enqueue(task_base* t) noexcept {
     if (!announce()) return false;
     t->announced = true;
   }
-  enqueue(t);
+  // A new submission never takes the run-next shortcut: the code that submitted it may go on
+  // running for long, and the task must stay visible to thieves meanwhile.
+  enqueue_impl(t, false);
   return true;
+}
+
+void executor_impl::push_local(worker& w, task_base* t) noexcept {
+  try {
+    w.deque.push(t);
+  } catch (...) {  // the deque could not grow: the shared inbox takes it
+    push_inbox(t);
+    return;
+  }
+  // Every push checks for sleepers. Skipping the check when the deque seemed non-empty is not
+  // safe: a pusher descheduled between reading top and publishing the task can hold an
+  // arbitrarily stale view while the last thief empties the deque and goes to sleep.
+  wake_one_if_sleeping();
 }
 
 namespace {
@@ -111,8 +124,12 @@ struct slot_bindings {
   external_slot* slots[capacity] = {};
   int size = 0;
 
+  bool dead = false;  // destroyed at thread exit: later submissions use the inbox
+
   ~slot_bindings() {
     for (int i = 0; i < size; ++i) slots[i]->claimed.store(false, std::memory_order_release);
+    size = 0;
+    dead = true;
   }
 };
 
@@ -122,6 +139,7 @@ thread_local slot_bindings tls_slots;
 
 external_slot* executor_impl::slot_for_this_thread() noexcept {
   slot_bindings& b = tls_slots;
+  if (b.dead) return nullptr;
   for (int i = 0; i < b.size; ++i) {
     if (b.executors[i] == this) return b.slots[i];
   }
@@ -220,9 +238,12 @@ task_base* executor_impl::take_inbox(worker& w) noexcept {
     inbox_.pop_front();
     // Take a share, not all: other workers find the rest in the inbox or steal them.
     std::size_t share = std::min(inbox_batch, inbox_.size() / workers_.size());
-    for (; moved < share; ++moved) {
-      w.deque.push(inbox_.front());
-      inbox_.pop_front();
+    try {
+      for (; moved < share; ++moved) {
+        w.deque.push(inbox_.front());
+        inbox_.pop_front();
+      }
+    } catch (...) {  // the deque could not grow: the rest stays in the inbox
     }
     inbox_size_.store(inbox_.size(), std::memory_order_relaxed);
   }
@@ -308,15 +329,20 @@ void executor_impl::worker_loop(worker& w) noexcept {
 }
 
 void executor_impl::help_until(worker& w, const std::atomic<bool>& done) noexcept {
+  bool slept = false;
   for (;;) {
-    if (done.load(std::memory_order_acquire)) return;
+    if (done.load(std::memory_order_acquire)) break;
     if (task_base* t = find_task(w)) {
       run_task(w, t);
       continue;
     }
     bool found = false;
+    bool finished = false;
     for (int i = 0; i < spin_rounds && !found; ++i) {
-      if (done.load(std::memory_order_acquire)) return;
+      if (done.load(std::memory_order_acquire)) {
+        finished = true;
+        break;
+      }
       if (task_base* t = find_task(w)) {
         run_task(w, t);
         found = true;
@@ -324,11 +350,12 @@ void executor_impl::help_until(worker& w, const std::atomic<bool>& done) noexcep
         for (int k = 0; k < 16; ++k) DX_CPU_RELAX();
       }
     }
+    if (finished) break;
     if (found) continue;
     notifier_.prepare_wait(w.id);
     if (done.load(std::memory_order_seq_cst)) {
       notifier_.cancel_wait(w.id);
-      return;
+      break;
     }
     if (task_base* t = find_task(w)) {
       notifier_.cancel_wait(w.id);
@@ -336,7 +363,34 @@ void executor_impl::help_until(worker& w, const std::atomic<bool>& done) noexcep
       continue;
     }
     notifier_.commit_wait(w.id);
+    slept = true;
   }
+  leave_helping(w, slept);
+}
+
+void executor_impl::leave_helping(worker& w, bool slept) noexcept {
+  // A successor parked for this thread must not wait for the user code that runs next.
+  if (task_base* t = std::exchange(w.next, nullptr)) {
+    push_local(w, t);
+    return;
+  }
+  // The wake-up that ended the sleep may have been meant for new work rather than for the wait:
+  // pass it on so the work does not wait for this thread's task to finish.
+  if (slept && work_visible()) wake_one_if_sleeping();
+}
+
+bool executor_impl::work_visible() const noexcept {
+  if (priority_[0].size.load(std::memory_order_relaxed) != 0) return true;
+  if (priority_[1].size.load(std::memory_order_relaxed) != 0) return true;
+  if (inbox_size_.load(std::memory_order_relaxed) != 0) return true;
+  for (const auto& other : workers_) {
+    if (!other->deque.empty()) return true;
+  }
+  const std::size_t n = num_external_slots_.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!external_slots_[i]->deque.empty()) return true;
+  }
+  return false;
 }
 
 bool executor_impl::is_idle() const noexcept {

@@ -117,8 +117,12 @@ class executor_impl {
   task_base* steal(worker& w) noexcept;
   task_base* take_inbox(worker& w) noexcept;
   task_base* take_priority(int level) noexcept;
+  void enqueue_impl(task_base* t, bool may_run_next) noexcept;
   void push(task_base* t) noexcept;
+  void push_local(worker& w, task_base* t) noexcept;
   void push_inbox(task_base* t) noexcept;
+  void leave_helping(worker& w, bool slept) noexcept;
+  bool work_visible() const noexcept;
   void push_priority(task_base* t) noexcept;
   external_slot* slot_for_this_thread() noexcept;
   task_base* steal_external() noexcept;
@@ -173,26 +177,37 @@ bool executor_impl::help_until(worker& w, Ready ready, std::chrono::steady_clock
   // Polls: this path registers nothing on what it waits for, so it can return at the deadline
   // without anything left pointing into its stack.
   constexpr auto poll = std::chrono::microseconds(500);
+  bool slept = false;
+  bool result = false;
   for (;;) {
-    if (ready()) return true;
+    if (ready()) {
+      result = true;
+      break;
+    }
     if (task_base* t = find_task(w)) {
       run_task(w, t);
       continue;
     }
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return ready();
+    if (now >= deadline) {
+      result = ready();
+      break;
+    }
     notifier_.prepare_wait(w.id);
     if (ready()) {
       notifier_.cancel_wait(w.id);
-      return true;
+      result = true;
+      break;
     }
     if (task_base* t = find_task(w)) {
       notifier_.cancel_wait(w.id);
       run_task(w, t);
       continue;
     }
-    notifier_.commit_wait_until(w.id, std::min(deadline, now + poll));
+    slept |= notifier_.commit_wait_until(w.id, std::min(deadline, now + poll));
   }
+  leave_helping(w, slept);
+  return result;
 }
 
 }  // namespace dx::detail

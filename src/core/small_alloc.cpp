@@ -87,6 +87,11 @@ struct thread_state {
     batch_count = 0;
   }
 
+  // Set once the destructor ran. Thread-locals destroyed after this one may still free or
+  // allocate: frees then go straight to their owner's remote list, and an allocation adopts a
+  // cache that this thread keeps until the process ends.
+  bool dead = false;
+
   ~thread_state() {
     flush();
     if (own) {
@@ -94,6 +99,8 @@ struct thread_state {
       own->next_orphan = orphans;
       orphans = own;
     }
+    own = nullptr;
+    dead = true;
   }
 };
 
@@ -146,6 +153,10 @@ void deallocate_small(void* p, std::size_t size) noexcept {
   std::size_t cls = class_of(size);
   cache* owner = reinterpret_cast<slab*>(reinterpret_cast<std::uintptr_t>(p) & ~(slab_size - 1))->owner;
   thread_state& ts = tls;
+  if (ts.dead) {
+    push_remote(owner, cls, b, b);
+    return;
+  }
   if (owner == ts.own) {
     b->next = owner->local[cls];
     owner->local[cls] = b;

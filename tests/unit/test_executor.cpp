@@ -746,3 +746,41 @@ TEST_CASE("several outside threads submitting at once all get their results", "[
   for (auto& th : ts) th.join();
   for (int t = 0; t < submitters; ++t) CHECK(bad[t] == 0);
 }
+
+TEST_CASE("a continuation made ready during a wait runs even if the waiting task then blocks", "[executor][wake]") {
+  // The waiting task runs the producer itself while it waits; the continuation it makes ready must
+  // stay visible to the other workers when the task goes on with work outside dx.
+  dx::executor ex{4};
+  for (int round = 0; round < 20; ++round) {
+    gate continuation_ran;
+    auto task = ex.submit([&] {
+      dx::shared_future<int> produced = ex.submit([] { return 1; }).share();
+      auto continued = produced.then([&](int) { continuation_ran.open(); });
+      produced.wait();  // runs the producer here, which makes the continuation ready
+      // Blocks (not a dx wait) until the continuation has run on another worker.
+      return continuation_ran.wait();
+    });
+    REQUIRE(dx_test::get_soon(task));
+  }
+}
+
+TEST_CASE("work submitted while a waiting worker wakes is not stranded", "[executor][wake]") {
+  dx::executor ex{2};
+  for (int round = 0; round < 30; ++round) {
+    dx::promise<void> p;
+    dx::shared_future<void> released = p.get_future().share();
+    gate x_ran;
+    std::atomic<bool> waiting{false};
+    auto first = ex.submit([&] {
+      waiting = true;
+      released.wait();      // sleeps inside the executor's helping wait
+      return x_ran.wait();  // then blocks outside dx until x has run elsewhere
+    });
+    REQUIRE(eventually([&] { return waiting.load(); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto x = ex.submit([&] { x_ran.open(); });
+    p.set_value();
+    REQUIRE(dx_test::get_soon(first));
+    dx_test::get_soon(x);
+  }
+}

@@ -612,3 +612,24 @@ TEST_CASE("a finished coroutine releases its frame and arguments", "[task]") {
   // has finished and its future was consumed.
   CHECK(token.use_count() == 1);
 }
+
+namespace {
+/// A value whose copies throw after the first: moving it into the task's future fails.
+struct fragile {
+  explicit fragile(int v) : value(v) {}
+  fragile(const fragile& o) : value(o.value), copies(o.copies + 1) {
+    if (copies > 1) throw std::runtime_error("copy failed");
+  }
+  int value;
+  int copies = 0;
+};
+
+dx::task<fragile> make_fragile() { co_return fragile(7); }
+}  // namespace
+
+TEST_CASE("a coroutine whose result cannot be copied out reports that in its future", "[task]") {
+  dx::executor ex{2};
+  auto f = ex.submit(make_fragile);
+  dx_test::require_ready_soon(f);
+  CHECK_THROWS_WITH(f.get(), "copy failed");
+}
