@@ -124,22 +124,25 @@ struct slot_bindings {
   external_slot* slots[capacity] = {};
   int size = 0;
 
-  bool dead = false;  // destroyed at thread exit: later submissions use the inbox
-
-  ~slot_bindings() {
-    for (int i = 0; i < size; ++i) slots[i]->claimed.store(false, std::memory_order_release);
-    size = 0;
-    dead = true;
-  }
+  ~slot_bindings();
 };
 
 thread_local slot_bindings tls_slots;
+// Set once tls_slots is destroyed at thread exit: later submissions from this thread use the
+// inbox. Separate and trivially destructible, as stores to members at the end of a destructor
+// may be dropped by the compiler.
+thread_local bool tls_slots_dead = false;
+
+slot_bindings::~slot_bindings() {
+  for (int i = 0; i < size; ++i) slots[i]->claimed.store(false, std::memory_order_release);
+  tls_slots_dead = true;
+}
 
 }  // namespace
 
 external_slot* executor_impl::slot_for_this_thread() noexcept {
+  if (tls_slots_dead) return nullptr;
   slot_bindings& b = tls_slots;
-  if (b.dead) return nullptr;
   for (int i = 0; i < b.size; ++i) {
     if (b.executors[i] == this) return b.slots[i];
   }

@@ -87,24 +87,25 @@ struct thread_state {
     batch_count = 0;
   }
 
-  // Set once the destructor ran. Thread-locals destroyed after this one may still free or
-  // allocate: frees then go straight to their owner's remote list, and an allocation adopts a
-  // cache that this thread keeps until the process ends.
-  bool dead = false;
-
-  ~thread_state() {
-    flush();
-    if (own) {
-      std::lock_guard lock(registry_mutex);
-      own->next_orphan = orphans;
-      orphans = own;
-    }
-    own = nullptr;
-    dead = true;
-  }
+  ~thread_state();
 };
 
 thread_local thread_state tls;
+// Set once tls is destroyed. Thread-locals destroyed after it may still free or allocate: frees
+// then go straight to their owner's remote list, and an allocation adopts a cache that this thread
+// keeps until the process ends. A separate, trivially destructible variable: stores to a member
+// at the end of a destructor may be dropped by the compiler, as the object's lifetime ends there.
+thread_local bool tls_dead = false;
+
+thread_state::~thread_state() {
+  flush();
+  if (own) {
+    std::lock_guard lock(registry_mutex);
+    own->next_orphan = orphans;
+    orphans = own;
+  }
+  tls_dead = true;
+}
 
 void* carve(cache* c, std::size_t cls) {
   std::size_t size = class_size(cls);
@@ -125,9 +126,16 @@ void* carve(cache* c, std::size_t cls) {
 
 void* allocate_small(std::size_t size) {
   if (size > max_small) return ::operator new(size);
-  thread_state& ts = tls;
-  if (!ts.own) ts.own = adopt_cache();
-  cache* c = ts.own;
+  cache* c = nullptr;
+  if (tls_dead) {
+    static thread_local cache* late = nullptr;  // see tls_dead
+    if (!late) late = adopt_cache();
+    c = late;
+  } else {
+    thread_state& ts = tls;
+    if (!ts.own) ts.own = adopt_cache();
+    c = ts.own;
+  }
   std::size_t cls = class_of(size);
   if (block* b = c->local[cls]) {
     c->local[cls] = b->next;
@@ -152,11 +160,11 @@ void deallocate_small(void* p, std::size_t size) noexcept {
   auto* b = static_cast<block*>(p);
   std::size_t cls = class_of(size);
   cache* owner = reinterpret_cast<slab*>(reinterpret_cast<std::uintptr_t>(p) & ~(slab_size - 1))->owner;
-  thread_state& ts = tls;
-  if (ts.dead) {
+  if (tls_dead) {
     push_remote(owner, cls, b, b);
     return;
   }
+  thread_state& ts = tls;
   if (owner == ts.own) {
     b->next = owner->local[cls];
     owner->local[cls] = b;
