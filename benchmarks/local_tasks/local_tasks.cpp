@@ -108,11 +108,36 @@ void preds(bool wavefront, long k, long& a, long& b) {
   if (j > 0) b = k - 1;
 }
 
+// Calls edge(from, to) for every edge of the chain or the wavefront, in the order the peer
+// benchmark adds them.
+template <class Edge>
+void for_each_edge(bool wavefront, long n, Edge edge) {
+  if (!wavefront) {
+    for (long k = 1; k < n; ++k) edge(k - 1, k);
+    return;
+  }
+  for (long i = 0; i < kGrid; ++i)
+    for (long j = 0; j < kGrid; ++j) {
+      if (j > 0) edge(i * kGrid + j - 1, i * kGrid + j);
+      if (i > 0) edge((i - 1) * kGrid + j, i * kGrid + j);
+    }
+}
+
 struct Result {
   long tasks = 0;
   double build = 0, run = 0, teardown = 0;  // seconds
   long value = 0;                           // fib value or futures sum, for checking
 };
+
+// A DAG bench's result from the four instants that split build, run and teardown.
+Result dag_result(long n, Clock::time_point t0, Clock::time_point t1, Clock::time_point t2, Clock::time_point t3) {
+  Result r;
+  r.build = secs(t0, t1);
+  r.run = secs(t1, t2);
+  r.teardown = secs(t2, t3);
+  r.tasks = n;
+  return r;
+}
 
 long fib_calls(int n) {  // calls made by naive fib(n) = 2*F(n+1) - 1
   long a = 0, b = 1;
@@ -211,7 +236,6 @@ Result fibr(int n) {
 
 template <bool Check>
 Result dag(bool wavefront) {
-  Result r;
   const long n = wavefront ? kGrid * kGrid : kChain;
   auto t0 = Clock::now();
   auto g = std::make_unique<dx::task_graph>();
@@ -226,15 +250,7 @@ Result dag(bool wavefront) {
       nodes.push_back(g->emplace([] { body(); }));
     }
   }
-  if (!wavefront) {
-    for (long k = 1; k < n; ++k) nodes[k - 1].precede(nodes[k]);
-  } else {
-    for (long i = 0; i < kGrid; ++i)
-      for (long j = 0; j < kGrid; ++j) {
-        if (j > 0) nodes[i * kGrid + j - 1].precede(nodes[i * kGrid + j]);
-        if (i > 0) nodes[(i - 1) * kGrid + j].precede(nodes[i * kGrid + j]);
-      }
-  }
+  for_each_edge(wavefront, n, [&](long from, long to) { nodes[from].precede(nodes[to]); });
   auto t1 = Clock::now();
   g_ex->run(*g).get();
   auto t2 = Clock::now();
@@ -242,11 +258,7 @@ Result dag(bool wavefront) {
   nodes.shrink_to_fit();
   g.reset();
   auto t3 = Clock::now();
-  r.build = secs(t0, t1);
-  r.run = secs(t1, t2);
-  r.teardown = secs(t2, t3);
-  r.tasks = n;
-  return r;
+  return dag_result(n, t0, t1, t2, t3);
 }
 
 Result futures() {
@@ -317,7 +329,6 @@ using Node = continue_node<continue_msg>;
 
 template <bool Check>
 Result dag(bool wavefront) {
-  Result r;
   const long n = wavefront ? kGrid * kGrid : kChain;
   auto t0 = Clock::now();
   auto g = std::make_unique<graph>();
@@ -332,15 +343,7 @@ Result dag(bool wavefront) {
       nodes.emplace_back(new Node(*g, [](const continue_msg&) { body(); }));
     }
   }
-  if (!wavefront) {
-    for (long k = 1; k < n; ++k) make_edge(*nodes[k - 1], *nodes[k]);
-  } else {
-    for (long i = 0; i < kGrid; ++i)
-      for (long j = 0; j < kGrid; ++j) {
-        if (j > 0) make_edge(*nodes[i * kGrid + j - 1], *nodes[i * kGrid + j]);
-        if (i > 0) make_edge(*nodes[(i - 1) * kGrid + j], *nodes[i * kGrid + j]);
-      }
-  }
+  for_each_edge(wavefront, n, [&](long from, long to) { make_edge(*nodes[from], *nodes[to]); });
   auto t1 = Clock::now();
   nodes[0]->try_put(continue_msg());
   g->wait_for_all();
@@ -348,11 +351,7 @@ Result dag(bool wavefront) {
   nodes.clear();
   g.reset();
   auto t3 = Clock::now();
-  r.build = secs(t0, t1);
-  r.run = secs(t1, t2);
-  r.teardown = secs(t2, t3);
-  r.tasks = n;
-  return r;
+  return dag_result(n, t0, t1, t2, t3);
 }
 
 Result futures() {
