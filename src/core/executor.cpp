@@ -460,11 +460,6 @@ void retire_executor(executor_impl* ex) noexcept {
 bool announce(executor_impl* ex) noexcept { return ex->announce(); }
 void enqueue(executor_impl* ex, task_base* t) noexcept { ex->enqueue(t); }
 bool try_enqueue(executor_impl* ex, task_base* t) noexcept { return ex->try_enqueue(t); }
-executor_impl* current_executor() noexcept {
-  worker* w = this_worker();
-  return w ? w->owner : nullptr;
-}
-
 void report_unhandled_exception() noexcept {
   try {
     throw;

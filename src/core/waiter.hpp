@@ -23,7 +23,6 @@ class waiter : public continuation {
 
   /// Returns once the waiter has fired.
   void block() noexcept;
-  bool done() const noexcept { return done_.load(std::memory_order_acquire); }
 
  private:
   static void on_fire(continuation* c) noexcept;

@@ -60,9 +60,6 @@ DX_API void enqueue(executor_impl* ex, task_base* t) noexcept;
 /// not one of ex's threads.
 DX_API bool try_enqueue(executor_impl* ex, task_base* t) noexcept;
 
-/// The executor whose worker thread is calling, or nullptr on any other thread.
-DX_API executor_impl* current_executor() noexcept;
-
 /// Reports the exception being handled (call it inside a catch block) as an unhandled task
 /// exception: a posted task has no future to carry it. Prints it to stderr.
 DX_API void report_unhandled_exception() noexcept;
