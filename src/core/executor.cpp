@@ -101,9 +101,11 @@ bool executor_impl::try_enqueue(task_base* t) noexcept {
   return true;
 }
 
-void executor_impl::push_local(worker& w, task_base* t) noexcept {
+void executor_impl::push_local(worker& w, task_base* t) noexcept { push_to(w.deque, t); }
+
+void executor_impl::push_to(work_stealing_deque<task_base*>& d, task_base* t) noexcept {
   try {
-    w.deque.push(t);
+    d.push(t);
   } catch (...) {  // the deque could not grow: the shared inbox takes it
     push_inbox(t);
     return;
@@ -176,18 +178,11 @@ external_slot* executor_impl::slot_for_this_thread() noexcept {
 }
 
 void executor_impl::push(task_base* t) noexcept {
-  external_slot* slot = slot_for_this_thread();
-  if (!slot) {
+  if (external_slot* slot = slot_for_this_thread()) {
+    push_to(slot->deque, t);
+  } else {
     push_inbox(t);
-    return;
   }
-  try {
-    slot->deque.push(t);
-  } catch (...) {  // the deque could not grow
-    push_inbox(t);
-    return;
-  }
-  wake_one_if_sleeping();
 }
 
 void executor_impl::push_inbox(task_base* t) noexcept {
@@ -199,14 +194,17 @@ void executor_impl::push_inbox(task_base* t) noexcept {
   wake_one_if_sleeping();
 }
 
+task_base* executor_impl::steal_from(work_stealing_deque<task_base*>& d) noexcept {
+  task_base* t = d.steal();
+  // More left: pass the wake-up on, so another sleeping thief helps.
+  if (t && !d.empty()) wake_one_if_sleeping();
+  return t;
+}
+
 task_base* executor_impl::steal_external() noexcept {
   const std::size_t n = num_external_slots_.load(std::memory_order_acquire);
   for (std::size_t i = 0; i < n; ++i) {
-    work_stealing_deque<task_base*>& d = external_slots_[i]->deque;
-    if (task_base* t = d.steal()) {
-      if (!d.empty()) wake_one_if_sleeping();  // more left: another thief may help
-      return t;
-    }
+    if (task_base* t = steal_from(external_slots_[i]->deque)) return t;
   }
   return nullptr;
 }
@@ -257,10 +255,7 @@ task_base* executor_impl::take_inbox(worker& w) noexcept {
 task_base* executor_impl::steal(worker& w) noexcept {
   const std::size_t n = workers_.size();
   if (n == 1) return nullptr;
-  if (task_base* t = workers_[w.last_victim]->deque.steal()) {
-    if (!workers_[w.last_victim]->deque.empty()) wake_one_if_sleeping();  // pass the wake-up on
-    return t;
-  }
+  if (task_base* t = steal_from(workers_[w.last_victim]->deque)) return t;
   // xorshift64: a random start spreads thieves over victims.
   w.rng ^= w.rng << 13;
   w.rng ^= w.rng >> 7;
@@ -269,9 +264,8 @@ task_base* executor_impl::steal(worker& w) noexcept {
   for (std::size_t k = 0; k < n; ++k) {
     std::size_t v = (start + k) % n;
     if (v == w.id) continue;
-    if (task_base* t = workers_[v]->deque.steal()) {
+    if (task_base* t = steal_from(workers_[v]->deque)) {
       w.last_victim = v;
-      if (!workers_[v]->deque.empty()) wake_one_if_sleeping();
       return t;
     }
   }

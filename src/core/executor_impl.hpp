@@ -120,6 +120,8 @@ class executor_impl {
   void enqueue_impl(task_base* t, bool may_run_next) noexcept;
   void push(task_base* t) noexcept;
   void push_local(worker& w, task_base* t) noexcept;
+  void push_to(work_stealing_deque<task_base*>& d, task_base* t) noexcept;
+  task_base* steal_from(work_stealing_deque<task_base*>& d) noexcept;
   void push_inbox(task_base* t) noexcept;
   void leave_helping(worker& w, bool slept) noexcept;
   bool work_visible() const noexcept;

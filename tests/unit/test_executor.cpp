@@ -37,24 +37,11 @@ class order_log {
   std::vector<std::string> log_;
 };
 
-struct test_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 dx::task<int> add_later(dx::executor& ex) {
   int a = co_await ex.submit([] { return 20; });
   co_return a + 22;
 }
 
-/// Waits until `f` is ready and the executor has let go of it. ThreadSanitizer cannot see the
-/// reference count of a std::exception_ptr (libstdc++ is not instrumented), so a worker that drops
-/// the last reference to an exception after the test read it looks like a race; waiting for the
-/// executor to be idle first orders the worker's release before the test's reads.
-template <class Fut>
-void settle(dx::executor& ex, const Fut& f) {
-  dx_test::require_ready_soon(f);
-  ex.wait_idle();
-}
 }  // namespace
 
 TEST_CASE("submit returns the value the function computes", "[executor]") {
@@ -211,7 +198,7 @@ TEST_CASE("a dependency holding an exception skips the task and its future holds
   std::atomic<int> ran{0};
 
   SECTION("an exceptional future made ready beforehand") {
-    auto bad = dx::make_exceptional_future<int>(std::make_exception_ptr(test_failure("boom")));
+    auto bad = dx::make_exceptional_future<int>(std::make_exception_ptr(test_error("boom")));
     auto f = ex.submit(
         [&](int v) {
           ++ran;
@@ -222,7 +209,7 @@ TEST_CASE("a dependency holding an exception skips the task and its future holds
     CHECK_THROWS_WITH(f.get(), "boom");
   }
   SECTION("a task that throws, as a future dependency") {
-    auto bad = ex.submit([]() -> int { throw test_failure("from task"); });
+    auto bad = ex.submit([]() -> int { throw test_error("from task"); });
     auto f = ex.submit(
         [&](int v) {
           ++ran;
@@ -230,11 +217,11 @@ TEST_CASE("a dependency holding an exception skips the task and its future holds
         },
         std::move(bad));
     settle(ex, f);
-    CHECK_THROWS_AS(f.get(), test_failure);
+    CHECK_THROWS_AS(f.get(), test_error);
   }
   SECTION("the failing one of several dependencies, as a shared_future") {
     auto good = ex.submit([] { return 1; });
-    dx::shared_future<void> bad = ex.submit([] { throw test_failure("void failed"); }).share();
+    dx::shared_future<void> bad = ex.submit([] { throw test_error("void failed"); }).share();
     auto f = ex.submit([&](int) { ++ran; }, std::move(good), bad);
     auto g = ex.submit([&] { ++ran; }, bad);
     settle(ex, f);
@@ -243,7 +230,7 @@ TEST_CASE("a dependency holding an exception skips the task and its future holds
     CHECK_THROWS_WITH(g.get(), "void failed");
   }
   SECTION("an exception propagates down a chain of dependencies") {
-    dx::future<int> chain = ex.submit([]() -> int { throw test_failure("root"); });
+    dx::future<int> chain = ex.submit([]() -> int { throw test_error("root"); });
     for (int k = 0; k < 20; ++k) {
       chain = ex.submit(
           [&](int v) {
@@ -303,9 +290,9 @@ TEST_CASE("an exception thrown by a task reaches its future unchanged", "[execut
   const int threads = GENERATE(1, 2, 4);
   dx::executor ex{static_cast<std::size_t>(threads)};
 
-  auto f = ex.submit([]() -> int { throw test_failure("task failed"); });
+  auto f = ex.submit([]() -> int { throw test_error("task failed"); });
   settle(ex, f);
-  CHECK_THROWS_AS(f.get(), test_failure);
+  CHECK_THROWS_AS(f.get(), test_error);
 
   auto g = ex.submit([] { throw 17; });
   settle(ex, g);
@@ -348,7 +335,7 @@ TEST_CASE("post runs fire-and-forget tasks exactly once", "[executor][post]") {
 TEST_CASE("a posted task that throws does not stop the executor", "[executor][post][exceptions]") {
   dx::executor ex{1};
   std::atomic<int> count{0};
-  ex.post([] { throw test_failure("expected test output: a posted task threw"); });
+  ex.post([] { throw test_error("expected test output: a posted task threw"); });
   ex.post([&] { ++count; });
   ex.wait_idle();
   CHECK(count.load() == 1);

@@ -53,6 +53,16 @@ std::string message_of(F&& f) {
   return "<no exception>";
 }
 
+/// Waits until `f` is ready and the executor has let go of it. ThreadSanitizer cannot see the
+/// reference count of a std::exception_ptr (libstdc++ is not instrumented), so a worker that drops
+/// the last reference to an exception after the test read it looks like a race; waiting for the
+/// executor to be idle first orders the worker's release before the test's reads.
+template <class Fut>
+void settle(dx::executor& ex, const Fut& f) {
+  require_ready_soon(f);
+  ex.wait_idle();
+}
+
 /// Polls `pred` until it holds or the test bound has passed; returns whether it held.
 template <class Pred>
 bool eventually(Pred pred) {

@@ -17,11 +17,9 @@
 
 namespace {
 
-using namespace std::chrono_literals;
+using namespace dx_test;  // the shared helpers of test_helpers.hpp
 
-struct test_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using namespace std::chrono_literals;
 
 /// Start and end stamps of each task from one global counter: an edge a -> b is respected when
 /// a's end stamp is below b's start stamp.
@@ -45,15 +43,6 @@ class stamps {
   std::vector<std::atomic<int>> runs_;
 };
 
-/// Waits until `f` is ready and the executor has let go of it. ThreadSanitizer cannot see the
-/// reference count of a std::exception_ptr (libstdc++ is not instrumented), so a worker that drops
-/// the last reference to an exception after the test read it looks like a race; waiting for the
-/// executor to be idle first orders the worker's release before the test's reads.
-template <class Fut>
-void settle(dx::executor& ex, const Fut& f) {
-  dx_test::require_ready_soon(f);
-  ex.wait_idle();
-}
 }  // namespace
 
 TEST_CASE("every task of a graph runs once and after all of its predecessors", "[task_graph]") {
@@ -476,7 +465,7 @@ TEST_CASE("a task that throws fails the run and the tasks after it are skipped",
   dx::task_graph g;
   auto first = g.emplace([&] { ++before_ran; });
   auto thrower = g.emplace([&] {
-    if (should_throw.load()) throw test_failure("graph task failed");
+    if (should_throw.load()) throw test_error("graph task failed");
   });
   auto next = g.emplace([&] { ++after_ran; });
   auto last = g.emplace([&] { ++after_ran; });
@@ -502,7 +491,7 @@ TEST_CASE("an exception inside a composed graph fails the outer run", "[task_gra
   dx::executor ex{static_cast<std::size_t>(threads)};
   std::atomic<int> after_ran{0};
   dx::task_graph inner;
-  inner.emplace([] { throw test_failure("inner failed"); });
+  inner.emplace([] { throw test_error("inner failed"); });
   dx::task_graph outer;
   auto m = outer.compose(inner);
   auto after = outer.emplace([&] { ++after_ran; });

@@ -20,10 +20,6 @@ using namespace dx_test;  // the shared helpers of test_helpers.hpp
 
 using namespace std::chrono_literals;
 
-struct test_failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 /// Runs `tg.wait()` on an outside thread with a bound; false if it did not return in time (the
 /// thread is then detached so the test can fail instead of hang, leaking the group on purpose).
 template <class F>
@@ -93,18 +89,18 @@ TEST_CASE("wait rethrows the exception of a failed task and the group is reusabl
     for (int k = 0; k < 100; ++k) {
       tg.run([&, k] {
         ++count;
-        if (k == 37) throw test_failure("task 37 failed");
+        if (k == 37) throw test_error("task 37 failed");
       });
     }
     CHECK_THROWS_WITH(tg.wait(), "task 37 failed");
     CHECK(count.load() == 100);  // the other tasks still ran
   }
   SECTION("several failing tasks: one of their exceptions is rethrown, once") {
-    for (int k = 0; k < 10; ++k) tg.run([k] { throw test_failure("failure " + std::to_string(k)); });
+    for (int k = 0; k < 10; ++k) tg.run([k] { throw test_error("failure " + std::to_string(k)); });
     try {
       tg.wait();
       FAIL("wait() did not throw");
-    } catch (const test_failure& e) {
+    } catch (const test_error& e) {
       CHECK(std::string(e.what()).rfind("failure ", 0) == 0);
     }
   }
@@ -201,7 +197,7 @@ TEST_CASE("the task group destructor waits for tasks still running", "[task_grou
   finished = 0;
   {
     dx::task_group tg{ex};
-    tg.run([] { throw test_failure("never waited for"); });
+    tg.run([] { throw test_error("never waited for"); });
     for (int k = 0; k < 5; ++k) {
       tg.run([&] {
         std::this_thread::sleep_for(2ms);
