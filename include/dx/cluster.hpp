@@ -1,58 +1,209 @@
 // dx/cluster.hpp — the entry point: where tasks run.
 //
-//   dx::cluster cl;                                    // embedded: local threads only
-//   auto f = cl.submit([](int x) { return x * x; }, 7);
-//   fmt::print("{}\n", f.get());                        // 49
+//   double simulate(int seed, int steps);
+//   DX_REMOTE(simulate);
 //
-// A default-constructed cluster runs everything on a local work-stealing executor. The same API
-// will place tasks on peer processes once peers are configured.
+//   dx::cluster cl;                                          // embedded: local threads only
+//   dx::cluster lc{dx::options{}.local_processes(2)};        // + 2 worker processes on loopback
+//   auto f = lc.submit(simulate, 1, 1000);                   // runs where it finishes first
+//   auto g = lc.submit([](double x) { return x * 2; }, std::move(f));  // a lambda: local threads
+//   fmt::print("{}\n", g.get());
+//
+// A default-constructed cluster runs everything on a local work-stealing executor. A distributed
+// cluster (options::listen or options::local_processes) has a head that sends calls of
+// registered functions (DX_REMOTE) to workers: its own threads and peer processes that join.
+// Futures passed as arguments are dependencies wherever their values were computed; a remote
+// result stays on its worker until needed and moves from worker to worker directly.
 #pragma once
 
 #include <dx/executor.hpp>
 #include <dx/export.hpp>
 #include <dx/future.hpp>
 #include <dx/options.hpp>
+#include <dx/remote.hpp>
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace dx {
 
 class task_graph;
 
-/// Runs tasks; in the embedded mode on local threads. Thread-safe.
+/// Where a worker is in its life.
+enum class worker_state : std::uint8_t {
+  active,   ///< receives work
+  leaving,  ///< finishing its running tasks, receives no more
+  gone,     ///< left or was lost
+};
+
+/// One worker of a cluster as the head sees it.
+struct worker_info {
+  std::string id;       ///< "head" for the head's own threads, else "w1", "w2", ...
+  std::string address;  ///< where its results can be fetched ("host:port"), empty for the head
+  std::size_t threads = 0;
+  std::map<std::string, double> resources;
+  worker_state state = worker_state::active;
+  std::size_t tasks_assigned = 0;  ///< dispatched there and not finished yet
+};
+
+namespace detail {
+
+template <class A>
+struct dependency_value {
+  using type = void;
+};
+template <class T>
+struct dependency_value<future<T>> {
+  using type = T;
+};
+template <class T>
+struct dependency_value<shared_future<T>> {
+  using type = T;
+};
+
+template <class P, class A>
+constexpr bool remote_arg_ok() {
+  if constexpr (is_dependency_v<A>) {
+    return std::is_same_v<typename dependency_value<A>::type, P>;
+  } else {
+    return std::is_constructible_v<P, A>;
+  }
+}
+
+template <class F, class... A>
+constexpr bool remote_call_ok() {
+  if constexpr (!std::is_pointer_v<F> || !std::is_function_v<std::remove_pointer_t<F>>) {
+    return false;
+  } else {
+    using sig = function_signature<F>;
+    using params = typename sig::params;
+    if constexpr (std::tuple_size_v<params> != sizeof...(A) || !result_serializable_v<typename sig::result>) {
+      return false;
+    } else {
+      return []<std::size_t... I>(std::index_sequence<I...>) {
+        return ((serializable<std::tuple_element_t<I, params>> &&
+                 remote_arg_ok<std::tuple_element_t<I, params>, std::decay_t<A>>()) &&
+                ...);
+      }
+      (std::index_sequence_for<A...>{});
+    }
+  }
+}
+
+template <class P, class A>
+void encode_remote_arg(std::vector<remote_arg>& out, A&& a) {
+  remote_arg& arg = out.emplace_back();
+  using D = std::decay_t<A>;
+  if constexpr (is_future<D>::value) {
+    arg.dependency = future_access::state(a).release();
+    arg.encode = &encode_ready_value<P, false>;
+  } else if constexpr (is_shared_future<D>::value) {
+    state_base* s = future_access::state(a).get();
+    s->add_ref();
+    arg.dependency = s;
+    arg.encode = &encode_ready_value<P, true>;
+    arg.shared = true;
+  } else if constexpr (std::is_same_v<D, P>) {
+    write_value(arg.bytes, static_cast<const P&>(a));
+  } else {
+    const P converted(std::forward<A>(a));
+    write_value(arg.bytes, converted);
+  }
+}
+
+}  // namespace detail
+
+/// Runs tasks on local threads and, when distributed, on workers. Thread-safe.
 class DX_API cluster {
  public:
   /// Embedded local mode with the default options.
   cluster();
+  /// Starts the cluster the options describe; a distributed one listens, starts its local
+  /// processes and waits for them to join. Throws dx::error naming the address when it cannot
+  /// listen, or when a token file cannot be read.
   explicit cluster(const options& opts);
+  /// Finishes the submitted work, stops local worker processes and closes connections.
   ~cluster();
   cluster(const cluster&) = delete;
   cluster& operator=(const cluster&) = delete;
 
-  /// Runs `f(args...)` somewhere in the cluster; see executor::submit for arguments and futures.
+  /// Runs `f(args...)` somewhere in the cluster and returns its future. A registered function
+  /// (DX_REMOTE) goes to the worker the scheduler picks; anything else runs on the local threads.
+  /// See executor::submit for how future arguments behave; a failed dependency fails the task.
   template <class F, class... A>
   auto submit(F&& f, A&&... args) {
+    using fn_type = std::decay_t<F>;
+    if constexpr (detail::remote_call_ok<fn_type, A...>()) {
+      if (head_) {
+        if (const detail::remote_function* rf =
+                detail::find_remote_by_address(reinterpret_cast<void (*)()>(static_cast<fn_type>(f)))) {
+          return submit_remote_call<fn_type>(*rf, std::forward<A>(args)...);
+        }
+      }
+    }
     return local().submit(std::forward<F>(f), std::forward<A>(args)...);
   }
-  /// Fire and forget; see executor::post.
+  /// Fire and forget on the local threads; see executor::post.
   template <class F>
   void post(F&& f) {
     local().post(std::forward<F>(f));
   }
-  /// Runs a task graph; see executor::run.
+  /// Runs a task graph on the local threads; see executor::run.
   future<void> run(task_graph& g);
-  /// Blocks until all submitted work has finished; see executor::wait_idle.
+  /// Blocks until all submitted work, local and remote, has finished.
   void wait_idle();
+
+  /// The address workers connect to ("127.0.0.1:40123"); empty when not distributed.
+  std::string endpoint() const;
+  /// The workers as the head sees them now, the head's own threads first when they run tasks.
+  std::vector<worker_info> workers() const;
+  /// Blocks until at least n peer workers (not counting the head's own threads) are active;
+  /// throws dx::timeout naming how many joined when `timeout` passes first.
+  void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
 
   /// The local executor behind the cluster.
   executor& local() noexcept { return *local_; }
   const options& config() const noexcept { return options_; }
 
+  /// The head's runtime; not for users.
+  detail::head_core* head() const noexcept { return head_.get(); }
+
  private:
+  template <class F, class... A>
+  auto submit_remote_call(const detail::remote_function& rf, A&&... args) {
+    using sig = detail::function_signature<F>;
+    using params = typename sig::params;
+    using R = typename sig::result;
+    std::vector<detail::remote_arg> encoded;
+    encoded.reserve(sizeof...(A));
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (detail::encode_remote_arg<std::tuple_element_t<I, params>>(encoded, std::forward<A>(args)), ...);
+    }
+    (std::index_sequence_for<A...>{});
+    auto* state = new detail::remote_state<R>();
+    detail::state_ptr<detail::shared_state<R>> owner(state);
+    submit_remote(rf, std::move(encoded), *state);
+    return detail::future_access::make(std::move(owner));
+  }
+  void submit_remote(const detail::remote_function& rf, std::vector<detail::remote_arg>&& args,
+                     detail::remote_result& result);
+
   options options_;
   std::unique_ptr<executor> local_;
+  std::shared_ptr<detail::head_core> head_;
 };
+
+/// True when this process was started as a worker (`--dx-worker` among the arguments).
+DX_API bool is_worker(int argc, char** argv) noexcept;
+
+/// Runs this process as a worker until its head stops it or goes away; returns the exit code.
+/// Arguments: --connect host:port, --token-file F, --threads N, --resources name=amount,...,
+/// --slowdown F (testing aid: each task takes F times as long).
+DX_API int worker_main(int argc, char** argv);
 
 }  // namespace dx

@@ -11,6 +11,8 @@
 #include <dx/executor.hpp>
 #include <dx/future.hpp>
 #include <dx/options.hpp>
+#include <dx/remote.hpp>
+#include <dx/serialize.hpp>
 #include <dx/task.hpp>
 #include <dx/task_graph.hpp>
 #include <dx/task_group.hpp>

@@ -57,10 +57,57 @@ class DX_API timeout : public error {
   using error::error;
 };
 
+/// An exception thrown by a task on another process. what() reads
+/// "<type> on worker <id>: <message>"; the parts are also available separately.
+class DX_API remote_error : public error {
+ public:
+  remote_error(std::string type_name, std::string message, std::string worker);
+  /// The dynamic type of the original exception, demangled ("std::out_of_range").
+  const std::string& type_name() const noexcept { return type_name_; }
+  /// The original exception's what().
+  const std::string& message() const noexcept { return message_; }
+  /// The id of the worker the task ran on.
+  const std::string& worker() const noexcept { return worker_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+  std::string worker_;
+};
+
+/// A task was running on more workers that died than the cluster's allowed_failures.
+class DX_API worker_lost : public error {
+ public:
+  using error::error;
+};
+
+/// A peer broke the wire protocol (bad frame, wrong version, failed authentication).
+class DX_API protocol_error : public error {
+ public:
+  using error::error;
+};
+
+/// A function name is not registered (DX_REMOTE) in the process asked to run it.
+class DX_API not_registered : public error {
+ public:
+  using error::error;
+};
+
 namespace detail {
 
 /// Which exception throw_error raises.
-enum class error_kind { generic, no_state, broken_promise, cancelled, executor_shutdown, cycle, timeout };
+enum class error_kind {
+  generic,
+  no_state,
+  broken_promise,
+  cancelled,
+  executor_shutdown,
+  cycle,
+  timeout,
+  worker_lost,
+  protocol,
+  not_registered
+};
 
 /// The single place dx throws from, so that throwing code stays out of inlined hot paths.
 [[noreturn]] DX_API void throw_error(error_kind kind, const std::string& what);

@@ -1,13 +1,29 @@
 // dx/options.hpp — how a dx::cluster is set up, as a chain of named settings.
 //
-//   dx::cluster cl{dx::options{}.threads(4)};
+//   dx::cluster local{dx::options{}.threads(4)};                         // local threads only
+//   dx::cluster lc{dx::options{}.local_processes(2)};                    // + 2 worker processes
+//   dx::cluster head{dx::options{}.listen("127.0.0.1:7700").token_file("dx.token")};  // peers join
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 namespace dx {
 
-/// Settings of a cluster. Each setter returns *this so settings chain.
+/// How the head and its workers exchange frames.
+enum class transport_kind : std::uint8_t {
+  /// TCP sockets (Boost.Asio): workers are processes, here or on other machines.
+  tcp,
+  /// Queues between threads of this process: local_processes() become worker threads that speak the
+  /// same protocol. For tests and for debugging the distributed runtime without sockets.
+  in_process,
+};
+
+/// Settings of a cluster. Each setter returns *this so settings chain. A cluster is distributed
+/// (it has a head that places registered functions on workers) when listen() or
+/// local_processes() is set; otherwise everything runs on the local threads.
 class options {
  public:
   /// Worker threads of the local executor (0, the default: the hardware concurrency).
@@ -17,8 +33,112 @@ class options {
   }
   std::size_t threads() const noexcept { return threads_; }
 
+  /// Accept workers at "host:port" ("127.0.0.1:0" picks a free port; cluster::endpoint() tells
+  /// which). The default when only local_processes() is set is "127.0.0.1:0".
+  options& listen(std::string address) {
+    listen_ = std::move(address);
+    return *this;
+  }
+  const std::string& listen() const noexcept { return listen_; }
+
+  /// The shared secret a worker must prove it knows (HMAC-SHA256 challenge) before anything else
+  /// is accepted. Empty: no authentication, which is fine on loopback only.
+  options& token(std::string secret) {
+    token_ = std::move(secret);
+    return *this;
+  }
+  const std::string& token() const noexcept { return token_; }
+  /// Reads the token from a file (first line, surrounding whitespace trimmed) when the cluster
+  /// starts; a missing or empty file is an error.
+  options& token_file(std::string path) {
+    token_file_ = std::move(path);
+    return *this;
+  }
+  const std::string& token_file() const noexcept { return token_file_; }
+
+  /// Whether the head's own threads also run registered functions (default true).
+  options& head_runs_tasks(bool yes) noexcept {
+    head_runs_tasks_ = yes;
+    return *this;
+  }
+  bool head_runs_tasks() const noexcept { return head_runs_tasks_; }
+
+  /// Starts n worker processes of the current program on loopback, like Dask's LocalCluster, and
+  /// stops them when the cluster is destroyed.
+  options& local_processes(std::size_t n) noexcept {
+    local_processes_ = n;
+    return *this;
+  }
+  std::size_t local_processes() const noexcept { return local_processes_; }
+  /// Threads of each local worker process (default 1).
+  options& threads_per_process(std::size_t n) noexcept {
+    threads_per_process_ = n;
+    return *this;
+  }
+  std::size_t threads_per_process() const noexcept { return threads_per_process_; }
+
+  options& transport(transport_kind kind) noexcept {
+    transport_ = kind;
+    return *this;
+  }
+  transport_kind transport() const noexcept { return transport_; }
+
+  /// Frames whose body is larger close the connection (default 256 MiB). Results larger than
+  /// this cannot travel; their task fails with a dx::error that says so.
+  options& max_frame_size(std::uint64_t bytes) noexcept {
+    max_frame_size_ = bytes;
+    return *this;
+  }
+  std::uint64_t max_frame_size() const noexcept { return max_frame_size_; }
+
+  /// How often peers send heartbeats, and how long a silent peer is given before it is removed.
+  options& heartbeat(std::chrono::milliseconds interval, std::chrono::milliseconds timeout) noexcept {
+    heartbeat_interval_ = interval;
+    heartbeat_timeout_ = timeout;
+    return *this;
+  }
+  std::chrono::milliseconds heartbeat_interval() const noexcept { return heartbeat_interval_; }
+  std::chrono::milliseconds heartbeat_timeout() const noexcept { return heartbeat_timeout_; }
+
+  /// A task that was on this many workers that died fails with dx::worker_lost (default 3).
+  options& allowed_failures(std::size_t n) noexcept {
+    allowed_failures_ = n;
+    return *this;
+  }
+  std::size_t allowed_failures() const noexcept { return allowed_failures_; }
+
+  /// Results up to this size travel to the head with the completion; larger ones stay on the
+  /// worker until fetched (default 64 KiB).
+  options& inline_result_limit(std::size_t bytes) noexcept {
+    inline_result_limit_ = bytes;
+    return *this;
+  }
+  std::size_t inline_result_limit() const noexcept { return inline_result_limit_; }
+
+  /// Program started by local_processes() (default: this program, /proc/self/exe).
+  options& worker_program(std::string path) {
+    worker_program_ = std::move(path);
+    return *this;
+  }
+  const std::string& worker_program() const noexcept { return worker_program_; }
+
+  bool distributed() const noexcept { return !listen_.empty() || local_processes_ > 0; }
+
  private:
   std::size_t threads_ = 0;
+  std::string listen_;
+  std::string token_;
+  std::string token_file_;
+  bool head_runs_tasks_ = true;
+  std::size_t local_processes_ = 0;
+  std::size_t threads_per_process_ = 1;
+  transport_kind transport_ = transport_kind::tcp;
+  std::uint64_t max_frame_size_ = std::uint64_t{256} << 20;
+  std::chrono::milliseconds heartbeat_interval_{500};
+  std::chrono::milliseconds heartbeat_timeout_{10'000};
+  std::size_t allowed_failures_ = 3;
+  std::size_t inline_result_limit_ = 64 * 1024;
+  std::string worker_program_;
 };
 
 }  // namespace dx

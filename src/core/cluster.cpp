@@ -1,17 +1,73 @@
 #include <dx/cluster.hpp>
 #include <dx/task_graph.hpp>
 
+#include "cluster/head.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
 namespace dx {
+
+namespace {
+std::size_t local_threads(const options& opts) {
+  return opts.threads() == 0 ? executor::default_threads() : opts.threads();
+}
+
+/// A worker process started by local_processes() whose main() did not hand over to
+/// dx::worker_main reaches a cluster constructor: it becomes the worker here rather than
+/// starting a head (and more workers) of its own.
+void become_worker_if_spawned() {
+  if (!std::getenv("DX_WORKER_OF")) return;
+  static char arg0[] = "dx-worker";
+  static char flag[] = "--dx-worker";
+  char* argv[] = {arg0, flag, nullptr};
+  std::exit(worker_main(2, argv));
+}
+}  // namespace
 
 cluster::cluster() : cluster(options{}) {}
 
-cluster::cluster(const options& opts)
-    : options_(opts),
-      local_(std::make_unique<executor>(opts.threads() == 0 ? executor::default_threads() : opts.threads())) {}
+cluster::cluster(const options& opts) : options_(opts), local_(std::make_unique<executor>(local_threads(opts))) {
+  if (opts.distributed()) {
+    become_worker_if_spawned();
+    head_ = detail::head_core::create(opts, *local_);
+  }
+}
 
-cluster::~cluster() = default;
+cluster::~cluster() {
+  if (head_) head_->shutdown();
+  local_.reset();
+}
 
 future<void> cluster::run(task_graph& g) { return local_->run(g); }
-void cluster::wait_idle() { local_->wait_idle(); }
+
+void cluster::wait_idle() {
+  if (head_) head_->wait_idle();
+  local_->wait_idle();
+}
+
+std::string cluster::endpoint() const { return head_ ? head_->endpoint() : std::string(); }
+
+std::vector<worker_info> cluster::workers() const {
+  if (head_) return head_->workers();
+  worker_info self;
+  self.id = "head";
+  self.threads = local_->num_threads();
+  return {self};
+}
+
+void cluster::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  if (head_) {
+    head_->wait_for_workers(n, timeout);
+  } else if (n > 0) {
+    detail::throw_error(detail::error_kind::timeout,
+                        "wait_for_workers on a cluster that is not distributed: no worker can join");
+  }
+}
+
+void cluster::submit_remote(const detail::remote_function& rf, std::vector<detail::remote_arg>&& args,
+                            detail::remote_result& result) {
+  head_->submit(rf, std::move(args), result);
+}
 
 }  // namespace dx

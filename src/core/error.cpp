@@ -1,5 +1,15 @@
 #include <dx/error.hpp>
 
+namespace dx {
+
+remote_error::remote_error(std::string type_name, std::string message, std::string worker)
+    : error(type_name + " on worker " + worker + ": " + message),
+      type_name_(std::move(type_name)),
+      message_(std::move(message)),
+      worker_(std::move(worker)) {}
+
+}  // namespace dx
+
 namespace dx::detail {
 
 namespace {
@@ -23,6 +33,12 @@ void throw_error(error_kind kind, const std::string& what) {
       raise<cycle_error>(what);
     case error_kind::timeout:
       raise<timeout>(what);
+    case error_kind::worker_lost:
+      raise<worker_lost>(what);
+    case error_kind::protocol:
+      raise<protocol_error>(what);
+    case error_kind::not_registered:
+      raise<not_registered>(what);
     case error_kind::generic:
       break;
   }

@@ -43,12 +43,27 @@ class DX_API state_base : public pooled {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  bool is_ready() const noexcept { return head_.load(std::memory_order_acquire) == ready_tag(); }
+  /// Ready means the value (or error) is here. For a state whose value lives elsewhere (a remote
+  /// result), asking also requests the value.
+  bool is_ready() const noexcept {
+    if (head_.load(std::memory_order_acquire) == ready_tag()) return true;
+    if (lazy_) const_cast<state_base*>(this)->demand();
+    return false;
+  }
+  /// Takes a reference unless the count already fell to zero (the state is being destroyed).
+  bool try_add_ref() noexcept {
+    std::uint32_t n = refs_.load(std::memory_order_relaxed);
+    while (n != 0) {
+      if (refs_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
   bool has_error() const noexcept { return error_ != nullptr; }
   const std::exception_ptr& error() const noexcept { return error_; }
 
   /// Registers `c`; fires it at once, on this thread, if the state is already ready.
   void on_ready(continuation* c) noexcept {
+    if (lazy_) demand();
     continuation* head = head_.load(std::memory_order_acquire);
     do {
       if (head == ready_tag()) {
@@ -83,6 +98,13 @@ class DX_API state_base : public pooled {
   /// thread that completes the state.
   executor_impl* executor() const noexcept { return executor_; }
   void set_executor(executor_impl* ex) noexcept { executor_ = ex; }
+
+ protected:
+  /// A state whose value is produced elsewhere and fetched only when someone asks (waits,
+  /// registers a continuation, tests readiness) sets lazy_ and overrides demand(). demand() may be
+  /// called many times and from any thread.
+  virtual void demand() noexcept {}
+  bool lazy_ = false;
 
  private:
   static continuation* ready_tag() noexcept { return reinterpret_cast<continuation*>(std::uintptr_t{1}); }

@@ -1,0 +1,1031 @@
+#include "cluster/head.hpp"
+
+#include "cluster/auth.hpp"
+#include "cluster/process.hpp"
+#include "cluster/worker.hpp"
+#include "common/log.hpp"
+#include "transport/transport.hpp"
+#include "wire/messages.hpp"
+
+#include <dx/error.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace dx::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct worker_rec {
+  std::string id;
+  std::shared_ptr<transport::connection> conn;
+  std::string data_address;
+  std::size_t threads = 1;
+  std::map<std::string, double> resources;
+  worker_state state = worker_state::active;
+  bool local = false;  // the head's own threads
+  std::int64_t pid = 0;
+  clock::time_point last_seen = clock::now();
+  std::unordered_set<std::uint64_t> assigned;
+  std::unordered_set<std::uint64_t> holds;  // large results kept there
+  std::vector<std::uint64_t> to_release;    // batched release messages
+};
+
+enum class task_status { waiting, ready, assigned, done, failed };
+
+struct arg_slot {
+  std::string bytes;           // known value (or encoded local dependency)
+  std::uint64_t ref = 0;       // a remote result of this head
+  bool pending_local = false;  // a local future not ready yet
+};
+
+struct task_entry {
+  std::uint64_t id = 0;
+  std::string function;
+  std::vector<arg_slot> args;
+  task_status status = task_status::waiting;
+  std::size_t deps_pending = 0;
+  std::vector<std::uint64_t> waiting;  // dependents waiting for this result
+  std::uint32_t attempt = 0;
+  std::uint32_t failures = 0;
+  std::vector<std::string> lost_on;  // workers that died while it was assigned
+  worker_rec* worker = nullptr;
+  // result
+  std::shared_ptr<const std::string> inline_result;
+  std::uint64_t result_size = 0;
+  std::vector<worker_rec*> holders;
+  std::exception_ptr error;
+  // consumers
+  remote_result* future = nullptr;  // alive while set
+  bool delivered = false;
+  bool demanded = false;
+  bool fetching = false;
+  std::size_t pending_dependents = 0;  // dependents not finished that need the data
+  std::size_t lineage_refs = 0;        // the future + dependents still in the table
+};
+
+/// Work to do once the head's lock is released: delivering into futures runs user continuations.
+struct deferred {
+  std::vector<std::pair<remote_result*, std::shared_ptr<const std::string>>> values;
+  std::vector<std::pair<remote_result*, std::exception_ptr>> errors;
+  std::vector<state_base*> drop;  // future states whose references the head gave up
+
+  void run() {
+    for (auto& [r, bytes] : values) {
+      r->deliver(byte_view(bytes->data(), bytes->size()));
+      r->state().release();
+    }
+    for (auto& [r, e] : errors) {
+      r->fail(e);
+      r->state().release();
+    }
+    for (auto* s : drop) s->release();
+    values.clear();
+    errors.clear();
+    drop.clear();
+  }
+};
+
+class head_impl;
+
+struct session final : transport::handler {
+  std::weak_ptr<head_impl> head;
+  std::shared_ptr<transport::connection> conn;  // until on_closed
+  std::string nonce;
+  worker_rec* worker = nullptr;  // set after the handshake (guarded by the head's lock)
+  bool authed = false;
+  void on_frame(transport::connection& c, wire::frame&& f) override;
+  void on_closed(transport::connection& c, const std::string& reason) override;
+};
+
+struct local_dep final : continuation {
+  std::weak_ptr<head_impl> head;
+  std::uint64_t task = 0;
+  std::size_t arg = 0;
+  state_base* state = nullptr;
+  std::string (*encode)(state_base&) = nullptr;
+  static void on_fire(continuation* c) noexcept;
+};
+
+class head_impl final : public head_core {
+ public:
+  head_impl(const options& opts, executor& local) : opts_(opts), local_(local) {}
+
+  // ---- start and stop ---------------------------------------------------------------------------
+
+  void start() {
+    if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
+    if (token_.empty()) token_ = opts_.token();
+    transport::config tc;
+    tc.max_frame_size = opts_.max_frame_size();
+    net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
+                                                           : transport::make_tcp_transport(tc);
+    const std::string listen_at = opts_.listen().empty() ? "127.0.0.1:0" : opts_.listen();
+    std::weak_ptr<head_impl> weak = std::static_pointer_cast<head_impl>(shared_from_this());
+    endpoint_ = net_->listen(listen_at, [weak](std::shared_ptr<transport::connection> c) {
+      auto h = weak.lock();
+      auto s = std::make_shared<session>();
+      s->head = weak;
+      s->nonce = make_nonce();
+      s->conn = c;
+      c->set_handler(s);
+      c->send(wire::encode(wire::challenge_msg{s->nonce, h && !h->token_.empty()}));
+    });
+    ticker_ = std::thread([this] { tick(); });
+    if (opts_.head_runs_tasks()) {
+      worker_config wc = worker_template();
+      wc.name = "head";
+      wc.threads = local_.num_threads();
+      wc.executor = &local_;
+      head_worker_ = std::make_unique<worker_runtime>(wc);
+      head_worker_->start();
+    }
+    const std::size_t n = opts_.local_processes();
+    if (n > 0) {
+      if (opts_.transport() == transport_kind::in_process) {
+        for (std::size_t i = 0; i < n; ++i) add_local_worker();
+      } else {
+        spawn_processes(n);
+      }
+      wait_for_workers(n, std::chrono::milliseconds(30'000));
+    }
+  }
+
+  worker_config worker_template() const {
+    worker_config wc;
+    wc.connect = endpoint_;
+    wc.token = token_;
+    wc.transport = opts_.transport();
+    wc.max_frame_size = opts_.max_frame_size();
+    wc.threads = opts_.threads_per_process();
+    return wc;
+  }
+
+  void spawn_processes(std::size_t n) {
+    const std::string program = opts_.worker_program().empty() ? current_program() : opts_.worker_program();
+    std::map<std::string, std::string> env{{"DX_WORKER_OF", std::to_string(::getpid())}};
+    if (!token_.empty()) env["DX_TOKEN"] = token_;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<std::string> args{"--dx-worker", "--connect", endpoint_, "--threads",
+                                    std::to_string(opts_.threads_per_process())};
+      const pid_t pid = spawn_process(program, args, env);
+      std::lock_guard lock(mutex_);
+      children_.push_back(pid);
+    }
+  }
+
+  std::size_t add_local_worker() override {
+    auto w = std::make_unique<worker_runtime>(worker_template());
+    w->start();
+    std::lock_guard lock(mutex_);
+    thread_workers_.push_back(std::move(w));
+    return thread_workers_.size() - 1;
+  }
+
+  void kill_local_worker(std::size_t index) override {
+    std::unique_ptr<worker_runtime> w;
+    {
+      std::lock_guard lock(mutex_);
+      if (index >= thread_workers_.size() || !thread_workers_[index]) return;
+      w = std::move(thread_workers_[index]);
+    }
+    w->kill();
+  }
+
+  void leave_local_worker(std::size_t index) override {
+    worker_runtime* w = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (index >= thread_workers_.size() || !thread_workers_[index]) return;
+      w = thread_workers_[index].get();
+    }
+    w->leave();
+  }
+
+  std::vector<int> worker_pids() const override {
+    std::lock_guard lock(mutex_);
+    return std::vector<int>(children_.begin(), children_.end());
+  }
+
+  void shutdown() override {
+    {
+      std::unique_lock lock(mutex_);
+      if (shut_down_) return;
+      // Remote work finishes while some worker can run it; without workers it is cancelled.
+      idle_cv_.wait(lock, [&] { return unfinished_ == 0 || active_workers_locked() == 0; });
+      shutting_down_ = true;
+      deferred d;
+      if (unfinished_ > 0) {
+        auto e = make_error(error_kind::cancelled, "the cluster was destroyed while the task waited for a worker");
+        std::vector<std::uint64_t> open;
+        for (auto& [id, t] : tasks_)
+          if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
+        for (auto id : open) fail_locked(id, e, d);
+      }
+      for (auto& [id, w] : workers_)
+        if (w->conn && w->state != worker_state::gone)
+          w->conn->send(wire::encode(wire::shutdown_msg{"the head is stopping"}));
+      shut_down_ = true;
+      lock.unlock();
+      d.run();
+    }
+    // Workers exit on shutdown; give them a moment to read it before the connections close.
+    std::vector<pid_t> children;
+    {
+      std::lock_guard lock(mutex_);
+      children = children_;
+    }
+    for (pid_t pid : children) stop_process(pid, std::chrono::milliseconds(3000));
+    {
+      std::lock_guard lock(mutex_);
+      ticker_stop_ = true;
+      tick_cv_.notify_all();
+    }
+    if (ticker_.joinable()) ticker_.join();
+    head_worker_.reset();
+    std::vector<std::unique_ptr<worker_runtime>> threads;
+    {
+      std::lock_guard lock(mutex_);
+      threads.swap(thread_workers_);
+    }
+    threads.clear();
+    if (net_) net_->stop();
+    // Futures may outlive the cluster: anything still open must not hang.
+    std::unique_lock lock(mutex_);
+    deferred d;
+    std::vector<std::uint64_t> open;
+    for (auto& [id, t] : tasks_)
+      if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
+    auto e = make_error(error_kind::cancelled, "the cluster was destroyed");
+    for (auto id : open) fail_locked(id, e, d);
+    for (auto& [id, t] : tasks_)
+      if (t.future && !t.delivered && t.status == task_status::done) {
+        if (t.future->state().try_add_ref())
+          d.errors.emplace_back(
+              t.future, make_error(error_kind::cancelled, "the cluster was destroyed before the result was fetched"));
+        t.delivered = true;
+      }
+    lock.unlock();
+    d.run();
+  }
+
+  // ---- submit -------------------------------------------------------------------------------------
+
+  void submit(const remote_function& fn, std::vector<remote_arg>&& args, remote_result& result) override {
+    result.head = shared_from_this();
+    result.state().set_executor(local_.impl());
+    std::vector<local_dep*> local_deps;
+    deferred d;
+    {
+      std::lock_guard lock(mutex_);
+      const std::uint64_t id = next_task_++;
+      result.task_id = id;
+      task_entry& t = tasks_[id];
+      t.id = id;
+      t.function = fn.name;
+      t.future = &result;
+      t.lineage_refs = 1;
+      t.args.resize(args.size());
+      ++unfinished_;
+      bool failed = false;
+      for (std::size_t i = 0; i < args.size(); ++i) {
+        remote_arg& a = args[i];
+        if (!a.dependency) {
+          t.args[i].bytes = std::move(a.bytes);
+          continue;
+        }
+        auto* rr = dynamic_cast<remote_result*>(a.dependency);
+        if (rr && rr->head.get() == this && tasks_.count(rr->task_id)) {
+          task_entry& in = tasks_[rr->task_id];
+          t.args[i].ref = in.id;
+          ++in.lineage_refs;
+          if (in.status == task_status::failed) {
+            failed = true;
+            if (!t.error) t.error = in.error;
+          } else {
+            ++in.pending_dependents;
+            if (!available_locked(in)) {
+              ++t.deps_pending;
+              in.waiting.push_back(id);
+            }
+          }
+          d.drop.push_back(a.dependency);
+        } else {
+          auto* n = new local_dep;
+          n->fire = &local_dep::on_fire;
+          n->head = std::static_pointer_cast<head_impl>(shared_from_this());
+          n->task = id;
+          n->arg = i;
+          n->state = a.dependency;
+          n->encode = a.encode;
+          t.args[i].pending_local = true;
+          ++t.deps_pending;
+          local_deps.push_back(n);
+        }
+        a.dependency = nullptr;
+      }
+      if (failed) {
+        // Dependencies registered above stay counted until the local ones fire.
+        fail_locked(id, t.error, d);
+      } else if (t.deps_pending == 0) {
+        make_ready_locked(t);
+        dispatch_locked();
+      }
+    }
+    d.run();
+    for (auto* n : local_deps) n->state->on_ready(n);
+  }
+
+  void local_dep_fired(std::uint64_t task, std::size_t arg, std::string bytes, std::exception_ptr error) {
+    deferred d;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = tasks_.find(task);
+      if (it == tasks_.end()) return;
+      task_entry& t = it->second;
+      t.args[arg].pending_local = false;
+      t.args[arg].bytes = std::move(bytes);
+      if (t.status == task_status::failed) return;
+      if (error) {
+        fail_locked(task, error, d);
+      } else if (--t.deps_pending == 0 && t.status == task_status::waiting) {
+        make_ready_locked(t);
+        dispatch_locked();
+      }
+    }
+    d.run();
+  }
+
+  // ---- futures ------------------------------------------------------------------------------------
+
+  void request_value(std::uint64_t task) noexcept override {
+    deferred d;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = tasks_.find(task);
+      if (it == tasks_.end()) return;
+      task_entry& t = it->second;
+      if (t.demanded) return;
+      t.demanded = true;
+      if (t.status == task_status::done) deliver_locked(t, d);
+    }
+    d.run();
+  }
+
+  void released(std::uint64_t task) noexcept override {
+    std::lock_guard lock(mutex_);
+    auto it = tasks_.find(task);
+    if (it == tasks_.end()) return;
+    task_entry& t = it->second;
+    t.future = nullptr;
+    maybe_release_data_locked(t);
+    unref_locked(t.id);
+    flush_releases_locked();
+  }
+
+  // ---- queries ------------------------------------------------------------------------------------
+
+  std::string endpoint() const override { return endpoint_; }
+
+  std::vector<worker_info> workers() const override {
+    std::lock_guard lock(mutex_);
+    std::vector<worker_info> out;
+    for (const auto& [id, w] : workers_) {
+      worker_info i;
+      i.id = w->id;
+      i.address = w->data_address;
+      i.threads = w->threads;
+      i.resources = w->resources;
+      i.state = w->state;
+      i.tasks_assigned = w->assigned.size();
+      out.push_back(std::move(i));
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const worker_info& a, const worker_info& b) { return (a.id == "head") > (b.id == "head"); });
+    return out;
+  }
+
+  void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mutex_);
+    auto peers = [&] {
+      std::size_t k = 0;
+      for (const auto& [id, w] : workers_)
+        if (!w->local && w->state == worker_state::active) ++k;
+      return k;
+    };
+    if (!workers_cv_.wait_for(lock, timeout, [&] { return peers() >= n; }))
+      throw_error(error_kind::timeout,
+                  fmt::format("waited {} ms for {} workers; {} joined", timeout.count(), n, peers()));
+  }
+
+  void wait_idle() override {
+    std::unique_lock lock(mutex_);
+    idle_cv_.wait(lock, [&] { return unfinished_ == 0; });
+  }
+
+  // ---- connections ----------------------------------------------------------------------------------
+
+  void on_frame(session& s, transport::connection& c, wire::frame&& f) {
+    deferred d;
+    try {
+      std::unique_lock lock(mutex_);
+      if (!s.authed) {
+        handshake_locked(s, c, f);
+        return;
+      }
+      worker_rec* w = s.worker;
+      if (!w) return;
+      w->last_seen = clock::now();
+      switch (static_cast<wire::msg>(f.type)) {
+        case wire::msg::task_done:
+          task_done_locked(*w, wire::decode<wire::task_done_msg>(f), std::move(f.payload), d);
+          break;
+        case wire::msg::task_failed:
+          task_failed_locked(*w, wire::decode<wire::task_failed_msg>(f), d);
+          break;
+        case wire::msg::fetch_reply:
+          fetch_reply_locked(*w, wire::decode<wire::fetch_reply_msg>(f), std::move(f.payload), d);
+          break;
+        case wire::msg::heartbeat:
+          (void)wire::decode<wire::heartbeat_msg>(f);
+          break;
+        case wire::msg::leaving:
+          leaving_locked(*w, wire::decode<wire::leaving_msg>(f));
+          break;
+        default:
+          lock.unlock();
+          protocol_violation(
+              c, fmt::format("unexpected {} message (type {}) from worker {}", wire::msg_name(f.type), f.type, w->id));
+          return;
+      }
+      dispatch_locked();
+      flush_releases_locked();
+    } catch (const wire::decode_error& e) {
+      protocol_violation(c, e.what());
+    }
+    d.run();
+  }
+
+  void protocol_violation(transport::connection& c, const std::string& why) {
+    log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+    c.close(why);
+  }
+
+  void handshake_locked(session& s, transport::connection& c, const wire::frame& f) {
+    if (f.type != static_cast<std::uint16_t>(wire::msg::hello)) {
+      const std::string why = fmt::format("expected hello first, got {} (type {})", wire::msg_name(f.type), f.type);
+      log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+      c.close(why);
+      return;
+    }
+    auto h = wire::decode<wire::hello_msg>(f);
+    if (!token_.empty() && !proof_valid(token_, s.nonce, h.proof)) {
+      const std::string why =
+          h.proof.empty() ? "authentication failed: no token" : "authentication failed: wrong token";
+      log(log_level::warn, "rejecting {}: {}", c.remote_address(), why);
+      c.send(wire::encode(wire::reject_msg{why}));
+      c.close(why);
+      return;
+    }
+    if (h.role != wire::peer_role::worker || shutting_down_) {
+      c.send(wire::encode(wire::reject_msg{"this head accepts workers only"}));
+      c.close("not a worker");
+      return;
+    }
+    auto rec = std::make_unique<worker_rec>();
+    rec->local = h.name == "head";
+    rec->id = rec->local ? "head" : fmt::format("w{}", next_worker_++);
+    rec->conn = s.conn;
+    rec->data_address = h.data_address;
+    rec->threads = std::max<std::size_t>(1, h.threads);
+    rec->resources = h.resources;
+    rec->pid = h.pid;
+    s.authed = true;
+    s.worker = rec.get();
+    wire::welcome_msg wm{rec->id, static_cast<std::uint32_t>(opts_.heartbeat_interval().count()),
+                         static_cast<std::uint32_t>(opts_.heartbeat_timeout().count()), opts_.inline_result_limit()};
+    c.send(wire::encode(wm));
+    log(log_level::info, "worker {} joined from {} ({} threads)", rec->id, c.remote_address(), rec->threads);
+    workers_.emplace(rec->id, std::move(rec));
+    workers_cv_.notify_all();
+    dispatch_locked();
+  }
+
+  void on_closed(session& s, const std::string& reason) {
+    deferred d;
+    {
+      std::lock_guard lock(mutex_);
+      worker_rec* w = s.worker;
+      s.worker = nullptr;
+      if (!w || w->state == worker_state::gone) return;
+      if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
+      remove_worker_locked(*w, d);
+      dispatch_locked();
+      flush_releases_locked();
+    }
+    d.run();
+  }
+
+  // ---- the task life cycle ---------------------------------------------------------------------------
+
+  bool available_locked(const task_entry& t) const {
+    return t.status == task_status::done && (t.inline_result || !t.holders.empty());
+  }
+
+  void make_ready_locked(task_entry& t) {
+    t.status = task_status::ready;
+    ready_.push_back(t.id);
+  }
+
+  std::size_t active_workers_locked() const {
+    std::size_t k = 0;
+    for (const auto& [id, w] : workers_)
+      if (w->state == worker_state::active) ++k;
+    return k;
+  }
+
+  worker_rec* pick_worker_locked() {
+    worker_rec* best = nullptr;
+    double best_load = 0;
+    for (auto& [id, w] : workers_) {
+      if (w->state != worker_state::active) continue;
+      const std::size_t cap = w->threads * pipeline_per_thread;
+      if (w->assigned.size() >= cap) continue;
+      const double load = static_cast<double>(w->assigned.size()) / static_cast<double>(w->threads);
+      if (!best || load < best_load) {
+        best = w.get();
+        best_load = load;
+      }
+    }
+    return best;
+  }
+
+  void dispatch_locked() {
+    while (!ready_.empty()) {
+      const std::uint64_t id = ready_.front();
+      auto it = tasks_.find(id);
+      if (it == tasks_.end() || it->second.status != task_status::ready) {
+        ready_.pop_front();
+        continue;
+      }
+      worker_rec* w = pick_worker_locked();
+      if (!w) return;
+      ready_.pop_front();
+      task_entry& t = it->second;
+      wire::run_task_msg m;
+      m.task_id = id;
+      m.attempt = ++t.attempt;
+      m.function = t.function;
+      m.args.resize(t.args.size());
+      for (std::size_t i = 0; i < t.args.size(); ++i) {
+        if (!t.args[i].ref) {
+          m.args[i].bytes = t.args[i].bytes;
+          continue;
+        }
+        const task_entry& in = tasks_.at(t.args[i].ref);
+        if (in.inline_result) {
+          m.args[i].bytes = *in.inline_result;
+        } else {
+          m.args[i].is_ref = true;
+          m.args[i].task_id = in.id;
+          for (auto* h : in.holders) m.args[i].holders.push_back(h->data_address);
+        }
+      }
+      t.status = task_status::assigned;
+      t.worker = w;
+      w->assigned.insert(id);
+      log(log_level::debug, "task {} ({}) attempt {} -> {}", id, t.function, m.attempt, w->id);
+      w->conn->send(wire::encode(m));
+    }
+  }
+
+  void task_done_locked(worker_rec& w, wire::task_done_msg m, std::shared_ptr<const std::string> payload, deferred& d) {
+    auto it = tasks_.find(m.task_id);
+    const bool current = it != tasks_.end() && it->second.status == task_status::assigned &&
+                         it->second.attempt == m.attempt && it->second.worker == &w;
+    if (!current) {
+      // A stale attempt (the task was moved or re-run): its result is not committed.
+      if (!m.inline_result) w.to_release.push_back(m.task_id);
+      return;
+    }
+    task_entry& t = it->second;
+    w.assigned.erase(t.id);
+    t.worker = nullptr;
+    t.status = task_status::done;
+    t.result_size = m.result_size;
+    if (m.inline_result) {
+      t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
+    } else {
+      t.holders.push_back(&w);
+      w.holds.insert(t.id);
+    }
+    finished_locked(t);
+    if (t.future && !t.delivered && (t.inline_result || t.demanded)) deliver_locked(t, d);
+    wake_dependents_locked(t, d);
+    maybe_release_data_locked(t);
+    if (t.lineage_refs == 0) erase_locked(t.id);
+  }
+
+  void finished_locked(task_entry& t) {
+    for (const arg_slot& a : t.args) {
+      if (!a.ref) continue;
+      auto in = tasks_.find(a.ref);
+      if (in == tasks_.end()) continue;
+      if (in->second.pending_dependents > 0) --in->second.pending_dependents;
+      maybe_release_data_locked(in->second);
+    }
+    if (--unfinished_ == 0) idle_cv_.notify_all();
+  }
+
+  void wake_dependents_locked(task_entry& t, deferred& d) {
+    std::vector<std::uint64_t> waiting;
+    waiting.swap(t.waiting);
+    for (auto dep : waiting) {
+      auto it = tasks_.find(dep);
+      if (it == tasks_.end()) continue;
+      task_entry& dt = it->second;
+      if (dt.status != task_status::waiting) continue;
+      if (t.status == task_status::failed) {
+        fail_locked(dep, t.error, d);
+      } else if (--dt.deps_pending == 0) {
+        make_ready_locked(dt);
+      }
+    }
+  }
+
+  void deliver_locked(task_entry& t, deferred& d) {
+    if (!t.future || t.delivered) return;
+    if (t.inline_result) {
+      if (t.future->state().try_add_ref()) d.values.emplace_back(t.future, t.inline_result);
+      t.delivered = true;
+      maybe_release_data_locked(t);
+      return;
+    }
+    if (t.fetching) return;
+    if (t.holders.empty()) {
+      recompute_locked(t, d);
+      return;
+    }
+    worker_rec* h = t.holders.front();
+    const std::uint64_t request = next_request_++;
+    fetches_[request] = fetch_rec{t.id, h};
+    t.fetching = true;
+    h->conn->send(wire::encode(wire::fetch_msg{request, t.id}));
+  }
+
+  void fetch_reply_locked(worker_rec& w, const wire::fetch_reply_msg& m, std::shared_ptr<const std::string> payload,
+                          deferred& d) {
+    auto f = fetches_.find(m.request_id);
+    if (f == fetches_.end() || f->second.from != &w) return;
+    fetches_.erase(f);
+    auto it = tasks_.find(m.task_id);
+    if (it == tasks_.end()) return;
+    task_entry& t = it->second;
+    t.fetching = false;
+    log(log_level::debug, "fetch reply for task {} from {}: found {}, {} bytes", m.task_id, w.id, m.found,
+        payload ? payload->size() : 0);
+    if (!m.found || !payload) {
+      forget_holder_locked(t, w);
+      if (t.future && !t.delivered) deliver_locked(t, d);
+      return;
+    }
+    if (t.future && !t.delivered) {
+      if (t.future->state().try_add_ref()) d.values.emplace_back(t.future, std::move(payload));
+      t.delivered = true;
+    }
+    maybe_release_data_locked(t);
+  }
+
+  void forget_holder_locked(task_entry& t, worker_rec& w) {
+    t.holders.erase(std::remove(t.holders.begin(), t.holders.end(), &w), t.holders.end());
+    w.holds.erase(t.id);
+  }
+
+  void task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d) {
+    auto it = tasks_.find(m.task_id);
+    if (it == tasks_.end() || it->second.status != task_status::assigned || it->second.attempt != m.attempt ||
+        it->second.worker != &w)
+      return;
+    task_entry& t = it->second;
+    w.assigned.erase(t.id);
+    t.worker = nullptr;
+    if (m.kind == wire::failure_kind::input_lost) {
+      // The holder of an input is gone or lost it: recompute that input, then run again.
+      auto in = tasks_.find(m.lost_input);
+      if (in != tasks_.end()) {
+        for (auto* h : std::vector<worker_rec*>(in->second.holders)) forget_holder_locked(in->second, *h);
+      }
+      if (++t.failures >= opts_.allowed_failures()) {
+        fail_locked(t.id,
+                    make_error(error_kind::worker_lost,
+                               fmt::format("an input of task {} ({}) was lost {} times", t.id, t.function, t.failures)),
+                    d);
+        return;
+      }
+      t.status = task_status::waiting;
+      requeue_locked(t, d);
+      return;
+    }
+    std::exception_ptr e;
+    switch (m.kind) {
+      case wire::failure_kind::not_registered:
+        e = make_error(error_kind::not_registered, m.message);
+        break;
+      case wire::failure_kind::bad_arguments:
+        e = make_error(error_kind::protocol, fmt::format("{} on worker {}: {}", t.function, w.id, m.message));
+        break;
+      case wire::failure_kind::too_large:
+        e = make_error(error_kind::generic, m.message);
+        break;
+      default:
+        e = std::make_exception_ptr(remote_error(m.type_name, m.message, w.id));
+    }
+    fail_locked(t.id, e, d);
+  }
+
+  void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    task_entry& t = it->second;
+    if (t.status == task_status::done || t.status == task_status::failed) return;
+    if (t.worker) {
+      t.worker->assigned.erase(id);
+      t.worker = nullptr;
+    }
+    t.status = task_status::failed;
+    t.error = e;
+    finished_locked(t);
+    if (t.future && !t.delivered) {
+      if (t.future->state().try_add_ref()) d.errors.emplace_back(t.future, e);
+      t.delivered = true;
+    }
+    wake_dependents_locked(t, d);
+    if (t.lineage_refs == 0) erase_locked(id);
+  }
+
+  /// Whether anyone still needs t's bytes: its future (not yet delivered) or unfinished dependents.
+  bool data_needed(const task_entry& t) const { return (t.future && !t.delivered) || t.pending_dependents > 0; }
+
+  void maybe_release_data_locked(task_entry& t) {
+    if (data_needed(t)) return;
+    t.inline_result.reset();
+    for (auto* h : t.holders) {
+      h->holds.erase(t.id);
+      h->to_release.push_back(t.id);
+    }
+    t.holders.clear();
+  }
+
+  void unref_locked(std::uint64_t id) {
+    std::vector<std::uint64_t> stack{id};
+    while (!stack.empty()) {
+      const std::uint64_t cur = stack.back();
+      stack.pop_back();
+      auto it = tasks_.find(cur);
+      if (it == tasks_.end()) continue;
+      task_entry& t = it->second;
+      if (t.lineage_refs > 0) --t.lineage_refs;
+      if (t.lineage_refs > 0 || (t.status != task_status::done && t.status != task_status::failed)) continue;
+      for (const arg_slot& a : t.args)
+        if (a.ref) stack.push_back(a.ref);
+      maybe_release_data_locked(t);
+      tasks_.erase(it);
+    }
+  }
+
+  void erase_locked(std::uint64_t id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    ++it->second.lineage_refs;  // unref_locked takes it back and erases
+    unref_locked(id);
+  }
+
+  void flush_releases_locked() {
+    for (auto& [id, w] : workers_) {
+      if (w->to_release.empty()) continue;
+      if (w->conn && w->state != worker_state::gone)
+        w->conn->send(wire::encode(wire::release_msg{std::move(w->to_release)}));
+      w->to_release.clear();
+    }
+  }
+
+  /// Puts t back in the queue once its inputs are available, recomputing lost ones first.
+  void requeue_locked(task_entry& t, deferred& d) {
+    t.status = task_status::waiting;
+    t.deps_pending = 0;
+    for (const arg_slot& a : t.args) {
+      if (a.pending_local) ++t.deps_pending;
+      if (!a.ref) continue;
+      auto in = tasks_.find(a.ref);
+      if (in == tasks_.end()) continue;
+      task_entry& it = in->second;
+      if (it.status == task_status::failed) {
+        fail_locked(t.id, it.error, d);
+        return;
+      }
+      if (available_locked(it)) continue;
+      ++t.deps_pending;
+      if (std::find(it.waiting.begin(), it.waiting.end(), t.id) == it.waiting.end()) it.waiting.push_back(t.id);
+      if (it.status == task_status::done) recompute_locked(it, d);
+    }
+    if (t.deps_pending == 0) make_ready_locked(t);
+  }
+
+  void recompute_locked(task_entry& t, deferred& d) {
+    if (t.status != task_status::done) return;
+    log(log_level::info, "recomputing task {} ({}): its result was lost", t.id, t.function);
+    t.status = task_status::waiting;
+    ++unfinished_;
+    for (const arg_slot& a : t.args) {
+      if (!a.ref) continue;
+      auto in = tasks_.find(a.ref);
+      if (in != tasks_.end()) ++in->second.pending_dependents;
+    }
+    requeue_locked(t, d);
+  }
+
+  void remove_worker_locked(worker_rec& w, deferred& d) {
+    const bool graceful = w.state == worker_state::leaving;
+    w.state = worker_state::gone;
+    std::vector<std::uint64_t> assigned(w.assigned.begin(), w.assigned.end());
+    std::sort(assigned.begin(), assigned.end());
+    w.assigned.clear();
+    for (auto id : assigned) {
+      auto it = tasks_.find(id);
+      if (it == tasks_.end()) continue;
+      task_entry& t = it->second;
+      t.worker = nullptr;
+      if (!graceful) {
+        ++t.failures;
+        t.lost_on.push_back(w.id);
+      }
+      if (t.failures >= opts_.allowed_failures()) {
+        std::string on;
+        for (const auto& n : t.lost_on) on += (on.empty() ? "" : ", ") + n;
+        fail_locked(
+            id,
+            make_error(error_kind::worker_lost, fmt::format("task {} ({}) was running on {} workers that died: {}", id,
+                                                            t.function, t.failures, on)),
+            d);
+        continue;
+      }
+      requeue_locked(t, d);
+    }
+    std::vector<std::uint64_t> held(w.holds.begin(), w.holds.end());
+    std::sort(held.begin(), held.end());
+    w.holds.clear();
+    for (auto id : held) {
+      auto it = tasks_.find(id);
+      if (it == tasks_.end()) continue;
+      task_entry& t = it->second;
+      t.holders.erase(std::remove(t.holders.begin(), t.holders.end(), &w), t.holders.end());
+      if (!available_locked(t) && t.status == task_status::done && data_needed(t)) {
+        t.fetching = false;
+        recompute_locked(t, d);
+      }
+    }
+    std::vector<std::uint64_t> refetch;
+    for (auto it = fetches_.begin(); it != fetches_.end();) {
+      if (it->second.from == &w) {
+        refetch.push_back(it->second.task);
+        it = fetches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto id : refetch) {
+      // The value was being fetched from w: ask another holder, or recompute it.
+      auto t = tasks_.find(id);
+      if (t == tasks_.end()) continue;
+      t->second.fetching = false;
+      if (t->second.future && !t->second.delivered && t->second.status == task_status::done)
+        deliver_locked(t->second, d);
+    }
+    w.to_release.clear();
+    w.conn.reset();
+    workers_cv_.notify_all();
+    idle_cv_.notify_all();
+  }
+
+  void leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
+    if (w.state == worker_state::active) w.state = worker_state::leaving;
+    for (const auto& back : m.tasks) {
+      auto it = tasks_.find(back.task_id);
+      if (it == tasks_.end()) continue;
+      task_entry& t = it->second;
+      if (t.status != task_status::assigned || t.worker != &w || t.attempt != back.attempt) continue;
+      w.assigned.erase(t.id);
+      t.worker = nullptr;
+      make_ready_locked(t);
+    }
+  }
+
+  // ---- heartbeats ---------------------------------------------------------------------------------
+
+  void tick() {
+    std::unique_lock lock(mutex_);
+    while (!ticker_stop_) {
+      tick_cv_.wait_for(lock, opts_.heartbeat_interval());
+      if (ticker_stop_) break;
+      const auto now = clock::now();
+      std::vector<std::shared_ptr<transport::connection>> silent;
+      for (auto& [id, w] : workers_) {
+        if (w->state == worker_state::gone || !w->conn) continue;
+        if (now - w->last_seen > opts_.heartbeat_timeout()) {
+          silent.push_back(w->conn);
+        } else {
+          w->conn->send(wire::encode(wire::heartbeat_msg{}));
+        }
+      }
+      lock.unlock();
+      for (auto& c : silent) c->close(fmt::format("no heartbeat for {} ms", opts_.heartbeat_timeout().count()));
+      lock.lock();
+    }
+  }
+
+ private:
+  static constexpr std::size_t pipeline_per_thread = 256;
+
+  options opts_;
+  executor& local_;
+  std::string token_;
+  std::unique_ptr<transport::transport> net_;
+  std::string endpoint_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable idle_cv_;
+  std::condition_variable workers_cv_;
+  std::condition_variable tick_cv_;
+  std::unordered_map<std::uint64_t, task_entry> tasks_;
+  std::deque<std::uint64_t> ready_;
+  std::map<std::string, std::unique_ptr<worker_rec>> workers_;
+  struct fetch_rec {
+    std::uint64_t task = 0;
+    worker_rec* from = nullptr;
+  };
+  std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
+  std::uint64_t next_task_ = 1;
+  std::uint64_t next_request_ = 1;
+  std::uint64_t next_worker_ = 1;
+  std::size_t unfinished_ = 0;
+  bool shutting_down_ = false;
+  bool shut_down_ = false;
+
+  std::thread ticker_;
+  bool ticker_stop_ = false;
+  std::unique_ptr<worker_runtime> head_worker_;
+  std::vector<std::unique_ptr<worker_runtime>> thread_workers_;
+  std::vector<pid_t> children_;
+};
+
+void session::on_frame(transport::connection& c, wire::frame&& f) {
+  if (auto h = head.lock()) h->on_frame(*this, c, std::move(f));
+}
+void session::on_closed(transport::connection&, const std::string& reason) {
+  if (auto h = head.lock()) h->on_closed(*this, reason);
+  conn.reset();
+}
+
+void local_dep::on_fire(continuation* c) noexcept {
+  std::unique_ptr<local_dep> self(static_cast<local_dep*>(c));
+  std::string bytes;
+  std::exception_ptr error = self->state->error();
+  if (!error) {
+    try {
+      bytes = self->encode(*self->state);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  if (auto h = self->head.lock()) h->local_dep_fired(self->task, self->arg, std::move(bytes), error);
+  self->state->release();
+}
+
+}  // namespace
+
+std::shared_ptr<head_core> head_core::create(const options& opts, executor& local) {
+  auto h = std::make_shared<head_impl>(opts, local);
+  h->start();
+  return h;
+}
+
+remote_result::~remote_result() = default;
+
+void remote_result::request_value() noexcept {
+  if (head) head->request_value(task_id);
+}
+
+void remote_result::released() noexcept {
+  if (head) head->released(task_id);
+}
+
+}  // namespace dx::detail

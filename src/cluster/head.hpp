@@ -1,0 +1,43 @@
+// The head of a distributed cluster: keeps the task graph, places ready tasks on workers, moves
+// results between the workers and the futures, and recovers from lost workers by re-running
+// tasks from their lineage.
+#pragma once
+
+#include <dx/cluster.hpp>
+#include <dx/options.hpp>
+#include <dx/remote.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dx::detail {
+
+class head_core : public std::enable_shared_from_this<head_core> {
+ public:
+  static std::shared_ptr<head_core> create(const options& opts, executor& local);
+  virtual ~head_core() = default;
+
+  virtual void submit(const remote_function& fn, std::vector<remote_arg>&& args, remote_result& result) = 0;
+  virtual void request_value(std::uint64_t task) noexcept = 0;
+  virtual void released(std::uint64_t task) noexcept = 0;
+
+  virtual std::string endpoint() const = 0;
+  virtual std::vector<worker_info> workers() const = 0;
+  virtual void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) = 0;
+  virtual void wait_idle() = 0;
+  /// Finishes (or, with no worker left, cancels) the remote work, stops the workers it started
+  /// and closes every connection.
+  virtual void shutdown() = 0;
+
+  /// Testing aids: the in-process workers started for local_processes() with the in-process
+  /// transport, by index.
+  virtual void kill_local_worker(std::size_t index) = 0;
+  virtual void leave_local_worker(std::size_t index) = 0;
+  virtual std::size_t add_local_worker() = 0;
+  /// The pids of the worker processes this head started.
+  virtual std::vector<int> worker_pids() const = 0;
+};
+
+}  // namespace dx::detail

@@ -1,0 +1,65 @@
+// The process-wide table of registered functions (DX_REMOTE), filled during static
+// initialisation, read afterwards.
+#include <dx/remote.hpp>
+
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace dx::detail {
+
+namespace {
+struct registry {
+  std::mutex mutex;
+  std::unordered_map<std::string, remote_function> by_name;
+  std::unordered_map<void (*)(), const remote_function*> by_address;
+};
+// A function-local static: registrations run during other translation units' static
+// initialisation, in an order the linker chooses.
+registry& the_registry() {
+  static registry r;
+  return r;
+}
+}  // namespace
+
+bool register_remote(const char* name, remote_invoker invoke, void (*address)(), std::size_t arity) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto [it, inserted] = r.by_name.try_emplace(name, remote_function{name, invoke, address, arity});
+    if (!inserted && it->second.address != address) {
+      std::fprintf(stderr, "dx: DX_REMOTE name '%s' is taken by another function; this registration is ignored\n",
+                   name);
+      return false;
+    }
+    r.by_address.try_emplace(address, &it->second);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+const remote_function* find_remote(std::string_view name) noexcept {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.by_name.find(std::string(name));
+  return it == r.by_name.end() ? nullptr : &it->second;
+}
+
+const remote_function* find_remote_by_address(void (*address)()) noexcept {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.by_address.find(address);
+  return it == r.by_address.end() ? nullptr : it->second;
+}
+
+void throw_undecodable_argument(std::size_t index, const char* what) {
+  throw_error(error_kind::protocol, "argument " + std::to_string(index) + " does not decode: " + what);
+}
+
+std::exception_ptr undecodable_result(const char* what) {
+  return make_error(error_kind::protocol, std::string("a remote result does not decode: ") + what);
+}
+
+}  // namespace dx::detail

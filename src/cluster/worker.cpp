@@ -1,0 +1,673 @@
+#include "cluster/worker.hpp"
+
+#include "cluster/auth.hpp"
+#include "common/log.hpp"
+#include "transport/transport.hpp"
+#include "wire/messages.hpp"
+
+#include <dx/error.hpp>
+#include <dx/executor.hpp>
+#include <dx/remote.hpp>
+
+#include <cxxabi.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <typeinfo>
+#include <unordered_map>
+#include <vector>
+
+namespace dx::detail {
+
+std::string demangled_type_name(const std::type_info& t) {
+  int status = 0;
+  char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+  std::string out = (status == 0 && name) ? name : t.name();
+  std::free(name);
+  return out;
+}
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+enum class job_state : int { waiting_inputs, queued, running, handed_back };
+
+struct job {
+  wire::run_task_msg msg;
+  std::vector<std::shared_ptr<const std::string>> inputs;
+  std::size_t missing = 0;
+  std::atomic<job_state> state{job_state::waiting_inputs};
+};
+
+std::string default_data_listen(const std::string& connect) {
+  const auto colon = connect.rfind(':');
+  const std::string host = colon == std::string::npos ? connect : connect.substr(0, colon);
+  if (host == "127.0.0.1" || host == "localhost" || host.starts_with("inproc")) return "127.0.0.1:0";
+  return "0.0.0.0:0";
+}
+
+}  // namespace
+
+struct worker_runtime::impl : std::enable_shared_from_this<impl> {
+  worker_config cfg;
+  std::unique_ptr<transport::transport> net;
+  std::unique_ptr<executor> own_exec;
+  executor* exec = nullptr;
+
+  mutable std::mutex mutex;
+  std::condition_variable cv;
+  std::string id;
+  bool welcomed = false;
+  std::string rejected;
+  bool finished = false;
+  int exit_code = 0;
+  bool leaving = false;
+  std::uint64_t inline_limit = 64 * 1024;
+  std::chrono::milliseconds heartbeat_every{500};
+  std::chrono::milliseconds heartbeat_timeout{10'000};
+  clock::time_point last_from_head = clock::now();
+  std::shared_ptr<transport::connection> head;
+  std::string data_address;
+
+  std::unordered_map<std::uint64_t, std::shared_ptr<const std::string>> store;
+  std::uint64_t stored_bytes = 0;
+  std::unordered_map<std::uint64_t, std::shared_ptr<job>> jobs;  // by task id: not finished
+  std::atomic<std::uint32_t> running{0};
+
+  // Outgoing data connections to peers, by address, with fetches waiting for them.
+  struct pending_fetch {
+    std::shared_ptr<job> j;
+    std::size_t arg = 0;
+    std::vector<std::string> other_holders;
+  };
+  struct peer_link {
+    std::shared_ptr<transport::connection> conn;
+    bool ready = false;
+    std::vector<wire::frame> queued;
+    std::vector<std::uint64_t> requests;
+  };
+  std::unordered_map<std::string, std::shared_ptr<peer_link>> peers;
+  std::unordered_map<std::uint64_t, pending_fetch> fetches;
+  std::uint64_t next_request = 1;
+
+  std::thread ticker;
+  bool ticker_stop = false;
+
+  explicit impl(worker_config c) : cfg(std::move(c)) {}
+
+  // ---- handlers ---------------------------------------------------------------------------------
+
+  struct head_handler final : transport::handler {
+    std::weak_ptr<impl> owner;
+    void on_frame(transport::connection& c, wire::frame&& f) override {
+      if (auto o = owner.lock()) o->from_head(c, std::move(f));
+    }
+    void on_closed(transport::connection&, const std::string& reason) override {
+      if (auto o = owner.lock()) o->head_lost(reason);
+    }
+  };
+
+  // A connection a peer (or the head) opened to fetch results.
+  struct data_handler final : transport::handler {
+    std::weak_ptr<impl> owner;
+    std::string nonce;
+    bool authed = false;
+    void on_frame(transport::connection& c, wire::frame&& f) override {
+      auto o = owner.lock();
+      if (!o) return;
+      try {
+        if (!authed) {
+          if (f.type != static_cast<std::uint16_t>(wire::msg::hello)) {
+            c.close(fmt::format("expected hello, got {}", wire::msg_name(f.type)));
+            return;
+          }
+          auto h = wire::decode<wire::hello_msg>(f);
+          if (!o->cfg.token.empty() && !proof_valid(o->cfg.token, nonce, h.proof)) {
+            c.send(wire::encode(wire::reject_msg{"authentication failed: wrong or missing token"}));
+            c.close("authentication failed: wrong or missing token");
+            return;
+          }
+          authed = true;
+          c.send(wire::encode(wire::welcome_msg{o->id_copy(), 0, 0, 0}));
+          return;
+        }
+        if (f.type != static_cast<std::uint16_t>(wire::msg::fetch)) {
+          c.close(fmt::format("unexpected {} message on a data connection", wire::msg_name(f.type)));
+          return;
+        }
+        auto m = wire::decode<wire::fetch_msg>(f);
+        auto value = o->lookup(m.task_id);
+        const bool found = value != nullptr;  // before the move below: argument order is unspecified
+        c.send(wire::encode(wire::fetch_reply_msg{m.request_id, m.task_id, found}, std::move(value)));
+      } catch (const wire::decode_error& e) {
+        log(log_level::warn, "closing data connection from {}: {}", c.remote_address(), e.what());
+        c.close(e.what());
+      }
+    }
+    void on_closed(transport::connection&, const std::string&) override {}
+  };
+
+  // A connection this worker opened to a peer to fetch from it.
+  struct fetch_handler final : transport::handler {
+    std::weak_ptr<impl> owner;
+    std::string address;
+    void on_frame(transport::connection& c, wire::frame&& f) override {
+      if (auto o = owner.lock()) o->from_peer(c, address, std::move(f));
+    }
+    void on_closed(transport::connection&, const std::string& reason) override {
+      if (auto o = owner.lock()) o->peer_lost(address, reason);
+    }
+  };
+
+  std::string id_copy() {
+    std::lock_guard lock(mutex);
+    return id;
+  }
+
+  std::shared_ptr<const std::string> lookup(std::uint64_t task) {
+    std::lock_guard lock(mutex);
+    auto it = store.find(task);
+    return it == store.end() ? nullptr : it->second;
+  }
+
+  // ---- start --------------------------------------------------------------------------------------
+
+  void start() {
+    transport::config tc;
+    tc.max_frame_size = cfg.max_frame_size;
+    tc.connect_timeout = cfg.connect_timeout;
+    net = cfg.transport == transport_kind::in_process ? transport::make_in_process_transport(tc)
+                                                      : transport::make_tcp_transport(tc);
+    if (cfg.executor) {
+      exec = cfg.executor;
+    } else {
+      own_exec = std::make_unique<executor>(cfg.threads == 0 ? 1 : cfg.threads);
+      exec = own_exec.get();
+    }
+    const std::string listen_at = cfg.data_listen.empty() ? default_data_listen(cfg.connect) : cfg.data_listen;
+    std::weak_ptr<impl> weak = weak_from_this();
+    data_address = net->listen(listen_at, [weak](std::shared_ptr<transport::connection> c) {
+      auto o = weak.lock();
+      auto h = std::make_shared<data_handler>();
+      h->owner = weak;
+      h->nonce = make_nonce();
+      c->set_handler(h);
+      c->send(wire::encode(wire::challenge_msg{h->nonce, o && !o->cfg.token.empty()}));
+    });
+    auto h = std::make_shared<head_handler>();
+    h->owner = weak;
+    auto conn = net->connect(cfg.connect, h);
+    {
+      std::lock_guard lock(mutex);
+      head = conn;
+    }
+    std::unique_lock lock(mutex);
+    if (!cv.wait_for(lock, cfg.connect_timeout, [&] { return welcomed || !rejected.empty() || finished; })) {
+      lock.unlock();
+      conn->close("no welcome from the head");
+      throw_error(error_kind::generic,
+                  fmt::format("cannot join the head at {}: no answer to the handshake", cfg.connect));
+    }
+    if (!rejected.empty()) {
+      const std::string why = rejected;
+      lock.unlock();
+      throw_error(error_kind::protocol, fmt::format("the head at {} rejected this worker: {}", cfg.connect, why));
+    }
+    if (!welcomed)
+      throw_error(error_kind::generic, fmt::format("cannot join the head at {}: connection closed", cfg.connect));
+    lock.unlock();
+    ticker = std::thread([this] { tick(); });
+  }
+
+  void tick() {
+    std::unique_lock lock(mutex);
+    while (!ticker_stop) {
+      cv.wait_for(lock, heartbeat_every);
+      if (ticker_stop) break;
+      if (clock::now() - last_from_head > heartbeat_timeout) {
+        lock.unlock();
+        head_lost(fmt::format("no message from the head for {} ms", heartbeat_timeout.count()));
+        lock.lock();
+        continue;
+      }
+      wire::heartbeat_msg hb;
+      hb.running = running.load(std::memory_order_relaxed);
+      hb.queued = static_cast<std::uint32_t>(jobs.size());
+      hb.stored_bytes = stored_bytes;
+      auto conn = head;
+      lock.unlock();
+      if (conn) conn->send(wire::encode(hb));
+      lock.lock();
+    }
+  }
+
+  // ---- messages from the head ---------------------------------------------------------------------
+
+  void from_head(transport::connection& c, wire::frame&& f) {
+    {
+      std::lock_guard lock(mutex);
+      last_from_head = clock::now();
+    }
+    try {
+      switch (static_cast<wire::msg>(f.type)) {
+        case wire::msg::challenge: {
+          auto m = wire::decode<wire::challenge_msg>(f);
+          wire::hello_msg h;
+          h.role = wire::peer_role::worker;
+          if (!cfg.token.empty()) h.proof = prove(cfg.token, m.nonce);
+          h.name = cfg.name;
+          h.threads = static_cast<std::uint32_t>(cfg.threads);
+          h.resources = cfg.resources;
+          h.data_address = data_address;
+          h.pid = ::getpid();
+          c.send(wire::encode(h));
+          return;
+        }
+        case wire::msg::welcome: {
+          auto m = wire::decode<wire::welcome_msg>(f);
+          std::lock_guard lock(mutex);
+          id = m.worker_id;
+          if (m.heartbeat_ms) heartbeat_every = std::chrono::milliseconds(m.heartbeat_ms);
+          if (m.heartbeat_timeout_ms) heartbeat_timeout = std::chrono::milliseconds(m.heartbeat_timeout_ms);
+          inline_limit = m.inline_result_limit;
+          welcomed = true;
+          cv.notify_all();
+          return;
+        }
+        case wire::msg::reject: {
+          auto m = wire::decode<wire::reject_msg>(f);
+          std::lock_guard lock(mutex);
+          rejected = m.reason.empty() ? "rejected" : m.reason;
+          cv.notify_all();
+          return;
+        }
+        case wire::msg::run_task:
+          run_task(wire::decode<wire::run_task_msg>(f));
+          return;
+        case wire::msg::fetch: {
+          auto m = wire::decode<wire::fetch_msg>(f);
+          auto value = lookup(m.task_id);
+          const bool found = value != nullptr;  // before the move below: argument order is unspecified
+          c.send(wire::encode(wire::fetch_reply_msg{m.request_id, m.task_id, found}, std::move(value)));
+          return;
+        }
+        case wire::msg::release: {
+          auto m = wire::decode<wire::release_msg>(f);
+          std::lock_guard lock(mutex);
+          for (auto t : m.task_ids) {
+            auto it = store.find(t);
+            if (it == store.end()) continue;
+            stored_bytes -= it->second->size();
+            store.erase(it);
+          }
+          return;
+        }
+        case wire::msg::heartbeat:
+          return;
+        case wire::msg::shutdown:
+          finish(0);
+          return;
+        default:
+          c.close(fmt::format("unexpected {} message from the head", wire::msg_name(f.type)));
+      }
+    } catch (const wire::decode_error& e) {
+      log(log_level::warn, "closing the connection to the head: {}", e.what());
+      c.close(e.what());
+    }
+  }
+
+  void head_lost(const std::string& reason) {
+    {
+      std::lock_guard lock(mutex);
+      if (finished) return;
+    }
+    log(log_level::info, "worker {}: the head is gone ({})", id_copy(), reason);
+    finish(1);
+  }
+
+  void finish(int code) {
+    std::lock_guard lock(mutex);
+    if (finished) return;
+    finished = true;
+    exit_code = code;
+    cv.notify_all();
+  }
+
+  // ---- running tasks -------------------------------------------------------------------------------
+
+  void run_task(wire::run_task_msg&& m) {
+    auto j = std::make_shared<job>();
+    j->inputs.resize(m.args.size());
+    const std::uint64_t task = m.task_id;
+    j->msg = std::move(m);
+    std::vector<std::size_t> to_fetch;
+    {
+      std::lock_guard lock(mutex);
+      if (leaving) {
+        auto conn = head;
+        wire::leaving_msg back;
+        back.tasks.push_back({task, j->msg.attempt});
+        if (conn) conn->send(wire::encode(back));
+        return;
+      }
+      jobs[task] = j;
+      for (std::size_t i = 0; i < j->msg.args.size(); ++i) {
+        auto& a = j->msg.args[i];
+        if (!a.is_ref) continue;
+        auto it = store.find(a.task_id);
+        if (it != store.end()) {
+          j->inputs[i] = it->second;
+        } else {
+          to_fetch.push_back(i);
+        }
+      }
+      j->missing = to_fetch.size();
+    }
+    if (to_fetch.empty()) {
+      schedule(j);
+      return;
+    }
+    for (std::size_t i : to_fetch) fetch_input(j, i, j->msg.args[i].holders);
+  }
+
+  void fetch_input(const std::shared_ptr<job>& j, std::size_t arg, std::vector<std::string> holders) {
+    for (;;) {
+      if (holders.empty()) {
+        input_lost(j, arg);
+        return;
+      }
+      std::string address = holders.front();
+      holders.erase(holders.begin());
+      if (address == data_address) {
+        auto v = lookup(j->msg.args[arg].task_id);
+        if (v) {
+          input_arrived(j, arg, std::move(v));
+          return;
+        }
+        continue;
+      }
+      std::shared_ptr<peer_link> link;
+      std::uint64_t request = 0;
+      {
+        std::lock_guard lock(mutex);
+        request = next_request++;
+        fetches[request] = pending_fetch{j, arg, holders};
+        auto it = peers.find(address);
+        if (it != peers.end()) link = it->second;
+      }
+      if (!link) {
+        link = std::make_shared<peer_link>();
+        auto h = std::make_shared<fetch_handler>();
+        h->owner = weak_from_this();
+        h->address = address;
+        try {
+          link->conn = net->connect(address, h);
+        } catch (const std::exception& e) {
+          log(log_level::info, "worker {}: cannot reach {} for a result: {}", id_copy(), address, e.what());
+          std::lock_guard lock(mutex);
+          fetches.erase(request);
+          continue;
+        }
+        std::lock_guard lock(mutex);
+        auto [it, inserted] = peers.try_emplace(address, link);
+        if (!inserted) link = it->second;
+      }
+      wire::frame f = wire::encode(wire::fetch_msg{request, j->msg.args[arg].task_id});
+      std::lock_guard lock(mutex);
+      link->requests.push_back(request);
+      if (link->ready) {
+        link->conn->send(std::move(f));
+      } else {
+        link->queued.push_back(std::move(f));
+      }
+      return;
+    }
+  }
+
+  void from_peer(transport::connection& c, const std::string& address, wire::frame&& f) {
+    try {
+      switch (static_cast<wire::msg>(f.type)) {
+        case wire::msg::challenge: {
+          auto m = wire::decode<wire::challenge_msg>(f);
+          wire::hello_msg h;
+          h.role = wire::peer_role::peer;
+          if (!cfg.token.empty()) h.proof = prove(cfg.token, m.nonce);
+          h.data_address = data_address;
+          c.send(wire::encode(h));
+          std::lock_guard lock(mutex);
+          auto it = peers.find(address);
+          if (it == peers.end()) return;
+          it->second->ready = true;
+          for (auto& q : it->second->queued) c.send(std::move(q));
+          it->second->queued.clear();
+          return;
+        }
+        case wire::msg::welcome:
+          return;
+        case wire::msg::reject:
+          c.close("the peer rejected this worker");
+          return;
+        case wire::msg::fetch_reply: {
+          auto m = wire::decode<wire::fetch_reply_msg>(f);
+          pending_fetch p;
+          {
+            std::lock_guard lock(mutex);
+            auto it = fetches.find(m.request_id);
+            if (it == fetches.end()) return;
+            p = std::move(it->second);
+            fetches.erase(it);
+          }
+          if (m.found && f.payload) {
+            input_arrived(p.j, p.arg, f.payload);
+          } else {
+            fetch_input(p.j, p.arg, std::move(p.other_holders));
+          }
+          return;
+        }
+        default:
+          c.close(fmt::format("unexpected {} message from a peer", wire::msg_name(f.type)));
+      }
+    } catch (const wire::decode_error& e) {
+      c.close(e.what());
+    }
+  }
+
+  void peer_lost(const std::string& address, const std::string&) {
+    std::vector<pending_fetch> retry;
+    {
+      std::lock_guard lock(mutex);
+      auto it = peers.find(address);
+      if (it == peers.end()) return;
+      for (auto r : it->second->requests) {
+        auto f = fetches.find(r);
+        if (f == fetches.end()) continue;
+        retry.push_back(std::move(f->second));
+        fetches.erase(f);
+      }
+      peers.erase(it);
+    }
+    for (auto& p : retry) fetch_input(p.j, p.arg, std::move(p.other_holders));
+  }
+
+  void input_arrived(const std::shared_ptr<job>& j, std::size_t arg, std::shared_ptr<const std::string> bytes) {
+    bool ready = false;
+    {
+      std::lock_guard lock(mutex);
+      j->inputs[arg] = std::move(bytes);
+      ready = --j->missing == 0;
+    }
+    if (ready) schedule(j);
+  }
+
+  void input_lost(const std::shared_ptr<job>& j, std::size_t arg) {
+    wire::task_failed_msg m;
+    m.task_id = j->msg.task_id;
+    m.attempt = j->msg.attempt;
+    m.kind = wire::failure_kind::input_lost;
+    m.lost_input = j->msg.args[arg].task_id;
+    m.message = fmt::format("the result of task {} could not be fetched from any holder", m.lost_input);
+    job_state expected = job_state::waiting_inputs;
+    if (!j->state.compare_exchange_strong(expected, job_state::handed_back)) return;  // reported once
+    send_to_head(wire::encode(m), j->msg.task_id);
+  }
+
+  void send_to_head(wire::frame f, std::uint64_t finished_task) {
+    std::shared_ptr<transport::connection> conn;
+    {
+      std::lock_guard lock(mutex);
+      jobs.erase(finished_task);
+      conn = head;
+    }
+    if (conn) conn->send(std::move(f));
+  }
+
+  void schedule(const std::shared_ptr<job>& j) {
+    job_state expected = job_state::waiting_inputs;
+    if (!j->state.compare_exchange_strong(expected, job_state::queued)) return;
+    auto self = shared_from_this();
+    exec->post([self, j] { self->execute(*j); });
+  }
+
+  void execute(job& j) {
+    job_state expected = job_state::queued;
+    if (!j.state.compare_exchange_strong(expected, job_state::running)) return;  // handed back
+    running.fetch_add(1, std::memory_order_relaxed);
+    const auto started = clock::now();
+    wire::task_failed_msg failure;
+    failure.task_id = j.msg.task_id;
+    failure.attempt = j.msg.attempt;
+    std::string result;
+    bool ok = false;
+    if (const remote_function* fn = find_remote(j.msg.function)) {
+      std::vector<byte_view> views(j.msg.args.size());
+      for (std::size_t i = 0; i < views.size(); ++i) {
+        const std::string& b = j.msg.args[i].is_ref ? *j.inputs[i] : j.msg.args[i].bytes;
+        views[i] = byte_view(b.data(), b.size());
+      }
+      try {
+        result = fn->invoke(views);
+        ok = true;
+      } catch (const protocol_error& e) {
+        failure.kind = wire::failure_kind::bad_arguments;
+        failure.type_name = "dx::protocol_error";
+        failure.message = e.what();
+      } catch (const std::exception& e) {
+        failure.kind = wire::failure_kind::exception;
+        failure.type_name = demangled_type_name(typeid(e));
+        failure.message = e.what();
+      } catch (...) {
+        failure.kind = wire::failure_kind::exception;
+        failure.type_name = "unknown exception";
+        failure.message = "a value that is not a std::exception was thrown";
+      }
+    } else {
+      failure.kind = wire::failure_kind::not_registered;
+      failure.type_name = "dx::not_registered";
+      failure.message = fmt::format("function '{}' is not registered on worker {}", j.msg.function, id_copy());
+    }
+    const auto elapsed = clock::now() - started;
+    if (cfg.slowdown > 1.0) std::this_thread::sleep_for(elapsed * (cfg.slowdown - 1.0));
+    running.fetch_sub(1, std::memory_order_relaxed);
+    if (!ok) {
+      send_to_head(wire::encode(failure), j.msg.task_id);
+      return;
+    }
+    if (result.size() > cfg.max_frame_size) {
+      failure.kind = wire::failure_kind::too_large;
+      failure.type_name = "dx::error";
+      failure.message = fmt::format("the result of {} is {} bytes, over the frame limit of {} bytes", j.msg.function,
+                                    result.size(), cfg.max_frame_size);
+      send_to_head(wire::encode(failure), j.msg.task_id);
+      return;
+    }
+    wire::task_done_msg done;
+    done.task_id = j.msg.task_id;
+    done.attempt = j.msg.attempt;
+    done.result_size = result.size();
+    done.duration_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started).count());
+    auto bytes = std::make_shared<const std::string>(std::move(result));
+    if (bytes->size() <= inline_limit) {
+      done.inline_result = true;
+      send_to_head(wire::encode(done, std::move(bytes)), j.msg.task_id);
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      auto [it, inserted] = store.try_emplace(j.msg.task_id, bytes);
+      if (!inserted) {
+        stored_bytes -= it->second->size();
+        it->second = bytes;
+      }
+      stored_bytes += bytes->size();
+    }
+    send_to_head(wire::encode(done), j.msg.task_id);
+  }
+
+  // ---- leaving and stopping -------------------------------------------------------------------------
+
+  void leave() {
+    wire::leaving_msg back;
+    std::shared_ptr<transport::connection> conn;
+    {
+      std::lock_guard lock(mutex);
+      if (leaving || finished) return;
+      leaving = true;
+      for (auto& [task, j] : jobs) {
+        job_state s = j->state.load();
+        while ((s == job_state::waiting_inputs || s == job_state::queued) &&
+               !j->state.compare_exchange_weak(s, job_state::handed_back)) {
+        }
+        if (s == job_state::waiting_inputs || s == job_state::queued) back.tasks.push_back({task, j->msg.attempt});
+      }
+      for (auto& t : back.tasks) jobs.erase(t.task_id);
+      conn = head;
+    }
+    if (conn) conn->send(wire::encode(back));
+    exec->wait_idle();  // running tasks finish and report
+    if (conn) conn->close("worker left");
+    finish(0);
+  }
+
+  void shutdown_all() {
+    {
+      std::lock_guard lock(mutex);
+      ticker_stop = true;
+      finished = true;
+      cv.notify_all();
+    }
+    if (ticker.joinable()) ticker.join();
+    if (net) net->stop();
+    if (own_exec) own_exec->shutdown();
+  }
+};
+
+worker_runtime::worker_runtime(worker_config cfg) : impl_(std::make_shared<impl>(std::move(cfg))) {}
+worker_runtime::~worker_runtime() { impl_->shutdown_all(); }
+
+void worker_runtime::start() { impl_->start(); }
+
+int worker_runtime::wait() {
+  std::unique_lock lock(impl_->mutex);
+  impl_->cv.wait(lock, [&] { return impl_->finished; });
+  return impl_->exit_code;
+}
+
+void worker_runtime::leave() { impl_->leave(); }
+
+void worker_runtime::kill() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    // Jobs not started never start: a dead process runs nothing more.
+    for (auto& [task, j] : impl_->jobs) j->state.store(job_state::handed_back);
+  }
+  impl_->shutdown_all();
+}
+
+std::string worker_runtime::id() const { return impl_->id_copy(); }
+
+}  // namespace dx::detail

@@ -1,0 +1,74 @@
+// The interface every transport implements: framed, ordered, bidirectional connections between
+// a head and its workers (and between workers, for results). The cluster code sees only this
+// header, so a further transport (MPI, shared memory) is one more implementation of it.
+//
+// Contract for implementations:
+// - send() is thread-safe and never blocks on the network: frames queue and go out in order,
+//   several small frames may be written at once, a payload is written from its own buffer.
+// - Every received frame's header is checked (wire::check_header with the configured limit)
+//   before its body is read; a bad header closes the connection with the reason.
+// - A handler's callbacks for one connection run one at a time, in order, on the transport's
+//   thread; on_closed comes exactly once and last, after close() from either side, an error,
+//   or stop(). Callbacks may call send() and close() and may start new connections.
+// - stop() closes every connection and listener, delivers the on_closed calls, and returns only
+//   when no callback is running or will run.
+#pragma once
+
+#include "wire/frame.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace dx::transport {
+
+class connection;
+
+/// What a connection's owner is told. Implemented by the head and worker runtimes.
+class handler {
+ public:
+  virtual ~handler() = default;
+  virtual void on_frame(connection& c, wire::frame&& f) = 0;
+  virtual void on_closed(connection& c, const std::string& reason) = 0;
+};
+
+class connection {
+ public:
+  virtual ~connection() = default;
+  /// Queues `f`; frames sent after close() are dropped.
+  virtual void send(wire::frame f) = 0;
+  /// Closes the connection; `reason` is logged and passed to on_closed. Idempotent.
+  virtual void close(const std::string& reason) = 0;
+  /// The peer's address as "host:port" (or the in-process name).
+  virtual std::string remote_address() const = 0;
+  /// Attaches the handler of an accepted connection; frames arriving before are held.
+  virtual void set_handler(std::shared_ptr<handler> h) = 0;
+};
+
+struct config {
+  std::uint64_t max_frame_size = std::uint64_t{256} << 20;
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+/// Called for each accepted connection, on the transport's thread; it must call set_handler.
+using accept_fn = std::function<void(std::shared_ptr<connection>)>;
+
+class transport {
+ public:
+  virtual ~transport() = default;
+  /// Starts accepting at `address` ("host:port", port 0 for any) and returns the bound address.
+  /// Throws dx::error naming the address when it cannot.
+  virtual std::string listen(const std::string& address, accept_fn on_accept) = 0;
+  /// Opens a connection; blocks up to the connect timeout. Throws dx::error naming the address.
+  virtual std::shared_ptr<connection> connect(const std::string& address, std::shared_ptr<handler> h) = 0;
+  /// Runs `f` on the transport's thread.
+  virtual void post(std::function<void()> f) = 0;
+  virtual void stop() = 0;
+};
+
+std::unique_ptr<transport> make_tcp_transport(const config& cfg);
+std::unique_ptr<transport> make_in_process_transport(const config& cfg);
+
+}  // namespace dx::transport
