@@ -49,6 +49,7 @@ struct worker_info {
   std::map<std::string, double> resources;
   worker_state state = worker_state::active;
   std::size_t tasks_assigned = 0;  ///< dispatched there and not finished yet
+  std::int64_t pid = 0;            ///< the worker's process id on its machine
 };
 
 namespace detail {

@@ -38,6 +38,7 @@ struct worker_rec {
   std::unordered_set<std::uint64_t> assigned;
   std::unordered_set<std::uint64_t> holds;  // large results kept there
   std::vector<std::uint64_t> to_release;    // batched release messages
+  wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
 };
 
 enum class task_status { waiting, ready, assigned, done, failed };
@@ -137,6 +138,7 @@ class head_impl final : public head_core {
       s->head = weak;
       s->nonce = make_nonce();
       s->conn = c;
+      if (h) h->track_pending(c);
       c->set_handler(s);
       c->send(wire::encode(wire::challenge_msg{s->nonce, h && !h->token_.empty()}));
     });
@@ -407,6 +409,7 @@ class head_impl final : public head_core {
       i.resources = w->resources;
       i.state = w->state;
       i.tasks_assigned = w->assigned.size();
+      i.pid = w->pid;
       out.push_back(std::move(i));
     }
     std::stable_sort(out.begin(), out.end(),
@@ -449,6 +452,16 @@ class head_impl final : public head_core {
         case wire::msg::task_done:
           task_done_locked(*w, wire::decode<wire::task_done_msg>(f), std::move(f.payload), d);
           break;
+        case wire::msg::tasks_done: {
+          auto batch = wire::decode<wire::tasks_done_msg>(f);
+          for (std::size_t i = 0; i < batch.done.size(); ++i) {
+            std::shared_ptr<const std::string> result;
+            if (batch.done[i].inline_result && i < batch.results.size())
+              result = std::make_shared<const std::string>(std::move(batch.results[i]));
+            task_done_locked(*w, batch.done[i], std::move(result), d);
+          }
+          break;
+        }
         case wire::msg::task_failed:
           task_failed_locked(*w, wire::decode<wire::task_failed_msg>(f), d);
           break;
@@ -570,6 +583,7 @@ class head_impl final : public head_core {
   }
 
   void dispatch_locked() {
+    std::vector<worker_rec*> touched;
     while (!ready_.empty()) {
       const std::uint64_t id = ready_.front();
       auto it = tasks_.find(id);
@@ -578,10 +592,11 @@ class head_impl final : public head_core {
         continue;
       }
       worker_rec* w = pick_worker_locked();
-      if (!w) return;
+      if (!w) break;
       ready_.pop_front();
       task_entry& t = it->second;
-      wire::run_task_msg m;
+      wire::run_task_msg& m = w->outbox.tasks.emplace_back();
+      if (w->outbox.tasks.size() == 1) touched.push_back(w);
       m.task_id = id;
       m.attempt = ++t.attempt;
       m.function = t.function;
@@ -604,7 +619,11 @@ class head_impl final : public head_core {
       t.worker = w;
       w->assigned.insert(id);
       log(log_level::debug, "task {} ({}) attempt {} -> {}", id, t.function, m.attempt, w->id);
-      w->conn->send(wire::encode(m));
+    }
+    // One frame per worker per round: a Boost archive costs about a microsecond to set up.
+    for (worker_rec* w : touched) {
+      w->conn->send(wire::encode(w->outbox));
+      w->outbox.tasks.clear();
     }
   }
 
@@ -931,6 +950,12 @@ class head_impl final : public head_core {
 
   // ---- heartbeats ---------------------------------------------------------------------------------
 
+  /// A connection that has not completed the handshake; closed if it stays silent too long.
+  void track_pending(const std::shared_ptr<transport::connection>& c) {
+    std::lock_guard lock(mutex_);
+    pending_.push_back({c, clock::now()});
+  }
+
   void tick() {
     std::unique_lock lock(mutex_);
     while (!ticker_stop_) {
@@ -938,6 +963,17 @@ class head_impl final : public head_core {
       if (ticker_stop_) break;
       const auto now = clock::now();
       std::vector<std::shared_ptr<transport::connection>> silent;
+      std::vector<std::shared_ptr<transport::connection>> no_handshake;
+      std::erase_if(pending_, [&](const pending_conn& p) {
+        auto c = p.conn.lock();
+        if (!c) return true;
+        bool joined = false;
+        for (const auto& [id, w] : workers_) joined = joined || w->conn == c;
+        if (joined) return true;
+        if (now - p.since <= opts_.heartbeat_timeout()) return false;
+        no_handshake.push_back(std::move(c));
+        return true;
+      });
       for (auto& [id, w] : workers_) {
         if (w->state == worker_state::gone || !w->conn) continue;
         if (now - w->last_seen > opts_.heartbeat_timeout()) {
@@ -979,6 +1015,12 @@ class head_impl final : public head_core {
   std::size_t unfinished_ = 0;
   bool shutting_down_ = false;
   bool shut_down_ = false;
+
+  struct pending_conn {
+    std::weak_ptr<transport::connection> conn;
+    clock::time_point since;
+  };
+  std::vector<pending_conn> pending_;
 
   std::thread ticker_;
   bool ticker_stop_ = false;

@@ -77,6 +77,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::uint64_t stored_bytes = 0;
   std::unordered_map<std::uint64_t, std::shared_ptr<job>> jobs;  // by task id: not finished
   std::atomic<std::uint32_t> running{0};
+  wire::tasks_done_msg done_batch;
 
   // Outgoing data connections to peers, by address, with fetches waiting for them.
   struct pending_fetch {
@@ -288,6 +289,11 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         case wire::msg::run_task:
           run_task(wire::decode<wire::run_task_msg>(f));
           return;
+        case wire::msg::run_tasks: {
+          auto batch = wire::decode<wire::run_tasks_msg>(f);
+          for (auto& t : batch.tasks) run_task(std::move(t));
+          return;
+        }
         case wire::msg::fetch: {
           auto m = wire::decode<wire::fetch_msg>(f);
           auto value = lookup(m.task_id);
@@ -590,12 +596,12 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     done.result_size = result.size();
     done.duration_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started).count());
-    auto bytes = std::make_shared<const std::string>(std::move(result));
-    if (bytes->size() <= inline_limit) {
+    if (result.size() <= inline_limit) {
       done.inline_result = true;
-      send_to_head(wire::encode(done, std::move(bytes)), j.msg.task_id);
+      report_done(done, std::move(result));
       return;
     }
+    auto bytes = std::make_shared<const std::string>(std::move(result));
     {
       std::lock_guard lock(mutex);
       auto [it, inserted] = store.try_emplace(j.msg.task_id, bytes);
@@ -605,7 +611,35 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       }
       stored_bytes += bytes->size();
     }
-    send_to_head(wire::encode(done), j.msg.task_id);
+    report_done(done, std::string());
+  }
+
+  /// Completions queue up and go out as one frame from the network thread, so a burst of short
+  /// tasks costs one archive and one write.
+  void report_done(const wire::task_done_msg& done, std::string inline_bytes) {
+    bool first = false;
+    {
+      std::lock_guard lock(mutex);
+      jobs.erase(done.task_id);
+      first = done_batch.done.empty();
+      done_batch.done.push_back(done);
+      done_batch.results.push_back(std::move(inline_bytes));
+    }
+    if (first) {
+      auto self = shared_from_this();
+      net->post([self] { self->flush_done(); });
+    }
+  }
+
+  void flush_done() {
+    wire::tasks_done_msg batch;
+    std::shared_ptr<transport::connection> conn;
+    {
+      std::lock_guard lock(mutex);
+      std::swap(batch, done_batch);
+      conn = head;
+    }
+    if (conn && !batch.done.empty()) conn->send(wire::encode(batch));
   }
 
   // ---- leaving and stopping -------------------------------------------------------------------------
@@ -629,6 +663,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     }
     if (conn) conn->send(wire::encode(back));
     exec->wait_idle();  // running tasks finish and report
+    flush_done();
     if (conn) conn->close("worker left");
     finish(0);
   }

@@ -180,79 +180,92 @@ void enum_field(Archive& ar, E& e, E lo, E hi, const char* what) {
 
 namespace boost::serialization {
 
+// clang-format would write `ar & a & b` as `ar& a& b`, as if declaring references.
+// clang-format off
+
 template <class A>
 void serialize(A& ar, dx::wire::challenge_msg& m, unsigned) {
-  ar& m.nonce& m.token_required;
+  ar & m.nonce & m.token_required;
 }
 template <class A>
 void serialize(A& ar, dx::wire::hello_msg& m, unsigned) {
   dx::wire::decoding::enum_field(ar, m.role, dx::wire::peer_role::worker, dx::wire::peer_role::peer, "peer role");
-  ar& m.proof& m.name& m.threads& m.resources& m.data_address& m.pid;
+  ar & m.proof & m.name & m.threads & m.resources & m.data_address & m.pid;
 }
 template <class A>
 void serialize(A& ar, dx::wire::welcome_msg& m, unsigned) {
-  ar& m.worker_id& m.heartbeat_ms& m.heartbeat_timeout_ms& m.inline_result_limit;
+  ar & m.worker_id & m.heartbeat_ms & m.heartbeat_timeout_ms & m.inline_result_limit;
 }
 template <class A>
 void serialize(A& ar, dx::wire::reject_msg& m, unsigned) {
-  ar& m.reason;
+  ar & m.reason;
 }
 template <class A>
 void serialize(A& ar, dx::wire::arg_ref& m, unsigned) {
-  ar& m.is_ref& m.bytes& m.task_id& m.holders;
+  ar & m.is_ref & m.bytes & m.task_id & m.holders;
 }
 template <class A>
 void serialize(A& ar, dx::wire::run_task_msg& m, unsigned) {
-  ar& m.task_id& m.attempt& m.function& m.args;
+  ar & m.task_id & m.attempt & m.function & m.args;
 }
 template <class A>
 void serialize(A& ar, dx::wire::task_done_msg& m, unsigned) {
-  ar& m.task_id& m.attempt& m.result_size& m.inline_result& m.duration_ns;
+  ar & m.task_id & m.attempt & m.result_size & m.inline_result & m.duration_ns;
 }
 template <class A>
 void serialize(A& ar, dx::wire::task_failed_msg& m, unsigned) {
-  ar& m.task_id& m.attempt;
+  ar & m.task_id & m.attempt;
   dx::wire::decoding::enum_field(ar, m.kind, dx::wire::failure_kind::exception, dx::wire::failure_kind::too_large,
                                  "failure kind");
-  ar& m.type_name& m.message& m.lost_input;
+  ar & m.type_name & m.message & m.lost_input;
 }
 template <class A>
 void serialize(A& ar, dx::wire::fetch_msg& m, unsigned) {
-  ar& m.request_id& m.task_id;
+  ar & m.request_id & m.task_id;
 }
 template <class A>
 void serialize(A& ar, dx::wire::fetch_reply_msg& m, unsigned) {
-  ar& m.request_id& m.task_id& m.found;
+  ar & m.request_id & m.task_id & m.found;
 }
 template <class A>
 void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
-  ar& m.task_ids;
+  ar & m.task_ids;
 }
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
-  ar& m.running& m.queued& m.stored_bytes;
+  ar & m.running & m.queued & m.stored_bytes;
 }
 template <class A>
 void serialize(A& ar, dx::wire::handed_back& m, unsigned) {
-  ar& m.task_id& m.attempt;
+  ar & m.task_id & m.attempt;
 }
 template <class A>
 void serialize(A& ar, dx::wire::leaving_msg& m, unsigned) {
-  ar& m.tasks;
+  ar & m.tasks;
 }
 template <class A>
 void serialize(A& ar, dx::wire::shutdown_msg& m, unsigned) {
-  ar& m.reason;
+  ar & m.reason;
 }
+template <class A>
+void serialize(A& ar, dx::wire::run_tasks_msg& m, unsigned) {
+  ar & m.tasks;
+}
+template <class A>
+void serialize(A& ar, dx::wire::tasks_done_msg& m, unsigned) {
+  ar & m.done & m.results;
+}
+
+// clang-format on
 
 }  // namespace boost::serialization
 
 namespace dx::wire {
 
 const char* msg_name(std::uint16_t type) noexcept {
-  static constexpr const char* names[] = {"?",        "challenge", "hello",       "welcome", "reject",
-                                          "run_task", "task_done", "task_failed", "fetch",   "fetch_reply",
-                                          "release",  "heartbeat", "leaving",     "shutdown"};
+  static constexpr const char* names[] = {
+      "?",     "challenge",   "hello",   "welcome",   "reject",  "run_task", "task_done", "task_failed",
+      "fetch", "fetch_reply", "release", "heartbeat", "leaving", "shutdown", "run_tasks", "tasks_done"};
   return type <= max_msg_type ? names[type] : "unknown";
 }
 
@@ -285,7 +298,7 @@ namespace {
 
 std::uint64_t payload_size(const frame& f) noexcept { return f.payload ? f.payload->size() : 0; }
 
-/// The payload a decoded message allows, or why the frame's payload does not fit it.
+/// Why a decoded message and the frame's payload do not fit together, or nullopt.
 template <class M>
 std::optional<std::string> check_payload(const M& m, const frame& f) {
   const std::uint64_t size = payload_size(f);
@@ -298,6 +311,15 @@ std::optional<std::string> check_payload(const M& m, const frame& f) {
     }
   } else if constexpr (std::is_same_v<M, fetch_reply_msg>) {
     if (m.found) return std::nullopt;
+  } else if constexpr (std::is_same_v<M, tasks_done_msg>) {
+    if (m.results.size() != m.done.size())
+      return fmt::format("tasks_done message has {} completions but {} results", m.done.size(), m.results.size());
+    for (std::size_t i = 0; i < m.done.size(); ++i) {
+      const std::uint64_t expected = m.done[i].inline_result ? m.done[i].result_size : 0;
+      if (m.results[i].size() != expected)
+        return fmt::format("tasks_done message: completion {} (task {}) expects {} result bytes, has {}", i,
+                           m.done[i].task_id, expected, m.results[i].size());
+    }
   }
   if (size > 0) return fmt::format("{} message carries an unexpected payload of {} bytes", msg_name(f.type), size);
   return std::nullopt;
@@ -351,6 +373,8 @@ DX_WIRE_MESSAGE(release_msg)
 DX_WIRE_MESSAGE(heartbeat_msg)
 DX_WIRE_MESSAGE(leaving_msg)
 DX_WIRE_MESSAGE(shutdown_msg)
+DX_WIRE_MESSAGE(run_tasks_msg)
+DX_WIRE_MESSAGE(tasks_done_msg)
 #undef DX_WIRE_MESSAGE
 
 }  // namespace dx::wire

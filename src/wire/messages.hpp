@@ -34,8 +34,10 @@ enum class msg : std::uint16_t {
   heartbeat = 11,
   leaving = 12,
   shutdown = 13,
+  run_tasks = 14,
+  tasks_done = 15,
 };
-inline constexpr std::uint16_t max_msg_type = 13;
+inline constexpr std::uint16_t max_msg_type = 15;
 
 const char* msg_name(std::uint16_t type) noexcept;
 
@@ -187,6 +189,23 @@ struct shutdown_msg {
   bool operator==(const shutdown_msg&) const = default;
 };
 
+/// Several tasks for one worker in one frame (what the head sends when it places a burst).
+struct run_tasks_msg {
+  static constexpr msg type = msg::run_tasks;
+  std::vector<run_task_msg> tasks;
+
+  bool operator==(const run_tasks_msg&) const = default;
+};
+
+/// Several completions in one frame; results[i] holds done[i]'s result when it is inline.
+struct tasks_done_msg {
+  static constexpr msg type = msg::tasks_done;
+  std::vector<task_done_msg> done;
+  std::vector<std::string> results;
+
+  bool operator==(const tasks_done_msg&) const = default;
+};
+
 /// A body that does not decode as the type its header names.
 class decode_error : public std::runtime_error {
  public:
@@ -195,9 +214,9 @@ class decode_error : public std::runtime_error {
 
 /// Every message struct in type order: `std::tuple_element_t<t - 1, message_types>` is the struct of
 /// message type t, for t in 1..max_msg_type.
-using message_types =
-    std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg, task_failed_msg,
-               fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg, shutdown_msg>;
+using message_types = std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg,
+                                 task_failed_msg, fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg,
+                                 shutdown_msg, run_tasks_msg, tasks_done_msg>;
 static_assert(std::tuple_size_v<message_types> == max_msg_type);
 
 template <class M>
@@ -216,8 +235,9 @@ M decode(const frame& f);
 /// Validates a received frame completely, independently of any transport: the type is a known
 /// message type (1..max_msg_type), the archive decodes as that type (see decode), and the payload
 /// agrees with the message (only an inline task_done and a found fetch_reply carry one; an inline
-/// task_done's payload is exactly result_size bytes). Returns why the frame is unacceptable, or
-/// nullopt when it is fine. Every exception decoding throws becomes the returned reason.
+/// task_done's payload is exactly result_size bytes), and a tasks_done has one result per
+/// completion, of result_size bytes when inline and empty otherwise. Returns why the frame is
+/// unacceptable, or nullopt when it is fine. Every exception decoding throws becomes the reason.
 std::optional<std::string> check_message(const frame& f);
 
 }  // namespace dx::wire
