@@ -39,6 +39,7 @@ struct worker_rec {
   std::unordered_set<std::uint64_t> holds;  // large results kept there
   std::vector<std::uint64_t> to_release;    // batched release messages
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
+  std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
 };
 
 enum class task_status { waiting, ready, assigned, done, failed };
@@ -59,6 +60,7 @@ struct task_entry {
   std::uint32_t attempt = 0;
   std::uint32_t failures = 0;
   std::vector<std::string> lost_on;  // workers that died while it was assigned
+  clock::time_point dispatched_at{};
   worker_rec* worker = nullptr;
   // result
   std::shared_ptr<const std::string> inline_result;
@@ -177,8 +179,13 @@ class head_impl final : public head_core {
     std::map<std::string, std::string> env{{"DX_WORKER_OF", std::to_string(::getpid())}};
     if (!token_.empty()) env["DX_TOKEN"] = token_;
     for (std::size_t i = 0; i < n; ++i) {
-      std::vector<std::string> args{"--dx-worker", "--connect", endpoint_, "--threads",
-                                    std::to_string(opts_.threads_per_process())};
+      std::vector<std::string> args{"--dx-worker",
+                                    "--connect",
+                                    endpoint_,
+                                    "--threads",
+                                    std::to_string(opts_.threads_per_process()),
+                                    "--max-frame-size",
+                                    std::to_string(opts_.max_frame_size())};
       const pid_t pid = spawn_process(program, args, env);
       std::lock_guard lock(mutex_);
       children_.push_back(pid);
@@ -454,6 +461,8 @@ class head_impl final : public head_core {
           break;
         case wire::msg::tasks_done: {
           auto batch = wire::decode<wire::tasks_done_msg>(f);
+          ++w->done_frames;
+          w->done_tasks += batch.done.size();
           for (std::size_t i = 0; i < batch.done.size(); ++i) {
             std::shared_ptr<const std::string> result;
             if (batch.done[i].inline_result && i < batch.results.size())
@@ -469,7 +478,7 @@ class head_impl final : public head_core {
           fetch_reply_locked(*w, wire::decode<wire::fetch_reply_msg>(f), std::move(f.payload), d);
           break;
         case wire::msg::heartbeat:
-          (void)wire::decode<wire::heartbeat_msg>(f);
+          heartbeat_locked(*w, wire::decode<wire::heartbeat_msg>(f), d);
           break;
         case wire::msg::leaving:
           leaving_locked(*w, wire::decode<wire::leaving_msg>(f));
@@ -617,11 +626,14 @@ class head_impl final : public head_core {
       }
       t.status = task_status::assigned;
       t.worker = w;
+      t.dispatched_at = clock::now();
       w->assigned.insert(id);
       log(log_level::debug, "task {} ({}) attempt {} -> {}", id, t.function, m.attempt, w->id);
     }
     // One frame per worker per round: a Boost archive costs about a microsecond to set up.
     for (worker_rec* w : touched) {
+      w->sent_tasks += w->outbox.tasks.size();
+      ++w->sent_frames;
       w->conn->send(wire::encode(w->outbox));
       w->outbox.tasks.clear();
     }
@@ -935,6 +947,29 @@ class head_impl final : public head_core {
     idle_cv_.notify_all();
   }
 
+  /// A worker that reports nothing queued or running while tasks sent to it long before are still
+  /// open lost them (a completion that never arrived): they are dispatched again, and a late
+  /// completion of the old attempt is ignored, so no future waits forever on it.
+  void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d) {
+    if (m.running != 0 || m.queued != 0 || w.assigned.empty()) return;
+    const auto cutoff = clock::now() - 4 * opts_.heartbeat_interval();
+    std::vector<std::uint64_t> stale;
+    for (auto id : w.assigned) {
+      auto it = tasks_.find(id);
+      if (it != tasks_.end() && it->second.dispatched_at < cutoff) stale.push_back(id);
+    }
+    if (stale.empty()) return;
+    std::sort(stale.begin(), stale.end());
+    log(log_level::warn, "worker {} is idle but {} tasks sent to it are open; dispatching them again", w.id,
+        stale.size());
+    for (auto id : stale) {
+      task_entry& t = tasks_.at(id);
+      w.assigned.erase(id);
+      t.worker = nullptr;
+      requeue_locked(t, d);
+    }
+  }
+
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
     if (w.state == worker_state::active) w.state = worker_state::leaving;
     for (const auto& back : m.tasks) {
@@ -961,6 +996,17 @@ class head_impl final : public head_core {
     while (!ticker_stop_) {
       tick_cv_.wait_for(lock, opts_.heartbeat_interval());
       if (ticker_stop_) break;
+      if (std::getenv("DX_TRACE_STALL")) {
+        std::size_t by[5] = {};
+        for (auto& [id, t] : tasks_) ++by[static_cast<int>(t.status)];
+        std::string ws;
+        for (auto& [id, w] : workers_)
+          ws += fmt::format(" {}:{} (sent {} in {}, done {} in {})", id, w->assigned.size(), w->sent_tasks,
+                            w->sent_frames, w->done_tasks, w->done_frames);
+        log(log_level::warn,
+            "stall trace: waiting {} ready {} assigned {} done {} failed {}; ready queue {}; unfinished {};{}", by[0],
+            by[1], by[2], by[3], by[4], ready_.size(), unfinished_, ws);
+      }
       const auto now = clock::now();
       std::vector<std::shared_ptr<transport::connection>> silent;
       std::vector<std::shared_ptr<transport::connection>> no_handshake;

@@ -78,6 +78,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::uint64_t, std::shared_ptr<job>> jobs;  // by task id: not finished
   std::atomic<std::uint32_t> running{0};
   wire::tasks_done_msg done_batch;
+  std::atomic<std::uint64_t> reported{0}, failed_sent{0}, executed{0};
+  std::atomic<std::uint64_t> got_frames{0}, got_tasks{0}, sent_frames{0}, sent_tasks{0};
 
   // Outgoing data connections to peers, by address, with fetches waiting for them.
   struct pending_fetch {
@@ -235,6 +237,15 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         lock.lock();
         continue;
       }
+      if (std::getenv("DX_TRACE_STALL")) {
+        std::size_t st[4] = {};
+        for (auto& [t, j] : jobs) ++st[static_cast<int>(j->state.load())];
+        log(log_level::warn,
+            "stall trace worker {}: jobs {} (inputs {} queued {} running {} back {}), batch {}; got {} in {}, sent {} "
+            "in {}; executed {} reported {} failed {}",
+            id, jobs.size(), st[0], st[1], st[2], st[3], done_batch.done.size(), got_tasks.load(), got_frames.load(),
+            sent_tasks.load(), sent_frames.load(), executed.load(), reported.load(), failed_sent.load());
+      }
       wire::heartbeat_msg hb;
       hb.running = running.load(std::memory_order_relaxed);
       hb.queued = static_cast<std::uint32_t>(jobs.size());
@@ -291,6 +302,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           return;
         case wire::msg::run_tasks: {
           auto batch = wire::decode<wire::run_tasks_msg>(f);
+          got_frames.fetch_add(1);
+          got_tasks.fetch_add(batch.tasks.size());
           for (auto& t : batch.tasks) run_task(std::move(t));
           return;
         }
@@ -522,6 +535,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   void send_to_head(wire::frame f, std::uint64_t finished_task) {
+    failed_sent.fetch_add(1);
     std::shared_ptr<transport::connection> conn;
     {
       std::lock_guard lock(mutex);
@@ -541,6 +555,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   void execute(job& j) {
     job_state expected = job_state::queued;
     if (!j.state.compare_exchange_strong(expected, job_state::running)) return;  // handed back
+    executed.fetch_add(1);
     running.fetch_add(1, std::memory_order_relaxed);
     const auto started = clock::now();
     wire::task_failed_msg failure;
@@ -618,6 +633,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   /// tasks costs one archive and one write.
   void report_done(const wire::task_done_msg& done, std::string inline_bytes) {
     bool first = false;
+    reported.fetch_add(1);
     {
       std::lock_guard lock(mutex);
       jobs.erase(done.task_id);
@@ -639,7 +655,11 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       std::swap(batch, done_batch);
       conn = head;
     }
-    if (conn && !batch.done.empty()) conn->send(wire::encode(batch));
+    if (conn && !batch.done.empty()) {
+      sent_frames.fetch_add(1);
+      sent_tasks.fetch_add(batch.done.size());
+      conn->send(wire::encode(batch));
+    }
   }
 
   // ---- leaving and stopping -------------------------------------------------------------------------

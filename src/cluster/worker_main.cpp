@@ -28,7 +28,8 @@ namespace {
 
 constexpr const char* usage =
     "usage: dx-worker --connect HOST:PORT [--token-file FILE] [--threads N] [--resources NAME=AMOUNT,...]\n"
-    "                 [--plugin LIB.so]... [--name ID] [--listen HOST:PORT] [--slowdown F]\n"
+    "                 [--plugin LIB.so]... [--name ID] [--listen HOST:PORT] [--max-frame-size BYTES]\n"
+    "                 [--slowdown F]\n"
     "The token may also come from the DX_TOKEN environment variable.\n";
 
 std::map<std::string, double> parse_resources(const std::string& spec) {
@@ -78,6 +79,8 @@ int worker_main(int argc, char** argv) {
         cfg.name = value();
       } else if (a == "--listen") {
         cfg.data_listen = value();
+      } else if (a == "--max-frame-size") {
+        cfg.max_frame_size = std::stoull(value());
       } else if (a == "--slowdown") {
         cfg.slowdown = std::stod(value());
       } else if (a == "--help" || a == "-h") {
