@@ -44,7 +44,7 @@ enum class worker_state : std::uint8_t {
 /// One worker of a cluster as the head sees it.
 struct worker_info {
   std::string id;       ///< "head" for the head's own threads, else "w1", "w2", ...
-  std::string address;  ///< where its results can be fetched ("host:port"), empty for the head
+  std::string address;  ///< where its results can be fetched ("host:port")
   std::size_t threads = 0;
   std::map<std::string, double> resources;
   worker_state state = worker_state::active;

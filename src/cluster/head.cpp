@@ -230,7 +230,9 @@ class head_impl final : public head_core {
       std::unique_lock lock(mutex_);
       if (shut_down_) return;
       // Remote work finishes while some worker can run it; without workers it is cancelled.
-      idle_cv_.wait(lock, [&] { return unfinished_ == 0 || active_workers_locked() == 0; });
+      // Tasks still waiting for a local future that nobody completes would block forever: only
+      // work that is ready or running is waited for.
+      idle_cv_.wait(lock, [&] { return runnable_locked() == 0 || active_workers_locked() == 0; });
       shutting_down_ = true;
       deferred d;
       if (unfinished_ > 0) {
@@ -313,7 +315,12 @@ class head_impl final : public head_core {
           continue;
         }
         auto* rr = dynamic_cast<remote_result*>(a.dependency);
-        if (rr && rr->head.get() == this && tasks_.count(rr->task_id)) {
+        const auto known = rr && rr->head.get() == this ? tasks_.find(rr->task_id) : tasks_.end();
+        // A result already delivered to the head and released on the workers is passed by value,
+        // from the head's copy, like a local future.
+        const bool by_reference =
+            known != tasks_.end() && !(known->second.status == task_status::done && !available_locked(known->second));
+        if (by_reference) {
           task_entry& in = tasks_[rr->task_id];
           t.args[i].ref = in.id;
           ++in.lineage_refs;
@@ -568,6 +575,27 @@ class head_impl final : public head_core {
     ready_.push_back(t.id);
   }
 
+  std::size_t runnable_locked() const {
+    std::size_t n = 0;
+    for (const auto& [id, t] : tasks_)
+      if (t.status == task_status::ready || t.status == task_status::assigned ||
+          (t.status == task_status::waiting && !waits_on_local_locked(t)))
+        ++n;
+    return n;
+  }
+
+  /// Whether t (or an input it waits for, transitively) waits on a local future.
+  bool waits_on_local_locked(const task_entry& t) const {
+    for (const arg_slot& a : t.args) {
+      if (a.pending_local) return true;
+      if (!a.ref) continue;
+      auto in = tasks_.find(a.ref);
+      if (in != tasks_.end() && in->second.status == task_status::waiting && waits_on_local_locked(in->second))
+        return true;
+    }
+    return false;
+  }
+
   std::size_t active_workers_locked() const {
     std::size_t k = 0;
     for (const auto& [id, w] : workers_)
@@ -674,7 +702,8 @@ class head_impl final : public head_core {
       if (in->second.pending_dependents > 0) --in->second.pending_dependents;
       maybe_release_data_locked(in->second);
     }
-    if (--unfinished_ == 0) idle_cv_.notify_all();
+    --unfinished_;
+    idle_cv_.notify_all();  // wait_idle waits for zero, shutdown for no runnable task
   }
 
   void wake_dependents_locked(task_entry& t, deferred& d) {
@@ -1030,6 +1059,11 @@ class head_impl final : public head_core {
       }
       lock.unlock();
       for (auto& c : silent) c->close(fmt::format("no heartbeat for {} ms", opts_.heartbeat_timeout().count()));
+      for (auto& c : no_handshake) {
+        const std::string why = fmt::format("no handshake within {} ms", opts_.heartbeat_timeout().count());
+        log(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);
+        c->close(why);
+      }
       lock.lock();
     }
   }

@@ -123,13 +123,12 @@ class inproc_transport final : public transport {
       std::lock_guard lock(t.mutex);
       for (const auto& n : listening_) t.listeners.erase(n);
     }
-    std::vector<std::weak_ptr<inproc_connection>> conns;
+    std::vector<std::shared_ptr<inproc_connection>> conns;
     {
       std::lock_guard lock(mutex_);
       conns.swap(connections_);
     }
-    for (auto& w : conns)
-      if (auto c = w.lock()) c->close("transport stopped");
+    for (auto& c : conns) c->close("transport stopped");
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;  // the queue drains, then the thread ends
@@ -176,7 +175,9 @@ class inproc_transport final : public transport {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
-  std::vector<std::weak_ptr<inproc_connection>> connections_;
+  // Owned until stop(), as a socket owns a TCP connection: an accepted connection often has no
+  // other owner than its handler's callbacks.
+  std::vector<std::shared_ptr<inproc_connection>> connections_;
   std::vector<std::string> listening_;
   bool stopping_ = false;
   bool stopped_ = false;

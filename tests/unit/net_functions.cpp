@@ -1,6 +1,9 @@
 #include "net_functions.hpp"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include <chrono>
 #include <numeric>
@@ -32,6 +35,25 @@ std::map<std::string, int> count_words(std::vector<std::string> words) {
   for (auto& w : words) ++out[w];
   return out;
 }
+point scale_point(point p, int k) { return {p.x * k, p.y * k, p.label + "*" + std::to_string(k)}; }
+std::optional<int> half_if_even(int x) {
+  if (x % 2) return std::nullopt;
+  return x / 2;
+}
+std::variant<int, std::string> int_or_text(int x) {
+  if (x < 0) return std::string("negative");
+  return x;
+}
+std::tuple<int, std::string, double> make_triple(int x) { return {x, std::to_string(x), x / 2.0}; }
+int sleep_then_pid(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(::getpid());
+}
+int kill_own_worker(int x) {
+  if (std::getenv("DX_WORKER_OF") == nullptr) throw std::logic_error("kill_own_worker outside a worker process");
+  ::raise(SIGKILL);
+  return x;
+}
 
 }  // namespace net_test
 
@@ -47,3 +69,9 @@ DX_REMOTE(net_test::big_string);
 DX_REMOTE(net_test::length_of);
 DX_REMOTE(net_test::pid_of_runner);
 DX_REMOTE_AS("net_test.count_words", net_test::count_words);
+DX_REMOTE(net_test::scale_point);
+DX_REMOTE(net_test::half_if_even);
+DX_REMOTE(net_test::int_or_text);
+DX_REMOTE(net_test::make_triple);
+DX_REMOTE(net_test::sleep_then_pid);
+DX_REMOTE(net_test::kill_own_worker);

@@ -5,7 +5,10 @@
 #include <dx/dx.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <variant>
 #include <vector>
 
 namespace net_test {
@@ -22,5 +25,26 @@ std::string big_string(int bytes);
 std::size_t length_of(std::string s);
 int pid_of_runner();
 std::map<std::string, int> count_words(std::vector<std::string> words);
+
+/// A user type with a serialize member.
+struct point {
+  int x = 0;
+  double y = 0;
+  std::string label;
+  template <class Archive>
+  void serialize(Archive& ar, unsigned) {
+    ar& x& y& label;
+  }
+  bool operator==(const point&) const = default;
+};
+point scale_point(point p, int k);
+std::optional<int> half_if_even(int x);
+std::variant<int, std::string> int_or_text(int x);
+std::tuple<int, std::string, double> make_triple(int x);
+/// Sleeps `ms` and returns the pid of the process that ran it.
+int sleep_then_pid(int ms);
+/// Kills the process that runs it (SIGKILL) when that is a worker process started by a head
+/// (DX_WORKER_OF is set); elsewhere it throws instead, so it can never kill the test runner.
+int kill_own_worker(int x);
 
 }  // namespace net_test

@@ -1,0 +1,460 @@
+// Hostile and broken peers: raw TCP clients that send garbage to a head, and a raw "head" that
+// sends bad tasks to a real worker. The head must close each bad connection and keep serving;
+// the worker must report bad tasks as task_failed. Every wait is bounded.
+#include "net_functions.hpp"
+
+#include "cluster/auth.hpp"
+#include "cluster/worker.hpp"
+#include "transport/transport.hpp"
+#include "wire/frame.hpp"
+#include "wire/messages.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+namespace wire = dx::wire;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// A blocking POSIX client socket with bounded reads.
+class raw_client {
+ public:
+  explicit raw_client(const std::string& endpoint) {
+    const auto colon = endpoint.rfind(':');
+    REQUIRE(colon != std::string::npos);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+    REQUIRE(::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr) == 1);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~raw_client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  /// Sends all of `bytes`; false when the peer has closed.
+  bool send(const std::string& bytes) {
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+  /// Reads exactly n bytes before `deadline`; nullopt on EOF, error or timeout.
+  std::optional<std::string> read_exact(std::size_t n, clock_type::time_point deadline) {
+    std::string out(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+      if (left <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
+      const ssize_t r = ::recv(fd_, out.data() + got, n - got, 0);
+      if (r <= 0) return std::nullopt;
+      got += static_cast<std::size_t>(r);
+    }
+    return out;
+  }
+
+  /// The next frame within `limit`, or nullopt.
+  std::optional<wire::frame> read_frame(std::chrono::milliseconds limit = 5s) {
+    const auto deadline = clock_type::now() + limit;
+    auto head = read_exact(wire::header_size, deadline);
+    if (!head) return std::nullopt;
+    const auto h = wire::decode_header(head->data());
+    auto archive = read_exact(h.archive_size, deadline);
+    if (!archive) return std::nullopt;
+    wire::frame f;
+    f.type = h.type;
+    f.flags = h.flags;
+    f.archive = std::move(*archive);
+    if (h.payload_size) {
+      auto payload = read_exact(h.payload_size, deadline);
+      if (!payload) return std::nullopt;
+      f.payload = std::make_shared<const std::string>(std::move(*payload));
+    }
+    return f;
+  }
+
+  /// True when the peer closes the connection within `limit` (frames it sends first are read
+  /// and dropped).
+  bool closed_within(std::chrono::milliseconds limit) {
+    const auto deadline = clock_type::now() + limit;
+    char buf[4096];
+    while (clock_type::now() < deadline) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+      pollfd p{fd_, POLLIN, 0};
+      const int pr = ::poll(&p, 1, static_cast<int>(std::max<long long>(left, 1)));
+      if (pr < 0) return true;
+      if (pr == 0) continue;
+      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
+      if (r <= 0) return true;
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+template <class M>
+std::string bytes_of(const M& m) {
+  return wire::frame_bytes(wire::encode(m));
+}
+
+/// Connects and reads the head's challenge.
+wire::challenge_msg read_challenge(raw_client& c) {
+  auto f = c.read_frame();
+  REQUIRE(f);
+  REQUIRE(f->type == static_cast<std::uint16_t>(wire::msg::challenge));
+  return wire::decode<wire::challenge_msg>(*f);
+}
+
+wire::hello_msg raw_hello(std::string proof = {}) {
+  wire::hello_msg h;
+  h.role = wire::peer_role::worker;
+  h.proof = std::move(proof);
+  h.threads = 1;
+  h.data_address = "127.0.0.1:1";
+  h.pid = 1;
+  return h;
+}
+
+dx::options head_options() {
+  return dx::options{}
+      .threads(2)
+      .listen("127.0.0.1:0")
+      .local_processes(1)
+      .head_runs_tasks(false)
+      .max_frame_size(1 << 20)
+      .heartbeat(50ms, 300ms);
+}
+
+void still_serves(dx::cluster& cl, int k) {
+  auto f = cl.submit(net_test::square, k);
+  REQUIRE(f.wait_for(10s) == dx::future_status::ready);
+  REQUIRE(f.get() == k * k);
+  std::size_t active = 0;
+  for (const auto& w : cl.workers()) active += w.state == dx::worker_state::active && w.pid != 1;
+  REQUIRE(active == 1);
+}
+
+}  // namespace
+
+TEST_CASE("bad input: a head closes broken connections and keeps serving", "[net][bad-input]") {
+  dx::cluster cl{head_options()};
+  const std::string ep = cl.endpoint();
+  still_serves(cl, 2);
+
+  SECTION("random bytes") {
+    raw_client c(ep);
+    read_challenge(c);
+    std::mt19937 rng(42);
+    std::string junk(4096, '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rng());
+    c.send(junk);
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("random bytes without reading the challenge") {
+    raw_client c(ep);
+    c.send(std::string(100, '\xff'));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a frame over max_frame_size") {
+    raw_client c(ep);
+    read_challenge(c);
+    wire::frame f = wire::encode(raw_hello());
+    f.payload = std::make_shared<const std::string>(std::string((1 << 20) + 16, 'x'));
+    const auto header = wire::encode_header(f);
+    c.send(std::string(header.data(), header.size()));
+    c.send(f.archive + std::string(1000, 'x'));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a truncated frame, then the client closes its side") {
+    raw_client c(ep);
+    read_challenge(c);
+    const std::string full = bytes_of(raw_hello());
+    c.send(full.substr(0, full.size() - 5));
+    c.shutdown_write();
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a truncated header, then silence") {
+    raw_client c(ep);
+    read_challenge(c);
+    c.send(bytes_of(raw_hello()).substr(0, 10));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("an unknown message type after a proper handshake") {
+    raw_client c(ep);
+    read_challenge(c);
+    c.send(bytes_of(raw_hello()));
+    auto w = c.read_frame();
+    REQUIRE(w);
+    REQUIRE(w->type == static_cast<std::uint16_t>(wire::msg::welcome));
+    wire::frame f;
+    f.type = 99;
+    f.archive = "abc";
+    c.send(wire::frame_bytes(f));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a message the head never accepts (run_task) after a proper handshake") {
+    raw_client c(ep);
+    read_challenge(c);
+    c.send(bytes_of(raw_hello()));
+    auto w = c.read_frame();
+    REQUIRE(w);
+    REQUIRE(w->type == static_cast<std::uint16_t>(wire::msg::welcome));
+    c.send(bytes_of(wire::run_task_msg{1, 0, "net_test::square", {}}));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a wrong protocol version") {
+    raw_client c(ep);
+    read_challenge(c);
+    std::string bytes = bytes_of(raw_hello());
+    bytes[4] = 7;  // u16 version follows the u32 magic
+    bytes[5] = 0;
+    c.send(bytes);
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a wrong magic") {
+    raw_client c(ep);
+    read_challenge(c);
+    std::string bytes = bytes_of(raw_hello());
+    bytes[0] = 'X';
+    c.send(bytes);
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a message other than hello first") {
+    raw_client c(ep);
+    read_challenge(c);
+    c.send(bytes_of(wire::heartbeat_msg{}));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("an undecodable hello body") {
+    raw_client c(ep);
+    read_challenge(c);
+    wire::frame f;
+    f.type = static_cast<std::uint16_t>(wire::msg::hello);
+    f.archive = std::string("\x01\x02\x03garbage\xff\xff\xff\xff\xff\xff\xff\x7f", 18);
+    c.send(wire::frame_bytes(f));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a hello with trailing bytes in its archive") {
+    raw_client c(ep);
+    read_challenge(c);
+    wire::frame f = wire::encode(raw_hello());
+    f.archive += "xyz";
+    c.send(wire::frame_bytes(f));
+    CHECK(c.closed_within(3s));
+  }
+  SECTION("a connection that sends nothing is closed after heartbeat_timeout") {
+    raw_client c(ep);
+    const auto t0 = clock_type::now();
+    read_challenge(c);
+    CHECK(c.closed_within(3s));
+    CHECK(clock_type::now() - t0 >= 250ms);
+  }
+  SECTION("a worker that goes silent after the handshake is removed") {
+    raw_client c(ep);
+    read_challenge(c);
+    c.send(bytes_of(raw_hello()));
+    auto w = c.read_frame();
+    REQUIRE(w);
+    REQUIRE(w->type == static_cast<std::uint16_t>(wire::msg::welcome));
+    CHECK(c.closed_within(3s));
+  }
+  still_serves(cl, 3);
+}
+
+TEST_CASE("bad input: a head with a token rejects bad proofs", "[net][bad-input]") {
+  dx::cluster cl{head_options().token("secret")};
+  const std::string ep = cl.endpoint();
+  still_serves(cl, 2);
+
+  auto expect_reject = [&](const std::string& proof, const std::string& why) {
+    raw_client c(ep);
+    auto ch = read_challenge(c);
+    CHECK(ch.token_required);
+    c.send(bytes_of(raw_hello(proof)));
+    auto r = c.read_frame(3s);
+    REQUIRE(r);
+    REQUIRE(r->type == static_cast<std::uint16_t>(wire::msg::reject));
+    CHECK(wire::decode<wire::reject_msg>(*r).reason.find(why) != std::string::npos);
+    CHECK(c.closed_within(3s));
+  };
+  SECTION("a wrong proof") { expect_reject(std::string(32, 'z'), "wrong token"); }
+  SECTION("a proof under another token") {
+    raw_client probe(ep);
+    auto ch = read_challenge(probe);
+    // A proof for a different nonce (this connection's) under the right token is still wrong
+    // on another connection.
+    expect_reject(dx::detail::prove("secret", ch.nonce), "wrong token");
+  }
+  SECTION("a missing proof") { expect_reject("", "no token"); }
+  SECTION("the right proof is welcomed") {
+    raw_client c(ep);
+    auto ch = read_challenge(c);
+    c.send(bytes_of(raw_hello(dx::detail::prove("secret", ch.nonce))));
+    auto r = c.read_frame(3s);
+    REQUIRE(r);
+    CHECK(r->type == static_cast<std::uint16_t>(wire::msg::welcome));
+  }
+  still_serves(cl, 3);
+}
+
+namespace {
+
+/// A raw "head": accepts one worker, completes the handshake itself, records what it receives.
+class raw_head : public dx::transport::handler {
+ public:
+  void on_frame(dx::transport::connection& c, wire::frame&& f) override {
+    if (f.type == static_cast<std::uint16_t>(wire::msg::hello)) {
+      c.send(wire::encode(wire::welcome_msg{"w7", 100, 5000, 64 * 1024}));
+    }
+    std::lock_guard lk(m_);
+    frames_.push_back(std::move(f));
+    cv_.notify_all();
+  }
+  void on_closed(dx::transport::connection&, const std::string&) override {
+    std::lock_guard lk(m_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+  /// What the worker reported for a task: a failure, or a completion with its inline bytes.
+  struct outcome {
+    std::optional<wire::task_failed_msg> failed;
+    std::optional<wire::task_done_msg> done;
+    std::string inline_bytes;
+  };
+  /// The first report for `task` (task_failed, task_done or an entry of tasks_done), within 10 s.
+  std::optional<outcome> wait_result(std::uint64_t task) {
+    std::unique_lock lk(m_);
+    std::optional<outcome> out;
+    cv_.wait_for(lk, 10s, [&] {
+      for (const auto& f : frames_) {
+        switch (static_cast<wire::msg>(f.type)) {
+          case wire::msg::task_failed: {
+            auto m = wire::decode<wire::task_failed_msg>(f);
+            if (m.task_id == task) out = outcome{m, std::nullopt, {}};
+            break;
+          }
+          case wire::msg::task_done: {
+            auto m = wire::decode<wire::task_done_msg>(f);
+            if (m.task_id == task) out = outcome{std::nullopt, m, f.payload ? *f.payload : std::string()};
+            break;
+          }
+          case wire::msg::tasks_done: {
+            auto b = wire::decode<wire::tasks_done_msg>(f);
+            for (std::size_t i = 0; i < b.done.size(); ++i)
+              if (b.done[i].task_id == task)
+                out = outcome{std::nullopt, b.done[i], i < b.results.size() ? b.results[i] : std::string()};
+            break;
+          }
+          default:
+            break;
+        }
+        if (out) return true;
+      }
+      return false;
+    });
+    return out;
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<wire::frame> frames_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("bad input: a worker reports unknown functions and undecodable arguments", "[net][bad-input]") {
+  auto net = dx::transport::make_tcp_transport({});
+  auto handler = std::make_shared<raw_head>();
+  std::mutex m;
+  std::condition_variable cv;
+  std::shared_ptr<dx::transport::connection> conn;
+  const std::string addr = net->listen("127.0.0.1:0", [&](std::shared_ptr<dx::transport::connection> c) {
+    c->set_handler(handler);
+    c->send(wire::encode(wire::challenge_msg{"nonce-nonce-nonce", false}));
+    std::lock_guard lk(m);
+    conn = std::move(c);
+    cv.notify_all();
+  });
+
+  dx::detail::worker_config cfg;
+  cfg.connect = addr;
+  cfg.threads = 1;
+  cfg.connect_timeout = 5s;
+  dx::detail::worker_runtime worker(cfg);
+  worker.start();
+  CHECK(worker.id() == "w7");
+  {
+    std::unique_lock lk(m);
+    REQUIRE(cv.wait_for(lk, 5s, [&] { return conn != nullptr; }));
+  }
+
+  auto arg_bytes = [](int v) {
+    wire::arg_ref a;
+    dx::detail::write_value(a.bytes, v);
+    return a;
+  };
+
+  conn->send(wire::encode(wire::run_task_msg{1, 0, "no.such.function", {arg_bytes(3)}}));
+  conn->send(wire::encode(wire::run_task_msg{2, 0, "net_test::square", {wire::arg_ref{false, "\x01", 0, {}}}}));
+  conn->send(wire::encode(wire::run_task_msg{3, 0, "net_test::square", {}}));
+  conn->send(wire::encode(wire::run_task_msg{4, 0, "net_test::square", {arg_bytes(3), arg_bytes(4)}}));
+  conn->send(wire::encode(wire::run_task_msg{5, 0, "net_test::square", {arg_bytes(9)}}));
+  // A reference to a result no holder has: the input is lost.
+  conn->send(wire::encode(wire::run_task_msg{6, 0, "net_test::square", {wire::arg_ref{true, {}, 77, {}}}}));
+
+  auto failed = [&](std::uint64_t id) {
+    auto f = handler->wait_result(id);
+    REQUIRE(f);
+    REQUIRE(f->failed);
+    return *f->failed;
+  };
+  auto f1 = failed(1);
+  CHECK(f1.kind == wire::failure_kind::not_registered);
+  CHECK(f1.message.find("no.such.function") != std::string::npos);
+  CHECK(failed(2).kind == wire::failure_kind::bad_arguments);
+  CHECK(failed(3).kind == wire::failure_kind::bad_arguments);
+  CHECK(failed(4).kind == wire::failure_kind::bad_arguments);
+  auto done = handler->wait_result(5);
+  REQUIRE(done);
+  REQUIRE(done->done);
+  REQUIRE(done->done->inline_result);
+  CHECK(dx::detail::read_value<int>(done->inline_bytes) == 81);
+  auto f6 = failed(6);
+  CHECK((f6.kind == wire::failure_kind::input_lost || f6.kind == wire::failure_kind::bad_arguments));
+
+  worker.kill();
+  net->stop();
+}
