@@ -5,7 +5,7 @@ CCACHE := $(shell command -v ccache 2>/dev/null)
 LAUNCHER := $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE),)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-quick tsan asan bench clean
+.PHONY: all deps configure build demo test test-quick tsan asan bench fuzz clean
 
 all: build
 
@@ -42,4 +42,18 @@ bench: build
 	python3 benchmarks/local_tasks/run.py $(BUILD)/benchmarks/local_tasks/dx_bench_local_tasks
 
 clean:
-	rm -rf $(BUILD) build-tsan build-asan
+	rm -rf $(BUILD) build-tsan build-asan $(FUZZ_BUILD)
+
+# Fuzzes the wire decoding (tests/fuzz) with libFuzzer for FUZZ_SECONDS, on a copy of the seed
+# corpus; crashes land in $(FUZZ_BUILD)/fuzz-artifacts. Needs clang and libclang-rt-14-dev.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+fuzz:
+	DX_DEPS_EXTRA="clang libclang-rt-14-dev $(DX_DEPS_EXTRA)" bash cmake/install-deps.sh
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDX_FUZZ=ON \
+	  -DDX_BUILD_EXAMPLES=OFF -DDX_BUILD_BENCHMARKS=OFF $(LAUNCHER)
+	cmake --build $(FUZZ_BUILD) --target dx_fuzz_wire -j $(JOBS)
+	rm -rf $(FUZZ_BUILD)/fuzz-corpus && mkdir -p $(FUZZ_BUILD)/fuzz-corpus $(FUZZ_BUILD)/fuzz-artifacts
+	cp tests/fuzz/corpus/* $(FUZZ_BUILD)/fuzz-corpus/
+	$(FUZZ_BUILD)/tests/fuzz/dx_fuzz_wire -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/fuzz-artifacts/ $(FUZZ_BUILD)/fuzz-corpus
