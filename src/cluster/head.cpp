@@ -235,13 +235,9 @@ class head_impl final : public head_core {
       idle_cv_.wait(lock, [&] { return runnable_locked() == 0 || active_workers_locked() == 0; });
       shutting_down_ = true;
       deferred d;
-      if (unfinished_ > 0) {
-        auto e = make_error(error_kind::cancelled, "the cluster was destroyed while the task waited for a worker");
-        std::vector<std::uint64_t> open;
-        for (auto& [id, t] : tasks_)
-          if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
-        for (auto id : open) fail_locked(id, e, d);
-      }
+      if (unfinished_ > 0)
+        fail_open_locked(
+            make_error(error_kind::cancelled, "the cluster was destroyed while the task waited for a worker"), d);
       for (auto& [id, w] : workers_)
         if (w->conn && w->state != worker_state::gone)
           w->conn->send(wire::encode(wire::shutdown_msg{"the head is stopping"}));
@@ -273,11 +269,7 @@ class head_impl final : public head_core {
     // Futures may outlive the cluster: anything still open must not hang.
     std::unique_lock lock(mutex_);
     deferred d;
-    std::vector<std::uint64_t> open;
-    for (auto& [id, t] : tasks_)
-      if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
-    auto e = make_error(error_kind::cancelled, "the cluster was destroyed");
-    for (auto id : open) fail_locked(id, e, d);
+    fail_open_locked(make_error(error_kind::cancelled, "the cluster was destroyed"), d);
     for (auto& [id, t] : tasks_)
       if (t.future && !t.delivered && t.status == task_status::done) {
         if (t.future->state().try_add_ref())
@@ -812,6 +804,14 @@ class head_impl final : public head_core {
     fail_locked(t.id, e, d);
   }
 
+  /// Fails every task that has not finished (ids first: failing one may erase others).
+  void fail_open_locked(const std::exception_ptr& e, deferred& d) {
+    std::vector<std::uint64_t> open;
+    for (auto& [id, t] : tasks_)
+      if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
+    for (auto id : open) fail_locked(id, e, d);
+  }
+
   void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
@@ -1025,7 +1025,7 @@ class head_impl final : public head_core {
     while (!ticker_stop_) {
       tick_cv_.wait_for(lock, opts_.heartbeat_interval());
       if (ticker_stop_) break;
-      if (std::getenv("DX_TRACE_STALL")) {
+      if (stall_trace_enabled()) {
         std::size_t by[5] = {};
         for (auto& [id, t] : tasks_) ++by[static_cast<int>(t.status)];
         std::string ws;

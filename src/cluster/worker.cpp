@@ -78,7 +78,6 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::uint64_t, std::shared_ptr<job>> jobs;  // by task id: not finished
   std::atomic<std::uint32_t> running{0};
   wire::tasks_done_msg done_batch;
-  std::atomic<std::uint64_t> reported{0}, failed_sent{0}, executed{0};
   std::atomic<std::uint64_t> got_frames{0}, got_tasks{0}, sent_frames{0}, sent_tasks{0};
 
   // Outgoing data connections to peers, by address, with fetches waiting for them.
@@ -142,10 +141,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           c.close(fmt::format("unexpected {} message on a data connection", wire::msg_name(f.type)));
           return;
         }
-        auto m = wire::decode<wire::fetch_msg>(f);
-        auto value = o->lookup(m.task_id);
-        const bool found = value != nullptr;  // before the move below: argument order is unspecified
-        c.send(wire::encode(wire::fetch_reply_msg{m.request_id, m.task_id, found}, std::move(value)));
+        o->serve_fetch(c, f);
       } catch (const wire::decode_error& e) {
         log(log_level::warn, "closing data connection from {}: {}", c.remote_address(), e.what());
         c.close(e.what());
@@ -169,6 +165,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::string id_copy() {
     std::lock_guard lock(mutex);
     return id;
+  }
+
+  /// Answers a fetch (from the head or a peer) with the stored value as the payload, or "not found".
+  void serve_fetch(transport::connection& c, const wire::frame& f) {
+    auto m = wire::decode<wire::fetch_msg>(f);
+    auto value = lookup(m.task_id);
+    const bool found = value != nullptr;  // before the move below: argument order is unspecified
+    c.send(wire::encode(wire::fetch_reply_msg{m.request_id, m.task_id, found}, std::move(value)));
   }
 
   std::shared_ptr<const std::string> lookup(std::uint64_t task) {
@@ -237,14 +241,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         lock.lock();
         continue;
       }
-      if (std::getenv("DX_TRACE_STALL")) {
+      if (stall_trace_enabled()) {
         std::size_t st[4] = {};
         for (auto& [t, j] : jobs) ++st[static_cast<int>(j->state.load())];
         log(log_level::warn,
             "stall trace worker {}: jobs {} (inputs {} queued {} running {} back {}), batch {}; got {} in {}, sent {} "
-            "in {}; executed {} reported {} failed {}",
+            "in {}",
             id, jobs.size(), st[0], st[1], st[2], st[3], done_batch.done.size(), got_tasks.load(), got_frames.load(),
-            sent_tasks.load(), sent_frames.load(), executed.load(), reported.load(), failed_sent.load());
+            sent_tasks.load(), sent_frames.load());
       }
       wire::heartbeat_msg hb;
       hb.running = running.load(std::memory_order_relaxed);
@@ -307,13 +311,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           for (auto& t : batch.tasks) run_task(std::move(t));
           return;
         }
-        case wire::msg::fetch: {
-          auto m = wire::decode<wire::fetch_msg>(f);
-          auto value = lookup(m.task_id);
-          const bool found = value != nullptr;  // before the move below: argument order is unspecified
-          c.send(wire::encode(wire::fetch_reply_msg{m.request_id, m.task_id, found}, std::move(value)));
+        case wire::msg::fetch:
+          serve_fetch(c, f);
           return;
-        }
         case wire::msg::release: {
           auto m = wire::decode<wire::release_msg>(f);
           std::lock_guard lock(mutex);
@@ -535,7 +535,6 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   }
 
   void send_to_head(wire::frame f, std::uint64_t finished_task) {
-    failed_sent.fetch_add(1);
     std::shared_ptr<transport::connection> conn;
     {
       std::lock_guard lock(mutex);
@@ -555,7 +554,6 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   void execute(job& j) {
     job_state expected = job_state::queued;
     if (!j.state.compare_exchange_strong(expected, job_state::running)) return;  // handed back
-    executed.fetch_add(1);
     running.fetch_add(1, std::memory_order_relaxed);
     const auto started = clock::now();
     wire::task_failed_msg failure;
@@ -633,7 +631,6 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   /// tasks costs one archive and one write.
   void report_done(const wire::task_done_msg& done, std::string inline_bytes) {
     bool first = false;
-    reported.fetch_add(1);
     {
       std::lock_guard lock(mutex);
       jobs.erase(done.task_id);

@@ -24,6 +24,11 @@ bool log_enabled(log_level level) noexcept {
   return level >= threshold && level != log_level::off;
 }
 
+bool stall_trace_enabled() noexcept {
+  static const bool enabled = std::getenv("DX_TRACE_STALL") != nullptr;
+  return enabled;
+}
+
 void log_line(log_level level, std::string_view text) noexcept {
   static constexpr const char* names[] = {"debug", "info", "warn", "off"};
   // One fprintf per line so lines from several threads do not interleave.

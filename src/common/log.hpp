@@ -11,6 +11,8 @@ namespace dx::detail {
 enum class log_level { debug = 0, info = 1, warn = 2, off = 3 };
 
 bool log_enabled(log_level level) noexcept;
+/// DX_TRACE_STALL set: the head and workers log their task counts at every heartbeat.
+bool stall_trace_enabled() noexcept;
 void log_line(log_level level, std::string_view text) noexcept;
 
 template <class... A>
