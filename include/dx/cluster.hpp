@@ -16,13 +16,18 @@
 // result stays on its worker until needed and moves from worker to worker directly.
 #pragma once
 
+#include <dx/alert.hpp>
+#include <dx/cost_model.hpp>
 #include <dx/executor.hpp>
 #include <dx/export.hpp>
+#include <dx/forecast.hpp>
 #include <dx/future.hpp>
 #include <dx/options.hpp>
 #include <dx/remote.hpp>
+#include <dx/task_options.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,6 +58,10 @@ struct worker_info {
 };
 
 namespace detail {
+
+template <class T>
+inline constexpr bool is_task_option_v =
+    std::is_same_v<T, task_options> || std::is_same_v<T, hint> || std::is_same_v<T, resources>;
 
 template <class A>
 struct dependency_value {
@@ -137,17 +146,36 @@ class DX_API cluster {
   /// (DX_REMOTE) goes to the worker the scheduler picks; anything else runs on the local threads.
   /// See executor::submit for how future arguments behave; a failed dependency fails the task.
   template <class F, class... A>
-  auto submit(F&& f, A&&... args) {
+  requires(!detail::is_task_option_v<std::decay_t<F>>) auto submit(F&& f, A&&... args) {
+    return submit(task_options{}, std::forward<F>(f), std::forward<A>(args)...);
+  }
+  /// submit() with what the task tells the scheduler: priority, resources, size hint (see
+  /// dx/task_options.hpp). On the local threads only the priority's sign counts (high or low).
+  template <class F, class... A>
+  auto submit(const task_options& opts, F&& f, A&&... args) {
     using fn_type = std::decay_t<F>;
     if constexpr (detail::remote_call_ok<fn_type, A...>()) {
       if (head_) {
         if (const detail::remote_function* rf =
                 detail::find_remote_by_address(reinterpret_cast<void (*)()>(static_cast<fn_type>(f)))) {
-          return submit_remote_call<fn_type>(*rf, std::forward<A>(args)...);
+          return submit_remote_call<fn_type>(opts, *rf, std::forward<A>(args)...);
         }
       }
     }
-    return local().submit(std::forward<F>(f), std::forward<A>(args)...);
+    const priority p = opts.priority > 0 ? priority::high : opts.priority < 0 ? priority::low : priority::normal;
+    return local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+  }
+  template <class F, class... A>
+  auto submit(const hint& h, F&& f, A&&... args) {
+    task_options o;
+    o.hint = h;
+    return submit(o, std::forward<F>(f), std::forward<A>(args)...);
+  }
+  template <class F, class... A>
+  auto submit(const resources& r, F&& f, A&&... args) {
+    task_options o;
+    o.resources = r;
+    return submit(o, std::forward<F>(f), std::forward<A>(args)...);
   }
   /// Fire and forget on the local threads; see executor::post.
   template <class F>
@@ -167,6 +195,15 @@ class DX_API cluster {
   /// throws dx::timeout naming how many joined when `timeout` passes first.
   void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout);
 
+  /// What the scheduler predicts for the work submitted and not finished: time left with its
+  /// spread, backlog per worker, bottleneck, critical path. All zero when not distributed.
+  dx::forecast forecast() const;
+  /// Calls `callback` (on an internal thread; keep it short) for every alert raised from now on.
+  /// Several callbacks may be registered.
+  void on_alert(std::function<void(const alert&)> callback);
+  /// A copy of what the cost model has learned so far (empty when not distributed).
+  dx::cost_model cost_model_snapshot() const;
+
   /// The local executor behind the cluster.
   executor& local() noexcept { return *local_; }
   const options& config() const noexcept { return options_; }
@@ -176,7 +213,7 @@ class DX_API cluster {
 
  private:
   template <class F, class... A>
-  auto submit_remote_call(const detail::remote_function& rf, A&&... args) {
+  auto submit_remote_call(const task_options& opts, const detail::remote_function& rf, A&&... args) {
     using sig = detail::function_signature<F>;
     using params = typename sig::params;
     using R = typename sig::result;
@@ -188,11 +225,11 @@ class DX_API cluster {
     (std::index_sequence_for<A...>{});
     auto* state = new detail::remote_state<R>();
     detail::state_ptr<detail::shared_state<R>> owner(state);
-    submit_remote(rf, std::move(encoded), *state);
+    submit_remote(opts, rf, std::move(encoded), *state);
     return detail::future_access::make(std::move(owner));
   }
-  void submit_remote(const detail::remote_function& rf, std::vector<detail::remote_arg>&& args,
-                     detail::remote_result& result);
+  void submit_remote(const task_options& opts, const detail::remote_function& rf,
+                     std::vector<detail::remote_arg>&& args, detail::remote_result& result);
 
   options options_;
   std::unique_ptr<executor> local_;

@@ -6,9 +6,12 @@
 //   assert(f.get() == 42);
 #pragma once
 
+#include <dx/alert.hpp>
 #include <dx/cluster.hpp>
+#include <dx/cost_model.hpp>
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
+#include <dx/forecast.hpp>
 #include <dx/future.hpp>
 #include <dx/options.hpp>
 #include <dx/remote.hpp>
@@ -16,6 +19,7 @@
 #include <dx/task.hpp>
 #include <dx/task_graph.hpp>
 #include <dx/task_group.hpp>
+#include <dx/task_options.hpp>
 #include <dx/version.hpp>
 #include <dx/when_all.hpp>
 #include <dx/when_any.hpp>

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace dx {
 
@@ -19,6 +20,21 @@ enum class transport_kind : std::uint8_t {
   /// Queues between threads of this process: local_processes() become worker threads that speak the
   /// same protocol. For tests and for debugging the distributed runtime without sockets.
   in_process,
+};
+
+/// How the head places ready tasks on workers.
+enum class scheduling_policy : std::uint8_t {
+  /// Where the task is predicted to finish first (learned durations, worker speeds and transfer
+  /// costs), ordered by priority and critical path, with idle workers taking queued work. The
+  /// default.
+  predictive,
+  /// Baselines, for comparison: each ready task to the next worker in turn, to a random worker,
+  /// to the worker with the fewest tasks per thread, or by Dask's rules (occupancy from per-kind
+  /// averages without worker speeds, input-free tasks held at the head, idle workers steal).
+  round_robin,
+  random,
+  least_loaded,
+  dask_like,
 };
 
 /// Settings of a cluster. Each setter returns *this so settings chain. A cluster is distributed
@@ -122,6 +138,28 @@ class options {
   }
   const std::string& worker_program() const noexcept { return worker_program_; }
 
+  /// How ready tasks are placed (default scheduling_policy::predictive).
+  options& scheduling(scheduling_policy p) noexcept {
+    scheduling_ = p;
+    return *this;
+  }
+  scheduling_policy scheduling() const noexcept { return scheduling_; }
+
+  /// Where the learned cost model is kept between runs: loaded (merged) when the cluster starts,
+  /// saved (merged, atomically) when it stops. Default: $DX_COSTMODEL, else
+  /// $XDG_STATE_HOME/dx/cost_model.txt, else ~/.local/state/dx/cost_model.txt.
+  options& cost_model_file(std::string path) {
+    cost_model_file_ = std::move(path);
+    return *this;
+  }
+  const std::string& cost_model_file() const noexcept { return cost_model_file_; }
+  /// Whether the cost model is loaded and saved at all (default true; false: every run starts cold).
+  options& persist_cost_model(bool yes) noexcept {
+    persist_cost_model_ = yes;
+    return *this;
+  }
+  bool persist_cost_model() const noexcept { return persist_cost_model_; }
+
   bool distributed() const noexcept { return !listen_.empty() || local_processes_ > 0; }
 
  private:
@@ -139,6 +177,9 @@ class options {
   std::size_t allowed_failures_ = 3;
   std::size_t inline_result_limit_ = 64 * 1024;
   std::string worker_program_;
+  scheduling_policy scheduling_ = scheduling_policy::predictive;
+  std::string cost_model_file_;
+  bool persist_cost_model_ = true;
 };
 
 }  // namespace dx

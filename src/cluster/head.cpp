@@ -4,9 +4,11 @@
 #include "cluster/process.hpp"
 #include "cluster/worker.hpp"
 #include "common/log.hpp"
+#include "sched/scheduler.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 
+#include <dx/cost_model.hpp>
 #include <dx/error.hpp>
 
 #include <unistd.h>
@@ -39,6 +41,7 @@ struct worker_rec {
   std::unordered_set<std::uint64_t> holds;  // large results kept there
   std::vector<std::uint64_t> to_release;    // batched release messages
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
+  sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
   std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
 };
 
@@ -81,8 +84,21 @@ struct deferred {
   std::vector<std::pair<remote_result*, std::shared_ptr<const std::string>>> values;
   std::vector<std::pair<remote_result*, std::exception_ptr>> errors;
   std::vector<state_base*> drop;  // future states whose references the head gave up
+  std::vector<alert> alerts;
+  std::vector<std::function<void(const alert&)>> alert_callbacks;
 
   void run() {
+    for (const alert& a : alerts)
+      for (auto& cb : alert_callbacks) {
+        try {
+          cb(a);
+        } catch (const std::exception& e) {
+          log(log_level::warn, "an alert callback threw: {}", e.what());
+        } catch (...) {
+          log(log_level::warn, "an alert callback threw");
+        }
+      }
+    alerts.clear();
     for (auto& [r, bytes] : values) {
       r->deliver(byte_view(bytes->data(), bytes->size()));
       r->state().release();
@@ -121,7 +137,39 @@ struct local_dep final : continuation {
 
 class head_impl final : public head_core {
  public:
-  head_impl(const options& opts, executor& local) : opts_(opts), local_(local) {}
+  head_impl(const options& opts, executor& local) : opts_(opts), local_(local) {
+    if (opts_.persist_cost_model()) {
+      model_path_ =
+          opts_.cost_model_file().empty() ? cost_model::default_path() : std::filesystem::path(opts_.cost_model_file());
+      try {
+        if (model_.load(model_path_)) log(log_level::info, "cost model loaded from {}", model_path_.string());
+      } catch (const std::exception& e) {
+        log(log_level::warn, "starting with an empty cost model: {}", e.what());
+      }
+    }
+    sched::config cfg;
+    switch (opts_.scheduling()) {
+      case scheduling_policy::predictive:
+        cfg.kind = sched::policy::predictive;
+        break;
+      case scheduling_policy::round_robin:
+        cfg.kind = sched::policy::round_robin;
+        break;
+      case scheduling_policy::random:
+        cfg.kind = sched::policy::random;
+        break;
+      case scheduling_policy::least_loaded:
+        cfg.kind = sched::policy::least_loaded;
+        break;
+      case scheduling_policy::dask_like:
+        cfg.kind = sched::policy::dask_like;
+        break;
+    }
+    // A loopback round trip with batching on both sides; what is sent ahead covers it.
+    cfg.round_trip_seconds = 0.0005;
+    cfg.max_sent_per_thread = static_cast<std::uint32_t>(pipeline_per_thread);
+    sched_ = std::make_unique<sched::scheduler>(cfg, model_);
+  }
 
   // ---- start and stop ---------------------------------------------------------------------------
 
@@ -234,6 +282,7 @@ class head_impl final : public head_core {
       // work that is ready or running is waited for.
       idle_cv_.wait(lock, [&] { return runnable_locked() == 0 || active_workers_locked() == 0; });
       shutting_down_ = true;
+      save_model_locked();
       deferred d;
       if (unfinished_ > 0)
         fail_open_locked(
@@ -283,7 +332,8 @@ class head_impl final : public head_core {
 
   // ---- submit -------------------------------------------------------------------------------------
 
-  void submit(const remote_function& fn, std::vector<remote_arg>&& args, remote_result& result) override {
+  void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,
+              remote_result& result) override {
     result.head = shared_from_this();
     result.state().set_executor(local_.impl());
     std::vector<local_dep*> local_deps;
@@ -300,9 +350,16 @@ class head_impl final : public head_core {
       t.args.resize(args.size());
       ++unfinished_;
       bool failed = false;
+      sched::task_spec spec;
+      spec.id = id;
+      spec.kind = fn.name;
+      spec.priority = opts.priority;
+      spec.size_hint = opts.hint.size;
+      spec.needs = opts.resources.amounts;
       for (std::size_t i = 0; i < args.size(); ++i) {
         remote_arg& a = args[i];
         if (!a.dependency) {
+          spec.input_bytes += a.bytes.size();
           t.args[i].bytes = std::move(a.bytes);
           continue;
         }
@@ -315,6 +372,7 @@ class head_impl final : public head_core {
         if (by_reference) {
           task_entry& in = tasks_[rr->task_id];
           t.args[i].ref = in.id;
+          spec.inputs.push_back(in.id);
           ++in.lineage_refs;
           if (in.status == task_status::failed) {
             failed = true;
@@ -341,6 +399,7 @@ class head_impl final : public head_core {
         }
         a.dependency = nullptr;
       }
+      sched_->task_submitted(spec, now_seconds());
       if (failed) {
         // Dependencies registered above stay counted until the local ones fire.
         fail_locked(id, t.error, d);
@@ -401,6 +460,30 @@ class head_impl final : public head_core {
   }
 
   // ---- queries ------------------------------------------------------------------------------------
+
+  dx::forecast forecast() const override {
+    std::lock_guard lock(mutex_);
+    const sched::forecast_result r = sched_->forecast(now_seconds());
+    dx::forecast f;
+    f.remaining_seconds = r.remaining_seconds;
+    f.remaining_sd = r.remaining_sd;
+    f.lower_bound_seconds = r.lower_bound;
+    f.tasks_left = r.tasks_left;
+    f.bottleneck = r.bottleneck;
+    f.critical_path = r.critical_path;
+    for (const auto& w : r.workers) f.workers.push_back({w.name, w.backlog_seconds, w.queued});
+    return f;
+  }
+
+  void on_alert(std::function<void(const alert&)> callback) override {
+    std::lock_guard lock(mutex_);
+    alert_callbacks_.push_back(std::move(callback));
+  }
+
+  dx::cost_model cost_model_snapshot() const override {
+    std::lock_guard lock(mutex_);
+    return model_;
+  }
 
   std::string endpoint() const override { return endpoint_; }
 
@@ -482,6 +565,9 @@ class head_impl final : public head_core {
         case wire::msg::leaving:
           leaving_locked(*w, wire::decode<wire::leaving_msg>(f));
           break;
+        case wire::msg::steal_reply:
+          steal_reply_locked(*w, wire::decode<wire::steal_reply_msg>(f));
+          break;
         default:
           lock.unlock();
           protocol_violation(
@@ -536,6 +622,14 @@ class head_impl final : public head_core {
                          static_cast<std::uint32_t>(opts_.heartbeat_timeout().count()), opts_.inline_result_limit()};
     c.send(wire::encode(wm));
     log(log_level::info, "worker {} joined from {} ({} threads)", rec->id, c.remote_address(), rec->threads);
+    rec->sid = static_cast<sched::worker_id>(by_sid_.size());
+    by_sid_.push_back(rec.get());
+    sched::worker_spec spec;
+    spec.id = rec->sid;
+    spec.name = rec->id;
+    spec.threads = static_cast<std::uint32_t>(rec->threads);
+    spec.capacity = rec->resources;
+    sched_->worker_joined(spec, now_seconds());
     workers_.emplace(rec->id, std::move(rec));
     workers_cv_.notify_all();
     dispatch_locked();
@@ -562,9 +656,10 @@ class head_impl final : public head_core {
     return t.status == task_status::done && (t.inline_result || !t.holders.empty());
   }
 
+  /// Ready tasks belong to the scheduler until it decides where they run.
   void make_ready_locked(task_entry& t) {
     t.status = task_status::ready;
-    ready_.push_back(t.id);
+    sched_->task_ready(t.id, now_seconds());
   }
 
   std::size_t runnable_locked() const {
@@ -595,60 +690,63 @@ class head_impl final : public head_core {
     return k;
   }
 
-  worker_rec* pick_worker_locked() {
-    worker_rec* best = nullptr;
-    double best_load = 0;
-    for (auto& [id, w] : workers_) {
-      if (w->state != worker_state::active) continue;
-      const std::size_t cap = w->threads * pipeline_per_thread;
-      if (w->assigned.size() >= cap) continue;
-      const double load = static_cast<double>(w->assigned.size()) / static_cast<double>(w->threads);
-      if (!best || load < best_load) {
-        best = w.get();
-        best_load = load;
-      }
-    }
-    return best;
-  }
-
   void dispatch_locked() {
+    decisions_.clear();
+    const double now = now_seconds();
+    sched_->decide(now, decisions_);
     std::vector<worker_rec*> touched;
-    while (!ready_.empty()) {
-      const std::uint64_t id = ready_.front();
-      auto it = tasks_.find(id);
-      if (it == tasks_.end() || it->second.status != task_status::ready) {
-        ready_.pop_front();
-        continue;
-      }
-      worker_rec* w = pick_worker_locked();
-      if (!w) break;
-      ready_.pop_front();
-      task_entry& t = it->second;
-      wire::run_task_msg& m = w->outbox.tasks.emplace_back();
-      if (w->outbox.tasks.size() == 1) touched.push_back(w);
-      m.task_id = id;
-      m.attempt = ++t.attempt;
-      m.function = t.function;
-      m.args.resize(t.args.size());
-      for (std::size_t i = 0; i < t.args.size(); ++i) {
-        if (!t.args[i].ref) {
-          m.args[i].bytes = t.args[i].bytes;
-          continue;
+    for (const sched::decision& dec : decisions_) {
+      switch (dec.kind) {
+        case sched::decision_kind::run: {
+          worker_rec* w = by_sid_locked(dec.to);
+          auto it = tasks_.find(dec.task);
+          if (!w || !w->conn || w->state == worker_state::gone) {
+            sched_->task_returned(dec.task, dec.to, now);
+            continue;
+          }
+          if (it == tasks_.end() || it->second.status != task_status::ready) {
+            // Failed or waiting again since the scheduler placed it: the worker never sees it.
+            const bool waiting = it != tasks_.end() && it->second.status == task_status::waiting;
+            if (waiting) {
+              sched_->task_waiting(dec.task, now);
+            } else {
+              sched_->task_failed(dec.task, dec.to, now, false);
+            }
+            continue;
+          }
+          send_task_locked(it->second, *w, touched);
+          break;
         }
-        const task_entry& in = tasks_.at(t.args[i].ref);
-        if (in.inline_result) {
-          m.args[i].bytes = *in.inline_result;
-        } else {
-          m.args[i].is_ref = true;
-          m.args[i].task_id = in.id;
-          for (auto* h : in.holders) m.args[i].holders.push_back(h->data_address);
+        case sched::decision_kind::move: {
+          worker_rec* victim = by_sid_locked(dec.from);
+          auto it = tasks_.find(dec.task);
+          if (!victim || !victim->conn || it == tasks_.end() || it->second.status != task_status::assigned ||
+              it->second.worker != victim) {
+            sched_->move_answered(dec.task, dec.from, false, now);
+            continue;
+          }
+          victim->conn->send(wire::encode(wire::steal_msg{dec.task, it->second.attempt}));
+          log(log_level::debug, "asking {} to give task {} up for {}", victim->id, dec.task, dec.to);
+          break;
+        }
+        case sched::decision_kind::recompute: {
+          // The head's lineage recovery (remove_worker_locked) recomputes lost results; here only
+          // the tasks that were ready and read that result wait for it again.
+          auto lost = tasks_.find(dec.task);
+          if (lost == tasks_.end()) continue;
+          for (auto& [id, t] : tasks_) {
+            if (t.status != task_status::ready) continue;
+            bool reads = false;
+            for (const arg_slot& a : t.args) reads = reads || a.ref == dec.task;
+            if (!reads) continue;
+            t.status = task_status::waiting;
+            ++t.deps_pending;
+            lost->second.waiting.push_back(id);
+            sched_->task_waiting(id, now);
+          }
+          break;
         }
       }
-      t.status = task_status::assigned;
-      t.worker = w;
-      t.dispatched_at = clock::now();
-      w->assigned.insert(id);
-      log(log_level::debug, "task {} ({}) attempt {} -> {}", id, t.function, m.attempt, w->id);
     }
     // One frame per worker per round: a Boost archive costs about a microsecond to set up.
     for (worker_rec* w : touched) {
@@ -656,6 +754,84 @@ class head_impl final : public head_core {
       ++w->sent_frames;
       w->conn->send(wire::encode(w->outbox));
       w->outbox.tasks.clear();
+    }
+    collect_alerts_locked();
+  }
+
+  void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched) {
+    wire::run_task_msg& m = w.outbox.tasks.emplace_back();
+    if (w.outbox.tasks.size() == 1) touched.push_back(&w);
+    m.task_id = t.id;
+    m.attempt = ++t.attempt;
+    m.function = t.function;
+    m.args.resize(t.args.size());
+    for (std::size_t i = 0; i < t.args.size(); ++i) {
+      if (!t.args[i].ref) {
+        m.args[i].bytes = t.args[i].bytes;
+        continue;
+      }
+      const task_entry& in = tasks_.at(t.args[i].ref);
+      if (in.inline_result) {
+        m.args[i].bytes = *in.inline_result;
+      } else {
+        m.args[i].is_ref = true;
+        m.args[i].task_id = in.id;
+        for (auto* h : in.holders) m.args[i].holders.push_back(h->data_address);
+      }
+    }
+    t.status = task_status::assigned;
+    t.worker = &w;
+    t.dispatched_at = clock::now();
+    w.assigned.insert(t.id);
+    log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
+  }
+
+  worker_rec* by_sid_locked(sched::worker_id sid) const { return sid < by_sid_.size() ? by_sid_[sid] : nullptr; }
+
+  double now_seconds() const { return std::chrono::duration<double>(clock::now() - epoch_).count(); }
+
+  void collect_alerts_locked() {
+    std::vector<sched::alert_event> raised;
+    sched_->take_alerts(raised);
+    for (auto& a : raised) {
+      log(log_level::warn, "alert {}: {}", to_string(a.kind), a.message);
+      alert out;
+      out.kind = a.kind;
+      out.subject = std::move(a.subject);
+      out.message = std::move(a.message);
+      out.value = a.value;
+      out.threshold = a.threshold;
+      out.time = std::chrono::system_clock::now();
+      pending_alerts_.push_back(std::move(out));
+    }
+    if (!pending_alerts_.empty()) tick_cv_.notify_all();
+  }
+
+  void steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m) {
+    auto it = tasks_.find(m.task_id);
+    const bool current = it != tasks_.end() && it->second.status == task_status::assigned && it->second.worker == &w &&
+                         it->second.attempt == m.attempt;
+    if (!current) {
+      sched_->move_answered(m.task_id, w.sid, false, now_seconds());
+      return;
+    }
+    if (m.given_up) {
+      task_entry& t = it->second;
+      w.assigned.erase(t.id);
+      t.worker = nullptr;
+      t.status = task_status::ready;  // the scheduler places it again
+    }
+    sched_->move_answered(m.task_id, w.sid, m.given_up, now_seconds());
+  }
+
+  void save_model_locked() {
+    if (!opts_.persist_cost_model() || model_saved_) return;
+    model_saved_ = true;
+    try {
+      model_.save(model_path_);
+      log(log_level::info, "cost model saved to {}", model_path_.string());
+    } catch (const std::exception& e) {
+      log(log_level::warn, "the cost model was not saved: {}", e.what());
     }
   }
 
@@ -673,6 +849,8 @@ class head_impl final : public head_core {
     t.worker = nullptr;
     t.status = task_status::done;
     t.result_size = m.result_size;
+    sched_->task_finished(t.id, w.sid, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.result_size,
+                          !m.inline_result);
     if (m.inline_result) {
       t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
     } else {
@@ -772,6 +950,7 @@ class head_impl final : public head_core {
     t.worker = nullptr;
     if (m.kind == wire::failure_kind::input_lost) {
       // The holder of an input is gone or lost it: recompute that input, then run again.
+      sched_->task_returned(t.id, w.sid, now_seconds());
       auto in = tasks_.find(m.lost_input);
       if (in != tasks_.end()) {
         for (auto* h : std::vector<worker_rec*>(in->second.holders)) forget_holder_locked(in->second, *h);
@@ -817,6 +996,7 @@ class head_impl final : public head_core {
     if (it == tasks_.end()) return;
     task_entry& t = it->second;
     if (t.status == task_status::done || t.status == task_status::failed) return;
+    sched_->task_failed(id, t.worker ? t.worker->sid : sched::no_worker, now_seconds(), false);
     if (t.worker) {
       t.worker->assigned.erase(id);
       t.worker = nullptr;
@@ -858,6 +1038,7 @@ class head_impl final : public head_core {
       for (const arg_slot& a : t.args)
         if (a.ref) stack.push_back(a.ref);
       maybe_release_data_locked(t);
+      sched_->task_forgotten(cur);
       tasks_.erase(it);
     }
   }
@@ -897,7 +1078,11 @@ class head_impl final : public head_core {
       if (std::find(it.waiting.begin(), it.waiting.end(), t.id) == it.waiting.end()) it.waiting.push_back(t.id);
       if (it.status == task_status::done) recompute_locked(it, d);
     }
-    if (t.deps_pending == 0) make_ready_locked(t);
+    if (t.deps_pending == 0) {
+      make_ready_locked(t);
+    } else {
+      sched_->task_waiting(t.id, now_seconds());
+    }
   }
 
   void recompute_locked(task_entry& t, deferred& d) {
@@ -916,6 +1101,7 @@ class head_impl final : public head_core {
   void remove_worker_locked(worker_rec& w, deferred& d) {
     const bool graceful = w.state == worker_state::leaving;
     w.state = worker_state::gone;
+    sched_->worker_left(w.sid, !graceful && !shutting_down_, now_seconds());
     std::vector<std::uint64_t> assigned(w.assigned.begin(), w.assigned.end());
     std::sort(assigned.begin(), assigned.end());
     w.assigned.clear();
@@ -980,6 +1166,13 @@ class head_impl final : public head_core {
   /// open lost them (a completion that never arrived): they are dispatched again, and a late
   /// completion of the old attempt is ignored, so no future waits forever on it.
   void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d) {
+    const double now = now_seconds();
+    sched_->load_report(w.sid, m.running, m.queued, now);
+    for (const wire::running_task& r : m.running_tasks) {
+      auto it = tasks_.find(r.task_id);
+      if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
+      sched_->task_started(r.task_id, w.sid, now - static_cast<double>(r.elapsed_us) * 1e-6);
+    }
     if (m.running != 0 || m.queued != 0 || w.assigned.empty()) return;
     const auto cutoff = clock::now() - 4 * opts_.heartbeat_interval();
     std::vector<std::uint64_t> stale;
@@ -993,6 +1186,7 @@ class head_impl final : public head_core {
         stale.size());
     for (auto id : stale) {
       task_entry& t = tasks_.at(id);
+      sched_->task_returned(id, w.sid, now);
       w.assigned.erase(id);
       t.worker = nullptr;
       requeue_locked(t, d);
@@ -1001,6 +1195,7 @@ class head_impl final : public head_core {
 
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
     if (w.state == worker_state::active) w.state = worker_state::leaving;
+    sched_->worker_draining(w.sid, now_seconds());
     for (const auto& back : m.tasks) {
       auto it = tasks_.find(back.task_id);
       if (it == tasks_.end()) continue;
@@ -1008,7 +1203,8 @@ class head_impl final : public head_core {
       if (t.status != task_status::assigned || t.worker != &w || t.attempt != back.attempt) continue;
       w.assigned.erase(t.id);
       t.worker = nullptr;
-      make_ready_locked(t);
+      sched_->task_returned(t.id, w.sid, now_seconds());
+      t.status = task_status::ready;
     }
   }
 
@@ -1032,9 +1228,17 @@ class head_impl final : public head_core {
         for (auto& [id, w] : workers_)
           ws += fmt::format(" {}:{} (sent {} in {}, done {} in {})", id, w->assigned.size(), w->sent_tasks,
                             w->sent_frames, w->done_tasks, w->done_frames);
-        log(log_level::warn,
-            "stall trace: waiting {} ready {} assigned {} done {} failed {}; ready queue {}; unfinished {};{}", by[0],
-            by[1], by[2], by[3], by[4], ready_.size(), unfinished_, ws);
+        log(log_level::warn, "stall trace: waiting {} ready {} assigned {} done {} failed {}; unfinished {};{}", by[0],
+            by[1], by[2], by[3], by[4], unfinished_, ws);
+      }
+      dispatch_locked();  // rebalancing and alert rules also run without events
+      if (!pending_alerts_.empty()) {
+        deferred d;
+        d.alerts.swap(pending_alerts_);
+        d.alert_callbacks = alert_callbacks_;
+        lock.unlock();
+        d.run();
+        lock.lock();
       }
       const auto now = clock::now();
       std::vector<std::shared_ptr<transport::connection>> silent;
@@ -1082,7 +1286,15 @@ class head_impl final : public head_core {
   std::condition_variable workers_cv_;
   std::condition_variable tick_cv_;
   std::unordered_map<std::uint64_t, task_entry> tasks_;
-  std::deque<std::uint64_t> ready_;
+  clock::time_point epoch_ = clock::now();
+  cost_model model_;
+  std::filesystem::path model_path_;
+  bool model_saved_ = false;
+  std::unique_ptr<sched::scheduler> sched_;
+  std::vector<sched::decision> decisions_;
+  std::vector<worker_rec*> by_sid_;
+  std::vector<alert> pending_alerts_;
+  std::vector<std::function<void(const alert&)>> alert_callbacks_;
   std::map<std::string, std::unique_ptr<worker_rec>> workers_;
   struct fetch_rec {
     std::uint64_t task = 0;

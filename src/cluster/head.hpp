@@ -8,6 +8,7 @@
 #include <dx/remote.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,7 +20,11 @@ class head_core : public std::enable_shared_from_this<head_core> {
   static std::shared_ptr<head_core> create(const options& opts, executor& local);
   virtual ~head_core() = default;
 
-  virtual void submit(const remote_function& fn, std::vector<remote_arg>&& args, remote_result& result) = 0;
+  virtual void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,
+                      remote_result& result) = 0;
+  virtual dx::forecast forecast() const = 0;
+  virtual void on_alert(std::function<void(const alert&)> callback) = 0;
+  virtual dx::cost_model cost_model_snapshot() const = 0;
   virtual void request_value(std::uint64_t task) noexcept = 0;
   virtual void released(std::uint64_t task) noexcept = 0;
 

@@ -41,6 +41,7 @@ struct job {
   std::vector<std::shared_ptr<const std::string>> inputs;
   std::size_t missing = 0;
   std::atomic<job_state> state{job_state::waiting_inputs};
+  std::atomic<std::int64_t> started_ns{0};  // steady clock, once running (heartbeats report it)
 };
 
 std::string default_data_listen(const std::string& connect) {
@@ -254,6 +255,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       hb.running = running.load(std::memory_order_relaxed);
       hb.queued = static_cast<std::uint32_t>(jobs.size());
       hb.stored_bytes = stored_bytes;
+      const auto now_ns = clock::now().time_since_epoch().count();
+      for (auto& [task, j] : jobs) {
+        if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
+        const std::int64_t since = j->started_ns.load(std::memory_order_relaxed);
+        if (since == 0) continue;
+        hb.running_tasks.push_back(
+            {task, j->msg.attempt, static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns - since) / 1000)});
+      }
       auto conn = head;
       lock.unlock();
       if (conn) conn->send(wire::encode(hb));
@@ -326,6 +335,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           return;
         }
         case wire::msg::heartbeat:
+          return;
+        case wire::msg::steal:
+          give_up(c, wire::decode<wire::steal_msg>(f));
           return;
         case wire::msg::shutdown:
           finish(0);
@@ -534,6 +546,26 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     send_to_head(wire::encode(m), j->msg.task_id);
   }
 
+  /// The head moves a task elsewhere: it is given up only if it has not started here.
+  void give_up(transport::connection& c, const wire::steal_msg& m) {
+    wire::steal_reply_msg reply{m.task_id, m.attempt, false};
+    {
+      std::lock_guard lock(mutex);
+      auto it = jobs.find(m.task_id);
+      if (it != jobs.end() && it->second->msg.attempt == m.attempt) {
+        job_state s = it->second->state.load();
+        while ((s == job_state::waiting_inputs || s == job_state::queued) &&
+               !it->second->state.compare_exchange_weak(s, job_state::handed_back)) {
+        }
+        if (s == job_state::waiting_inputs || s == job_state::queued) {
+          reply.given_up = true;
+          jobs.erase(it);
+        }
+      }
+    }
+    c.send(wire::encode(reply));
+  }
+
   void send_to_head(wire::frame f, std::uint64_t finished_task) {
     std::shared_ptr<transport::connection> conn;
     {
@@ -556,6 +588,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     if (!j.state.compare_exchange_strong(expected, job_state::running)) return;  // handed back
     running.fetch_add(1, std::memory_order_relaxed);
     const auto started = clock::now();
+    j.started_ns.store(started.time_since_epoch().count(), std::memory_order_relaxed);
     wire::task_failed_msg failure;
     failure.task_id = j.msg.task_id;
     failure.attempt = j.msg.attempt;

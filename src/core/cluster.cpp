@@ -65,9 +65,17 @@ void cluster::wait_for_workers(std::size_t n, std::chrono::milliseconds timeout)
   }
 }
 
-void cluster::submit_remote(const detail::remote_function& rf, std::vector<detail::remote_arg>&& args,
-                            detail::remote_result& result) {
-  head_->submit(rf, std::move(args), result);
+void cluster::submit_remote(const task_options& opts, const detail::remote_function& rf,
+                            std::vector<detail::remote_arg>&& args, detail::remote_result& result) {
+  head_->submit(opts, rf, std::move(args), result);
 }
+
+dx::forecast cluster::forecast() const { return head_ ? head_->forecast() : dx::forecast{}; }
+
+void cluster::on_alert(std::function<void(const alert&)> callback) {
+  if (head_ && callback) head_->on_alert(std::move(callback));
+}
+
+dx::cost_model cluster::cost_model_snapshot() const { return head_ ? head_->cost_model_snapshot() : dx::cost_model{}; }
 
 }  // namespace dx

@@ -233,7 +233,19 @@ void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
-  ar & m.running & m.queued & m.stored_bytes;
+  ar & m.running & m.queued & m.stored_bytes & m.running_tasks;
+}
+template <class A>
+void serialize(A& ar, dx::wire::running_task& m, unsigned) {
+  ar & m.task_id & m.attempt & m.elapsed_us;
+}
+template <class A>
+void serialize(A& ar, dx::wire::steal_msg& m, unsigned) {
+  ar & m.task_id & m.attempt;
+}
+template <class A>
+void serialize(A& ar, dx::wire::steal_reply_msg& m, unsigned) {
+  ar & m.task_id & m.attempt & m.given_up;
 }
 template <class A>
 void serialize(A& ar, dx::wire::handed_back& m, unsigned) {
@@ -263,9 +275,10 @@ void serialize(A& ar, dx::wire::tasks_done_msg& m, unsigned) {
 namespace dx::wire {
 
 const char* msg_name(std::uint16_t type) noexcept {
-  static constexpr const char* names[] = {
-      "?",     "challenge",   "hello",   "welcome",   "reject",  "run_task", "task_done", "task_failed",
-      "fetch", "fetch_reply", "release", "heartbeat", "leaving", "shutdown", "run_tasks", "tasks_done"};
+  static constexpr const char* names[] = {"?",          "challenge", "hello",       "welcome",  "reject",
+                                          "run_task",   "task_done", "task_failed", "fetch",    "fetch_reply",
+                                          "release",    "heartbeat", "leaving",     "shutdown", "run_tasks",
+                                          "tasks_done", "steal",     "steal_reply"};
   return type <= max_msg_type ? names[type] : "unknown";
 }
 
@@ -375,6 +388,8 @@ DX_WIRE_MESSAGE(leaving_msg)
 DX_WIRE_MESSAGE(shutdown_msg)
 DX_WIRE_MESSAGE(run_tasks_msg)
 DX_WIRE_MESSAGE(tasks_done_msg)
+DX_WIRE_MESSAGE(steal_msg)
+DX_WIRE_MESSAGE(steal_reply_msg)
 #undef DX_WIRE_MESSAGE
 
 }  // namespace dx::wire

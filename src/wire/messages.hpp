@@ -36,8 +36,10 @@ enum class msg : std::uint16_t {
   shutdown = 13,
   run_tasks = 14,
   tasks_done = 15,
+  steal = 16,
+  steal_reply = 17,
 };
-inline constexpr std::uint16_t max_msg_type = 15;
+inline constexpr std::uint16_t max_msg_type = 17;
 
 const char* msg_name(std::uint16_t type) noexcept;
 
@@ -157,11 +159,21 @@ struct release_msg {
   bool operator==(const release_msg&) const = default;
 };
 
+/// A task a worker is running, as its heartbeat reports it.
+struct running_task {
+  std::uint64_t task_id = 0;
+  std::uint32_t attempt = 0;
+  std::uint64_t elapsed_us = 0;
+
+  bool operator==(const running_task&) const = default;
+};
+
 struct heartbeat_msg {
   static constexpr msg type = msg::heartbeat;
   std::uint32_t running = 0;
   std::uint32_t queued = 0;
   std::uint64_t stored_bytes = 0;
+  std::vector<running_task> running_tasks;
 
   bool operator==(const heartbeat_msg&) const = default;
 };
@@ -206,6 +218,26 @@ struct tasks_done_msg {
   bool operator==(const tasks_done_msg&) const = default;
 };
 
+/// The head asks a worker to give a queued task back so another worker can run it.
+struct steal_msg {
+  static constexpr msg type = msg::steal;
+  std::uint64_t task_id = 0;
+  std::uint32_t attempt = 0;
+
+  bool operator==(const steal_msg&) const = default;
+};
+
+/// The answer: given_up when the task had not started (the worker will not run it); otherwise
+/// it runs there and reports as usual.
+struct steal_reply_msg {
+  static constexpr msg type = msg::steal_reply;
+  std::uint64_t task_id = 0;
+  std::uint32_t attempt = 0;
+  bool given_up = false;
+
+  bool operator==(const steal_reply_msg&) const = default;
+};
+
 /// A body that does not decode as the type its header names.
 class decode_error : public std::runtime_error {
  public:
@@ -216,7 +248,7 @@ class decode_error : public std::runtime_error {
 /// message type t, for t in 1..max_msg_type.
 using message_types = std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg,
                                  task_failed_msg, fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg,
-                                 shutdown_msg, run_tasks_msg, tasks_done_msg>;
+                                 shutdown_msg, run_tasks_msg, tasks_done_msg, steal_msg, steal_reply_msg>;
 static_assert(std::tuple_size_v<message_types> == max_msg_type);
 
 template <class M>

@@ -49,6 +49,14 @@ int sleep_then_pid(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return static_cast<int>(::getpid());
 }
+run_span timed_sleep(int ms) {
+  run_span r;
+  r.pid = static_cast<int>(::getpid());
+  r.start_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  r.end_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  return r;
+}
 int kill_own_worker(int x) {
   if (std::getenv("DX_WORKER_OF") == nullptr) throw std::logic_error("kill_own_worker outside a worker process");
   ::raise(SIGKILL);
@@ -58,6 +66,7 @@ int kill_own_worker(int x) {
 }  // namespace net_test
 
 DX_REMOTE(net_test::square);
+DX_REMOTE(net_test::timed_sleep);
 DX_REMOTE(net_test::add);
 DX_REMOTE(net_test::noop);
 DX_REMOTE(net_test::concat);

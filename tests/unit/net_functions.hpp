@@ -4,6 +4,7 @@
 
 #include <dx/dx.hpp>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -43,6 +44,18 @@ std::variant<int, std::string> int_or_text(int x);
 std::tuple<int, std::string, double> make_triple(int x);
 /// Sleeps `ms` and returns the pid of the process that ran it.
 int sleep_then_pid(int ms);
+/// Where and when a call ran (steady clock: one time base for all processes of a machine).
+struct run_span {
+  int pid = 0;
+  std::int64_t start_ns = 0;
+  std::int64_t end_ns = 0;
+  template <class Archive>
+  void serialize(Archive& ar, unsigned) {
+    ar& pid& start_ns& end_ns;
+  }
+};
+/// Sleeps `ms` and says where and when.
+run_span timed_sleep(int ms);
 /// Kills the process that runs it (SIGKILL) when that is a worker process started by a head
 /// (DX_WORKER_OF is set); elsewhere it throws instead, so it can never kill the test runner.
 int kill_own_worker(int x);

@@ -2,6 +2,7 @@
 // joining and leaving mid-run, tasks that kill their workers, and workers outliving a dead head.
 // Every wait is bounded.
 #include "net_functions.hpp"
+#include "net_process.hpp"
 
 #include "cluster/head.hpp"
 
@@ -24,6 +25,8 @@
 extern char** environ;
 
 using namespace std::chrono_literals;
+using net_test::reap_child;
+using net_test::spawn_self;
 
 namespace {
 
@@ -32,40 +35,6 @@ using clock_type = std::chrono::steady_clock;
 template <class Fut>
 void require_ready(Fut& f, std::chrono::milliseconds limit = 20s) {
   REQUIRE(f.wait_for(limit) == dx::future_status::ready);
-}
-
-/// Starts /proc/self/exe with `args` and the current environment plus `extra_env`.
-pid_t spawn_self(const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {}) {
-  std::vector<std::string> argv_s{"/proc/self/exe"};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
-  env_s.insert(env_s.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data());
-  REQUIRE(rc == 0);
-  return pid;
-}
-
-/// Waits up to `limit` for our child `pid` to exit, then SIGKILLs and reaps it. True if it exited
-/// on its own.
-bool reap_child(pid_t pid, std::chrono::milliseconds limit) {
-  const auto deadline = clock_type::now() + limit;
-  while (clock_type::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return false;
 }
 
 /// True when `pid` no longer runs: no such process, or a zombie.

@@ -1,0 +1,36 @@
+// dx/forecast.hpp — what the scheduler predicts for the rest of a run.
+//
+//   dx::forecast f = cl.forecast();
+//   fmt::print("done in {:.1f} s (+- {:.1f}); bottleneck: {}\n", f.remaining_seconds,
+//              f.remaining_sd, f.bottleneck);
+//   for (auto& w : f.workers) fmt::print("{}: {:.2f} s queued per thread\n", w.id, w.backlog_seconds);
+//
+// The point estimate comes from running the placement policy forward over the tasks not finished
+// yet with the cost model's predictions (what is placed stays where it is, what is not yet ready
+// is placed where it would finish first); the spread is propagated from the predictions' spreads
+// on the worker that finishes last. Tasks not submitted yet are not foreseen.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace dx {
+
+struct worker_backlog {
+  std::string id;
+  double backlog_seconds = 0;  ///< predicted work placed there and not finished, per thread
+  std::size_t tasks = 0;       ///< tasks placed there and not finished
+};
+
+struct forecast {
+  double remaining_seconds = 0;  ///< until every submitted task has finished
+  double remaining_sd = 0;
+  double lower_bound_seconds = 0;  ///< max(critical path left, work left / threads)
+  std::size_t tasks_left = 0;
+  std::vector<worker_backlog> workers;
+  std::string bottleneck;  ///< "worker w2" (it finishes well after the others) or "kind fft" (most work)
+  std::vector<std::string> critical_path;  ///< kinds along the longest chain left, first to last
+};
+
+}  // namespace dx

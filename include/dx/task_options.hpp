@@ -1,0 +1,52 @@
+// dx/task_options.hpp — what a submitted task tells the scheduler about itself.
+//
+//   cl.submit(dx::hint{.size = rows}, process, chunk);                 // bigger calls take longer
+//   cl.submit(dx::resources{{"gpu", 1}, {"mem_mb", 2048}}, train, cfg); // only where that fits
+//   cl.submit(dx::task_options{}.with_priority(10), urgent, x);        // before queued normal work
+//
+// Priorities order the ready tasks (higher first; the default is 0), then the scheduler prefers
+// tasks on the longest predicted path to the end of the graph. Resources are amounts a task holds
+// while it runs; a worker declares its capacities (dx-worker --resources gpu=2,mem_mb=16000; "cpu"
+// is its thread count unless declared), and the sum held by the tasks sent to a worker never
+// exceeds them. A task no worker can host waits and raises an "unplaceable" alert.
+#pragma once
+
+#include <dx/cost_model.hpp>
+
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <utility>
+
+namespace dx {
+
+/// Named amounts a task needs while it runs (cpu, mem_mb, gpu, or any name workers declare).
+struct resources {
+  std::map<std::string, double> amounts;
+
+  resources() = default;
+  resources(std::initializer_list<std::pair<const std::string, double>> list) : amounts(list) {}
+  bool empty() const noexcept { return amounts.empty(); }
+};
+
+/// Everything a task may say about itself at submit.
+struct task_options {
+  int priority = 0;         ///< higher runs first among ready tasks
+  dx::resources resources;  ///< what it holds while it runs
+  dx::hint hint;            ///< its size, for the cost model
+
+  task_options& with_priority(int p) noexcept {
+    priority = p;
+    return *this;
+  }
+  task_options& with_resources(dx::resources r) {
+    resources = std::move(r);
+    return *this;
+  }
+  task_options& with_hint(dx::hint h) noexcept {
+    hint = h;
+    return *this;
+  }
+};
+
+}  // namespace dx
