@@ -4,11 +4,14 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <queue>
 #include <random>
 #include <set>
+#include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -63,6 +66,88 @@ struct task_rec {
   bool root = false;           // no task inputs (dask_like holds these at the scheduler)
 };
 
+/// Tasks by id. Ids are counters (the head's and the simulator's are), so a table of pages
+/// indexed by id finds a task in two loads where a hash map would miss the cache; a page is freed
+/// when its last task is erased, so memory follows the live tasks.
+class task_table {
+ public:
+  using entry = std::pair<const task_id, task_rec>;
+  static constexpr unsigned page_bits = 10;
+  static constexpr std::size_t page_size = std::size_t{1} << page_bits;
+  static constexpr task_id max_id = (task_id{1} << 36) - 1;
+
+  class iterator {
+   public:
+    iterator(const task_table* t, task_id id) : t_(t), id_(id) { skip(); }
+    entry& operator*() const { return *t_->slot(id_); }
+    entry* operator->() const { return t_->slot(id_); }
+    iterator& operator++() {
+      ++id_;
+      skip();
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return id_ == o.id_; }
+
+   private:
+    void skip() {
+      while (id_ < t_->end_id()) {
+        const auto& p = t_->pages_[id_ >> page_bits];
+        if (!p) {
+          id_ = ((id_ >> page_bits) + 1) << page_bits;
+          continue;
+        }
+        if (p->slots[id_ & (page_size - 1)]) return;
+        ++id_;
+      }
+      id_ = t_->end_id();
+    }
+    const task_table* t_;
+    task_id id_;
+  };
+
+  iterator begin() const { return iterator(this, 0); }
+  iterator end() const { return iterator(this, end_id()); }
+  iterator find(task_id id) const { return slot(id) ? iterator(this, id) : end(); }
+  task_rec& at(task_id id) const {
+    entry* e = slot(id);
+    if (!e) throw std::out_of_range("dx scheduler: unknown task");
+    return e->second;
+  }
+  std::pair<iterator, bool> try_emplace(task_id id) {
+    if (id > max_id) throw std::invalid_argument("dx scheduler: task ids must be below 2^36");
+    const std::size_t page_index = id >> page_bits;
+    if (page_index >= pages_.size()) pages_.resize(page_index + 1);
+    auto& p = pages_[page_index];
+    if (!p) p = std::make_unique<page>();
+    auto& e = p->slots[id & (page_size - 1)];
+    if (e) return {iterator(this, id), false};
+    e.emplace(std::piecewise_construct, std::forward_as_tuple(id), std::forward_as_tuple());
+    ++p->count;
+    return {iterator(this, id), true};
+  }
+  void erase(task_id id) {
+    if (!slot(id)) return;
+    auto& p = pages_[id >> page_bits];
+    p->slots[id & (page_size - 1)].reset();
+    if (--p->count == 0) p.reset();
+  }
+  void erase(const iterator& it) { erase(it->first); }
+
+ private:
+  struct page {
+    std::array<std::optional<entry>, page_size> slots;
+    std::size_t count = 0;
+  };
+  task_id end_id() const { return static_cast<task_id>(pages_.size()) << page_bits; }
+  entry* slot(task_id id) const {
+    const std::size_t page_index = id >> page_bits;
+    if (page_index >= pages_.size() || !pages_[page_index]) return nullptr;
+    auto& e = pages_[page_index]->slots[id & (page_size - 1)];
+    return e ? &*e : nullptr;
+  }
+  std::vector<std::unique_ptr<page>> pages_;
+};
+
 struct worker_rec {
   worker_id id = 0;
   std::string name;
@@ -81,8 +166,11 @@ struct worker_rec {
   std::uint32_t sent = 0;
   std::uint32_t running = 0;
   std::set<queue_key> held;
-  std::set<std::pair<std::uint64_t, task_id>> unstarted;  // sent and not known to run, by send order
-  bool stealing = false;                                  // a move towards it is pending
+  // Sent and not known to run, by send order. Entries go stale when their task starts, finishes
+  // or comes back; they are skipped when read and swept when they outnumber the live ones.
+  std::vector<std::pair<std::uint64_t, task_id>> unstarted;
+  std::set<std::pair<double, worker_id>>* bucket_set = nullptr;  // its entry in the load index
+  bool stealing = false;                                         // a move towards it is pending
   double joined_at = 0;
   std::uint32_t reported_running = 0, reported_queued = 0;
 
@@ -103,7 +191,7 @@ struct scheduler::state {
   cost_model::impl& m;
   std::mt19937_64 rng;
 
-  std::unordered_map<task_id, task_rec> tasks;
+  task_table tasks;
   std::vector<task_id> order;               // submission order (topological), compacted now and then
   std::map<worker_id, worker_rec> workers;  // ordered: iteration is deterministic
   std::vector<worker_rec*> by_id;           // the same, indexed by id for O(1) lookups
@@ -129,7 +217,10 @@ struct scheduler::state {
   std::size_t moves_confirmed = 0;
   std::size_t submitted_since_ranks = 0;
   std::size_t edges_since_ranks = 0;
-  std::size_t uncalibrated_placed = 0;  // placed tasks charged with a fallback duration
+  std::size_t uncalibrated_placed = 0;
+  bool priorities_used = false;
+  std::map<int, std::map<worker_id, std::uint32_t>>
+      held_levels;  // priority -> worker -> held count  // placed tasks charged with a fallback duration
   std::size_t live_tasks = 0;
   std::vector<std::uint64_t> calibrated_seen;  // per kind: whether calibration was seen (bitset by kind)
   bool recost = false;
@@ -202,23 +293,34 @@ struct scheduler::state {
 
   bool in_buckets(const worker_rec& w) const { return w.active && !w.draining; }
 
+  // Buckets are never erased (an empty one is skipped), so a worker keeps a pointer to its own.
   void unindex(worker_rec& w) {
-    if (!in_buckets(w)) return;
-    auto b = buckets.find({w.cls, w.bucket});
-    if (b == buckets.end()) return;
-    b->second.erase({w.load(), w.id});
-    if (b->second.empty()) buckets.erase(b);
+    if (!w.bucket_set) return;
+    w.bucket_set->erase({w.load(), w.id});
+    w.bucket_set = nullptr;
   }
   void index(worker_rec& w) {
     if (!in_buckets(w)) return;
-    buckets[{w.cls, w.bucket}].insert({w.load(), w.id});
+    w.bucket_set = &buckets[{w.cls, w.bucket}];
+    w.bucket_set->insert({w.load(), w.id});
   }
-  /// Changes a worker's backlog keeping the bucket index in order.
+  /// Changes a worker's backlog keeping the bucket index in order (the set's node is reused).
   void add_backlog(worker_rec& w, double delta) {
-    unindex(w);
+    if (!w.bucket_set) {
+      w.backlog = std::max(0.0, w.backlog + delta);
+      if (w.backlog < 1e-12) w.backlog = 0;
+      return;
+    }
+    auto node = w.bucket_set->extract({w.load(), w.id});
     w.backlog += delta;
     if (w.backlog < 1e-12) w.backlog = 0;
-    index(w);
+    node.value().first = w.load();
+    w.bucket_set->insert(std::move(node));
+  }
+  bool unstarted_on(const worker_rec& w, const std::pair<std::uint64_t, task_id>& e) const {
+    auto it = tasks.find(e.second);
+    return it != tasks.end() && it->second.state == task_state::sent && it->second.where == w.id &&
+           it->second.sent_seq == e.first;
   }
   void refresh_factor(worker_rec& w) {
     if (cfg.kind == policy::oracle) return;
@@ -458,11 +560,13 @@ struct scheduler::state {
     t.state = task_state::held;
     t.where = w_id;
     charge(t, w);
-    if (w.held.empty() && w.active && !w.draining && window_open(w) && fits_now(w, t)) {
+    const bool nothing_more_urgent =
+        !priorities_used || held_levels.empty() || held_levels.rbegin()->first <= t.priority;
+    if (w.held.empty() && nothing_more_urgent && w.active && !w.draining && window_open(w) && fits_now(w, t)) {
       send(t, w);  // nothing queued before it: skip the queue
       return;
     }
-    w.held.insert(key(t));
+    hold_insert(w, t);
     hungry.insert(w_id);
   }
   bool any_active_worker() const {
@@ -476,10 +580,50 @@ struct scheduler::state {
     return false;
   }
 
+  /// A worker's queue, and (once priorities are in use) which workers hold which priorities, so
+  /// a worker about to start work can take a higher priority task queued elsewhere first.
+  void hold_insert(worker_rec& w, const task_rec& t) {
+    w.held.insert(key(t));
+    if (priorities_used) ++held_levels[t.priority][w.id];
+  }
+  void hold_erase(worker_rec& w, const task_rec& t) {
+    w.held.erase(key(t));
+    if (!priorities_used) return;
+    auto level = held_levels.find(t.priority);
+    if (level == held_levels.end()) return;
+    auto c = level->second.find(w.id);
+    if (c != level->second.end() && --c->second == 0) level->second.erase(c);
+    if (level->second.empty()) held_levels.erase(level);
+  }
+  void start_priority_index() {
+    priorities_used = true;
+    for (auto& [id, w] : workers)
+      for (const queue_key& k : w.held) ++held_levels[k.priority][id];
+  }
+  /// A held task of a higher priority than `below` that w could send now, taken from another
+  /// worker's queue; nullptr when there is none.
+  task_rec* higher_priority_elsewhere(worker_rec& w, int below) {
+    if (!priorities_used || held_levels.empty()) return nullptr;
+    auto top = held_levels.rbegin();
+    if (top->first <= below) return nullptr;
+    for (auto& [vid, count] : top->second) {
+      if (vid == w.id || worker(vid).held.empty()) continue;
+      task_rec& t = tasks.at(worker(vid).held.begin()->id);
+      if (t.priority != top->first || !can_host(w, t) || !fits_now(w, t)) continue;
+      unhold(t);
+      t.where = w.id;
+      t.state = task_state::held;
+      charge(t, w);
+      hold_insert(w, t);
+      return &t;
+    }
+    return nullptr;
+  }
+
   /// Takes a held task off its worker (it stays ready).
   void unhold(task_rec& t) {
     worker_rec& w = worker(t.where);
-    w.held.erase(key(t));
+    hold_erase(w, t);
     discharge(t, w);
     t.where = no_worker;
     t.state = task_state::ready;
@@ -501,7 +645,6 @@ struct scheduler::state {
   void unsend(task_rec& t) {
     worker_rec& w = worker(t.where);
     if (t.state == task_state::running && w.running > 0) --w.running;
-    w.unstarted.erase({t.sent_seq, t.id});
     --w.sent;
     w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
     for (auto [r, amount] : t.needs) w.used[r] -= amount;
@@ -509,17 +652,30 @@ struct scheduler::state {
     t.where = no_worker;
     t.state = task_state::ready;
     t.started_at = -1;
-    t.move_pending = false;
+    if (t.move_pending) release_move(t);
     hungry.insert(w.id);
+  }
+  /// The move asked for `t` is over (answered, or the task left its worker): the thief may ask again.
+  void release_move(task_rec& t) {
+    t.move_pending = false;
+    auto m = move_thief.find(t.id);
+    if (m == move_thief.end()) return;
+    if (auto w = workers.find(m->second); w != workers.end()) {
+      w->second.stealing = false;
+      hungry.insert(w->first);
+    }
+    move_thief.erase(m);
   }
 
   void send(task_rec& t, worker_rec& w) {
-    if (!w.held.empty()) w.held.erase(key(t));
+    if (!w.held.empty()) hold_erase(w, t);
     t.state = task_state::sent;
     t.sent_seq = next_sent_seq++;
     ++w.sent;
     w.sent_seconds += t.charge;
-    w.unstarted.insert({t.sent_seq, t.id});
+    if (w.unstarted.size() > 2 * static_cast<std::size_t>(w.sent) + 64)
+      std::erase_if(w.unstarted, [&](const auto& e) { return !unstarted_on(w, e); });
+    w.unstarted.emplace_back(t.sent_seq, t.id);
     for (auto [r, amount] : t.needs) w.used[r] += amount;
     out.push_back({decision_kind::run, t.id, w.id, no_worker});
     ++decisions;
@@ -536,17 +692,20 @@ struct scheduler::state {
 
   void fill(worker_rec& w, double now) {
     if (!w.active || w.draining) return;
-    while (!w.held.empty() && window_open(w)) {
-      // Highest priority first; a task whose resources are busy waits without blocking the rest.
-      bool sent_one = false;
+    while (window_open(w)) {
+      // Highest priority first, here or queued elsewhere; a task whose resources are busy waits
+      // without blocking the rest.
+      task_rec* next = nullptr;
       for (auto it = w.held.begin(); it != w.held.end(); ++it) {
         task_rec& t = tasks.at(it->id);
         if (!fits_now(w, t)) continue;
-        send(t, w);
-        sent_one = true;
+        next = &t;
         break;
       }
-      if (!sent_one) break;
+      // An idle worker takes work by predicted finish instead (steal_for).
+      if (!next) break;
+      if (task_rec* better = higher_priority_elsewhere(w, next->priority)) next = better;
+      send(*next, w);
     }
     if (cfg.kind == policy::dask_like) {
       const auto limit = static_cast<std::uint32_t>(std::ceil(1.1 * w.threads));
@@ -556,11 +715,11 @@ struct scheduler::state {
         t.where = w.id;
         charge(t, w);
         t.state = task_state::held;
-        w.held.insert(key(t));
+        hold_insert(w, t);
         send(t, w);
       }
     }
-    if (cfg.rebalance && w.sent == 0 && w.held.empty()) steal_for(w, now);
+    if (cfg.rebalance && w.sent < w.threads && w.held.empty()) steal_for(w, now);
   }
 
   /// An idle worker takes work: first a task still held here for another worker (free: that
@@ -588,7 +747,7 @@ struct scheduler::state {
         t.where = thief.id;
         charge(t, thief);
         t.state = task_state::held;
-        thief.held.insert(key(t));
+        hold_insert(thief, t);
         fill(thief, now);
       }
       return;
@@ -596,6 +755,7 @@ struct scheduler::state {
     if (victim->sent <= victim->threads) return;  // everything there is probably running
     // The last task sent is the least likely to have started.
     for (auto it = victim->unstarted.rbegin(); it != victim->unstarted.rend(); ++it) {
+      if (!unstarted_on(*victim, *it)) continue;
       task_rec& t = tasks.at(it->second);
       if (t.move_pending || t.move_tried || !can_host(thief, t)) continue;
       const double finish_there = victim->sent_seconds / victim->threads;
@@ -625,7 +785,12 @@ struct scheduler::state {
       keys.push_back({t.priority, t.rank, t.seq, t.id});
     }
     std::sort(keys.begin(), keys.end());
-    for (const queue_key& k : keys) place(tasks.at(k.id), now);
+    for (const queue_key& k : keys) {
+      task_rec& t = tasks.at(k.id);
+      // The same task may be listed twice (set aside, made waiting, ready again): place it once.
+      if (t.state != task_state::ready || t.where != no_worker) continue;
+      place(t, now);
+    }
   }
 
   void retry_unplaceable(double now) {
@@ -707,14 +872,16 @@ struct scheduler::state {
         clear(alert_kind::saturation, "cluster");
       }
       const double mean = sum_load / active;
+      const worker_rec* flagged = nullptr;
       if (heaviest && idle > 0 && max_load > cfg.imbalance_min_seconds && max_load > cfg.imbalance_ratio * mean) {
+        flagged = heaviest;
         raise(alert_kind::imbalance, heaviest->name,
               fmt::format("worker {} has {:.1f} s of work per thread, {:.1f}x the mean, while {} worker(s) idle",
                           heaviest->name, max_load, max_load / std::max(mean, 1e-9), idle),
               max_load / std::max(mean, 1e-9), cfg.imbalance_ratio, now);
-      } else if (heaviest) {
-        clear(alert_kind::imbalance, heaviest->name);
       }
+      for (auto& [id, w] : workers)
+        if (&w != flagged) clear(alert_kind::imbalance, w.name);
     }
     if (compute_window > 0) {
       const double ratio = transfer_window / compute_window;
@@ -948,6 +1115,7 @@ void scheduler::task_submitted(const task_spec& spec, double) {
   t.kind = s.m.kind_index(spec.kind);
   t.inputs = spec.inputs;
   t.priority = spec.priority;
+  if (spec.priority != 0 && !s.priorities_used) s.start_priority_index();
   t.true_seconds = spec.true_seconds;
   t.seq = s.next_seq++;
   t.features.size_hint = spec.size_hint;
@@ -1008,7 +1176,6 @@ void scheduler::task_started(task_id id, worker_id w, double now) {
   worker_rec& wr = s.worker(w);
   t.state = task_state::running;
   t.started_at = now;
-  wr.unstarted.erase({t.sent_seq, t.id});
   ++wr.running;
   s.running_tasks.insert(id);
 }
@@ -1093,23 +1260,14 @@ void scheduler::task_forgotten(task_id id) {
 
 void scheduler::move_answered(task_id id, worker_id from, bool given_up, double now) {
   state& s = *s_;
-  worker_id thief = no_worker;
-  if (auto m = s.move_thief.find(id); m != s.move_thief.end()) {
-    thief = m->second;
-    s.move_thief.erase(m);
-  }
-  if (thief != no_worker) {
-    auto tw = s.workers.find(thief);
-    if (tw != s.workers.end()) {
-      tw->second.stealing = false;
-      s.hungry.insert(thief);
-    }
-  }
   auto it = s.tasks.find(id);
   if (it == s.tasks.end()) return;
   task_rec& t = it->second;
-  if (t.where != from || (t.state != task_state::sent && t.state != task_state::running)) return;
-  t.move_pending = false;
+  // Only the answer to the move in flight counts.
+  if (!t.move_pending || t.where != from || (t.state != task_state::sent && t.state != task_state::running)) return;
+  auto m = s.move_thief.find(id);
+  const worker_id thief = m == s.move_thief.end() ? no_worker : m->second;
+  s.release_move(t);
   if (!given_up) return;
   ++s.moves_confirmed;
   s.unsend(t);
@@ -1119,7 +1277,7 @@ void scheduler::move_answered(task_id id, worker_id from, bool given_up, double 
     t.where = thief;
     s.charge(t, w);
     t.state = task_state::held;
-    w.held.insert(s.key(t));
+    s.hold_insert(w, t);
     s.hungry.insert(thief);
   } else {
     s.to_place.push_back(id);
