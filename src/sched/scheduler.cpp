@@ -218,6 +218,7 @@ struct scheduler::state {
   std::size_t submitted_since_ranks = 0;
   std::size_t edges_since_ranks = 0;
   std::size_t uncalibrated_placed = 0;
+  mutable std::unordered_map<model_index, std::uint32_t> probes_in_flight;  // sent, charged a fallback
   bool priorities_used = false;
   std::map<int, std::map<worker_id, std::uint32_t>>
       held_levels;  // priority -> worker -> held count  // placed tasks charged with a fallback duration
@@ -368,7 +369,17 @@ struct scheduler::state {
   bool fits_now(const worker_rec& w, const task_rec& t) const {
     for (auto [r, amount] : t.needs)
       if (r >= w.capacity.size() || w.used[r] + amount > w.capacity[r] + 1e-9) return false;
+    // A kind nothing is known about is probed with a few tasks (the smallest first: they are
+    // ordered so) before the rest is sent blind to workers of unknown speed.
+    if (t.charged_fallback && predictive() && probes_in_flight[t.kind] >= probe_limit) return false;
     return true;
+  }
+  static constexpr std::uint32_t probe_limit = 4;
+  /// While a kind is uncalibrated its ranks are equal; the smaller task goes first.
+  static double cold_tie_break(const task_rec& t, const prediction& p) {
+    if (p.calibrated) return 0;
+    const double size = t.features.size_hint > 0 ? t.features.size_hint : static_cast<double>(t.features.input_bytes);
+    return -1e-3 * std::log2(1 + size);
   }
 
   // ---- ranks ---------------------------------------------------------------------------------------
@@ -393,7 +404,7 @@ struct scheduler::state {
         auto dt = tasks.find(d);
         if (dt != tasks.end() && dt->second.state != task_state::done) below = std::max(below, dt->second.rank);
       }
-      set_rank(t, t.predicted + below);
+      set_rank(t, t.predicted + below + cold_tie_break(t, p));
     }
     submitted_since_ranks = 0;
     edges_since_ranks = 0;
@@ -648,6 +659,7 @@ struct scheduler::state {
     --w.sent;
     w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
     for (auto [r, amount] : t.needs) w.used[r] -= amount;
+    if (t.charged_fallback && probes_in_flight[t.kind] > 0) --probes_in_flight[t.kind];
     discharge(t, w);
     t.where = no_worker;
     t.state = task_state::ready;
@@ -669,6 +681,7 @@ struct scheduler::state {
 
   void send(task_rec& t, worker_rec& w) {
     if (!w.held.empty()) hold_erase(w, t);
+    if (t.charged_fallback) ++probes_in_flight[t.kind];
     t.state = task_state::sent;
     t.sent_seq = next_sent_seq++;
     ++w.sent;
@@ -1134,7 +1147,7 @@ void scheduler::task_submitted(const task_spec& spec, double) {
   const prediction p = s.predict_class(t, s.reference_class);
   t.predicted = p.mean;
   t.predicted_sd = p.sd;
-  t.rank = t.predicted;
+  t.rank = t.predicted + state::cold_tie_break(t, p);
   // One level of rank propagation now; the full pass runs once enough has been submitted.
   for (task_id in : spec.inputs) {
     auto p2 = s.tasks.find(in);
@@ -1215,7 +1228,8 @@ void scheduler::task_failed(task_id id, worker_id w, double now, bool retry) {
   auto it = s.tasks.find(id);
   if (it == s.tasks.end()) return;
   task_rec& t = it->second;
-  if (t.where == w && (t.state == task_state::sent || t.state == task_state::running)) {
+  // no_worker: the caller gives the task up wherever it is (a failed input, a shutdown).
+  if ((t.where == w || w == no_worker) && (t.state == task_state::sent || t.state == task_state::running)) {
     s.running_tasks.erase(id);
     s.unsend(t);
   } else if (t.state == task_state::held) {

@@ -166,7 +166,8 @@ class scheduler {
   /// the result stays there (else it went to the caller, which sends it along with dependents).
   void task_finished(task_id t, worker_id w, double now, double seconds, std::uint64_t result_bytes,
                      bool held_on_worker);
-  /// Failed on `w`; `retry`: place it again, else it is done with.
+  /// Failed on `w`; `retry`: place it again, else it is done with. `w` = no_worker: the caller
+  /// gives it up wherever the scheduler placed it (an input failed, the cluster stops).
   void task_failed(task_id t, worker_id w, double now, bool retry);
   /// A task sent to a worker came back unrun (leave, move): place it again.
   void task_returned(task_id t, worker_id w, double now);
