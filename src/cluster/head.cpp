@@ -665,7 +665,7 @@ class head_impl final : public head_core {
   std::size_t runnable_locked() const {
     std::size_t n = 0;
     for (const auto& [id, t] : tasks_)
-      if (t.status == task_status::ready || t.status == task_status::assigned ||
+      if ((t.status == task_status::ready && sched_->hostable(id)) || t.status == task_status::assigned ||
           (t.status == task_status::waiting && !waits_on_local_locked(t)))
         ++n;
     return n;

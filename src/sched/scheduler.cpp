@@ -1531,6 +1531,11 @@ bool scheduler::is_sent(task_id t) const {
   auto it = s_->tasks.find(t);
   return it != s_->tasks.end() && (it->second.state == task_state::sent || it->second.state == task_state::running);
 }
+bool scheduler::hostable(task_id id) const {
+  auto it = s_->tasks.find(id);
+  if (it == s_->tasks.end() || it->second.needs.empty()) return true;
+  return s_->any_can_host(it->second);
+}
 std::size_t scheduler::decisions_made() const noexcept { return s_->decisions; }
 std::size_t scheduler::moves_confirmed() const noexcept { return s_->moves_confirmed; }
 const config& scheduler::settings() const noexcept { return s_->cfg; }

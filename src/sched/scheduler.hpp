@@ -197,6 +197,8 @@ class scheduler {
   /// Where a task is: the worker it is placed on (held or sent), or no_worker.
   worker_id placed_on(task_id t) const;
   bool is_sent(task_id t) const;
+  /// False when the task needs resources no active worker has (it waits for such a worker).
+  bool hostable(task_id t) const;
   std::size_t decisions_made() const noexcept;
   std::size_t moves_confirmed() const noexcept;
   const config& settings() const noexcept;
