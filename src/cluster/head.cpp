@@ -1173,6 +1173,13 @@ class head_impl final : public head_core {
       if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
       sched_->task_started(r.task_id, w.sid, now - static_cast<double>(r.elapsed_us) * 1e-6);
     }
+    for (const wire::transfer_note& note : m.transfers) {
+      for (const auto& [id, from] : workers_)
+        if (from->data_address == note.from && from->sid != sched::no_worker) {
+          sched_->transfer_measured(from->sid, w.sid, note.bytes, static_cast<double>(note.micros) * 1e-6);
+          break;
+        }
+    }
     if (m.running != 0 || m.queued != 0 || w.assigned.empty()) return;
     const auto cutoff = clock::now() - 4 * opts_.heartbeat_interval();
     std::vector<std::uint64_t> stale;

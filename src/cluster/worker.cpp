@@ -86,7 +86,12 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<job> j;
     std::size_t arg = 0;
     std::vector<std::string> other_holders;
+    std::string from;
+    clock::time_point asked{};
   };
+  // Fetches measured since the last heartbeat (bounded: the head needs samples, not all of them).
+  std::vector<wire::transfer_note> transfer_notes;
+  static constexpr std::size_t max_transfer_notes = 256;
   struct peer_link {
     std::shared_ptr<transport::connection> conn;
     bool ready = false;
@@ -255,6 +260,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       hb.running = running.load(std::memory_order_relaxed);
       hb.queued = static_cast<std::uint32_t>(jobs.size());
       hb.stored_bytes = stored_bytes;
+      hb.transfers.swap(transfer_notes);
       const auto now_ns = clock::now().time_since_epoch().count();
       for (auto& [task, j] : jobs) {
         if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
@@ -426,7 +432,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       {
         std::lock_guard lock(mutex);
         request = next_request++;
-        fetches[request] = pending_fetch{j, arg, holders};
+        fetches[request] = pending_fetch{j, arg, holders, address, clock::now()};
         auto it = peers.find(address);
         if (it != peers.end()) link = it->second;
       }
@@ -493,6 +499,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
             fetches.erase(it);
           }
           if (m.found && f.payload) {
+            {
+              std::lock_guard lock(mutex);
+              if (transfer_notes.size() < max_transfer_notes)
+                transfer_notes.push_back(
+                    {p.from, f.payload->size(),
+                     static_cast<std::uint64_t>(
+                         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - p.asked).count())});
+            }
             input_arrived(p.j, p.arg, f.payload);
           } else {
             fetch_input(p.j, p.arg, std::move(p.other_holders));

@@ -233,7 +233,11 @@ void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
-  ar & m.running & m.queued & m.stored_bytes & m.running_tasks;
+  ar & m.running & m.queued & m.stored_bytes & m.running_tasks & m.transfers;
+}
+template <class A>
+void serialize(A& ar, dx::wire::transfer_note& m, unsigned) {
+  ar & m.from & m.bytes & m.micros;
 }
 template <class A>
 void serialize(A& ar, dx::wire::running_task& m, unsigned) {

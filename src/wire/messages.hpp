@@ -168,12 +168,22 @@ struct running_task {
   bool operator==(const running_task&) const = default;
 };
 
+/// A result fetched from a peer, as its heartbeat reports it (the head learns link costs).
+struct transfer_note {
+  std::string from;  // the holder's data address
+  std::uint64_t bytes = 0;
+  std::uint64_t micros = 0;
+
+  bool operator==(const transfer_note&) const = default;
+};
+
 struct heartbeat_msg {
   static constexpr msg type = msg::heartbeat;
   std::uint32_t running = 0;
   std::uint32_t queued = 0;
   std::uint64_t stored_bytes = 0;
   std::vector<running_task> running_tasks;
+  std::vector<transfer_note> transfers;  // since the previous heartbeat
 
   bool operator==(const heartbeat_msg&) const = default;
 };

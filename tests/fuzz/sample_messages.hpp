@@ -64,7 +64,13 @@ void for_each_sample(F&& f) {
   f("fetch-reply-found", fetch_reply_msg{7, 1041, true}, payload_of(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8}));
   f("fetch-reply-missing", fetch_reply_msg{8, 1040, false}, nullptr);
   f("release", release_msg{{1, 2, 3, 1041}}, nullptr);
-  f("heartbeat", heartbeat_msg{2, 5, 1u << 20, {running_task{1046, 1, 2500}, running_task{1047, 2, 90}}}, nullptr);
+  f("heartbeat",
+    heartbeat_msg{2,
+                  5,
+                  1u << 20,
+                  {running_task{1046, 1, 2500}, running_task{1047, 2, 90}},
+                  {transfer_note{"127.0.0.1:40123", 1u << 20, 830}}},
+    nullptr);
   f("leaving", leaving_msg{{handed_back{1050, 1}, handed_back{1051, 2}}}, nullptr);
   f("shutdown", shutdown_msg{"the head is stopping"}, nullptr);
   f("run-tasks",

@@ -224,3 +224,30 @@ TEST_CASE("destroying a cluster with a task no worker can host cancels it instea
   REQUIRE(f.wait_for(1s) == dx::future_status::ready);
   CHECK_THROWS_AS(f.get(), dx::error);
 }
+
+TEST_CASE("the cost model learns a link from a result fetched between workers", "[net][sched]") {
+  live_cluster lc(dx::options{}.heartbeat(100ms, 5s),
+                  {{"--threads", "1", "--resources", "left=1"}, {"--threads", "1", "--resources", "right=1"}});
+  // Resources pin the producer to one worker and the consumer to the other.
+  auto big = lc.cl.submit(dx::resources{{"left", 1}}, net_test::big_string, 4 << 20);
+  auto len = lc.cl.submit(dx::resources{{"right", 1}}, net_test::length_of, std::move(big));
+  REQUIRE(len.wait_for(20s) == dx::future_status::ready);
+  CHECK(len.get() == std::size_t{4} << 20);
+  std::string left, right;
+  for (const auto& w : lc.cl.workers()) {
+    if (w.resources.count("left")) left = w.id;
+    if (w.resources.count("right")) right = w.id;
+  }
+  REQUIRE(!left.empty());
+  REQUIRE(!right.empty());
+  // The fetch is reported with the consumer's next heartbeat.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  dx::prediction p;
+  while (std::chrono::steady_clock::now() < deadline) {
+    p = lc.cl.cost_model_snapshot().predict_transfer(left, right, 4 << 20);
+    if (p.samples > 0) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(p.samples > 0);
+  CHECK(p.mean > 0);
+}
