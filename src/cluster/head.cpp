@@ -147,24 +147,12 @@ class head_impl final : public head_core {
         log(log_level::warn, "starting with an empty cost model: {}", e.what());
       }
     }
+    // The public choices in the order of dx::scheduling_policy (the oracle is the simulator's).
+    constexpr sched::policy policies[] = {sched::policy::predictive, sched::policy::round_robin, sched::policy::random,
+                                          sched::policy::least_loaded, sched::policy::dask_like};
+    static_assert(static_cast<int>(scheduling_policy::dask_like) == 4);
     sched::config cfg;
-    switch (opts_.scheduling()) {
-      case scheduling_policy::predictive:
-        cfg.kind = sched::policy::predictive;
-        break;
-      case scheduling_policy::round_robin:
-        cfg.kind = sched::policy::round_robin;
-        break;
-      case scheduling_policy::random:
-        cfg.kind = sched::policy::random;
-        break;
-      case scheduling_policy::least_loaded:
-        cfg.kind = sched::policy::least_loaded;
-        break;
-      case scheduling_policy::dask_like:
-        cfg.kind = sched::policy::dask_like;
-        break;
-    }
+    cfg.kind = policies[static_cast<int>(opts_.scheduling())];
     // A loopback round trip with batching on both sides; what is sent ahead covers it.
     cfg.round_trip_seconds = 0.0005;
     cfg.max_sent_per_thread = static_cast<std::uint32_t>(pipeline_per_thread);

@@ -1565,3 +1565,44 @@ TEST_CASE("stress: predictive, wide window, results at the caller", "[sched]") {
   stress(policy::predictive, 8, false, 1000);
 }
 TEST_CASE("stress: oracle, wide window, results kept on workers", "[sched]") { stress(policy::oracle, 9, true, 1000); }
+
+TEST_CASE("task_failed naming no worker releases a task wherever it was sent", "[sched]") {
+  harness h;
+  h.join(1);
+  h.add(1, 1.0);
+  REQUIRE(runs_of(h.decide()).size() == 1);
+  // The caller gives it up without knowing where it went (an input failed, the cluster stops).
+  h.forget_run(1);
+  h.s.task_failed(1, no_worker, h.now, false);
+  CHECK_FALSE(h.s.is_sent(1));
+  // The worker's window is free again: the next task goes out at once.
+  h.add(2, 1.0);
+  CHECK(has_run(h.decide(), 2));
+}
+
+TEST_CASE("a kind nothing is known about is probed with a few of its smallest tasks first", "[sched]") {
+  dx::cost_model model;
+  config c = with_policy(policy::predictive);
+  scheduler s(c, model);
+  for (worker_id w = 0; w < 20; ++w) {
+    worker_spec spec;
+    spec.id = w;
+    spec.name = name_of(w);
+    s.worker_joined(spec, 0);
+  }
+  for (task_id t = 1; t <= 40; ++t) {
+    task_spec spec;
+    spec.id = t;
+    spec.kind = "unknown";
+    spec.size_hint = static_cast<double>(1000 - t);  // later tasks are smaller
+    s.task_submitted(spec, 0);
+    s.task_ready(t, 0);
+  }
+  std::vector<decision> out;
+  s.decide(0, out);
+  const auto runs = runs_of(out);
+  // Twenty idle workers, but only a handful of probes until the kind has samples.
+  CHECK(runs.size() <= 4);
+  REQUIRE(!runs.empty());
+  for (const decision& d : runs) CHECK(d.task > 30);  // the smallest ones
+}
