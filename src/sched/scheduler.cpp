@@ -1356,7 +1356,8 @@ forecast_result scheduler::forecast(double now) const {
   r.now = now;
   // List-schedule what is left with the model's current predictions. Sent tasks stay on their
   // workers, in send order; everything else (held here, ready, waiting) is placed where it would
-  // finish first, as rebalancing would move it: held and ready tasks in queue order, then the
+  // finish first, as rebalancing would move it (under a baseline that does not rebalance, held
+  // tasks stay on their workers too): held and ready tasks in queue order, then the
   // waiting ones in submission (topological) order. Each worker's threads are a heap of free
   // times; workers sit in speed buckets ordered by their earliest free thread, so a placement
   // costs O(buckets + log workers), as in the scheduler itself.
@@ -1403,7 +1404,7 @@ forecast_result scheduler::forecast(double now) const {
     const bool indexed = s.in_buckets(*sw.w);
     if (indexed) by_bucket[sw.bucket].erase({sw.free.top(), idx});
     const prediction p = s.predict_class(t, sw.w->cls);
-    double duration = p.mean * s.worker_factor(*sw.w);
+    double duration = p.mean * sw.w->factor;  // the learned speed, whatever the policy assumes
     s.gather_inputs(t, inputs);
     double start = std::max(sw.free.top(), ready + state::transfer_cost(inputs, sw.w->id));
     if (t.state == task_state::running && t.started_at >= 0) {
@@ -1422,6 +1423,7 @@ forecast_result scheduler::forecast(double now) const {
     if (crit) critical_input[t.id] = crit;
     total_work += duration / std::max(s.worker_factor(*sw.w), 1e-9);
   };
+  std::size_t next_in_turn = 0;
   auto place = [&](const task_rec& t) {
     task_id crit = 0;
     const double ready = ready_time(t, crit);
@@ -1438,7 +1440,24 @@ forecast_result scheduler::forecast(double now) const {
         best = idx;
       }
     };
-    if (!t.needs.empty()) {
+    // The baselines place the way they would: in turn, or on the least busy worker whatever its speed.
+    if (s.eager()) {
+      double best_load = infinity;
+      for (std::size_t tries = 0; tries < ws.size(); ++tries) {
+        const std::size_t idx = s.cfg.kind == policy::least_loaded ? tries : next_in_turn++ % ws.size();
+        const sim_worker& sw = ws[idx];
+        if (!s.in_buckets(*sw.w) || !s.can_host(*sw.w, t)) continue;
+        if (s.cfg.kind != policy::least_loaded) {
+          best = idx;
+          break;
+        }
+        const double load = sw.free.top();  // fewest tasks waiting: the first thread to free up
+        if (load < best_load) {
+          best_load = load;
+          best = idx;
+        }
+      }
+    } else if (!t.needs.empty()) {
       for (std::size_t i = 0; i < ws.size(); ++i) consider(i);
     } else {
       for (auto& [k, set] : by_bucket)
@@ -1466,7 +1485,16 @@ forecast_result scheduler::forecast(double now) const {
   std::sort(pending.begin(), pending.end(), [&](auto* a, auto* b) {
     return queue_key{a->priority, a->rank, a->seq, a->id} < queue_key{b->priority, b->rank, b->seq, b->id};
   });
-  for (const task_rec* t : pending) place(*t);
+  // Held tasks move only under the policies that rebalance; the baselines leave them where they are.
+  const bool held_moves = s.cfg.rebalance && !s.eager();
+  for (const task_rec* t : pending) {
+    if (t->state == task_state::held && !held_moves && slot.count(t->where)) {
+      task_id crit = 0;
+      run_on(slot.at(t->where), *t, ready_time(*t, crit), crit);
+    } else {
+      place(*t);
+    }
+  }
   for (task_id id : s.order) {
     auto it = s.tasks.find(id);
     if (it != s.tasks.end() && it->second.state == task_state::waiting) place(it->second);
