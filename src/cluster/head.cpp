@@ -659,14 +659,17 @@ class head_impl final : public head_core {
     return n;
   }
 
-  /// Whether t (or an input it waits for, transitively) waits on a local future.
+  /// Whether t (or an input it waits for, transitively) waits on a local future, or on a task no
+  /// worker can host.
   bool waits_on_local_locked(const task_entry& t) const {
     for (const arg_slot& a : t.args) {
       if (a.pending_local) return true;
       if (!a.ref) continue;
       auto in = tasks_.find(a.ref);
-      if (in != tasks_.end() && in->second.status == task_status::waiting && waits_on_local_locked(in->second))
-        return true;
+      if (in == tasks_.end()) continue;
+      // An input no worker can host never finishes either.
+      if (in->second.status == task_status::ready && !sched_->hostable(in->first)) return true;
+      if (in->second.status == task_status::waiting && waits_on_local_locked(in->second)) return true;
     }
     return false;
   }

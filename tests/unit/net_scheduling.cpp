@@ -213,16 +213,21 @@ TEST_CASE("the second run of a program starts with the cost model the first one 
 
 TEST_CASE("destroying a cluster with a task no worker can host cancels it instead of waiting", "[net][sched]") {
   dx::future<net_test::run_span> f;
+  dx::future<int> dependent;
   const auto start = std::chrono::steady_clock::now();
   {
     live_cluster lc(dx::options{}, {{"--threads", "1"}});
     f = lc.cl.submit(dx::resources{{"gpu", 1}}, net_test::timed_sleep, 1);
+    // A task reading the unhostable one's result cannot run either.
+    dependent = lc.cl.submit(net_test::square, lc.cl.submit(dx::resources{{"gpu", 1}}, net_test::square, 3));
     auto g = lc.cl.submit(net_test::timed_sleep, 1);
     REQUIRE(g.wait_for(20s) == dx::future_status::ready);
   }
   CHECK(std::chrono::steady_clock::now() - start < 15s);
   REQUIRE(f.wait_for(1s) == dx::future_status::ready);
   CHECK_THROWS_AS(f.get(), dx::error);
+  REQUIRE(dependent.wait_for(1s) == dx::future_status::ready);
+  CHECK_THROWS_AS(dependent.get(), dx::error);
 }
 
 TEST_CASE("the cost model learns a link from a result fetched between workers", "[net][sched]") {
