@@ -30,6 +30,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import find_binary, loadavg, parse  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "local_tasks", "dx_bench_local_tasks")
 ALL_BENCHES = "independent,fib30,fib25,chain,wavefront,futures"
 DAGS = ("chain", "wavefront")
@@ -42,22 +44,6 @@ LABELS = {
     "wavefront": "(d) wavefront 500x500",
     "futures": "(e) 1M submit + when_all",
 }
-
-
-def parse(line):
-    return dict(kv.split("=", 1) for kv in line.split()[1:])
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def find_binary(path):
-    for cand in (path, os.path.join(REPO, path)):
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return os.path.abspath(cand)
-    sys.exit(f"run.py: no executable at {path} (nor under {REPO}); build it first (see RESULTS.md)")
 
 
 def summary(xs):

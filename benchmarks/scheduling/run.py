@@ -49,27 +49,13 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import find_binary, loadavg, parse  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "scheduling", "dx_bench_scheduling")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_DAG_RATIO = 2.51  # ../shared/BENCHMARKS.md, 2,000-task DAG, makespan / ideal (another day)
 DAG_ARGS = (2000, 3, 12345)  # make_dag(n, max_deps, seed), as dask_tasks.py's own measurement
 CONTEXT_POLICIES = ("dask_like", "least_loaded")
-
-
-def parse(line):
-    return dict(kv.split("=", 1) for kv in line.split()[1:])
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def find_binary(path):
-    for cand in (path, os.path.join(REPO, path)):
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return os.path.abspath(cand)
-    sys.exit(f"run.py: no executable at {path} (nor under {REPO}); build it first (see RESULTS.md)")
 
 
 def run(cmd, timeout):

@@ -42,6 +42,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import loadavg  # noqa: E402  (benchmarks/bench_util.py)
 POLICIES = ["oracle", "predictive", "dask_like", "round_robin", "random", "least_loaded"]
 
 TARGET_ORACLE = 1.10
@@ -50,11 +52,6 @@ TARGET_VS_DASK = 1.2
 TARGET_MAPE = 0.10
 TARGET_FORECAST = 0.15
 TARGET_DECISIONS = 1_000_000
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def now_utc():

@@ -51,7 +51,6 @@ struct task_rec {
   double charge = 0;              // predicted seconds added to its worker's backlog
   bool charged_fallback = false;  // ... from a fallback duration (the kind had no samples)
   double predicted = 0;           // on a worker of factor 1
-  double predicted_sd = 0;
   double rank = 0;
   std::uint64_t seq = 0;
   std::uint64_t sent_seq = 0;
@@ -171,8 +170,8 @@ struct worker_rec {
   std::vector<std::pair<std::uint64_t, task_id>> unstarted;
   std::set<std::pair<double, worker_id>>* bucket_set = nullptr;  // its entry in the load index
   bool stealing = false;                                         // a move towards it is pending
-  double joined_at = 0;
-  std::uint32_t reported_running = 0, reported_queued = 0;
+  std::uint32_t reported_running = 0, reported_queued = 0;       // its last load report
+  bool reported = false;
 
   double load() const { return backlog / threads; }
 };
@@ -398,7 +397,6 @@ struct scheduler::state {
       task_rec& t = tasks.at(*it);
       const prediction p = predict_class(t, reference_class);
       t.predicted = p.mean;
-      t.predicted_sd = p.sd;
       double below = 0;
       for (task_id d : t.dependents) {
         auto dt = tasks.find(d);
@@ -655,6 +653,7 @@ struct scheduler::state {
   /// Undoes a send: the worker no longer has it queued or running.
   void unsend(task_rec& t) {
     worker_rec& w = worker(t.where);
+    running_tasks.erase(t.id);
     if (t.state == task_state::running && w.running > 0) --w.running;
     --w.sent;
     w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
@@ -869,7 +868,8 @@ struct scheduler::state {
         heaviest = &w;
       }
       min_load = std::min(min_load, w.load());
-      if (w.sent == 0 && w.held.empty()) ++idle;
+      // Idle: nothing placed there, or its last heartbeat said it runs and queues nothing.
+      if ((w.sent == 0 && w.held.empty()) || (w.reported_running == 0 && w.reported_queued == 0 && w.reported)) ++idle;
       if (w.sent + w.held.size() > w.threads) ++backed_up;
     }
     // Loads built on fallback durations (a kind with no samples yet counts 0.5 s) would raise
@@ -946,7 +946,6 @@ struct scheduler::state {
   void make_waiting(task_rec& t) {
     if (t.state == task_state::held) unhold(t);
     if (t.state == task_state::sent || t.state == task_state::running) {
-      running_tasks.erase(t.id);
       unsend(t);
     }
     if (t.state == task_state::ready) {
@@ -1027,7 +1026,6 @@ void scheduler::worker_joined(const worker_spec& spec, double now) {
   w.threads = std::max<std::uint32_t>(1, spec.threads);
   w.active = true;
   w.draining = false;
-  w.joined_at = now;
   s.resource_index("cpu");
   for (auto& [name, amount] : spec.capacity) s.resource_index(name);
   w.capacity.assign(s.resource_names.size(), 0);
@@ -1069,7 +1067,6 @@ void scheduler::worker_left(worker_id id, bool lost, double now) {
   for (task_id t : back) s.unhold(s.tasks.at(t));
   for (auto& [tid, t] : s.tasks)
     if (t.where == id && (t.state == task_state::sent || t.state == task_state::running)) {
-      s.running_tasks.erase(tid);
       s.unsend(t);
       back.push_back(tid);
     }
@@ -1146,7 +1143,6 @@ void scheduler::task_submitted(const task_spec& spec, double) {
     if (amount > 0) t.needs.emplace_back(s.resource_index(name), amount);
   const prediction p = s.predict_class(t, s.reference_class);
   t.predicted = p.mean;
-  t.predicted_sd = p.sd;
   t.rank = t.predicted + state::cold_tie_break(t, p);
   // One level of rank propagation now; the full pass runs once enough has been submitted.
   for (task_id in : spec.inputs) {
@@ -1207,7 +1203,6 @@ void scheduler::task_finished(task_id id, worker_id w, double now, double second
     s.refresh_factor(wit->second);
   }
   if (t.where == w && (t.state == task_state::sent || t.state == task_state::running)) {
-    s.running_tasks.erase(id);
     s.unsend(t);
   } else if (t.state == task_state::held) {
     s.unhold(t);  // finished from an attempt the caller still accepted
@@ -1230,7 +1225,6 @@ void scheduler::task_failed(task_id id, worker_id w, double now, bool retry) {
   task_rec& t = it->second;
   // no_worker: the caller gives the task up wherever it is (a failed input, a shutdown).
   if ((t.where == w || w == no_worker) && (t.state == task_state::sent || t.state == task_state::running)) {
-    s.running_tasks.erase(id);
     s.unsend(t);
   } else if (t.state == task_state::held) {
     s.unhold(t);
@@ -1251,7 +1245,6 @@ void scheduler::task_returned(task_id id, worker_id w, double now) {
   if (it == s.tasks.end()) return;
   task_rec& t = it->second;
   if (t.where != w || (t.state != task_state::sent && t.state != task_state::running)) return;
-  s.running_tasks.erase(id);
   s.unsend(t);
   s.to_place.push_back(id);
   (void)now;
@@ -1304,6 +1297,7 @@ void scheduler::load_report(worker_id w, std::uint32_t running, std::uint32_t qu
   if (it == s_->workers.end()) return;
   it->second.reported_running = running;
   it->second.reported_queued = queued;
+  it->second.reported = true;
 }
 
 void scheduler::transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds) {

@@ -1,0 +1,24 @@
+"""What the benchmark drivers (benchmarks/*/run.py) share: RESULT-line parsing, the load average
+and finding a built binary. Standard library only."""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse(line):
+    """A `RESULT key=value ...` line as a dict."""
+    return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def find_binary(path):
+    """An executable at `path`, relative to here or to the repository; exits with a hint if none."""
+    for cand in (path, os.path.join(REPO, path)):
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return os.path.abspath(cand)
+    sys.exit(f"run.py: no executable at {path} (nor under {REPO}); build it first (see RESULTS.md)")
