@@ -7,6 +7,7 @@
 #pragma once
 
 #include <dx/export.hpp>
+#include <dx/metrics.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -22,7 +23,11 @@ enum class alert_kind : std::uint8_t {
   prediction_drift,  ///< a kind's recent prediction error is far above its usual
   worker_lost,       ///< a worker went away without leaving
   unplaceable,       ///< a task needs resources no worker has
+  rule,              ///< a user's alert_rule over a metric (subject: the rule's name)
 };
+
+/// Number of alert kinds (for tables indexed by kind).
+inline constexpr std::size_t alert_kind_count = static_cast<std::size_t>(alert_kind::rule) + 1;
 
 DX_API const char* to_string(alert_kind k) noexcept;
 
@@ -33,6 +38,52 @@ struct alert {
   double value = 0;      ///< the measured quantity
   double threshold = 0;  ///< what it was compared with
   std::chrono::system_clock::time_point time;
+};
+
+/// A user rule: an alert when a sample of a metric stays above (or below) a threshold for a
+/// while, like a Prometheus alerting rule. Each series of the metric that matches the labels is
+/// watched on its own; an alert fires when its condition has held for `for_duration`, and again
+/// only after it has cleared.
+///
+///   cl.add_alert_rule(dx::alert_rule("queue backed up").on("dx_worker_queue_depth").above(100)
+///                         .for_at_least(std::chrono::seconds(10)));
+///   cl.add_alert_rule(dx::alert_rule("no progress").on("dx_tasks_completed_total").rate_per_second()
+///                         .below(1).for_at_least(std::chrono::seconds(30)));
+struct alert_rule {
+  enum class comparison : std::uint8_t { above, below };
+
+  std::string name;
+  std::string metric;    ///< a sample name: a counter, a gauge, or a histogram's x_count / x_sum
+  metric_labels labels;  ///< only the series that have these labels (every series when empty)
+  comparison when = comparison::above;
+  double threshold = 0;
+  std::chrono::milliseconds for_duration{0};
+  bool rate = false;  ///< compare the per-second increase of the value (counters), not the value
+
+  explicit alert_rule(std::string rule_name) : name(std::move(rule_name)) {}
+  alert_rule& on(std::string sample, metric_labels match = {}) {
+    metric = std::move(sample);
+    labels = std::move(match);
+    return *this;
+  }
+  alert_rule& above(double t) noexcept {
+    when = comparison::above;
+    threshold = t;
+    return *this;
+  }
+  alert_rule& below(double t) noexcept {
+    when = comparison::below;
+    threshold = t;
+    return *this;
+  }
+  alert_rule& for_at_least(std::chrono::milliseconds d) noexcept {
+    for_duration = d;
+    return *this;
+  }
+  alert_rule& rate_per_second(bool yes = true) noexcept {
+    rate = yes;
+    return *this;
+  }
 };
 
 }  // namespace dx

@@ -22,6 +22,7 @@
 #include <dx/export.hpp>
 #include <dx/forecast.hpp>
 #include <dx/future.hpp>
+#include <dx/metrics.hpp>
 #include <dx/options.hpp>
 #include <dx/remote.hpp>
 #include <dx/task_options.hpp>
@@ -204,6 +205,23 @@ class DX_API cluster {
   /// A copy of what the cost model has learned so far (empty when not distributed).
   dx::cost_model cost_model_snapshot() const;
 
+  /// The cluster's metrics: dx's own dx_* metrics (computed when read) and the application's
+  /// (add_counter, add_gauge, add_histogram). Served at /metrics when options::http is set.
+  dx::metrics& metrics() noexcept { return *metrics_; }
+  /// Where the HTTP endpoint listens ("127.0.0.1:8787"); empty without options::http.
+  std::string http_endpoint() const;
+  /// Writes the kept task history (options::task_history) as Chrome trace-event JSON, loadable in
+  /// Perfetto and chrome://tracing: a process per worker, a thread per worker thread, each task
+  /// attempt (kind, task, attempt, status) and each result moved between workers. Throws
+  /// dx::error naming the path when it cannot write. Not distributed: an empty trace.
+  void write_trace(const std::string& path) const;
+  /// Watches a metric (see dx/alert.hpp); its alerts reach on_alert callbacks, the log, the
+  /// dashboard and dx_alerts_total. Throws dx::error for a rule without a name or metric, or a
+  /// second rule of the same name; on a cluster that is not distributed, rules are not evaluated.
+  void add_alert_rule(alert_rule rule);
+  /// The latest alerts (at most 100), oldest first.
+  std::vector<alert> recent_alerts() const;
+
   /// The local executor behind the cluster.
   executor& local() noexcept { return *local_; }
   const options& config() const noexcept { return options_; }
@@ -232,6 +250,7 @@ class DX_API cluster {
                      std::vector<detail::remote_arg>&& args, detail::remote_result& result);
 
   options options_;
+  std::unique_ptr<dx::metrics> metrics_;  // outlives the head, which reads and fills it
   std::unique_ptr<executor> local_;
   std::shared_ptr<detail::head_core> head_;
 };

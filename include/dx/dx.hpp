@@ -13,7 +13,9 @@
 #include <dx/executor.hpp>
 #include <dx/forecast.hpp>
 #include <dx/future.hpp>
+#include <dx/metrics.hpp>
 #include <dx/options.hpp>
+#include <dx/progress.hpp>
 #include <dx/remote.hpp>
 #include <dx/serialize.hpp>
 #include <dx/task.hpp>

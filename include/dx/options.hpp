@@ -160,7 +160,35 @@ class options {
   }
   bool persist_cost_model() const noexcept { return persist_cost_model_; }
 
-  bool distributed() const noexcept { return !listen_.empty() || local_processes_ > 0; }
+  /// Serves the head's metrics (/metrics, Prometheus format), state (/api/state, JSON), recent
+  /// task events (/api/tasks) and a live dashboard (/) over HTTP at "host:port" ("127.0.0.1:0"
+  /// picks a free port; cluster::http_endpoint() tells which). Off by default. There is no
+  /// authentication: keep it on loopback unless the network is trusted. Setting it makes the
+  /// cluster distributed (a head; its own threads run registered functions).
+  options& http(std::string address) {
+    http_ = std::move(address);
+    return *this;
+  }
+  const std::string& http() const noexcept { return http_; }
+
+  /// Whether the head keeps its runtime metrics (per kind and worker counts, durations, the task
+  /// history) at all (default true). Off only to measure what they cost.
+  options& metrics(bool yes) noexcept {
+    metrics_ = yes;
+    return *this;
+  }
+  bool metrics() const noexcept { return metrics_; }
+
+  /// How many finished task attempts (and as many result transfers) the head keeps for the
+  /// dashboard's task stream, /api/tasks and cluster::write_trace (default 100,000, about 40
+  /// bytes each; 0 keeps none). The oldest are dropped first.
+  options& task_history(std::size_t n) noexcept {
+    task_history_ = n;
+    return *this;
+  }
+  std::size_t task_history() const noexcept { return task_history_; }
+
+  bool distributed() const noexcept { return !listen_.empty() || local_processes_ > 0 || !http_.empty(); }
 
  private:
   std::size_t threads_ = 0;
@@ -180,6 +208,9 @@ class options {
   scheduling_policy scheduling_ = scheduling_policy::predictive;
   std::string cost_model_file_;
   bool persist_cost_model_ = true;
+  std::string http_;
+  bool metrics_ = true;
+  std::size_t task_history_ = 100'000;
 };
 
 }  // namespace dx

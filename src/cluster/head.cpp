@@ -4,19 +4,31 @@
 #include "cluster/process.hpp"
 #include "cluster/worker.hpp"
 #include "common/log.hpp"
+#include "common/process_stats.hpp"
+#include "observe/dashboard.hpp"
+#include "observe/exposition.hpp"
+#include "observe/http_server.hpp"
+#include "observe/runtime_stats.hpp"
 #include "sched/scheduler.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 
 #include <dx/cost_model.hpp>
 #include <dx/error.hpp>
+#include <dx/version.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -43,6 +55,12 @@ struct worker_rec {
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
   sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
   std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
+  // As its last heartbeat reported.
+  std::uint32_t running_reported = 0;
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t stored_bytes = 0;
+  // Bytes over its connection when the connection ended.
+  std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
 };
 
 enum class task_status { waiting, ready, assigned, done, failed };
@@ -56,6 +74,7 @@ struct arg_slot {
 struct task_entry {
   std::uint64_t id = 0;
   std::string function;
+  std::uint32_t kind = 0;  // index of its function in the head's kind statistics
   std::vector<arg_slot> args;
   task_status status = task_status::waiting;
   std::size_t deps_pending = 0;
@@ -137,7 +156,13 @@ struct local_dep final : continuation {
 
 class head_impl final : public head_core {
  public:
-  head_impl(const options& opts, executor& local) : opts_(opts), local_(local) {
+  head_impl(const options& opts, executor& local, dx::metrics& registry)
+      : opts_(opts),
+        local_(local),
+        metrics_(registry),
+        observe_(opts.metrics()),
+        task_events_(opts.metrics() ? opts.task_history() : 0),
+        transfer_events_(opts.metrics() ? opts.task_history() : 0) {
     if (opts_.persist_cost_model()) {
       model_path_ =
           opts_.cost_model_file().empty() ? cost_model::default_path() : std::filesystem::path(opts_.cost_model_file());
@@ -162,6 +187,19 @@ class head_impl final : public head_core {
   // ---- start and stop ---------------------------------------------------------------------------
 
   void start() {
+    std::weak_ptr<head_impl> self = std::static_pointer_cast<head_impl>(shared_from_this());
+    if (!opts_.http().empty()) {
+      // First: a busy port fails the cluster's construction before any thread or worker starts.
+      http_ = std::make_unique<http_server>(opts_.http(), [self](const http_request& r) {
+        if (auto h = self.lock()) return h->serve_http(r);
+        return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
+      });
+      log(log_level::info, "dashboard at http://{}/, metrics at http://{}/metrics", http_->endpoint(),
+          http_->endpoint());
+    }
+    collector_key_ = metrics_access::add_collector(metrics_, [self](exposition& out) {
+      if (auto h = self.lock()) h->collect(out);
+    });
     if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
     if (token_.empty()) token_ = opts_.token();
     transport::config tc;
@@ -262,6 +300,7 @@ class head_impl final : public head_core {
   }
 
   void shutdown() override {
+    if (http_) http_->stop();
     {
       std::unique_lock lock(mutex_);
       if (shut_down_) return;
@@ -303,6 +342,7 @@ class head_impl final : public head_core {
     }
     threads.clear();
     if (net_) net_->stop();
+    metrics_access::remove_collector(metrics_, collector_key_);
     // Futures may outlive the cluster: anything still open must not hang.
     std::unique_lock lock(mutex_);
     deferred d;
@@ -333,6 +373,8 @@ class head_impl final : public head_core {
       task_entry& t = tasks_[id];
       t.id = id;
       t.function = fn.name;
+      t.kind = kind_index_locked(fn.name);
+      if (observe_) ++kinds_[t.kind]->submitted;
       t.future = &result;
       t.lineage_refs = 1;
       t.args.resize(args.size());
@@ -793,9 +835,17 @@ class head_impl final : public head_core {
       out.value = a.value;
       out.threshold = a.threshold;
       out.time = std::chrono::system_clock::now();
-      pending_alerts_.push_back(std::move(out));
+      raise_alert_locked(std::move(out));
     }
     if (!pending_alerts_.empty()) tick_cv_.notify_all();
+  }
+
+  /// Every alert goes to the callbacks (from the tick thread), the dashboard and a metric.
+  void raise_alert_locked(alert a) {
+    ++alerts_by_kind_[static_cast<std::size_t>(a.kind)];
+    recent_alerts_.push_back(a);
+    if (recent_alerts_.size() > max_recent_alerts) recent_alerts_.pop_front();
+    pending_alerts_.push_back(std::move(a));
   }
 
   void steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m) {
@@ -808,6 +858,7 @@ class head_impl final : public head_core {
     }
     if (m.given_up) {
       task_entry& t = it->second;
+      if (observe_) ++kinds_[t.kind]->moved;
       w.assigned.erase(t.id);
       t.worker = nullptr;
       t.status = task_status::ready;  // the scheduler places it again
@@ -830,18 +881,28 @@ class head_impl final : public head_core {
     auto it = tasks_.find(m.task_id);
     const bool current = it != tasks_.end() && it->second.status == task_status::assigned &&
                          it->second.attempt == m.attempt && it->second.worker == &w;
+    const double now = now_seconds();
+    const double seconds = static_cast<double>(m.duration_ns) * 1e-9;
     if (!current) {
       // A stale attempt (the task was moved or re-run): its result is not committed.
       if (!m.inline_result) w.to_release.push_back(m.task_id);
+      if (it != tasks_.end())
+        record_attempt_locked(it->second, w, now, seconds, m.thread, m.attempt, observe::attempt_end::superseded);
       return;
     }
     task_entry& t = it->second;
     w.assigned.erase(t.id);
     t.worker = nullptr;
     t.status = task_status::done;
+    if (observe_) {
+      observe::kind_stats& k = *kinds_[t.kind];
+      ++k.completed;
+      observe::kind_stats::count_on(k.completed_on, w.sid);
+      k.durations.observe(seconds);
+      record_attempt_locked(t, w, now, seconds, m.thread, m.attempt, observe::attempt_end::done);
+    }
     t.result_size = m.result_size;
-    sched_->task_finished(t.id, w.sid, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.result_size,
-                          !m.inline_result);
+    sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, !m.inline_result);
     if (m.inline_result) {
       t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
     } else {
@@ -898,16 +959,17 @@ class head_impl final : public head_core {
     }
     worker_rec* h = t.holders.front();
     const std::uint64_t request = next_request_++;
-    fetches_[request] = fetch_rec{t.id, h};
+    fetches_[request] = fetch_rec{t.id, h, now_seconds()};
     t.fetching = true;
     h->conn->send(wire::encode(wire::fetch_msg{request, t.id}));
   }
 
   void fetch_reply_locked(worker_rec& w, const wire::fetch_reply_msg& m, std::shared_ptr<const std::string> payload,
                           deferred& d) {
-    auto f = fetches_.find(m.request_id);
-    if (f == fetches_.end() || f->second.from != &w) return;
-    fetches_.erase(f);
+    auto found = fetches_.find(m.request_id);
+    if (found == fetches_.end() || found->second.from != &w) return;
+    const fetch_rec rec = found->second;
+    fetches_.erase(found);
     auto it = tasks_.find(m.task_id);
     if (it == tasks_.end()) return;
     task_entry& t = it->second;
@@ -918,6 +980,12 @@ class head_impl final : public head_core {
       forget_holder_locked(t, w);
       if (t.future && !t.delivered) deliver_locked(t, d);
       return;
+    }
+    if (observe_) {
+      const double now = now_seconds();
+      transfer_events_.push(
+          {t.id, rec.asked, static_cast<float>(now - rec.asked), w.sid, observe::no_worker, payload->size()});
+      links_[{w.sid, observe::no_worker}].durations.observe(now - rec.asked);
     }
     if (t.future && !t.delivered) {
       if (t.future->state().try_add_ref()) d.values.emplace_back(t.future, std::move(payload));
@@ -937,6 +1005,9 @@ class head_impl final : public head_core {
         it->second.worker != &w)
       return;
     task_entry& t = it->second;
+    if (m.kind != wire::failure_kind::input_lost)
+      record_attempt_locked(t, w, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.thread, m.attempt,
+                            observe::attempt_end::failed);
     w.assigned.erase(t.id);
     t.worker = nullptr;
     if (m.kind == wire::failure_kind::input_lost) {
@@ -954,6 +1025,7 @@ class head_impl final : public head_core {
         return;
       }
       t.status = task_status::waiting;
+      if (observe_) ++kinds_[t.kind]->retried;
       requeue_locked(t, d);
       return;
     }
@@ -971,7 +1043,7 @@ class head_impl final : public head_core {
       default:
         e = std::make_exception_ptr(remote_error(m.type_name, m.message, w.id));
     }
-    fail_locked(t.id, e, d);
+    fail_locked(t.id, e, d, &w);
   }
 
   /// Fails every task that has not finished (ids first: failing one may erase others).
@@ -982,12 +1054,22 @@ class head_impl final : public head_core {
     for (auto id : open) fail_locked(id, e, d);
   }
 
-  void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d) {
+  /// `ran_on`: the worker it failed on, for the statistics (default: where it was sent).
+  void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d, const worker_rec* ran_on = nullptr) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     task_entry& t = it->second;
     if (t.status == task_status::done || t.status == task_status::failed) return;
     sched_->task_failed(id, t.worker ? t.worker->sid : sched::no_worker, now_seconds(), false);
+    if (observe_) {
+      ++kinds_[t.kind]->failed;
+      if (!ran_on) ran_on = t.worker;
+      if (ran_on) {
+        observe::kind_stats::count_on(kinds_[t.kind]->failed_on, ran_on->sid);
+      } else {
+        ++kinds_[t.kind]->failed_nowhere;
+      }
+    }
     if (t.worker) {
       t.worker->assigned.erase(id);
       t.worker = nullptr;
@@ -1081,6 +1163,10 @@ class head_impl final : public head_core {
     log(log_level::info, "recomputing task {} ({}): its result was lost", t.id, t.function);
     t.status = task_status::waiting;
     ++unfinished_;
+    if (observe_) {
+      ++kinds_[t.kind]->recomputed;
+      ++kinds_[t.kind]->retried;
+    }
     for (const arg_slot& a : t.args) {
       if (!a.ref) continue;
       auto in = tasks_.find(a.ref);
@@ -1104,6 +1190,9 @@ class head_impl final : public head_core {
       if (!graceful) {
         ++t.failures;
         t.lost_on.push_back(w.id);
+        const double sent = std::chrono::duration<double>(t.dispatched_at - epoch_).count();
+        record_attempt_locked(t, w, now_seconds(), now_seconds() - sent, observe::unknown_thread, t.attempt,
+                              observe::attempt_end::lost);
       }
       if (t.failures >= opts_.allowed_failures()) {
         std::string on;
@@ -1115,6 +1204,7 @@ class head_impl final : public head_core {
             d);
         continue;
       }
+      if (observe_ && !graceful) ++kinds_[t.kind]->retried;
       requeue_locked(t, d);
     }
     std::vector<std::uint64_t> held(w.holds.begin(), w.holds.end());
@@ -1148,6 +1238,10 @@ class head_impl final : public head_core {
         deliver_locked(t->second, d);
     }
     w.to_release.clear();
+    if (w.conn) {
+      w.bytes_to_final = w.conn->bytes_sent();
+      w.bytes_from_final = w.conn->bytes_received();
+    }
     w.conn.reset();
     workers_cv_.notify_all();
     idle_cv_.notify_all();
@@ -1159,6 +1253,9 @@ class head_impl final : public head_core {
   void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d) {
     const double now = now_seconds();
     sched_->load_report(w.sid, m.running, m.queued, now);
+    w.running_reported = m.running;
+    w.memory_bytes = m.memory_bytes;
+    w.stored_bytes = m.stored_bytes;
     for (const wire::running_task& r : m.running_tasks) {
       auto it = tasks_.find(r.task_id);
       if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
@@ -1167,7 +1264,16 @@ class head_impl final : public head_core {
     for (const wire::transfer_note& note : m.transfers) {
       for (const auto& [id, from] : workers_)
         if (from->data_address == note.from && from->sid != sched::no_worker) {
-          sched_->transfer_measured(from->sid, w.sid, note.bytes, static_cast<double>(note.micros) * 1e-6);
+          const double seconds = static_cast<double>(note.micros) * 1e-6;
+          sched_->transfer_measured(from->sid, w.sid, note.bytes, seconds);
+          if (observe_) {
+            observe::link_stats& link = links_[{from->sid, w.sid}];
+            link.bytes += note.bytes;
+            link.durations.observe(seconds);
+            const double end = now - static_cast<double>(note.age_us) * 1e-6;
+            transfer_events_.push(
+                {note.task_id, end - seconds, static_cast<float>(seconds), from->sid, w.sid, note.bytes});
+          }
           break;
         }
     }
@@ -1184,6 +1290,9 @@ class head_impl final : public head_core {
         stale.size());
     for (auto id : stale) {
       task_entry& t = tasks_.at(id);
+      const double sent = std::chrono::duration<double>(t.dispatched_at - epoch_).count();
+      record_attempt_locked(t, w, now, now - sent, observe::unknown_thread, t.attempt, observe::attempt_end::lost);
+      if (observe_) ++kinds_[t.kind]->retried;
       sched_->task_returned(id, w.sid, now);
       w.assigned.erase(id);
       t.worker = nullptr;
@@ -1204,6 +1313,523 @@ class head_impl final : public head_core {
       sched_->task_returned(t.id, w.sid, now_seconds());
       t.status = task_status::ready;
     }
+  }
+
+  // ---- observability ----------------------------------------------------------------------------
+
+  std::uint32_t kind_index_locked(const std::string& name) {
+    auto [it, added] = kind_index_.try_emplace(name, static_cast<std::uint32_t>(kinds_.size()));
+    if (added) {
+      kinds_.push_back(std::make_unique<observe::kind_stats>());
+      kinds_.back()->name = name;
+    }
+    return it->second;
+  }
+
+  /// One attempt of t ended on w `seconds` after it started (the worker's measure); `now` is when
+  /// the head learned it.
+  void record_attempt_locked(const task_entry& t, const worker_rec& w, double now, double seconds, std::uint32_t thread,
+                             std::uint32_t attempt, observe::attempt_end how) {
+    if (!observe_) return;
+    observe::task_event e;
+    e.task = t.id;
+    e.start = now - seconds;
+    e.duration = static_cast<float>(seconds);
+    e.kind = t.kind;
+    e.worker = w.sid;
+    e.thread = static_cast<std::uint16_t>(std::min<std::uint32_t>(thread, observe::unknown_thread));
+    e.attempt = static_cast<std::uint16_t>(std::min<std::uint32_t>(attempt, 0xffff));
+    e.status = how;
+    task_events_.push(e);
+  }
+
+  /// The forecast for metrics and the dashboard, recomputed at most twice a second: it list-
+  /// schedules everything left, which is too much to do for every scrape of a large run.
+  const sched::forecast_result& cached_forecast_locked() const {
+    const double now = now_seconds();
+    if (!forecast_cache_ || now - forecast_at_ > 0.5) {
+      forecast_cache_ = sched_->forecast(now);
+      forecast_at_ = now;
+    }
+    return *forecast_cache_;
+  }
+
+  std::string worker_name(std::uint32_t sid) const {
+    if (sid == observe::no_worker) return "head";
+    return sid < by_sid_.size() && by_sid_[sid] ? by_sid_[sid]->id : std::string("none");
+  }
+
+  /// Tasks sent to workers and not finished, by kind.
+  std::vector<std::uint64_t> assigned_by_kind_locked() const {
+    std::vector<std::uint64_t> n(kinds_.size(), 0);
+    for (const auto& [id, w] : workers_)
+      for (auto task : w->assigned)
+        if (auto it = tasks_.find(task); it != tasks_.end() && it->second.kind < n.size()) ++n[it->second.kind];
+    return n;
+  }
+
+  void collect(exposition& out) const {
+    std::lock_guard lock(mutex_);
+    using detail::metric_type;
+    auto per_kind = [&](const char* name, metric_type type, const char* help, auto value) {
+      if (!out.family(name, type, help)) return;
+      for (const auto& k : kinds_) out.sample(name, {{"kind", k->name}}, static_cast<double>(value(*k)));
+    };
+    per_kind("dx_tasks_submitted_total", metric_type::counter, "Tasks submitted, by kind (function).",
+             [](const observe::kind_stats& k) { return k.submitted; });
+    auto per_kind_worker = [&](const char* name, const char* help, auto member, auto nowhere) {
+      if (!out.family(name, metric_type::counter, help)) return;
+      for (const auto& k : kinds_) {
+        const std::vector<std::uint64_t>& v = (*k).*member;
+        for (std::size_t w = 0; w < v.size(); ++w)
+          if (v[w])
+            out.sample(name, {{"kind", k->name}, {"worker", worker_name(static_cast<std::uint32_t>(w))}},
+                       static_cast<double>(v[w]));
+        if (nowhere(*k)) out.sample(name, {{"kind", k->name}, {"worker", "none"}}, static_cast<double>(nowhere(*k)));
+      }
+    };
+    per_kind_worker("dx_tasks_completed_total", "Task attempts that completed, by kind and worker.",
+                    &observe::kind_stats::completed_on, [](const observe::kind_stats&) { return std::uint64_t{0}; });
+    per_kind_worker("dx_tasks_failed_total", "Tasks that failed, by kind and worker (none: before reaching one).",
+                    &observe::kind_stats::failed_on, [](const observe::kind_stats& k) { return k.failed_nowhere; });
+    per_kind("dx_tasks_retried_total", metric_type::counter,
+             "Tasks run again after a lost worker, a lost input or a lost result.",
+             [](const observe::kind_stats& k) { return k.retried; });
+    per_kind("dx_tasks_moved_total", metric_type::counter, "Tasks taken back from a worker's queue to run elsewhere.",
+             [](const observe::kind_stats& k) { return k.moved; });
+    const std::vector<std::uint64_t> assigned = assigned_by_kind_locked();
+    if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {
+      for (const auto& k : kinds_) {
+        const std::uint64_t open = k->open(), sent = assigned[&k - &kinds_[0]];
+        out.sample("dx_tasks_pending", {{"kind", k->name}}, static_cast<double>(open > sent ? open - sent : 0));
+      }
+    }
+    if (out.family("dx_tasks_assigned", metric_type::gauge, "Tasks sent to a worker and not finished.")) {
+      for (std::size_t i = 0; i < kinds_.size(); ++i)
+        out.sample("dx_tasks_assigned", {{"kind", kinds_[i]->name}}, static_cast<double>(assigned[i]));
+    }
+    if (out.family("dx_task_duration_seconds", metric_type::histogram, "Run time of completed tasks, by kind.")) {
+      for (const auto& k : kinds_) {
+        const label_ref l[] = {{"kind", k->name}};
+        out.histogram_samples("dx_task_duration_seconds", l, observe::duration_bounds, k->durations.counts,
+                              k->durations.sum);
+      }
+    }
+    // Workers.
+    const sched::forecast_result& fc = cached_forecast_locked();
+    const auto now = clock::now();
+    auto per_worker = [&](const char* name, const char* help, auto value) {
+      if (!out.family(name, metric_type::gauge, help)) return;
+      for (const auto& [id, w] : workers_)
+        if (w->state != worker_state::gone) out.sample(name, {{"worker", id}}, static_cast<double>(value(*w)));
+    };
+    per_worker("dx_worker_threads", "Threads of the worker.", [](const worker_rec& w) { return w.threads; });
+    per_worker("dx_worker_busy_threads", "Threads running a task, as the worker's last heartbeat reported.",
+               [](const worker_rec& w) { return std::min<std::size_t>(w.running_reported, w.assigned.size()); });
+    per_worker("dx_worker_queue_depth", "Tasks sent to the worker and not started.", [](const worker_rec& w) {
+      const std::size_t running = std::min<std::size_t>(w.running_reported, w.assigned.size());
+      return w.assigned.size() - running;
+    });
+    per_worker("dx_worker_memory_bytes", "Resident memory of the worker process.",
+               [&](const worker_rec& w) { return w.local ? resident_memory_bytes() : w.memory_bytes; });
+    per_worker("dx_worker_stored_bytes", "Results the worker keeps for others.",
+               [](const worker_rec& w) { return w.stored_bytes; });
+    per_worker("dx_worker_heartbeat_age_seconds", "Seconds since the worker was last heard from.",
+               [&](const worker_rec& w) { return std::chrono::duration<double>(now - w.last_seen).count(); });
+    per_worker("dx_worker_predicted_backlog_seconds", "Predicted work placed on the worker, per thread.",
+               [&](const worker_rec& w) {
+                 for (const auto& b : fc.workers)
+                   if (b.id == w.sid) return b.backlog_seconds;
+                 return 0.0;
+               });
+    if (out.family("dx_worker_resource_capacity", metric_type::gauge, "Resources the worker declared.")) {
+      for (const auto& [id, w] : workers_)
+        if (w->state != worker_state::gone)
+          for (const auto& [r, amount] : w->resources)
+            out.sample("dx_worker_resource_capacity", {{"worker", id}, {"resource", r}}, amount);
+    }
+    if (out.family("dx_worker_state", metric_type::gauge, "1 for the state each worker is in.")) {
+      for (const auto& [id, w] : workers_)
+        out.sample("dx_worker_state", {{"worker", id}, {"state", state_name(w->state)}}, 1);
+    }
+    if (out.family("dx_workers", metric_type::gauge, "Workers by state.")) {
+      std::size_t by[3] = {};
+      for (const auto& [id, w] : workers_) ++by[static_cast<int>(w->state)];
+      for (int i = 0; i < 3; ++i)
+        out.sample("dx_workers", {{"state", state_name(static_cast<worker_state>(i))}}, static_cast<double>(by[i]));
+    }
+    // Links.
+    if (out.family("dx_link_bytes_total", metric_type::counter,
+                   "Bytes sent over a link: head to worker and back (frames), worker to worker (results).")) {
+      for (const auto& [id, w] : workers_) {
+        if (w->local) continue;  // the head's own threads: not a network link
+        const std::uint64_t to = w->conn ? w->conn->bytes_sent() : w->bytes_to_final;
+        const std::uint64_t from = w->conn ? w->conn->bytes_received() : w->bytes_from_final;
+        out.sample("dx_link_bytes_total", {{"from", "head"}, {"to", id}}, static_cast<double>(to));
+        out.sample("dx_link_bytes_total", {{"from", id}, {"to", "head"}}, static_cast<double>(from));
+      }
+      for (const auto& [link, st] : links_)
+        if (link.second != observe::no_worker)
+          out.sample("dx_link_bytes_total", {{"from", worker_name(link.first)}, {"to", worker_name(link.second)}},
+                     static_cast<double>(st.bytes));
+    }
+    if (out.family("dx_transfer_duration_seconds", metric_type::histogram,
+                   "Time to move a result from one worker to another (or to the head).")) {
+      for (const auto& [link, st] : links_) {
+        const std::string from = worker_name(link.first), to = worker_name(link.second);
+        const label_ref l[] = {{"from", from}, {"to", to}};
+        out.histogram_samples("dx_transfer_duration_seconds", l, observe::duration_bounds, st.durations.counts,
+                              st.durations.sum);
+      }
+    }
+    // Model, forecast, alerts.
+    if (out.family("dx_prediction_error_ratio", metric_type::gauge,
+                   "Median |predicted - actual| / actual of a kind's run time, once it has 20 samples.")) {
+      for (const auto& a : model_.accuracy())
+        if (a.calibrated_samples > 0) out.sample("dx_prediction_error_ratio", {{"kind", a.kind}}, a.median_ape);
+    }
+    if (out.family("dx_forecast_remaining_seconds", metric_type::gauge,
+                   "Predicted time until every submitted task has finished."))
+      out.sample("dx_forecast_remaining_seconds", {}, fc.remaining_seconds);
+    if (out.family("dx_forecast_remaining_sd_seconds", metric_type::gauge, "Spread of that prediction."))
+      out.sample("dx_forecast_remaining_sd_seconds", {}, fc.remaining_sd);
+    if (out.family("dx_forecast_lower_bound_seconds", metric_type::gauge,
+                   "Lower bound of the time left: critical path, or work over threads."))
+      out.sample("dx_forecast_lower_bound_seconds", {}, fc.lower_bound);
+    if (out.family("dx_alerts_total", metric_type::counter, "Alerts raised, by kind.")) {
+      for (std::size_t i = 0; i < alert_kind_count; ++i)
+        out.sample("dx_alerts_total", {{"kind", to_string(static_cast<alert_kind>(i))}},
+                   static_cast<double>(alerts_by_kind_[i]));
+    }
+    if (out.family("dx_alert_active", metric_type::gauge, "1 while a user alert rule is firing.")) {
+      for (const auto& [name, active] : rule_active_) out.sample("dx_alert_active", {{"rule", name}}, active ? 1 : 0);
+    }
+    if (out.family("dx_uptime_seconds", metric_type::gauge, "Seconds since the cluster started."))
+      out.sample("dx_uptime_seconds", {}, now_seconds());
+    if (http_ &&
+        out.family("dx_http_requests_total", metric_type::counter, "HTTP requests served, by path and status.")) {
+      for (const auto& [key, n] : http_->counts().by_path_and_code)
+        out.sample("dx_http_requests_total", {{"path", key.first}, {"code", std::to_string(key.second)}},
+                   static_cast<double>(n));
+    }
+  }
+
+  static const char* state_name(worker_state s) {
+    switch (s) {
+      case worker_state::active:
+        return "active";
+      case worker_state::leaving:
+        return "leaving";
+      case worker_state::gone:
+        return "gone";
+    }
+    return "?";
+  }
+
+  double unix_seconds(double head_seconds) const { return epoch_unix_ + head_seconds; }
+
+  std::string state_json() const {
+    using nlohmann::json;
+    std::lock_guard lock(mutex_);
+    json j;
+    j["version"] = fmt::format("{}.{}.{}", DX_VERSION_MAJOR, DX_VERSION_MINOR, DX_VERSION_PATCH);
+    j["now"] = unix_seconds(now_seconds());
+    j["started"] = epoch_unix_;
+    j["policy"] = sched::to_string(sched_->settings().kind);
+    const std::vector<std::uint64_t> assigned = assigned_by_kind_locked();
+    std::uint64_t submitted = 0, completed = 0, failed = 0, retried = 0, moved = 0, open = 0, sent = 0;
+    json kinds = json::array();
+    for (std::size_t i = 0; i < kinds_.size(); ++i) {
+      const observe::kind_stats& k = *kinds_[i];
+      submitted += k.submitted;
+      completed += k.completed;
+      failed += k.failed;
+      retried += k.retried;
+      moved += k.moved;
+      open += k.open();
+      sent += assigned[i];
+      const std::uint64_t runs = k.durations.count();
+      json kj{{"kind", k.name},
+              {"submitted", k.submitted},
+              {"completed", k.completed},
+              {"failed", k.failed},
+              {"pending", k.open() > assigned[i] ? k.open() - assigned[i] : 0},
+              {"assigned", assigned[i]},
+              {"mean_seconds", runs ? k.durations.sum / static_cast<double>(runs) : 0.0},
+              {"prediction_error", nullptr}};
+      kinds.push_back(std::move(kj));
+    }
+    for (const auto& a : model_.accuracy())
+      if (a.calibrated_samples > 0)
+        for (auto& kj : kinds)
+          if (kj["kind"] == a.kind) kj["prediction_error"] = a.median_ape;
+    std::uint64_t running = 0;
+    json workers = json::array();
+    const sched::forecast_result& fc = cached_forecast_locked();
+    const auto now = clock::now();
+    for (const auto& [id, w] : workers_) {
+      const std::size_t busy = std::min<std::size_t>(w->running_reported, w->assigned.size());
+      if (w->state != worker_state::gone) running += busy;
+      double backlog = 0;
+      for (const auto& b : fc.workers)
+        if (b.id == w->sid) backlog = b.backlog_seconds;
+      std::uint64_t done_here = 0, failed_here = 0;
+      for (const auto& k : kinds_) {
+        if (w->sid < k->completed_on.size()) done_here += k->completed_on[w->sid];
+        if (w->sid < k->failed_on.size()) failed_here += k->failed_on[w->sid];
+      }
+      workers.push_back({{"id", id},
+                         {"address", w->data_address},
+                         {"state", state_name(w->state)},
+                         {"threads", w->threads},
+                         {"busy_threads", busy},
+                         {"queued", w->assigned.size() - busy},
+                         {"assigned", w->assigned.size()},
+                         {"completed", done_here},
+                         {"failed", failed_here},
+                         {"memory_bytes", w->local ? resident_memory_bytes() : w->memory_bytes},
+                         {"stored_bytes", w->stored_bytes},
+                         {"resources", w->resources},
+                         {"heartbeat_age_seconds", std::chrono::duration<double>(now - w->last_seen).count()},
+                         {"backlog_seconds", backlog},
+                         {"pid", w->pid}});
+    }
+    std::stable_sort(workers.begin(), workers.end(),
+                     [](const json& a, const json& b) { return (a["id"] == "head") > (b["id"] == "head"); });
+    j["tasks"] = {{"submitted", submitted},
+                  {"pending", open > sent ? open - sent : 0},
+                  {"queued", sent > running ? sent - running : 0},
+                  {"running", running},
+                  {"completed", completed},
+                  {"failed", failed},
+                  {"retried", retried},
+                  {"moved", moved}};
+    j["kinds"] = std::move(kinds);
+    j["workers"] = std::move(workers);
+    j["forecast"] = {{"remaining_seconds", fc.remaining_seconds},
+                     {"remaining_sd", fc.remaining_sd},
+                     {"lower_bound_seconds", fc.lower_bound},
+                     {"finish_time", unix_seconds(now_seconds() + fc.remaining_seconds)},
+                     {"tasks_left", fc.tasks_left},
+                     {"bottleneck", fc.bottleneck},
+                     {"critical_path", fc.critical_path}};
+    json alerts = json::array();
+    for (const alert& a : recent_alerts_)
+      alerts.push_back({{"kind", to_string(a.kind)},
+                        {"subject", a.subject},
+                        {"message", a.message},
+                        {"value", a.value},
+                        {"threshold", a.threshold},
+                        {"time", std::chrono::duration<double>(a.time.time_since_epoch()).count()}});
+    j["alerts"] = std::move(alerts);
+    j["events"] = {{"first", task_events_.first()}, {"next", task_events_.next()}};
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  std::string tasks_json(std::optional<std::uint64_t> since, std::size_t limit) const {
+    using nlohmann::json;
+    std::lock_guard lock(mutex_);
+    const std::uint64_t first = task_events_.first(), next = task_events_.next();
+    std::uint64_t from = since ? std::max(*since, first) : (next - first > limit ? next - limit : first);
+    from = std::min(from, next);
+    const std::uint64_t to = std::min<std::uint64_t>(next, from + limit);
+    json events = json::array();
+    for (std::uint64_t seq = from; seq < to; ++seq) {
+      const observe::task_event& e = task_events_.at(seq);
+      events.push_back({{"seq", seq},
+                        {"task", e.task},
+                        {"kind", e.kind < kinds_.size() ? kinds_[e.kind]->name : std::string("?")},
+                        {"worker", worker_name(e.worker)},
+                        {"thread", e.thread == observe::unknown_thread ? json(nullptr) : json(e.thread)},
+                        {"attempt", e.attempt},
+                        {"start", unix_seconds(e.start)},
+                        {"end", unix_seconds(e.start + e.duration)},
+                        {"status", observe::to_string(e.status)}});
+    }
+    json j{{"first", first}, {"next", to}, {"more", to < next}, {"events", std::move(events)}};
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  std::string trace_json() const {
+    observe::trace_input in;
+    {
+      std::lock_guard lock(mutex_);
+      for (std::uint64_t s = task_events_.first(); s < task_events_.next(); ++s) in.tasks.push_back(task_events_.at(s));
+      for (std::uint64_t s = transfer_events_.first(); s < transfer_events_.next(); ++s)
+        in.transfers.push_back(transfer_events_.at(s));
+      for (const auto& k : kinds_) in.kinds.push_back(k->name);
+      for (const worker_rec* w : by_sid_) in.workers.push_back(w ? w->id : std::string("none"));
+      in.epoch_unix_us = epoch_unix_ * 1e6;
+    }
+    std::string out;
+    observe::write_chrome_trace(in, out);
+    return out;
+  }
+
+  void write_trace(const std::string& path) const override {
+    const std::string json = trace_json();
+    const std::filesystem::path target(path);
+    const std::filesystem::path tmp = target.string() + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      if (!f)
+        throw_error(error_kind::generic,
+                    fmt::format("cannot write the trace to {}: cannot open {}", path, tmp.string()));
+      f.write(json.data(), static_cast<std::streamsize>(json.size()));
+      f.close();
+      if (!f) throw_error(error_kind::generic, fmt::format("cannot write the trace to {}: write failed", path));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, target, ec);
+    if (ec) throw_error(error_kind::generic, fmt::format("cannot write the trace to {}: {}", path, ec.message()));
+  }
+
+  http_response serve_http(const http_request& r) const {
+    auto json_error = [](unsigned status, const std::string& why) {
+      return http_response{status, "application/json", nlohmann::json{{"error", why}}.dump()};
+    };
+    if (r.path == "/" || r.path == "/index.html")
+      return {200, "text/html; charset=utf-8", std::string(dashboard_page())};
+    if (r.path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render()};
+    if (r.path == "/api/state") return {200, "application/json", state_json()};
+    if (r.path == "/api/trace") return {200, "application/json", trace_json()};
+    if (r.path == "/api/tasks") {
+      auto number = [&](const char* key) -> std::optional<std::optional<std::uint64_t>> {
+        auto it = r.query.find(key);
+        if (it == r.query.end()) return std::optional<std::uint64_t>{};
+        std::uint64_t v = 0;
+        const auto& s = it->second;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+        return std::optional<std::uint64_t>(v);
+      };
+      const auto since = number("since");
+      if (!since) return json_error(400, "since must be a non-negative integer (a sequence number from 'next')");
+      const auto limit = number("limit");
+      if (!limit) return json_error(400, "limit must be a non-negative integer");
+      const std::size_t n = std::clamp<std::uint64_t>(limit->value_or(2000), 1, 10000);
+      return {200, "application/json", tasks_json(*since, n)};
+    }
+    return {404, "text/plain; charset=utf-8",
+            fmt::format("no page at {}: try /, /metrics, /api/state, /api/tasks?since=N or /api/trace\n", r.path)};
+  }
+
+  std::string http_endpoint() const override { return http_ ? http_->endpoint() : std::string(); }
+
+  std::vector<alert> recent_alerts() const override {
+    std::lock_guard lock(mutex_);
+    return std::vector<alert>(recent_alerts_.begin(), recent_alerts_.end());
+  }
+
+  // ---- user alert rules ---------------------------------------------------------------------------
+
+  struct series_watch {
+    double since = -1;  // when the condition started to hold; -1: it does not
+    bool firing = false;
+    double last_value = std::nan("");
+    double last_time = 0;
+  };
+  struct rule_watch {
+    alert_rule rule;
+    std::map<metric_labels, series_watch> series;
+    explicit rule_watch(alert_rule r) : rule(std::move(r)) {}
+  };
+
+  void add_alert_rule(alert_rule rule) override {
+    if (rule.name.empty()) throw_error(error_kind::generic, "an alert rule needs a name");
+    if (rule.metric.empty())
+      throw_error(error_kind::generic, fmt::format("alert rule '{}' names no metric", rule.name));
+    if (rule.for_duration.count() < 0)
+      throw_error(error_kind::generic, fmt::format("alert rule '{}': for_duration is negative", rule.name));
+    if (std::isnan(rule.threshold))
+      throw_error(error_kind::generic, fmt::format("alert rule '{}': the threshold is not a number", rule.name));
+    std::sort(rule.labels.begin(), rule.labels.end());
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [name, active] : rule_active_)
+        if (name == rule.name)
+          throw_error(error_kind::generic, fmt::format("there is already an alert rule '{}'", rule.name));
+      rule_active_.emplace_back(rule.name, false);
+    }
+    std::lock_guard rules(rules_mutex_);
+    rules_.emplace_back(std::move(rule));
+  }
+
+  /// Reads the metrics the rules watch and fires the rules whose condition has held long enough.
+  /// Runs on the tick thread without the head's lock (reading metrics takes it).
+  void evaluate_rules() {
+    std::lock_guard rules(rules_mutex_);
+    if (rules_.empty()) return;
+    std::set<std::string, std::less<>> families;
+    for (const rule_watch& r : rules_)
+      for (auto& f : families_of_sample(r.rule.metric)) families.insert(std::move(f));
+    sample_reader reader(std::move(families));
+    metrics_access::collect(metrics_, reader);
+    const double now = now_seconds();
+    std::vector<alert> fired;
+    std::vector<std::pair<std::string, bool>> active;
+    for (rule_watch& r : rules_) {
+      std::set<metric_labels> seen;
+      bool any_firing = false;
+      for (const auto& s : reader.samples()) {
+        if (s.name != r.rule.metric) continue;
+        const bool matches = std::all_of(r.rule.labels.begin(), r.rule.labels.end(), [&](const auto& want) {
+          return std::find(s.labels.begin(), s.labels.end(), want) != s.labels.end();
+        });
+        if (!matches) continue;
+        seen.insert(s.labels);
+        series_watch& w = r.series[s.labels];
+        double v = s.value;
+        if (r.rule.rate) {
+          const double prev = w.last_value, prev_time = w.last_time;
+          w.last_value = s.value;
+          w.last_time = now;
+          if (std::isnan(prev) || now <= prev_time) continue;
+          v = std::max(0.0, s.value - prev) / (now - prev_time);  // a counter reset counts as no increase
+        }
+        const bool holds = r.rule.when == alert_rule::comparison::above ? v > r.rule.threshold : v < r.rule.threshold;
+        if (!holds) {
+          if (w.firing)
+            log(log_level::info, "alert rule '{}' cleared for {}", r.rule.name, series_name(s.name, s.labels));
+          w.since = -1;
+          w.firing = false;
+          continue;
+        }
+        if (w.since < 0) w.since = now;
+        const double held = now - w.since;
+        if (!w.firing && held >= std::chrono::duration<double>(r.rule.for_duration).count()) {
+          w.firing = true;
+          alert a;
+          a.kind = alert_kind::rule;
+          a.subject = r.rule.name;
+          a.message =
+              fmt::format("rule '{}': {}{} = {:.4g}, {} {:.4g} for {:.1f} s", r.rule.name,
+                          series_name(s.name, s.labels), r.rule.rate ? " per second" : "", v,
+                          r.rule.when == alert_rule::comparison::above ? "above" : "below", r.rule.threshold, held);
+          a.value = v;
+          a.threshold = r.rule.threshold;
+          a.time = std::chrono::system_clock::now();
+          fired.push_back(std::move(a));
+        }
+        any_firing = any_firing || w.firing;
+      }
+      std::erase_if(r.series, [&](const auto& e) { return !seen.count(e.first); });
+      active.emplace_back(r.rule.name, any_firing);
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& a : fired) {
+      log(log_level::warn, "alert {}: {}", to_string(a.kind), a.message);
+      raise_alert_locked(std::move(a));
+    }
+    rule_active_ = std::move(active);
+  }
+
+  static std::string series_name(const std::string& name, const metric_labels& labels) {
+    if (labels.empty()) return name;
+    std::string out = name + "{";
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      out += fmt::format("{}{}=\"{}\"", i ? "," : "", labels[i].first, labels[i].second);
+    return out + "}";
   }
 
   // ---- heartbeats ---------------------------------------------------------------------------------
@@ -1230,6 +1856,10 @@ class head_impl final : public head_core {
             by[1], by[2], by[3], by[4], unfinished_, ws);
       }
       dispatch_locked();  // rebalancing and alert rules also run without events
+      lock.unlock();
+      evaluate_rules();  // reads metrics, which takes the lock
+      lock.lock();
+      if (ticker_stop_) break;
       if (!pending_alerts_.empty()) {
         deferred d;
         d.alerts.swap(pending_alerts_);
@@ -1273,8 +1903,12 @@ class head_impl final : public head_core {
  private:
   static constexpr std::size_t pipeline_per_thread = 256;
 
+  static constexpr std::size_t max_recent_alerts = 100;
+
   options opts_;
   executor& local_;
+  dx::metrics& metrics_;
+  const bool observe_;
   std::string token_;
   std::unique_ptr<transport::transport> net_;
   std::string endpoint_;
@@ -1297,6 +1931,7 @@ class head_impl final : public head_core {
   struct fetch_rec {
     std::uint64_t task = 0;
     worker_rec* from = nullptr;
+    double asked = 0;  // seconds since the head started
   };
   std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
   std::uint64_t next_task_ = 1;
@@ -1317,6 +1952,23 @@ class head_impl final : public head_core {
   std::unique_ptr<worker_runtime> head_worker_;
   std::vector<std::unique_ptr<worker_runtime>> thread_workers_;
   std::vector<pid_t> children_;
+
+  // Observability (under mutex_ unless said otherwise).
+  double epoch_unix_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::unique_ptr<observe::kind_stats>> kinds_;
+  std::unordered_map<std::string, std::uint32_t> kind_index_;
+  observe::history<observe::task_event> task_events_;
+  observe::history<observe::transfer_event> transfer_events_;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, observe::link_stats> links_;
+  std::deque<alert> recent_alerts_;
+  std::array<std::uint64_t, alert_kind_count> alerts_by_kind_{};
+  std::vector<std::pair<std::string, bool>> rule_active_;
+  mutable std::optional<sched::forecast_result> forecast_cache_;
+  mutable double forecast_at_ = 0;
+  std::unique_ptr<http_server> http_;  // its handlers read the head: stopped first in shutdown
+  std::uint64_t collector_key_ = 0;
+  std::mutex rules_mutex_;  // taken before mutex_, never while holding it
+  std::vector<rule_watch> rules_;
 };
 
 void session::on_frame(transport::connection& c, wire::frame&& f) {
@@ -1344,8 +1996,8 @@ void local_dep::on_fire(continuation* c) noexcept {
 
 }  // namespace
 
-std::shared_ptr<head_core> head_core::create(const options& opts, executor& local) {
-  auto h = std::make_shared<head_impl>(opts, local);
+std::shared_ptr<head_core> head_core::create(const options& opts, executor& local, dx::metrics& registry) {
+  auto h = std::make_shared<head_impl>(opts, local, registry);
   h->start();
   return h;
 }

@@ -17,7 +17,7 @@ namespace dx::detail {
 
 class head_core : public std::enable_shared_from_this<head_core> {
  public:
-  static std::shared_ptr<head_core> create(const options& opts, executor& local);
+  static std::shared_ptr<head_core> create(const options& opts, executor& local, dx::metrics& registry);
   virtual ~head_core() = default;
 
   virtual void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,
@@ -25,6 +25,10 @@ class head_core : public std::enable_shared_from_this<head_core> {
   virtual dx::forecast forecast() const = 0;
   virtual void on_alert(std::function<void(const alert&)> callback) = 0;
   virtual dx::cost_model cost_model_snapshot() const = 0;
+  virtual std::string http_endpoint() const = 0;
+  virtual void write_trace(const std::string& path) const = 0;
+  virtual void add_alert_rule(alert_rule rule) = 0;
+  virtual std::vector<alert> recent_alerts() const = 0;
   virtual void request_value(std::uint64_t task) noexcept = 0;
   virtual void released(std::uint64_t task) noexcept = 0;
 

@@ -2,6 +2,7 @@
 
 #include "cluster/auth.hpp"
 #include "common/log.hpp"
+#include "common/process_stats.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 
@@ -90,7 +91,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     clock::time_point asked{};
   };
   // Fetches measured since the last heartbeat (bounded: the head needs samples, not all of them).
-  std::vector<wire::transfer_note> transfer_notes;
+  std::vector<std::pair<wire::transfer_note, clock::time_point>> transfer_notes;  // with when each ended
   static constexpr std::size_t max_transfer_notes = 256;
   struct peer_link {
     std::shared_ptr<transport::connection> conn;
@@ -260,8 +261,15 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       hb.running = running.load(std::memory_order_relaxed);
       hb.queued = static_cast<std::uint32_t>(jobs.size());
       hb.stored_bytes = stored_bytes;
-      hb.transfers.swap(transfer_notes);
-      const auto now_ns = clock::now().time_since_epoch().count();
+      hb.memory_bytes = resident_memory_bytes();
+      const auto now = clock::now();
+      for (auto& [note, ended] : transfer_notes) {
+        note.age_us = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(now - ended).count()));
+        hb.transfers.push_back(std::move(note));
+      }
+      transfer_notes.clear();
+      const auto now_ns = now.time_since_epoch().count();
       for (auto& [task, j] : jobs) {
         if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
         const std::int64_t since = j->started_ns.load(std::memory_order_relaxed);
@@ -501,11 +509,16 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           if (m.found && f.payload) {
             {
               std::lock_guard lock(mutex);
-              if (transfer_notes.size() < max_transfer_notes)
-                transfer_notes.push_back(
-                    {p.from, f.payload->size(),
-                     static_cast<std::uint64_t>(
-                         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - p.asked).count())});
+              if (transfer_notes.size() < max_transfer_notes) {
+                const auto now = clock::now();
+                wire::transfer_note note;
+                note.from = p.from;
+                note.bytes = f.payload->size();
+                note.micros = static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(now - p.asked).count());
+                note.task_id = p.j->msg.args[p.arg].task_id;
+                transfer_notes.emplace_back(std::move(note), now);
+              }
             }
             input_arrived(p.j, p.arg, f.payload);
           } else {
@@ -638,6 +651,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     const auto elapsed = clock::now() - started;
     if (cfg.slowdown > 1.0) std::this_thread::sleep_for(elapsed * (cfg.slowdown - 1.0));
     running.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint32_t thread = current_thread_index();
+    failure.thread = thread;
+    failure.duration_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started).count());
     if (!ok) {
       send_to_head(wire::encode(failure), j.msg.task_id);
       return;
@@ -654,8 +671,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     done.task_id = j.msg.task_id;
     done.attempt = j.msg.attempt;
     done.result_size = result.size();
-    done.duration_ns = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started).count());
+    done.duration_ns = failure.duration_ns;
+    done.thread = thread;
     if (result.size() <= inline_limit) {
       done.inline_result = true;
       report_done(done, std::move(result));

@@ -3,6 +3,8 @@
 
 #include "cluster/head.hpp"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -27,10 +29,13 @@ void become_worker_if_spawned() {
 
 cluster::cluster() : cluster(options{}) {}
 
-cluster::cluster(const options& opts) : options_(opts), local_(std::make_unique<executor>(local_threads(opts))) {
+cluster::cluster(const options& opts)
+    : options_(opts),
+      metrics_(std::make_unique<dx::metrics>()),
+      local_(std::make_unique<executor>(local_threads(opts))) {
   if (opts.distributed()) {
     become_worker_if_spawned();
-    head_ = detail::head_core::create(opts, *local_);
+    head_ = detail::head_core::create(opts, *local_, *metrics_);
   }
 }
 
@@ -77,5 +82,32 @@ void cluster::on_alert(std::function<void(const alert&)> callback) {
 }
 
 dx::cost_model cluster::cost_model_snapshot() const { return head_ ? head_->cost_model_snapshot() : dx::cost_model{}; }
+
+}  // namespace dx
+
+namespace dx {
+
+std::string cluster::http_endpoint() const { return head_ ? head_->http_endpoint() : std::string(); }
+
+void cluster::write_trace(const std::string& path) const {
+  if (head_) {
+    head_->write_trace(path);
+    return;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) detail::throw_error(detail::error_kind::generic, fmt::format("cannot write the trace to {}", path));
+  std::fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[]}\n", f);
+  std::fclose(f);
+}
+
+void cluster::add_alert_rule(alert_rule rule) {
+  if (head_) {
+    head_->add_alert_rule(std::move(rule));
+  } else if (rule.name.empty() || rule.metric.empty()) {
+    detail::throw_error(detail::error_kind::generic, "an alert rule needs a name and a metric");
+  }
+}
+
+std::vector<alert> cluster::recent_alerts() const { return head_ ? head_->recent_alerts() : std::vector<alert>{}; }
 
 }  // namespace dx

@@ -1002,6 +1002,8 @@ const char* to_string(alert_kind k) noexcept {
       return "worker_lost";
     case alert_kind::unplaceable:
       return "unplaceable";
+    case alert_kind::rule:
+      return "rule";
   }
   return "?";
 }

@@ -193,6 +193,7 @@ void inproc_connection::send(wire::frame f) {
     peer = peer_.lock();
   }
   if (!peer) return;
+  count_sent(f);
   // The same check a socket reader makes on the header.
   wire::frame_header h;
   h.type = f.type;
@@ -207,6 +208,7 @@ void inproc_connection::send(wire::frame f) {
 }
 
 void inproc_connection::deliver(wire::frame&& f) {
+  count_received(f);
   std::shared_ptr<handler> h;
   {
     std::lock_guard lock(mutex_);

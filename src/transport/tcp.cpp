@@ -14,6 +14,7 @@
 #include "transport/transport.hpp"
 
 #include "common/log.hpp"
+#include "transport/address.hpp"
 #include "transport/asio.hpp"
 #include "wire/frame.hpp"
 
@@ -56,30 +57,6 @@ constexpr std::chrono::seconds linger_timeout{5};
 struct read_fully {
   std::size_t operator()(const error_code& ec, std::size_t) const noexcept { return ec ? 0 : std::size_t{1} << 30; }
 };
-
-struct host_port {
-  std::string host;
-  std::string port;
-};
-
-/// Splits "host:port", "[v6]:port" or ":port". The port must be a number from 0 to 65535.
-std::optional<host_port> parse_address(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) return std::nullopt;
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535) return std::nullopt;
-  return host_port{std::move(host), port};
-}
-
-std::string endpoint_string(const tcp::endpoint& ep) {
-  const auto address = ep.address();
-  if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());
-  return fmt::format("{}:{}", address.to_string(), ep.port());
-}
 
 /// Runs a user callback; an exception from it must not unwind through io_context::run().
 template <class F>
@@ -333,6 +310,7 @@ void tcp_connection::send(wire::frame f) {
     return;
   }
   if (close_requested_.load(std::memory_order_acquire)) return;
+  count_sent(f);
   out_entry e{wire::encode_header(f), std::move(f)};
   {
     std::lock_guard lk(out_mutex_);
@@ -404,6 +382,7 @@ void tcp_connection::on_body(const error_code& ec) {
   wire::frame f = std::move(in_frame_);
   f.payload = std::move(in_payload_);
   in_frame_ = wire::frame{};
+  count_received(f);
   deliver(std::move(f));
   if (!closed_) return read_header();
   if (!socket_closed_) discard_input(error_code{});

@@ -16,6 +16,7 @@
 
 #include "wire/frame.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -45,6 +46,22 @@ class connection {
   virtual std::string remote_address() const = 0;
   /// Attaches the handler of an accepted connection; frames arriving before are held.
   virtual void set_handler(std::shared_ptr<handler> h) = 0;
+
+  /// Bytes of frames (headers included) queued for sending and received so far.
+  std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_received() const noexcept { return bytes_received_.load(std::memory_order_relaxed); }
+
+ protected:
+  void count_sent(const wire::frame& f) noexcept {
+    bytes_sent_.fetch_add(wire::header_size + f.body_size(), std::memory_order_relaxed);
+  }
+  void count_received(const wire::frame& f) noexcept {
+    bytes_received_.fetch_add(wire::header_size + f.body_size(), std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<std::uint64_t> bytes_sent_{0};
+  std::atomic<std::uint64_t> bytes_received_{0};
 };
 
 struct config {

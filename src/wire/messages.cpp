@@ -210,14 +210,14 @@ void serialize(A& ar, dx::wire::run_task_msg& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::task_done_msg& m, unsigned) {
-  ar & m.task_id & m.attempt & m.result_size & m.inline_result & m.duration_ns;
+  ar & m.task_id & m.attempt & m.result_size & m.inline_result & m.duration_ns & m.thread;
 }
 template <class A>
 void serialize(A& ar, dx::wire::task_failed_msg& m, unsigned) {
   ar & m.task_id & m.attempt;
   dx::wire::decoding::enum_field(ar, m.kind, dx::wire::failure_kind::exception, dx::wire::failure_kind::too_large,
                                  "failure kind");
-  ar & m.type_name & m.message & m.lost_input;
+  ar & m.type_name & m.message & m.lost_input & m.duration_ns & m.thread;
 }
 template <class A>
 void serialize(A& ar, dx::wire::fetch_msg& m, unsigned) {
@@ -233,11 +233,11 @@ void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
-  ar & m.running & m.queued & m.stored_bytes & m.running_tasks & m.transfers;
+  ar & m.running & m.queued & m.stored_bytes & m.memory_bytes & m.running_tasks & m.transfers;
 }
 template <class A>
 void serialize(A& ar, dx::wire::transfer_note& m, unsigned) {
-  ar & m.from & m.bytes & m.micros;
+  ar & m.from & m.bytes & m.micros & m.task_id & m.age_us;
 }
 template <class A>
 void serialize(A& ar, dx::wire::running_task& m, unsigned) {

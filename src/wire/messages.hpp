@@ -111,6 +111,7 @@ struct task_done_msg {
   std::uint64_t result_size = 0;
   bool inline_result = false;  // the result is the frame's payload
   std::uint64_t duration_ns = 0;
+  std::uint32_t thread = 0;  // the worker thread that ran it (for timelines)
 
   bool operator==(const task_done_msg&) const = default;
 };
@@ -131,6 +132,8 @@ struct task_failed_msg {
   std::string type_name;
   std::string message;
   std::uint64_t lost_input = 0;
+  std::uint64_t duration_ns = 0;  // how long it ran before failing (0 if it never ran)
+  std::uint32_t thread = 0;
 
   bool operator==(const task_failed_msg&) const = default;
 };
@@ -173,6 +176,8 @@ struct transfer_note {
   std::string from;  // the holder's data address
   std::uint64_t bytes = 0;
   std::uint64_t micros = 0;
+  std::uint64_t task_id = 0;  // whose result moved
+  std::uint64_t age_us = 0;   // from the end of the transfer to the heartbeat that reports it
 
   bool operator==(const transfer_note&) const = default;
 };
@@ -182,6 +187,7 @@ struct heartbeat_msg {
   std::uint32_t running = 0;
   std::uint32_t queued = 0;
   std::uint64_t stored_bytes = 0;
+  std::uint64_t memory_bytes = 0;  // resident set of the worker process
   std::vector<running_task> running_tasks;
   std::vector<transfer_note> transfers;  // since the previous heartbeat
 

@@ -53,13 +53,15 @@ void for_each_sample(F&& f) {
     nullptr);
   {
     auto result = payload_of(std::vector<double>{3.14159, 2.71828, 1.41421});
-    f("task-done-inline", task_done_msg{1042, 1, result->size(), true, 1234567}, result);
+    f("task-done-inline", task_done_msg{1042, 1, result->size(), true, 1234567, 1}, result);
   }
-  f("task-done-stored", task_done_msg{1043, 2, 1u << 20, false, 98765432}, nullptr);
-  f("task-failed", task_failed_msg{1044, 1, failure_kind::exception, "std::runtime_error", "negative sample count", 0},
+  f("task-done-stored", task_done_msg{1043, 2, 1u << 20, false, 98765432, 0}, nullptr);
+  f("task-failed",
+    task_failed_msg{1044, 1, failure_kind::exception, "std::runtime_error", "negative sample count", 0, 52000, 1},
     nullptr);
   f("task-failed-input-lost",
-    task_failed_msg{1045, 3, failure_kind::input_lost, "dx::error", "no holder of task 1041 answered", 1041}, nullptr);
+    task_failed_msg{1045, 3, failure_kind::input_lost, "dx::error", "no holder of task 1041 answered", 1041, 0, 0},
+    nullptr);
   f("fetch", fetch_msg{7, 1041}, nullptr);
   f("fetch-reply-found", fetch_reply_msg{7, 1041, true}, payload_of(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8}));
   f("fetch-reply-missing", fetch_reply_msg{8, 1040, false}, nullptr);
@@ -68,8 +70,9 @@ void for_each_sample(F&& f) {
     heartbeat_msg{2,
                   5,
                   1u << 20,
+                  48u << 20,
                   {running_task{1046, 1, 2500}, running_task{1047, 2, 90}},
-                  {transfer_note{"127.0.0.1:40123", 1u << 20, 830}}},
+                  {transfer_note{"127.0.0.1:40123", 1u << 20, 830, 1041, 12000}}},
     nullptr);
   f("leaving", leaving_msg{{handed_back{1050, 1}, handed_back{1051, 2}}}, nullptr);
   f("shutdown", shutdown_msg{"the head is stopping"}, nullptr);

@@ -1,0 +1,21 @@
+# Writes a C++ source that returns the contents of a text file from a function.
+#   cmake -DINPUT=file.html -DOUTPUT=file.cpp -DFUNCTION=dx::detail::dashboard_page -P embed_text.cmake
+file(READ "${INPUT}" content)
+string(FIND "${content}" ")dxtext\"" clash)
+if(NOT clash EQUAL -1)
+  message(FATAL_ERROR "${INPUT} contains the raw string delimiter )dxtext\"")
+endif()
+string(REGEX REPLACE "::[^:]*$" "" namespace "${FUNCTION}")
+string(REGEX REPLACE "^.*::" "" name "${FUNCTION}")
+# String literals have a length limit on some compilers: the text goes out in chunks.
+string(LENGTH "${content}" length)
+set(chunks "")
+set(offset 0)
+while(offset LESS length)
+  string(SUBSTRING "${content}" ${offset} 8000 piece)
+  string(APPEND chunks "    R\"dxtext(${piece})dxtext\"\n")
+  math(EXPR offset "${offset} + 8000")
+endwhile()
+file(WRITE "${OUTPUT}.tmp" "// Generated from ${INPUT}; do not edit.\n#include <string_view>\n\nnamespace ${namespace} {\n\nstd::string_view ${name}() noexcept {\n  static constexpr char text[] =\n${chunks}    \"\";\n  return {text, sizeof(text) - 1};\n}\n\n}  // namespace ${namespace}\n")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUTPUT}.tmp")

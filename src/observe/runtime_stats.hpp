@@ -1,0 +1,138 @@
+// What the head counts about its tasks, workers and links for metrics, the dashboard and traces.
+// Plain data updated under the head's lock: an update is an increment, never an allocation on
+// the common path.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dx::detail::observe {
+
+/// Bucket bounds (seconds) of task and transfer duration histograms.
+inline constexpr std::array<double, 13> duration_bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1,
+                                                           0.5,    1,      5,     10,    50,   100};
+
+struct duration_histogram {
+  std::array<std::uint64_t, duration_bounds.size() + 1> counts{};
+  double sum = 0;
+
+  void observe(double seconds) noexcept {
+    std::size_t i = 0;
+    while (i < duration_bounds.size() && seconds > duration_bounds[i]) ++i;
+    ++counts[i];
+    sum += seconds;
+  }
+  std::uint64_t count() const noexcept {
+    std::uint64_t n = 0;
+    for (auto c : counts) n += c;
+    return n;
+  }
+};
+
+/// Counts of one task kind (function name); per-worker counts are indexed by scheduler worker id.
+struct kind_stats {
+  std::string name;
+  std::uint64_t submitted = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t retried = 0;     // run again after a lost worker, a lost input or a lost result
+  std::uint64_t moved = 0;       // taken back from a worker's queue to run elsewhere
+  std::uint64_t recomputed = 0;  // finished, then run again because its result was lost
+  duration_histogram durations;
+  std::vector<std::uint64_t> completed_on;
+  std::vector<std::uint64_t> failed_on;
+  std::uint64_t failed_nowhere = 0;  // failed before reaching a worker (an input failed, cancelled)
+
+  /// Tasks of this kind not finished: at the head or on a worker.
+  std::uint64_t open() const noexcept { return submitted + recomputed - completed - failed; }
+
+  static void count_on(std::vector<std::uint64_t>& v, std::uint32_t worker) {
+    if (v.size() <= worker) v.resize(worker + 1);
+    ++v[worker];
+  }
+};
+
+enum class attempt_end : std::uint8_t {
+  done,
+  failed,
+  lost,        // its worker died or stopped answering while it had the task
+  superseded,  // ran, but another attempt had been started meanwhile: its result was not used
+};
+const char* to_string(attempt_end e) noexcept;
+
+inline constexpr std::uint32_t unknown_thread = 0xffff;
+inline constexpr std::uint32_t no_worker = ~std::uint32_t{0};
+
+/// One finished attempt of a task. Times are seconds since the head started.
+struct task_event {
+  std::uint64_t task = 0;
+  double start = 0;
+  float duration = 0;
+  std::uint32_t kind = 0;
+  std::uint32_t worker = no_worker;
+  std::uint16_t thread = unknown_thread;
+  std::uint16_t attempt = 0;
+  attempt_end status = attempt_end::done;
+};
+
+/// A result moved from `from` to `to` (scheduler worker ids; the head fetching is `to` = its own
+/// receiving side, see head_side).
+struct transfer_event {
+  std::uint64_t task = 0;
+  double start = 0;
+  float duration = 0;
+  std::uint32_t from = no_worker;
+  std::uint32_t to = no_worker;  // no_worker: the head itself fetched it
+  std::uint64_t bytes = 0;
+};
+
+/// The latest `capacity` events, numbered from 0 in the order they were pushed. Memory grows
+/// with the events kept, up to capacity.
+template <class E>
+class history {
+ public:
+  explicit history(std::size_t capacity) : capacity_(capacity) {}
+  void push(const E& e) {
+    if (capacity_ == 0) return;
+    if (events_.size() < capacity_) {
+      events_.push_back(e);
+    } else {
+      events_[next_ % capacity_] = e;
+    }
+    ++next_;
+  }
+  /// The oldest sequence number kept, and the one the next event gets.
+  std::uint64_t first() const noexcept { return next_ - events_.size(); }
+  std::uint64_t next() const noexcept { return next_; }
+  const E& at(std::uint64_t seq) const { return events_[capacity_ ? seq % capacity_ : 0]; }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+ private:
+  std::size_t capacity_;
+  std::vector<E> events_;
+  std::uint64_t next_ = 0;
+};
+
+struct link_stats {
+  std::uint64_t bytes = 0;  // results moved between workers (head links are counted by connection)
+  duration_histogram durations;
+};
+
+/// Chrome trace-event JSON (Perfetto, chrome://tracing) of task attempts and transfers: one
+/// process per worker, one thread per worker thread, transfers on a lane of their receiver.
+/// `epoch_unix_us`: the head's start as microseconds since 1970 (timestamps are absolute).
+struct trace_input {
+  std::vector<task_event> tasks;
+  std::vector<transfer_event> transfers;
+  std::vector<std::string> kinds;    // by kind index
+  std::vector<std::string> workers;  // by scheduler worker id
+  double epoch_unix_us = 0;
+};
+void write_chrome_trace(const trace_input& in, std::string& out);
+
+/// Escapes `s` as the inside of a JSON string.
+void json_escape_into(std::string& out, std::string_view s);
+
+}  // namespace dx::detail::observe

@@ -1,0 +1,39 @@
+// "host:port" strings as dx's options and endpoints spell them, for the TCP transport and the
+// HTTP endpoint.
+#pragma once
+
+#include "transport/asio.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <optional>
+#include <string>
+
+namespace dx::transport {
+
+struct host_port {
+  std::string host;
+  std::string port;
+};
+
+/// Splits "host:port", "[v6]:port" or ":port". The port must be a number from 0 to 65535.
+inline std::optional<host_port> parse_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535) return std::nullopt;
+  return host_port{std::move(host), port};
+}
+
+inline std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
+  const auto address = ep.address();
+  if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());
+  return fmt::format("{}:{}", address.to_string(), ep.port());
+}
+
+}  // namespace dx::transport
