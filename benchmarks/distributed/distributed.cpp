@@ -11,6 +11,9 @@
 //       the first submit to the last result. One untimed warm-up of min(N, 10000) tasks first.
 //       Cluster start-up (constructor; it waits for the workers to join) is reported apart,
 //       as are the CPU microseconds per task of the head and of the two workers.
+//       --metrics-off: the head keeps no runtime metrics and no task history
+//       (options .metrics(false).task_history(0)), to measure what they cost (see
+//       benchmarks/observability/run.py).
 //   dx_bench_distributed latency [calls=2000] [msg_bytes=0] [--raw-first]
 //       cluster of local_processes(1), head_runs_tasks(false); `calls` x cl.submit(noop, i).get()
 //       each timed, after 200 untimed calls; the bytes the head writes and reads per call are
@@ -287,6 +290,7 @@ bool has_flag(int argc, char** argv, const char* flag) {
 }
 
 dx::options two_workers() { return dx::options{}.local_processes(2).threads_per_process(1).head_runs_tasks(false); }
+bool g_metrics_off = false;  // --metrics-off (throughput only)
 
 // Submits n no-ops (arguments first..first+n-1), waits for all with when_all; checks the sum.
 void run_batch(dx::cluster& cl, long first, long n) {
@@ -307,7 +311,9 @@ void run_batch(dx::cluster& cl, long first, long n) {
 
 int throughput(long n, long reps) {
   const auto s0 = Clock::now();
-  dx::cluster cl{two_workers()};
+  dx::options opts = two_workers();
+  if (g_metrics_off) opts.metrics(false).task_history(0);
+  dx::cluster cl{opts};
   const double startup = secs(s0, Clock::now());
   const auto pids = worker_pids(cl);
   if (pids.size() != 2) die("expected 2 workers");
@@ -321,9 +327,9 @@ int throughput(long n, long reps) {
     const double h1 = self_cpu_s(), w1 = proc_cpu_s(pids[0]) + proc_cpu_s(pids[1]);
     std::printf(
         "RESULT mode=throughput tasks=%ld rep=%ld wall_s=%.4f tasks_per_s=%.1f startup_s=%.4f "
-        "head_cpu_us_per_task=%.2f workers_cpu_us_per_task=%.2f\n",
+        "head_cpu_us_per_task=%.2f workers_cpu_us_per_task=%.2f metrics=%s\n",
         n, r, t, static_cast<double>(n) / t, startup, (h1 - h0) * 1e6 / static_cast<double>(n),
-        (w1 - w0) * 1e6 / static_cast<double>(n));
+        (w1 - w0) * 1e6 / static_cast<double>(n), g_metrics_off ? "off" : "on");
     std::fflush(stdout);
   }
   return 0;
@@ -431,12 +437,13 @@ int main(int argc, char** argv) {
   if (dx::is_worker(argc, argv)) return dx::worker_main(argc, argv);
   const std::string mode = argc > 1 ? argv[1] : "";
   const bool raw_first = has_flag(argc, argv, "--raw-first");
+  g_metrics_off = has_flag(argc, argv, "--metrics-off");
   if (mode == "throughput") return throughput(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 1));
   if (mode == "latency") return latency(arg_long(argc, argv, 2, 2000), arg_long(argc, argv, 3, 0), raw_first);
   if (mode == "fetch") return fetch(arg_long(argc, argv, 2, 255), raw_first);
   if (mode == "memory") return memory(arg_long(argc, argv, 2, 1000000), arg_long(argc, argv, 3, 10000));
   std::fprintf(stderr,
-               "usage: %s throughput [N=100000] [reps=1] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
+               "usage: %s throughput [N=100000] [reps=1] [--metrics-off] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
                "fetch [MiB=255] [--raw-first] | memory [total=1000000] [batch=10000]\n",
                argv[0]);
   return 1;

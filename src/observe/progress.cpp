@@ -80,10 +80,19 @@ void run_progress(std::vector<state_base*> states, const cluster* cl, const prog
     });
     p.elapsed = std::chrono::duration<double>(clock::now() - start).count();
   };
+  // The forecast list-schedules everything left at the head: asked for at most once a second.
+  double forecast_left = std::nan("");
+  auto forecast_at = start - std::chrono::seconds(2);
   auto eta = [&] {
     if (cl) {
-      const dx::forecast f = cl->forecast();
-      if (f.tasks_left > 0 || f.remaining_seconds > 0) return f.remaining_seconds;
+      const auto now = clock::now();
+      if (now - forecast_at >= std::chrono::seconds(1)) {
+        const dx::forecast f = cl->forecast();
+        forecast_left = f.tasks_left > 0 || f.remaining_seconds > 0 ? f.remaining_seconds : std::nan("");
+        forecast_at = now;
+      }
+      if (!std::isnan(forecast_left))
+        return std::max(0.0, forecast_left - std::chrono::duration<double>(now - forecast_at).count());
     }
     const double rate = p.elapsed > 0 ? static_cast<double>(p.done) / p.elapsed : 0;
     return rate > 0 ? static_cast<double>(p.total - p.done) / rate : std::nan("");
