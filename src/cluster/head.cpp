@@ -83,6 +83,8 @@ struct task_entry {
   std::uint32_t failures = 0;
   std::vector<std::string> lost_on;  // workers that died while it was assigned
   clock::time_point dispatched_at{};
+  double running_since = -1;  // seconds since the head started, as a heartbeat reported; -1: not known
+  std::uint32_t running_thread = 0;
   worker_rec* worker = nullptr;
   // result
   std::shared_ptr<const std::string> inline_result;
@@ -815,6 +817,7 @@ class head_impl final : public head_core {
     t.status = task_status::assigned;
     t.worker = &w;
     t.dispatched_at = clock::now();
+    t.running_since = -1;
     w.assigned.insert(t.id);
     log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
   }
@@ -1190,9 +1193,7 @@ class head_impl final : public head_core {
       if (!graceful) {
         ++t.failures;
         t.lost_on.push_back(w.id);
-        const double sent = std::chrono::duration<double>(t.dispatched_at - epoch_).count();
-        record_attempt_locked(t, w, now_seconds(), now_seconds() - sent, observe::unknown_thread, t.attempt,
-                              observe::attempt_end::lost);
+        record_lost_attempt_locked(t, w);
       }
       if (t.failures >= opts_.allowed_failures()) {
         std::string on;
@@ -1259,7 +1260,9 @@ class head_impl final : public head_core {
     for (const wire::running_task& r : m.running_tasks) {
       auto it = tasks_.find(r.task_id);
       if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
-      sched_->task_started(r.task_id, w.sid, now - static_cast<double>(r.elapsed_us) * 1e-6);
+      it->second.running_since = now - static_cast<double>(r.elapsed_us) * 1e-6;
+      it->second.running_thread = r.thread;
+      sched_->task_started(r.task_id, w.sid, it->second.running_since);
     }
     for (const wire::transfer_note& note : m.transfers) {
       for (const auto& [id, from] : workers_)
@@ -1290,8 +1293,7 @@ class head_impl final : public head_core {
         stale.size());
     for (auto id : stale) {
       task_entry& t = tasks_.at(id);
-      const double sent = std::chrono::duration<double>(t.dispatched_at - epoch_).count();
-      record_attempt_locked(t, w, now, now - sent, observe::unknown_thread, t.attempt, observe::attempt_end::lost);
+      record_lost_attempt_locked(t, w);
       if (observe_) ++kinds_[t.kind]->retried;
       sched_->task_returned(id, w.sid, now);
       w.assigned.erase(id);
@@ -1341,6 +1343,16 @@ class head_impl final : public head_core {
     e.attempt = static_cast<std::uint16_t>(std::min<std::uint32_t>(attempt, 0xffff));
     e.status = how;
     task_events_.push(e);
+  }
+
+  /// The attempt of t on w ended without an answer: from when it started running (or was sent,
+  /// when no heartbeat said it had started) until now.
+  void record_lost_attempt_locked(const task_entry& t, const worker_rec& w) {
+    const double now = now_seconds();
+    const bool started = t.running_since >= 0;
+    const double from = started ? t.running_since : std::chrono::duration<double>(t.dispatched_at - epoch_).count();
+    record_attempt_locked(t, w, now, now - from, started ? t.running_thread : observe::unknown_thread, t.attempt,
+                          observe::attempt_end::lost);
   }
 
   /// The forecast for metrics and the dashboard, recomputed at most twice a second: it list-
@@ -1623,6 +1635,23 @@ class head_impl final : public head_core {
                         {"time", std::chrono::duration<double>(a.time.time_since_epoch()).count()}});
     j["alerts"] = std::move(alerts);
     j["events"] = {{"first", task_events_.first()}, {"next", task_events_.next()}};
+    // Tasks running now (as heartbeats reported them), for the task stream's open bars.
+    json running_now = json::array();
+    for (const auto& [id, w] : workers_) {
+      if (w->state == worker_state::gone) continue;
+      for (auto task : w->assigned) {
+        if (running_now.size() >= max_running_listed) break;
+        auto it = tasks_.find(task);
+        if (it == tasks_.end() || it->second.running_since < 0) continue;
+        running_now.push_back({{"task", task},
+                               {"kind", it->second.function},
+                               {"worker", id},
+                               {"thread", it->second.running_thread},
+                               {"attempt", it->second.attempt},
+                               {"start", unix_seconds(it->second.running_since)}});
+      }
+    }
+    j["running"] = std::move(running_now);
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
@@ -1904,6 +1933,7 @@ class head_impl final : public head_core {
   static constexpr std::size_t pipeline_per_thread = 256;
 
   static constexpr std::size_t max_recent_alerts = 100;
+  static constexpr std::size_t max_running_listed = 2000;
 
   options opts_;
   executor& local_;

@@ -43,6 +43,7 @@ struct job {
   std::size_t missing = 0;
   std::atomic<job_state> state{job_state::waiting_inputs};
   std::atomic<std::int64_t> started_ns{0};  // steady clock, once running (heartbeats report it)
+  std::atomic<std::uint32_t> thread{0};     // the executor thread running it
 };
 
 std::string default_data_listen(const std::string& connect) {
@@ -274,8 +275,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
         const std::int64_t since = j->started_ns.load(std::memory_order_relaxed);
         if (since == 0) continue;
-        hb.running_tasks.push_back(
-            {task, j->msg.attempt, static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns - since) / 1000)});
+        hb.running_tasks.push_back({task, j->msg.attempt,
+                                    static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns - since) / 1000),
+                                    j->thread.load(std::memory_order_relaxed)});
       }
       auto conn = head;
       lock.unlock();
@@ -615,6 +617,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     if (!j.state.compare_exchange_strong(expected, job_state::running)) return;  // handed back
     running.fetch_add(1, std::memory_order_relaxed);
     const auto started = clock::now();
+    j.thread.store(current_thread_index(), std::memory_order_relaxed);
     j.started_ns.store(started.time_since_epoch().count(), std::memory_order_relaxed);
     wire::task_failed_msg failure;
     failure.task_id = j.msg.task_id;

@@ -241,7 +241,7 @@ void serialize(A& ar, dx::wire::transfer_note& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::running_task& m, unsigned) {
-  ar & m.task_id & m.attempt & m.elapsed_us;
+  ar & m.task_id & m.attempt & m.elapsed_us & m.thread;
 }
 template <class A>
 void serialize(A& ar, dx::wire::steal_msg& m, unsigned) {

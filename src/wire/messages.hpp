@@ -167,6 +167,7 @@ struct running_task {
   std::uint64_t task_id = 0;
   std::uint32_t attempt = 0;
   std::uint64_t elapsed_us = 0;
+  std::uint32_t thread = 0;
 
   bool operator==(const running_task&) const = default;
 };

@@ -392,3 +392,26 @@ TEST_CASE("with metrics off the head keeps no counts or history", "[net][observe
   CHECK(json::parse(http_test::get(cl.http_endpoint(), "/api/tasks").body)["events"].empty());
   CHECK(http_test::get(cl.http_endpoint(), "/metrics").status == 200);
 }
+
+TEST_CASE("the state lists the tasks running now, with their worker thread and start", "[net][observe]") {
+  dx::cluster cl{observed(2).heartbeat(50ms, 5s).head_runs_tasks(false)};
+  const auto before = std::chrono::system_clock::now();
+  std::vector<dx::future<int>> fs;
+  for (int i = 0; i < 2; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, 1500, i));
+  json running;
+  REQUIRE(eventually([&] {
+    running = json::parse(http_test::get(cl.http_endpoint(), "/api/state").body)["running"];
+    return running.size() == 2;
+  }));
+  std::set<std::string> workers;
+  for (const auto& r : running) {
+    workers.insert(r["worker"].get<std::string>());
+    CHECK(r["kind"] == "net_test::sleep_ms_then");
+    CHECK(r["thread"] == 0);
+    CHECK(r["attempt"] == 1);
+    CHECK(r["start"].get<double>() >= std::chrono::duration<double>(before.time_since_epoch()).count() - 1);
+  }
+  CHECK(workers == std::set<std::string>{"w1", "w2"});
+  for (auto& f : fs) f.get();
+  CHECK(json::parse(http_test::get(cl.http_endpoint(), "/api/state").body)["running"].empty());
+}
