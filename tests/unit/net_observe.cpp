@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -414,4 +415,52 @@ TEST_CASE("the state lists the tasks running now, with their worker thread and s
   for (const auto& w : workers) CHECK((w == "w1" || w == "w2"));
   for (auto& f : fs) f.get();
   CHECK(json::parse(http_test::get(cl.http_endpoint(), "/api/state").body)["running"].empty());
+}
+
+TEST_CASE("random and mutated HTTP requests never stop the endpoint", "[net][observe]") {
+  dx::cluster cl{observed(0)};
+  const std::string ep = cl.http_endpoint();
+  const std::vector<std::string> seeds = {
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "GET /api/tasks?since=3&limit=10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "HEAD /api/state HTTP/1.0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  };
+  std::mt19937 rng(12345);
+  int answered = 0, closed = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string req = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < edits && !req.empty(); ++k) {
+      const std::size_t at = rng() % req.size();
+      switch (rng() % 4) {
+        case 0:
+          req[at] = static_cast<char>(rng() % 256);
+          break;
+        case 1:
+          req.erase(at, 1 + rng() % 4);
+          break;
+        case 2:
+          req.insert(at, std::string(1 + rng() % 3, static_cast<char>(rng() % 256)));
+          break;
+        default:
+          req.insert(at, req.substr(0, std::min<std::size_t>(req.size(), rng() % 64)));
+      }
+    }
+    // Half-closing the write side makes an incomplete request end instead of waiting for more.
+    const int fd = http_test::connect_to(ep);
+    http_test::send_all(fd, req);
+    ::shutdown(fd, SHUT_WR);
+    const auto r = http_test::parse(http_test::read_all(fd, 5s));
+    ::close(fd);
+    if (r.status == 0) {
+      ++closed;
+    } else {
+      ++answered;
+      CHECK(((r.status >= 200 && r.status < 300) || (r.status >= 400 && r.status < 500)));
+    }
+  }
+  CHECK(answered > 0);
+  CHECK(answered + closed == 300);
+  CHECK(http_test::get(ep, "/metrics").status == 200);
 }
