@@ -164,6 +164,7 @@ struct worker_rec {
   double sent_seconds = 0;
   std::uint32_t sent = 0;
   std::uint32_t running = 0;
+  std::vector<task_id> running_ids;  // known to run (task_started), at most its threads
   std::set<queue_key> held;
   // Sent and not known to run, by send order. Entries go stale when their task starts, finishes
   // or comes back; they are skipped when read and swept when they outnumber the live ones.
@@ -655,6 +656,10 @@ struct scheduler::state {
     worker_rec& w = worker(t.where);
     running_tasks.erase(t.id);
     if (t.state == task_state::running && w.running > 0) --w.running;
+    if (auto r = std::find(w.running_ids.begin(), w.running_ids.end(), t.id); r != w.running_ids.end()) {
+      *r = w.running_ids.back();
+      w.running_ids.pop_back();
+    }
     --w.sent;
     w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
     for (auto [r, amount] : t.needs) w.used[r] -= amount;
@@ -734,6 +739,23 @@ struct scheduler::state {
     if (cfg.rebalance && w.sent < w.threads && w.held.empty()) steal_for(w, now);
   }
 
+  /// How long a task queued on w now would wait for a thread: its sent work per thread, or, when
+  /// every thread runs a task, the soonest one expected to end. A task past its prediction is
+  /// expected to run about as long again as it has so far: the prediction was wrong, and the
+  /// longer a task has run, the longer it tends to go on. Without this, work queued behind a
+  /// task that overran its prediction waits while other workers idle.
+  double wait_on(const worker_rec& w, double now) const {
+    const double queued = w.sent_seconds / w.threads;
+    if (w.running_ids.size() < w.threads) return queued;
+    double soonest = std::numeric_limits<double>::infinity();
+    for (task_id id : w.running_ids) {
+      const task_rec& r = tasks.at(id);
+      const double elapsed = std::max(0.0, now - r.started_at);
+      soonest = std::min(soonest, elapsed < r.charge ? r.charge - elapsed : elapsed);
+    }
+    return std::max(queued, soonest);
+  }
+
   /// An idle worker takes work: first a task still held here for another worker (free: that
   /// worker never saw it), else a sent task the victim has not started (confirm protocol).
   void steal_for(worker_rec& thief, double now) {
@@ -751,7 +773,7 @@ struct scheduler::state {
     if (!victim->held.empty()) {
       task_rec& t = tasks.at(victim->held.begin()->id);
       if (!can_host(thief, t)) return;
-      const double start_there = victim->sent_seconds / victim->threads;
+      const double start_there = wait_on(*victim, now);
       const double finish_there = start_there + t.charge;
       const double finish_here = cfg.round_trip_seconds + transfer_to(t, thief) + predict_on(t, thief);
       if (cfg.kind == policy::dask_like || finish_here < finish_there) {
@@ -770,7 +792,7 @@ struct scheduler::state {
       if (!unstarted_on(*victim, *it)) continue;
       task_rec& t = tasks.at(it->second);
       if (t.move_pending || t.move_tried || !can_host(thief, t)) continue;
-      const double finish_there = victim->sent_seconds / victim->threads;
+      const double finish_there = wait_on(*victim, now);
       const double finish_here = 2 * cfg.round_trip_seconds + transfer_to(t, thief) + predict_on(t, thief);
       if (finish_here >= finish_there) return;
       if (cfg.kind == policy::dask_like && t.charge < 0.001) return;  // Dask never steals sub-ms tasks
@@ -1188,6 +1210,7 @@ void scheduler::task_started(task_id id, worker_id w, double now) {
   t.state = task_state::running;
   t.started_at = now;
   ++wr.running;
+  wr.running_ids.push_back(id);
   s.running_tasks.insert(id);
 }
 
@@ -1297,9 +1320,13 @@ void scheduler::move_answered(task_id id, worker_id from, bool given_up, double 
 void scheduler::load_report(worker_id w, std::uint32_t running, std::uint32_t queued, double) {
   auto it = s_->workers.find(w);
   if (it == s_->workers.end()) return;
-  it->second.reported_running = running;
-  it->second.reported_queued = queued;
-  it->second.reported = true;
+  worker_rec& wr = it->second;
+  wr.reported_running = running;
+  wr.reported_queued = queued;
+  wr.reported = true;
+  // A worker with a free thread looks for work again at each report: what was placed elsewhere
+  // since it went idle may be better run here now (see steal_for).
+  if (wr.sent < wr.threads && s_->in_buckets(wr)) s_->hungry.insert(w);
 }
 
 void scheduler::transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds) {

@@ -752,3 +752,18 @@ TEST_CASE("cost models copy deeply and move", "[cost_model]") {
   CHECK(assigned.predict_kind("k", bytes(100)).samples == 5);
   CHECK(assigned.calibrated("k"));
 }
+
+TEST_CASE("runs too short to measure a speed teach their kind but not the worker's factor", "[cost_model]") {
+  dx::cost_model m;
+  for (int i = 0; i < 50; ++i) {
+    m.observe({.kind = "tiny", .worker = "a", .worker_class = "default", .features = {}, .seconds = 1e-6});
+    m.observe({.kind = "tiny", .worker = "b", .worker_class = "default", .features = {}, .seconds = 2e-5});
+  }
+  // Timer noise on microsecond tasks says nothing about how fast b runs a 1 s task.
+  CHECK(m.worker_factor("b") / m.worker_factor("a") == Approx(1.0));
+  for (int i = 0; i < 50; ++i) {
+    m.observe({.kind = "long", .worker = "a", .worker_class = "default", .features = {}, .seconds = 0.01});
+    m.observe({.kind = "long", .worker = "b", .worker_class = "default", .features = {}, .seconds = 0.03});
+  }
+  CHECK(m.worker_factor("b") / m.worker_factor("a") == Approx(3.0).epsilon(0.15));
+}

@@ -1606,3 +1606,33 @@ TEST_CASE("a kind nothing is known about is probed with a few of its smallest ta
   REQUIRE(!runs.empty());
   for (const decision& d : runs) CHECK(d.task > 30);  // the smallest ones
 }
+TEST_CASE("an idle worker takes work queued behind tasks that overran their prediction", "[scheduler]") {
+  harness h{with_policy(policy::predictive)};
+  teach(h.model, "k", "w0", 1.0);
+  teach(h.model, "k", "w1", 5.0);
+  h.join(0, 2);
+  h.join(1, 1);
+  for (task_id t = 1; t <= 3; ++t) h.add(t, 1.0);
+  // All three go to the fast worker: the third waits there 1 s, which beats 5 s on the slow one.
+  const auto first = runs_of(h.decide());
+  REQUIRE(first.size() == 2);
+  for (const decision& d : first) {
+    CHECK(d.to == 0);
+    h.start(d.task);
+  }
+  CHECK(h.s.placed_on(3) == 0);
+  CHECK_FALSE(h.s.is_sent(3));
+  // Slightly late: still better to wait.
+  h.now = 1.5;
+  h.s.load_report(1, 0, 0, h.now);
+  CHECK(runs_of(h.decide()).empty());
+  // Far past their prediction, the running tasks are expected to go on about as long again: the
+  // idle worker takes the queued task instead of leaving it behind them.
+  h.now = 20;
+  h.s.load_report(1, 0, 0, h.now);
+  const auto later = runs_of(h.decide());
+  REQUIRE(later.size() == 1);
+  CHECK(later[0].task == 3);
+  CHECK(later[0].to == 1);
+  CHECK(h.double_runs == 0);
+}
