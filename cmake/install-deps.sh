@@ -15,6 +15,13 @@ packages=(
   libssl-dev
   nlohmann-json3-dev
   ccache
+  # Test tools of the observability integration tests (tests/integration, ctest -L integration):
+  # Python 3 runs them, promtool and Prometheus (package prometheus) read /metrics, headless
+  # Chromium renders the dashboard; a font so that its screenshot has readable text.
+  python3
+  prometheus
+  chromium
+  fonts-dejavu-core
 )
 # shellcheck disable=SC2206
 packages+=(${DX_DEPS_EXTRA:-})
