@@ -1372,11 +1372,16 @@ class head_impl final : public head_core {
   }
 
   /// Tasks sent to workers and not finished, by kind.
-  std::vector<std::uint64_t> assigned_by_kind_locked() const {
+  /// Tasks sent to workers and not finished, by kind; `running`: those a heartbeat saw running.
+  std::vector<std::uint64_t> assigned_by_kind_locked(std::vector<std::uint64_t>* running = nullptr) const {
     std::vector<std::uint64_t> n(kinds_.size(), 0);
+    if (running) running->assign(kinds_.size(), 0);
     for (const auto& [id, w] : workers_)
       for (auto task : w->assigned)
-        if (auto it = tasks_.find(task); it != tasks_.end() && it->second.kind < n.size()) ++n[it->second.kind];
+        if (auto it = tasks_.find(task); it != tasks_.end() && it->second.kind < n.size()) {
+          ++n[it->second.kind];
+          if (running && it->second.running_since >= 0) ++(*running)[it->second.kind];
+        }
     return n;
   }
 
@@ -1409,7 +1414,8 @@ class head_impl final : public head_core {
              [](const observe::kind_stats& k) { return k.retried; });
     per_kind("dx_tasks_moved_total", metric_type::counter, "Tasks taken back from a worker's queue to run elsewhere.",
              [](const observe::kind_stats& k) { return k.moved; });
-    const std::vector<std::uint64_t> assigned = assigned_by_kind_locked();
+    std::vector<std::uint64_t> running;
+    const std::vector<std::uint64_t> assigned = assigned_by_kind_locked(&running);
     if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {
       for (const auto& k : kinds_) {
         const std::uint64_t open = k->open(), sent = assigned[&k - &kinds_[0]];
@@ -1419,6 +1425,11 @@ class head_impl final : public head_core {
     if (out.family("dx_tasks_assigned", metric_type::gauge, "Tasks sent to a worker and not finished.")) {
       for (std::size_t i = 0; i < kinds_.size(); ++i)
         out.sample("dx_tasks_assigned", {{"kind", kinds_[i]->name}}, static_cast<double>(assigned[i]));
+    }
+    if (out.family("dx_tasks_running", metric_type::gauge,
+                   "Tasks running on a worker, as its last heartbeat reported (part of dx_tasks_assigned).")) {
+      for (std::size_t i = 0; i < kinds_.size(); ++i)
+        out.sample("dx_tasks_running", {{"kind", kinds_[i]->name}}, static_cast<double>(running[i]));
     }
     if (out.family("dx_task_duration_seconds", metric_type::histogram, "Run time of completed tasks, by kind.")) {
       for (const auto& k : kinds_) {

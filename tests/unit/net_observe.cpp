@@ -413,7 +413,9 @@ TEST_CASE("the state lists the tasks running now, with their worker thread and s
     CHECK(r["start"].get<double>() >= std::chrono::duration<double>(before.time_since_epoch()).count() - 1);
   }
   for (const auto& w : workers) CHECK((w == "w1" || w == "w2"));
+  CHECK(cl.metrics().value("dx_tasks_running", {{"kind", "net_test::sleep_ms_then"}}).value_or(0) >= 1);
   for (auto& f : fs) f.get();
+  CHECK(cl.metrics().value("dx_tasks_running", {{"kind", "net_test::sleep_ms_then"}}) == 0.0);
   CHECK(json::parse(http_test::get(cl.http_endpoint(), "/api/state").body)["running"].empty());
 }
 
