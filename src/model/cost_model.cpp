@@ -596,9 +596,9 @@ prediction impl::observe(index kind, index worker, const task_features& f, doubl
   const double actual = std::max(seconds, min_seconds);
   const double ratio = actual / for_class.mean;
   const double size = task_size(f);
-  // Runs this short measure timers, caches and scheduling more than a worker's speed: they teach
+  // Kinds this short measure timers, caches and scheduling more than a worker's speed: they teach
   // their kind, not the worker's factor (which every other kind's predictions are scaled by).
-  const bool measures_speed = actual >= min_speed_seconds && for_class.mean >= min_speed_seconds;
+  const bool measures_speed = for_class.mean >= min_speed_seconds;
   if (!measures_speed) {
     add_sample(e, size, actual / w.factor);
   } else if (for_class.calibrated && w.updates < factor_warmup) {

@@ -68,7 +68,7 @@ struct cost_model::impl {
   /// Durations below this are taken as this (a clock too coarse for the task), so logs and
   /// ratios stay finite.
   static constexpr double min_seconds = 1e-9;
-  static constexpr double min_speed_seconds = 200e-6;  // shorter runs do not teach worker factors
+  static constexpr double min_speed_seconds = 20e-6;  // kinds shorter than this do not teach worker factors
   static constexpr std::uint64_t accuracy_min_samples = 20;
   static constexpr std::size_t ape_window = 10'000;
   static constexpr double recent_ape_alpha = 0.1;
