@@ -1357,11 +1357,15 @@ class head_impl final : public head_core {
 
   /// The forecast for metrics and the dashboard, recomputed at most twice a second: it list-
   /// schedules everything left, which is too much to do for every scrape of a large run.
+  /// It is kept at least 20 times as long as it took to compute, so that however many tasks are
+  /// left, it costs the head at most about 5% of its time.
   const sched::forecast_result& cached_forecast_locked() const {
     const double now = now_seconds();
-    if (!forecast_cache_ || now - forecast_at_ > 0.5) {
+    if (!forecast_cache_ || now - forecast_at_ > std::max(0.5, 20 * forecast_cost_)) {
+      const auto started = clock::now();
       forecast_cache_ = sched_->forecast(now);
       forecast_at_ = now;
+      forecast_cost_ = std::chrono::duration<double>(clock::now() - started).count();
     }
     return *forecast_cache_;
   }
@@ -1666,28 +1670,45 @@ class head_impl final : public head_core {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
+  /// The events are copied under the lock and written out after it: a page of 10,000 events
+  /// takes milliseconds to format, which dispatching should not wait for.
   std::string tasks_json(std::optional<std::uint64_t> since, std::size_t limit) const {
-    using nlohmann::json;
-    std::lock_guard lock(mutex_);
-    const std::uint64_t first = task_events_.first(), next = task_events_.next();
-    std::uint64_t from = since ? std::max(*since, first) : (next - first > limit ? next - limit : first);
-    from = std::min(from, next);
-    const std::uint64_t to = std::min<std::uint64_t>(next, from + limit);
-    json events = json::array();
-    for (std::uint64_t seq = from; seq < to; ++seq) {
-      const observe::task_event& e = task_events_.at(seq);
-      events.push_back({{"seq", seq},
-                        {"task", e.task},
-                        {"kind", e.kind < kinds_.size() ? kinds_[e.kind]->name : std::string("?")},
-                        {"worker", worker_name(e.worker)},
-                        {"thread", e.thread == observe::unknown_thread ? json(nullptr) : json(e.thread)},
-                        {"attempt", e.attempt},
-                        {"start", unix_seconds(e.start)},
-                        {"end", unix_seconds(e.start + e.duration)},
-                        {"status", observe::to_string(e.status)}});
+    std::vector<observe::task_event> events;
+    std::vector<std::string> kinds, workers;
+    std::uint64_t first = 0, next = 0, from = 0, to = 0;
+    {
+      std::lock_guard lock(mutex_);
+      first = task_events_.first();
+      next = task_events_.next();
+      from = std::min(since ? std::max(*since, first) : (next - first > limit ? next - limit : first), next);
+      to = std::min<std::uint64_t>(next, from + limit);
+      events.reserve(static_cast<std::size_t>(to - from));
+      for (std::uint64_t seq = from; seq < to; ++seq) events.push_back(task_events_.at(seq));
+      for (const auto& k : kinds_) kinds.push_back(k->name);
+      for (const worker_rec* w : by_sid_) workers.push_back(w ? w->id : std::string("none"));
     }
-    json j{{"first", first}, {"next", to}, {"more", to < next}, {"events", std::move(events)}};
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string out;
+    out.reserve(64 + events.size() * 160);
+    fmt::format_to(std::back_inserter(out), R"({{"first":{},"next":{},"more":{},"events":[)", first, to,
+                   to < next ? "true" : "false");
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const observe::task_event& e = events[i];
+      if (i) out += ',';
+      fmt::format_to(std::back_inserter(out), R"({{"seq":{},"task":{},"kind":")", from + i, e.task);
+      observe::json_escape_into(out, e.kind < kinds.size() ? std::string_view(kinds[e.kind]) : "?");
+      out += R"(","worker":")";
+      observe::json_escape_into(out, e.worker < workers.size() ? std::string_view(workers[e.worker]) : "head");
+      out += R"(","thread":)";
+      if (e.thread == observe::unknown_thread) {
+        out += "null";
+      } else {
+        fmt::format_to(std::back_inserter(out), "{}", e.thread);
+      }
+      fmt::format_to(std::back_inserter(out), R"(,"attempt":{},"start":{:.6f},"end":{:.6f},"status":"{}"}})", e.attempt,
+                     unix_seconds(e.start), unix_seconds(e.start + e.duration), observe::to_string(e.status));
+    }
+    out += "]}";
+    return out;
   }
 
   std::string trace_json() const {
@@ -2006,6 +2027,7 @@ class head_impl final : public head_core {
   std::vector<std::pair<std::string, bool>> rule_active_;
   mutable std::optional<sched::forecast_result> forecast_cache_;
   mutable double forecast_at_ = 0;
+  mutable double forecast_cost_ = 0;   // seconds the last one took
   std::unique_ptr<http_server> http_;  // its handlers read the head: stopped first in shutdown
   std::uint64_t collector_key_ = 0;
   std::mutex rules_mutex_;  // taken before mutex_, never while holding it

@@ -172,7 +172,8 @@ struct metrics::impl {
     detail::metric_type type = detail::metric_type::counter;
     std::vector<std::string> label_names;  // sorted
     std::vector<double> bounds;
-    std::vector<std::unique_ptr<series>> series_list;
+    std::vector<std::unique_ptr<series>> series_list;  // in the order they were added
+    std::map<metric_labels, series*> by_labels;
   };
 
   mutable std::mutex mutex;
@@ -224,8 +225,7 @@ struct metrics::impl {
     if (bounds && f.bounds != *bounds)
       detail::throw_error(detail::error_kind::generic,
                           fmt::format("histogram '{}' was added with other bucket bounds", name));
-    for (auto& s : f.series_list)
-      if (s->labels == labels) return *s;
+    if (auto found = f.by_labels.find(labels); found != f.by_labels.end()) return *found->second;
     auto s = std::make_unique<series>();
     s->labels = std::move(labels);
     if (type == detail::metric_type::histogram) {
@@ -236,6 +236,7 @@ struct metrics::impl {
     } else {
       s->cell = std::make_unique<detail::metric_cell>();
     }
+    f.by_labels.emplace(s->labels, s.get());
     f.series_list.push_back(std::move(s));
     return *f.series_list.back();
   }
