@@ -6,6 +6,9 @@
 //       metrics::render() `calls` times after 3 untimed calls; also the time to register them.
 //   dx_bench_metrics_render dump
 //       prints that registry's render() (to compare with prom_peer.py --dump).
+//   dx_bench_metrics_render register
+//       registration alone: 2,500 .. 20,000 series of one labelled counter family, the time to
+//       add them all and the time to add (look up) an existing one again.
 //   dx_bench_metrics_render cluster [calls=50] [kinds=200] [tasks_per_kind=50]
 //       a live cluster: local_processes(8), transport in_process, threads(1),
 //       persist_cost_model(false), http("127.0.0.1:0"); `kinds` registered functions
@@ -112,9 +115,36 @@ void add_user_series(dx::metrics& m) {
   }
 }
 
+// Samples per family ("dx_tasks_completed_total:1800,..."), for the runtime's families.
+std::string family_counts(const std::string& text) {
+  std::vector<std::pair<std::string, std::size_t>> fams;
+  for (std::size_t p = 0; p < text.size();) {
+    std::size_t e = text.find('\n', p);
+    if (e == std::string::npos) e = text.size();
+    if (e > p && text[p] != '#') {
+      std::size_t end = text.find_first_of("{ ", p);
+      std::string name = text.substr(p, std::min(end, e) - p);
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        const std::size_t n = std::strlen(suffix);
+        if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) {
+          name.resize(name.size() - n);
+          break;
+        }
+      }
+      if (fams.empty() || fams.back().first != name) fams.emplace_back(name, 0);
+      ++fams.back().second;
+    }
+    p = e + 1;
+  }
+  std::string out;
+  for (const auto& [name, n] : fams) out += (out.empty() ? "" : ",") + name + ":" + std::to_string(n);
+  return out;
+}
+
 struct timing {
   std::vector<double> ms;
   std::size_t bytes = 0, samples = 0, dx_samples = 0;
+  std::string last;
 };
 
 template <class F>
@@ -130,6 +160,7 @@ timing time_calls(long calls, F&& render) {
   }
   t.bytes = last.size();
   t.samples = count_samples(last, &t.dx_samples);
+  t.last = std::move(last);
   return t;
 }
 
@@ -150,6 +181,22 @@ int registry(long calls) {
   char extra[64];
   std::snprintf(extra, sizeof extra, " register_ms=%.1f", reg_ms);
   report("registry", time_calls(calls, [&] { return m.render(); }), extra);
+  return 0;
+}
+
+int register_scaling() {
+  for (int n : {2500, 5000, 10000, 20000}) {
+    dx::metrics m;
+    auto a = Clock::now();
+    for (int i = 0; i < n; ++i) m.add_counter("app_items_total", "Items.", {{"item", std::to_string(i)}}).inc();
+    const double all_ms = ms_since(a);
+    a = Clock::now();
+    for (int i = 0; i < 100; ++i) m.add_counter("app_items_total", "Items.", {{"item", std::to_string(n - 1 - i)}}).inc();
+    const double again_us = ms_since(a) * 1e3 / 100;
+    std::printf("RESULT mode=register series=%d register_ms=%.1f per_series_us=%.2f lookup_existing_us=%.1f\n", n,
+                all_ms, all_ms * 1e3 / n, again_us);
+    std::fflush(stdout);
+  }
   return 0;
 }
 
@@ -188,7 +235,9 @@ int cluster(long calls, int kinds, long per_kind) {
               static_cast<long>(kinds) * per_kind, ms_since(t0) / 1e3, cl.workers().size());
   std::fflush(stdout);
 
-  report("cluster_runtime", time_calls(calls, [&] { return cl.metrics().render(); }));
+  const timing runtime = time_calls(calls, [&] { return cl.metrics().render(); });
+  report("cluster_runtime", runtime);
+  std::printf("RESULT mode=cluster_families families=%s\n", family_counts(runtime.last).c_str());
   const auto a = Clock::now();
   add_user_series(cl.metrics());
   const double reg_ms = ms_since(a);
@@ -216,10 +265,11 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "registry") return registry(arg_long(argc, argv, 2, 50));
   if (mode == "dump") return dump();
+  if (mode == "register") return register_scaling();
   if (mode == "cluster")
     return cluster(arg_long(argc, argv, 2, 50), static_cast<int>(arg_long(argc, argv, 3, 200)),
                    arg_long(argc, argv, 4, 50));
-  std::fprintf(stderr, "usage: %s registry [calls=50] | dump | cluster [calls=50] [kinds=200] [tasks_per_kind=50]\n",
+  std::fprintf(stderr, "usage: %s registry [calls=50] | dump | register | cluster [calls=50] [kinds=200] [tasks_per_kind=50]\n",
                argv[0]);
   return 1;
 }
