@@ -117,16 +117,17 @@ struct task_check {
 
 std::string fmt_stats(const char* name, const path_stats& p) {
   char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "RESULT mode=poll path=%s requests=%zu median_ms=%.3f p99_ms=%.3f max_ms=%.3f median_bytes=%.0f "
-                "max_bytes=%.0f total_bytes=%.0f poller_cpu_s=%.3f",
-                name, p.ms.size(), pct(p.ms, 50), pct(p.ms, 99), pct(p.ms, 100), pct(p.bytes, 50), pct(p.bytes, 100),
-                [&] {
-                  double t = 0;
-                  for (double b : p.bytes) t += b;
-                  return t;
-                }(),
-                p.cpu_s);
+  std::snprintf(
+      buf, sizeof buf,
+      "RESULT mode=poll path=%s requests=%zu median_ms=%.3f p99_ms=%.3f max_ms=%.3f median_bytes=%.0f "
+      "max_bytes=%.0f total_bytes=%.0f poller_cpu_s=%.3f",
+      name, p.ms.size(), pct(p.ms, 50), pct(p.ms, 99), pct(p.ms, 100), pct(p.bytes, 50), pct(p.bytes, 100),
+      [&] {
+        double t = 0;
+        for (double b : p.bytes) t += b;
+        return t;
+      }(),
+      p.cpu_s);
   return buf;
 }
 
@@ -152,12 +153,9 @@ int main(int argc, char** argv) {
   const long history = flag_value(argc, argv, "--history", -1);
   const int spin_us = static_cast<int>(flag_value(argc, argv, "--spin-us", 100));
 
-  dx::options opts = dx::options{}
-                         .local_processes(2)
-                         .threads_per_process(1)
-                         .head_runs_tasks(false)
-                         .persist_cost_model(false)
-                         .http("127.0.0.1:0");
+  dx::options opts =
+      dx::options{}.local_processes(2).threads_per_process(1).head_runs_tasks(false).persist_cost_model(false).http(
+          "127.0.0.1:0");
   if (history >= 0) opts.task_history(static_cast<std::size_t>(history));
   const auto s0 = Clock::now();
   dx::cluster cl{opts};
@@ -172,8 +170,8 @@ int main(int argc, char** argv) {
   path_stats state_st, tasks_st;
   task_check check;
   long long state_completed_last = -1;
-  double tasks_lag_s = -1;  // from the job's end until the poller had seen every event
-  std::thread pollers[2];  // state, tasks
+  double tasks_lag_s = -1;                         // from the job's end until the poller had seen every event
+  std::thread pollers[2];                          // state, tasks
   std::atomic<double> state_cpu{0}, tasks_cpu{0};  // each poller thread's CPU so far
   auto past_deadline = [&] {
     return job_done && Clock::now() - Clock::time_point(Clock::duration(done_at.load())) > give_up_after;
@@ -214,12 +212,17 @@ int main(int argc, char** argv) {
           tasks_st.ms.push_back(secs(a, Clock::now()) * 1e3);
           tasks_st.bytes.push_back(static_cast<double>(r.body.size()));
           if (r.status != 200) throw std::runtime_error("status " + std::to_string(r.status));
-          // Keys come sorted: {"events":[{...,"seq":S,...},...],"first":F,"more":B,"next":X}
-          const std::size_t tail = r.body.rfind("],\"first\":");
-          if (tail == std::string::npos) throw std::runtime_error("unexpected /api/tasks body");
-          const long long first = json_uint_after(r.body, "first", tail);
-          const long long nx = json_uint_after(r.body, "next", tail);
-          const bool more = r.body.find("\"more\":true", tail) != std::string::npos;
+          // {"first":F,"next":X,"more":B,"events":[{...,"seq":S,...},...]} in any key order: the
+          // top-level keys are read outside the events array, the seqs inside it.
+          const std::size_t ev = r.body.find("\"events\":[");
+          if (ev == std::string::npos) throw std::runtime_error("unexpected /api/tasks body");
+          const std::size_t ev_end = r.body.find(']', ev);
+          if (ev_end == std::string::npos) throw std::runtime_error("unexpected /api/tasks body");
+          const std::string top = r.body.substr(0, ev) + r.body.substr(ev_end);
+          const long long first = json_uint_after(top, "first");
+          const long long nx = json_uint_after(top, "next");
+          const bool more = top.find("\"more\":true") != std::string::npos;
+          const std::size_t head_at = ev, tail = ev_end;
           if (next >= 0 && first > check.expected) {  // the ring dropped events before we got them
             check.missed += first - check.expected;
             check.expected = first;
@@ -228,7 +231,7 @@ int main(int argc, char** argv) {
             check.expected = first;
           }
           long long events = 0;
-          for (std::size_t p = 0; p < tail;) {
+          for (std::size_t p = head_at; p < tail;) {
             std::size_t at = 0;
             const long long seq = json_uint_after(r.body, "seq", p, &at);
             if (seq < 0 || at > tail) break;
@@ -278,9 +281,10 @@ int main(int argc, char** argv) {
     const auto a = Clock::now();
     (void)http.get("/metrics");
     const double metrics_ms = secs(a, Clock::now()) * 1e3;
-    std::printf("RESULT mode=forecast_probe queued=%ld forecast_ms_median=%.2f forecast_ms_max=%.2f state_ms=%.2f,%.2f,%.2f "
-                "metrics_ms=%.2f\n",
-                n, pct(fc_ms, 50), pct(fc_ms, 100), state_ms[0], state_ms[1], state_ms[2], metrics_ms);
+    std::printf(
+        "RESULT mode=forecast_probe queued=%ld forecast_ms_median=%.2f forecast_ms_max=%.2f state_ms=%.2f,%.2f,%.2f "
+        "metrics_ms=%.2f\n",
+        n, pct(fc_ms, 50), pct(fc_ms, 100), state_ms[0], state_ms[1], state_ms[2], metrics_ms);
     std::fflush(stdout);
   }
   const std::vector<int> vs = dx::when_all(std::move(fs)).get();
