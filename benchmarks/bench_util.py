@@ -1,6 +1,7 @@
 """What the benchmark drivers (benchmarks/*/run.py) share: RESULT-line parsing, the load average
 and finding a built binary. Standard library only."""
 import os
+import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,3 +23,16 @@ def find_binary(path):
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return os.path.abspath(cand)
     sys.exit(f"run.py: no executable at {path} (nor under {REPO}); build it first (see RESULTS.md)")
+
+
+def run_results(cmd, timeout, env=None):
+    """Runs a benchmark binary; its RESULT lines parsed, or None (reported) on a timeout or failure."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        print(f"TIMEOUT after {timeout:.0f} s: {' '.join(cmd)}", flush=True)
+        return None
+    if p.returncode != 0:
+        print(f"exit code {p.returncode}: {' '.join(cmd)}: {p.stderr.strip()[-800:]}", flush=True)
+        return None
+    return [parse(line) for line in p.stdout.splitlines() if line.startswith("RESULT")]

@@ -38,22 +38,14 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, run_results  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "distributed", "dx_bench_distributed")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_TPS = 619.0  # ../shared/BENCHMARKS.md, 10k no-ops, map + gather (another day)
 
 
 def run(cmd, timeout):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"TIMEOUT after {timeout:.0f} s: {' '.join(cmd)}", flush=True)
-        return None
-    if p.returncode != 0:
-        print(f"exit code {p.returncode}: {' '.join(cmd)}: {p.stderr.strip()[-800:]}", flush=True)
-        return None
-    return [parse(line) for line in p.stdout.splitlines() if line.startswith("RESULT")]
+    return run_results(cmd, timeout)
 
 
 def summary(xs):

@@ -44,19 +44,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, run_results  # noqa: E402  (benchmarks/bench_util.py)
 
 
 def run(cmd, timeout, env=None):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        print(f"TIMEOUT after {timeout:.0f} s: {' '.join(cmd)}", flush=True)
-        return None
-    if p.returncode != 0:
-        print(f"exit code {p.returncode}: {' '.join(cmd)}: {p.stderr.strip()[-800:]}", flush=True)
-        return None
-    return [parse(line) for line in p.stdout.splitlines() if line.startswith("RESULT")]
+    return run_results(cmd, timeout, env)
 
 
 def wait_for_load(max_load, what):
