@@ -442,9 +442,10 @@ int main(int argc, char** argv) {
   if (mode == "latency") return latency(arg_long(argc, argv, 2, 2000), arg_long(argc, argv, 3, 0), raw_first);
   if (mode == "fetch") return fetch(arg_long(argc, argv, 2, 255), raw_first);
   if (mode == "memory") return memory(arg_long(argc, argv, 2, 1000000), arg_long(argc, argv, 3, 10000));
-  std::fprintf(stderr,
-               "usage: %s throughput [N=100000] [reps=1] [--metrics-off] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
-               "fetch [MiB=255] [--raw-first] | memory [total=1000000] [batch=10000]\n",
-               argv[0]);
+  std::fprintf(
+      stderr,
+      "usage: %s throughput [N=100000] [reps=1] [--metrics-off] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
+      "fetch [MiB=255] [--raw-first] | memory [total=1000000] [batch=10000]\n",
+      argv[0]);
   return 1;
 }

@@ -52,14 +52,20 @@ int kind_fn(int x) {
 }
 
 // One namespace per registration: DX_REMOTE_AS names its variable after the line.
-#define OBENCH_REG1(n) \
-  namespace obench_reg_##n { DX_REMOTE_AS("kind_" #n, kind_fn<n>); }
-#define OBENCH_REG10(p)                                                                                \
-  OBENCH_REG1(p##0) OBENCH_REG1(p##1) OBENCH_REG1(p##2) OBENCH_REG1(p##3) OBENCH_REG1(p##4)            \
-  OBENCH_REG1(p##5) OBENCH_REG1(p##6) OBENCH_REG1(p##7) OBENCH_REG1(p##8) OBENCH_REG1(p##9)
-#define OBENCH_REG100(p)                                                                              \
-  OBENCH_REG10(p##0) OBENCH_REG10(p##1) OBENCH_REG10(p##2) OBENCH_REG10(p##3) OBENCH_REG10(p##4)      \
-  OBENCH_REG10(p##5) OBENCH_REG10(p##6) OBENCH_REG10(p##7) OBENCH_REG10(p##8) OBENCH_REG10(p##9)
+#define OBENCH_REG1(n)                    \
+  namespace obench_reg_##n {              \
+    DX_REMOTE_AS("kind_" #n, kind_fn<n>); \
+  }
+#define OBENCH_REG10(p)                                                                                       \
+  OBENCH_REG1(p##0)                                                                                           \
+  OBENCH_REG1(p##1)                                                                                           \
+  OBENCH_REG1(p##2) OBENCH_REG1(p##3) OBENCH_REG1(p##4) OBENCH_REG1(p##5) OBENCH_REG1(p##6) OBENCH_REG1(p##7) \
+      OBENCH_REG1(p##8) OBENCH_REG1(p##9)
+#define OBENCH_REG100(p)                                                                                            \
+  OBENCH_REG10(p##0)                                                                                                \
+  OBENCH_REG10(p##1)                                                                                                \
+  OBENCH_REG10(p##2) OBENCH_REG10(p##3) OBENCH_REG10(p##4) OBENCH_REG10(p##5) OBENCH_REG10(p##6) OBENCH_REG10(p##7) \
+      OBENCH_REG10(p##8) OBENCH_REG10(p##9)
 OBENCH_REG100(1)
 OBENCH_REG100(2)
 
@@ -69,7 +75,8 @@ constexpr int max_kinds = 200;
 using kind_ptr = int (*)(int);
 const std::array<kind_ptr, max_kinds> kind_fns = []<std::size_t... I>(std::index_sequence<I...>) {
   return std::array<kind_ptr, max_kinds>{&kind_fn<100 + static_cast<int>(I)>...};
-}(std::make_index_sequence<max_kinds>{});
+}
+(std::make_index_sequence<max_kinds>{});
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point a) { return std::chrono::duration<double, std::milli>(Clock::now() - a).count(); }
@@ -109,8 +116,8 @@ void add_user_series(dx::metrics& m) {
         .set(q * 0.25 + 0.5);
   const std::vector<double> bounds = dx::metrics::exponential_buckets(0.001, 4, 8);
   for (int e = 0; e < 100; ++e) {
-    dx::histogram h = m.add_histogram("app_request_duration_seconds", "Time to answer a request, by endpoint.",
-                                      bounds, {{"endpoint", "endpoint-" + std::to_string(e)}});
+    dx::histogram h = m.add_histogram("app_request_duration_seconds", "Time to answer a request, by endpoint.", bounds,
+                                      {{"endpoint", "endpoint-" + std::to_string(e)}});
     for (int j = 0; j < 20; ++j) h.observe(0.0005 * std::pow(1.7, (e + j) % 20));
   }
 }
@@ -191,7 +198,8 @@ int register_scaling() {
     for (int i = 0; i < n; ++i) m.add_counter("app_items_total", "Items.", {{"item", std::to_string(i)}}).inc();
     const double all_ms = ms_since(a);
     a = Clock::now();
-    for (int i = 0; i < 100; ++i) m.add_counter("app_items_total", "Items.", {{"item", std::to_string(n - 1 - i)}}).inc();
+    for (int i = 0; i < 100; ++i)
+      m.add_counter("app_items_total", "Items.", {{"item", std::to_string(n - 1 - i)}}).inc();
     const double again_us = ms_since(a) * 1e3 / 100;
     std::printf("RESULT mode=register series=%d register_ms=%.1f per_series_us=%.2f lookup_existing_us=%.1f\n", n,
                 all_ms, all_ms * 1e3 / n, again_us);
@@ -269,7 +277,8 @@ int main(int argc, char** argv) {
   if (mode == "cluster")
     return cluster(arg_long(argc, argv, 2, 50), static_cast<int>(arg_long(argc, argv, 3, 200)),
                    arg_long(argc, argv, 4, 50));
-  std::fprintf(stderr, "usage: %s registry [calls=50] | dump | register | cluster [calls=50] [kinds=200] [tasks_per_kind=50]\n",
+  std::fprintf(stderr,
+               "usage: %s registry [calls=50] | dump | register | cluster [calls=50] [kinds=200] [tasks_per_kind=50]\n",
                argv[0]);
   return 1;
 }

@@ -82,17 +82,14 @@ int main(int argc, char** argv) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deadline_s > 0 ? deadline_s : 180);
 
   try {
-    dx::cluster cl{dx::options{}
-                       .local_processes(2)
-                       .threads(2)
-                       .http("127.0.0.1:0")
-                       .persist_cost_model(false)};
+    dx::cluster cl{dx::options{}.local_processes(2).threads(2).http("127.0.0.1:0").persist_cost_model(false)};
     std::printf("%s\n", cl.http_endpoint().c_str());
     std::fflush(stdout);
 
     // Phase 1.
     dx::counter rows = cl.metrics().add_counter("app_rows_total", "Rows read by the test job", {{"source", "csv"}});
-    cl.add_alert_rule(dx::alert_rule("demo").on("dx_worker_busy_threads").above(0).for_at_least(std::chrono::milliseconds(100)));
+    cl.add_alert_rule(
+        dx::alert_rule("demo").on("dx_worker_busy_threads").above(0).for_at_least(std::chrono::milliseconds(100)));
 
     std::vector<dx::future<int>> quick;
     std::vector<dx::future<int>> failing;
