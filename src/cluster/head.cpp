@@ -26,7 +26,6 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -61,6 +60,9 @@ struct worker_rec {
   std::uint64_t stored_bytes = 0;
   // Bytes over its connection when the connection ended.
   std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
+
+  /// Threads running one of its tasks (a heartbeat may still count a task that has just finished).
+  std::size_t busy() const noexcept { return std::min<std::size_t>(running_reported, assigned.size()); }
 };
 
 enum class task_status { waiting, ready, assigned, done, failed };
@@ -1355,10 +1357,9 @@ class head_impl final : public head_core {
                           observe::attempt_end::lost);
   }
 
-  /// The forecast for metrics and the dashboard, recomputed at most twice a second: it list-
-  /// schedules everything left, which is too much to do for every scrape of a large run.
-  /// It is kept at least 20 times as long as it took to compute, so that however many tasks are
-  /// left, it costs the head at most about 5% of its time.
+  /// The forecast for metrics and the dashboard: it list-schedules everything left, too much to do
+  /// for every scrape of a large run. It is kept at least 0.5 s and at least 20 times as long as
+  /// it took to compute, so that however many tasks are left it costs the head about 5% at most.
   const sched::forecast_result& cached_forecast_locked() const {
     const double now = now_seconds();
     if (!forecast_cache_ || now - forecast_at_ > std::max(0.5, 20 * forecast_cost_)) {
@@ -1370,12 +1371,17 @@ class head_impl final : public head_core {
     return *forecast_cache_;
   }
 
+  static double backlog_of(const sched::forecast_result& fc, sched::worker_id sid) {
+    for (const auto& b : fc.workers)
+      if (b.id == sid) return b.backlog_seconds;
+    return 0.0;
+  }
+
   std::string worker_name(std::uint32_t sid) const {
     if (sid == observe::no_worker) return "head";
     return sid < by_sid_.size() && by_sid_[sid] ? by_sid_[sid]->id : std::string("none");
   }
 
-  /// Tasks sent to workers and not finished, by kind.
   /// Tasks sent to workers and not finished, by kind; `running`: those a heartbeat saw running.
   std::vector<std::uint64_t> assigned_by_kind_locked(std::vector<std::uint64_t>* running = nullptr) const {
     std::vector<std::uint64_t> n(kinds_.size(), 0);
@@ -1421,9 +1427,10 @@ class head_impl final : public head_core {
     std::vector<std::uint64_t> running;
     const std::vector<std::uint64_t> assigned = assigned_by_kind_locked(&running);
     if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {
-      for (const auto& k : kinds_) {
-        const std::uint64_t open = k->open(), sent = assigned[&k - &kinds_[0]];
-        out.sample("dx_tasks_pending", {{"kind", k->name}}, static_cast<double>(open > sent ? open - sent : 0));
+      for (std::size_t i = 0; i < kinds_.size(); ++i) {
+        const std::uint64_t open = kinds_[i]->open();
+        out.sample("dx_tasks_pending", {{"kind", kinds_[i]->name}},
+                   static_cast<double>(open > assigned[i] ? open - assigned[i] : 0));
       }
     }
     if (out.family("dx_tasks_assigned", metric_type::gauge, "Tasks sent to a worker and not finished.")) {
@@ -1452,11 +1459,9 @@ class head_impl final : public head_core {
     };
     per_worker("dx_worker_threads", "Threads of the worker.", [](const worker_rec& w) { return w.threads; });
     per_worker("dx_worker_busy_threads", "Threads running a task, as the worker's last heartbeat reported.",
-               [](const worker_rec& w) { return std::min<std::size_t>(w.running_reported, w.assigned.size()); });
-    per_worker("dx_worker_queue_depth", "Tasks sent to the worker and not started.", [](const worker_rec& w) {
-      const std::size_t running = std::min<std::size_t>(w.running_reported, w.assigned.size());
-      return w.assigned.size() - running;
-    });
+               [](const worker_rec& w) { return w.busy(); });
+    per_worker("dx_worker_queue_depth", "Tasks sent to the worker and not started.",
+               [](const worker_rec& w) { return w.assigned.size() - w.busy(); });
     per_worker("dx_worker_memory_bytes", "Resident memory of the worker process.",
                [&](const worker_rec& w) { return w.local ? resident_memory_bytes() : w.memory_bytes; });
     per_worker("dx_worker_stored_bytes", "Results the worker keeps for others.",
@@ -1464,11 +1469,7 @@ class head_impl final : public head_core {
     per_worker("dx_worker_heartbeat_age_seconds", "Seconds since the worker was last heard from.",
                [&](const worker_rec& w) { return std::chrono::duration<double>(now - w.last_seen).count(); });
     per_worker("dx_worker_predicted_backlog_seconds", "Predicted work placed on the worker, per thread.",
-               [&](const worker_rec& w) {
-                 for (const auto& b : fc.workers)
-                   if (b.id == w.sid) return b.backlog_seconds;
-                 return 0.0;
-               });
+               [&](const worker_rec& w) { return backlog_of(fc, w.sid); });
     if (out.family("dx_worker_resource_capacity", metric_type::gauge, "Resources the worker declared.")) {
       for (const auto& [id, w] : workers_)
         if (w->state != worker_state::gone)
@@ -1595,11 +1596,8 @@ class head_impl final : public head_core {
     const sched::forecast_result& fc = cached_forecast_locked();
     const auto now = clock::now();
     for (const auto& [id, w] : workers_) {
-      const std::size_t busy = std::min<std::size_t>(w->running_reported, w->assigned.size());
+      const std::size_t busy = w->busy();
       if (w->state != worker_state::gone) running += busy;
-      double backlog = 0;
-      for (const auto& b : fc.workers)
-        if (b.id == w->sid) backlog = b.backlog_seconds;
       std::uint64_t done_here = 0, failed_here = 0;
       for (const auto& k : kinds_) {
         if (w->sid < k->completed_on.size()) done_here += k->completed_on[w->sid];
@@ -1618,7 +1616,7 @@ class head_impl final : public head_core {
                          {"stored_bytes", w->stored_bytes},
                          {"resources", w->resources},
                          {"heartbeat_age_seconds", std::chrono::duration<double>(now - w->last_seen).count()},
-                         {"backlog_seconds", backlog},
+                         {"backlog_seconds", backlog_of(fc, w->sid)},
                          {"pid", w->pid}});
     }
     std::stable_sort(workers.begin(), workers.end(),
@@ -1711,7 +1709,7 @@ class head_impl final : public head_core {
     return out;
   }
 
-  std::string trace_json() const {
+  std::string trace_json() const override {
     observe::trace_input in;
     {
       std::lock_guard lock(mutex_);
@@ -1725,24 +1723,6 @@ class head_impl final : public head_core {
     std::string out;
     observe::write_chrome_trace(in, out);
     return out;
-  }
-
-  void write_trace(const std::string& path) const override {
-    const std::string json = trace_json();
-    const std::filesystem::path target(path);
-    const std::filesystem::path tmp = target.string() + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      if (!f)
-        throw_error(error_kind::generic,
-                    fmt::format("cannot write the trace to {}: cannot open {}", path, tmp.string()));
-      f.write(json.data(), static_cast<std::streamsize>(json.size()));
-      f.close();
-      if (!f) throw_error(error_kind::generic, fmt::format("cannot write the trace to {}: write failed", path));
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, target, ec);
-    if (ec) throw_error(error_kind::generic, fmt::format("cannot write the trace to {}: {}", path, ec.message()));
   }
 
   http_response serve_http(const http_request& r) const {

@@ -26,7 +26,8 @@ class head_core : public std::enable_shared_from_this<head_core> {
   virtual void on_alert(std::function<void(const alert&)> callback) = 0;
   virtual dx::cost_model cost_model_snapshot() const = 0;
   virtual std::string http_endpoint() const = 0;
-  virtual void write_trace(const std::string& path) const = 0;
+  /// Chrome trace-event JSON of the kept task history (see cluster::write_trace).
+  virtual std::string trace_json() const = 0;
   virtual void add_alert_rule(alert_rule rule) = 0;
   virtual std::vector<alert> recent_alerts() const = 0;
   virtual void request_value(std::uint64_t task) noexcept = 0;

@@ -2,6 +2,7 @@
 #include <dx/task_graph.hpp>
 
 #include "cluster/head.hpp"
+#include "observe/runtime_stats.hpp"
 
 #include <fmt/format.h>
 
@@ -90,14 +91,13 @@ namespace dx {
 std::string cluster::http_endpoint() const { return head_ ? head_->http_endpoint() : std::string(); }
 
 void cluster::write_trace(const std::string& path) const {
+  std::string json;
   if (head_) {
-    head_->write_trace(path);
-    return;
+    json = head_->trace_json();
+  } else {
+    detail::observe::write_chrome_trace({}, json);
   }
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) detail::throw_error(detail::error_kind::generic, fmt::format("cannot write the trace to {}", path));
-  std::fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[]}\n", f);
-  std::fclose(f);
+  detail::observe::write_file_atomically(path, json);
 }
 
 void cluster::add_alert_rule(alert_rule rule) {
