@@ -9,6 +9,7 @@
 #include <dx/alert.hpp>
 #include <dx/cluster.hpp>
 #include <dx/cost_model.hpp>
+#include <dx/dataframe.hpp>
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
 #include <dx/forecast.hpp>
@@ -18,6 +19,7 @@
 #include <dx/progress.hpp>
 #include <dx/remote.hpp>
 #include <dx/serialize.hpp>
+#include <dx/table.hpp>
 #include <dx/task.hpp>
 #include <dx/task_graph.hpp>
 #include <dx/task_group.hpp>

@@ -1,0 +1,253 @@
+// dx/dataframe.hpp — a partitioned, lazy dataframe that runs on a dx::cluster.
+//
+//   dx::cluster cl;   // or dx::cluster cl{dx::options{}.local_processes(2)}
+//   auto df = dx::dataframe::read_csv(cl, "data/trips-*.csv");
+//   dx::table by_city = df.filter(df["fare"] > 0 && !df["city"].is_null())
+//                         .with_column("total", df["fare"] + df["tip"])
+//                         .groupby({"city"})
+//                         .agg({{"total", dx::agg::sum}, {"total", dx::agg::mean}})
+//                         .sort_values({"total_sum"}, false)
+//                         .compute();
+//   std::cout << by_city;
+//
+// Operations only describe the work; compute(), head(), to_csv() and the other sinks run it. The
+// plan is lowered to a task graph with one task per partition and step: row-wise steps (filter,
+// select, with_column) run fused in one task, and the columns a plan never reads are not even
+// parsed from CSV. On a cluster with workers, tasks run on the workers and partitions move
+// between them; otherwise on the local threads. Every mistake (an unknown column, a type
+// mismatch, a malformed CSV row, a glob matching nothing) is a dx::dataframe_error naming it.
+#pragma once
+
+#include <dx/export.hpp>
+#include <dx/table.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace dx {
+
+class cluster;
+
+namespace detail {
+struct expr_node;
+struct df_node;
+}  // namespace detail
+
+/// A column expression, evaluated per row: `df["a"] * 2 + df["b"]`, `df["city"] == "Oslo"`,
+/// `dx::col("t") >= dx::timestamp{...}`. Arithmetic on int64 stays int64 (division gives float64);
+/// mixing int64 and float64 gives float64. A null operand gives null; `&&` and `||` follow SQL's
+/// three-valued logic; filter keeps the rows where the condition is true (not null).
+class DX_API expr {
+ public:
+  /// A literal. Integers are int64, floating point float64; const char* and std::string are strings.
+  template <class I>
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) expr(I v)
+      : expr(int64_literal(static_cast<std::int64_t>(v))) {}
+  template <class F>
+  requires std::is_floating_point_v<F> expr(F v) : expr(float64_literal(static_cast<double>(v))) {}
+  expr(bool v);
+  expr(const char* v);
+  expr(std::string v);
+  expr(timestamp v);
+
+  /// True where the value is missing / present.
+  expr is_null() const;
+  expr is_not_null() const;
+  /// Strings: true where the value starts with `prefix`.
+  expr starts_with(std::string prefix) const;
+  /// Converts to another type (int64 <-> float64 <-> bool, timestamp <-> int64 nanoseconds,
+  /// anything -> string, string -> numbers; text that does not convert becomes null).
+  expr cast(column_type to) const;
+
+  /// The expression as text, "((a * 2) + b)".
+  std::string to_string() const;
+
+  explicit expr(std::shared_ptr<const detail::expr_node> node) : node_(std::move(node)) {}
+  static expr int64_literal(std::int64_t v);
+  static expr float64_literal(double v);
+  const std::shared_ptr<const detail::expr_node>& node() const noexcept { return node_; }
+
+ private:
+  std::shared_ptr<const detail::expr_node> node_;
+};
+
+/// The column called `name` of whatever dataframe the expression is used on.
+DX_API expr col(std::string name);
+/// A null literal of the given type.
+DX_API expr null_of(column_type type);
+
+DX_API expr operator+(const expr& a, const expr& b);
+DX_API expr operator-(const expr& a, const expr& b);
+DX_API expr operator*(const expr& a, const expr& b);
+DX_API expr operator/(const expr& a, const expr& b);
+DX_API expr operator%(const expr& a, const expr& b);
+DX_API expr operator-(const expr& a);
+DX_API expr operator==(const expr& a, const expr& b);
+DX_API expr operator!=(const expr& a, const expr& b);
+DX_API expr operator<(const expr& a, const expr& b);
+DX_API expr operator<=(const expr& a, const expr& b);
+DX_API expr operator>(const expr& a, const expr& b);
+DX_API expr operator>=(const expr& a, const expr& b);
+DX_API expr operator&&(const expr& a, const expr& b);
+DX_API expr operator||(const expr& a, const expr& b);
+DX_API expr operator!(const expr& a);
+
+/// What groupby().agg() computes per group. Nulls are skipped: count counts values, first is the
+/// first value present, nunique counts distinct values. sum of no values is 0; mean, min, max,
+/// first of no values and std of fewer than two are null. std is the sample standard deviation.
+enum class agg : std::uint8_t { sum, mean, count, min, max, std, first, nunique };
+DX_API std::string_view agg_name(agg a) noexcept;
+
+/// One output column of an aggregation; named "<column>_<agg>" ("value_sum") unless `as` is set.
+struct aggregation {
+  aggregation() = default;
+  aggregation(std::string column_name, dx::agg function, std::string output_name = {})
+      : column(std::move(column_name)), fn(function), as(std::move(output_name)) {}
+  std::string column;
+  dx::agg fn = agg::sum;
+  std::string as;
+};
+
+enum class join_kind : std::uint8_t { inner, left };
+/// How join moves rows: automatic broadcasts the right side when it is one partition or small
+/// (under 32 MB by its estimate), else shuffles both sides by key hash.
+enum class join_strategy : std::uint8_t { automatic, broadcast, shuffle };
+
+/// How read_csv reads.
+struct csv_options {
+  char delimiter = ',';
+  char quote = '"';
+  /// The first line names the columns. Without a header, columns are "column0", "column1", ...
+  /// unless `names` gives them.
+  bool header = true;
+  std::vector<std::string> names;
+  /// Fields that mean "missing" (compared after unquoting).
+  std::vector<std::string> null_values{"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"};
+  /// Types by column name, overriding inference. Inference looks at the first `inference_bytes`
+  /// of the first file: int64, then float64, bool (true/false), timestamp (ISO 8601), else string.
+  std::map<std::string, column_type> schema;
+  std::size_t inference_bytes = 1u << 20;
+  /// Bytes per partition; 0 picks about four partitions per thread, between 1 MiB and 64 MiB.
+  std::size_t partition_bytes = 0;
+  /// Skip malformed rows (wrong field count, a value not of the column's type, an unclosed
+  /// quote) instead of failing; dataframe::skipped_rows() says how many the last run skipped.
+  bool skip_bad_rows = false;
+};
+
+/// Per-partition function for map_partitions; register it with DX_REMOTE so that workers find it.
+using partition_function = table (*)(table);
+
+class group_by;
+
+class DX_API dataframe {
+ public:
+  /// Reads every file matching `path_or_glob` (`*`, `?` and `[...]` in the file name part), split
+  /// into byte ranges at row boundaries. Reads the header and a sample now to learn the schema;
+  /// the rest is read when the plan runs. dx::dataframe_error when nothing matches, a file cannot
+  /// be read, or the files' headers differ.
+  static dataframe read_csv(cluster& cl, const std::string& path_or_glob, const csv_options& options = {});
+  /// A dataframe over an in-memory table, split into `partitions` row ranges (0: one per thread).
+  /// The table's storage is shared, not copied.
+  static dataframe from_table(cluster& cl, table t, std::size_t partitions = 0);
+  /// Shorthand for from_table(cl, table{columns}, partitions).
+  static dataframe from_columns(cluster& cl, std::initializer_list<std::pair<std::string, column>> columns,
+                                std::size_t partitions = 0);
+
+  /// The columns this dataframe will have, with their types.
+  std::vector<std::string> column_names() const;
+  std::vector<std::pair<std::string, column_type>> schema() const;
+  std::size_t num_partitions() const;
+
+  /// The column as an expression; dx::dataframe_error naming the closest names when unknown.
+  expr operator[](const std::string& name) const;
+
+  dataframe select(const std::vector<std::string>& columns) const;
+  dataframe drop(const std::vector<std::string>& columns) const;
+  dataframe filter(const expr& condition) const;
+  /// Adds (or replaces) a column computed from `value`.
+  dataframe with_column(const std::string& name, const expr& value) const;
+  dataframe assign(const std::string& name, const expr& value) const { return with_column(name, value); }
+  dataframe rename(const std::map<std::string, std::string>& old_to_new) const;
+  /// Applies `fn` to every partition. Its output schema is learned by calling it on an empty
+  /// partition now; dx::dataframe_error if `fn` is not registered with DX_REMOTE.
+  dataframe map_partitions(partition_function fn) const;
+
+  group_by groupby(std::vector<std::string> keys) const;
+  /// Aggregates the whole dataframe into one row.
+  dataframe agg(std::vector<aggregation> aggregations) const;
+  /// Sorted by `by` (ascending unless `ascending` says otherwise per column, or one value for all);
+  /// nulls last. Stable: equal keys keep their order.
+  dataframe sort_values(std::vector<std::string> by, bool ascending = true) const;
+  dataframe sort_values(std::vector<std::string> by, std::vector<bool> ascending) const;
+  /// Rows of this dataframe matched with `right` on equal values of `on` (same names on both
+  /// sides) or of `left_on` / `right_on`. Null keys never match. Other columns present on both
+  /// sides get the suffixes "_x" and "_y". The small side is broadcast; otherwise both are
+  /// shuffled by key hash.
+  dataframe join(const dataframe& right, const std::vector<std::string>& on, join_kind how = join_kind::inner,
+                 join_strategy strategy = join_strategy::automatic) const;
+  dataframe join(const dataframe& right, const std::vector<std::string>& left_on,
+                 const std::vector<std::string>& right_on, join_kind how = join_kind::inner,
+                 join_strategy strategy = join_strategy::automatic) const;
+  /// The first row of each distinct combination of `subset` (all columns when empty).
+  dataframe drop_duplicates(std::vector<std::string> subset = {}) const;
+  /// Distinct values of `column` with their counts ("count"), most frequent first; nulls skipped.
+  dataframe value_counts(const std::string& column) const;
+  /// count, mean, std, min, 25%, 50%, 75%, max of each numeric column: a "statistic" column and
+  /// one float64 column per numeric column (as pandas describes).
+  dataframe describe() const;
+  /// The same rows in `partitions` partitions of about equal size.
+  dataframe repartition(std::size_t partitions) const;
+
+  /// Runs the plan and gathers the result.
+  table compute() const;
+  /// The first `n` rows, computing only the partitions needed for them.
+  table head(std::size_t n = 10) const;
+  /// The number of rows.
+  std::size_t count_rows() const;
+  /// Writes CSV: with a `*` in `path`, one file per partition (the `*` replaced by its number),
+  /// else one file. Each file is written to a temporary name and renamed when complete.
+  void to_csv(const std::string& path, const csv_options& options = {}) const;
+  /// Malformed rows the last run skipped (csv_options::skip_bad_rows).
+  std::size_t skipped_rows() const;
+
+  /// The plan as text, after fusion and pushdown: one line per stage.
+  std::string explain() const;
+
+  dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node);
+  const std::shared_ptr<const detail::df_node>& node() const noexcept { return node_; }
+  cluster& owner() const noexcept { return *cluster_; }
+
+ private:
+  cluster* cluster_;
+  std::shared_ptr<const detail::df_node> node_;
+};
+
+/// groupby(keys): rows with null keys are dropped. The result has the keys and one column per
+/// aggregation, sorted by the keys.
+class DX_API group_by {
+ public:
+  dataframe agg(std::vector<aggregation> aggregations) const;
+  dataframe sum(const std::string& column) const { return agg({{column, dx::agg::sum, column}}); }
+  dataframe mean(const std::string& column) const { return agg({{column, dx::agg::mean, column}}); }
+  /// The number of rows of each group, as "count".
+  dataframe count() const;
+  /// Shuffles partial aggregates by key hash into `partitions` output partitions instead of
+  /// combining them in one tree: for many groups. The result is then sorted within each partition.
+  group_by& split_out(std::size_t partitions);
+
+  group_by(dataframe source, std::vector<std::string> keys);
+
+ private:
+  dataframe source_;
+  std::vector<std::string> keys_;
+  std::size_t split_out_ = 1;
+};
+
+}  // namespace dx

@@ -1,0 +1,861 @@
+// Lowering logical dataframe plans to tasks, and running one task.
+#include "dataframe/plan.hpp"
+
+#include <dx/remote.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+#include <unordered_map>
+
+namespace dx::detail {
+
+using df::schema_t;
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+
+namespace {
+
+std::vector<std::string> names_of(const schema_t& s) {
+  std::vector<std::string> out;
+  out.reserve(s.size());
+  for (const auto& [n, t] : s) out.push_back(n);
+  return out;
+}
+
+std::ptrdiff_t find_in(const schema_t& s, const std::string& name) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i].first == name) return static_cast<std::ptrdiff_t>(i);
+  }
+  return -1;
+}
+
+partition_function find_partition_function(const std::string& name) {
+  const remote_function* rf = find_remote(name);
+  if (!rf || rf->address == nullptr) {
+    throw dataframe_error(fmt::format("map_partitions: no function '{}' is registered in this process", name));
+  }
+  return reinterpret_cast<partition_function>(rf->address);
+}
+
+}  // namespace
+
+schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
+  for (const df_step& s : steps) {
+    switch (s.k) {
+      case df_step::kind::filter: {
+        const column_type t = check_expr(*s.condition, schema);
+        if (t != column_type::boolean) {
+          throw dataframe_error(
+              fmt::format("filter: the condition {} is {}, not bool", expr_text(*s.condition), type_name(t)));
+        }
+        break;
+      }
+      case df_step::kind::with_column: {
+        const column_type t = check_expr(*s.condition, schema);
+        const auto at = find_in(schema, s.name);
+        if (at >= 0) {
+          schema[static_cast<std::size_t>(at)].second = t;
+        } else {
+          schema.emplace_back(s.name, t);
+        }
+        break;
+      }
+      case df_step::kind::select: {
+        schema_t out;
+        for (const auto& n : s.columns) {
+          const auto at = find_in(schema, n);
+          if (at < 0) throw dataframe_error("select: " + unknown_column_message(n, names_of(schema)));
+          if (find_in(out, n) >= 0) throw dataframe_error(fmt::format("select: column '{}' named twice", n));
+          out.push_back(schema[static_cast<std::size_t>(at)]);
+        }
+        schema = std::move(out);
+        break;
+      }
+      case df_step::kind::rename: {
+        for (const auto& [from, to] : s.renames) {
+          if (find_in(schema, from) < 0)
+            throw dataframe_error("rename: " + unknown_column_message(from, names_of(schema)));
+          if (to.empty()) throw dataframe_error(fmt::format("rename: empty new name for '{}'", from));
+        }
+        for (auto& [n, t] : schema) {
+          if (auto it = s.renames.find(n); it != s.renames.end()) n = it->second;
+        }
+        for (std::size_t i = 0; i < schema.size(); ++i) {
+          for (std::size_t j = i + 1; j < schema.size(); ++j) {
+            if (schema[i].first == schema[j].first) {
+              throw dataframe_error(fmt::format("rename: two columns would be called '{}'", schema[i].first));
+            }
+          }
+        }
+        break;
+      }
+      case df_step::kind::map_function: {
+        const partition_function fn = find_partition_function(s.name);
+        table out;
+        try {
+          out = fn(df::empty_table(schema));
+        } catch (const std::exception& e) {
+          throw dataframe_error(
+              fmt::format("map_partitions: '{}' failed on an empty partition (used to learn its "
+                          "output columns): {}",
+                          s.name, e.what()));
+        }
+        schema = df::schema_of(out);
+        break;
+      }
+      case df_step::kind::partial_agg:
+      case df_step::kind::finalize_agg:
+        schema = df::aggregate_schema(schema, s.agg);
+        break;
+      case df_step::kind::distinct:
+      case df_step::kind::head:
+        break;
+      case df_step::kind::row_count:
+        schema = {{"rows", column_type::int64}};
+        break;
+    }
+  }
+  return schema;
+}
+
+table apply_steps(table t, const std::vector<df_step>& steps) {
+  for (const df_step& s : steps) {
+    switch (s.k) {
+      case df_step::kind::filter: {
+        const column c = eval_expr(*s.condition, t);
+        const std::size_t n = c.size();
+        std::vector<std::uint8_t> mask(c.bool_data(), c.bool_data() + n);
+        if (c.has_nulls()) {
+          for (std::size_t r = 0; r < n; ++r) mask[r] &= c.is_null(r) ? 0 : 1;
+        }
+        t = df::filter_rows(t, mask);
+        break;
+      }
+      case df_step::kind::with_column: {
+        column c = eval_expr(*s.condition, t);
+        std::vector<std::string> names = t.column_names();
+        std::vector<column> cols = t.columns();
+        if (auto at = t.find(s.name)) {
+          cols[*at] = std::move(c);
+        } else {
+          names.push_back(s.name);
+          cols.push_back(std::move(c));
+        }
+        t = table(std::move(names), std::move(cols));
+        break;
+      }
+      case df_step::kind::select: {
+        // Columns the plan never reads were not produced; a select keeps those present.
+        std::vector<std::string> names;
+        std::vector<column> cols;
+        for (const auto& n : s.columns) {
+          if (auto at = t.find(n)) {
+            names.push_back(n);
+            cols.push_back(t.column_at(*at));
+          }
+        }
+        t = table(std::move(names), std::move(cols));
+        break;
+      }
+      case df_step::kind::rename: {
+        std::vector<std::string> names = t.column_names();
+        for (auto& n : names) {
+          if (auto it = s.renames.find(n); it != s.renames.end()) n = it->second;
+        }
+        t = table(std::move(names), t.columns());
+        break;
+      }
+      case df_step::kind::map_function:
+        t = find_partition_function(s.name)(std::move(t));
+        break;
+      case df_step::kind::partial_agg:
+        t = df::partial_aggregate(t, s.agg);
+        break;
+      case df_step::kind::finalize_agg:
+        t = df::finalize_aggregate(t, s.agg);
+        break;
+      case df_step::kind::distinct:
+        t = df::distinct_rows(std::span<const table>(&t, 1), s.columns);
+        break;
+      case df_step::kind::row_count:
+        t = table{{"rows", column(std::vector<std::int64_t>{static_cast<std::int64_t>(t.num_rows())})}};
+        break;
+      case df_step::kind::head:
+        t = t.head(static_cast<std::size_t>(s.count));
+        break;
+    }
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running one task
+
+bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs) {
+  bundle out;
+  std::vector<table> in;
+  in.reserve(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const bundle& b = *inputs[i];
+    for (const auto& [task, skipped] : b.skipped_rows) out.skipped_rows[task] = skipped;
+    const std::uint32_t piece = spec.inputs[i].piece;
+    if (piece < b.pieces.size()) {
+      in.push_back(b.pieces[piece]);
+    } else if (!b.pieces.empty()) {
+      // A range split with fewer boundaries than ranges: the missing pieces are empty.
+      in.push_back(b.pieces[0].slice(0, 0));
+    } else {
+      in.emplace_back();
+    }
+  }
+  // A range split reads its boundaries as the last input; the head works on the others.
+  const bool range_split = spec.split == task_spec::split_kind::range;
+  const std::span<const table> head_in(in.data(), range_split && !in.empty() ? in.size() - 1 : in.size());
+  table t;
+  using H = task_spec::head_kind;
+  switch (spec.head) {
+    case H::memory:
+      t = spec.memory;
+      break;
+    case H::csv: {
+      df::csv_read_result r = df::read_csv_range(*spec.csv, spec.range, spec.wanted);
+      out.skipped_rows[task_id] = r.skipped_rows;
+      t = std::move(r.data);
+      break;
+    }
+    case H::concat:
+      t = df::concat(head_in);
+      break;
+    case H::combine_agg:
+      t = df::combine_aggregate(in, spec.agg);
+      break;
+    case H::boundaries:
+      t = df::sort_boundaries(in, spec.sort, static_cast<std::size_t>(spec.count));
+      break;
+    case H::sort:
+      t = df::sort_table(in, spec.sort);
+      break;
+    case H::join: {
+      const std::size_t nl = spec.left_inputs;
+      const table left = df::concat(std::span<const table>(in.data(), nl));
+      const table right = df::concat(std::span<const table>(in.data() + nl, in.size() - nl));
+      t = df::hash_join(left, right, spec.join);
+      break;
+    }
+    case H::distinct:
+      t = df::distinct_rows(in, spec.subset);
+      break;
+    case H::describe:
+      t = df::describe_table(in);
+      break;
+  }
+  t = apply_steps(std::move(t), spec.steps);
+  using S = task_spec::split_kind;
+  switch (spec.split) {
+    case S::none:
+      out.pieces.push_back(std::move(t));
+      break;
+    case S::hash:
+      out.pieces = df::hash_split(t, spec.split_keys, static_cast<std::size_t>(spec.count));
+      break;
+    case S::range:
+      out.pieces = df::range_split(t, spec.sort, in.back());
+      break;
+    case S::even: {
+      const std::size_t n = std::max<std::uint64_t>(1, spec.count);
+      const std::size_t rows = t.num_rows();
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t b = rows * i / n, e = rows * (i + 1) / n;
+        out.pieces.push_back(t.slice(b, e - b));
+      }
+      break;
+    }
+    case S::with_sample: {
+      table sample = df::sample_sort_keys(t, spec.sort, static_cast<std::size_t>(spec.count));
+      out.pieces.push_back(std::move(t));
+      out.pieces.push_back(std::move(sample));
+      break;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lowering
+
+namespace {
+
+using node = df_node;
+using H = task_spec::head_kind;
+using S = task_spec::split_kind;
+
+std::size_t estimated_bytes(const node& n) {
+  switch (n.k) {
+    case node::kind::memory: {
+      std::size_t b = 0;
+      for (const auto& p : n.memory_parts) b += p.byte_size();
+      return b;
+    }
+    case node::kind::csv: {
+      std::size_t b = 0;
+      for (const auto& r : n.ranges) b += r.end - r.begin;
+      return b;
+    }
+    case node::kind::aggregate:
+    case node::kind::describe:
+    case node::kind::row_count:
+      return n.split_out == 1 ? (1u << 20) : estimated_bytes(*n.inputs[0]);
+    default: {
+      std::size_t b = 0;
+      for (const auto& i : n.inputs) b += estimated_bytes(*i);
+      return b;
+    }
+  }
+}
+
+class lowerer {
+ public:
+  explicit lowerer(const lowering_options& options) : options_(options) {}
+
+  physical_plan run(const node_ptr& root) {
+    count_parents(root.get());
+    required_[root.get()] = all_of(*root);
+    propagate_requirements(root.get());
+    plan_.outputs = lower(root.get());
+    if (options_.pick_pieces) insert_picks();
+    return std::move(plan_);
+  }
+
+ private:
+  static std::set<std::string> all_of(const node& n) {
+    std::set<std::string> s;
+    for (const auto& [name, t] : n.schema) s.insert(name);
+    return s;
+  }
+
+  void count_parents(const node* n) {
+    if (visited_.insert(n).second) {
+      order_.push_back(n);
+      for (const auto& i : n->inputs) {
+        ++parents_[i.get()];
+        count_parents(i.get());
+      }
+    }
+  }
+
+  // Parents before children: a node's requirement is complete once all its parents are done.
+  void propagate_requirements(const node* root) {
+    std::vector<const node*> topo;
+    std::set<const node*> done;
+    std::function<void(const node*)> visit = [&](const node* n) {
+      if (!done.insert(n).second) return;
+      for (const auto& i : n->inputs) visit(i.get());
+      topo.push_back(n);
+    };
+    visit(root);
+    std::reverse(topo.begin(), topo.end());
+    for (const node* n : topo) {
+      const std::set<std::string>& need = required_[n];
+      for (std::size_t i = 0; i < n->inputs.size(); ++i) {
+        const node* in = n->inputs[i].get();
+        std::set<std::string> mine = input_requirement(*n, need, *in);
+        if (mine.empty() && !in->schema.empty()) mine.insert(in->schema.front().first);  // rows still count
+        required_[in].insert(mine.begin(), mine.end());
+      }
+    }
+  }
+
+  std::set<std::string> input_requirement(const node& n, const std::set<std::string>& need, const node& in) {
+    switch (n.k) {
+      case node::kind::rowwise: {
+        std::set<std::string> r = need;
+        for (auto it = n.steps.rbegin(); it != n.steps.rend(); ++it) {
+          const df_step& s = *it;
+          switch (s.k) {
+            case df_step::kind::filter:
+              expr_columns(*s.condition, r);
+              break;
+            case df_step::kind::with_column:
+              if (r.erase(s.name)) expr_columns(*s.condition, r);
+              break;
+            case df_step::kind::rename: {
+              std::set<std::string> before;
+              for (const auto& name : r) {
+                std::string original = name;
+                for (const auto& [from, to] : s.renames) {
+                  if (to == name) original = from;
+                }
+                before.insert(original);
+              }
+              r = std::move(before);
+              break;
+            }
+            case df_step::kind::select:
+              break;
+            default:
+              return all_of(in);
+          }
+        }
+        return r;
+      }
+      case node::kind::aggregate: {
+        std::set<std::string> r(n.agg.keys.begin(), n.agg.keys.end());
+        for (const auto& a : n.agg.aggs) r.insert(a.column);
+        return r;
+      }
+      case node::kind::sort: {
+        std::set<std::string> r = need;
+        r.insert(n.sort.by.begin(), n.sort.by.end());
+        return r;
+      }
+      case node::kind::repartition:
+        return need;
+      case node::kind::row_count:
+        return {};
+      default:
+        return all_of(in);
+    }
+  }
+
+  std::uint32_t add(task_spec t) {
+    plan_.tasks.push_back(std::move(t));
+    consumers_.push_back(0);
+    return static_cast<std::uint32_t>(plan_.tasks.size() - 1);
+  }
+
+  // A task the caller may extend with steps or a split: the producer itself when this node is
+  // its only consumer and it does not split, else a new task reading the piece.
+  std::uint32_t extendable(const input_ref& ref, bool exclusive) {
+    task_spec& producer = plan_.tasks[ref.task];
+    if (exclusive && ref.piece == 0 && producer.split == S::none) return ref.task;
+    task_spec t;
+    t.head = H::concat;
+    t.inputs = {ref};
+    return add(std::move(t));
+  }
+
+  // Reduces many pieces to one task with `final_head` reading at most max_inputs inputs; between,
+  // `middle_head` tasks (concat, or the same reduction when it is associative).
+  std::uint32_t reduce(std::vector<input_ref> refs, const task_spec& final_template, H middle_head,
+                       const task_spec& middle_template) {
+    const std::size_t fan_in = std::max<std::size_t>(2, options_.max_inputs);
+    while (refs.size() > fan_in) {
+      std::vector<input_ref> next;
+      for (std::size_t i = 0; i < refs.size(); i += fan_in) {
+        task_spec t = middle_template;
+        t.head = middle_head;
+        t.inputs.assign(refs.begin() + static_cast<std::ptrdiff_t>(i),
+                        refs.begin() + static_cast<std::ptrdiff_t>(std::min(refs.size(), i + fan_in)));
+        next.push_back({add(std::move(t)), 0});
+      }
+      refs = std::move(next);
+    }
+    task_spec t = final_template;
+    t.inputs = std::move(refs);
+    return add(std::move(t));
+  }
+
+  std::vector<input_ref> lower(const node* n) {
+    if (auto it = lowered_.find(n); it != lowered_.end()) return it->second;
+    std::vector<input_ref> out = lower_new(n);
+    lowered_[n] = out;
+    return out;
+  }
+
+  bool exclusive_input(const node* n) const {
+    auto it = parents_.find(n->inputs[0].get());
+    return it != parents_.end() && it->second == 1;
+  }
+
+  std::vector<input_ref> lower_new(const node* n) {
+    const std::set<std::string>& need = required_[n];
+    std::vector<input_ref> out;
+    switch (n->k) {
+      case node::kind::memory: {
+        for (const auto& p : n->memory_parts) {
+          std::vector<std::string> names;
+          std::vector<column> cols;
+          for (std::size_t c = 0; c < p.num_columns(); ++c) {
+            if (need.count(p.column_names()[c])) {
+              names.push_back(p.column_names()[c]);
+              cols.push_back(p.column_at(c));
+            }
+          }
+          task_spec t;
+          t.head = H::memory;
+          t.memory = table(std::move(names), std::move(cols));
+          out.push_back({add(std::move(t)), 0});
+        }
+        return out;
+      }
+      case node::kind::csv: {
+        std::vector<bool> wanted(n->csv->names.size());
+        for (std::size_t c = 0; c < wanted.size(); ++c) wanted[c] = need.count(n->csv->names[c]) != 0;
+        for (const auto& r : n->ranges) {
+          task_spec t;
+          t.head = H::csv;
+          t.csv = n->csv;
+          t.range = r;
+          t.wanted = wanted;
+          out.push_back({add(std::move(t)), 0});
+        }
+        return out;
+      }
+      case node::kind::rowwise: {
+        std::vector<df_step> steps;
+        for (const df_step& s : n->steps) {
+          // A computed column nothing reads is not computed.
+          if (s.k == df_step::kind::with_column && !step_output_needed(*n, s, need)) continue;
+          steps.push_back(s);
+        }
+        for (const input_ref& ref : lower(n->inputs[0].get())) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          auto& target = plan_.tasks[t].steps;
+          target.insert(target.end(), steps.begin(), steps.end());
+          out.push_back({t, 0});
+        }
+        return out;
+      }
+      case node::kind::aggregate: {
+        df_step partial;
+        partial.k = df_step::kind::partial_agg;
+        partial.agg = n->agg;
+        std::vector<std::uint32_t> partials;
+        for (const input_ref& ref : lower(n->inputs[0].get())) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          plan_.tasks[t].steps.push_back(partial);
+          partials.push_back(t);
+        }
+        df_step finalize;
+        finalize.k = df_step::kind::finalize_agg;
+        finalize.agg = n->agg;
+        task_spec combine;
+        combine.head = H::combine_agg;
+        combine.agg = n->agg;
+        task_spec last = combine;
+        last.steps.push_back(finalize);
+        const std::size_t k = std::max<std::size_t>(1, n->split_out);
+        if (k == 1) {
+          std::vector<input_ref> refs;
+          for (auto t : partials) refs.push_back({t, 0});
+          out.push_back({reduce(std::move(refs), last, H::combine_agg, combine), 0});
+          return out;
+        }
+        for (auto t : partials) {
+          plan_.tasks[t].split = S::hash;
+          plan_.tasks[t].split_keys = n->agg.keys;
+          plan_.tasks[t].count = k;
+        }
+        for (std::size_t j = 0; j < k; ++j) {
+          std::vector<input_ref> refs;
+          for (auto t : partials) refs.push_back({t, static_cast<std::uint32_t>(j)});
+          out.push_back({reduce(std::move(refs), last, H::combine_agg, combine), 0});
+        }
+        return out;
+      }
+      case node::kind::sort: {
+        const std::vector<input_ref> in = lower(n->inputs[0].get());
+        const std::size_t parts = in.size();
+        std::vector<std::uint32_t> sampled;
+        for (const input_ref& ref : in) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          plan_.tasks[t].split = S::with_sample;
+          plan_.tasks[t].sort = n->sort;
+          plan_.tasks[t].count = 256;
+          sampled.push_back(t);
+        }
+        task_spec bounds;
+        bounds.head = H::boundaries;
+        bounds.sort = n->sort;
+        bounds.count = parts;
+        std::vector<input_ref> samples;
+        for (auto t : sampled) samples.push_back({t, 1});
+        const std::uint32_t b = reduce(std::move(samples), bounds, H::concat, task_spec{});
+        std::vector<std::uint32_t> splits;
+        for (auto t : sampled) {
+          task_spec s;
+          s.head = H::concat;
+          s.inputs = {{t, 0}, {b, 0}};
+          s.split = S::range;
+          s.sort = n->sort;
+          splits.push_back(add(std::move(s)));
+        }
+        task_spec sorter;
+        sorter.head = H::sort;
+        sorter.sort = n->sort;
+        for (std::size_t j = 0; j < parts; ++j) {
+          std::vector<input_ref> refs;
+          for (auto t : splits) refs.push_back({t, static_cast<std::uint32_t>(j)});
+          out.push_back({reduce(std::move(refs), sorter, H::concat, task_spec{}), 0});
+        }
+        return out;
+      }
+      case node::kind::join: {
+        const std::vector<input_ref> left = lower(n->inputs[0].get());
+        const std::vector<input_ref> right = lower(n->inputs[1].get());
+        const node& r = *n->inputs[1];
+        task_spec joiner;
+        joiner.head = H::join;
+        joiner.join = n->join;
+        const bool broadcast =
+            n->strategy == join_strategy::broadcast ||
+            (n->strategy == join_strategy::automatic && (right.size() == 1 || estimated_bytes(r) <= broadcast_bytes));
+        if (broadcast) {
+          // The right side, gathered once, meets every left partition where it is.
+          input_ref whole =
+              right.size() == 1 ? right[0] : input_ref{reduce(right, task_spec{}, H::concat, task_spec{}), 0};
+          for (const input_ref& l : left) {
+            task_spec t = joiner;
+            t.inputs = {l, whole};
+            t.left_inputs = 1;
+            out.push_back({add(std::move(t)), 0});
+          }
+          return out;
+        }
+        const std::size_t k = std::max(left.size(), right.size());
+        auto shuffle = [&](const std::vector<input_ref>& side, const std::vector<std::string>& keys, bool exclusive) {
+          std::vector<std::uint32_t> split;
+          for (const input_ref& ref : side) {
+            const std::uint32_t t = extendable(ref, exclusive);
+            plan_.tasks[t].split = S::hash;
+            plan_.tasks[t].split_keys = keys;
+            plan_.tasks[t].count = k;
+            split.push_back(t);
+          }
+          return split;
+        };
+        const auto ls = shuffle(left, n->join.left_on, parents_[n->inputs[0].get()] == 1);
+        const auto rs =
+            shuffle(right, n->join.right_on, parents_[n->inputs[1].get()] == 1 && n->inputs[0] != n->inputs[1]);
+        for (std::size_t j = 0; j < k; ++j) {
+          std::vector<input_ref> lr, rr;
+          for (auto t : ls) lr.push_back({t, static_cast<std::uint32_t>(j)});
+          for (auto t : rs) rr.push_back({t, static_cast<std::uint32_t>(j)});
+          const std::size_t half = std::max<std::size_t>(1, options_.max_inputs / 2);
+          if (lr.size() > half) lr = {{reduce(lr, task_spec{}, H::concat, task_spec{}), 0}};
+          if (rr.size() > half) rr = {{reduce(rr, task_spec{}, H::concat, task_spec{}), 0}};
+          task_spec t = joiner;
+          t.left_inputs = static_cast<std::uint32_t>(lr.size());
+          t.inputs = lr;
+          t.inputs.insert(t.inputs.end(), rr.begin(), rr.end());
+          out.push_back({add(std::move(t)), 0});
+        }
+        return out;
+      }
+      case node::kind::distinct: {
+        df_step local;
+        local.k = df_step::kind::distinct;
+        local.columns = n->subset;
+        std::vector<input_ref> refs;
+        for (const input_ref& ref : lower(n->inputs[0].get())) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          plan_.tasks[t].steps.push_back(local);
+          refs.push_back({t, 0});
+        }
+        task_spec d;
+        d.head = H::distinct;
+        d.subset = n->subset;
+        out.push_back({reduce(std::move(refs), d, H::distinct, d), 0});
+        return out;
+      }
+      case node::kind::describe: {
+        task_spec d;
+        d.head = H::describe;
+        out.push_back({reduce(lower(n->inputs[0].get()), d, H::concat, task_spec{}), 0});
+        return out;
+      }
+      case node::kind::repartition: {
+        task_spec gather;
+        gather.head = H::concat;
+        gather.split = S::even;
+        gather.count = n->partitions;
+        const std::uint32_t t = reduce(lower(n->inputs[0].get()), gather, H::concat, task_spec{});
+        for (std::size_t j = 0; j < n->partitions; ++j) out.push_back({t, static_cast<std::uint32_t>(j)});
+        return out;
+      }
+      case node::kind::row_count: {
+        df_step count;
+        count.k = df_step::kind::row_count;
+        std::vector<input_ref> refs;
+        for (const input_ref& ref : lower(n->inputs[0].get())) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          plan_.tasks[t].steps.push_back(count);
+          refs.push_back({t, 0});
+        }
+        out.push_back({reduce(std::move(refs), task_spec{}, H::concat, task_spec{}), 0});
+        return out;
+      }
+    }
+    return out;
+  }
+
+  static bool step_output_needed(const node& n, const df_step& s, const std::set<std::string>& need) {
+    // Needed when the final output keeps it or a later step reads it.
+    bool after = false;
+    for (const df_step& later : n.steps) {
+      if (&later == &s) {
+        after = true;
+        continue;
+      }
+      if (!after) continue;
+      if (later.k == df_step::kind::with_column && later.name == s.name) {
+        std::set<std::string> reads;
+        expr_columns(*later.condition, reads);
+        return reads.count(s.name) != 0;
+      }
+      if (later.condition) {
+        std::set<std::string> reads;
+        expr_columns(*later.condition, reads);
+        if (reads.count(s.name)) return true;
+      }
+      if (later.k == df_step::kind::rename && later.renames.count(s.name)) {
+        return need.count(later.renames.at(s.name)) != 0;
+      }
+      if (later.k == df_step::kind::map_function) return true;
+    }
+    return need.count(s.name) != 0;
+  }
+
+  // Remote tasks fetch whole results: give each consumer of a split result a task of its own
+  // that picks its piece where the result is.
+  void insert_picks() {
+    physical_plan old = std::move(plan_);
+    plan_ = physical_plan{};
+    std::vector<std::uint32_t> index(old.tasks.size());
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> picks;
+    auto map_ref = [&](input_ref ref) -> input_ref {
+      const task_spec& producer = old.tasks[ref.task];
+      const std::uint32_t moved = index[ref.task];
+      if (producer.pieces() == 1) return {moved, ref.piece};
+      auto key = std::make_pair(moved, ref.piece);
+      auto it = picks.find(key);
+      if (it == picks.end()) {
+        task_spec pick;
+        pick.head = H::concat;
+        pick.inputs = {{moved, ref.piece}};
+        it = picks.emplace(key, add(std::move(pick))).first;
+      }
+      return {it->second, 0};
+    };
+    for (std::size_t i = 0; i < old.tasks.size(); ++i) {
+      task_spec t = std::move(old.tasks[i]);
+      for (auto& in : t.inputs) in = map_ref(in);
+      index[i] = add(std::move(t));
+    }
+    for (auto& o : old.outputs) plan_.outputs.push_back(map_ref(o));
+  }
+
+  static constexpr std::size_t broadcast_bytes = 32u << 20;
+
+  lowering_options options_;
+  physical_plan plan_;
+  std::vector<std::size_t> consumers_;
+  std::set<const node*> visited_;
+  std::vector<const node*> order_;
+  std::unordered_map<const node*, std::size_t> parents_;
+  std::unordered_map<const node*, std::set<std::string>> required_;
+  std::unordered_map<const node*, std::vector<input_ref>> lowered_;
+};
+
+std::string_view head_name(H h) {
+  switch (h) {
+    case H::memory:
+      return "memory";
+    case H::csv:
+      return "read_csv";
+    case H::concat:
+      return "concat";
+    case H::combine_agg:
+      return "combine";
+    case H::boundaries:
+      return "sort_boundaries";
+    case H::sort:
+      return "sort";
+    case H::join:
+      return "join";
+    case H::distinct:
+      return "distinct";
+    case H::describe:
+      return "describe";
+  }
+  return "?";
+}
+
+std::string step_text(const df_step& s) {
+  switch (s.k) {
+    case df_step::kind::filter:
+      return "filter " + expr_text(*s.condition);
+    case df_step::kind::with_column:
+      return fmt::format("with_column {} = {}", s.name, expr_text(*s.condition));
+    case df_step::kind::select:
+      return fmt::format("select {}", fmt::join(s.columns, ","));
+    case df_step::kind::rename:
+      return "rename";
+    case df_step::kind::map_function:
+      return "map " + s.name;
+    case df_step::kind::partial_agg:
+      return "partial_agg";
+    case df_step::kind::finalize_agg:
+      return "finalize_agg";
+    case df_step::kind::distinct:
+      return "distinct";
+    case df_step::kind::row_count:
+      return "row_count";
+    case df_step::kind::head:
+      return fmt::format("head {}", s.count);
+  }
+  return "?";
+}
+
+}  // namespace
+
+physical_plan lower(const node_ptr& node, const lowering_options& options) { return lowerer(options).run(node); }
+
+std::string describe_plan(const physical_plan& plan) {
+  std::string out;
+  for (std::size_t i = 0; i < plan.tasks.size(); ++i) {
+    const task_spec& t = plan.tasks[i];
+    out += fmt::format("t{}: {}", i, head_name(t.head));
+    if (t.head == H::csv) {
+      std::vector<std::string> cols;
+      for (std::size_t c = 0; c < t.wanted.size(); ++c) {
+        if (t.wanted[c]) cols.push_back(t.csv->names[c]);
+      }
+      out += fmt::format(" {}[{}-{}) columns {}", t.csv->files[t.range.file], t.range.begin, t.range.end,
+                         fmt::join(cols, ","));
+    }
+    if (t.head == H::memory)
+      out += fmt::format(" {} rows, columns {}", t.memory.num_rows(), fmt::join(t.memory.column_names(), ","));
+    if (!t.inputs.empty()) {
+      out += " <-";
+      for (const auto& in : t.inputs) out += fmt::format(" t{}.{}", in.task, in.piece);
+    }
+    for (const auto& s : t.steps) out += " | " + step_text(s);
+    switch (t.split) {
+      case S::none:
+        break;
+      case S::hash:
+        out += fmt::format(" | hash_split {}", t.count);
+        break;
+      case S::range:
+        out += " | range_split";
+        break;
+      case S::even:
+        out += fmt::format(" | split {}", t.count);
+        break;
+      case S::with_sample:
+        out += " | sample";
+        break;
+    }
+    out += '\n';
+  }
+  out += "result:";
+  for (const auto& o : plan.outputs) out += fmt::format(" t{}.{}", o.task, o.piece);
+  out += '\n';
+  return out;
+}
+
+}  // namespace dx::detail

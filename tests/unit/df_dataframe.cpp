@@ -1,0 +1,429 @@
+// dx::dataframe end to end: each operation against answers computed here with plain loops.
+#include <catch2/catch.hpp>
+#include <dx/dataframe.hpp>
+#include <dx/dx.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<int> partitions_mapped{0};
+
+dx::table add_one_to_x(dx::table t) {
+  partitions_mapped.fetch_add(1);
+  std::vector<std::optional<std::int64_t>> x;
+  for (std::size_t i = 0; i < t.num_rows(); ++i) {
+    const dx::column& c = t["x"];
+    x.push_back(c.is_null(i) ? std::nullopt : std::optional<std::int64_t>(c.int64_at(i) + 1));
+  }
+  return dx::table{{"x", dx::column(x)}, {"partition_rows", std::vector<std::int64_t>(t.num_rows(), t.num_rows())}};
+}
+DX_REMOTE(add_one_to_x);
+
+dx::table not_registered(dx::table t) { return t; }
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    path = fs::temp_directory_path() / ("dx-df-" + std::to_string(std::random_device{}()));
+    fs::create_directories(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const dx::dataframe_error& e) {
+    return e.what();
+  }
+  return "(no dx::dataframe_error)";
+}
+
+// A table of n rows: id 0..n-1, key id % 7 (null every 11th), value id * 0.5 (null every 13th),
+// name "n<id%5>" with some unicode.
+dx::table sample_table(std::size_t n) {
+  std::vector<std::int64_t> id;
+  std::vector<std::optional<std::int64_t>> key;
+  std::vector<std::optional<double>> value;
+  std::vector<std::optional<std::string>> name;
+  const char* names[] = {"Zürich", "東京", "Oslo", "Lima", "🙂 smile"};
+  for (std::size_t i = 0; i < n; ++i) {
+    id.push_back(static_cast<std::int64_t>(i));
+    key.push_back(i % 11 == 3 ? std::nullopt : std::optional<std::int64_t>(static_cast<std::int64_t>(i % 7)));
+    value.push_back(i % 13 == 5 ? std::nullopt : std::optional<double>(static_cast<double>(i) * 0.5));
+    name.push_back(i % 17 == 2 ? std::nullopt : std::optional<std::string>(names[i % 5]));
+  }
+  return dx::table{{"id", id}, {"key", dx::column(key)}, {"value", dx::column(value)}, {"name", dx::column(name)}};
+}
+
+}  // namespace
+
+TEST_CASE("filter, with_column and select compute what a row loop computes", "[dataframe]") {
+  dx::cluster cl;
+  const dx::table t = sample_table(1000);
+  for (std::size_t parts : {1, 3, 8}) {
+    auto df = dx::dataframe::from_table(cl, t, parts);
+    auto out = df.filter(df["value"] > 100.0 && !df["name"].is_null())
+                   .with_column("twice", df["id"] * 2 + df["key"])
+                   .select({"id", "twice", "name"})
+                   .compute();
+    std::vector<std::int64_t> ids;
+    std::vector<std::optional<std::int64_t>> twice;
+    for (std::size_t i = 0; i < 1000; ++i) {
+      const bool value_ok = !t["value"].is_null(i) && t["value"].float64_at(i) > 100.0;
+      if (!value_ok || t["name"].is_null(i)) continue;
+      ids.push_back(static_cast<std::int64_t>(i));
+      twice.push_back(t["key"].is_null(i) ? std::nullopt : std::optional<std::int64_t>(2 * i + t["key"].int64_at(i)));
+    }
+    REQUIRE(out.column_names() == std::vector<std::string>{"id", "twice", "name"});
+    REQUIRE(out["id"] == dx::column(ids));
+    REQUIRE(out["twice"] == dx::column(twice));
+  }
+}
+
+TEST_CASE("expressions follow the type and null rules", "[dataframe][expr]") {
+  dx::cluster cl;
+  auto df = dx::dataframe::from_columns(
+      cl,
+      {{"a", std::vector<std::optional<std::int64_t>>{7, -7, std::nullopt, 0}},
+       {"b", std::vector<std::optional<double>>{2.0, 0.5, 1.0, std::nullopt}},
+       {"p", std::vector<std::optional<bool>>{true, false, std::nullopt, std::nullopt}},
+       {"s", std::vector<std::optional<std::string>>{"apple", "apricot", std::nullopt, "banana"}},
+       {"t", std::vector<dx::timestamp>{*dx::parse_timestamp("2026-01-01"), *dx::parse_timestamp("2026-06-01"),
+                                        *dx::parse_timestamp("2025-12-31T23:59:59"),
+                                        *dx::parse_timestamp("2026-01-01T00:00:00.5Z")}}},
+      2);
+  const dx::table r = df.with_column("sum", df["a"] + df["b"])
+                          .with_column("div", df["a"] / 2)
+                          .with_column("mod", df["a"] % 3)
+                          .with_column("neg", -df["a"])
+                          .with_column("and", df["p"] && (df["a"] > 0))
+                          .with_column("or", df["p"] || (df["a"] < 0))
+                          .with_column("not", !df["p"])
+                          .with_column("isnull", df["a"].is_null())
+                          .with_column("prefix", df["s"].starts_with("ap"))
+                          .with_column("eq", df["s"] == "banana")
+                          .with_column("after", df["t"] > "2026-01-01")
+                          .with_column("text", df["a"].cast(dx::column_type::string))
+                          .compute();
+  using O = std::optional<double>;
+  REQUIRE(r["sum"] == dx::column(std::vector<O>{9.0, -6.5, std::nullopt, std::nullopt}));
+  REQUIRE(r["div"] == dx::column(std::vector<O>{3.5, -3.5, std::nullopt, 0.0}));
+  REQUIRE(r["mod"] == dx::column(std::vector<std::optional<std::int64_t>>{1, 2, std::nullopt, 0}));  // Python's sign
+  REQUIRE(r["neg"] == dx::column(std::vector<std::optional<std::int64_t>>{-7, 7, std::nullopt, 0}));
+  using B = std::optional<bool>;
+  // SQL logic: false && null = false, true || null = true.
+  REQUIRE(r["and"] == dx::column(std::vector<B>{true, false, std::nullopt, false}));
+  REQUIRE(r["or"] == dx::column(std::vector<B>{true, true, std::nullopt, std::nullopt}));
+  REQUIRE(r["not"] == dx::column(std::vector<B>{false, true, std::nullopt, std::nullopt}));
+  REQUIRE(r["isnull"] == dx::column(std::vector<bool>{false, false, true, false}));
+  REQUIRE(r["prefix"] == dx::column(std::vector<B>{true, true, std::nullopt, false}));
+  REQUIRE(r["eq"] == dx::column(std::vector<B>{false, false, std::nullopt, true}));
+  REQUIRE(r["after"] == dx::column(std::vector<bool>{false, true, false, true}));
+  REQUIRE(r["text"] == dx::column(std::vector<std::optional<std::string>>{"7", "-7", std::nullopt, "0"}));
+}
+
+TEST_CASE("mistakes are dataframe errors that name the problem", "[dataframe][errors]") {
+  dx::cluster cl;
+  auto df = dx::dataframe::from_table(cl, sample_table(10), 2);
+  CHECK(error_of([&] { (void)df["vlaue"]; }).find("closest: 'value'") != std::string::npos);
+  CHECK(error_of([&] { (void)df.filter(dx::col("nmae") == "x"); }).find("unknown column 'nmae'; closest: 'name'") !=
+        std::string::npos);
+  CHECK(error_of([&] { (void)df.with_column("x", df["name"] + 1); }).find("cannot add string and int64") !=
+        std::string::npos);
+  CHECK(error_of([&] { (void)df.filter(df["id"] + 1); }).find("not bool") != std::string::npos);
+  CHECK(error_of([&] { (void)df.filter(df["name"] > 3); }).find("cannot compare string with int64") !=
+        std::string::npos);
+  CHECK(error_of([&] { (void)df.map_partitions(not_registered); }).find("DX_REMOTE") != std::string::npos);
+  CHECK(error_of([&] { (void)df.groupby({"kye"}); }).find("closest: 'key'") != std::string::npos);
+  CHECK(error_of([&] { (void)df.sort_values({"nope"}); }).find("unknown column 'nope'") != std::string::npos);
+  CHECK(error_of([&] { (void)df.groupby({"key"}).agg({{"name", dx::agg::mean}}); }).find("name") != std::string::npos);
+  CHECK(error_of([&] { (void)dx::dataframe::read_csv(cl, "/nonexistent-dx-dir/*.csv"); }).find("no file matches") !=
+        std::string::npos);
+  CHECK(error_of([&] { (void)df.select({"id", "id"}); }).find("twice") != std::string::npos);
+}
+
+TEST_CASE("nothing runs before a sink, and head runs only the partitions it needs", "[dataframe][lazy]") {
+  dx::cluster cl;
+  std::vector<std::int64_t> x(800);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<std::int64_t>(i);
+  auto df = dx::dataframe::from_columns(cl, {{"x", x}}, 8).map_partitions(add_one_to_x);
+  partitions_mapped = 0;  // learning the output schema called it once on an empty partition
+  auto filtered = df.filter(df["x"] > 10);
+  CHECK(partitions_mapped.load() == 0);
+  const dx::table h = filtered.head(5);
+  CHECK(partitions_mapped.load() == 1);
+  REQUIRE(h.num_rows() == 5);
+  CHECK(h["x"].int64_at(0) == 11);
+  CHECK(h["partition_rows"].int64_at(0) == 100);
+  partitions_mapped = 0;
+  CHECK(filtered.count_rows() == 790);
+  CHECK(partitions_mapped.load() == 8);
+}
+
+TEST_CASE("groupby aggregates like a map of groups, with nulls and empty partitions", "[dataframe][groupby]") {
+  dx::cluster cl;
+  const dx::table t = sample_table(500);
+  // Partitions emptied by a filter: ids 100..299 are removed, so some partitions have no rows.
+  auto df = dx::dataframe::from_table(cl, t, 10);
+  auto kept = df.filter(df["id"] < 100 || df["id"] >= 300);
+  const dx::table g = kept.groupby({"key"})
+                          .agg({{"value", dx::agg::sum},
+                                {"value", dx::agg::count},
+                                {"value", dx::agg::mean},
+                                {"value", dx::agg::max},
+                                {"name", dx::agg::nunique},
+                                {"name", dx::agg::first}})
+                          .compute();
+  struct acc {
+    double sum = 0;
+    std::int64_t count = 0;
+    std::optional<double> max;
+    std::set<std::string> names;
+    std::optional<std::string> first;
+  };
+  std::map<std::int64_t, acc> want;
+  for (std::size_t i = 0; i < 500; ++i) {
+    if (i >= 100 && i < 300) continue;
+    if (t["key"].is_null(i)) continue;
+    acc& a = want[t["key"].int64_at(i)];
+    if (!t["value"].is_null(i)) {
+      const double v = t["value"].float64_at(i);
+      a.sum += v;
+      ++a.count;
+      a.max = a.max ? std::max(*a.max, v) : v;
+    }
+    if (!t["name"].is_null(i)) {
+      a.names.insert(std::string(t["name"].string_at(i)));
+      if (!a.first) a.first = std::string(t["name"].string_at(i));
+    }
+  }
+  REQUIRE(g.num_rows() == want.size());
+  std::size_t row = 0;
+  for (const auto& [key, a] : want) {
+    CHECK(g["key"].int64_at(row) == key);
+    CHECK(g["value_sum"].float64_at(row) == Approx(a.sum));
+    CHECK(g["value_count"].int64_at(row) == a.count);
+    CHECK(g["value_mean"].float64_at(row) == Approx(a.sum / static_cast<double>(a.count)));
+    CHECK(g["value_max"].float64_at(row) == *a.max);
+    CHECK(g["name_nunique"].int64_at(row) == static_cast<std::int64_t>(a.names.size()));
+    CHECK(g["name_first"].string_at(row) == *a.first);
+    ++row;
+  }
+  // The same with a hash shuffle of the partial aggregates.
+  const dx::table shuffled =
+      kept.groupby({"key"}).split_out(3).agg({{"value", dx::agg::sum}}).sort_values({"key"}).compute();
+  REQUIRE(shuffled.num_rows() == want.size());
+  row = 0;
+  for (const auto& [key, a] : want) {
+    CHECK(shuffled["key"].int64_at(row) == key);
+    CHECK(shuffled["value_sum"].float64_at(row) == Approx(a.sum));
+    ++row;
+  }
+}
+
+TEST_CASE("a whole-frame agg gives one row", "[dataframe][groupby]") {
+  dx::cluster cl;
+  auto df = dx::dataframe::from_table(cl, sample_table(300), 4);
+  const dx::table r = df.filter(df["value"] > 50.0).agg({{"value", dx::agg::mean}, {"id", dx::agg::min}}).compute();
+  double sum = 0;
+  std::int64_t n = 0, min_id = -1;
+  const dx::table t = sample_table(300);
+  for (std::size_t i = 0; i < 300; ++i) {
+    if (t["value"].is_null(i) || t["value"].float64_at(i) <= 50.0) continue;
+    sum += t["value"].float64_at(i);
+    ++n;
+    if (min_id < 0) min_id = static_cast<std::int64_t>(i);
+  }
+  REQUIRE(r.num_rows() == 1);
+  CHECK(r["value_mean"].float64_at(0) == Approx(sum / static_cast<double>(n)));
+  CHECK(r["id_min"].int64_at(0) == min_id);
+}
+
+TEST_CASE("sort_values orders by several columns, nulls last, stable", "[dataframe][sort]") {
+  dx::cluster cl;
+  const dx::table t = sample_table(700);
+  auto df = dx::dataframe::from_table(cl, t, 5);
+  const dx::table s = df.sort_values({"key", "value"}, {true, false}).compute();
+  std::vector<std::size_t> order(700);
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto cmp_key = [&](std::size_t a, std::size_t b) {
+    const bool na = t["key"].is_null(a), nb = t["key"].is_null(b);
+    if (na != nb) return nb;
+    if (!na && t["key"].int64_at(a) != t["key"].int64_at(b)) return t["key"].int64_at(a) < t["key"].int64_at(b);
+    const bool va = t["value"].is_null(a), vb = t["value"].is_null(b);
+    if (va != vb) return vb;
+    if (va) return false;
+    return t["value"].float64_at(a) > t["value"].float64_at(b);
+  };
+  std::stable_sort(order.begin(), order.end(), cmp_key);
+  REQUIRE(s.num_rows() == 700);
+  for (std::size_t i = 0; i < order.size(); ++i) REQUIRE(s["id"].int64_at(i) == static_cast<std::int64_t>(order[i]));
+}
+
+TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
+  dx::cluster cl;
+  const dx::table left = sample_table(200);
+  std::vector<std::optional<std::int64_t>> rkey{0, 1, 1, 3, std::nullopt, 9};
+  std::vector<std::string> label{"zero", "one", "uno", "three", "none", "nine"};
+  const dx::table right{{"key", dx::column(rkey)}, {"label", label}};
+  for (auto strategy : {dx::join_strategy::broadcast, dx::join_strategy::shuffle}) {
+    for (auto how : {dx::join_kind::inner, dx::join_kind::left}) {
+      auto l = dx::dataframe::from_table(cl, left, 4);
+      auto r = dx::dataframe::from_table(cl, right, 2);
+      const dx::table j = l.join(r, {"key"}, how, strategy).sort_values({"id", "label"}).compute();
+      std::vector<std::pair<std::int64_t, std::optional<std::string>>> want;
+      for (std::size_t i = 0; i < 200; ++i) {
+        bool matched = false;
+        for (std::size_t k = 0; k < rkey.size(); ++k) {
+          if (!left["key"].is_null(i) && rkey[k] && *rkey[k] == left["key"].int64_at(i)) {
+            want.emplace_back(static_cast<std::int64_t>(i), label[k]);
+            matched = true;
+          }
+        }
+        if (!matched && how == dx::join_kind::left) want.emplace_back(static_cast<std::int64_t>(i), std::nullopt);
+      }
+      std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) {
+        if (a.first != b.first) return a.first < b.first;
+        if (a.second.has_value() != b.second.has_value()) return a.second.has_value();
+        return a.second < b.second;
+      });
+      REQUIRE(j.num_rows() == want.size());
+      REQUIRE(j.column_names() == std::vector<std::string>{"id", "key", "value", "name", "label"});
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        CHECK(j["id"].int64_at(i) == want[i].first);
+        CHECK(j["label"].is_null(i) == !want[i].second.has_value());
+        if (want[i].second) CHECK(j["label"].string_at(i) == *want[i].second);
+      }
+    }
+  }
+}
+
+TEST_CASE("drop_duplicates, value_counts, describe and repartition", "[dataframe]") {
+  dx::cluster cl;
+  const dx::table t = sample_table(400);
+  auto df = dx::dataframe::from_table(cl, t, 6);
+
+  const dx::table d = df.drop_duplicates({"key", "name"}).compute();
+  std::set<std::pair<std::optional<std::int64_t>, std::optional<std::string>>> seen;
+  std::vector<std::int64_t> first_ids;
+  for (std::size_t i = 0; i < 400; ++i) {
+    auto k = std::make_pair(t["key"].is_null(i) ? std::nullopt : std::optional<std::int64_t>(t["key"].int64_at(i)),
+                            t["name"].is_null(i) ? std::nullopt : std::optional<std::string>(t["name"].string_at(i)));
+    if (seen.insert(k).second) first_ids.push_back(static_cast<std::int64_t>(i));
+  }
+  CHECK(d["id"] == dx::column(first_ids));
+
+  const dx::table vc = df.value_counts("name").compute();
+  std::map<std::string, std::int64_t> counts;
+  for (std::size_t i = 0; i < 400; ++i) {
+    if (!t["name"].is_null(i)) ++counts[std::string(t["name"].string_at(i))];
+  }
+  REQUIRE(vc.num_rows() == counts.size());
+  for (std::size_t i = 0; i < vc.num_rows(); ++i) {
+    CHECK(vc["count"].int64_at(i) == counts.at(std::string(vc["name"].string_at(i))));
+    if (i > 0) CHECK(vc["count"].int64_at(i - 1) >= vc["count"].int64_at(i));
+  }
+
+  const dx::table desc = df.describe().compute();
+  REQUIRE(desc.column_names() == std::vector<std::string>{"statistic", "id", "key", "value"});
+  CHECK(desc["statistic"].string_at(0) == "count");
+  CHECK(desc["id"].float64_at(0) == 400.0);
+  CHECK(desc["id"].float64_at(1) == Approx(199.5));  // mean
+  CHECK(desc["id"].float64_at(5) == Approx(199.5));  // median
+  CHECK(desc["id"].float64_at(7) == 399.0);          // max
+
+  auto re = df.repartition(3);
+  CHECK(re.num_partitions() == 3);
+  CHECK(re.compute() == t);
+}
+
+TEST_CASE("read_csv prunes unread columns and counts skipped rows", "[dataframe][csv]") {
+  temp_dir dir;
+  std::string text = "id,city,fare,note\n";
+  for (int i = 0; i < 300; ++i) {
+    text += std::to_string(i) + "," + (i % 3 ? "Oslo" : "\"Lima, Peru\"") + "," + std::to_string(i * 1.25) +
+            ",\"multi\nline " + std::to_string(i) + "\"\n";
+  }
+  text += "301,Oslo,not-a-number,x\n";
+  write_file(dir.file("a.csv"), text);
+  write_file(dir.file("b.csv"), "id,city,fare,note\n1000,Bergen,250.5,\n");
+  dx::cluster cl;
+  dx::csv_options opts;
+  opts.partition_bytes = 1024;
+  opts.skip_bad_rows = true;
+  opts.schema["fare"] = dx::column_type::float64;
+  auto df = dx::dataframe::read_csv(cl, dir.file("*.csv"), opts);
+  CHECK(df.num_partitions() > 3);
+  auto q = df.filter(df["fare"] > 100.0).select({"id", "fare"});
+  const std::string plan = q.explain();
+  CHECK(plan.find("columns id,fare") != std::string::npos);
+  CHECK(plan.find("note") == std::string::npos);
+  const dx::table r = q.compute();
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 300; ++i) {
+    if (i * 1.25 > 100.0) ids.push_back(i);
+  }
+  ids.push_back(1000);
+  CHECK(r["id"] == dx::column(ids));
+  if (!(r["id"] == dx::column(ids))) std::cout << r;
+  CHECK(q.skipped_rows() == 1);
+
+  opts.skip_bad_rows = false;
+  auto strict = dx::dataframe::read_csv(cl, dir.file("a.csv"), opts);
+  const std::string message = error_of([&] { (void)strict.compute(); });
+  CHECK(message.find("a.csv:") != std::string::npos);
+  CHECK(message.find("not-a-number") != std::string::npos);
+}
+
+TEST_CASE("to_csv writes one file or one per partition that read back the same", "[dataframe][csv]") {
+  temp_dir dir;
+  dx::cluster cl;
+  const dx::table t = sample_table(250);
+  auto df = dx::dataframe::from_table(cl, t, 4);
+  df.to_csv(dir.file("all.csv"));
+  df.to_csv(dir.file("part-*.csv"));
+  CHECK(fs::exists(dir.file("part-0.csv")));
+  CHECK(fs::exists(dir.file("part-3.csv")));
+  CHECK(!fs::exists(dir.file("part-4.csv")));
+  dx::csv_options opts;
+  opts.schema["key"] = dx::column_type::int64;
+  const dx::table one = dx::dataframe::read_csv(cl, dir.file("all.csv"), opts).compute();
+  const dx::table many = dx::dataframe::read_csv(cl, dir.file("part-*.csv"), opts).compute();
+  CHECK(one == t);
+  CHECK(many == t);
+}
+
+TEST_CASE("a table prints as an aligned text table", "[dataframe][print]") {
+  const dx::table t{{"city", std::vector<std::string>{"Oslo", "東京"}},
+                    {"temp", std::vector<std::optional<double>>{3.5, std::nullopt}},
+                    {"n", std::vector<std::int64_t>{12, 7}}};
+  CHECK(t.to_string() ==
+        "city  temp   n\n"
+        "----  ----  --\n"
+        "Oslo   3.5  12\n"
+        "東京  null   7\n"
+        "[2 rows x 3 columns]\n");
+}

@@ -1,0 +1,10 @@
+// The dataframe tests' main: the same binary serves as the worker program that
+// options::local_processes() starts.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <dx/dx.hpp>
+
+int main(int argc, char** argv) {
+  if (dx::is_worker(argc, argv)) return dx::worker_main(argc, argv);
+  return Catch::Session().run(argc, argv);
+}
