@@ -427,3 +427,34 @@ TEST_CASE("a table prints as an aligned text table", "[dataframe][print]") {
         "東京  null   7\n"
         "[2 rows x 3 columns]\n");
 }
+
+TEST_CASE("results do not depend on partitioning, down to one-row and empty partitions", "[dataframe]") {
+  dx::cluster cl;
+  const dx::table t = sample_table(45);
+  auto run = [&](std::size_t parts) {
+    auto df = dx::dataframe::from_table(cl, t, parts);
+    // The filter leaves some partitions empty.
+    auto some = df.filter(df["id"] % 4 != 1 && (df["id"] < 10 || df["id"] > 20));
+    std::vector<dx::table> out;
+    out.push_back(some.compute());
+    out.push_back(some.groupby({"name"}).agg({{"value", dx::agg::sum}, {"key", dx::agg::std}, {"id", dx::agg::first}}).compute());
+    out.push_back(some.groupby({"key"}).split_out(5).agg({{"value", dx::agg::min}}).sort_values({"key"}).compute());
+    out.push_back(some.sort_values({"name", "id"}, {false, true}).compute());
+    out.push_back(some.join(df.select({"id", "name"}), {"id"}, dx::join_kind::left, dx::join_strategy::shuffle)
+                      .sort_values({"id"})
+                      .compute());
+    out.push_back(some.drop_duplicates({"name"}).compute());
+    out.push_back(some.repartition(4).compute());
+    out.push_back(dx::table{{"rows", std::vector<std::int64_t>{static_cast<std::int64_t>(some.count_rows())}}});
+    return out;
+  };
+  const std::vector<dx::table> one = run(1);
+  CHECK(one[0].num_rows() > 10);
+  for (std::size_t parts : {2, 7, 45}) {
+    const std::vector<dx::table> many = run(parts);
+    for (std::size_t i = 0; i < one.size(); ++i) {
+      INFO("partitions " << parts << ", plan " << i << "\n" << one[i].to_string(50) << many[i].to_string(50));
+      CHECK(many[i] == one[i]);
+    }
+  }
+}
