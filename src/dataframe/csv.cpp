@@ -944,7 +944,14 @@ class range_cutter {
   }
 
   void finish(std::uint64_t file_size) {
-    if (range_begin_ < file_size) out_.push_back({file_, range_begin_, file_size, begin_line_});
+    if (range_begin_ >= file_size) return;
+    // A short tail joins the range before it rather than making a partition of its own.
+    if (!out_.empty() && out_.back().file == file_ && out_.back().end == range_begin_ &&
+        file_size - range_begin_ < target_ / 2) {
+      out_.back().end = file_size;
+      return;
+    }
+    out_.push_back({file_, range_begin_, file_size, begin_line_});
   }
 
  private:
