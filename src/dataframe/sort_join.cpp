@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 #include <unordered_set>
 
@@ -83,6 +84,23 @@ class key_column {
         break;
     }
     return ascending_ ? u : ~u;
+  }
+
+  // The value whose encode() is `u`, as the column stores it (int64_t, double or uint8_t).
+  template <class T>
+  T decode(std::uint64_t u) const noexcept {
+    if (!ascending_) u = ~u;
+    if constexpr (std::is_same_v<T, double>) {
+      return std::bit_cast<double>((u & sign_bit) != 0 ? u ^ sign_bit : ~u);
+    } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+      return static_cast<std::uint8_t>(u);
+    } else {
+      return static_cast<std::int64_t>(u ^ sign_bit);
+    }
+  }
+  // -0.0, the one value encode() does not keep.
+  bool negative_zero(std::size_t row) const noexcept {
+    return doubles_ != nullptr && doubles_[row] == 0 && std::signbit(doubles_[row]);
   }
 
   // Three-way comparison of this column's row `a` with `other`'s row `b` (same type) in sort order.
@@ -170,7 +188,7 @@ constexpr std::size_t radix_buckets = std::size_t{1} << radix_bits;
 
 // Buffers a thread reuses from one sort to the next: touching fresh pages costs more than the
 // sort itself. Kept only while they are of moderate size. Slots: 0 radix keys, 1 their copy,
-// 2 encoded keys, 3 rows grouped by piece, 4 the sorted order, 5 its copy.
+// 2 encoded keys, 3 rows grouped by piece (split_by_id), 4 the sorted order, 5 its copy.
 template <class T>
 std::vector<T>& scratch(unsigned slot, std::size_t n) {
   thread_local std::array<std::vector<T>, 6> buffers;
@@ -181,7 +199,7 @@ std::vector<T>& scratch(unsigned slot, std::size_t n) {
 
 template <class T>
 void release_if_large(unsigned slot) {
-  constexpr std::size_t keep_bytes = std::size_t{256} << 20;
+  constexpr std::size_t keep_bytes = std::size_t{32} << 20;
   std::vector<T>& v = scratch<T>(slot, 0);
   if (v.capacity() * sizeof(T) > keep_bytes) std::vector<T>().swap(v);
 }
@@ -231,10 +249,10 @@ void sort_run(std::uint64_t* keys, Index* perm, std::size_t n) {
 // on runs of equal leading digits, which are short unless keys cluster.
 constexpr unsigned radix_max_passes = 3;
 
-// Stable LSD radix sort of `perm` by `keys` (keys[i] belongs to perm[i]); both are permuted.
-// Digits that are the same for every key cost no pass.
+// Stable LSD radix sort of `perm` by `keys` (keys[i] belongs to perm[i]); perm is permuted, and
+// keys too when `keep_keys`. Digits that are the same for every key cost no pass.
 template <class Index>
-void radix_sort(std::vector<std::uint64_t>& keys, std::vector<Index>& perm, std::uint64_t max_key) {
+void radix_sort(std::vector<std::uint64_t>& keys, std::vector<Index>& perm, std::uint64_t max_key, bool keep_keys) {
   const std::size_t n = keys.size();
   const unsigned bits = static_cast<unsigned>(std::bit_width(max_key));
   if (bits == 0 || n < 2) return;
@@ -273,7 +291,7 @@ void radix_sort(std::vector<std::uint64_t>& keys, std::vector<Index>& perm, std:
     const Index* pin = perm.data();
     std::uint64_t* kout = keys_out.data();
     Index* pout = perm_out.data();
-    if (step + 1 == needed.size() && !partial) {
+    if (step + 1 == needed.size() && !partial && !keep_keys) {
       // The last pass only has to place the row indices.
       for (std::size_t i = 0; i < n; ++i) pout[pos[(kin[i] >> shift) & (radix_buckets - 1)]++] = pin[i];
       perm.swap(perm_out);
@@ -340,14 +358,17 @@ std::vector<multi_key> multi_keys(const piece_rows& m, const std::vector<std::st
   return keys;
 }
 
-// Stably reorders `perm` (global rows) by one numeric key column.
+// Stably reorders `perm` (global rows) by one numeric key column. With `want_keys`, when the
+// values can be recovered from the sorted keys (none missing, no -0.0), leaves those in scratch
+// slot 0 and returns what was subtracted from them.
 template <class Index>
-void sort_by_numeric(const piece_rows& m, const multi_key& key, std::vector<Index>& perm, bool identity) {
+std::optional<std::uint64_t> sort_by_numeric(const piece_rows& m, const multi_key& key, std::vector<Index>& perm,
+                                             bool identity, bool want_keys) {
   const std::size_t n = perm.size();
   // The key of every global row, and whether it is missing.
   std::vector<std::uint64_t>& encoded = scratch<std::uint64_t>(2, n);
   std::vector<std::uint8_t>& missing = scratch<std::uint8_t>(0, n);
-  bool any_missing = false, any_valid = false;
+  bool any_missing = false, any_valid = false, any_negative_zero = false;
   std::uint64_t lo = std::numeric_limits<std::uint64_t>::max(), hi = 0;
   for (std::size_t p = 0; p < m.pieces.size(); ++p) {
     const key_column& kc = key.parts[p];
@@ -361,13 +382,14 @@ void sort_by_numeric(const piece_rows& m, const multi_key& key, std::vector<Inde
         continue;
       }
       const std::uint64_t u = kc.encode(r);
+      if (want_keys) any_negative_zero |= kc.negative_zero(r);
       encoded[start + r] = u;
       lo = std::min(lo, u);
       hi = std::max(hi, u);
       any_valid = true;
     }
   }
-  if (!any_valid) return;  // all missing: all equal
+  if (!any_valid) return std::nullopt;  // all missing: all equal
   // Keys relative to the smallest need fewer digits; missing values get the key after the largest
   // unless the values use the whole 64-bit range, when they are moved to the end afterwards.
   const std::uint64_t range = hi - lo;
@@ -381,22 +403,28 @@ void sort_by_numeric(const piece_rows& m, const multi_key& key, std::vector<Inde
   } else {
     for (std::size_t i = 0; i < n; ++i) keys[i] = encoded[perm[i]] - lo;
   }
-  radix_sort(keys, perm, any_missing && missing_fits ? range + 1 : range);
+  const bool keep_keys = want_keys && !any_missing && !any_negative_zero;
+  radix_sort(keys, perm, any_missing && missing_fits ? range + 1 : range, keep_keys);
   if (any_missing && !missing_fits) {
     std::stable_partition(perm.begin(), perm.end(), [&](Index g) { return missing[g] == 0; });
   }
+  if (keep_keys) return lo;
+  return std::nullopt;
 }
 
 // The stable sorted order of all rows of `m` as global rows: sorts by the last key first, then
-// stably by each earlier one, so numeric keys always take the radix path.
+// stably by each earlier one, so numeric keys always take the radix path. For a single numeric
+// key, returns what sort_by_numeric does with `want_keys`.
 template <class Index>
-void sorted_order(const piece_rows& m, const std::vector<multi_key>& keys, std::vector<Index>& perm) {
+std::optional<std::uint64_t> sorted_order(const piece_rows& m, const std::vector<multi_key>& keys,
+                                          std::vector<Index>& perm) {
   perm.resize(m.rows);
   std::iota(perm.begin(), perm.end(), Index{0});
+  std::optional<std::uint64_t> sorted_keys;
   for (std::size_t k = keys.size(); k-- > 0;) {
     const multi_key& key = keys[k];
     if (key.numeric()) {
-      sort_by_numeric(m, key, perm, k + 1 == keys.size());
+      sorted_keys = sort_by_numeric(m, key, perm, k + 1 == keys.size(), keys.size() == 1);
     } else if (m.pieces.size() == 1) {
       const key_column& kc = key.parts[0];
       std::stable_sort(perm.begin(), perm.end(), [&](Index a, Index b) { return kc.compare(a, kc, b) < 0; });
@@ -407,10 +435,16 @@ void sorted_order(const piece_rows& m, const std::vector<multi_key>& keys, std::
       });
     }
   }
+  return sorted_keys;
+}
+
+template <class Index>
+void release_sort_scratch() {
   release_if_large<std::uint64_t>(0);
   release_if_large<std::uint64_t>(1);
   release_if_large<std::uint64_t>(2);
   release_if_large<std::uint8_t>(0);
+  release_if_large<Index>(4);
   release_if_large<Index>(5);
 }
 
@@ -504,13 +538,43 @@ column gather(const piece_rows& m, std::size_t c, std::span<const Index> rows) {
   return column(std::shared_ptr<const detail::column_storage>(std::move(s)));
 }
 
+// The rows of `m` at `rows`; column `known` (if any) is `known_column` instead of gathered.
 template <class Index>
-table gather_table(const piece_rows& m, std::span<const Index> rows) {
+table gather_table(const piece_rows& m, std::span<const Index> rows, std::size_t known = SIZE_MAX,
+                   const column* known_column = nullptr) {
   const table& first = *m.pieces.front();
   std::vector<column> cols;
   cols.reserve(first.num_columns());
-  for (std::size_t c = 0; c < first.num_columns(); ++c) cols.push_back(gather(m, c, rows));
+  for (std::size_t c = 0; c < first.num_columns(); ++c) cols.push_back(c == known ? *known_column : gather(m, c, rows));
   return table(first.column_names(), std::move(cols));
+}
+
+// The key column rebuilt from its sorted keys (relative to `lo`), which is cheaper than gathering
+// it by row.
+column decode_keys(const key_column& key, const std::vector<std::uint64_t>& keys, std::uint64_t lo) {
+  auto s = std::make_shared<detail::column_storage>();
+  s->type = key.type();
+  s->size = keys.size();
+  auto fill = [&]<class T>(T*) {
+    std::vector<T> out = output_vector<T>(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = key.decode<T>(keys[i] + lo);
+    values_in<T>(*s) = std::move(out);
+  };
+  switch (key.type()) {
+    case column_type::int64:
+    case column_type::timestamp:
+      fill(static_cast<std::int64_t*>(nullptr));
+      break;
+    case column_type::float64:
+      fill(static_cast<double*>(nullptr));
+      break;
+    case column_type::boolean:
+      fill(static_cast<std::uint8_t*>(nullptr));
+      break;
+    case column_type::string:
+      break;
+  }
+  return column(std::shared_ptr<const detail::column_storage>(std::move(s)));
 }
 
 // Splits `t` by piece ids (each < pieces), keeping row order within each piece.
@@ -530,13 +594,20 @@ std::vector<table> split_by_id(const table& t, const std::vector<Id>& id, std::s
   std::partial_sum(starts.begin(), starts.end(), starts.begin());
   // The rows grouped by piece, each group in row order (a counting sort).
   std::vector<std::size_t> at(starts.begin(), starts.end() - 1);
-  std::vector<std::uint64_t>& order = scratch<std::uint64_t>(3, n);
-  for (std::size_t i = 0; i < n; ++i) order[at[id[i]]++] = i;
-  // One gathered table in piece order, cut into slices: one allocation per column instead of one
-  // per piece and column.
-  const table grouped = gather_table<std::uint64_t>(index_pieces({&t}), order);
-  for (std::size_t p = 0; p < pieces; ++p) out[p] = grouped.slice(starts[p], starts[p + 1] - starts[p]);
-  release_if_large<std::uint64_t>(3);
+  auto group = [&]<class Index>(Index) {
+    std::vector<Index>& order = scratch<Index>(3, n);
+    for (std::size_t i = 0; i < n; ++i) order[at[id[i]]++] = static_cast<Index>(i);
+    // One gathered table in piece order, cut into slices: one allocation per column instead of
+    // one per piece and column.
+    const table grouped = gather_table<Index>(index_pieces({&t}), order);
+    for (std::size_t p = 0; p < pieces; ++p) out[p] = grouped.slice(starts[p], starts[p + 1] - starts[p]);
+    release_if_large<Index>(3);
+  };
+  if (n <= std::numeric_limits<std::uint32_t>::max()) {
+    group(std::uint32_t{0});
+  } else {
+    group(std::uint64_t{0});
+  }
   return out;
 }
 
@@ -726,9 +797,14 @@ table sort_table(std::span<const table> pieces, const sort_spec& spec) {
   const std::vector<multi_key> keys = multi_keys(m, spec.by, ascending);
   auto sort_as = [&]<class Index>(Index) {
     std::vector<Index>& order = scratch<Index>(4, 0);
-    sorted_order(m, keys, order);
-    table out = gather_table<Index>(m, order);
-    release_if_large<Index>(4);
+    table out;
+    if (const std::optional<std::uint64_t> lo = sorted_order(m, keys, order)) {
+      const column key = decode_keys(keys[0].parts[0], scratch<std::uint64_t>(0, m.rows), *lo);
+      out = gather_table<Index>(m, order, column_index(*m.pieces[0], spec.by[0]), &key);
+    } else {
+      out = gather_table<Index>(m, order);
+    }
+    release_sort_scratch<Index>();
     return out;
   };
   if (m.rows <= std::numeric_limits<std::uint32_t>::max()) return sort_as(std::uint32_t{0});
