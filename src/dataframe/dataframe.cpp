@@ -3,6 +3,7 @@
 #include <dx/dataframe.hpp>
 #include <dx/remote.hpp>
 #include <dx/task_graph.hpp>
+#include <dx/task_group.hpp>
 
 #include <fmt/format.h>
 
@@ -260,6 +261,41 @@ void check_columns(const df::schema_t& schema, const std::vector<std::string>& n
 }
 
 }  // namespace
+
+/// The partitions as one table. Large results copy their columns in parallel: gathering is a
+/// plain memory copy, and one thread alone cannot saturate the memory bus.
+table gather_partitions(executor& ex, const std::vector<table>& parts) {
+  if (parts.size() == 1) return parts[0];
+  std::size_t bytes = 0;
+  for (const auto& p : parts) bytes += p.byte_size();
+  const std::size_t ncols = parts[0].num_columns();
+  if (bytes < (16u << 20) || ncols < 2 || ex.num_threads() < 2) return df::concat(parts);
+  for (const auto& p : parts) {
+    if (p.column_names() != parts[0].column_names()) return df::concat(parts);  // reports the mismatch
+  }
+  std::vector<column> cols(ncols);
+  std::vector<std::exception_ptr> errors(ncols);
+  {
+    task_group tg{ex};
+    for (std::size_t c = 0; c < ncols; ++c) {
+      tg.run([&, c] {
+        try {
+          std::vector<column> pieces;
+          pieces.reserve(parts.size());
+          for (const auto& p : parts) pieces.push_back(p.column_at(c));
+          cols[c] = df::concat_columns(pieces);
+        } catch (...) {
+          errors[c] = std::current_exception();
+        }
+      });
+    }
+    tg.wait();
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return table(parts[0].column_names(), std::move(cols));
+}
 
 }  // namespace dx::detail
 
@@ -531,7 +567,7 @@ table dataframe::compute() const {
     if (p.num_columns() != 0) nonempty.push_back(p);
   }
   if (nonempty.empty()) return detail::df::empty_table(node_->schema);
-  return detail::df::concat(nonempty);
+  return detail::gather_partitions(cluster_->local(), nonempty);
 }
 
 table dataframe::head(std::size_t n) const {

@@ -458,3 +458,20 @@ TEST_CASE("results do not depend on partitioning, down to one-row and empty part
     }
   }
 }
+
+TEST_CASE("a large result is gathered intact", "[dataframe]") {
+  dx::cluster cl;
+  const std::size_t n = 1'200'000;  // over 16 MB: the columns are gathered in parallel
+  std::vector<std::int64_t> a(n);
+  std::vector<std::optional<double>> b(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    a[i] = static_cast<std::int64_t>(i * 7 % n);
+    if (i % 1000 != 0) b[i] = static_cast<double>(i) / 3;
+  }
+  const dx::table t{{"a", a}, {"b", dx::column(b)}};
+  auto df = dx::dataframe::from_table(cl, t, 5);
+  CHECK(df.with_column("a", df["a"]).compute() == t);
+  const dx::table sorted = df.sort_values({"a"}).compute();
+  REQUIRE(sorted.num_rows() == n);
+  for (std::size_t i = 0; i < n; i += 9973) CHECK(sorted["a"].int64_at(i) == static_cast<std::int64_t>(i));
+}
