@@ -230,7 +230,7 @@ class DX_API dataframe {
 };
 
 /// groupby(keys): rows with null keys are dropped. The result has the keys and one column per
-/// aggregation, sorted by the keys.
+/// aggregation, sorted by the keys (within each partition when shuffled, see split_out).
 class DX_API group_by {
  public:
   dataframe agg(std::vector<aggregation> aggregations) const;
@@ -240,6 +240,9 @@ class DX_API group_by {
   dataframe count() const;
   /// Shuffles partial aggregates by key hash into `partitions` output partitions instead of
   /// combining them in one tree: for many groups. The result is then sorted within each partition.
+  /// By default (0) an in-memory source is sampled: when most sampled rows form groups of their
+  /// own, the result is shuffled into as many partitions as the input has; otherwise (and for
+  /// CSV sources) the partial aggregates are combined in a tree into one sorted partition.
   group_by& split_out(std::size_t partitions);
 
   group_by(dataframe source, std::vector<std::string> keys);
@@ -247,7 +250,7 @@ class DX_API group_by {
  private:
   dataframe source_;
   std::vector<std::string> keys_;
-  std::size_t split_out_ = 1;
+  std::size_t split_out_ = 0;
 };
 
 }  // namespace dx

@@ -262,6 +262,34 @@ void check_columns(const df::schema_t& schema, const std::vector<std::string>& n
 
 }  // namespace
 
+/// How many partitions a groupby's result should have when the user did not say: a sample of an
+/// in-memory source, through the row-wise steps above it, estimates how many groups there are.
+std::size_t automatic_split_out(const df_node& input, const df::agg_spec& spec) {
+  std::vector<const df_node*> rowwise;
+  const df_node* base = &input;
+  while (base->k == df_node::kind::rowwise) {
+    for (const df_step& s : base->steps) {
+      if (s.k == df_step::kind::map_function) return 1;  // never call user code while planning
+    }
+    rowwise.push_back(base);
+    base = base->inputs[0].get();
+  }
+  if (base->k != df_node::kind::memory || base->partitions < 2) return 1;
+  std::size_t total = 0;
+  for (const auto& p : base->memory_parts) total += p.num_rows();
+  constexpr std::size_t sample_rows = 20'000;
+  // Few rows, few groups at most: a tree combine is cheap whatever the keys.
+  if (total < 10 * sample_rows) return 1;
+  table sample = base->memory_parts.front().head(sample_rows);
+  for (auto it = rowwise.rbegin(); it != rowwise.rend(); ++it) sample = apply_steps(std::move(sample), (*it)->steps);
+  if (sample.num_rows() < 1000) return 1;
+  df::agg_spec count_only;
+  count_only.keys = spec.keys;
+  count_only.aggs.emplace_back(spec.keys.front(), agg::count, "n");
+  const std::size_t groups = df::partial_aggregate(sample, count_only).num_rows();
+  return 2 * groups > sample.num_rows() ? base->partitions : 1;
+}
+
 /// The partitions as one table. Large results copy their columns in parallel: gathering is a
 /// plain memory copy, and one thread alone cannot saturate the memory bus.
 table gather_partitions(executor& ex, const std::vector<table>& parts) {
@@ -450,7 +478,7 @@ dataframe aggregate(const dataframe& source, std::vector<std::string> keys, std:
       }
     }
   }
-  n->split_out = std::max<std::size_t>(1, split_out);
+  n->split_out = split_out != 0 ? split_out : detail::automatic_split_out(*source.node(), n->agg);
   n->partitions = n->split_out;
   return dataframe(source.owner(), std::move(n));
 }
@@ -465,7 +493,7 @@ group_by::group_by(dataframe source, std::vector<std::string> keys)
     : source_(std::move(source)), keys_(std::move(keys)) {}
 
 group_by& group_by::split_out(std::size_t partitions) {
-  split_out_ = std::max<std::size_t>(1, partitions);
+  split_out_ = partitions;
   return *this;
 }
 

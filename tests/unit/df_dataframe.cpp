@@ -437,7 +437,8 @@ TEST_CASE("results do not depend on partitioning, down to one-row and empty part
     auto some = df.filter(df["id"] % 4 != 1 && (df["id"] < 10 || df["id"] > 20));
     std::vector<dx::table> out;
     out.push_back(some.compute());
-    out.push_back(some.groupby({"name"}).agg({{"value", dx::agg::sum}, {"key", dx::agg::std}, {"id", dx::agg::first}}).compute());
+    out.push_back(
+        some.groupby({"name"}).agg({{"value", dx::agg::sum}, {"key", dx::agg::std}, {"id", dx::agg::first}}).compute());
     out.push_back(some.groupby({"key"}).split_out(5).agg({{"value", dx::agg::min}}).sort_values({"key"}).compute());
     out.push_back(some.sort_values({"name", "id"}, {false, true}).compute());
     out.push_back(some.join(df.select({"id", "name"}), {"id"}, dx::join_kind::left, dx::join_strategy::shuffle)
@@ -474,4 +475,32 @@ TEST_CASE("a large result is gathered intact", "[dataframe]") {
   const dx::table sorted = df.sort_values({"a"}).compute();
   REQUIRE(sorted.num_rows() == n);
   for (std::size_t i = 0; i < n; i += 9973) CHECK(sorted["a"].int64_at(i) == static_cast<std::int64_t>(i));
+}
+
+TEST_CASE("groupby shuffles by key when groups are many, and combines in a tree when few", "[dataframe][groupby]") {
+  dx::cluster cl;
+  const std::size_t n = 300'000;
+  std::vector<std::int64_t> unique(n), few(n);
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    unique[i] = static_cast<std::int64_t>((i * 7919) % n);  // a permutation: every key once
+    few[i] = static_cast<std::int64_t>(i % 10);
+    v[i] = static_cast<double>(i % 100);
+  }
+  auto df = dx::dataframe::from_columns(cl, {{"u", unique}, {"f", few}, {"v", v}}, 4);
+  auto many = df.groupby({"u"}).agg({{"v", dx::agg::sum}});
+  auto small = df.groupby({"f"}).agg({{"v", dx::agg::sum}});
+  CHECK(many.num_partitions() == 4);
+  CHECK(many.explain().find("hash_split 4") != std::string::npos);
+  CHECK(small.num_partitions() == 1);
+  CHECK(small.explain().find("hash_split") == std::string::npos);
+  const dx::table m = many.sort_values({"u"}).compute();
+  REQUIRE(m.num_rows() == n);
+  for (std::size_t i = 0; i < n; i += 997) CHECK(m["u"].int64_at(i) == static_cast<std::int64_t>(i));
+  double total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += m["v_sum"].float64_at(i);
+  CHECK(total == Approx(static_cast<double>(n / 100) * 4950.0));
+  const dx::table s = small.compute();
+  REQUIRE(s.num_rows() == 10);
+  for (std::size_t k = 0; k < 10; ++k) CHECK(s["f"].int64_at(k) == static_cast<std::int64_t>(k));
 }
