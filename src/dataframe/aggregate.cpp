@@ -36,30 +36,8 @@
 namespace dx::detail::df {
 namespace {
 
-std::string_view fn_name(agg fn) {
-  switch (fn) {
-    case agg::sum:
-      return "sum";
-    case agg::mean:
-      return "mean";
-    case agg::count:
-      return "count";
-    case agg::min:
-      return "min";
-    case agg::max:
-      return "max";
-    case agg::std:
-      return "std";
-    case agg::first:
-      return "first";
-    case agg::nunique:
-      return "nunique";
-  }
-  return "?";
-}
-
 std::string output_name(const aggregation& a) {
-  return a.as.empty() ? a.column + "_" + std::string(fn_name(a.fn)) : a.as;
+  return a.as.empty() ? a.column + "_" + std::string(agg_name(a.fn)) : a.as;
 }
 
 std::string state_name(std::size_t index, std::string_view part) {
@@ -95,7 +73,7 @@ std::vector<std::string_view> state_parts(agg fn) {
 column_type output_type(const aggregation& a, column_type t) {
   const bool numeric = t == column_type::int64 || t == column_type::float64 || t == column_type::boolean;
   auto refuse = [&] {
-    throw dataframe_error("agg: cannot take the " + std::string(fn_name(a.fn)) + " of " + std::string(type_name(t)) +
+    throw dataframe_error("agg: cannot take the " + std::string(agg_name(a.fn)) + " of " + std::string(type_name(t)) +
                           " column '" + a.column + "'");
   };
   switch (a.fn) {

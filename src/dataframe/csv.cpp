@@ -707,18 +707,8 @@ class range_parser {
             }
           }
         }
-        std::string_view text;
-        if (!read_field(text)) return false;
-        std::int64_t value = 0;
-        if (is_null_field(text, column_type::int64, nulls_)) {
-          v.append_null(rows_);
-        } else if (to_int64(text, value)) {
-          v.ints.push_back(value);
-          v.mark_present();
-        } else {
-          return bad_value(c, text);
-        }
-        return true;
+        return convert_field<std::int64_t>(c, column_type::int64, v, to_int64,
+                                           [](column_values& out, std::int64_t x) { out.ints.push_back(x); });
       }
       case field_kind::float64: {
         column_values& v = values_[slot_[c]];
@@ -735,48 +725,18 @@ class range_parser {
             }
           }
         }
-        std::string_view text;
-        if (!read_field(text)) return false;
-        double value = 0;
-        if (is_null_field(text, column_type::float64, nulls_)) {
-          v.append_null(rows_);
-        } else if (to_float64(text, value)) {
-          v.doubles.push_back(value);
-          v.mark_present();
-        } else {
-          return bad_value(c, text);
-        }
-        return true;
+        return convert_field<double>(c, column_type::float64, v, to_float64,
+                                     [](column_values& out, double x) { out.doubles.push_back(x); });
       }
       case field_kind::boolean: {
-        column_values& v = values_[slot_[c]];
-        std::string_view text;
-        if (!read_field(text)) return false;
-        bool value = false;
-        if (is_null_field(text, column_type::boolean, nulls_)) {
-          v.append_null(rows_);
-        } else if (to_bool(text, value, true)) {
-          v.bools.push_back(value ? 1 : 0);
-          v.mark_present();
-        } else {
-          return bad_value(c, text);
-        }
-        return true;
+        return convert_field<bool>(
+            c, column_type::boolean, values_[slot_[c]],
+            [](std::string_view text, bool& x) { return to_bool(text, x, true); },
+            [](column_values& out, bool x) { out.bools.push_back(x ? 1 : 0); });
       }
       case field_kind::timestamp: {
-        column_values& v = values_[slot_[c]];
-        std::string_view text;
-        if (!read_field(text)) return false;
-        std::int64_t value = 0;
-        if (is_null_field(text, column_type::timestamp, nulls_)) {
-          v.append_null(rows_);
-        } else if (to_timestamp(text, value)) {
-          v.ints.push_back(value);
-          v.mark_present();
-        } else {
-          return bad_value(c, text);
-        }
-        return true;
+        return convert_field<std::int64_t>(c, column_type::timestamp, values_[slot_[c]], to_timestamp,
+                                           [](column_values& out, std::int64_t x) { out.ints.push_back(x); });
       }
       case field_kind::string: {
         column_values& v = values_[slot_[c]];
@@ -791,6 +751,23 @@ class range_parser {
         }
         return true;
       }
+    }
+    return true;
+  }
+
+  // The general path of a typed field: read it (quoted or not), then a null, a value, or an error.
+  template <class T, class Convert, class Store>
+  bool convert_field(std::size_t c, column_type type, column_values& v, Convert convert, Store store) {
+    std::string_view text;
+    if (!read_field(text)) return false;
+    T value{};
+    if (is_null_field(text, type, nulls_)) {
+      v.append_null(rows_);
+    } else if (convert(text, value)) {
+      store(v, value);
+      v.mark_present();
+    } else {
+      return bad_value(c, text);
     }
     return true;
   }

@@ -340,10 +340,18 @@ struct operand {
 operand eval_operand(const expr_node& e, const table& t);
 
 // Both operands as float64: a column's values (converted when int64) or a scalar.
-struct float_view {
-  const double* p = nullptr;
-  double scalar = 0;
+// A column's values or one scalar, for the loops below.
+template <class T>
+struct value_view {
+  const T* p = nullptr;
+  T scalar{};
   bool is_scalar = false;
+};
+using int_view = value_view<std::int64_t>;
+using bool_view = value_view<std::uint8_t>;
+
+// float64 values, converted from int64 when needed.
+struct float_view : value_view<double> {
   std::vector<double> owned;
 };
 
@@ -364,12 +372,6 @@ float_view as_float(const operand& o) {
   v.p = v.owned.data();
   return v;
 }
-
-struct int_view {
-  const std::int64_t* p = nullptr;
-  std::int64_t scalar = 0;
-  bool is_scalar = false;
-};
 
 int_view as_int(const operand& o) {
   int_view v;
@@ -463,12 +465,6 @@ void compare_loop(expr_op op, std::size_t n, const A& a, const B& b, std::uint8_
       break;
   }
 }
-
-struct bool_view {
-  const std::uint8_t* p = nullptr;
-  std::uint8_t scalar = 0;
-  bool is_scalar = false;
-};
 
 bool_view as_bool(const operand& o) {
   bool_view v;

@@ -114,27 +114,7 @@ bool supports(agg fn, column_type type) {
   return true;
 }
 
-std::string agg_label(agg fn) {
-  switch (fn) {
-    case agg::sum:
-      return "sum";
-    case agg::mean:
-      return "mean";
-    case agg::count:
-      return "count";
-    case agg::min:
-      return "min";
-    case agg::max:
-      return "max";
-    case agg::std:
-      return "std";
-    case agg::first:
-      return "first";
-    case agg::nunique:
-      return "nunique";
-  }
-  return "?";
-}
+std::string agg_label(agg fn) { return std::string(dx::agg_name(fn)); }
 
 const std::vector<agg> all_aggs{agg::sum, agg::mean, agg::count, agg::min,
                                 agg::max, agg::std,  agg::first, agg::nunique};
