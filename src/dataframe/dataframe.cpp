@@ -358,6 +358,11 @@ dataframe::dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node)
     : cluster_(&cl), node_(std::move(node)) {}
 
 dataframe dataframe::read_csv(cluster& cl, const std::string& path_or_glob, const csv_options& options) {
+  if (options.delimiter == options.quote || options.delimiter == '\n' || options.delimiter == '\r' ||
+      options.quote == '\n' || options.quote == '\r') {
+    throw dataframe_error(fmt::format("read_csv: delimiter '{}' and quote '{}' must differ and not be line ends",
+                                      options.delimiter, options.quote));
+  }
   auto source = std::make_shared<detail::df::csv_source>(detail::df::open_csv(path_or_glob, options));
   auto n = std::make_shared<df_node>();
   n->k = df_node::kind::csv;
@@ -402,6 +407,8 @@ expr dataframe::operator[](const std::string& name) const {
 }
 
 dataframe dataframe::select(const std::vector<std::string>& columns) const {
+  // A partition without columns has no rows either: keep at least one column.
+  if (columns.empty()) throw dataframe_error("select: no columns");
   df_step s;
   s.k = df_step::kind::select;
   s.columns = columns;
@@ -656,14 +663,14 @@ void dataframe::to_csv(const std::string& path, const csv_options& options) cons
       throw dataframe_error(fmt::format("to_csv: cannot rename '{}' to '{}': {}", temporary, target, ec.message()));
   };
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), false);
+  const std::vector<table> parts = runner.fetch(runner.plan().outputs);
   if (star == std::string::npos) {
-    write_file(path, runner.fetch(runner.plan().outputs));
+    write_file(path, parts);
   } else {
-    const auto& outputs = runner.plan().outputs;
-    for (std::size_t i = 0; i < outputs.size(); ++i) {
+    for (std::size_t i = 0; i < parts.size(); ++i) {
       std::string target = path;
       target.replace(star, 1, std::to_string(i));
-      write_file(target, runner.fetch({outputs[i]}));
+      write_file(target, {parts[i]});
     }
   }
   detail::remember_skipped(node_.get(), runner.skipped_rows());

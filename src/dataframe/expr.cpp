@@ -523,7 +523,11 @@ column eval_arithmetic(const expr_node& e, const operand& a, const operand& b, c
         loop(n, x, y, out.data(), [](double p, double q) { return p / q; });
         break;
       default:
-        loop(n, x, y, out.data(), [](double p, double q) { return std::fmod(p, q); });
+        // The sign follows the divisor, as in Python and pandas.
+        loop(n, x, y, out.data(), [](double p, double q) {
+          const double m = std::fmod(p, q);
+          return m != 0 && ((m < 0) != (q < 0)) ? m + q : m;
+        });
         break;
     }
     return df::make_float64(std::move(out), any_null ? &valid : nullptr);

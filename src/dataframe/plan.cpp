@@ -371,15 +371,23 @@ class lowerer {
   std::set<std::string> input_requirement(const node& n, const std::set<std::string>& need, const node& in) {
     switch (n.k) {
       case node::kind::rowwise: {
+        // Backwards through the steps: what each needs of the one before. A with_column whose
+        // column nothing reads is not run at all.
         std::set<std::string> r = need;
-        for (auto it = n.steps.rbegin(); it != n.steps.rend(); ++it) {
-          const df_step& s = *it;
+        std::vector<bool>& kept = kept_steps_[&n];
+        kept.assign(n.steps.size(), true);
+        for (std::size_t i = n.steps.size(); i-- > 0;) {
+          const df_step& s = n.steps[i];
           switch (s.k) {
             case df_step::kind::filter:
               expr_columns(*s.condition, r);
               break;
             case df_step::kind::with_column:
-              if (r.erase(s.name)) expr_columns(*s.condition, r);
+              if (r.erase(s.name)) {
+                expr_columns(*s.condition, r);
+              } else {
+                kept[i] = false;
+              }
               break;
             case df_step::kind::rename: {
               std::set<std::string> before;
@@ -396,6 +404,7 @@ class lowerer {
             case df_step::kind::select:
               break;
             default:
+              // A function of whole partitions may read anything produced before it.
               return all_of(in);
           }
         }
@@ -506,10 +515,9 @@ class lowerer {
       }
       case node::kind::rowwise: {
         std::vector<df_step> steps;
-        for (const df_step& s : n->steps) {
-          // A computed column nothing reads is not computed.
-          if (s.k == df_step::kind::with_column && !step_output_needed(*n, s, need)) continue;
-          steps.push_back(s);
+        const auto kept = kept_steps_.find(n);
+        for (std::size_t i = 0; i < n->steps.size(); ++i) {
+          if (kept == kept_steps_.end() || kept->second[i]) steps.push_back(n->steps[i]);
         }
         for (const input_ref& ref : lower(n->inputs[0].get())) {
           const std::uint32_t t = extendable(ref, exclusive_input(n));
@@ -692,33 +700,6 @@ class lowerer {
     return out;
   }
 
-  static bool step_output_needed(const node& n, const df_step& s, const std::set<std::string>& need) {
-    // Needed when the final output keeps it or a later step reads it.
-    bool after = false;
-    for (const df_step& later : n.steps) {
-      if (&later == &s) {
-        after = true;
-        continue;
-      }
-      if (!after) continue;
-      if (later.k == df_step::kind::with_column && later.name == s.name) {
-        std::set<std::string> reads;
-        expr_columns(*later.condition, reads);
-        return reads.count(s.name) != 0;
-      }
-      if (later.condition) {
-        std::set<std::string> reads;
-        expr_columns(*later.condition, reads);
-        if (reads.count(s.name)) return true;
-      }
-      if (later.k == df_step::kind::rename && later.renames.count(s.name)) {
-        return need.count(later.renames.at(s.name)) != 0;
-      }
-      if (later.k == df_step::kind::map_function) return true;
-    }
-    return need.count(s.name) != 0;
-  }
-
   // Remote tasks fetch whole results: give each consumer of a split result a task of its own
   // that picks its piece where the result is.
   void insert_picks() {
@@ -758,6 +739,7 @@ class lowerer {
   std::unordered_map<const node*, std::size_t> parents_;
   std::unordered_map<const node*, std::set<std::string>> required_;
   std::unordered_map<const node*, std::vector<input_ref>> lowered_;
+  std::unordered_map<const node*, std::vector<bool>> kept_steps_;  // rowwise: steps worth running
 };
 
 std::string_view head_name(H h) {

@@ -504,3 +504,47 @@ TEST_CASE("groupby shuffles by key when groups are many, and combines in a tree 
   REQUIRE(s.num_rows() == 10);
   for (std::size_t k = 0; k < 10; ++k) CHECK(s["f"].int64_at(k) == static_cast<std::int64_t>(k));
 }
+
+TEST_CASE("computed columns run exactly when something reads them, through renames and selects", "[dataframe][plan]") {
+  dx::cluster cl;
+  using I = std::vector<std::int64_t>;
+  auto df = dx::dataframe::from_columns(cl, {{"x", I{1, 2, 3}}, {"a", I{10, 20, 30}}}, 2);
+  // An overwritten column renamed, then filtered: the overwrite must run.
+  auto q = df.with_column("a", dx::col("a") * 2).rename({{"a", "c"}}).filter(dx::col("c") > 30);
+  CHECK(q.select({"x"}).compute() == dx::table{{"x", I{2, 3}}});
+  CHECK(q.count_rows() == 2);
+  CHECK(q.compute() == dx::table{{"x", I{2, 3}}, {"c", I{40, 60}}});
+  // A new column renamed, then filtered.
+  CHECK(df.with_column("b", dx::col("a") * 2).rename({{"b", "c"}}).filter(dx::col("c") > 30).select({"x"}).compute() ==
+        dx::table{{"x", I{2, 3}}});
+  // A column only an unused column reads is not computed either.
+  auto unused = df.with_column("b", dx::col("a") + 1).with_column("c", dx::col("b") * 2).select({"x"});
+  CHECK(unused.compute() == dx::table{{"x", I{1, 2, 3}}});
+  CHECK(unused.explain().find("with_column") == std::string::npos);
+  // A name reused by a rename after the computed column was dropped by a select.
+  CHECK(df.with_column("b", dx::col("a") + 1).select({"x"}).rename({{"x", "b"}}).compute() ==
+        dx::table{{"b", I{1, 2, 3}}});
+  CHECK(df.with_column("b", dx::col("a") + 1)
+            .rename({{"b", "c"}})
+            .with_column("c", dx::col("x"))
+            .select({"x", "c"})
+            .compute() == dx::table{{"x", I{1, 2, 3}}, {"c", I{1, 2, 3}}});
+  // Float remainders take the divisor's sign, like integer ones.
+  const dx::table m = df.with_column("r", dx::col("x").cast(dx::column_type::float64) % -2.0).compute();
+  CHECK(m["r"] == dx::column(std::vector<double>{-1.0, 0.0, -1.0}));
+  CHECK(error_of([&] { (void)df.select({}); }).find("no columns") != std::string::npos);
+}
+
+TEST_CASE("to_csv with one file per partition computes the plan once", "[dataframe][csv]") {
+  temp_dir dir;
+  dx::cluster cl;
+  std::vector<std::int64_t> x{5, 3, 8, 1, 9, 2, 7, 4};
+  auto df = dx::dataframe::from_columns(cl, {{"x", x}}, 4).map_partitions(add_one_to_x).sort_values({"x"});
+  partitions_mapped = 0;
+  df.to_csv(dir.file("s-*.csv"));
+  CHECK(partitions_mapped.load() == 4);
+  dx::csv_options bad;
+  bad.delimiter = '"';
+  CHECK(error_of([&] { (void)dx::dataframe::read_csv(cl, dir.file("s-*.csv"), bad); }).find("must differ") !=
+        std::string::npos);
+}
