@@ -218,7 +218,6 @@ class plan_runner {
 
 lowering_options lowering_for(cluster& cl) {
   lowering_options o;
-  o.threads = cluster_threads(cl);
   o.max_inputs = 8;
   o.pick_pieces = distributed(cl);
   return o;

@@ -338,7 +338,6 @@ class lowerer {
 
   void count_parents(const node* n) {
     if (visited_.insert(n).second) {
-      order_.push_back(n);
       for (const auto& i : n->inputs) {
         ++parents_[i.get()];
         count_parents(i.get());
@@ -431,7 +430,6 @@ class lowerer {
 
   std::uint32_t add(task_spec t) {
     plan_.tasks.push_back(std::move(t));
-    consumers_.push_back(0);
     return static_cast<std::uint32_t>(plan_.tasks.size() - 1);
   }
 
@@ -733,9 +731,7 @@ class lowerer {
 
   lowering_options options_;
   physical_plan plan_;
-  std::vector<std::size_t> consumers_;
   std::set<const node*> visited_;
-  std::vector<const node*> order_;
   std::unordered_map<const node*, std::size_t> parents_;
   std::unordered_map<const node*, std::set<std::string>> required_;
   std::unordered_map<const node*, std::vector<input_ref>> lowered_;

@@ -178,15 +178,13 @@ struct physical_plan {
 };
 
 struct lowering_options {
-  /// Threads (local) or worker threads (distributed) the plan runs on.
-  std::size_t threads = 2;
   /// At most this many inputs per task (remote calls have a fixed arity); more go through trees.
   std::size_t max_inputs = 8;
   /// Insert tasks that pick one piece of a multi-piece result, so a consumer fetches only it.
   bool pick_pieces = false;
 };
 
-/// Lowers `node` (with the columns `required` of its output; empty: all).
+/// Lowers `node`; every column of its output is computed.
 physical_plan lower(const node_ptr& node, const lowering_options& options);
 /// One line per task.
 std::string describe_plan(const physical_plan& plan);

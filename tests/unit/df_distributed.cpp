@@ -57,7 +57,9 @@ std::vector<dx::table> run_plans(dx::cluster& cl, const dx::table& t, const dx::
   out.push_back(df.repartition(4).select({"k"}).compute());
   out.push_back(df.map_partitions(square_x).filter(dx::col("x2") > 1000.0).compute());
   out.push_back(df.head(7));
-  auto csv_df = dx::dataframe::read_csv(cl, csv, dx::csv_options{.partition_bytes = 4096});
+  dx::csv_options small_partitions;
+  small_partitions.partition_bytes = 4096;
+  auto csv_df = dx::dataframe::read_csv(cl, csv, small_partitions);
   out.push_back(csv_df.filter(csv_df["x"] < 500.0).groupby({"s"}).agg({{"x", dx::agg::max}}).compute());
   return out;
 }
@@ -112,7 +114,9 @@ TEST_CASE("a malformed CSV row read on a worker is a dataframe error naming the 
   }
   dx::cluster cl{dx::options{}.local_processes(2)};
   cl.wait_for_workers(2, std::chrono::seconds(30));
-  auto df = dx::dataframe::read_csv(cl, path, dx::csv_options{.schema = {{"b", dx::column_type::int64}}});
+  dx::csv_options opts;
+  opts.schema["b"] = dx::column_type::int64;
+  auto df = dx::dataframe::read_csv(cl, path, opts);
   try {
     (void)df.compute();
     FAIL("no error");
