@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 
 namespace dx::detail {
@@ -121,8 +122,40 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
   return schema;
 }
 
+namespace {
+
+bool is_row_step(df_step::kind k) {
+  return k == df_step::kind::filter || k == df_step::kind::with_column || k == df_step::kind::select ||
+         k == df_step::kind::rename;
+}
+
+// Row-wise steps feeding a partial aggregation run block by block: each block's mask, filtered
+// rows and computed columns stay in cache and are aggregated at once, instead of making a pass
+// over memory per step. The blocks' partial states combine like partitions' do.
+constexpr std::size_t aggregation_block_rows = 1u << 16;
+
+std::optional<table> aggregate_in_blocks(const table& t, const std::vector<df_step>& steps, std::size_t& next) {
+  std::size_t p = 0;
+  while (p < steps.size() && is_row_step(steps[p].k)) ++p;
+  if (p == 0 || p == steps.size() || steps[p].k != df_step::kind::partial_agg) return std::nullopt;
+  if (t.num_rows() < 2 * aggregation_block_rows) return std::nullopt;
+  const std::vector<df_step> row_steps(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(p));
+  std::vector<table> partials;
+  for (std::size_t at = 0; at < t.num_rows(); at += aggregation_block_rows) {
+    const std::size_t rows = std::min(aggregation_block_rows, t.num_rows() - at);
+    partials.push_back(df::partial_aggregate(apply_steps(t.slice(at, rows), row_steps), steps[p].agg));
+  }
+  next = p + 1;
+  return df::combine_aggregate(partials, steps[p].agg);
+}
+
+}  // namespace
+
 table apply_steps(table t, const std::vector<df_step>& steps) {
-  for (const df_step& s : steps) {
+  std::size_t first = 0;
+  if (auto aggregated = aggregate_in_blocks(t, steps, first)) t = std::move(*aggregated);
+  for (std::size_t i = first; i < steps.size(); ++i) {
+    const df_step& s = steps[i];
     switch (s.k) {
       case df_step::kind::filter: {
         const column c = eval_expr(*s.condition, t);

@@ -548,3 +548,65 @@ TEST_CASE("to_csv with one file per partition computes the plan once", "[datafra
   CHECK(error_of([&] { (void)dx::dataframe::read_csv(cl, dir.file("s-*.csv"), bad); }).find("must differ") !=
         std::string::npos);
 }
+
+TEST_CASE("row-wise steps feeding an aggregation in large partitions give the loop's answers", "[dataframe][groupby]") {
+  // 400,000 rows in 2 partitions: the filter and the computed column run block by block.
+  dx::cluster cl;
+  const std::size_t n = 400'000;
+  std::vector<std::int64_t> k(n);
+  std::vector<std::optional<double>> v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    k[i] = static_cast<std::int64_t>((i * 31) % 97);
+    if (i % 17 != 0) v[i] = static_cast<double>(i % 1000) / 8.0;
+  }
+  auto df = dx::dataframe::from_columns(cl, {{"k", k}, {"v", dx::column(v)}}, 2);
+  auto q = df.filter(df["v"] > 20.0 || df["k"] == 3).with_column("w", df["v"] * 2);
+  CHECK(q.explain().find("filter") != std::string::npos);
+  const dx::table g = q.groupby({"k"})
+                          .agg({{"w", dx::agg::sum},
+                                {"w", dx::agg::count},
+                                {"w", dx::agg::first},
+                                {"w", dx::agg::nunique},
+                                {"v", dx::agg::std}})
+                          .compute();
+  const dx::table all = q.agg({{"w", dx::agg::mean}, {"k", dx::agg::count}}).compute();
+  struct acc {
+    double sum = 0, sq = 0;
+    std::int64_t count = 0;
+    std::optional<double> first;
+    std::set<double> distinct;
+  };
+  std::map<std::int64_t, acc> want;
+  double total = 0;
+  std::int64_t rows = 0, values = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool keep = (v[i] && *v[i] > 20.0) || k[i] == 3;
+    if (!keep) continue;
+    ++rows;
+    acc& a = want[k[i]];
+    if (!v[i]) continue;
+    const double w = *v[i] * 2;
+    a.sum += w;
+    a.sq += *v[i] * *v[i];
+    ++a.count;
+    if (!a.first) a.first = w;
+    a.distinct.insert(w);
+    total += w;
+    ++values;
+  }
+  REQUIRE(g.num_rows() == want.size());
+  std::size_t row = 0;
+  for (const auto& [key, a] : want) {
+    CHECK(g["k"].int64_at(row) == key);
+    CHECK(g["w_sum"].float64_at(row) == Approx(a.sum));
+    CHECK(g["w_count"].int64_at(row) == a.count);
+    CHECK(g["w_first"].float64_at(row) == *a.first);
+    CHECK(g["w_nunique"].int64_at(row) == static_cast<std::int64_t>(a.distinct.size()));
+    const double mean = a.sum / 2 / static_cast<double>(a.count);
+    const double var = (a.sq - static_cast<double>(a.count) * mean * mean) / static_cast<double>(a.count - 1);
+    CHECK(g["v_std"].float64_at(row) == Approx(std::sqrt(var)).epsilon(1e-9));
+    ++row;
+  }
+  CHECK(all["w_mean"].float64_at(0) == Approx(total / static_cast<double>(values)));
+  CHECK(all["k_count"].int64_at(0) == rows);
+}
