@@ -1,5 +1,6 @@
 """What the benchmark drivers (benchmarks/*/run.py) share: RESULT-line parsing, the load average
 and finding a built binary. Standard library only."""
+import csv
 import os
 import subprocess
 import sys
@@ -36,3 +37,13 @@ def run_results(cmd, timeout, env=None):
         print(f"exit code {p.returncode}: {' '.join(cmd)}: {p.stderr.strip()[-800:]}", flush=True)
         return None
     return [parse(line) for line in p.stdout.splitlines() if line.startswith("RESULT")]
+
+
+def write_rows(path, rows, first=()):
+    """Raw samples as CSV: the `first` keys that occur, in that order, then the others sorted."""
+    present = {k for d in rows for k in d}
+    keys = [k for k in first if k in present] + sorted(present - set(first))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)

@@ -38,7 +38,6 @@ Usage:  python3 benchmarks/dataframe/run.py --bin-dir BUILD [--rounds 5] [--reps
 BUILD is a build tree (its benchmarks/dataframe/dx_bench_dataframe is used) or its benchmarks folder.
 """
 import argparse
-import csv
 import datetime
 import os
 import platform
@@ -49,7 +48,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import REPO, find_binary, loadavg, parse, run_results  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import REPO, find_binary, loadavg, parse, run_results, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 
 OPS = ["groupby", "filter_mean", "sort", "read_csv"]
 LABELS = {"groupby": "groupby-sum", "filter_mean": "filter + mean", "sort": "sort by value",
@@ -228,12 +227,7 @@ def main():
         peer.close()
 
     if a.csv:
-        first = ["round", "system", "op", "phase", "rep", "seconds", "rows"]
-        keys = first + sorted({key for d in rows for key in d} - set(first))
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(a.csv, rows, first=("round", "system", "op", "phase", "rep", "seconds", "rows"))
 
     def per_round(system, op):
         """The median of each round's timed calls, by round."""

@@ -27,7 +27,6 @@ Usage:  python3 benchmarks/distributed/run.py [BINARY] [--rounds 5] [--n 100000]
 BINARY defaults to build/benchmarks/distributed/dx_bench_distributed.
 """
 import argparse
-import csv
 import datetime
 import os
 import platform
@@ -38,7 +37,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse, run_results  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, run_results, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "distributed", "dx_bench_distributed")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_TPS = 619.0  # ../shared/BENCHMARKS.md, 10k no-ops, map + gather (another day)
@@ -132,11 +131,7 @@ def main():
         print(f"memory: {a.memory_runs} runs done, loadavg {loadavg()}", flush=True)
 
     if a.csv:
-        keys = sorted({k for d in rows for k in d}, key=lambda k: (k != "round", k != "mode", k != "system", k))
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(a.csv, rows, first=("round", "mode", "system"))
 
     def sel(mode, key, system=None, **match):
         out = []

@@ -56,16 +56,31 @@ int kind_fn(int x) {
   namespace obench_reg_##n {              \
     DX_REMOTE_AS("kind_" #n, kind_fn<n>); \
   }
-#define OBENCH_REG10(p)                                                                                       \
-  OBENCH_REG1(p##0)                                                                                           \
-  OBENCH_REG1(p##1)                                                                                           \
-  OBENCH_REG1(p##2) OBENCH_REG1(p##3) OBENCH_REG1(p##4) OBENCH_REG1(p##5) OBENCH_REG1(p##6) OBENCH_REG1(p##7) \
-      OBENCH_REG1(p##8) OBENCH_REG1(p##9)
-#define OBENCH_REG100(p)                                                                                            \
-  OBENCH_REG10(p##0)                                                                                                \
-  OBENCH_REG10(p##1)                                                                                                \
-  OBENCH_REG10(p##2) OBENCH_REG10(p##3) OBENCH_REG10(p##4) OBENCH_REG10(p##5) OBENCH_REG10(p##6) OBENCH_REG10(p##7) \
-      OBENCH_REG10(p##8) OBENCH_REG10(p##9)
+// clang-format off
+// (clang-format packs these expansions differently on each pass: one per line reads best.)
+#define OBENCH_REG10(p) \
+  OBENCH_REG1(p##0) \
+  OBENCH_REG1(p##1) \
+  OBENCH_REG1(p##2) \
+  OBENCH_REG1(p##3) \
+  OBENCH_REG1(p##4) \
+  OBENCH_REG1(p##5) \
+  OBENCH_REG1(p##6) \
+  OBENCH_REG1(p##7) \
+  OBENCH_REG1(p##8) \
+  OBENCH_REG1(p##9)
+#define OBENCH_REG100(p) \
+  OBENCH_REG10(p##0) \
+  OBENCH_REG10(p##1) \
+  OBENCH_REG10(p##2) \
+  OBENCH_REG10(p##3) \
+  OBENCH_REG10(p##4) \
+  OBENCH_REG10(p##5) \
+  OBENCH_REG10(p##6) \
+  OBENCH_REG10(p##7) \
+  OBENCH_REG10(p##8) \
+  OBENCH_REG10(p##9)
+// clang-format on
 OBENCH_REG100(1)
 OBENCH_REG100(2)
 

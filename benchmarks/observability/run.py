@@ -29,7 +29,6 @@ Usage:  python3 benchmarks/observability/run.py [--bin-dir build/benchmarks] [--
             [--artefacts DIR] [--csv FILE]
 """
 import argparse
-import csv
 import datetime
 import math
 import os
@@ -44,7 +43,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse, run_results  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, run_results, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 
 
 def run(cmd, timeout, env=None):
@@ -241,15 +240,21 @@ def main():
         chrome = chromium_check(dash_bin, a.n, a.chromium, a.artefacts, a.timeout)
 
     if a.csv:
-        keys = sorted({k for d in rows for k in d}, key=lambda k: (k != "part", k != "round", k != "mode", k))
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(a.csv, rows, first=("part", "round", "mode"))
 
     def sel(part, mode, key, **match):
         return [float(d[key]) for d in rows if d.get("part") == part and d.get("mode") == mode
                 and all(d.get(k) == v for k, v in match.items())]
+
+    def per_round_ratio(part, mode, key, rounds, numerator, denominator):
+        """Each round's median of `key` under `numerator` over its median under `denominator`."""
+        ratios = []
+        for rr in range(1, rounds + 1):
+            x = sel(part, mode, key, round=rr, **numerator)
+            y = sel(part, mode, key, round=rr, **denominator)
+            if x and y:
+                ratios.append(statistics.median(x) / statistics.median(y))
+        return ratios
 
     print()
     print("loadavg at the start of each part / at its end:",
@@ -261,12 +266,8 @@ def main():
         on = sel("a", "throughput", "tasks_per_s", metrics="on")
         off = sel("a", "throughput", "tasks_per_s", metrics="off")
         if on and off:
-            per_round = []
-            for rr in range(1, a.rounds_a + 1):
-                x = sel("a", "throughput", "tasks_per_s", metrics="on", round=rr)
-                y = sel("a", "throughput", "tasks_per_s", metrics="off", round=rr)
-                if x and y:
-                    per_round.append(statistics.median(x) / statistics.median(y))
+            per_round = per_round_ratio("a", "throughput", "tasks_per_s", a.rounds_a, {"metrics": "on"},
+                                        {"metrics": "off"})
             ratio = statistics.median(on) / statistics.median(off)
             print(f"| (a) {a.n_a:,} no-op tasks, tasks/s, metrics on | {fmt(on, 0)} | metrics off {fmt(off, 0)} | "
                   f"{ratio:.3f} on/off of the medians; per round {fmt(per_round, 3)} | >= 0.97 (cost <= 3%) | "
@@ -322,12 +323,7 @@ def main():
         nopoll = sel("c", "run", "wall_s", variant="nopoll")
         h0 = sel("c", "run", "wall_s", variant="history0")
         if poll and nopoll:
-            per_round = []
-            for rr in range(1, a.rounds_c + 1):
-                x = sel("c", "run", "wall_s", variant="poll", round=rr)
-                y = sel("c", "run", "wall_s", variant="nopoll", round=rr)
-                if x and y:
-                    per_round.append(x[0] / y[0])
+            per_round = per_round_ratio("c", "run", "wall_s", a.rounds_c, {"variant": "poll"}, {"variant": "nopoll"})
             ratio = statistics.median(poll) / statistics.median(nopoll)
             print(f"| (c) {a.n:,} tasks of 100 us, job time s, dashboard polling | {fmt(poll, 3)} | "
                   f"no poller {fmt(nopoll, 3)}; no poller + task_history(0) {fmt(h0, 3) if h0 else '-'} | "

@@ -37,7 +37,6 @@ BINARY defaults to build/benchmarks/scheduling/dx_bench_scheduling. --only 3 alo
 warm-model (1) runs only; (1) and (2) carry their own forecasts.
 """
 import argparse
-import csv
 import datetime
 import os
 import platform
@@ -50,7 +49,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "scheduling", "dx_bench_scheduling")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_DAG_RATIO = 2.51  # ../shared/BENCHMARKS.md, 2,000-task DAG, makespan / ideal (another day)
@@ -186,12 +185,7 @@ def measure(a, binary, only, tmp):
 
     if a.csv:
         print(f"raw samples: {a.csv}", flush=True)
-        keys = sorted({k for d in rows for k in d}, key=lambda k: (k != "round", k != "mode", k != "system",
-                                                                    k != "policy", k))
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(a.csv, rows, first=("round", "mode", "system", "policy"))
 
     def sel(mode, key, **match):
         return [float(d[key]) for d in rows
