@@ -81,7 +81,8 @@ struct task_entry {
   task_status status = task_status::waiting;
   std::size_t deps_pending = 0;
   std::vector<std::uint64_t> waiting;  // dependents waiting for this result
-  std::uint32_t attempt = 0;
+  std::uint32_t attempt = 0;           // dispatches so far; the token that tells a stale answer from the current one
+  std::vector<std::uint32_t> handed_back;  // dispatches returned unstarted (moved, or drained by a leaving worker)
   std::uint32_t failures = 0;
   std::vector<std::string> lost_on;  // workers that died while it was assigned
   clock::time_point dispatched_at{};
@@ -864,6 +865,7 @@ class head_impl final : public head_core {
     if (m.given_up) {
       task_entry& t = it->second;
       if (observe_) ++kinds_[t.kind]->moved;
+      t.handed_back.push_back(t.attempt);
       w.assigned.erase(t.id);
       t.worker = nullptr;
       t.status = task_status::ready;  // the scheduler places it again
@@ -1312,6 +1314,7 @@ class head_impl final : public head_core {
       if (it == tasks_.end()) continue;
       task_entry& t = it->second;
       if (t.status != task_status::assigned || t.worker != &w || t.attempt != back.attempt) continue;
+      t.handed_back.push_back(t.attempt);
       w.assigned.erase(t.id);
       t.worker = nullptr;
       sched_->task_returned(t.id, w.sid, now_seconds());
@@ -1330,6 +1333,14 @@ class head_impl final : public head_core {
     return it->second;
   }
 
+  /// The run that dispatch `attempt` of t was, as users count attempts: a dispatch handed back
+  /// before it started (a move, a leaving worker) never ran, so it is not an attempt.
+  static std::uint32_t run_number(const task_entry& t, std::uint32_t attempt) {
+    std::uint32_t earlier = 0;
+    for (auto d : t.handed_back) earlier += d < attempt ? 1 : 0;
+    return attempt - earlier;
+  }
+
   /// One attempt of t ended on w `seconds` after it started (the worker's measure); `now` is when
   /// the head learned it.
   void record_attempt_locked(const task_entry& t, const worker_rec& w, double now, double seconds, std::uint32_t thread,
@@ -1342,7 +1353,7 @@ class head_impl final : public head_core {
     e.kind = t.kind;
     e.worker = w.sid;
     e.thread = static_cast<std::uint16_t>(std::min<std::uint32_t>(thread, observe::unknown_thread));
-    e.attempt = static_cast<std::uint16_t>(std::min<std::uint32_t>(attempt, 0xffff));
+    e.attempt = static_cast<std::uint16_t>(std::min<std::uint32_t>(run_number(t, attempt), 0xffff));
     e.status = how;
     task_events_.push(e);
   }
@@ -1660,7 +1671,7 @@ class head_impl final : public head_core {
                                {"kind", it->second.function},
                                {"worker", id},
                                {"thread", it->second.running_thread},
-                               {"attempt", it->second.attempt},
+                               {"attempt", run_number(it->second, it->second.attempt)},
                                {"start", unix_seconds(it->second.running_since)}});
       }
     }

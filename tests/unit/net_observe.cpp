@@ -383,6 +383,36 @@ TEST_CASE("write_trace records every attempt once, lost ones included, and resul
   CHECK_THROWS_WITH(cl.write_trace("/nonexistent-dir/x/run.json"), Catch::Contains("/nonexistent-dir/x/run.json"));
 }
 
+TEST_CASE("tasks handed back unstarted by a leaving worker run as their first attempt", "[net][observe]") {
+  dx::cluster cl{dx::options{}
+                     .threads(2)
+                     .transport(dx::transport_kind::in_process)
+                     .local_processes(2)
+                     .head_runs_tasks(false)
+                     .persist_cost_model(false)};
+  std::vector<dx::future<int>> fs;
+  for (int i = 0; i < 1000; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, i % 2, i));
+  REQUIRE(fs[200].wait_for(30s) == dx::future_status::ready);
+  cl.head()->leave_local_worker(0);
+  for (auto& f : fs) REQUIRE(f.wait_for(60s) == dx::future_status::ready);
+
+  const auto path = std::filesystem::temp_directory_path() / ("dx-leave-" + std::to_string(::getpid()) + ".json");
+  cl.write_trace(path.string());
+  std::ifstream in(path);
+  const json trace = json::parse(in);
+  std::filesystem::remove(path);
+  std::map<std::uint64_t, int> done;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X" || e["cat"] == "transfer") continue;
+    const auto task = e["args"]["task"].get<std::uint64_t>();
+    INFO("task " << task << " " << e["args"]["status"] << " on " << e["args"]["worker"]);
+    CHECK(e["args"]["status"] == "done");
+    CHECK(e["args"]["attempt"] == 1);  // nothing was lost or failed: every task ran once
+    ++done[task];
+  }
+  CHECK(done.size() == 1000);
+}
+
 TEST_CASE("with metrics off the head keeps no counts or history", "[net][observe]") {
   dx::cluster cl{observed(1).metrics(false)};
   std::vector<dx::future<int>> fs;

@@ -134,6 +134,9 @@ TEST_CASE("recovery: a worker process joining mid-run receives work (tcp)", "[ne
   for (int i = 0; i < 2000; ++i) fs.push_back(cl.submit(net_test::sleep_then_pid, 1));
   const pid_t extra = spawn_self({"--dx-worker", "--connect", cl.endpoint(), "--threads", "1"});
   cl.wait_for_workers(2, 10s);
+  // A worker process starts slowly under sanitizers: the first backlog may be gone by the time it
+  // joins, so a second one is submitted once it has.
+  for (int i = 0; i < 400; ++i) fs.push_back(cl.submit(net_test::sleep_then_pid, 5));
   std::map<int, int> by_pid;
   for (auto& f : fs) {
     require_ready(f);
