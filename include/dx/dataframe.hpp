@@ -202,7 +202,9 @@ class DX_API dataframe {
   /// count, mean, std, min, 25%, 50%, 75%, max of each numeric column: a "statistic" column and
   /// one float64 column per numeric column (as pandas describes).
   dataframe describe() const;
-  /// The same rows in `partitions` partitions of about equal size.
+  /// The same rows, in order, in `partitions` partitions whose sizes differ by at most one row.
+  /// Each partition reports its row count, then cuts itself where the new boundaries fall: the
+  /// rows are never gathered in one place.
   dataframe repartition(std::size_t partitions) const;
 
   /// Runs the plan and gathers the result.

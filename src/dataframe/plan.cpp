@@ -227,6 +227,38 @@ table apply_steps(table t, const std::vector<df_step>& steps) {
 // ---------------------------------------------------------------------------------------------
 // Running one task
 
+namespace {
+
+/// Partition `part`'s share of each of `n` output partitions of about equal rows, given every
+/// input partition's row count: output j holds global rows [total*j/n, total*(j+1)/n).
+std::vector<table> split_by_position(const table& t, const table& counts, std::size_t part, std::size_t n) {
+  const column& rows = counts["rows"];
+  if (part >= rows.size())
+    throw dataframe_error(fmt::format("repartition: partition {} of {} has no row count", part, rows.size()));
+  std::uint64_t offset = 0, total = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto r = static_cast<std::uint64_t>(rows.int64_at(i));
+    if (i < part) offset += r;
+    total += r;
+  }
+  if (static_cast<std::uint64_t>(rows.int64_at(part)) != t.num_rows())
+    throw dataframe_error(fmt::format("repartition: partition {} has {} rows, its count said {}", part, t.num_rows(),
+                                      rows.int64_at(part)));
+  std::vector<table> pieces;
+  pieces.reserve(n);
+  const std::uint64_t end = offset + t.num_rows();
+  for (std::size_t j = 0; j < n; ++j) {
+    // total * j / n, without the product overflowing: total = q * n + r.
+    auto boundary = [&](std::uint64_t k) { return total / n * k + total % n * k / n; };
+    const std::uint64_t lo = boundary(j), hi = boundary(j + 1);
+    const std::uint64_t b = std::clamp(lo, offset, end), e = std::clamp(hi, offset, end);
+    pieces.push_back(t.slice(static_cast<std::size_t>(b - offset), static_cast<std::size_t>(e - b)));
+  }
+  return pieces;
+}
+
+}  // namespace
+
 bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs) {
   bundle out;
   std::vector<table> in;
@@ -244,9 +276,11 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
       in.emplace_back();
     }
   }
-  // A range split reads its boundaries as the last input; the head works on the others.
-  const bool range_split = spec.split == task_spec::split_kind::range;
-  const std::span<const table> head_in(in.data(), range_split && !in.empty() ? in.size() - 1 : in.size());
+  // A range or position split reads its boundaries or row counts as the last input; the head works
+  // on the others.
+  const bool last_input_guides =
+      spec.split == task_spec::split_kind::range || spec.split == task_spec::split_kind::by_position;
+  const std::span<const table> head_in(in.data(), last_input_guides && !in.empty() ? in.size() - 1 : in.size());
   table t;
   using H = task_spec::head_kind;
   switch (spec.head) {
@@ -312,6 +346,16 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
       out.pieces.push_back(std::move(sample));
       break;
     }
+    case S::with_count: {
+      table rows{{"rows", column(std::vector<std::int64_t>{static_cast<std::int64_t>(t.num_rows())})}};
+      out.pieces.push_back(std::move(t));
+      out.pieces.push_back(std::move(rows));
+      break;
+    }
+    case S::by_position:
+      out.pieces = split_by_position(t, in.back(), static_cast<std::size_t>(spec.part),
+                                     static_cast<std::size_t>(std::max<std::uint64_t>(1, spec.count)));
+      break;
   }
   return out;
 }
@@ -707,12 +751,42 @@ class lowerer {
         return out;
       }
       case node::kind::repartition: {
-        task_spec gather;
-        gather.head = H::concat;
-        gather.split = S::even;
-        gather.count = n->partitions;
-        const std::uint32_t t = reduce(lower(n->inputs[0].get()), gather, H::concat, task_spec{});
-        for (std::size_t j = 0; j < n->partitions; ++j) out.push_back({t, static_cast<std::uint32_t>(j)});
+        const std::vector<input_ref> in = lower(n->inputs[0].get());
+        const std::size_t parts = n->partitions;
+        if (in.size() == 1) {
+          const std::uint32_t t = extendable(in[0], exclusive_input(n));
+          plan_.tasks[t].split = S::even;
+          plan_.tasks[t].count = parts;
+          for (std::size_t j = 0; j < parts; ++j) out.push_back({t, static_cast<std::uint32_t>(j)});
+          return out;
+        }
+        // Balanced without gathering the data: every partition reports its row count, and each
+        // one, given all the counts, cuts itself where the output partitions' boundaries fall.
+        std::vector<std::uint32_t> counted;
+        std::vector<input_ref> counts;
+        for (const input_ref& ref : in) {
+          const std::uint32_t t = extendable(ref, exclusive_input(n));
+          plan_.tasks[t].split = S::with_count;
+          counted.push_back(t);
+          counts.push_back({t, 1});
+        }
+        const std::uint32_t all_counts = reduce(std::move(counts), task_spec{}, H::concat, task_spec{});
+        std::vector<std::uint32_t> cut;
+        for (std::size_t i = 0; i < counted.size(); ++i) {
+          task_spec s;
+          s.head = H::concat;
+          s.inputs = {{counted[i], 0}, {all_counts, 0}};
+          s.split = S::by_position;
+          s.part = i;
+          s.count = parts;
+          cut.push_back(add(std::move(s)));
+        }
+        for (std::size_t j = 0; j < parts; ++j) {
+          // Output j overlaps a run of neighbouring partitions; the others give it empty pieces.
+          std::vector<input_ref> refs;
+          for (auto t : cut) refs.push_back({t, static_cast<std::uint32_t>(j)});
+          out.push_back({reduce(std::move(refs), task_spec{}, H::concat, task_spec{}), 0});
+        }
         return out;
       }
       case node::kind::row_count: {
@@ -859,6 +933,12 @@ std::string describe_plan(const physical_plan& plan) {
         break;
       case S::with_sample:
         out += " | sample";
+        break;
+      case S::with_count:
+        out += " | count";
+        break;
+      case S::by_position:
+        out += fmt::format(" | split {} by position of part {}", t.count, t.part);
         break;
     }
     out += '\n';

@@ -125,6 +125,9 @@ struct task_spec {
     range,        // by `sort` with the last input as boundaries
     even,         // `count` pieces of about equal rows
     with_sample,  // piece 0: the table, piece 1: sample_sort_keys(sort, count)
+    with_count,   // piece 0: the table, piece 1: its row count (one row, "rows")
+    by_position,  // `count` pieces by global row position: partition `part` of partitions whose
+                  // row counts (in order) are the last input
   };
 
   head_kind head = head_kind::concat;
@@ -142,12 +145,14 @@ struct task_spec {
   split_kind split = split_kind::none;
   std::vector<std::string> split_keys;
   std::uint64_t count = 0;
+  std::uint64_t part = 0;
 
   std::size_t pieces() const noexcept {
     switch (split) {
       case split_kind::none:
         return 1;
       case split_kind::with_sample:
+      case split_kind::with_count:
         return 2;
       case split_kind::range:
         return 0;  // boundaries + 1, known when run
@@ -210,7 +215,7 @@ void task_spec::serialize(Archive& ar, unsigned) {
       csv = std::move(c);
     }
   }
-  ar& range& wanted& agg& sort& join& left_inputs& subset& steps& split& split_keys& count;
+  ar& range& wanted& agg& sort& join& left_inputs& subset& steps& split& split_keys& count& part;
 }
 
 }  // namespace dx::detail

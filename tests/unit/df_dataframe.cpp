@@ -360,6 +360,58 @@ TEST_CASE("drop_duplicates, value_counts, describe and repartition", "[dataframe
   CHECK(re.compute() == t);
 }
 
+TEST_CASE("repartition balances rows in order without gathering them into one task", "[dataframe]") {
+  dx::cluster cl;
+  std::vector<std::int64_t> x(1000);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<std::int64_t>(i);
+  auto df = dx::dataframe::from_columns(cl, {{"x", x}}, 8);
+  // Partitions of 125 rows; the filter leaves 125 + 5 + 0 x 5 + 100 rows.
+  auto uneven = df.filter(df["x"] < 130 || df["x"] >= 900);
+  auto sizes_of = [](const dx::table& t) {
+    std::map<std::int64_t, std::int64_t> rows_by_size;  // partition size -> rows in such partitions
+    for (std::size_t i = 0; i < t.num_rows(); ++i) ++rows_by_size[t["partition_rows"].int64_at(i)];
+    return rows_by_size;
+  };
+  auto in_order = [](const dx::table& t, const std::vector<std::int64_t>& expected) {
+    if (t.num_rows() != expected.size()) return false;
+    for (std::size_t i = 0; i < t.num_rows(); ++i)
+      if (t["x"].int64_at(i) != expected[i] + 1) return false;
+    return true;
+  };
+  std::vector<std::int64_t> kept;
+  for (auto v : x)
+    if (v < 130 || v >= 900) kept.push_back(v);
+
+  auto three = uneven.repartition(3);
+  CHECK(three.num_partitions() == 3);
+  const std::string plan = three.explain();
+  INFO(plan);
+  CHECK(plan.find("by position") != std::string::npos);
+  CHECK(plan.find("concat <- t0.0 t1.0 t2.0 t3.0") == std::string::npos);  // no task gathers the data
+  const dx::table t3 = three.map_partitions(add_one_to_x).compute();
+  CHECK(in_order(t3, kept));
+  // 230 rows: [0, 76), [76, 153), [153, 230).
+  CHECK(sizes_of(t3) == std::map<std::int64_t, std::int64_t>{{76, 76}, {77, 154}});
+
+  const dx::table t20 = uneven.repartition(20).map_partitions(add_one_to_x).compute();  // more than before
+  CHECK(in_order(t20, kept));
+  CHECK(sizes_of(t20) == std::map<std::int64_t, std::int64_t>{{11, 11 * 10}, {12, 12 * 10}});
+
+  // One partition in: it is split where it is.
+  const dx::table one = df.repartition(1).repartition(6).map_partitions(add_one_to_x).compute();
+  CHECK(in_order(one, x));
+  CHECK(sizes_of(one) == std::map<std::int64_t, std::int64_t>{{166, 166 * 2}, {167, 167 * 4}});
+
+  // More partitions than a task reads inputs: the counts and the outputs go through trees.
+  auto many = dx::dataframe::from_columns(cl, {{"x", x}}, 45);
+  const dx::table t7 = many.filter(many["x"] % 3 != 0).repartition(7).map_partitions(add_one_to_x).compute();
+  std::vector<std::int64_t> not_thirds;
+  for (auto v : x)
+    if (v % 3 != 0) not_thirds.push_back(v);
+  CHECK(in_order(t7, not_thirds));
+  CHECK(sizes_of(t7) == std::map<std::int64_t, std::int64_t>{{95, 95 * 6}, {96, 96}});
+}
+
 TEST_CASE("read_csv prunes unread columns and counts skipped rows", "[dataframe][csv]") {
   temp_dir dir;
   std::string text = "id,city,fare,note\n";
