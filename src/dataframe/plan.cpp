@@ -500,6 +500,13 @@ class lowerer {
         return need;
       case node::kind::row_count:
         return {};
+      case node::kind::describe: {
+        // Only numeric columns are described: the others are never read or gathered.
+        std::set<std::string> r;
+        for (const auto& [name, type] : in.schema)
+          if (type == column_type::int64 || type == column_type::float64) r.insert(name);
+        return r;
+      }
       default:
         return all_of(in);
     }

@@ -349,6 +349,9 @@ TEST_CASE("drop_duplicates, value_counts, describe and repartition", "[dataframe
 
   const dx::table desc = df.describe().compute();
   REQUIRE(desc.column_names() == std::vector<std::string>{"statistic", "id", "key", "value"});
+  const std::string described = df.describe().explain();
+  INFO(described);
+  CHECK(described.find("columns id,key,value") != std::string::npos);  // the strings are never gathered
   CHECK(desc["statistic"].string_at(0) == "count");
   CHECK(desc["id"].float64_at(0) == 400.0);
   CHECK(desc["id"].float64_at(1) == Approx(199.5));  // mean
