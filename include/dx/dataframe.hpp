@@ -242,9 +242,11 @@ class DX_API group_by {
   dataframe count() const;
   /// Shuffles partial aggregates by key hash into `partitions` output partitions instead of
   /// combining them in one tree: for many groups. The result is then sorted within each partition.
-  /// By default (0) an in-memory source is sampled: when most sampled rows form groups of their
-  /// own, the result is shuffled into as many partitions as the input has; otherwise (and for
-  /// CSV sources) the partial aggregates are combined in a tree into one sorted partition.
+  /// By default (0) the source is sampled (20,000 rows of an in-memory table, the first MiB of a
+  /// CSV source, through the row-wise steps before the groupby): when most sampled rows form
+  /// groups of their own, the result is shuffled into as many partitions as the input has;
+  /// otherwise the partial aggregates are combined in a tree into one sorted partition. A source
+  /// under 200,000 rows or 8 MiB, or one reached through map_partitions, is never shuffled.
   group_by& split_out(std::size_t partitions);
 
   group_by(dataframe source, std::vector<std::string> keys);

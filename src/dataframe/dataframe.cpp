@@ -273,13 +273,34 @@ std::size_t automatic_split_out(const df_node& input, const df::agg_spec& spec) 
     rowwise.push_back(base);
     base = base->inputs[0].get();
   }
-  if (base->k != df_node::kind::memory || base->partitions < 2) return 1;
-  std::size_t total = 0;
-  for (const auto& p : base->memory_parts) total += p.num_rows();
+  if (base->partitions < 2) return 1;
   constexpr std::size_t sample_rows = 20'000;
-  // Few rows, few groups at most: a tree combine is cheap whatever the keys.
-  if (total < 10 * sample_rows) return 1;
-  table sample = base->memory_parts.front().head(sample_rows);
+  table sample;
+  if (base->k == df_node::kind::memory) {
+    std::size_t total = 0;
+    for (const auto& p : base->memory_parts) total += p.num_rows();
+    // Few rows, few groups at most: a tree combine is cheap whatever the keys.
+    if (total < 10 * sample_rows) return 1;
+    sample = base->memory_parts.front().head(sample_rows);
+  } else if (base->k == df_node::kind::csv) {
+    // The first MiB of the first partition: about as many rows as an in-memory sample. The row
+    // cut off at its end is dropped as malformed, and so is any row the real read would reject.
+    constexpr std::uint64_t sample_bytes = 1u << 20;
+    std::uint64_t total = 0;
+    for (const auto& r : base->ranges) total += r.end - r.begin;
+    if (total < 8 * sample_bytes) return 1;
+    df::csv_source probe = *base->csv;
+    probe.options.skip_bad_rows = true;
+    df::csv_range first = base->ranges.front();
+    first.end = std::min(first.end, first.begin + sample_bytes);
+    try {
+      sample = df::read_csv_range(probe, first, {}).data;
+    } catch (const std::exception&) {
+      return 1;  // an unreadable file is reported by the read itself
+    }
+  } else {
+    return 1;
+  }
   for (auto it = rowwise.rbegin(); it != rowwise.rend(); ++it) sample = apply_steps(std::move(sample), (*it)->steps);
   if (sample.num_rows() < 1000) return 1;
   df::agg_spec count_only;

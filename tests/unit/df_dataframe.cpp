@@ -560,6 +560,48 @@ TEST_CASE("groupby shuffles by key when groups are many, and combines in a tree 
   for (std::size_t k = 0; k < 10; ++k) CHECK(s["f"].int64_at(k) == static_cast<std::int64_t>(k));
 }
 
+TEST_CASE("a groupby over CSV files samples their start to choose a shuffle or a tree", "[dataframe][groupby][csv]") {
+  dx::cluster cl;
+  temp_dir dir;
+  const std::size_t n = 400'000;
+  std::string text = "id,unique,few,note\n";
+  text.reserve(n * 40);
+  for (std::size_t i = 0; i < n; ++i) {
+    text += std::to_string(i) + ',' + std::to_string((i * 7919) % n) + ',' + std::to_string(i % 10) + ',';
+    text += i % 3 == 0 ? "\"a, quoted\nnote\"\n" : "plain\n";  // quoted newlines where the sample is cut
+  }
+  REQUIRE(text.size() > (8u << 20));
+  write_file(dir.file("rows.csv"), text);
+  dx::csv_options options;
+  options.partition_bytes = 2u << 20;
+  auto df = dx::dataframe::read_csv(cl, dir.file("rows.csv"), options);
+  REQUIRE(df.num_partitions() >= 4);
+
+  auto many = df.groupby({"unique"}).agg({{"id", dx::agg::sum}});
+  auto few = df.groupby({"few"}).agg({{"id", dx::agg::count}});
+  // A filter before the groupby runs on the sample too: here it leaves one group.
+  auto filtered = df.filter(df["unique"] < 2).groupby({"few"}).agg({{"id", dx::agg::count}});
+  CHECK(many.num_partitions() == df.num_partitions());
+  CHECK(many.explain().find("hash_split") != std::string::npos);
+  CHECK(few.num_partitions() == 1);
+  CHECK(few.explain().find("hash_split") == std::string::npos);
+  CHECK(filtered.num_partitions() == 1);
+  // Asked for, a shuffle happens whatever the sample says.
+  CHECK(df.groupby({"few"}).split_out(3).agg({{"id", dx::agg::count}}).num_partitions() == 3);
+
+  const dx::table m = many.sort_values({"unique"}).compute();
+  REQUIRE(m.num_rows() == n);
+  std::vector<std::int64_t> id_of(n);
+  for (std::size_t i = 0; i < n; ++i) id_of[(i * 7919) % n] = static_cast<std::int64_t>(i);
+  for (std::size_t k = 0; k < n; k += 991) {
+    CHECK(m["unique"].int64_at(k) == static_cast<std::int64_t>(k));
+    CHECK(m["id_sum"].int64_at(k) == id_of[k]);
+  }
+  const dx::table f = few.compute();
+  REQUIRE(f.num_rows() == 10);
+  for (std::size_t k = 0; k < 10; ++k) CHECK(f["id_count"].int64_at(k) == static_cast<std::int64_t>(n / 10));
+}
+
 TEST_CASE("computed columns run exactly when something reads them, through renames and selects", "[dataframe][plan]") {
   dx::cluster cl;
   using I = std::vector<std::int64_t>;
