@@ -195,8 +195,11 @@ class DX_API dataframe {
   dataframe join(const dataframe& right, const std::vector<std::string>& left_on,
                  const std::vector<std::string>& right_on, join_kind how = join_kind::inner,
                  join_strategy strategy = join_strategy::automatic) const;
-  /// The first row of each distinct combination of `subset` (all columns when empty).
-  dataframe drop_duplicates(std::vector<std::string> subset = {}) const;
+  /// The first row of each distinct combination of `subset` (all columns when empty), in their
+  /// original order, in one partition. With `split_out` > 1 the rows are shuffled by the hash of
+  /// `subset` into that many partitions instead, so no task holds every distinct row: each
+  /// partition keeps the first row of each of its combinations, in their original order.
+  dataframe drop_duplicates(std::vector<std::string> subset = {}, std::size_t split_out = 1) const;
   /// Distinct values of `column` with their counts ("count"), most frequent first; nulls skipped.
   dataframe value_counts(const std::string& column) const;
   /// count, mean, std, min, 25%, 50%, 75%, max of each numeric column: a "statistic" column and

@@ -575,12 +575,14 @@ dataframe dataframe::join(const dataframe& right, const std::vector<std::string>
   return dataframe(*cluster_, std::move(n));
 }
 
-dataframe dataframe::drop_duplicates(std::vector<std::string> subset) const {
+dataframe dataframe::drop_duplicates(std::vector<std::string> subset, std::size_t split_out) const {
   detail::check_columns(node_->schema, subset, "drop_duplicates");
+  if (split_out == 0) throw dataframe_error("drop_duplicates: split_out must be at least 1");
   auto n = detail::derive(*this, df_node::kind::distinct);
   n->schema = node_->schema;
   n->subset = std::move(subset);
-  n->partitions = 1;
+  n->split_out = split_out;
+  n->partitions = split_out;
   return dataframe(*cluster_, std::move(n));
 }
 

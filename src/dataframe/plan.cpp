@@ -739,16 +739,30 @@ class lowerer {
         df_step local;
         local.k = df_step::kind::distinct;
         local.columns = n->subset;
-        std::vector<input_ref> refs;
+        std::vector<std::string> keys = n->subset;
+        if (keys.empty())
+          for (const auto& [name, type] : n->schema) keys.push_back(name);
+        const std::size_t k = std::max<std::size_t>(1, n->split_out);
+        std::vector<std::uint32_t> deduplicated;
         for (const input_ref& ref : lower(n->inputs[0].get())) {
           const std::uint32_t t = extendable(ref, exclusive_input(n));
           plan_.tasks[t].steps.push_back(local);
-          refs.push_back({t, 0});
+          if (k > 1) {
+            plan_.tasks[t].split = S::hash;
+            plan_.tasks[t].split_keys = keys;
+            plan_.tasks[t].count = k;
+          }
+          deduplicated.push_back(t);
         }
         task_spec d;
         d.head = H::distinct;
         d.subset = n->subset;
-        out.push_back({reduce(std::move(refs), d, H::distinct, d), 0});
+        // Pieces are read in partition order, so the first row of a combination stays first.
+        for (std::size_t j = 0; j < k; ++j) {
+          std::vector<input_ref> refs;
+          for (auto t : deduplicated) refs.push_back({t, static_cast<std::uint32_t>(j)});
+          out.push_back({reduce(std::move(refs), d, H::distinct, d), 0});
+        }
         return out;
       }
       case node::kind::describe: {

@@ -335,6 +335,16 @@ TEST_CASE("drop_duplicates, value_counts, describe and repartition", "[dataframe
     if (seen.insert(k).second) first_ids.push_back(static_cast<std::int64_t>(i));
   }
   CHECK(d["id"] == dx::column(first_ids));
+  // Shuffled by key: the same rows, first of each key, in three partitions.
+  auto spread = df.drop_duplicates({"key", "name"}, 3);
+  CHECK(spread.num_partitions() == 3);
+  CHECK(spread.explain().find("hash_split 3") != std::string::npos);
+  CHECK(spread.sort_values({"id"}).compute() == d);
+  CHECK_THROWS_WITH(df.drop_duplicates({}, 0), Catch::Contains("split_out"));
+  // Every column: only exact duplicates go.
+  CHECK(df.drop_duplicates({}, 4).count_rows() == 400);
+  CHECK(df.select({"key"}).drop_duplicates({}, 4).sort_values({"key"}).compute() ==
+        df.select({"key"}).drop_duplicates().sort_values({"key"}).compute());
 
   const dx::table vc = df.value_counts("name").compute();
   std::map<std::string, std::int64_t> counts;
@@ -500,6 +510,7 @@ TEST_CASE("results do not depend on partitioning, down to one-row and empty part
                       .sort_values({"id"})
                       .compute());
     out.push_back(some.drop_duplicates({"name"}).compute());
+    out.push_back(some.drop_duplicates({"name"}, 3).sort_values({"id"}).compute());
     out.push_back(some.repartition(4).compute());
     out.push_back(dx::table{{"rows", std::vector<std::int64_t>{static_cast<std::int64_t>(some.count_rows())}}});
     return out;

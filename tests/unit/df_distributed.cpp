@@ -52,6 +52,7 @@ std::vector<dx::table> run_plans(dx::cluster& cl, const dx::table& t, const dx::
                     .compute());
   out.push_back(df.join(other, {"k"}, dx::join_kind::left, dx::join_strategy::broadcast).compute());
   out.push_back(df.drop_duplicates({"k"}).compute());
+  out.push_back(df.drop_duplicates({"s", "k"}, 3).compute());
   out.push_back(df.value_counts("s").compute());
   out.push_back(df.describe().compute());
   out.push_back(df.repartition(4).select({"k"}).compute());
