@@ -3,6 +3,7 @@
 //   cl.submit(dx::hint{.size = rows}, process, chunk);                 // bigger calls take longer
 //   cl.submit(dx::resources{{"gpu", 1}, {"mem_mb", 2048}}, train, cfg); // only where that fits
 //   cl.submit(dx::task_options{}.with_priority(10), urgent, x);        // before queued normal work
+//   cl.submit(dx::task_options{}.with_kind("etl.parse"), run_step, s); // learned and shown apart
 //
 // Priorities order the ready tasks (higher first; the default is 0), then the scheduler prefers
 // tasks on the longest predicted path to the end of the graph. Resources are amounts a task holds
@@ -34,6 +35,9 @@ struct task_options {
   int priority = 0;         ///< higher runs first among ready tasks
   dx::resources resources;  ///< what it holds while it runs
   dx::hint hint;            ///< its size, for the cost model
+  /// The kind the cost model learns it as and metrics, the dashboard and traces show it as; the
+  /// function's registered name when empty. For one function that does different work per call.
+  std::string kind;
 
   task_options& with_priority(int p) noexcept {
     priority = p;
@@ -45,6 +49,10 @@ struct task_options {
   }
   task_options& with_hint(dx::hint h) noexcept {
     hint = h;
+    return *this;
+  }
+  task_options& with_kind(std::string k) {
+    kind = std::move(k);
     return *this;
   }
 };

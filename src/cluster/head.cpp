@@ -378,7 +378,8 @@ class head_impl final : public head_core {
       task_entry& t = tasks_[id];
       t.id = id;
       t.function = fn.name;
-      t.kind = kind_index_locked(fn.name);
+      const std::string& kind = opts.kind.empty() ? fn.name : opts.kind;
+      t.kind = kind_index_locked(kind);
       if (observe_) ++kinds_[t.kind]->submitted;
       t.future = &result;
       t.lineage_refs = 1;
@@ -387,7 +388,7 @@ class head_impl final : public head_core {
       bool failed = false;
       sched::task_spec spec;
       spec.id = id;
-      spec.kind = fn.name;
+      spec.kind = kind;
       spec.priority = opts.priority;
       spec.size_hint = opts.hint.size;
       spec.needs = opts.resources.amounts;
@@ -1668,7 +1669,7 @@ class head_impl final : public head_core {
         auto it = tasks_.find(task);
         if (it == tasks_.end() || it->second.running_since < 0) continue;
         running_now.push_back({{"task", task},
-                               {"kind", it->second.function},
+                               {"kind", kinds_[it->second.kind]->name},
                                {"worker", id},
                                {"thread", it->second.running_thread},
                                {"attempt", run_number(it->second, it->second.attempt)},

@@ -177,32 +177,32 @@ class plan_runner {
       write_value(encoded, std::make_pair(spec, static_cast<std::uint32_t>(i)));
       std::vector<shared_future<bundle>> in;
       for (const auto& r : spec.inputs) in.push_back(remote_results_[r.task]);
-      remote_results_[i] = submit_arity(std::move(encoded), in).share();
+      remote_results_[i] = submit_arity(task_options{}.with_kind(task_kind(spec)), std::move(encoded), in).share();
     }
   }
 
-  future<bundle> submit_arity(std::string s, std::vector<shared_future<bundle>>& in) {
+  future<bundle> submit_arity(const task_options& o, std::string s, std::vector<shared_future<bundle>>& in) {
     namespace r = df_remote;
     cluster& c = cluster_;
     switch (in.size()) {
       case 0:
-        return c.submit(r::task0, std::move(s));
+        return c.submit(o, r::task0, std::move(s));
       case 1:
-        return c.submit(r::task1, std::move(s), in[0]);
+        return c.submit(o, r::task1, std::move(s), in[0]);
       case 2:
-        return c.submit(r::task2, std::move(s), in[0], in[1]);
+        return c.submit(o, r::task2, std::move(s), in[0], in[1]);
       case 3:
-        return c.submit(r::task3, std::move(s), in[0], in[1], in[2]);
+        return c.submit(o, r::task3, std::move(s), in[0], in[1], in[2]);
       case 4:
-        return c.submit(r::task4, std::move(s), in[0], in[1], in[2], in[3]);
+        return c.submit(o, r::task4, std::move(s), in[0], in[1], in[2], in[3]);
       case 5:
-        return c.submit(r::task5, std::move(s), in[0], in[1], in[2], in[3], in[4]);
+        return c.submit(o, r::task5, std::move(s), in[0], in[1], in[2], in[3], in[4]);
       case 6:
-        return c.submit(r::task6, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5]);
+        return c.submit(o, r::task6, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5]);
       case 7:
-        return c.submit(r::task7, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
+        return c.submit(o, r::task7, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
       case 8:
-        return c.submit(r::task8, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]);
+        return c.submit(o, r::task8, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]);
       default:
         throw dataframe_error(fmt::format("dataframe: a task with {} inputs (at most 8)", in.size()));
     }

@@ -920,6 +920,46 @@ std::string step_text(const df_step& s) {
 
 physical_plan lower(const node_ptr& node, const lowering_options& options) { return lowerer(options).run(node); }
 
+std::string task_kind(const task_spec& t) {
+  std::string kind = fmt::format("dx.dataframe.{}", head_name(t.head));
+  // Steps and splits that change what a byte of input costs; filters and projections do not much.
+  for (const auto& s : t.steps) {
+    switch (s.k) {
+      case df_step::kind::map_function:
+        kind += "+map:" + s.name;
+        break;
+      case df_step::kind::partial_agg:
+      case df_step::kind::finalize_agg:
+      case df_step::kind::distinct:
+        kind += "+" + step_text(s);
+        break;
+      default:
+        break;
+    }
+  }
+  switch (t.split) {
+    case S::none:
+      break;
+    case S::hash:
+      kind += "+hash_split";
+      break;
+    case S::range:
+      kind += "+range_split";
+      break;
+    case S::even:
+    case S::by_position:
+      kind += "+split";
+      break;
+    case S::with_sample:
+      kind += "+sample";
+      break;
+    case S::with_count:
+      kind += "+count";
+      break;
+  }
+  return kind;
+}
+
 std::string describe_plan(const physical_plan& plan) {
   std::string out;
   for (std::size_t i = 0; i < plan.tasks.size(); ++i) {

@@ -193,6 +193,8 @@ struct lowering_options {
 physical_plan lower(const node_ptr& node, const lowering_options& options);
 /// One line per task.
 std::string describe_plan(const physical_plan& plan);
+/// The kind a task is learned and shown as on a cluster: "dx.dataframe.read_csv+partial_agg".
+std::string task_kind(const task_spec& t);
 /// Runs one task on its inputs (in the order of spec.inputs).
 bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs);
 

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <optional>
 #include <random>
+#include <set>
+#include <string>
 
 namespace {
 
@@ -92,6 +94,20 @@ TEST_CASE("plans give the same tables on worker processes as on local threads", 
     dx::cluster cl{dx::options{}.local_processes(2)};
     cl.wait_for_workers(2, std::chrono::seconds(30));
     remote = run_plans(cl, t, small, csv);
+    // Tasks are learned and shown by what they do, not by the function that carries them.
+    std::set<std::string> kinds;
+    for (const auto& k : cl.cost_model_snapshot().accuracy()) kinds.insert(k.kind);
+    std::string listed;
+    for (const auto& k : kinds) listed += k + " ";
+    INFO(listed);
+    CHECK(kinds.count("dx.dataframe.memory") == 1);
+    CHECK(kinds.count("dx.dataframe.read_csv+partial_agg") == 1);
+    CHECK(kinds.count("dx.dataframe.sort") == 1);
+    CHECK(kinds.count("dx.dataframe.join") == 1);
+    for (const auto& k : kinds) {
+      CHECK(k.starts_with("dx.dataframe."));
+      CHECK_FALSE(k.starts_with("dx.dataframe.task"));
+    }
   }
   REQUIRE(local.size() == remote.size());
   for (std::size_t i = 0; i < local.size(); ++i) {

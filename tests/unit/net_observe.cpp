@@ -413,6 +413,30 @@ TEST_CASE("tasks handed back unstarted by a leaving worker run as their first at
   CHECK(done.size() == 1000);
 }
 
+TEST_CASE("a task submitted with a kind is learned, counted and listed under it", "[net][observe]") {
+  dx::cluster cl{observed(1)};
+  std::vector<dx::future<int>> fs;
+  for (int i = 0; i < 10; ++i)
+    fs.push_back(cl.submit(dx::task_options{}.with_kind("app.small_square"), net_test::square, i));
+  for (int i = 0; i < 5; ++i) fs.push_back(cl.submit(net_test::square, i));
+  for (std::size_t i = 0; i < fs.size(); ++i) {
+    const int x = static_cast<int>(i < 10 ? i : i - 10);
+    CHECK(fs[i].get() == x * x);
+  }
+  const auto m = parse_metrics(http_test::get(cl.http_endpoint(), "/metrics").body);
+  CHECK(sum_matching(m, "dx_tasks_completed_total{", "kind=\"app.small_square\"") == 10);
+  CHECK(sum_matching(m, "dx_tasks_completed_total{", "kind=\"net_test::square\"") == 5);
+  CHECK(m.at("dx_tasks_submitted_total{kind=\"app.small_square\"}") == 10);
+  const dx::cost_model model = cl.cost_model_snapshot();
+  CHECK(model.predict_kind("app.small_square", {}).samples > 0);
+  CHECK(model.predict_kind("net_test::square", {}).samples > 0);
+  const json all = json::parse(http_test::get(cl.http_endpoint(), "/api/tasks?limit=100").body);
+  std::map<std::string, int> by_kind;
+  for (const auto& e : all["events"])
+    if (e["status"] == "done") ++by_kind[e["kind"].get<std::string>()];
+  CHECK(by_kind == std::map<std::string, int>{{"app.small_square", 10}, {"net_test::square", 5}});
+}
+
 TEST_CASE("with metrics off the head keeps no counts or history", "[net][observe]") {
   dx::cluster cl{observed(1).metrics(false)};
   std::vector<dx::future<int>> fs;
