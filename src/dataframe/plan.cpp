@@ -890,6 +890,25 @@ std::string_view head_name(H h) {
   return "?";
 }
 
+std::string_view split_name(S s) {
+  switch (s) {
+    case S::none:
+      return "";
+    case S::hash:
+      return "hash_split";
+    case S::range:
+      return "range_split";
+    case S::even:
+    case S::by_position:
+      return "split";
+    case S::with_sample:
+      return "sample";
+    case S::with_count:
+      return "count";
+  }
+  return "";
+}
+
 std::string step_text(const df_step& s) {
   switch (s.k) {
     case df_step::kind::filter:
@@ -937,26 +956,7 @@ std::string task_kind(const task_spec& t) {
         break;
     }
   }
-  switch (t.split) {
-    case S::none:
-      break;
-    case S::hash:
-      kind += "+hash_split";
-      break;
-    case S::range:
-      kind += "+range_split";
-      break;
-    case S::even:
-    case S::by_position:
-      kind += "+split";
-      break;
-    case S::with_sample:
-      kind += "+sample";
-      break;
-    case S::with_count:
-      kind += "+count";
-      break;
-  }
+  if (t.split != S::none) kind += fmt::format("+{}", split_name(t.split));
   return kind;
 }
 
@@ -980,27 +980,10 @@ std::string describe_plan(const physical_plan& plan) {
       for (const auto& in : t.inputs) out += fmt::format(" t{}.{}", in.task, in.piece);
     }
     for (const auto& s : t.steps) out += " | " + step_text(s);
-    switch (t.split) {
-      case S::none:
-        break;
-      case S::hash:
-        out += fmt::format(" | hash_split {}", t.count);
-        break;
-      case S::range:
-        out += " | range_split";
-        break;
-      case S::even:
-        out += fmt::format(" | split {}", t.count);
-        break;
-      case S::with_sample:
-        out += " | sample";
-        break;
-      case S::with_count:
-        out += " | count";
-        break;
-      case S::by_position:
-        out += fmt::format(" | split {} by position of part {}", t.count, t.part);
-        break;
+    if (t.split != S::none) {
+      out += fmt::format(" | {}", split_name(t.split));
+      if (t.split == S::hash || t.split == S::even || t.split == S::by_position) out += fmt::format(" {}", t.count);
+      if (t.split == S::by_position) out += fmt::format(" by position of part {}", t.part);
     }
     out += '\n';
   }
