@@ -249,7 +249,8 @@ class DX_API group_by {
   /// CSV source, through the row-wise steps before the groupby): when most sampled rows form
   /// groups of their own, the result is shuffled into as many partitions as the input has;
   /// otherwise the partial aggregates are combined in a tree into one sorted partition. A source
-  /// under 200,000 rows or 8 MiB, or one reached through map_partitions, is never shuffled.
+  /// under 200,000 rows (estimated from the sample for CSV), or one reached through map_partitions, is
+  /// never shuffled.
   group_by& split_out(std::size_t partitions);
 
   group_by(dataframe source, std::vector<std::string> keys);

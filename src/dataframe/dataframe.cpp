@@ -288,7 +288,6 @@ std::size_t automatic_split_out(const df_node& input, const df::agg_spec& spec) 
     constexpr std::uint64_t sample_bytes = 1u << 20;
     std::uint64_t total = 0;
     for (const auto& r : base->ranges) total += r.end - r.begin;
-    if (total < 8 * sample_bytes) return 1;
     df::csv_source probe = *base->csv;
     probe.options.skip_bad_rows = true;
     df::csv_range first = base->ranges.front();
@@ -298,6 +297,10 @@ std::size_t automatic_split_out(const df_node& input, const df::agg_spec& spec) 
     } catch (const std::exception&) {
       return 1;  // an unreadable file is reported by the read itself
     }
+    // The same threshold as in memory, in rows estimated from the sample's bytes per row.
+    const double rows_per_byte = static_cast<double>(sample.num_rows()) /
+                                 static_cast<double>(std::max<std::uint64_t>(1, first.end - first.begin));
+    if (static_cast<double>(total) * rows_per_byte < 10.0 * sample_rows) return 1;
   } else {
     return 1;
   }

@@ -599,6 +599,19 @@ TEST_CASE("a groupby over CSV files samples their start to choose a shuffle or a
   CHECK(filtered.num_partitions() == 1);
   // Asked for, a shuffle happens whatever the sample says.
   CHECK(df.groupby({"few"}).split_out(3).agg({{"id", dx::agg::count}}).num_partitions() == 3);
+  // Narrow rows: a small file by bytes still has enough rows to shuffle; fewer rows never do.
+  for (const std::size_t rows : {150'000u, 600'000u}) {
+    std::string narrow = "k\n";
+    for (std::size_t i = 0; i < rows; ++i) narrow += std::to_string((i * 7919) % rows) + '\n';
+    write_file(dir.file("narrow.csv"), narrow);
+    dx::csv_options small_parts;
+    small_parts.partition_bytes = 256u << 10;
+    auto keys = dx::dataframe::read_csv(cl, dir.file("narrow.csv"), small_parts);
+    INFO(rows << " rows, " << narrow.size() << " bytes");
+    REQUIRE(keys.num_partitions() >= 4);
+    CHECK(keys.groupby({"k"}).count().num_partitions() == (rows > 200'000 ? keys.num_partitions() : 1));
+    CHECK(keys.groupby({"k"}).count().count_rows() == rows);
+  }
 
   const dx::table m = many.sort_values({"unique"}).compute();
   REQUIRE(m.num_rows() == n);
