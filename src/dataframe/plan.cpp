@@ -549,6 +549,26 @@ class lowerer {
     return add(std::move(t));
   }
 
+  // Output j of a shuffle: piece j of every split task, reduced as reduce() does.
+  std::vector<input_ref> gather_pieces(const std::vector<std::uint32_t>& split, std::size_t pieces,
+                                       const task_spec& final_template, H middle_head,
+                                       const task_spec& middle_template) {
+    std::vector<input_ref> out;
+    for (std::size_t j = 0; j < pieces; ++j) {
+      std::vector<input_ref> refs;
+      for (auto t : split) refs.push_back({t, static_cast<std::uint32_t>(j)});
+      out.push_back({reduce(std::move(refs), final_template, middle_head, middle_template), 0});
+    }
+    return out;
+  }
+
+  void split_by_hash(std::uint32_t task, const std::vector<std::string>& keys, std::size_t pieces) {
+    task_spec& t = plan_.tasks[task];
+    t.split = S::hash;
+    t.split_keys = keys;
+    t.count = pieces;
+  }
+
   std::vector<input_ref> lower(const node* n) {
     if (auto it = lowered_.find(n); it != lowered_.end()) return it->second;
     std::vector<input_ref> out = lower_new(n);
@@ -634,17 +654,8 @@ class lowerer {
           out.push_back({reduce(std::move(refs), last, H::combine_agg, combine), 0});
           return out;
         }
-        for (auto t : partials) {
-          plan_.tasks[t].split = S::hash;
-          plan_.tasks[t].split_keys = n->agg.keys;
-          plan_.tasks[t].count = k;
-        }
-        for (std::size_t j = 0; j < k; ++j) {
-          std::vector<input_ref> refs;
-          for (auto t : partials) refs.push_back({t, static_cast<std::uint32_t>(j)});
-          out.push_back({reduce(std::move(refs), last, H::combine_agg, combine), 0});
-        }
-        return out;
+        for (auto t : partials) split_by_hash(t, n->agg.keys, k);
+        return gather_pieces(partials, k, last, H::combine_agg, combine);
       }
       case node::kind::sort: {
         const std::vector<input_ref> in = lower(n->inputs[0].get());
@@ -676,12 +687,7 @@ class lowerer {
         task_spec sorter;
         sorter.head = H::sort;
         sorter.sort = n->sort;
-        for (std::size_t j = 0; j < parts; ++j) {
-          std::vector<input_ref> refs;
-          for (auto t : splits) refs.push_back({t, static_cast<std::uint32_t>(j)});
-          out.push_back({reduce(std::move(refs), sorter, H::concat, task_spec{}), 0});
-        }
-        return out;
+        return gather_pieces(splits, parts, sorter, H::concat, task_spec{});
       }
       case node::kind::join: {
         const std::vector<input_ref> left = lower(n->inputs[0].get());
@@ -710,9 +716,7 @@ class lowerer {
           std::vector<std::uint32_t> split;
           for (const input_ref& ref : side) {
             const std::uint32_t t = extendable(ref, exclusive);
-            plan_.tasks[t].split = S::hash;
-            plan_.tasks[t].split_keys = keys;
-            plan_.tasks[t].count = k;
+            split_by_hash(t, keys, k);
             split.push_back(t);
           }
           return split;
@@ -747,23 +751,14 @@ class lowerer {
         for (const input_ref& ref : lower(n->inputs[0].get())) {
           const std::uint32_t t = extendable(ref, exclusive_input(n));
           plan_.tasks[t].steps.push_back(local);
-          if (k > 1) {
-            plan_.tasks[t].split = S::hash;
-            plan_.tasks[t].split_keys = keys;
-            plan_.tasks[t].count = k;
-          }
+          if (k > 1) split_by_hash(t, keys, k);
           deduplicated.push_back(t);
         }
         task_spec d;
         d.head = H::distinct;
         d.subset = n->subset;
         // Pieces are read in partition order, so the first row of a combination stays first.
-        for (std::size_t j = 0; j < k; ++j) {
-          std::vector<input_ref> refs;
-          for (auto t : deduplicated) refs.push_back({t, static_cast<std::uint32_t>(j)});
-          out.push_back({reduce(std::move(refs), d, H::distinct, d), 0});
-        }
-        return out;
+        return gather_pieces(deduplicated, k, d, H::distinct, d);
       }
       case node::kind::describe: {
         task_spec d;
@@ -802,13 +797,8 @@ class lowerer {
           s.count = parts;
           cut.push_back(add(std::move(s)));
         }
-        for (std::size_t j = 0; j < parts; ++j) {
-          // Output j overlaps a run of neighbouring partitions; the others give it empty pieces.
-          std::vector<input_ref> refs;
-          for (auto t : cut) refs.push_back({t, static_cast<std::uint32_t>(j)});
-          out.push_back({reduce(std::move(refs), task_spec{}, H::concat, task_spec{}), 0});
-        }
-        return out;
+        // Output j overlaps a run of neighbouring partitions; the others give it empty pieces.
+        return gather_pieces(cut, parts, task_spec{}, H::concat, task_spec{});
       }
       case node::kind::row_count: {
         df_step count;
@@ -945,12 +935,12 @@ std::string task_kind(const task_spec& t) {
   for (const auto& s : t.steps) {
     switch (s.k) {
       case df_step::kind::map_function:
-        kind += "+map:" + s.name;
+        kind += fmt::format("+map:{}", s.name);
         break;
       case df_step::kind::partial_agg:
       case df_step::kind::finalize_agg:
       case df_step::kind::distinct:
-        kind += "+" + step_text(s);
+        kind += fmt::format("+{}", step_text(s));
         break;
       default:
         break;
