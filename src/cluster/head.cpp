@@ -1199,6 +1199,10 @@ class head_impl final : public head_core {
         ++t.failures;
         t.lost_on.push_back(w.id);
         record_lost_attempt_locked(t, w);
+      } else if (t.running_since >= 0) {
+        record_lost_attempt_locked(t, w);  // it had started there and never finished
+      } else {
+        t.handed_back.push_back(t.attempt);  // sent as the worker left: it never saw it
       }
       if (t.failures >= opts_.allowed_failures()) {
         std::string on;
