@@ -428,26 +428,7 @@ std::size_t column::byte_size() const noexcept {
 bool operator==(const column& a, const column& b) {
   if (a.type() != b.type() || a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const bool na = a.is_null(i), nb = b.is_null(i);
-    if (na != nb) return false;
-    if (na) continue;
-    switch (a.type()) {
-      case column_type::int64:
-      case column_type::timestamp:
-        if (a.int64_data()[i] != b.int64_data()[i]) return false;
-        break;
-      case column_type::float64: {
-        const double x = a.float64_at(i), y = b.float64_at(i);
-        if (!(x == y || (std::isnan(x) && std::isnan(y)))) return false;
-        break;
-      }
-      case column_type::boolean:
-        if (a.bool_at(i) != b.bool_at(i)) return false;
-        break;
-      case column_type::string:
-        if (a.string_at(i) != b.string_at(i)) return false;
-        break;
-    }
+    if (!detail::df::values_equal(a, i, b, i)) return false;
   }
   return true;
 }

@@ -296,9 +296,11 @@ table take(const table& t, std::span<const std::int64_t> rows) {
 column filter_rows(const column& c, std::span<const std::uint8_t> mask, std::size_t kept) {
   if (kept == c.size()) return c;
   const bool nulls = c.has_nulls();
-  auto compact_fixed = [&](const auto* src, auto& out, column_type type) {
+  column compacted;
+  const bool fixed = for_fixed_width(c.type(), [&]<class T>(T*) {
+    const T* src = values_of<T>(c);
     // Branch-free compaction writes every row and advances past kept ones: one spare slot.
-    out.resize(kept + 1);
+    std::vector<T> out(kept + 1);
     std::size_t j = 0;
     for (std::size_t i = 0; i < mask.size(); ++i) {
       out[j] = src[i];
@@ -312,31 +314,14 @@ column filter_rows(const column& c, std::span<const std::uint8_t> mask, std::siz
         if (mask[i]) valid.push_back(c.is_null(i) ? 0 : 1);
       }
     }
-    return make_numeric(type, std::move(out), nulls ? &valid : nullptr);
-  };
-  switch (c.type()) {
-    case column_type::int64:
-    case column_type::timestamp: {
-      std::vector<std::int64_t> out;
-      return compact_fixed(c.int64_data(), out, c.type());
-    }
-    case column_type::float64: {
-      std::vector<double> out;
-      return compact_fixed(c.float64_data(), out, c.type());
-    }
-    case column_type::boolean: {
-      std::vector<std::uint8_t> out;
-      return compact_fixed(c.bool_data(), out, c.type());
-    }
-    case column_type::string: {
-      column_builder b(column_type::string, kept);
-      for (std::size_t i = 0; i < mask.size(); ++i) {
-        if (mask[i]) b.append_from(c, i);
-      }
-      return b.finish();
-    }
+    compacted = make_numeric(c.type(), std::move(out), nulls ? &valid : nullptr);
+  });
+  if (fixed) return compacted;
+  column_builder b(column_type::string, kept);
+  for (std::size_t i = 0; i < mask.size(); ++i) {
+    if (mask[i]) b.append_from(c, i);
   }
-  return c;
+  return b.finish();
 }
 
 table filter_rows(const table& t, std::span<const std::uint8_t> mask) {
@@ -364,37 +349,26 @@ column concat_columns(std::span<const column> parts) {
   auto s = std::make_shared<detail::column_storage>();
   s->type = type;
   s->size = rows;
-  switch (type) {
-    case column_type::int64:
-    case column_type::timestamp:
-      s->ints.reserve(rows);
-      for (const auto& p : parts) s->ints.insert(s->ints.end(), p.int64_data(), p.int64_data() + p.size());
-      break;
-    case column_type::float64:
-      s->doubles.reserve(rows);
-      for (const auto& p : parts) s->doubles.insert(s->doubles.end(), p.float64_data(), p.float64_data() + p.size());
-      break;
-    case column_type::boolean:
-      s->bools.reserve(rows);
-      for (const auto& p : parts) s->bools.insert(s->bools.end(), p.bool_data(), p.bool_data() + p.size());
-      break;
-    case column_type::string: {
-      std::size_t bytes = 0;
-      for (const auto& p : parts) {
-        const auto& o = p.storage().offsets;
-        bytes += o[p.offset() + p.size()] - o[p.offset()];
-      }
-      s->chars.reserve(bytes);
-      s->offsets.reserve(rows + 1);
-      s->offsets.push_back(0);
-      for (const auto& p : parts) {
-        const auto& o = p.storage().offsets;
-        const std::uint64_t first = o[p.offset()];
-        const std::uint64_t base = s->chars.size();
-        s->chars.append(p.storage().chars, first, o[p.offset() + p.size()] - first);
-        for (std::size_t i = 1; i <= p.size(); ++i) s->offsets.push_back(base + o[p.offset() + i] - first);
-      }
-      break;
+  const bool fixed = for_fixed_width(type, [&]<class T>(T*) {
+    std::vector<T>& out = values_in<T>(*s);
+    out.reserve(rows);
+    for (const auto& p : parts) out.insert(out.end(), values_of<T>(p), values_of<T>(p) + p.size());
+  });
+  if (!fixed) {
+    std::size_t bytes = 0;
+    for (const auto& p : parts) {
+      const auto& o = p.storage().offsets;
+      bytes += o[p.offset() + p.size()] - o[p.offset()];
+    }
+    s->chars.reserve(bytes);
+    s->offsets.reserve(rows + 1);
+    s->offsets.push_back(0);
+    for (const auto& p : parts) {
+      const auto& o = p.storage().offsets;
+      const std::uint64_t first = o[p.offset()];
+      const std::uint64_t base = s->chars.size();
+      s->chars.append(p.storage().chars, first, o[p.offset() + p.size()] - first);
+      for (std::size_t i = 1; i <= p.size(); ++i) s->offsets.push_back(base + o[p.offset() + i] - first);
     }
   }
   if (nulls) {
@@ -507,33 +481,29 @@ void hash_rows(const table& t, std::span<const std::size_t> key_columns, std::ve
   }
 }
 
+bool values_equal(const column& a, std::size_t ra, const column& b, std::size_t rb) {
+  const bool na = a.is_null(ra), nb = b.is_null(rb);
+  if (na || nb) return na == nb;
+  switch (a.type()) {
+    case column_type::int64:
+    case column_type::timestamp:
+      return a.int64_data()[ra] == b.int64_data()[rb];
+    case column_type::float64: {
+      const double x = a.float64_data()[ra], y = b.float64_data()[rb];
+      return x == y || (std::isnan(x) && std::isnan(y));
+    }
+    case column_type::boolean:
+      return a.bool_data()[ra] == b.bool_data()[rb];
+    case column_type::string:
+      return a.string_at(ra) == b.string_at(rb);
+  }
+  return false;
+}
+
 bool rows_equal(const table& a, std::span<const std::size_t> a_columns, std::size_t ra, const table& b,
                 std::span<const std::size_t> b_columns, std::size_t rb) {
   for (std::size_t k = 0; k < a_columns.size(); ++k) {
-    const column& x = a.column_at(a_columns[k]);
-    const column& y = b.column_at(b_columns[k]);
-    const bool nx = x.is_null(ra), ny = y.is_null(rb);
-    if (nx || ny) {
-      if (nx != ny) return false;
-      continue;
-    }
-    switch (x.type()) {
-      case column_type::int64:
-      case column_type::timestamp:
-        if (x.int64_data()[ra] != y.int64_data()[rb]) return false;
-        break;
-      case column_type::float64: {
-        const double p = x.float64_data()[ra], q = y.float64_data()[rb];
-        if (!(p == q || (std::isnan(p) && std::isnan(q)))) return false;
-        break;
-      }
-      case column_type::boolean:
-        if (x.bool_data()[ra] != y.bool_data()[rb]) return false;
-        break;
-      case column_type::string:
-        if (x.string_at(ra) != y.string_at(rb)) return false;
-        break;
-    }
+    if (!values_equal(a.column_at(a_columns[k]), ra, b.column_at(b_columns[k]), rb)) return false;
   }
   return true;
 }

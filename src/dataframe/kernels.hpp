@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -24,6 +25,54 @@ table empty_table(const schema_t& schema);
 /// The index of `name` in `t`, or dx::dataframe_error naming the closest columns.
 std::size_t column_index(const table& t, std::string_view name);
 std::vector<std::size_t> column_indices(const table& t, const std::vector<std::string>& names);
+
+// ---------------------------------------------------------------------------------------------
+// Fixed-width values: int64 and timestamp as std::int64_t, float64 as double, bool as std::uint8_t
+
+/// The contiguous values of a fixed-width column, as T.
+template <class T>
+const T* values_of(const column& c) {
+  if constexpr (std::is_same_v<T, double>) {
+    return c.float64_data();
+  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+    return c.bool_data();
+  } else {
+    return c.int64_data();
+  }
+}
+
+/// The vector of a column's storage that holds values of T.
+template <class T>
+std::vector<T>& values_in(column_storage& s) {
+  if constexpr (std::is_same_v<T, double>) {
+    return s.doubles;
+  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
+    return s.bools;
+  } else {
+    return s.ints;
+  }
+}
+
+/// Calls f(static_cast<T*>(nullptr)) with the value type T of a fixed-width column type; for a
+/// string column it calls nothing and returns false.
+template <class F>
+bool for_fixed_width(column_type type, F&& f) {
+  switch (type) {
+    case column_type::int64:
+    case column_type::timestamp:
+      f(static_cast<std::int64_t*>(nullptr));
+      return true;
+    case column_type::float64:
+      f(static_cast<double*>(nullptr));
+      return true;
+    case column_type::boolean:
+      f(static_cast<std::uint8_t*>(nullptr));
+      return true;
+    case column_type::string:
+      break;
+  }
+  return false;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Building columns (column_ops.cpp)
@@ -69,6 +118,8 @@ column concat_columns(std::span<const column> parts);
 
 /// A 64-bit hash of each row's values in `key_columns` (nulls hash alike), into `out` (resized).
 void hash_rows(const table& t, std::span<const std::size_t> key_columns, std::vector<std::uint64_t>& out);
+/// Whether value `ra` of a equals value `rb` of b (same type): null equals null, NaN equals NaN.
+bool values_equal(const column& a, std::size_t ra, const column& b, std::size_t rb);
 /// Whether row `ra` of a and row `rb` of b have equal values in the given columns (null equals null).
 bool rows_equal(const table& a, std::span<const std::size_t> a_columns, std::size_t ra, const table& b,
                 std::span<const std::size_t> b_columns, std::size_t rb);

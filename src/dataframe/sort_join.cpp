@@ -448,28 +448,6 @@ void release_sort_scratch() {
   release_if_large<Index>(5);
 }
 
-template <class T>
-const T* values_of(const column& c) {
-  if constexpr (std::is_same_v<T, double>) {
-    return c.float64_data();
-  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
-    return c.bool_data();
-  } else {
-    return c.int64_data();
-  }
-}
-
-template <class T>
-std::vector<T>& values_in(detail::column_storage& s) {
-  if constexpr (std::is_same_v<T, double>) {
-    return s.doubles;
-  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
-    return s.bools;
-  } else {
-    return s.ints;
-  }
-}
-
 // Column `c` of the pieces of `m` at global rows `rows`, in that order.
 template <class Index>
 column gather(const piece_rows& m, std::size_t c, std::span<const Index> rows) {
@@ -500,32 +478,19 @@ column gather(const piece_rows& m, std::size_t c, std::span<const Index> rows) {
     }
     values_in<T>(*s) = std::move(out);
   };
-  switch (type) {
-    case column_type::int64:
-    case column_type::timestamp:
-      fixed(static_cast<std::int64_t*>(nullptr));
-      break;
-    case column_type::float64:
-      fixed(static_cast<double*>(nullptr));
-      break;
-    case column_type::boolean:
-      fixed(static_cast<std::uint8_t*>(nullptr));
-      break;
-    case column_type::string: {
-      std::size_t bytes = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const auto [p, r] = locate(rows[i]);
-        bytes += m.pieces[p]->column_at(c).string_at(r).size();
-      }
-      s->chars.reserve(bytes);
-      s->offsets.reserve(n + 1);
-      s->offsets.push_back(0);
-      for (std::size_t i = 0; i < n; ++i) {
-        const auto [p, r] = locate(rows[i]);
-        s->chars.append(m.pieces[p]->column_at(c).string_at(r));
-        s->offsets.push_back(s->chars.size());
-      }
-      break;
+  if (!for_fixed_width(type, fixed)) {
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto [p, r] = locate(rows[i]);
+      bytes += m.pieces[p]->column_at(c).string_at(r).size();
+    }
+    s->chars.reserve(bytes);
+    s->offsets.reserve(n + 1);
+    s->offsets.push_back(0);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto [p, r] = locate(rows[i]);
+      s->chars.append(m.pieces[p]->column_at(c).string_at(r));
+      s->offsets.push_back(s->chars.size());
     }
   }
   if (nulls) {
@@ -560,20 +525,7 @@ column decode_keys(const key_column& key, const std::vector<std::uint64_t>& keys
     for (std::size_t i = 0; i < keys.size(); ++i) out[i] = key.decode<T>(keys[i] + lo);
     values_in<T>(*s) = std::move(out);
   };
-  switch (key.type()) {
-    case column_type::int64:
-    case column_type::timestamp:
-      fill(static_cast<std::int64_t*>(nullptr));
-      break;
-    case column_type::float64:
-      fill(static_cast<double*>(nullptr));
-      break;
-    case column_type::boolean:
-      fill(static_cast<std::uint8_t*>(nullptr));
-      break;
-    case column_type::string:
-      break;
-  }
+  for_fixed_width(key.type(), fill);
   return column(std::shared_ptr<const detail::column_storage>(std::move(s)));
 }
 
