@@ -60,6 +60,8 @@ struct worker_info {
 
 namespace detail {
 
+class cluster_alerts;
+
 template <class T>
 inline constexpr bool is_task_option_v =
     std::is_same_v<T, task_options> || std::is_same_v<T, hint> || std::is_same_v<T, resources>;
@@ -252,6 +254,7 @@ class DX_API cluster {
   options options_;
   std::unique_ptr<dx::metrics> metrics_;  // outlives the head, which reads and fills it
   std::unique_ptr<executor> local_;
+  std::unique_ptr<detail::cluster_alerts> alerts_;  // outlives the head, which raises alerts
   std::shared_ptr<detail::head_core> head_;
 };
 

@@ -1,6 +1,7 @@
 // The head of a distributed cluster: keeps the task graph, places ready tasks on workers, moves
 // results between the workers and the futures, and recovers from lost workers by re-running
-// tasks from their lineage.
+// tasks from their lineage. This is its interface to dx::cluster; head_state.hpp has its records
+// and the rooms that implement it.
 #pragma once
 
 #include <dx/cluster.hpp>
@@ -8,28 +9,31 @@
 #include <dx/remote.hpp>
 
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace dx::detail {
 
+namespace observe {
+class alert_center;
+}
+
 class head_core : public std::enable_shared_from_this<head_core> {
  public:
-  static std::shared_ptr<head_core> create(const options& opts, executor& local, dx::metrics& registry);
+  /// `alerts` receives the scheduler's alerts and is evaluated on the head's tick; it and
+  /// `registry` outlive the head.
+  static std::shared_ptr<head_core> create(const options& opts, executor& local, dx::metrics& registry,
+                                           observe::alert_center& alerts);
   virtual ~head_core() = default;
 
   virtual void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,
                       remote_result& result) = 0;
   virtual dx::forecast forecast() const = 0;
-  virtual void on_alert(std::function<void(const alert&)> callback) = 0;
   virtual dx::cost_model cost_model_snapshot() const = 0;
   virtual std::string http_endpoint() const = 0;
   /// Chrome trace-event JSON of the kept task history (see cluster::write_trace).
   virtual std::string trace_json() const = 0;
-  virtual void add_alert_rule(alert_rule rule) = 0;
-  virtual std::vector<alert> recent_alerts() const = 0;
   virtual void request_value(std::uint64_t task) noexcept = 0;
   virtual void released(std::uint64_t task) noexcept = 0;
 

@@ -3,6 +3,7 @@
 #include "cluster/auth.hpp"
 #include "common/log.hpp"
 #include "common/process_stats.hpp"
+#include "core/executor_impl.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,4 +92,49 @@ TEST_CASE("a cluster finishes pending work when destroyed", "[cluster]") {
     for (int k = 0; k < 500; ++k) cl.post([&] { ++count; });
   }
   CHECK(count.load() == 500);
+}
+
+TEST_CASE("a cluster without workers evaluates alert rules over its metrics", "[cluster][alert]") {
+  using namespace std::chrono_literals;
+  dx::cluster cl{dx::options{}.threads(1).heartbeat(20ms, 1000ms)};
+  std::mutex m;
+  std::vector<dx::alert> seen;
+  cl.on_alert([&](const dx::alert& a) {
+    std::lock_guard lock(m);
+    seen.push_back(a);
+  });
+  auto alerts = [&] {
+    std::lock_guard lock(m);
+    return seen;
+  };
+  dx::gauge depth = cl.metrics().add_gauge("app_queue_depth", "Items queued", {{"queue", "ingest"}});
+  cl.add_alert_rule(dx::alert_rule("ingest backed up")
+                        .on("app_queue_depth", {{"queue", "ingest"}})
+                        .above(10)
+                        .for_at_least(std::chrono::milliseconds(100)));
+  CHECK_THROWS_WITH(cl.add_alert_rule(dx::alert_rule("ingest backed up").on("app_queue_depth")),
+                    Catch::Contains("already"));
+  CHECK_THROWS_WITH(cl.add_alert_rule(dx::alert_rule("no metric")), Catch::Contains("names no metric"));
+
+  std::this_thread::sleep_for(200ms);
+  CHECK(alerts().empty());  // below the threshold: nothing fires
+  CHECK(cl.metrics().value("dx_alert_active", {{"rule", "ingest backed up"}}) == 0.0);
+
+  depth.set(50);
+  REQUIRE(dx_test::eventually([&] { return alerts().size() == 1; }));
+  const dx::alert a = alerts()[0];
+  CHECK(a.kind == dx::alert_kind::rule);
+  CHECK(a.subject == "ingest backed up");
+  CHECK(a.value == 50);
+  CHECK(cl.metrics().value("dx_alert_active", {{"rule", "ingest backed up"}}) == 1.0);
+  CHECK(cl.metrics().value("dx_alerts_total", {{"kind", "rule"}}) == 1.0);
+  REQUIRE(cl.recent_alerts().size() == 1);
+  CHECK(cl.recent_alerts()[0].subject == "ingest backed up");
+
+  depth.set(0);  // cleared, then again: a second alert
+  REQUIRE(dx_test::eventually([&] {
+    return cl.metrics().value("dx_alert_active", {{"rule", "ingest backed up"}}) == 0.0;
+  }));
+  depth.set(99);
+  REQUIRE(dx_test::eventually([&] { return alerts().size() == 2; }));
 }

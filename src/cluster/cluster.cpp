@@ -1,6 +1,9 @@
+// dx::cluster: the local executor, and a head when the options ask for workers; the metrics
+// registry and the alerts of either.
 #include <dx/cluster.hpp>
 #include <dx/task_graph.hpp>
 
+#include "cluster/cluster_alerts.hpp"
 #include "cluster/head.hpp"
 #include "observe/runtime_stats.hpp"
 
@@ -33,15 +36,18 @@ cluster::cluster() : cluster(options{}) {}
 cluster::cluster(const options& opts)
     : options_(opts),
       metrics_(std::make_unique<dx::metrics>()),
-      local_(std::make_unique<executor>(local_threads(opts))) {
+      local_(std::make_unique<executor>(local_threads(opts))),
+      alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, opts.heartbeat_interval())) {
   if (opts.distributed()) {
     become_worker_if_spawned();
-    head_ = detail::head_core::create(opts, *local_, *metrics_);
+    head_ = detail::head_core::create(opts, *local_, *metrics_, alerts_->center());
   }
 }
 
 cluster::~cluster() {
   if (head_) head_->shutdown();
+  head_.reset();
+  alerts_->stop();
   local_.reset();
 }
 
@@ -78,9 +84,7 @@ void cluster::submit_remote(const task_options& opts, const detail::remote_funct
 
 dx::forecast cluster::forecast() const { return head_ ? head_->forecast() : dx::forecast{}; }
 
-void cluster::on_alert(std::function<void(const alert&)> callback) {
-  if (head_ && callback) head_->on_alert(std::move(callback));
-}
+void cluster::on_alert(std::function<void(const alert&)> callback) { alerts_->center().on_alert(std::move(callback)); }
 
 dx::cost_model cluster::cost_model_snapshot() const { return head_ ? head_->cost_model_snapshot() : dx::cost_model{}; }
 
@@ -101,13 +105,11 @@ void cluster::write_trace(const std::string& path) const {
 }
 
 void cluster::add_alert_rule(alert_rule rule) {
-  if (head_) {
-    head_->add_alert_rule(std::move(rule));
-  } else if (rule.name.empty() || rule.metric.empty()) {
-    detail::throw_error(detail::error_kind::generic, "an alert rule needs a name and a metric");
-  }
+  alerts_->center().add_rule(std::move(rule));
+  // A head evaluates the rules on its tick; without one, a thread of the alerts' own does.
+  if (!head_) alerts_->evaluate_on_own_thread();
 }
 
-std::vector<alert> cluster::recent_alerts() const { return head_ ? head_->recent_alerts() : std::vector<alert>{}; }
+std::vector<alert> cluster::recent_alerts() const { return alerts_->center().recent(); }
 
 }  // namespace dx

@@ -1,0 +1,147 @@
+// Dispatch: the scheduler's decisions become frames (runs batched one frame per worker per round,
+// move requests and their answers), and the scheduler's alerts go to the alert center.
+#include "cluster/head_state.hpp"
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+
+namespace dx::detail {
+
+void head_impl::dispatch_locked() {
+  decisions_.clear();
+  const double now = now_seconds();
+  sched_->decide(now, decisions_);
+  std::vector<worker_rec*> touched;
+  for (const sched::decision& dec : decisions_) {
+    switch (dec.kind) {
+      case sched::decision_kind::run: {
+        worker_rec* w = by_sid_locked(dec.to);
+        auto it = tasks_.find(dec.task);
+        if (!w || !w->conn || w->state == worker_state::gone) {
+          sched_->task_returned(dec.task, dec.to, now);
+          continue;
+        }
+        if (it == tasks_.end() || it->second.status != task_status::ready) {
+          // Failed or waiting again since the scheduler placed it: the worker never sees it.
+          const bool waiting = it != tasks_.end() && it->second.status == task_status::waiting;
+          if (waiting) {
+            sched_->task_waiting(dec.task, now);
+          } else {
+            sched_->task_failed(dec.task, dec.to, now, false);
+          }
+          continue;
+        }
+        send_task_locked(it->second, *w, touched);
+        break;
+      }
+      case sched::decision_kind::move: {
+        worker_rec* victim = by_sid_locked(dec.from);
+        auto it = tasks_.find(dec.task);
+        if (!victim || !victim->conn || it == tasks_.end() || it->second.status != task_status::assigned ||
+            it->second.worker != victim) {
+          sched_->move_answered(dec.task, dec.from, false, now);
+          continue;
+        }
+        victim->conn->send(wire::encode(wire::steal_msg{dec.task, it->second.attempt}));
+        log(log_level::debug, "asking {} to give task {} up for {}", victim->id, dec.task, dec.to);
+        break;
+      }
+      case sched::decision_kind::recompute: {
+        // The head's lineage recovery (remove_worker_locked) recomputes lost results; here only
+        // the tasks that were ready and read that result wait for it again.
+        auto lost = tasks_.find(dec.task);
+        if (lost == tasks_.end()) continue;
+        for (auto& [id, t] : tasks_) {
+          if (t.status != task_status::ready) continue;
+          bool reads = false;
+          for (const arg_slot& a : t.args) reads = reads || a.ref == dec.task;
+          if (!reads) continue;
+          t.status = task_status::waiting;
+          ++t.deps_pending;
+          lost->second.waiting.push_back(id);
+          sched_->task_waiting(id, now);
+        }
+        break;
+      }
+    }
+  }
+  // One frame per worker per round: a Boost archive costs about a microsecond to set up.
+  for (worker_rec* w : touched) {
+    w->sent_tasks += w->outbox.tasks.size();
+    ++w->sent_frames;
+    w->conn->send(wire::encode(w->outbox));
+    w->outbox.tasks.clear();
+  }
+  collect_alerts_locked();
+}
+
+void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched) {
+  wire::run_task_msg& m = w.outbox.tasks.emplace_back();
+  if (w.outbox.tasks.size() == 1) touched.push_back(&w);
+  m.task_id = t.id;
+  m.attempt = ++t.attempt;
+  m.function = t.function;
+  m.args.resize(t.args.size());
+  for (std::size_t i = 0; i < t.args.size(); ++i) {
+    if (!t.args[i].ref) {
+      m.args[i].bytes = t.args[i].bytes;
+      continue;
+    }
+    const task_entry& in = tasks_.at(t.args[i].ref);
+    if (in.inline_result) {
+      m.args[i].bytes = *in.inline_result;
+    } else {
+      m.args[i].is_ref = true;
+      m.args[i].task_id = in.id;
+      for (auto* h : in.holders) m.args[i].holders.push_back(h->data_address);
+    }
+  }
+  t.status = task_status::assigned;
+  t.worker = &w;
+  t.dispatched_at = head_clock::now();
+  t.running_since = -1;
+  w.assigned.insert(t.id);
+  log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
+}
+
+worker_rec* head_impl::by_sid_locked(sched::worker_id sid) const {
+  return sid < by_sid_.size() ? by_sid_[sid] : nullptr;
+}
+
+/// The scheduler's alerts go to the alert center; the tick thread runs the callbacks.
+void head_impl::collect_alerts_locked() {
+  std::vector<sched::alert_event> raised;
+  sched_->take_alerts(raised);
+  for (auto& a : raised) {
+    alert out;
+    out.kind = a.kind;
+    out.subject = std::move(a.subject);
+    out.message = std::move(a.message);
+    out.value = a.value;
+    out.threshold = a.threshold;
+    out.time = std::chrono::system_clock::now();
+    alerts_.raise(std::move(out));
+  }
+  if (!raised.empty()) tick_cv_.notify_all();
+}
+
+void head_impl::steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m) {
+  auto it = tasks_.find(m.task_id);
+  const bool current = it != tasks_.end() && it->second.status == task_status::assigned && it->second.worker == &w &&
+                       it->second.attempt == m.attempt;
+  if (!current) {
+    sched_->move_answered(m.task_id, w.sid, false, now_seconds());
+    return;
+  }
+  if (m.given_up) {
+    task_entry& t = it->second;
+    if (observe_) ++kinds_[t.kind]->moved;
+    t.handed_back.push_back(t.attempt);
+    w.assigned.erase(t.id);
+    t.worker = nullptr;
+    t.status = task_status::ready;  // the scheduler places it again
+  }
+  sched_->move_answered(m.task_id, w.sid, m.given_up, now_seconds());
+}
+
+}  // namespace dx::detail

@@ -1,0 +1,322 @@
+// The head's records and the one class whose rooms (head.cpp, membership.cpp, dispatch.cpp,
+// lineage.cpp, results.cpp, recovery.cpp, head_metrics.cpp, head_views.cpp) implement it. Private to
+// src/cluster.
+//
+// Who owns what:
+// - the scheduler (sched_) owns where each task is placed and whether it is queued, sent or moving;
+// - task_entry holds what only the head can hold: the arguments' bytes, the future, the result's
+//   bytes and holders, and the lineage (who reads whom) that recovery replays;
+// - worker_rec holds a connection and what the worker reported about itself.
+// Everything below is guarded by head_impl::mutex_ unless a comment says otherwise.
+#pragma once
+
+#include "cluster/head.hpp"
+#include "cluster/worker.hpp"
+#include "observe/alert_rules.hpp"
+#include "observe/exposition.hpp"
+#include "observe/head_views.hpp"
+#include "observe/http_server.hpp"
+#include "observe/runtime_stats.hpp"
+#include "sched/scheduler.hpp"
+#include "transport/transport.hpp"
+#include "wire/messages.hpp"
+
+#include <dx/cost_model.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace dx::detail {
+
+using head_clock = std::chrono::steady_clock;
+
+struct worker_rec {
+  std::string id;
+  std::shared_ptr<transport::connection> conn;
+  std::string data_address;
+  std::size_t threads = 1;
+  std::map<std::string, double> resources;
+  worker_state state = worker_state::active;
+  bool local = false;  // the head's own threads
+  std::int64_t pid = 0;
+  head_clock::time_point last_seen = head_clock::now();
+  std::unordered_set<std::uint64_t> assigned;
+  std::unordered_set<std::uint64_t> holds;  // large results kept there
+  std::vector<std::uint64_t> to_release;    // batched release messages
+  wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
+  sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
+  std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
+  // As its last heartbeat reported.
+  std::uint32_t running_reported = 0;
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t stored_bytes = 0;
+  // Bytes over its connection when the connection ended.
+  std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
+
+  /// Threads running one of its tasks (a heartbeat may still count a task that has just finished).
+  std::size_t busy() const noexcept { return std::min<std::size_t>(running_reported, assigned.size()); }
+};
+
+enum class task_status { waiting, ready, assigned, done, failed };
+
+struct arg_slot {
+  std::string bytes;           // known value (or encoded local dependency)
+  std::uint64_t ref = 0;       // a remote result of this head
+  bool pending_local = false;  // a local future not ready yet
+};
+
+struct task_entry {
+  std::uint64_t id = 0;
+  std::string function;
+  std::uint32_t kind = 0;  // index of its kind in the head's kind statistics
+  std::vector<arg_slot> args;
+  task_status status = task_status::waiting;
+  std::size_t deps_pending = 0;
+  std::vector<std::uint64_t> waiting;  // dependents waiting for this result
+  std::uint32_t attempt = 0;           // dispatches so far; the token that tells a stale answer from the current one
+  std::vector<std::uint32_t> handed_back;  // dispatches returned unstarted (moved, or drained by a leaving worker)
+  std::uint32_t failures = 0;
+  std::vector<std::string> lost_on;  // workers that died while it was assigned
+  head_clock::time_point dispatched_at{};
+  double running_since = -1;  // seconds since the head started, as a heartbeat reported; -1: not known
+  std::uint32_t running_thread = 0;
+  worker_rec* worker = nullptr;
+  // result
+  std::shared_ptr<const std::string> inline_result;
+  std::uint64_t result_size = 0;
+  std::vector<worker_rec*> holders;
+  std::exception_ptr error;
+  // consumers
+  remote_result* future = nullptr;  // alive while set
+  bool delivered = false;
+  bool demanded = false;
+  bool fetching = false;
+  std::size_t pending_dependents = 0;  // dependents not finished that need the data
+  std::size_t lineage_refs = 0;        // the future + dependents still in the table
+};
+
+/// Work to do once the head's lock is released: delivering into futures runs user continuations.
+struct deferred {
+  std::vector<std::pair<remote_result*, std::shared_ptr<const std::string>>> values;
+  std::vector<std::pair<remote_result*, std::exception_ptr>> errors;
+  std::vector<state_base*> drop;  // future states whose references the head gave up
+
+  void run();
+};
+
+const char* state_name(worker_state s) noexcept;
+
+class head_impl;
+
+/// One connection to the head: a worker once the handshake has passed.
+struct session final : transport::handler {
+  std::weak_ptr<head_impl> head;
+  std::shared_ptr<transport::connection> conn;  // until on_closed
+  std::string nonce;
+  worker_rec* worker = nullptr;  // set after the handshake (guarded by the head's lock)
+  bool authed = false;
+  void on_frame(transport::connection& c, wire::frame&& f) override;
+  void on_closed(transport::connection& c, const std::string& reason) override;
+};
+
+/// A local future passed as an argument: when it is ready, its value is encoded into the task.
+struct local_dep final : continuation {
+  std::weak_ptr<head_impl> head;
+  std::uint64_t task = 0;
+  std::size_t arg = 0;
+  state_base* state = nullptr;
+  std::string (*encode)(state_base&) = nullptr;
+  static void on_fire(continuation* c) noexcept;
+};
+
+class head_impl final : public head_core, public observe::head_view_source {
+ public:
+  head_impl(const options& opts, executor& local, dx::metrics& registry, observe::alert_center& alerts);
+
+  // ---- head.cpp: start, stop, submit, futures, queries -----------------------------------------
+  void start();
+  worker_config worker_template() const;
+  void shutdown() override;
+  void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,
+              remote_result& result) override;
+  void local_dep_fired(std::uint64_t task, std::size_t arg, std::string bytes, std::exception_ptr error);
+  void request_value(std::uint64_t task) noexcept override;
+  void released(std::uint64_t task) noexcept override;
+  dx::forecast forecast() const override;
+  dx::cost_model cost_model_snapshot() const override;
+  std::string endpoint() const override;
+  std::vector<worker_info> workers() const override;
+  void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) override;
+  void wait_idle() override;
+  std::string http_endpoint() const override;
+
+  // ---- membership.cpp: connections, handshake, heartbeats, leaving, local processes, the tick ---
+  void spawn_processes(std::size_t n);
+  std::size_t add_local_worker() override;
+  void kill_local_worker(std::size_t index) override;
+  void leave_local_worker(std::size_t index) override;
+  std::vector<int> worker_pids() const override;
+  void on_frame(session& s, transport::connection& c, wire::frame&& f);
+  void on_closed(session& s, const std::string& reason);
+  /// A connection that has not completed the handshake; closed if it stays silent too long.
+  void track_pending(const std::shared_ptr<transport::connection>& c);
+
+  // ---- head_views.cpp: what observe's views read ------------------------------------------------
+  observe::state_record view_state() const override;
+  observe::task_page view_tasks(std::optional<std::uint64_t> since, std::size_t limit) const override;
+  observe::trace_input view_trace() const override;
+  std::string metrics_text() const override;
+  std::string trace_json() const override;
+
+ private:
+  // membership.cpp
+  void protocol_violation(transport::connection& c, const std::string& why);
+  void handshake_locked(session& s, transport::connection& c, const wire::frame& f);
+  std::size_t active_workers_locked() const;
+  void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d);
+  void leaving_locked(worker_rec& w, const wire::leaving_msg& m);
+  void tick();
+
+  // dispatch.cpp: the scheduler's decisions become frames
+  void dispatch_locked();
+  void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched);
+  worker_rec* by_sid_locked(sched::worker_id sid) const;
+  void collect_alerts_locked();
+  void steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m);
+
+  // lineage.cpp: a task's life from submitted to finished or failed, and who waits on whom
+  /// Ready tasks belong to the scheduler until it decides where they run.
+  void make_ready_locked(task_entry& t);
+  std::size_t runnable_locked() const;
+  /// Whether t (or an input it waits for, transitively) waits on a local future, or on a task no
+  /// worker can host.
+  bool waits_on_local_locked(const task_entry& t) const;
+  void task_done_locked(worker_rec& w, wire::task_done_msg m, std::shared_ptr<const std::string> payload, deferred& d);
+  void finished_locked(task_entry& t);
+  void wake_dependents_locked(task_entry& t, deferred& d);
+  void task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d);
+  /// Fails every task that has not finished (ids first: failing one may erase others).
+  void fail_open_locked(const std::exception_ptr& e, deferred& d);
+  /// `ran_on`: the worker it failed on, for the statistics (default: where it was sent).
+  void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d, const worker_rec* ran_on = nullptr);
+  void unref_locked(std::uint64_t id);
+  void erase_locked(std::uint64_t id);
+  /// Puts t back in the queue once its inputs are available, recomputing lost ones first.
+  void requeue_locked(task_entry& t, deferred& d);
+
+  // results.cpp: where a result's bytes live, delivering them to futures, releasing them
+  bool available_locked(const task_entry& t) const;
+  void deliver_locked(task_entry& t, deferred& d);
+  void fetch_reply_locked(worker_rec& w, const wire::fetch_reply_msg& m, std::shared_ptr<const std::string> payload,
+                          deferred& d);
+  void forget_holder_locked(task_entry& t, worker_rec& w);
+  /// Whether anyone still needs t's bytes: its future (not yet delivered) or unfinished dependents.
+  bool data_needed(const task_entry& t) const;
+  void maybe_release_data_locked(task_entry& t);
+  void flush_releases_locked();
+
+  // recovery.cpp: lost workers, lost results, lost inputs, lost completions
+  void recompute_locked(task_entry& t, deferred& d);
+  void remove_worker_locked(worker_rec& w, deferred& d);
+  void input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lost_input, deferred& d);
+  void requeue_stale_locked(worker_rec& w, deferred& d);
+
+  // head_metrics.cpp: per-kind statistics, attempts, the forecast cache, the /metrics collector
+  std::uint32_t kind_index_locked(const std::string& name);
+  /// The run that dispatch `attempt` of t was, as users count attempts: a dispatch handed back
+  /// before it started (a move, a leaving worker) never ran, so it is not an attempt.
+  static std::uint32_t run_number(const task_entry& t, std::uint32_t attempt);
+  /// One attempt of t ended on w `seconds` after it started (the worker's measure); `now` is when
+  /// the head learned it.
+  void record_attempt_locked(const task_entry& t, const worker_rec& w, double now, double seconds, std::uint32_t thread,
+                             std::uint32_t attempt, observe::attempt_end how);
+  /// The attempt of t on w ended without an answer: from when it started running (or was sent,
+  /// when no heartbeat said it had started) until now.
+  void record_lost_attempt_locked(const task_entry& t, const worker_rec& w);
+  const sched::forecast_result& cached_forecast_locked() const;
+  static double backlog_of(const sched::forecast_result& fc, sched::worker_id sid);
+  std::string worker_name(std::uint32_t sid) const;
+  /// Tasks sent to workers and not finished, by kind; `running`: those a heartbeat saw running.
+  std::vector<std::uint64_t> assigned_by_kind_locked(std::vector<std::uint64_t>* running = nullptr) const;
+  void collect(exposition& out) const;
+
+  // head.cpp
+  double now_seconds() const;
+  double unix_seconds(double head_seconds) const { return epoch_unix_ + head_seconds; }
+  void save_model_locked();
+
+  static constexpr std::size_t pipeline_per_thread = 256;
+  static constexpr std::size_t max_running_listed = 2000;
+
+  options opts_;
+  executor& local_;
+  dx::metrics& metrics_;
+  observe::alert_center& alerts_;  // thread-safe; its lock is taken after mutex_, never before
+  const bool observe_;
+  std::string token_;
+  std::unique_ptr<transport::transport> net_;
+  std::string endpoint_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable idle_cv_;
+  std::condition_variable workers_cv_;
+  std::condition_variable tick_cv_;
+  std::unordered_map<std::uint64_t, task_entry> tasks_;
+  head_clock::time_point epoch_ = head_clock::now();
+  cost_model model_;
+  std::filesystem::path model_path_;
+  bool model_saved_ = false;
+  std::unique_ptr<sched::scheduler> sched_;
+  std::vector<sched::decision> decisions_;
+  std::vector<worker_rec*> by_sid_;
+  std::map<std::string, std::unique_ptr<worker_rec>> workers_;
+  struct fetch_rec {
+    std::uint64_t task = 0;
+    worker_rec* from = nullptr;
+    double asked = 0;  // seconds since the head started
+  };
+  std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
+  std::uint64_t next_task_ = 1;
+  std::uint64_t next_request_ = 1;
+  std::uint64_t next_worker_ = 1;
+  std::size_t unfinished_ = 0;
+  bool shutting_down_ = false;
+  bool shut_down_ = false;
+
+  struct pending_conn {
+    std::weak_ptr<transport::connection> conn;
+    head_clock::time_point since;
+  };
+  std::vector<pending_conn> pending_;
+
+  std::thread ticker_;
+  bool ticker_stop_ = false;
+  std::unique_ptr<worker_runtime> head_worker_;
+  std::vector<std::unique_ptr<worker_runtime>> thread_workers_;
+  std::vector<pid_t> children_;
+
+  // Observability.
+  double epoch_unix_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::unique_ptr<observe::kind_stats>> kinds_;
+  std::unordered_map<std::string, std::uint32_t> kind_index_;
+  observe::history<observe::task_event> task_events_;
+  observe::history<observe::transfer_event> transfer_events_;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, observe::link_stats> links_;
+  mutable std::optional<sched::forecast_result> forecast_cache_;
+  mutable double forecast_at_ = 0;
+  mutable double forecast_cost_ = 0;   // seconds the last one took
+  std::unique_ptr<http_server> http_;  // its handlers read the head: stopped first in shutdown
+  std::uint64_t collector_key_ = 0;
+};
+
+}  // namespace dx::detail

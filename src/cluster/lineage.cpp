@@ -1,0 +1,232 @@
+// Lineage: a task's life from submitted to finished or failed, who waits on whom, and the table's
+// reference counts that keep a task's lineage while a future or a dependent may still need it.
+#include "cluster/head_state.hpp"
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <dx/error.hpp>
+
+namespace dx::detail {
+
+/// Ready tasks belong to the scheduler until it decides where they run.
+void head_impl::make_ready_locked(task_entry& t) {
+  t.status = task_status::ready;
+  sched_->task_ready(t.id, now_seconds());
+}
+
+std::size_t head_impl::runnable_locked() const {
+  std::size_t n = 0;
+  for (const auto& [id, t] : tasks_)
+    if ((t.status == task_status::ready && sched_->hostable(id)) || t.status == task_status::assigned ||
+        (t.status == task_status::waiting && !waits_on_local_locked(t)))
+      ++n;
+  return n;
+}
+
+/// Whether t (or an input it waits for, transitively) waits on a local future, or on a task no
+/// worker can host.
+bool head_impl::waits_on_local_locked(const task_entry& t) const {
+  for (const arg_slot& a : t.args) {
+    if (a.pending_local) return true;
+    if (!a.ref) continue;
+    auto in = tasks_.find(a.ref);
+    if (in == tasks_.end()) continue;
+    // An input no worker can host never finishes either.
+    if (in->second.status == task_status::ready && !sched_->hostable(in->first)) return true;
+    if (in->second.status == task_status::waiting && waits_on_local_locked(in->second)) return true;
+  }
+  return false;
+}
+
+void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shared_ptr<const std::string> payload,
+                                 deferred& d) {
+  auto it = tasks_.find(m.task_id);
+  const bool current = it != tasks_.end() && it->second.status == task_status::assigned &&
+                       it->second.attempt == m.attempt && it->second.worker == &w;
+  const double now = now_seconds();
+  const double seconds = static_cast<double>(m.duration_ns) * 1e-9;
+  if (!current) {
+    // A stale attempt (the task was moved or re-run): its result is not committed.
+    if (!m.inline_result) w.to_release.push_back(m.task_id);
+    if (it != tasks_.end())
+      record_attempt_locked(it->second, w, now, seconds, m.thread, m.attempt, observe::attempt_end::superseded);
+    return;
+  }
+  task_entry& t = it->second;
+  w.assigned.erase(t.id);
+  t.worker = nullptr;
+  t.status = task_status::done;
+  if (observe_) {
+    observe::kind_stats& k = *kinds_[t.kind];
+    ++k.completed;
+    observe::kind_stats::count_on(k.completed_on, w.sid);
+    k.durations.observe(seconds);
+    record_attempt_locked(t, w, now, seconds, m.thread, m.attempt, observe::attempt_end::done);
+  }
+  t.result_size = m.result_size;
+  sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, !m.inline_result);
+  if (m.inline_result) {
+    t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
+  } else {
+    t.holders.push_back(&w);
+    w.holds.insert(t.id);
+  }
+  finished_locked(t);
+  if (t.future && !t.delivered && (t.inline_result || t.demanded)) deliver_locked(t, d);
+  wake_dependents_locked(t, d);
+  maybe_release_data_locked(t);
+  if (t.lineage_refs == 0) erase_locked(t.id);
+}
+
+void head_impl::finished_locked(task_entry& t) {
+  for (const arg_slot& a : t.args) {
+    if (!a.ref) continue;
+    auto in = tasks_.find(a.ref);
+    if (in == tasks_.end()) continue;
+    if (in->second.pending_dependents > 0) --in->second.pending_dependents;
+    maybe_release_data_locked(in->second);
+  }
+  --unfinished_;
+  idle_cv_.notify_all();  // wait_idle waits for zero, shutdown for no runnable task
+}
+
+void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
+  std::vector<std::uint64_t> waiting;
+  waiting.swap(t.waiting);
+  for (auto dep : waiting) {
+    auto it = tasks_.find(dep);
+    if (it == tasks_.end()) continue;
+    task_entry& dt = it->second;
+    if (dt.status != task_status::waiting) continue;
+    if (t.status == task_status::failed) {
+      fail_locked(dep, t.error, d);
+    } else if (--dt.deps_pending == 0) {
+      make_ready_locked(dt);
+    }
+  }
+}
+
+void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d) {
+  auto it = tasks_.find(m.task_id);
+  if (it == tasks_.end() || it->second.status != task_status::assigned || it->second.attempt != m.attempt ||
+      it->second.worker != &w)
+    return;
+  task_entry& t = it->second;
+  if (m.kind != wire::failure_kind::input_lost)
+    record_attempt_locked(t, w, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.thread, m.attempt,
+                          observe::attempt_end::failed);
+  w.assigned.erase(t.id);
+  t.worker = nullptr;
+  if (m.kind == wire::failure_kind::input_lost) {
+    input_lost_locked(t, w, m.lost_input, d);
+    return;
+  }
+  std::exception_ptr e;
+  switch (m.kind) {
+    case wire::failure_kind::not_registered:
+      e = make_error(error_kind::not_registered, m.message);
+      break;
+    case wire::failure_kind::bad_arguments:
+      e = make_error(error_kind::protocol, fmt::format("{} on worker {}: {}", t.function, w.id, m.message));
+      break;
+    case wire::failure_kind::too_large:
+      e = make_error(error_kind::generic, m.message);
+      break;
+    default:
+      e = std::make_exception_ptr(remote_error(m.type_name, m.message, w.id));
+  }
+  fail_locked(t.id, e, d, &w);
+}
+
+/// Fails every task that has not finished (ids first: failing one may erase others).
+void head_impl::fail_open_locked(const std::exception_ptr& e, deferred& d) {
+  std::vector<std::uint64_t> open;
+  for (auto& [id, t] : tasks_)
+    if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
+  for (auto id : open) fail_locked(id, e, d);
+}
+
+/// `ran_on`: the worker it failed on, for the statistics (default: where it was sent).
+void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d, const worker_rec* ran_on) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  task_entry& t = it->second;
+  if (t.status == task_status::done || t.status == task_status::failed) return;
+  sched_->task_failed(id, t.worker ? t.worker->sid : sched::no_worker, now_seconds(), false);
+  if (observe_) {
+    ++kinds_[t.kind]->failed;
+    if (!ran_on) ran_on = t.worker;
+    if (ran_on) {
+      observe::kind_stats::count_on(kinds_[t.kind]->failed_on, ran_on->sid);
+    } else {
+      ++kinds_[t.kind]->failed_nowhere;
+    }
+  }
+  if (t.worker) {
+    t.worker->assigned.erase(id);
+    t.worker = nullptr;
+  }
+  t.status = task_status::failed;
+  t.error = e;
+  finished_locked(t);
+  if (t.future && !t.delivered) {
+    if (t.future->state().try_add_ref()) d.errors.emplace_back(t.future, e);
+    t.delivered = true;
+  }
+  wake_dependents_locked(t, d);
+  if (t.lineage_refs == 0) erase_locked(id);
+}
+
+void head_impl::unref_locked(std::uint64_t id) {
+  std::vector<std::uint64_t> stack{id};
+  while (!stack.empty()) {
+    const std::uint64_t cur = stack.back();
+    stack.pop_back();
+    auto it = tasks_.find(cur);
+    if (it == tasks_.end()) continue;
+    task_entry& t = it->second;
+    if (t.lineage_refs > 0) --t.lineage_refs;
+    if (t.lineage_refs > 0 || (t.status != task_status::done && t.status != task_status::failed)) continue;
+    for (const arg_slot& a : t.args)
+      if (a.ref) stack.push_back(a.ref);
+    maybe_release_data_locked(t);
+    sched_->task_forgotten(cur);
+    tasks_.erase(it);
+  }
+}
+
+void head_impl::erase_locked(std::uint64_t id) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  ++it->second.lineage_refs;  // unref_locked takes it back and erases
+  unref_locked(id);
+}
+
+/// Puts t back in the queue once its inputs are available, recomputing lost ones first.
+void head_impl::requeue_locked(task_entry& t, deferred& d) {
+  t.status = task_status::waiting;
+  t.deps_pending = 0;
+  for (const arg_slot& a : t.args) {
+    if (a.pending_local) ++t.deps_pending;
+    if (!a.ref) continue;
+    auto in = tasks_.find(a.ref);
+    if (in == tasks_.end()) continue;
+    task_entry& it = in->second;
+    if (it.status == task_status::failed) {
+      fail_locked(t.id, it.error, d);
+      return;
+    }
+    if (available_locked(it)) continue;
+    ++t.deps_pending;
+    if (std::find(it.waiting.begin(), it.waiting.end(), t.id) == it.waiting.end()) it.waiting.push_back(t.id);
+    if (it.status == task_status::done) recompute_locked(it, d);
+  }
+  if (t.deps_pending == 0) {
+    make_ready_locked(t);
+  } else {
+    sched_->task_waiting(t.id, now_seconds());
+  }
+}
+
+}  // namespace dx::detail

@@ -1,0 +1,304 @@
+// Membership: connections and the handshake, frames routed to the rooms that handle them,
+// heartbeats and load reports, graceful leaving, the worker processes and threads the head starts,
+// and the tick that checks liveness, rebalances and evaluates alert rules.
+#include "cluster/auth.hpp"
+#include "cluster/head_state.hpp"
+#include "cluster/process.hpp"
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <dx/error.hpp>
+
+namespace dx::detail {
+
+void head_impl::spawn_processes(std::size_t n) {
+  const std::string program = opts_.worker_program().empty() ? current_program() : opts_.worker_program();
+  std::map<std::string, std::string> env{{"DX_WORKER_OF", std::to_string(::getpid())}};
+  if (!token_.empty()) env["DX_TOKEN"] = token_;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::vector<std::string> args{"--dx-worker",
+                                  "--connect",
+                                  endpoint_,
+                                  "--threads",
+                                  std::to_string(opts_.threads_per_process()),
+                                  "--max-frame-size",
+                                  std::to_string(opts_.max_frame_size())};
+    const pid_t pid = spawn_process(program, args, env);
+    std::lock_guard lock(mutex_);
+    children_.push_back(pid);
+  }
+}
+
+std::size_t head_impl::add_local_worker() {
+  auto w = std::make_unique<worker_runtime>(worker_template());
+  w->start();
+  std::lock_guard lock(mutex_);
+  thread_workers_.push_back(std::move(w));
+  return thread_workers_.size() - 1;
+}
+
+void head_impl::kill_local_worker(std::size_t index) {
+  std::unique_ptr<worker_runtime> w;
+  {
+    std::lock_guard lock(mutex_);
+    if (index >= thread_workers_.size() || !thread_workers_[index]) return;
+    w = std::move(thread_workers_[index]);
+  }
+  w->kill();
+}
+
+void head_impl::leave_local_worker(std::size_t index) {
+  worker_runtime* w = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    if (index >= thread_workers_.size() || !thread_workers_[index]) return;
+    w = thread_workers_[index].get();
+  }
+  w->leave();
+}
+
+std::vector<int> head_impl::worker_pids() const {
+  std::lock_guard lock(mutex_);
+  return std::vector<int>(children_.begin(), children_.end());
+}
+
+void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) {
+  deferred d;
+  try {
+    std::unique_lock lock(mutex_);
+    if (!s.authed) {
+      handshake_locked(s, c, f);
+      return;
+    }
+    worker_rec* w = s.worker;
+    if (!w) return;
+    w->last_seen = head_clock::now();
+    switch (static_cast<wire::msg>(f.type)) {
+      case wire::msg::task_done:
+        task_done_locked(*w, wire::decode<wire::task_done_msg>(f), std::move(f.payload), d);
+        break;
+      case wire::msg::tasks_done: {
+        auto batch = wire::decode<wire::tasks_done_msg>(f);
+        ++w->done_frames;
+        w->done_tasks += batch.done.size();
+        for (std::size_t i = 0; i < batch.done.size(); ++i) {
+          std::shared_ptr<const std::string> result;
+          if (batch.done[i].inline_result && i < batch.results.size())
+            result = std::make_shared<const std::string>(std::move(batch.results[i]));
+          task_done_locked(*w, batch.done[i], std::move(result), d);
+        }
+        break;
+      }
+      case wire::msg::task_failed:
+        task_failed_locked(*w, wire::decode<wire::task_failed_msg>(f), d);
+        break;
+      case wire::msg::fetch_reply:
+        fetch_reply_locked(*w, wire::decode<wire::fetch_reply_msg>(f), std::move(f.payload), d);
+        break;
+      case wire::msg::heartbeat:
+        heartbeat_locked(*w, wire::decode<wire::heartbeat_msg>(f), d);
+        break;
+      case wire::msg::leaving:
+        leaving_locked(*w, wire::decode<wire::leaving_msg>(f));
+        break;
+      case wire::msg::steal_reply:
+        steal_reply_locked(*w, wire::decode<wire::steal_reply_msg>(f));
+        break;
+      default:
+        lock.unlock();
+        protocol_violation(
+            c, fmt::format("unexpected {} message (type {}) from worker {}", wire::msg_name(f.type), f.type, w->id));
+        return;
+    }
+    dispatch_locked();
+    flush_releases_locked();
+  } catch (const wire::decode_error& e) {
+    protocol_violation(c, e.what());
+  }
+  d.run();
+}
+
+void head_impl::protocol_violation(transport::connection& c, const std::string& why) {
+  log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+  c.close(why);
+}
+
+void head_impl::handshake_locked(session& s, transport::connection& c, const wire::frame& f) {
+  if (f.type != static_cast<std::uint16_t>(wire::msg::hello)) {
+    const std::string why = fmt::format("expected hello first, got {} (type {})", wire::msg_name(f.type), f.type);
+    log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+    c.close(why);
+    return;
+  }
+  auto h = wire::decode<wire::hello_msg>(f);
+  if (!token_.empty() && !proof_valid(token_, s.nonce, h.proof)) {
+    const std::string why = h.proof.empty() ? "authentication failed: no token" : "authentication failed: wrong token";
+    log(log_level::warn, "rejecting {}: {}", c.remote_address(), why);
+    c.send(wire::encode(wire::reject_msg{why}));
+    c.close(why);
+    return;
+  }
+  if (h.role != wire::peer_role::worker || shutting_down_) {
+    c.send(wire::encode(wire::reject_msg{"this head accepts workers only"}));
+    c.close("not a worker");
+    return;
+  }
+  auto rec = std::make_unique<worker_rec>();
+  rec->local = h.name == "head";
+  rec->id = rec->local ? "head" : fmt::format("w{}", next_worker_++);
+  rec->conn = s.conn;
+  rec->data_address = h.data_address;
+  rec->threads = std::max<std::size_t>(1, h.threads);
+  rec->resources = h.resources;
+  rec->pid = h.pid;
+  s.authed = true;
+  s.worker = rec.get();
+  wire::welcome_msg wm{rec->id, static_cast<std::uint32_t>(opts_.heartbeat_interval().count()),
+                       static_cast<std::uint32_t>(opts_.heartbeat_timeout().count()), opts_.inline_result_limit()};
+  c.send(wire::encode(wm));
+  log(log_level::info, "worker {} joined from {} ({} threads)", rec->id, c.remote_address(), rec->threads);
+  rec->sid = static_cast<sched::worker_id>(by_sid_.size());
+  by_sid_.push_back(rec.get());
+  sched::worker_spec spec;
+  spec.id = rec->sid;
+  spec.name = rec->id;
+  spec.threads = static_cast<std::uint32_t>(rec->threads);
+  spec.capacity = rec->resources;
+  sched_->worker_joined(spec, now_seconds());
+  workers_.emplace(rec->id, std::move(rec));
+  workers_cv_.notify_all();
+  dispatch_locked();
+}
+
+void head_impl::on_closed(session& s, const std::string& reason) {
+  deferred d;
+  {
+    std::lock_guard lock(mutex_);
+    worker_rec* w = s.worker;
+    s.worker = nullptr;
+    if (!w || w->state == worker_state::gone) return;
+    if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
+    remove_worker_locked(*w, d);
+    dispatch_locked();
+    flush_releases_locked();
+  }
+  d.run();
+}
+
+std::size_t head_impl::active_workers_locked() const {
+  std::size_t k = 0;
+  for (const auto& [id, w] : workers_)
+    if (w->state == worker_state::active) ++k;
+  return k;
+}
+
+/// A heartbeat: load, running tasks, transfers measured; an idle worker with open tasks lost them.
+void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d) {
+  const double now = now_seconds();
+  sched_->load_report(w.sid, m.running, m.queued, now);
+  w.running_reported = m.running;
+  w.memory_bytes = m.memory_bytes;
+  w.stored_bytes = m.stored_bytes;
+  for (const wire::running_task& r : m.running_tasks) {
+    auto it = tasks_.find(r.task_id);
+    if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
+    it->second.running_since = now - static_cast<double>(r.elapsed_us) * 1e-6;
+    it->second.running_thread = r.thread;
+    sched_->task_started(r.task_id, w.sid, it->second.running_since);
+  }
+  for (const wire::transfer_note& note : m.transfers) {
+    for (const auto& [id, from] : workers_)
+      if (from->data_address == note.from && from->sid != sched::no_worker) {
+        const double seconds = static_cast<double>(note.micros) * 1e-6;
+        sched_->transfer_measured(from->sid, w.sid, note.bytes, seconds);
+        if (observe_) {
+          observe::link_stats& link = links_[{from->sid, w.sid}];
+          link.bytes += note.bytes;
+          link.durations.observe(seconds);
+          const double end = now - static_cast<double>(note.age_us) * 1e-6;
+          transfer_events_.push(
+              {note.task_id, end - seconds, static_cast<float>(seconds), from->sid, w.sid, note.bytes});
+        }
+        break;
+      }
+  }
+  if (m.running == 0 && m.queued == 0 && !w.assigned.empty()) requeue_stale_locked(w, d);
+}
+
+void head_impl::leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
+  if (w.state == worker_state::active) w.state = worker_state::leaving;
+  sched_->worker_draining(w.sid, now_seconds());
+  for (const auto& back : m.tasks) {
+    auto it = tasks_.find(back.task_id);
+    if (it == tasks_.end()) continue;
+    task_entry& t = it->second;
+    if (t.status != task_status::assigned || t.worker != &w || t.attempt != back.attempt) continue;
+    t.handed_back.push_back(t.attempt);
+    w.assigned.erase(t.id);
+    t.worker = nullptr;
+    sched_->task_returned(t.id, w.sid, now_seconds());
+    t.status = task_status::ready;
+  }
+}
+
+/// A connection that has not completed the handshake; closed if it stays silent too long.
+void head_impl::track_pending(const std::shared_ptr<transport::connection>& c) {
+  std::lock_guard lock(mutex_);
+  pending_.push_back({c, head_clock::now()});
+}
+
+void head_impl::tick() {
+  std::unique_lock lock(mutex_);
+  while (!ticker_stop_) {
+    tick_cv_.wait_for(lock, opts_.heartbeat_interval());
+    if (ticker_stop_) break;
+    if (stall_trace_enabled()) {
+      std::size_t by[5] = {};
+      for (auto& [id, t] : tasks_) ++by[static_cast<int>(t.status)];
+      std::string ws;
+      for (auto& [id, w] : workers_)
+        ws += fmt::format(" {}:{} (sent {} in {}, done {} in {})", id, w->assigned.size(), w->sent_tasks,
+                          w->sent_frames, w->done_tasks, w->done_frames);
+      log(log_level::warn, "stall trace: waiting {} ready {} assigned {} done {} failed {}; unfinished {};{}", by[0],
+          by[1], by[2], by[3], by[4], unfinished_, ws);
+    }
+    dispatch_locked();  // rebalancing and alert rules also run without events
+    lock.unlock();
+    alerts_.evaluate(now_seconds());  // reads metrics, which takes the lock
+    alerts_.deliver();
+    lock.lock();
+    if (ticker_stop_) break;
+    const auto now = head_clock::now();
+    std::vector<std::shared_ptr<transport::connection>> silent;
+    std::vector<std::shared_ptr<transport::connection>> no_handshake;
+    std::erase_if(pending_, [&](const pending_conn& p) {
+      auto c = p.conn.lock();
+      if (!c) return true;
+      bool joined = false;
+      for (const auto& [id, w] : workers_) joined = joined || w->conn == c;
+      if (joined) return true;
+      if (now - p.since <= opts_.heartbeat_timeout()) return false;
+      no_handshake.push_back(std::move(c));
+      return true;
+    });
+    for (auto& [id, w] : workers_) {
+      if (w->state == worker_state::gone || !w->conn) continue;
+      if (now - w->last_seen > opts_.heartbeat_timeout()) {
+        silent.push_back(w->conn);
+      } else {
+        w->conn->send(wire::encode(wire::heartbeat_msg{}));
+      }
+    }
+    lock.unlock();
+    for (auto& c : silent) c->close(fmt::format("no heartbeat for {} ms", opts_.heartbeat_timeout().count()));
+    for (auto& c : no_handshake) {
+      const std::string why = fmt::format("no handshake within {} ms", opts_.heartbeat_timeout().count());
+      log(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);
+      c->close(why);
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace dx::detail

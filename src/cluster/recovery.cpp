@@ -1,0 +1,148 @@
+// Recovery: what is lost comes back from lineage. A lost worker's tasks are requeued (or failed after
+// too many losses), results held only there are recomputed when still needed, lost inputs and lost
+// completions are run again.
+#include "cluster/head_state.hpp"
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <dx/error.hpp>
+
+namespace dx::detail {
+
+void head_impl::recompute_locked(task_entry& t, deferred& d) {
+  if (t.status != task_status::done) return;
+  log(log_level::info, "recomputing task {} ({}): its result was lost", t.id, t.function);
+  t.status = task_status::waiting;
+  ++unfinished_;
+  if (observe_) {
+    ++kinds_[t.kind]->recomputed;
+    ++kinds_[t.kind]->retried;
+  }
+  for (const arg_slot& a : t.args) {
+    if (!a.ref) continue;
+    auto in = tasks_.find(a.ref);
+    if (in != tasks_.end()) ++in->second.pending_dependents;
+  }
+  requeue_locked(t, d);
+}
+
+void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
+  const bool graceful = w.state == worker_state::leaving;
+  w.state = worker_state::gone;
+  sched_->worker_left(w.sid, !graceful && !shutting_down_, now_seconds());
+  std::vector<std::uint64_t> assigned(w.assigned.begin(), w.assigned.end());
+  std::sort(assigned.begin(), assigned.end());
+  w.assigned.clear();
+  for (auto id : assigned) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) continue;
+    task_entry& t = it->second;
+    t.worker = nullptr;
+    if (!graceful) {
+      ++t.failures;
+      t.lost_on.push_back(w.id);
+      record_lost_attempt_locked(t, w);
+    } else if (t.running_since >= 0) {
+      record_lost_attempt_locked(t, w);  // it had started there and never finished
+    } else {
+      t.handed_back.push_back(t.attempt);  // sent as the worker left: it never saw it
+    }
+    if (t.failures >= opts_.allowed_failures()) {
+      std::string on;
+      for (const auto& n : t.lost_on) on += (on.empty() ? "" : ", ") + n;
+      fail_locked(
+          id,
+          make_error(error_kind::worker_lost, fmt::format("task {} ({}) was running on {} workers that died: {}", id,
+                                                          t.function, t.failures, on)),
+          d);
+      continue;
+    }
+    if (observe_ && !graceful) ++kinds_[t.kind]->retried;
+    requeue_locked(t, d);
+  }
+  std::vector<std::uint64_t> held(w.holds.begin(), w.holds.end());
+  std::sort(held.begin(), held.end());
+  w.holds.clear();
+  for (auto id : held) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) continue;
+    task_entry& t = it->second;
+    t.holders.erase(std::remove(t.holders.begin(), t.holders.end(), &w), t.holders.end());
+    if (!available_locked(t) && t.status == task_status::done && data_needed(t)) {
+      t.fetching = false;
+      recompute_locked(t, d);
+    }
+  }
+  std::vector<std::uint64_t> refetch;
+  for (auto it = fetches_.begin(); it != fetches_.end();) {
+    if (it->second.from == &w) {
+      refetch.push_back(it->second.task);
+      it = fetches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto id : refetch) {
+    // The value was being fetched from w: ask another holder, or recompute it.
+    auto t = tasks_.find(id);
+    if (t == tasks_.end()) continue;
+    t->second.fetching = false;
+    if (t->second.future && !t->second.delivered && t->second.status == task_status::done) deliver_locked(t->second, d);
+  }
+  w.to_release.clear();
+  if (w.conn) {
+    w.bytes_to_final = w.conn->bytes_sent();
+    w.bytes_from_final = w.conn->bytes_received();
+  }
+  w.conn.reset();
+  workers_cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
+/// A worker that reports nothing queued or running while tasks sent to it long before are still
+/// open lost them (a completion that never arrived): they are dispatched again, and a late
+/// completion of the old attempt is ignored, so no future waits forever on it.
+void head_impl::requeue_stale_locked(worker_rec& w, deferred& d) {
+  const double now = now_seconds();
+  const auto cutoff = head_clock::now() - 4 * opts_.heartbeat_interval();
+  std::vector<std::uint64_t> stale;
+  for (auto id : w.assigned) {
+    auto it = tasks_.find(id);
+    if (it != tasks_.end() && it->second.dispatched_at < cutoff) stale.push_back(id);
+  }
+  if (stale.empty()) return;
+  std::sort(stale.begin(), stale.end());
+  log(log_level::warn, "worker {} is idle but {} tasks sent to it are open; dispatching them again", w.id,
+      stale.size());
+  for (auto id : stale) {
+    task_entry& t = tasks_.at(id);
+    record_lost_attempt_locked(t, w);
+    if (observe_) ++kinds_[t.kind]->retried;
+    sched_->task_returned(id, w.sid, now);
+    w.assigned.erase(id);
+    t.worker = nullptr;
+    requeue_locked(t, d);
+  }
+}
+
+/// The holder of an input of t is gone or lost it: recompute that input, then run t again.
+void head_impl::input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lost_input, deferred& d) {
+  sched_->task_returned(t.id, w.sid, now_seconds());
+  auto in = tasks_.find(lost_input);
+  if (in != tasks_.end()) {
+    for (auto* h : std::vector<worker_rec*>(in->second.holders)) forget_holder_locked(in->second, *h);
+  }
+  if (++t.failures >= opts_.allowed_failures()) {
+    fail_locked(t.id,
+                make_error(error_kind::worker_lost,
+                           fmt::format("an input of task {} ({}) was lost {} times", t.id, t.function, t.failures)),
+                d);
+    return;
+  }
+  t.status = task_status::waiting;
+  if (observe_) ++kinds_[t.kind]->retried;
+  requeue_locked(t, d);
+}
+
+}  // namespace dx::detail
