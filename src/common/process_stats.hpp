@@ -1,7 +1,5 @@
-// What a process reports about itself in heartbeats and metrics.
+// What a process reports about itself in heartbeats and metrics: its resident memory.
 #pragma once
-
-#include "core/executor_impl.hpp"
 
 #include <unistd.h>
 
@@ -20,12 +18,6 @@ inline std::uint64_t resident_memory_bytes() noexcept {
   if (got != 2) return 0;
   const long page = ::sysconf(_SC_PAGESIZE);
   return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(page > 0 ? page : 4096);
-}
-
-/// The index of the calling executor thread within its executor (0 on other threads).
-inline std::uint32_t current_thread_index() noexcept {
-  const worker* w = this_worker();
-  return w ? static_cast<std::uint32_t>(w->id) : 0;
 }
 
 }  // namespace dx::detail

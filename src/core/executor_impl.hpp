@@ -55,6 +55,12 @@ struct alignas(64) external_slot {
 /// The worker the calling thread is, of any executor; nullptr on other threads.
 worker* this_worker() noexcept;
 
+/// The index of the calling executor thread within its executor (0 on other threads).
+inline std::uint32_t current_thread_index() noexcept {
+  const worker* w = this_worker();
+  return w ? static_cast<std::uint32_t>(w->id) : 0;
+}
+
 /// Hands blocks this thread freed for other threads back to them (see small_alloc.cpp); called
 /// before a worker sleeps so its partial batch is not held up.
 void flush_remote_frees() noexcept;
