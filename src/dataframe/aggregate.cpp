@@ -1109,3 +1109,29 @@ table describe_table(std::span<const table> parts) {
 }
 
 }  // namespace dx::detail::df
+
+namespace dx {
+
+std::string_view agg_name(agg a) noexcept {
+  switch (a) {
+    case agg::sum:
+      return "sum";
+    case agg::mean:
+      return "mean";
+    case agg::count:
+      return "count";
+    case agg::min:
+      return "min";
+    case agg::max:
+      return "max";
+    case agg::std:
+      return "std";
+    case agg::first:
+      return "first";
+    case agg::nunique:
+      return "nunique";
+  }
+  return "?";
+}
+
+}  // namespace dx

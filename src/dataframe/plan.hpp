@@ -200,6 +200,10 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
 
 /// Applies the steps to one partition.
 table apply_steps(table t, const std::vector<df_step>& steps);
+
+/// How many partitions a groupby's result should have when the user did not say: a sample of the
+/// source, through the row-wise steps above it, estimates how many groups there are.
+std::size_t automatic_split_out(const df_node& input, const df::agg_spec& spec);
 /// The schema after the steps; dx::dataframe_error for unknown columns or type mismatches.
 df::schema_t steps_schema(df::schema_t schema, const std::vector<df_step>& steps);
 
