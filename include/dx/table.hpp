@@ -28,12 +28,7 @@
 
 namespace dx {
 
-/// A dataframe operation failed: an unknown column, a type mismatch, malformed input, a missing
-/// file. what() names the problem and, where it can, what would fix it.
-class DX_API dataframe_error : public error {
- public:
-  using error::error;
-};
+// dx::dataframe_error is declared in dx/error.hpp, with the other errors.
 
 enum class column_type : std::uint8_t { int64, float64, boolean, string, timestamp };
 
@@ -180,7 +175,13 @@ class DX_API table {
 
   /// The column called `name`; dx::dataframe_error naming it and the closest existing names.
   const column& operator[](std::string_view name) const;
-  const column& column_at(std::size_t index) const { return columns_.at(index); }
+  const column& column_at(std::size_t index) const {
+    if (index >= columns_.size()) {
+      detail::throw_error(detail::error_kind::dataframe, "table: column index " + std::to_string(index) + " of " +
+                                                             std::to_string(columns_.size()) + " columns");
+    }
+    return columns_[index];
+  }
   /// The index of `name`, or nullopt.
   std::optional<std::size_t> find(std::string_view name) const noexcept;
 
