@@ -18,6 +18,7 @@
 // mismatch, a malformed CSV row, a glob matching nothing) is a dx::dataframe_error naming it.
 #pragma once
 
+#include <dx/error.hpp>  // dx::dataframe_error
 #include <dx/export.hpp>
 #include <dx/table.hpp>
 
@@ -38,6 +39,7 @@ class cluster;
 namespace detail {
 struct expr_node;
 struct df_node;
+struct df_access;
 }  // namespace detail
 
 /// A column expression, evaluated per row: `df["a"] * 2 + df["b"]`, `df["city"] == "Oslo"`,
@@ -120,7 +122,16 @@ enum class join_kind : std::uint8_t { inner, left };
 /// (under 32 MB by its estimate), else shuffles both sides by key hash.
 enum class join_strategy : std::uint8_t { automatic, broadcast, shuffle };
 
-/// How read_csv reads.
+/// How read_csv reads and to_csv writes, as a chain of setters:
+///
+///   auto df = dx::dataframe::read_csv(cl, "data/*.tsv", dx::csv_options{}.with_delimiter('\t').with_header(false));
+///
+/// Each setter returns *this so settings chain. An object is safe to read from many threads; its
+/// setters are not (set it up on one thread). Nothing here blocks.
+///
+/// Deprecated: writing the data members directly, or aggregate initialisation
+/// (`dx::csv_options{.delimiter = ';'}`), still works for this release; use the with_*() setters.
+/// Reading the members stays.
 struct csv_options {
   char delimiter = ',';
   char quote = '"';
@@ -139,6 +150,60 @@ struct csv_options {
   /// Skip malformed rows (wrong field count, a value not of the column's type, an unclosed
   /// quote) instead of failing; dataframe::skipped_rows() says how many the last run skipped.
   bool skip_bad_rows = false;
+
+  /// The field separator (default ','). Not thread-safe; does not block.
+  csv_options& with_delimiter(char c) noexcept {
+    delimiter = c;
+    return *this;
+  }
+  /// The quote character (default '"'). Not thread-safe; does not block.
+  csv_options& with_quote(char c) noexcept {
+    quote = c;
+    return *this;
+  }
+  /// Whether the first line names the columns (default true). Not thread-safe; does not block.
+  csv_options& with_header(bool yes) noexcept {
+    header = yes;
+    return *this;
+  }
+  /// Column names for files without a header. Not thread-safe; does not block.
+  csv_options& with_names(std::vector<std::string> column_names) {
+    names = std::move(column_names);
+    return *this;
+  }
+  /// The fields that mean "missing", replacing the defaults. Not thread-safe; does not block.
+  csv_options& with_null_values(std::vector<std::string> values) {
+    null_values = std::move(values);
+    return *this;
+  }
+  /// Reads `column` as `type` instead of inferring it; adds to earlier calls. Not thread-safe;
+  /// does not block.
+  csv_options& with_type(const std::string& column, column_type type) {
+    schema[column] = type;
+    return *this;
+  }
+  /// Types by column name, replacing earlier ones. Not thread-safe; does not block.
+  csv_options& with_schema(std::map<std::string, column_type> types) {
+    schema = std::move(types);
+    return *this;
+  }
+  /// How much of the first file type inference looks at (default 1 MiB). Not thread-safe; does
+  /// not block.
+  csv_options& with_inference_bytes(std::size_t bytes) noexcept {
+    inference_bytes = bytes;
+    return *this;
+  }
+  /// Bytes per partition (default 0: about four partitions per thread). Not thread-safe; does not
+  /// block.
+  csv_options& with_partition_bytes(std::size_t bytes) noexcept {
+    partition_bytes = bytes;
+    return *this;
+  }
+  /// Skip malformed rows instead of failing (default false). Not thread-safe; does not block.
+  csv_options& with_skip_bad_rows(bool yes = true) noexcept {
+    skip_bad_rows = yes;
+    return *this;
+  }
 };
 
 /// Per-partition function for map_partitions; register it with DX_REMOTE so that workers find it.
@@ -225,11 +290,16 @@ class DX_API dataframe {
   /// The plan as text, after fusion and pushdown: one line per stage.
   std::string explain() const;
 
-  dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node);
+  /// The plan's root node (internal: its type is only declared here). Thread-safe; does not block.
   const std::shared_ptr<const detail::df_node>& node() const noexcept { return node_; }
+  /// The cluster the dataframe runs on. Thread-safe; does not block.
   cluster& owner() const noexcept { return *cluster_; }
 
  private:
+  friend class group_by;
+  friend struct detail::df_access;
+  dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node);
+
   cluster* cluster_;
   std::shared_ptr<const detail::df_node> node_;
 };
@@ -253,9 +323,10 @@ class DX_API group_by {
   /// never shuffled.
   group_by& split_out(std::size_t partitions);
 
+ private:
+  friend class dataframe;
   group_by(dataframe source, std::vector<std::string> keys);
 
- private:
   dataframe source_;
   std::vector<std::string> keys_;
   std::size_t split_out_ = 0;
