@@ -63,7 +63,8 @@ struct column_storage {
 
 }  // namespace detail
 
-/// One typed column, possibly a slice of shared storage.
+/// One typed column, possibly a slice of shared storage. Immutable: every member function is
+/// thread-safe and none blocks; the constructors and slice() throw dx::dataframe_error on bad input.
 class DX_API column {
  public:
   /// An empty int64 column.
@@ -160,7 +161,8 @@ class DX_API column {
   std::size_t size_ = 0;
 };
 
-/// Named columns of equal length.
+/// Named columns of equal length. Immutable: every member function is thread-safe and none
+/// blocks; lookups of a missing column throw dx::dataframe_error.
 class DX_API table {
  public:
   table() = default;
@@ -175,6 +177,7 @@ class DX_API table {
 
   /// The column called `name`; dx::dataframe_error naming it and the closest existing names.
   const column& operator[](std::string_view name) const;
+  /// The column at `index`; dx::dataframe_error when there is none. Thread-safe; does not block.
   const column& column_at(std::size_t index) const {
     if (index >= columns_.size()) {
       detail::throw_error(detail::error_kind::dataframe, "table: column index " + std::to_string(index) + " of " +
