@@ -2,6 +2,8 @@
 // dataframe errors included, and std exceptions do not escape the table API.
 #include <dx/error.hpp>
 
+#include <dx/cluster.hpp>
+#include <dx/dataframe.hpp>
 #include <dx/table.hpp>
 
 #include <catch2/catch.hpp>
@@ -48,4 +50,17 @@ TEST_CASE("table lookups fail with a dataframe_error, never a std exception", "[
   } catch (const dx::error& e) {
     CHECK(std::string(e.what()) == "table: column index 3 of 1 columns");
   }
+}
+
+TEST_CASE("a dataframe mistake is caught as dx::error with the dataframe kind", "[error][dataframe]") {
+  dx::cluster cl{dx::options{}.threads(1)};
+  const auto df = dx::dataframe::from_columns(cl, {{"a", std::vector<std::int64_t>{1, 2}}});
+  try {
+    (void)df["nope"];
+    FAIL("operator[] did not throw");
+  } catch (const dx::error& e) {
+    CHECK(dynamic_cast<const dx::dataframe_error*>(&e) != nullptr);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("nope"));
+  }
+  CHECK_THROWS_AS(dx::dataframe::read_csv(cl, "/nonexistent/dx-*.csv"), dx::dataframe_error);
 }
