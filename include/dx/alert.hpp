@@ -6,14 +6,17 @@
 // also written to dx's log (warning level).
 #pragma once
 
+#include <dx/detail/metric_labels.hpp>
 #include <dx/export.hpp>
-#include <dx/metrics.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <string>
 
 namespace dx {
+
+/// The labels of one metric series (the same type as in dx/metrics.hpp).
+using metric_labels = detail::metric_labels;
 
 enum class alert_kind : std::uint8_t {
   saturation,        ///< every worker is backed up: more workers would finish sooner
@@ -29,8 +32,11 @@ enum class alert_kind : std::uint8_t {
 /// Number of alert kinds (for tables indexed by kind).
 inline constexpr std::size_t alert_kind_count = static_cast<std::size_t>(alert_kind::rule) + 1;
 
+/// The kind's name, "saturation", "worker_lost", ... Thread-safe; does not block.
 DX_API const char* to_string(alert_kind k) noexcept;
 
+/// One alert, as passed to cluster::on_alert callbacks. A plain value: safe to copy and read from
+/// many threads.
 struct alert {
   alert_kind kind = alert_kind::saturation;
   std::string subject;   ///< the worker, kind or task it is about ("cluster" for the whole)
@@ -50,6 +56,12 @@ struct alert {
 ///                         .for_at_least(std::chrono::seconds(10)));
 ///   cl.add_alert_rule(dx::alert_rule("no progress").on("dx_tasks_completed_total").rate_per_second()
 ///                         .below(1).for_at_least(std::chrono::seconds(30)));
+///
+/// Each setter returns *this so settings chain. A rule is safe to read from many threads; its
+/// setters are not (set it up on one thread). Nothing here blocks.
+///
+/// Deprecated: writing the data members directly still works for this release; use on(), above(),
+/// below(), for_at_least() and rate_per_second(). Reading the members stays.
 struct alert_rule {
   enum class comparison : std::uint8_t { above, below };
 
@@ -61,26 +73,35 @@ struct alert_rule {
   std::chrono::milliseconds for_duration{0};
   bool rate = false;  ///< compare the per-second increase of the value (counters), not the value
 
+  /// A rule called `rule_name` (unique within a cluster), watching nothing yet. Thread-safe; does
+  /// not block.
   explicit alert_rule(std::string rule_name) : name(std::move(rule_name)) {}
+  /// Watches the sample `sample`, only its series with the labels `match` (every series when
+  /// empty). Not thread-safe; does not block.
   alert_rule& on(std::string sample, metric_labels match = {}) {
     metric = std::move(sample);
     labels = std::move(match);
     return *this;
   }
+  /// Fires while the value is above `t`. Not thread-safe; does not block.
   alert_rule& above(double t) noexcept {
     when = comparison::above;
     threshold = t;
     return *this;
   }
+  /// Fires while the value is below `t`. Not thread-safe; does not block.
   alert_rule& below(double t) noexcept {
     when = comparison::below;
     threshold = t;
     return *this;
   }
+  /// Fires only once the condition has held this long (default 0). Not thread-safe; does not block.
   alert_rule& for_at_least(std::chrono::milliseconds d) noexcept {
     for_duration = d;
     return *this;
   }
+  /// Compares the per-second increase of the value (for counters), not the value. Not thread-safe;
+  /// does not block.
   alert_rule& rate_per_second(bool yes = true) noexcept {
     rate = yes;
     return *this;

@@ -18,6 +18,7 @@
 // mismatch, a malformed CSV row, a glob matching nothing) is a dx::dataframe_error naming it.
 #pragma once
 
+#include <dx/error.hpp>  // dx::dataframe_error
 #include <dx/export.hpp>
 #include <dx/table.hpp>
 
@@ -38,6 +39,7 @@ class cluster;
 namespace detail {
 struct expr_node;
 struct df_node;
+struct df_access;
 }  // namespace detail
 
 /// A column expression, evaluated per row: `df["a"] * 2 + df["b"]`, `df["city"] == "Oslo"`,
@@ -120,7 +122,16 @@ enum class join_kind : std::uint8_t { inner, left };
 /// (under 32 MB by its estimate), else shuffles both sides by key hash.
 enum class join_strategy : std::uint8_t { automatic, broadcast, shuffle };
 
-/// How read_csv reads.
+/// How read_csv reads and to_csv writes, as a chain of setters:
+///
+///   auto df = dx::dataframe::read_csv(cl, "data/*.tsv", dx::csv_options{}.with_delimiter('\t').with_header(false));
+///
+/// Each setter returns *this so settings chain. An object is safe to read from many threads; its
+/// setters are not (set it up on one thread). Nothing here blocks.
+///
+/// Deprecated: writing the data members directly, or aggregate initialisation
+/// (`dx::csv_options{.delimiter = ';'}`), still works for this release; use the with_*() setters.
+/// Reading the members stays.
 struct csv_options {
   char delimiter = ',';
   char quote = '"';
@@ -139,6 +150,60 @@ struct csv_options {
   /// Skip malformed rows (wrong field count, a value not of the column's type, an unclosed
   /// quote) instead of failing; dataframe::skipped_rows() says how many the last run skipped.
   bool skip_bad_rows = false;
+
+  /// The field separator (default ','). Not thread-safe; does not block.
+  csv_options& with_delimiter(char c) noexcept {
+    delimiter = c;
+    return *this;
+  }
+  /// The quote character (default '"'). Not thread-safe; does not block.
+  csv_options& with_quote(char c) noexcept {
+    quote = c;
+    return *this;
+  }
+  /// Whether the first line names the columns (default true). Not thread-safe; does not block.
+  csv_options& with_header(bool yes) noexcept {
+    header = yes;
+    return *this;
+  }
+  /// Column names for files without a header. Not thread-safe; does not block.
+  csv_options& with_names(std::vector<std::string> column_names) {
+    names = std::move(column_names);
+    return *this;
+  }
+  /// The fields that mean "missing", replacing the defaults. Not thread-safe; does not block.
+  csv_options& with_null_values(std::vector<std::string> values) {
+    null_values = std::move(values);
+    return *this;
+  }
+  /// Reads `column` as `type` instead of inferring it; adds to earlier calls. Not thread-safe;
+  /// does not block.
+  csv_options& with_type(const std::string& column, column_type type) {
+    schema[column] = type;
+    return *this;
+  }
+  /// Types by column name, replacing earlier ones. Not thread-safe; does not block.
+  csv_options& with_schema(std::map<std::string, column_type> types) {
+    schema = std::move(types);
+    return *this;
+  }
+  /// How much of the first file type inference looks at (default 1 MiB). Not thread-safe; does
+  /// not block.
+  csv_options& with_inference_bytes(std::size_t bytes) noexcept {
+    inference_bytes = bytes;
+    return *this;
+  }
+  /// Bytes per partition (default 0: about four partitions per thread). Not thread-safe; does not
+  /// block.
+  csv_options& with_partition_bytes(std::size_t bytes) noexcept {
+    partition_bytes = bytes;
+    return *this;
+  }
+  /// Skip malformed rows instead of failing (default false). Not thread-safe; does not block.
+  csv_options& with_skip_bad_rows(bool yes = true) noexcept {
+    skip_bad_rows = yes;
+    return *this;
+  }
 };
 
 /// Per-partition function for map_partitions; register it with DX_REMOTE so that workers find it.
@@ -152,46 +217,61 @@ class DX_API dataframe {
   /// into byte ranges at row boundaries. Reads the header and a sample now to learn the schema;
   /// the rest is read when the plan runs. dx::dataframe_error when nothing matches, a file cannot
   /// be read, or the files' headers differ.
+  /// Thread-safe; blocks while it reads the header and sample.
   static dataframe read_csv(cluster& cl, const std::string& path_or_glob, const csv_options& options = {});
   /// A dataframe over an in-memory table, split into `partitions` row ranges (0: one per thread).
   /// The table's storage is shared, not copied.
+  /// Thread-safe; does not block.
   static dataframe from_table(cluster& cl, table t, std::size_t partitions = 0);
   /// Shorthand for from_table(cl, table{columns}, partitions).
+  /// Thread-safe; does not block.
   static dataframe from_columns(cluster& cl, std::initializer_list<std::pair<std::string, column>> columns,
                                 std::size_t partitions = 0);
 
   /// The columns this dataframe will have, with their types.
+  /// Thread-safe; does not block.
   std::vector<std::string> column_names() const;
   std::vector<std::pair<std::string, column_type>> schema() const;
   std::size_t num_partitions() const;
 
   /// The column as an expression; dx::dataframe_error naming the closest names when unknown.
+  /// Thread-safe; does not block.
   expr operator[](const std::string& name) const;
 
+  /// Only the named columns, in that order. Thread-safe; does not block.
   dataframe select(const std::vector<std::string>& columns) const;
+  /// Every column but the named ones. Thread-safe; does not block.
   dataframe drop(const std::vector<std::string>& columns) const;
+  /// The rows where `condition` is true (not null). Thread-safe; does not block.
   dataframe filter(const expr& condition) const;
   /// Adds (or replaces) a column computed from `value`.
+  /// Thread-safe; does not block.
   dataframe with_column(const std::string& name, const expr& value) const;
+  /// Another name for with_column. Thread-safe; does not block.
   dataframe assign(const std::string& name, const expr& value) const { return with_column(name, value); }
+  /// The same columns, those named in `old_to_new` renamed. Thread-safe; does not block.
   dataframe rename(const std::map<std::string, std::string>& old_to_new) const;
   /// Applies `fn` to every partition. Its output schema is learned by calling it on an empty
   /// partition now; dx::dataframe_error if `fn` is not registered with DX_REMOTE.
+  /// Thread-safe; blocks while `fn` runs on the empty partition.
   dataframe map_partitions(partition_function fn) const;
 
+  /// Rows grouped by equal values of `keys`; see group_by. Thread-safe; does not block.
   group_by groupby(std::vector<std::string> keys) const;
-  /// Aggregates the whole dataframe into one row.
+  /// Aggregates the whole dataframe into one row. Thread-safe; does not block.
   dataframe agg(std::vector<aggregation> aggregations) const;
   /// Sorted by `by` (ascending unless `ascending` says otherwise per column, or one value for all);
-  /// nulls last. Stable: equal keys keep their order.
+  /// nulls last. Stable: equal keys keep their order. Thread-safe; does not block.
   dataframe sort_values(std::vector<std::string> by, bool ascending = true) const;
+  /// Thread-safe; does not block.
   dataframe sort_values(std::vector<std::string> by, std::vector<bool> ascending) const;
   /// Rows of this dataframe matched with `right` on equal values of `on` (same names on both
   /// sides) or of `left_on` / `right_on`. Null keys never match. Other columns present on both
   /// sides get the suffixes "_x" and "_y". The small side is broadcast; otherwise both are
-  /// shuffled by key hash.
+  /// shuffled by key hash. Thread-safe; does not block.
   dataframe join(const dataframe& right, const std::vector<std::string>& on, join_kind how = join_kind::inner,
                  join_strategy strategy = join_strategy::automatic) const;
+  /// Thread-safe; does not block.
   dataframe join(const dataframe& right, const std::vector<std::string>& left_on,
                  const std::vector<std::string>& right_on, join_kind how = join_kind::inner,
                  join_strategy strategy = join_strategy::automatic) const;
@@ -199,37 +279,52 @@ class DX_API dataframe {
   /// original order, in one partition. With `split_out` > 1 the rows are shuffled by the hash of
   /// `subset` into that many partitions instead, so no task holds every distinct row: each
   /// partition keeps the first row of each of its combinations, in their original order.
+  /// Thread-safe; does not block.
   dataframe drop_duplicates(std::vector<std::string> subset = {}, std::size_t split_out = 1) const;
   /// Distinct values of `column` with their counts ("count"), most frequent first; nulls skipped.
+  /// Thread-safe; does not block.
   dataframe value_counts(const std::string& column) const;
   /// count, mean, std, min, 25%, 50%, 75%, max of each numeric column: a "statistic" column and
   /// one float64 column per numeric column (as pandas describes).
+  /// Thread-safe; does not block.
   dataframe describe() const;
   /// The same rows, in order, in `partitions` partitions whose sizes differ by at most one row.
   /// Each partition reports its row count, then cuts itself where the new boundaries fall: the
   /// rows are never gathered in one place.
+  /// Thread-safe; does not block.
   dataframe repartition(std::size_t partitions) const;
 
   /// Runs the plan and gathers the result.
+  /// Thread-safe; blocks until the plan has run.
   table compute() const;
   /// The first `n` rows, computing only the partitions needed for them.
+  /// Thread-safe; blocks until those partitions have run.
   table head(std::size_t n = 10) const;
   /// The number of rows.
+  /// Thread-safe; blocks until the plan has run.
   std::size_t count_rows() const;
   /// Writes CSV: with a `*` in `path`, one file per partition (the `*` replaced by its number),
   /// else one file. Each file is written to a temporary name and renamed when complete.
+  /// Thread-safe; blocks until every file is written.
   void to_csv(const std::string& path, const csv_options& options = {}) const;
   /// Malformed rows the last run skipped (csv_options::skip_bad_rows).
+  /// Thread-safe; does not block.
   std::size_t skipped_rows() const;
 
   /// The plan as text, after fusion and pushdown: one line per stage.
+  /// Thread-safe; does not block.
   std::string explain() const;
 
-  dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node);
+  /// The plan's root node (internal: its type is only declared here). Thread-safe; does not block.
   const std::shared_ptr<const detail::df_node>& node() const noexcept { return node_; }
+  /// The cluster the dataframe runs on. Thread-safe; does not block.
   cluster& owner() const noexcept { return *cluster_; }
 
  private:
+  friend class group_by;
+  friend struct detail::df_access;
+  dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node);
+
   cluster* cluster_;
   std::shared_ptr<const detail::df_node> node_;
 };
@@ -238,10 +333,14 @@ class DX_API dataframe {
 /// aggregation, sorted by the keys (within each partition when shuffled, see split_out).
 class DX_API group_by {
  public:
+  /// One row per group: the keys and one column per aggregation. Thread-safe; without split_out()
+  /// on a CSV source, blocks while it reads the sample that decides whether to shuffle (the first
+  /// MiB of the first file); otherwise does not block.
   dataframe agg(std::vector<aggregation> aggregations) const;
+  /// The sum / mean of `column` per group, named like the column. Blocks as agg() does.
   dataframe sum(const std::string& column) const { return agg({{column, dx::agg::sum, column}}); }
   dataframe mean(const std::string& column) const { return agg({{column, dx::agg::mean, column}}); }
-  /// The number of rows of each group, as "count".
+  /// The number of rows of each group, as "count". Blocks as agg() does.
   dataframe count() const;
   /// Shuffles partial aggregates by key hash into `partitions` output partitions instead of
   /// combining them in one tree: for many groups. The result is then sorted within each partition.
@@ -250,12 +349,13 @@ class DX_API group_by {
   /// groups of their own, the result is shuffled into as many partitions as the input has;
   /// otherwise the partial aggregates are combined in a tree into one sorted partition. A source
   /// under 200,000 rows (estimated from the sample for CSV), or one reached through map_partitions, is
-  /// never shuffled.
+  /// never shuffled. Not thread-safe (it changes this group_by); does not block.
   group_by& split_out(std::size_t partitions);
 
+ private:
+  friend class dataframe;
   group_by(dataframe source, std::vector<std::string> keys);
 
- private:
   dataframe source_;
   std::vector<std::string> keys_;
   std::size_t split_out_ = 0;

@@ -9,6 +9,7 @@
 // object and rejects dimensions that a fixed-size (or fixed maximum size) type cannot take.
 #pragma once
 
+#include <dx/error.hpp>
 #include <dx/serialize.hpp>
 
 #include <Eigen/Core>
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -50,8 +52,8 @@ inline void check_eigen_dim(std::int64_t got, int fixed, int max, const char* wh
   const bool ok = got >= 0 && got <= std::numeric_limits<int>::max() && (fixed == Eigen::Dynamic || got == fixed) &&
                   (max == Eigen::Dynamic || got <= max);
   if (!ok) {
-    throw std::runtime_error("dx: Eigen object in archive has " + std::to_string(got) + " " + what +
-                             ", which the target type cannot hold");
+    detail::throw_error(detail::error_kind::protocol, "dx: Eigen object in archive has " + std::to_string(got) + " " +
+                                                          what + ", which the target type cannot hold");
   }
 }
 

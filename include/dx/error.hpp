@@ -15,7 +15,7 @@
 
 namespace dx {
 
-/// Root of every exception dx throws. Thread-safe to copy and inspect.
+/// Root of every exception dx throws. Thread-safe to copy and inspect; nothing here blocks.
 class DX_API error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -93,6 +93,13 @@ class DX_API not_registered : public error {
   using error::error;
 };
 
+/// A dataframe or table operation failed: an unknown column, a type mismatch, malformed CSV, a
+/// missing file. what() names the problem and, where it can, what would fix it.
+class DX_API dataframe_error : public error {
+ public:
+  using error::error;
+};
+
 namespace detail {
 
 /// Which exception throw_error raises.
@@ -106,13 +113,16 @@ enum class error_kind {
   timeout,
   worker_lost,
   protocol,
-  not_registered
+  not_registered,
+  dataframe
 };
 
-/// The single place dx throws from, so that throwing code stays out of inlined hot paths.
+/// The single place dx throws from, so that throwing code stays out of inlined hot paths. Throws
+/// the dx::error subclass that `kind` names (dx::error itself for generic), with `what` as its
+/// message. Thread-safe; does not block.
 [[noreturn]] DX_API void throw_error(error_kind kind, const std::string& what);
 
-/// The same error as an exception_ptr, for storing into a future.
+/// The same error as an exception_ptr, for storing into a future. Thread-safe; does not block.
 DX_API std::exception_ptr make_error(error_kind kind, const std::string& what);
 
 }  // namespace detail

@@ -15,6 +15,7 @@
 // set of label names under one name is a dx::error that says which.
 #pragma once
 
+#include <dx/detail/metric_labels.hpp>
 #include <dx/export.hpp>
 
 #include <atomic>
@@ -30,7 +31,7 @@
 namespace dx {
 
 /// The labels of one series: {{"source", "csv"}, {"region", "eu"}}.
-using metric_labels = std::vector<std::pair<std::string, std::string>>;
+using metric_labels = detail::metric_labels;
 
 namespace detail {
 struct metric_cell {

@@ -43,6 +43,7 @@ enum class scheduling_policy : std::uint8_t {
 class options {
  public:
   /// Worker threads of the local executor (0, the default: the hardware concurrency).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& threads(std::size_t n) noexcept {
     threads_ = n;
     return *this;
@@ -51,6 +52,7 @@ class options {
 
   /// Accept workers at "host:port" ("127.0.0.1:0" picks a free port; cluster::endpoint() tells
   /// which). The default when only local_processes() is set is "127.0.0.1:0".
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& listen(std::string address) {
     listen_ = std::move(address);
     return *this;
@@ -59,6 +61,7 @@ class options {
 
   /// The shared secret a worker must prove it knows (HMAC-SHA256 challenge) before anything else
   /// is accepted. Empty: no authentication, which is fine on loopback only.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& token(std::string secret) {
     token_ = std::move(secret);
     return *this;
@@ -66,6 +69,7 @@ class options {
   const std::string& token() const noexcept { return token_; }
   /// Reads the token from a file (first line, surrounding whitespace trimmed) when the cluster
   /// starts; a missing or empty file is an error.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& token_file(std::string path) {
     token_file_ = std::move(path);
     return *this;
@@ -73,6 +77,7 @@ class options {
   const std::string& token_file() const noexcept { return token_file_; }
 
   /// Whether the head's own threads also run registered functions (default true).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& head_runs_tasks(bool yes) noexcept {
     head_runs_tasks_ = yes;
     return *this;
@@ -81,18 +86,21 @@ class options {
 
   /// Starts n worker processes of the current program on loopback, like Dask's LocalCluster, and
   /// stops them when the cluster is destroyed.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& local_processes(std::size_t n) noexcept {
     local_processes_ = n;
     return *this;
   }
   std::size_t local_processes() const noexcept { return local_processes_; }
   /// Threads of each local worker process (default 1).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& threads_per_process(std::size_t n) noexcept {
     threads_per_process_ = n;
     return *this;
   }
   std::size_t threads_per_process() const noexcept { return threads_per_process_; }
 
+  /// Sets transport. Setter not thread-safe, getter thread-safe; neither blocks.
   options& transport(transport_kind kind) noexcept {
     transport_ = kind;
     return *this;
@@ -101,6 +109,7 @@ class options {
 
   /// Frames whose body is larger close the connection (default 256 MiB). Results larger than
   /// this cannot travel; their task fails with a dx::error that says so.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& max_frame_size(std::uint64_t bytes) noexcept {
     max_frame_size_ = bytes;
     return *this;
@@ -108,6 +117,7 @@ class options {
   std::uint64_t max_frame_size() const noexcept { return max_frame_size_; }
 
   /// How often peers send heartbeats, and how long a silent peer is given before it is removed.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& heartbeat(std::chrono::milliseconds interval, std::chrono::milliseconds timeout) noexcept {
     heartbeat_interval_ = interval;
     heartbeat_timeout_ = timeout;
@@ -117,6 +127,7 @@ class options {
   std::chrono::milliseconds heartbeat_timeout() const noexcept { return heartbeat_timeout_; }
 
   /// A task that was on this many workers that died fails with dx::worker_lost (default 3).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& allowed_failures(std::size_t n) noexcept {
     allowed_failures_ = n;
     return *this;
@@ -125,6 +136,7 @@ class options {
 
   /// Results up to this size travel to the head with the completion; larger ones stay on the
   /// worker until fetched (default 64 KiB).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& inline_result_limit(std::size_t bytes) noexcept {
     inline_result_limit_ = bytes;
     return *this;
@@ -132,6 +144,7 @@ class options {
   std::size_t inline_result_limit() const noexcept { return inline_result_limit_; }
 
   /// Program started by local_processes() (default: this program, /proc/self/exe).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& worker_program(std::string path) {
     worker_program_ = std::move(path);
     return *this;
@@ -139,6 +152,7 @@ class options {
   const std::string& worker_program() const noexcept { return worker_program_; }
 
   /// How ready tasks are placed (default scheduling_policy::predictive).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& scheduling(scheduling_policy p) noexcept {
     scheduling_ = p;
     return *this;
@@ -148,12 +162,14 @@ class options {
   /// Where the learned cost model is kept between runs: loaded (merged) when the cluster starts,
   /// saved (merged, atomically) when it stops. Default: $DX_COSTMODEL, else
   /// $XDG_STATE_HOME/dx/cost_model.txt, else ~/.local/state/dx/cost_model.txt.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& cost_model_file(std::string path) {
     cost_model_file_ = std::move(path);
     return *this;
   }
   const std::string& cost_model_file() const noexcept { return cost_model_file_; }
   /// Whether the cost model is loaded and saved at all (default true; false: every run starts cold).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& persist_cost_model(bool yes) noexcept {
     persist_cost_model_ = yes;
     return *this;
@@ -165,6 +181,7 @@ class options {
   /// picks a free port; cluster::http_endpoint() tells which). Off by default. There is no
   /// authentication: keep it on loopback unless the network is trusted. Setting it makes the
   /// cluster distributed (a head; its own threads run registered functions).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& http(std::string address) {
     http_ = std::move(address);
     return *this;
@@ -173,6 +190,7 @@ class options {
 
   /// Whether the head keeps its runtime metrics (per kind and worker counts, durations, the task
   /// history) at all (default true). Off only to measure what they cost.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& metrics(bool yes) noexcept {
     metrics_ = yes;
     return *this;
@@ -182,12 +200,15 @@ class options {
   /// How many finished task attempts (and as many result transfers) the head keeps for the
   /// dashboard's task stream, /api/tasks and cluster::write_trace (default 100,000, about 40
   /// bytes each; 0 keeps none). The oldest are dropped first.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& task_history(std::size_t n) noexcept {
     task_history_ = n;
     return *this;
   }
   std::size_t task_history() const noexcept { return task_history_; }
 
+  /// Whether the settings make a head with workers (listen, local_processes or http set).
+  /// Thread-safe; does not block.
   bool distributed() const noexcept { return !listen_.empty() || local_processes_ > 0 || !http_.empty(); }
 
  private:

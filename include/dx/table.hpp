@@ -28,12 +28,7 @@
 
 namespace dx {
 
-/// A dataframe operation failed: an unknown column, a type mismatch, malformed input, a missing
-/// file. what() names the problem and, where it can, what would fix it.
-class DX_API dataframe_error : public error {
- public:
-  using error::error;
-};
+// dx::dataframe_error is declared in dx/error.hpp, with the other errors.
 
 enum class column_type : std::uint8_t { int64, float64, boolean, string, timestamp };
 
@@ -68,7 +63,8 @@ struct column_storage {
 
 }  // namespace detail
 
-/// One typed column, possibly a slice of shared storage.
+/// One typed column, possibly a slice of shared storage. Immutable: every member function is
+/// thread-safe and none blocks; the constructors and slice() throw dx::dataframe_error on bad input.
 class DX_API column {
  public:
   /// An empty int64 column.
@@ -165,7 +161,8 @@ class DX_API column {
   std::size_t size_ = 0;
 };
 
-/// Named columns of equal length.
+/// Named columns of equal length. Immutable: every member function is thread-safe and none
+/// blocks; lookups of a missing column throw dx::dataframe_error.
 class DX_API table {
  public:
   table() = default;
@@ -180,7 +177,14 @@ class DX_API table {
 
   /// The column called `name`; dx::dataframe_error naming it and the closest existing names.
   const column& operator[](std::string_view name) const;
-  const column& column_at(std::size_t index) const { return columns_.at(index); }
+  /// The column at `index`; dx::dataframe_error when there is none. Thread-safe; does not block.
+  const column& column_at(std::size_t index) const {
+    if (index >= columns_.size()) {
+      detail::throw_error(detail::error_kind::dataframe, "table: column index " + std::to_string(index) + " of " +
+                                                             std::to_string(columns_.size()) + " columns");
+    }
+    return columns_[index];
+  }
   /// The index of `name`, or nullopt.
   std::optional<std::size_t> find(std::string_view name) const noexcept;
 

@@ -21,16 +21,27 @@
 
 namespace dx {
 
-/// Named amounts a task needs while it runs (cpu, mem_mb, gpu, or any name workers declare).
+/// Named amounts a task needs while it runs (cpu, mem_mb, gpu, or any name workers declare). Safe
+/// to read from many threads; nothing here blocks.
 struct resources {
   std::map<std::string, double> amounts;
 
   resources() = default;
   resources(std::initializer_list<std::pair<const std::string, double>> list) : amounts(list) {}
+  /// Whether no amount is named. Thread-safe; does not block.
   bool empty() const noexcept { return amounts.empty(); }
 };
 
-/// Everything a task may say about itself at submit.
+/// Everything a task may say about itself at submit, as a chain of setters:
+///
+///   cl.submit(dx::task_options{}.with_priority(10).with_kind("etl.parse"), run_step, s);
+///
+/// Each setter returns *this so settings chain. An object is safe to read from many threads; its
+/// setters are not (set it up on one thread). Nothing here blocks.
+///
+/// Deprecated: writing the data members directly, or aggregate initialisation
+/// (`dx::task_options{.priority = 10}`), still works for this release; use the with_*() setters.
+/// Reading the members stays.
 struct task_options {
   int priority = 0;         ///< higher runs first among ready tasks
   dx::resources resources;  ///< what it holds while it runs
@@ -39,18 +50,23 @@ struct task_options {
   /// function's registered name when empty. For one function that does different work per call.
   std::string kind;
 
+  /// Higher runs first among ready tasks (default 0). Not thread-safe; does not block.
   task_options& with_priority(int p) noexcept {
     priority = p;
     return *this;
   }
+  /// What the task holds while it runs. Not thread-safe; does not block.
   task_options& with_resources(dx::resources r) {
     resources = std::move(r);
     return *this;
   }
+  /// Its size, for the cost model. Not thread-safe; does not block.
   task_options& with_hint(dx::hint h) noexcept {
     hint = h;
     return *this;
   }
+  /// The kind it is learned and shown as (default: the function's registered name). Not
+  /// thread-safe; does not block.
   task_options& with_kind(std::string k) {
     kind = std::move(k);
     return *this;

@@ -39,6 +39,8 @@ void throw_error(error_kind kind, const std::string& what) {
       raise<protocol_error>(what);
     case error_kind::not_registered:
       raise<not_registered>(what);
+    case error_kind::dataframe:
+      raise<dataframe_error>(what);
     case error_kind::generic:
       break;
   }

@@ -73,8 +73,9 @@ std::vector<std::string_view> state_parts(agg fn) {
 column_type output_type(const aggregation& a, column_type t) {
   const bool numeric = t == column_type::int64 || t == column_type::float64 || t == column_type::boolean;
   auto refuse = [&] {
-    throw dataframe_error("agg: cannot take the " + std::string(agg_name(a.fn)) + " of " + std::string(type_name(t)) +
-                          " column '" + a.column + "'");
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: cannot take the " + std::string(agg_name(a.fn)) +
+                                                                   " of " + std::string(type_name(t)) + " column '" +
+                                                                   a.column + "'");
   };
   switch (a.fn) {
     case agg::sum:
@@ -148,7 +149,7 @@ decltype(auto) with_numeric_data(const column& c, F&& f) {
     case column_type::string:
       break;
   }
-  throw dataframe_error("agg: internal error: numeric kernel on a string column");
+  dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: internal error: numeric kernel on a string column");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -622,7 +623,7 @@ column extreme_column(const grouping& g, const column& c) {
       case column_type::string:
         break;
     }
-    throw dataframe_error("agg: internal error: min/max type mismatch");
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: internal error: min/max type mismatch");
   });
 }
 
@@ -780,9 +781,10 @@ std::size_t state_width(const agg_spec& spec) {
 
 void check_state(const table& t, const agg_spec& spec, std::string_view what) {
   if (t.num_columns() != spec.keys.size() + state_width(spec))
-    throw dataframe_error("agg: " + std::string(what) +
-                          " got a table that is not a partial state of this aggregation (" +
-                          std::to_string(t.num_columns()) + " columns)");
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            "agg: " + std::string(what) +
+                                " got a table that is not a partial state of this aggregation (" +
+                                std::to_string(t.num_columns()) + " columns)");
 }
 
 /// The order of the rows of `t` by ascending `key_columns` (no nulls among them).
@@ -819,7 +821,7 @@ schema_t aggregate_schema(const schema_t& input, const agg_spec& spec) {
   auto type_of = [&](const std::string& name) {
     for (const auto& [n, t] : input)
       if (n == name) return t;
-    throw dataframe_error("agg: " + unknown_column_message(name, names));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: " + unknown_column_message(name, names));
   };
   schema_t out;
   for (const std::string& key : spec.keys) out.emplace_back(key, type_of(key));
@@ -880,7 +882,7 @@ table combine_aggregate(std::span<const table> partials, const agg_spec& spec) {
   std::vector<table> states;
   for (const table& t : partials)
     if (t.num_columns() > 0) states.push_back(t);
-  if (states.empty()) throw dataframe_error("agg: combine got no partial states");
+  if (states.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: combine got no partial states");
   for (const table& t : states) check_state(t, spec, "combine");
   if (states.size() == 1) return states.front();
 
@@ -1104,7 +1106,7 @@ table describe_table(std::span<const table> parts) {
       columns.emplace_back(std::move(stats));
     }
   }
-  if (names.size() == 1) throw dataframe_error("describe: no numeric columns");
+  if (names.size() == 1) dx::detail::throw_error(dx::detail::error_kind::dataframe, "describe: no numeric columns");
   return table(std::move(names), std::move(columns));
 }
 

@@ -182,7 +182,8 @@ std::shared_ptr<const column_storage> from_optionals(column_type t, const std::v
 }
 
 [[noreturn]] void wrong_type(column_type actual, std::string_view wanted) {
-  throw dataframe_error(fmt::format("column of type {} read as {}", type_name(actual), wanted));
+  dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                          fmt::format("column of type {} read as {}", type_name(actual), wanted));
 }
 
 }  // namespace
@@ -190,7 +191,7 @@ std::shared_ptr<const column_storage> from_optionals(column_type t, const std::v
 column::column() : column(empty_storage(column_type::int64)) {}
 
 column::column(std::shared_ptr<const detail::column_storage> storage) {
-  if (!storage) throw dataframe_error("column: no storage");
+  if (!storage) dx::detail::throw_error(dx::detail::error_kind::dataframe, "column: no storage");
   const column_storage& s = *storage;
   bool ok = true;
   switch (s.type) {
@@ -212,7 +213,9 @@ column::column(std::shared_ptr<const detail::column_storage> storage) {
       ok = false;
   }
   if (ok && !s.validity.empty()) ok = s.validity.size() == (s.size + 63) / 64;
-  if (!ok) throw dataframe_error(fmt::format("column: malformed {} storage of {} rows", type_name(s.type), s.size));
+  if (!ok)
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("column: malformed {} storage of {} rows", type_name(s.type), s.size));
   storage_ = std::move(storage);
   offset_ = 0;
   size_ = storage_->size;
@@ -398,7 +401,8 @@ std::string column::format(std::size_t row) const {
 
 column column::slice(std::size_t offset, std::size_t length) const {
   if (offset > size_ || length > size_ - offset) {
-    throw dataframe_error(fmt::format("slice [{}, {}) of a column of {} rows", offset, offset + length, size_));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("slice [{}, {}) of a column of {} rows", offset, offset + length, size_));
   }
   return column(storage_, offset_ + offset, length);
 }
@@ -477,15 +481,20 @@ std::string unknown_column_message(std::string_view name, const std::vector<std:
 table::table(std::vector<std::string> names, std::vector<column> columns)
     : names_(std::move(names)), columns_(std::move(columns)) {
   if (names_.size() != columns_.size()) {
-    throw dataframe_error(fmt::format("table: {} names for {} columns", names_.size(), columns_.size()));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("table: {} names for {} columns", names_.size(), columns_.size()));
   }
   std::unordered_set<std::string_view> seen;
   for (std::size_t i = 0; i < names_.size(); ++i) {
-    if (names_[i].empty()) throw dataframe_error(fmt::format("table: column {} has an empty name", i));
-    if (!seen.insert(names_[i]).second) throw dataframe_error(fmt::format("table: duplicate column '{}'", names_[i]));
+    if (names_[i].empty())
+      dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("table: column {} has an empty name", i));
+    if (!seen.insert(names_[i]).second)
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              fmt::format("table: duplicate column '{}'", names_[i]));
     if (i > 0 && columns_[i].size() != columns_[0].size()) {
-      throw dataframe_error(fmt::format("table: column '{}' has {} rows but '{}' has {}", names_[i], columns_[i].size(),
-                                        names_[0], columns_[0].size()));
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              fmt::format("table: column '{}' has {} rows but '{}' has {}", names_[i],
+                                          columns_[i].size(), names_[0], columns_[0].size()));
     }
   }
   rows_ = columns_.empty() ? 0 : columns_[0].size();
@@ -503,7 +512,7 @@ table::table(std::initializer_list<std::pair<std::string, column>> columns) {
 
 const column& table::operator[](std::string_view name) const {
   if (auto i = find(name)) return columns_[*i];
-  throw dataframe_error(detail::unknown_column_message(name, names_));
+  dx::detail::throw_error(dx::detail::error_kind::dataframe, detail::unknown_column_message(name, names_));
 }
 
 std::optional<std::size_t> table::find(std::string_view name) const noexcept {

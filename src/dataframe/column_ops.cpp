@@ -28,7 +28,7 @@ table empty_table(const schema_t& schema) {
 
 std::size_t column_index(const table& t, std::string_view name) {
   if (auto i = t.find(name)) return *i;
-  throw dataframe_error(unknown_column_message(name, t.column_names()));
+  dx::detail::throw_error(dx::detail::error_kind::dataframe, unknown_column_message(name, t.column_names()));
 }
 
 std::vector<std::size_t> column_indices(const table& t, const std::vector<std::string>& names) {
@@ -158,7 +158,8 @@ namespace {
 std::vector<std::uint64_t> pack_validity(const std::vector<std::uint8_t>* valid, std::size_t rows) {
   std::vector<std::uint64_t> bits;
   if (!valid) return bits;
-  if (valid->size() != rows) throw dataframe_error("column: validity of another length than the values");
+  if (valid->size() != rows)
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "column: validity of another length than the values");
   bool any_null = false;
   bits.assign((rows + 63) / 64, 0);
   for (std::size_t i = 0; i < rows; ++i) {
@@ -341,7 +342,8 @@ column concat_columns(std::span<const column> parts) {
   bool nulls = false;
   for (const auto& p : parts) {
     if (p.type() != type) {
-      throw dataframe_error(fmt::format("concat: a {} column and a {} column", type_name(type), type_name(p.type())));
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              fmt::format("concat: a {} column and a {} column", type_name(type), type_name(p.type())));
     }
     rows += p.size();
     nulls |= p.has_nulls();
@@ -393,7 +395,7 @@ table concat(std::span<const table> parts) {
   const table& first = *used[0];
   for (const table* p : used) {
     if (p->column_names() != first.column_names()) {
-      throw dataframe_error("concat: partitions with different columns");
+      dx::detail::throw_error(dx::detail::error_kind::dataframe, "concat: partitions with different columns");
     }
   }
   std::vector<column> cols;

@@ -32,7 +32,9 @@ namespace {
 
 constexpr std::string_view utf8_bom = "\xEF\xBB\xBF";
 
-[[noreturn]] void fail(const std::string& message) { throw dataframe_error(message); }
+[[noreturn]] void fail(const std::string& message) {
+  dx::detail::throw_error(dx::detail::error_kind::dataframe, message);
+}
 
 std::string quoted_name(std::string_view s) { return "'" + std::string(s) + "'"; }
 

@@ -58,6 +58,11 @@ DX_REMOTE_AS("dx.dataframe.task8", dx::detail::df_remote::task8);
 
 namespace dx::detail {
 
+/// Builds dataframes from plan nodes for the free functions here (the constructor is private).
+struct df_access {
+  static dataframe make(cluster& cl, std::shared_ptr<const df_node> node) { return dataframe(cl, std::move(node)); }
+};
+
 namespace {
 
 bool distributed(const cluster& cl) { return cl.head() != nullptr; }
@@ -131,7 +136,8 @@ class plan_runner {
     } catch (const remote_error& e) {
       // A worker's dataframe error is still a dataframe error, naming the worker.
       if (e.type_name() == "dx::dataframe_error") {
-        throw dataframe_error(fmt::format("{} (on worker {})", e.message(), e.worker()));
+        dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                fmt::format("{} (on worker {})", e.message(), e.worker()));
       }
       throw;
     }
@@ -204,7 +210,8 @@ class plan_runner {
       case 8:
         return c.submit(o, r::task8, std::move(s), in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]);
       default:
-        throw dataframe_error(fmt::format("dataframe: a task with {} inputs (at most 8)", in.size()));
+        dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                fmt::format("dataframe: a task with {} inputs (at most 8)", in.size()));
     }
   }
 
@@ -246,7 +253,7 @@ dataframe with_step(const dataframe& df, df_step step) {
       in->k == df_node::kind::rowwise ? std::make_shared<df_node>(*in) : derive(df, df_node::kind::rowwise);
   n->schema = steps_schema(in->schema, {step});
   n->steps.push_back(std::move(step));
-  return dataframe(df.owner(), std::move(n));
+  return df_access::make(df.owner(), std::move(n));
 }
 
 void check_columns(const df::schema_t& schema, const std::vector<std::string>& names, std::string_view what) {
@@ -254,7 +261,8 @@ void check_columns(const df::schema_t& schema, const std::vector<std::string>& n
   for (const auto& [n, t] : schema) known.push_back(n);
   for (const auto& name : names) {
     if (std::find(known.begin(), known.end(), name) == known.end()) {
-      throw dataframe_error(fmt::format("{}: {}", what, unknown_column_message(name, known)));
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              fmt::format("{}: {}", what, unknown_column_message(name, known)));
     }
   }
 }
@@ -309,8 +317,9 @@ dataframe::dataframe(cluster& cl, std::shared_ptr<const detail::df_node> node)
 dataframe dataframe::read_csv(cluster& cl, const std::string& path_or_glob, const csv_options& options) {
   if (options.delimiter == options.quote || options.delimiter == '\n' || options.delimiter == '\r' ||
       options.quote == '\n' || options.quote == '\r') {
-    throw dataframe_error(fmt::format("read_csv: delimiter '{}' and quote '{}' must differ and not be line ends",
-                                      options.delimiter, options.quote));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("read_csv: delimiter '{}' and quote '{}' must differ and not be line ends",
+                                        options.delimiter, options.quote));
   }
   auto source = std::make_shared<detail::df::csv_source>(detail::df::open_csv(path_or_glob, options));
   auto n = std::make_shared<df_node>();
@@ -357,7 +366,7 @@ expr dataframe::operator[](const std::string& name) const {
 
 dataframe dataframe::select(const std::vector<std::string>& columns) const {
   // A partition without columns has no rows either: keep at least one column.
-  if (columns.empty()) throw dataframe_error("select: no columns");
+  if (columns.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "select: no columns");
   df_step s;
   s.k = df_step::kind::select;
   s.columns = columns;
@@ -381,7 +390,7 @@ dataframe dataframe::filter(const expr& condition) const {
 }
 
 dataframe dataframe::with_column(const std::string& name, const expr& value) const {
-  if (name.empty()) throw dataframe_error("with_column: empty column name");
+  if (name.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "with_column: empty column name");
   df_step s;
   s.k = df_step::kind::with_column;
   s.name = name;
@@ -399,7 +408,8 @@ dataframe dataframe::rename(const std::map<std::string, std::string>& old_to_new
 dataframe dataframe::map_partitions(partition_function fn) const {
   const detail::remote_function* rf = fn ? detail::find_remote_by_address(reinterpret_cast<void (*)()>(fn)) : nullptr;
   if (!rf) {
-    throw dataframe_error(
+    dx::detail::throw_error(
+        dx::detail::error_kind::dataframe,
         "map_partitions: the function is not registered; register it with DX_REMOTE(fn) so that workers find it");
   }
   df_step s;
@@ -409,7 +419,7 @@ dataframe dataframe::map_partitions(partition_function fn) const {
 }
 
 group_by dataframe::groupby(std::vector<std::string> keys) const {
-  if (keys.empty()) throw dataframe_error("groupby: no key columns");
+  if (keys.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "groupby: no key columns");
   detail::check_columns(node_->schema, keys, "groupby");
   return group_by(*this, std::move(keys));
 }
@@ -418,7 +428,7 @@ namespace {
 
 dataframe aggregate(const dataframe& source, std::vector<std::string> keys, std::vector<aggregation> aggs,
                     std::size_t split_out) {
-  if (aggs.empty()) throw dataframe_error("agg: no aggregations");
+  if (aggs.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "agg: no aggregations");
   for (auto& a : aggs) {
     if (a.as.empty()) a.as = fmt::format("{}_{}", a.column, agg_name(a.fn));
   }
@@ -429,14 +439,15 @@ dataframe aggregate(const dataframe& source, std::vector<std::string> keys, std:
   for (std::size_t i = 0; i < n->schema.size(); ++i) {
     for (std::size_t j = i + 1; j < n->schema.size(); ++j) {
       if (n->schema[i].first == n->schema[j].first) {
-        throw dataframe_error(
+        dx::detail::throw_error(
+            dx::detail::error_kind::dataframe,
             fmt::format("agg: two output columns are called '{}'; name one with `as`", n->schema[i].first));
       }
     }
   }
   n->split_out = split_out != 0 ? split_out : detail::automatic_split_out(*source.node(), n->agg);
   n->partitions = n->split_out;
-  return dataframe(source.owner(), std::move(n));
+  return detail::df_access::make(source.owner(), std::move(n));
 }
 
 }  // namespace
@@ -468,9 +479,10 @@ dataframe dataframe::sort_values(std::vector<std::string> by, bool ascending) co
 }
 
 dataframe dataframe::sort_values(std::vector<std::string> by, std::vector<bool> ascending) const {
-  if (by.empty()) throw dataframe_error("sort_values: no columns to sort by");
+  if (by.empty()) dx::detail::throw_error(dx::detail::error_kind::dataframe, "sort_values: no columns to sort by");
   if (ascending.size() != by.size()) {
-    throw dataframe_error(fmt::format("sort_values: {} columns but {} directions", by.size(), ascending.size()));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("sort_values: {} columns but {} directions", by.size(), ascending.size()));
   }
   detail::check_columns(node_->schema, by, "sort_values");
   auto n = detail::derive(*this, df_node::kind::sort);
@@ -487,9 +499,11 @@ dataframe dataframe::join(const dataframe& right, const std::vector<std::string>
 
 dataframe dataframe::join(const dataframe& right, const std::vector<std::string>& left_on,
                           const std::vector<std::string>& right_on, join_kind how, join_strategy strategy) const {
-  if (&right.owner() != cluster_) throw dataframe_error("join: the dataframes belong to different clusters");
+  if (&right.owner() != cluster_)
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "join: the dataframes belong to different clusters");
   if (left_on.empty() || left_on.size() != right_on.size()) {
-    throw dataframe_error(fmt::format("join: {} left keys and {} right keys", left_on.size(), right_on.size()));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("join: {} left keys and {} right keys", left_on.size(), right_on.size()));
   }
   detail::check_columns(node_->schema, left_on, "join (left side)");
   detail::check_columns(right.node()->schema, right_on, "join (right side)");
@@ -506,7 +520,8 @@ dataframe dataframe::join(const dataframe& right, const std::vector<std::string>
 
 dataframe dataframe::drop_duplicates(std::vector<std::string> subset, std::size_t split_out) const {
   detail::check_columns(node_->schema, subset, "drop_duplicates");
-  if (split_out == 0) throw dataframe_error("drop_duplicates: split_out must be at least 1");
+  if (split_out == 0)
+    dx::detail::throw_error(dx::detail::error_kind::dataframe, "drop_duplicates: split_out must be at least 1");
   auto n = detail::derive(*this, df_node::kind::distinct);
   n->schema = node_->schema;
   n->subset = std::move(subset);
@@ -518,7 +533,8 @@ dataframe dataframe::drop_duplicates(std::vector<std::string> subset, std::size_
 dataframe dataframe::value_counts(const std::string& column) const {
   detail::check_columns(node_->schema, {column}, "value_counts");
   if (column == "count") {
-    throw dataframe_error("value_counts: the column is called 'count', which the result's count column also is");
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            "value_counts: the column is called 'count', which the result's count column also is");
   }
   return groupby({column}).agg({{column, dx::agg::count, "count"}}).sort_values({"count", column}, {false, true});
 }
@@ -526,7 +542,7 @@ dataframe dataframe::value_counts(const std::string& column) const {
 dataframe dataframe::describe() const {
   bool numeric = false;
   for (const auto& [n, t] : node_->schema) numeric |= t == column_type::int64 || t == column_type::float64;
-  if (!numeric) throw dataframe_error("describe: no numeric columns");
+  if (!numeric) dx::detail::throw_error(dx::detail::error_kind::dataframe, "describe: no numeric columns");
   auto n = detail::derive(*this, df_node::kind::describe);
   n->schema.emplace_back("statistic", column_type::string);
   for (const auto& [name, t] : node_->schema) {
@@ -537,7 +553,7 @@ dataframe dataframe::describe() const {
 }
 
 dataframe dataframe::repartition(std::size_t partitions) const {
-  if (partitions == 0) throw dataframe_error("repartition: zero partitions");
+  if (partitions == 0) dx::detail::throw_error(dx::detail::error_kind::dataframe, "repartition: zero partitions");
   auto n = detail::derive(*this, df_node::kind::repartition);
   n->schema = node_->schema;
   n->partitions = partitions;
@@ -593,7 +609,8 @@ void dataframe::to_csv(const std::string& path, const csv_options& options) cons
     const std::string temporary = target + ".tmp";
     {
       std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-      if (!out) throw dataframe_error(fmt::format("to_csv: cannot write '{}'", target));
+      if (!out)
+        dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("to_csv: cannot write '{}'", target));
       std::string text;
       bool header = options.header;
       if (parts.empty()) detail::df::write_csv(text, detail::df::empty_table(node_->schema), options, header);
@@ -606,12 +623,14 @@ void dataframe::to_csv(const std::string& path, const csv_options& options) cons
       }
       if (parts.empty()) out.write(text.data(), static_cast<std::streamsize>(text.size()));
       out.flush();
-      if (!out) throw dataframe_error(fmt::format("to_csv: writing '{}' failed", target));
+      if (!out)
+        dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("to_csv: writing '{}' failed", target));
     }
     std::error_code ec;
     fs::rename(temporary, target, ec);
     if (ec)
-      throw dataframe_error(fmt::format("to_csv: cannot rename '{}' to '{}': {}", temporary, target, ec.message()));
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              fmt::format("to_csv: cannot rename '{}' to '{}': {}", temporary, target, ec.message()));
   };
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), false);
   const std::vector<table> parts = runner.fetch(runner.plan().outputs);

@@ -192,7 +192,8 @@ bool is_string_literal(const expr_node& e) {
 }
 
 [[noreturn]] void mismatch(const expr_node& e, std::string_view what) {
-  throw dataframe_error(fmt::format("type mismatch in {}: {}", expr_text(e), what));
+  dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                          fmt::format("type mismatch in {}: {}", expr_text(e), what));
 }
 
 }  // namespace
@@ -253,7 +254,7 @@ column_type check_expr(const expr_node& e, const df::schema_t& schema) {
       }
       std::vector<std::string> names;
       for (const auto& [n, t] : schema) names.push_back(n);
-      throw dataframe_error(unknown_column_message(e.text, names));
+      dx::detail::throw_error(dx::detail::error_kind::dataframe, unknown_column_message(e.text, names));
     }
     case expr_node::kind::literal:
       return e.type;

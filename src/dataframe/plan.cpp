@@ -36,7 +36,8 @@ std::ptrdiff_t find_in(const schema_t& s, const std::string& name) {
 partition_function find_partition_function(const std::string& name) {
   const remote_function* rf = find_remote(name);
   if (!rf || rf->address == nullptr) {
-    throw dataframe_error(fmt::format("map_partitions: no function '{}' is registered in this process", name));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("map_partitions: no function '{}' is registered in this process", name));
   }
   return reinterpret_cast<partition_function>(rf->address);
 }
@@ -49,7 +50,8 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
       case df_step::kind::filter: {
         const column_type t = check_expr(*s.condition, schema);
         if (t != column_type::boolean) {
-          throw dataframe_error(
+          dx::detail::throw_error(
+              dx::detail::error_kind::dataframe,
               fmt::format("filter: the condition {} is {}, not bool", expr_text(*s.condition), type_name(t)));
         }
         break;
@@ -68,8 +70,12 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
         schema_t out;
         for (const auto& n : s.columns) {
           const auto at = find_in(schema, n);
-          if (at < 0) throw dataframe_error("select: " + unknown_column_message(n, names_of(schema)));
-          if (find_in(out, n) >= 0) throw dataframe_error(fmt::format("select: column '{}' named twice", n));
+          if (at < 0)
+            dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                    "select: " + unknown_column_message(n, names_of(schema)));
+          if (find_in(out, n) >= 0)
+            dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                    fmt::format("select: column '{}' named twice", n));
           out.push_back(schema[static_cast<std::size_t>(at)]);
         }
         schema = std::move(out);
@@ -78,8 +84,11 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
       case df_step::kind::rename: {
         for (const auto& [from, to] : s.renames) {
           if (find_in(schema, from) < 0)
-            throw dataframe_error("rename: " + unknown_column_message(from, names_of(schema)));
-          if (to.empty()) throw dataframe_error(fmt::format("rename: empty new name for '{}'", from));
+            dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                    "rename: " + unknown_column_message(from, names_of(schema)));
+          if (to.empty())
+            dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                    fmt::format("rename: empty new name for '{}'", from));
         }
         for (auto& [n, t] : schema) {
           if (auto it = s.renames.find(n); it != s.renames.end()) n = it->second;
@@ -87,7 +96,8 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
         for (std::size_t i = 0; i < schema.size(); ++i) {
           for (std::size_t j = i + 1; j < schema.size(); ++j) {
             if (schema[i].first == schema[j].first) {
-              throw dataframe_error(fmt::format("rename: two columns would be called '{}'", schema[i].first));
+              dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                      fmt::format("rename: two columns would be called '{}'", schema[i].first));
             }
           }
         }
@@ -99,10 +109,10 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
         try {
           out = fn(df::empty_table(schema));
         } catch (const std::exception& e) {
-          throw dataframe_error(
-              fmt::format("map_partitions: '{}' failed on an empty partition (used to learn its "
-                          "output columns): {}",
-                          s.name, e.what()));
+          dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                                  fmt::format("map_partitions: '{}' failed on an empty partition (used to learn its "
+                                              "output columns): {}",
+                                              s.name, e.what()));
         }
         schema = df::schema_of(out);
         break;
@@ -234,7 +244,8 @@ namespace {
 std::vector<table> split_by_position(const table& t, const table& counts, std::size_t part, std::size_t n) {
   const column& rows = counts["rows"];
   if (part >= rows.size())
-    throw dataframe_error(fmt::format("repartition: partition {} of {} has no row count", part, rows.size()));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("repartition: partition {} of {} has no row count", part, rows.size()));
   std::uint64_t offset = 0, total = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto r = static_cast<std::uint64_t>(rows.int64_at(i));
@@ -242,8 +253,9 @@ std::vector<table> split_by_position(const table& t, const table& counts, std::s
     total += r;
   }
   if (static_cast<std::uint64_t>(rows.int64_at(part)) != t.num_rows())
-    throw dataframe_error(fmt::format("repartition: partition {} has {} rows, its count said {}", part, t.num_rows(),
-                                      rows.int64_at(part)));
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            fmt::format("repartition: partition {} has {} rows, its count said {}", part, t.num_rows(),
+                                        rows.int64_at(part)));
   std::vector<table> pieces;
   pieces.reserve(n);
   const std::uint64_t end = offset + t.num_rows();

@@ -163,8 +163,9 @@ std::vector<bool> directions(const sort_spec& spec) {
   if (spec.ascending.size() == spec.by.size()) return spec.ascending;
   if (spec.ascending.empty()) return std::vector<bool>(spec.by.size(), true);
   if (spec.ascending.size() == 1) return std::vector<bool>(spec.by.size(), spec.ascending[0]);
-  throw dataframe_error("sort: " + std::to_string(spec.by.size()) + " columns but " +
-                        std::to_string(spec.ascending.size()) + " ascending flags");
+  dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                          "sort: " + std::to_string(spec.by.size()) + " columns but " +
+                              std::to_string(spec.ascending.size()) + " ascending flags");
 }
 
 // The key columns of `t`, either found by name or (for boundary tables) taken in position.
@@ -576,14 +577,16 @@ std::size_t schema_index(const schema_t& schema, const std::string& name, const 
   std::vector<std::string> known;
   known.reserve(schema.size());
   for (const auto& [n, t] : schema) known.push_back(n);
-  throw dataframe_error(std::string("join: ") + side + " side: " + unknown_column_message(name, known));
+  dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                          std::string("join: ") + side + " side: " + unknown_column_message(name, known));
 }
 
 join_plan plan_join(const schema_t& left, const schema_t& right, const join_spec& spec) {
   if (spec.left_on.empty() || spec.left_on.size() != spec.right_on.size()) {
-    throw dataframe_error("join: need the same, nonzero number of key columns on both sides (left " +
-                          std::to_string(spec.left_on.size()) + ", right " + std::to_string(spec.right_on.size()) +
-                          ")");
+    dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                            "join: need the same, nonzero number of key columns on both sides (left " +
+                                std::to_string(spec.left_on.size()) + ", right " +
+                                std::to_string(spec.right_on.size()) + ")");
   }
   join_plan plan;
   plan.keep_right.assign(right.size(), 1);
@@ -591,9 +594,10 @@ join_plan plan_join(const schema_t& left, const schema_t& right, const join_spec
     const std::size_t l = schema_index(left, spec.left_on[k], "left");
     const std::size_t r = schema_index(right, spec.right_on[k], "right");
     if (left[l].second != right[r].second) {
-      throw dataframe_error("join: key types differ: left '" + left[l].first + "' is " +
-                            std::string(type_name(left[l].second)) + ", right '" + right[r].first + "' is " +
-                            std::string(type_name(right[r].second)) + "; cast one of them");
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              "join: key types differ: left '" + left[l].first + "' is " +
+                                  std::string(type_name(left[l].second)) + ", right '" + right[r].first + "' is " +
+                                  std::string(type_name(right[r].second)) + "; cast one of them");
     }
     plan.left_keys.push_back(l);
     plan.right_keys.push_back(r);
@@ -613,7 +617,8 @@ join_plan plan_join(const schema_t& left, const schema_t& right, const join_spec
   std::unordered_set<std::string> seen;
   for (const auto& n : plan.names) {
     if (!seen.insert(n).second) {
-      throw dataframe_error("join: the suffixes _x/_y give two columns named '" + n + "'; rename one first");
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              "join: the suffixes _x/_y give two columns named '" + n + "'; rename one first");
     }
   }
   return plan;
@@ -672,8 +677,9 @@ std::vector<table> range_split(const table& part, const sort_spec& spec, const t
   for (std::size_t k = 0; k < part_idx.size(); ++k) {
     const column_type a = part.column_at(part_idx[k]).type(), b = boundaries.column_at(bound_idx[k]).type();
     if (a != b) {
-      throw dataframe_error("sort: column '" + spec.by[k] + "' is " + std::string(type_name(a)) +
-                            " in one partition and " + std::string(type_name(b)) + " in another");
+      dx::detail::throw_error(dx::detail::error_kind::dataframe,
+                              "sort: column '" + spec.by[k] + "' is " + std::string(type_name(a)) +
+                                  " in one partition and " + std::string(type_name(b)) + " in another");
     }
   }
   const std::vector<key_column> keys = key_columns(part, part_idx, ascending);
@@ -742,7 +748,8 @@ table sort_table(std::span<const table> pieces, const sort_spec& spec) {
   }
   const schema_t schema = schema_of(*used.front());
   for (const table* p : used) {
-    if (schema_of(*p) != schema) throw dataframe_error("sort: partitions with different columns");
+    if (schema_of(*p) != schema)
+      dx::detail::throw_error(dx::detail::error_kind::dataframe, "sort: partitions with different columns");
   }
   const std::vector<bool> ascending = directions(spec);
   const piece_rows m = index_pieces(std::move(used));

@@ -1,5 +1,7 @@
 #include "sim/graphs.hpp"
 
+#include <dx/error.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -258,7 +260,7 @@ graph make_graph(std::string_view shape, std::size_t tasks, std::size_t max_inpu
     const std::size_t c = width ? width : 100;
     return chains(c, std::max<std::size_t>(1, tasks / c), o);
   }
-  throw std::invalid_argument("unknown graph shape '" + std::string(shape) + "'");
+  dx::detail::throw_error(dx::detail::error_kind::generic, "unknown graph shape '" + std::string(shape) + "'");
 }
 
 }  // namespace dx::sim

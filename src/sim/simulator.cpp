@@ -1,5 +1,7 @@
 #include "sim/simulator.hpp"
 
+#include <dx/error.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -965,11 +967,13 @@ class engine {
 }  // namespace
 
 result simulate(const graph& g, const std::vector<worker_def>& workers, cost_model& model, const options& o) {
-  if (workers.empty()) throw std::invalid_argument("dx::sim::simulate: no worker");
-  if (!g.valid()) throw std::invalid_argument("dx::sim::simulate: the graph has a bad input or a cycle");
+  if (workers.empty()) dx::detail::throw_error(dx::detail::error_kind::generic, "dx::sim::simulate: no worker");
+  if (!g.valid())
+    dx::detail::throw_error(dx::detail::error_kind::generic, "dx::sim::simulate: the graph has a bad input or a cycle");
   for (const worker_def& w : workers)
     if (!(w.speed > 0) || !(w.bandwidth > 0) || w.threads == 0)
-      throw std::invalid_argument("dx::sim::simulate: worker " + w.name + " needs speed, bandwidth and threads > 0");
+      dx::detail::throw_error(dx::detail::error_kind::generic,
+                              "dx::sim::simulate: worker " + w.name + " needs speed, bandwidth and threads > 0");
   engine e(g, workers, model, o);
   return e.run();
 }

@@ -5,6 +5,8 @@
 
 #include "sim/graphs.hpp"
 
+#include <dx/error.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -122,7 +124,7 @@ TEST_CASE("fork_join, map_reduce, tree, wavefront and chains have the documented
       CHECK(g.tasks.size() > 500);
       CHECK(g.tasks.size() < 1500);
     }
-    CHECK_THROWS_AS(sim::make_graph("spiral", 10, 3, 0, {}), std::invalid_argument);
+    CHECK_THROWS_AS(sim::make_graph("spiral", 10, 3, 0, {}), dx::error);
     sim::graph bad = sim::chains(1, 3, {});
     bad.tasks[0].inputs = {2};
     CHECK_FALSE(bad.valid());
