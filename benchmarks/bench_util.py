@@ -47,3 +47,19 @@ def write_rows(path, rows, first=()):
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
+
+
+def probe_dask(python):
+    """Whether `python` can import dask.distributed, printed as the run's "Dask peer:" line.
+
+    Returns True when it can; otherwise prints the last line of the import's error."""
+    dask_ok = False
+    try:
+        p = subprocess.run([python, "-c", "import dask.distributed"], capture_output=True, text=True,
+                           timeout=120)
+        dask_ok = p.returncode == 0
+        why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    except (OSError, subprocess.TimeoutExpired) as e:
+        why = str(e)
+    print(f"Dask peer: {'available' if dask_ok else 'UNAVAILABLE (' + why + ')'} via {python}", flush=True)
+    return dask_ok

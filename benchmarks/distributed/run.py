@@ -31,13 +31,12 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse, run_results, write_rows  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, probe_dask, run_results, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "distributed", "dx_bench_distributed")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_TPS = 619.0  # ../shared/BENCHMARKS.md, 10k no-ops, map + gather (another day)
@@ -80,16 +79,7 @@ def main():
     print("date:", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "| host:", platform.platform(), "| cpus:", os.cpu_count(), "| loadavg:", loadavg(), flush=True)
 
-    dask_ok = False
-    if "a" in only:
-        try:
-            p = subprocess.run([a.python, "-c", "import dask.distributed"], capture_output=True, text=True,
-                               timeout=120)
-            dask_ok = p.returncode == 0
-            why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        except (OSError, subprocess.TimeoutExpired) as e:
-            why = str(e)
-        print(f"Dask peer: {'available' if dask_ok else 'UNAVAILABLE (' + why + ')'} via {a.python}", flush=True)
+    dask_ok = "a" in only and probe_dask(a.python)
 
     msg = 64
     if "b" in only:  # the raw ping-pong uses the size of dx's larger message (request or reply)

@@ -29,7 +29,7 @@
 //
 // Output: RESULT lines of key=value pairs.
 
-#include "http_get.hpp"
+#include "http_client.hpp"
 
 #include <dx/dx.hpp>
 
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
   };
   if (poll) {
     pollers[0] = std::thread([&] {  // the page's pollState loop
-      bench::http_client http(endpoint);
+      dx_support::http::client http(endpoint);
       const double c0 = thread_cpu_s();
       try {
         for (;;) {
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
       state_st.cpu_s = thread_cpu_s() - c0;
     });
     pollers[1] = std::thread([&] {  // the page's pollTasks loop
-      bench::http_client http(endpoint);
+      dx_support::http::client http(endpoint);
       const double c0 = thread_cpu_s();
       long long next = -1;  // none yet: the first request has no since
       try {
@@ -271,7 +271,7 @@ int main(int argc, char** argv) {
       fc_ms.push_back(secs(a, Clock::now()) * 1e3);
       (void)f;
     }
-    bench::http_client http(endpoint);
+    dx_support::http::client http(endpoint);
     for (int i = 0; i < 3; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(600));
       const auto a = Clock::now();

@@ -29,7 +29,7 @@
 //
 // Output: RESULT lines of key=value pairs. Times: std::chrono::steady_clock, milliseconds.
 
-#include "http_get.hpp"
+#include "http_client.hpp"
 
 #include <dx/dx.hpp>
 
@@ -267,7 +267,7 @@ int cluster(long calls, int kinds, long per_kind) {
   char extra[64];
   std::snprintf(extra, sizeof extra, " register_ms=%.1f", reg_ms);
   report("cluster_combined", time_calls(calls, [&] { return cl.metrics().render(); }), extra);
-  bench::http_client http(cl.http_endpoint());
+  dx_support::http::client http(cl.http_endpoint());
   report("cluster_http_metrics", time_calls(calls, [&] {
            auto r = http.get("/metrics");
            if (r.status != 200) {

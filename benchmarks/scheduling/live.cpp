@@ -37,8 +37,9 @@
 
 #include <dx/dx.hpp>
 
+#include "spawn_self.hpp"
+
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,8 +59,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-extern char** environ;
 
 // ---- registered functions -----------------------------------------------------------------------
 
@@ -120,43 +119,18 @@ std::string flag_value(int argc, char** argv, const char* flag, const std::strin
 
 // ---- worker processes started by hand (each needs its own flags) --------------------------------
 
+// A worker: a copy of this program that exits when this process dies (dx::worker_main follows
+// DX_WORKER_OF), so a head killed by the driver's timeout leaves nothing behind.
 pid_t spawn_self(const std::vector<std::string>& args) {
-  std::vector<std::string> argv_s{"/proc/self/exe"};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "DX_WORKER_OF=", 13) != 0) env_s.emplace_back(*e);
-  // The worker exits when this process dies (dx::worker_main follows DX_WORKER_OF), so a head
-  // killed by the driver's timeout leaves nothing behind.
-  env_s.push_back("DX_WORKER_OF=" + std::to_string(::getpid()));
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data());
-  if (rc != 0) {
-    std::fprintf(stderr, "posix_spawn: %s\n", std::strerror(rc));
+  try {
+    return dx_support::spawn_self(args, {"DX_WORKER_OF=" + std::to_string(::getpid())});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
     std::exit(1);
   }
-  return pid;
 }
 
-// Waits up to `limit` for our child to exit, then SIGKILLs and reaps it. True if it exited itself.
-bool reap_child(pid_t pid, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return false;
-}
+using dx_support::reap_child;
 
 // ---- watching a run -------------------------------------------------------------------------------
 

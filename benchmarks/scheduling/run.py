@@ -49,7 +49,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import find_binary, loadavg, parse, write_rows  # noqa: E402  (benchmarks/bench_util.py)
+from bench_util import find_binary, loadavg, parse, probe_dask, write_rows  # noqa: E402  (benchmarks/bench_util.py)
 DEFAULT_BIN = os.path.join("build", "benchmarks", "scheduling", "dx_bench_scheduling")
 DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DASK_RECORDED_DAG_RATIO = 2.51  # ../shared/BENCHMARKS.md, 2,000-task DAG, makespan / ideal (another day)
@@ -130,16 +130,7 @@ def measure(a, binary, only, tmp):
     n_dag, cp, edges = write_dag(a.peers, dag_file)
     print(f"DAG: make_dag{DAG_ARGS}: {n_dag} tasks, {edges} edges, critical path {cp} tasks", flush=True)
 
-    dask_ok = False
-    if "2" in only:
-        try:
-            p = subprocess.run([a.python, "-c", "import dask.distributed"], capture_output=True, text=True,
-                               timeout=120)
-            dask_ok = p.returncode == 0
-            why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        except (OSError, subprocess.TimeoutExpired) as e:
-            why = str(e)
-        print(f"Dask peer: {'available' if dask_ok else 'UNAVAILABLE (' + why + ')'} via {a.python}", flush=True)
+    dask_ok = "2" in only and probe_dask(a.python)
 
     rows = []
     trained = os.path.join(tmp, "cost_model.trained")

@@ -32,6 +32,10 @@
 
 namespace dx {
 
+namespace detail {
+struct cost_model_access;  // defined in the library's sources: the scheduler's way in
+}  // namespace detail
+
 /// A user's size hint for a task, passed at submit: `cl.submit(dx::hint{.size = n}, f, args...)`.
 /// Any measure that grows with the work (elements, rows, iterations); used instead of the input
 /// bytes to tell small calls of a kind from large ones.
@@ -155,12 +159,13 @@ class DX_API cost_model {
   void set_default_duration(double seconds) noexcept;
   std::size_t history_limit() const noexcept;
 
-  /// Fast paths for the scheduler: kinds and workers as dense indexes.
+  /// The representation, defined in the library's sources; opaque to users.
   struct impl;
-  impl& internals() noexcept { return *impl_; }
-  const impl& internals() const noexcept { return *impl_; }
 
  private:
+  // The scheduler's fast paths (dense indexes) reach the representation through this.
+  friend struct detail::cost_model_access;
+
   std::unique_ptr<impl> impl_;
 };
 

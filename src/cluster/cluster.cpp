@@ -5,6 +5,7 @@
 
 #include "cluster/cluster_alerts.hpp"
 #include "cluster/head.hpp"
+#include "common/atomic_file.hpp"
 #include "observe/runtime_stats.hpp"
 
 #include <fmt/format.h>
@@ -101,7 +102,7 @@ void cluster::write_trace(const std::string& path) const {
   } else {
     detail::observe::write_chrome_trace({}, json);
   }
-  detail::observe::write_file_atomically(path, json);
+  detail::write_file_atomically(path, json);
 }
 
 void cluster::add_alert_rule(alert_rule rule) {

@@ -10,11 +10,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <unordered_set>
 
+#include "common/atomic_file.hpp"
 #include "dataframe/plan.hpp"
 
 namespace dx::detail::df_remote {
@@ -603,14 +602,12 @@ std::size_t dataframe::count_rows() const {
 }
 
 void dataframe::to_csv(const std::string& path, const csv_options& options) const {
-  namespace fs = std::filesystem;
   const auto star = path.find('*');
+  // Streamed a partition at a time into an atomic_file: the target is replaced only once the
+  // whole file is on disk. Its errors (dx::error) are reported as this call's dataframe_error.
   auto write_file = [&](const std::string& target, const std::vector<table>& parts) {
-    const std::string temporary = target + ".tmp";
-    {
-      std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-      if (!out)
-        dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("to_csv: cannot write '{}'", target));
+    try {
+      detail::atomic_file out(target);
       std::string text;
       bool header = options.header;
       if (parts.empty()) detail::df::write_csv(text, detail::df::empty_table(node_->schema), options, header);
@@ -619,18 +616,15 @@ void dataframe::to_csv(const std::string& path, const csv_options& options) cons
         text.clear();
         detail::df::write_csv(text, p, options, header);
         header = false;
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
+        out.write(text);
       }
-      if (parts.empty()) out.write(text.data(), static_cast<std::streamsize>(text.size()));
-      out.flush();
-      if (!out)
-        dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("to_csv: writing '{}' failed", target));
+      if (parts.empty()) out.write(text);
+      out.commit();
+    } catch (const dataframe_error&) {
+      throw;
+    } catch (const error& e) {
+      dx::detail::throw_error(dx::detail::error_kind::dataframe, fmt::format("to_csv: {}", e.what()));
     }
-    std::error_code ec;
-    fs::rename(temporary, target, ec);
-    if (ec)
-      dx::detail::throw_error(dx::detail::error_kind::dataframe,
-                              fmt::format("to_csv: cannot rename '{}' to '{}': {}", temporary, target, ec.message()));
   };
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), false);
   const std::vector<table> parts = runner.fetch(runner.plan().outputs);

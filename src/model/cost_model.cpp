@@ -1,32 +1,19 @@
-// The learned cost model. What it learns is described in dx/cost_model.hpp, how it is laid out in
-// cost_model_impl.hpp; the choices that are not obvious from either are explained where they are
-// made below.
+// What the cost model learns and how it predicts: bucket statistics with outlier rejection and
+// regime restarts, the log-log fit across buckets, EWMAs, worker speed factors, link latency and
+// bandwidth, prediction accuracy, and merging two models. The file format (save, load, the
+// default path) is in cost_model_file.cpp. What is learned is described in dx/cost_model.hpp, how
+// it is laid out in cost_model_impl.hpp; choices not obvious from either are explained below.
 #include "model/cost_model_impl.hpp"
 
-#include "common/log.hpp"
-
-#include <dx/error.hpp>
-
-#include <fmt/format.h>
 #include <Eigen/Dense>
-
-#include <fcntl.h>
-#include <pwd.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <cassert>
-#include <cerrno>
-#include <charconv>
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
 #include <iterator>
+#include <limits>
 #include <numbers>
-#include <sstream>
-#include <system_error>
 #include <utility>
 
 namespace dx {
@@ -35,14 +22,11 @@ namespace {
 
 using impl = cost_model::impl;
 
-constexpr std::string_view file_magic = "dx-cost-model";
-constexpr int file_version = 1;
-constexpr double max_size = 0x1p64;
 constexpr double infinity = std::numeric_limits<double>::infinity();
 
 /// The size a task is bucketed by: the user's hint when given, else its input bytes.
 double task_size(const task_features& f) noexcept {
-  if (f.size_hint > 0) return std::min(f.size_hint, max_size);  // a NaN hint fails the test
+  if (f.size_hint > 0) return std::min(f.size_hint, impl::max_task_size);  // a NaN hint fails the test
   return static_cast<double>(f.input_bytes);
 }
 
@@ -69,17 +53,6 @@ int nearest_bit(std::uint64_t mask, int b) noexcept {
   return b - lower < upper - b ? lower : upper;
 }
 
-double weighted_average(double a, std::uint64_t wa, double b, std::uint64_t wb) noexcept {
-  if (!wb) return a;
-  if (!wa) return b;
-  const double total = static_cast<double>(wa) + static_cast<double>(wb);
-  return (a * static_cast<double>(wa) + b * static_cast<double>(wb)) / total;
-}
-
-std::uint64_t link_key(impl::index from, impl::index to) noexcept {
-  return std::uint64_t{from} << 32 | std::uint64_t{to};
-}
-
 /// Median of the values (the mean of the two middle ones for an even count).
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -88,182 +61,6 @@ double median(std::vector<double> v) {
   const double upper = *mid;
   if (v.size() % 2) return upper;
   return (*std::max_element(v.begin(), mid) + upper) / 2;
-}
-
-// ---- file format helpers ---------------------------------------------------------------------------
-
-/// Names may hold any bytes; in the file they are single tokens. Whitespace, '%' and bytes that are
-/// not printable ASCII become %XX; the empty name is a lone "%" (which no other name encodes to).
-std::string escape_name(std::string_view name) {
-  if (name.empty()) return "%";
-  std::string out;
-  out.reserve(name.size());
-  for (const char ch : name) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7f || c == '%') {
-      static constexpr char hex[] = "0123456789ABCDEF";
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
-
-int hex_digit(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-bool unescape_name(std::string_view token, std::string& out) {
-  out.clear();
-  if (token == "%") return true;
-  for (std::size_t i = 0; i < token.size(); ++i) {
-    if (token[i] != '%') {
-      out += token[i];
-      continue;
-    }
-    if (i + 2 >= token.size()) return false;
-    const int hi = hex_digit(token[i + 1]), lo = hex_digit(token[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
-
-/// One line of a model file, split into tokens, with typed readers that throw dx::error naming
-/// the file and line.
-class line_reader {
- public:
-  line_reader(std::string_view line, const std::string& path, std::size_t number) : path_(path), number_(number) {
-    std::size_t i = 0;
-    while (i < line.size()) {
-      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-      const std::size_t start = i;
-      while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
-      if (i > start) tokens_.push_back(line.substr(start, i - start));
-    }
-  }
-
-  std::size_t size() const noexcept { return tokens_.size(); }
-  std::string_view token(std::size_t i) const { return tokens_[i]; }
-
-  void expect_fields(std::size_t n) const {
-    if (tokens_.size() != n)
-      fail(fmt::format("'{}' record has {} fields, expected {}", tokens_[0], tokens_.size() - 1, n - 1));
-  }
-
-  std::string name(std::size_t i) const {
-    std::string out;
-    if (!unescape_name(tokens_[i], out)) fail(fmt::format("bad name '{}'", tokens_[i]));
-    return out;
-  }
-
-  std::uint64_t count(std::size_t i) const {
-    std::uint64_t v = 0;
-    const std::string_view t = tokens_[i];
-    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (ec != std::errc{} || end != t.data() + t.size()) fail(fmt::format("bad count '{}'", t));
-    return v;
-  }
-
-  /// A finite number in [lo, hi].
-  double number(std::size_t i, double lo, double hi) const {
-    double v = 0;
-    const std::string_view t = tokens_[i];
-    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (ec != std::errc{} || end != t.data() + t.size() || !std::isfinite(v)) fail(fmt::format("bad number '{}'", t));
-    if (v < lo || v > hi) fail(fmt::format("{} out of range [{}, {}]", t, lo, hi));
-    return v;
-  }
-
-  [[noreturn]] void fail(const std::string& why) const {
-    throw error(fmt::format("cost model file {}: line {}: {}", path_, number_, why));
-  }
-
- private:
-  std::vector<std::string_view> tokens_;
-  const std::string& path_;
-  std::size_t number_;
-};
-
-// ---- files -----------------------------------------------------------------------------------------
-
-class unique_fd {
- public:
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  ~unique_fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-[[noreturn]] void throw_io(const std::string& what, const std::filesystem::path& path, int err) {
-  throw error(fmt::format("cost model: cannot {} {}: {}", what, path.string(),
-                          std::error_code(err, std::generic_category()).message()));
-}
-
-/// The file's contents, or false when it does not exist.
-bool read_file(const std::filesystem::path& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    if (err == ENOENT) return false;
-    throw_io("read", path, err);
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw_io("read", path, errno);
-  out = std::move(text).str();
-  return true;
-}
-
-void write_all(int fd, std::string_view data, const std::filesystem::path& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_io("write", path, errno);
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same directory, flushed to disk,
-/// renamed over the target, and the directory flushed so the rename itself survives a crash.
-void replace_file(const std::filesystem::path& path, std::string_view text) {
-  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw_io("create", tmp, errno);
-    try {
-      write_all(fd.get(), text, tmp);
-      if (::fsync(fd.get()) != 0) throw_io("flush", tmp, errno);
-      if (::close(fd.release()) != 0) throw_io("close", tmp, errno);
-    } catch (...) {
-      ::unlink(tmp.c_str());
-      throw;
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw_io("replace", path, err);
-  }
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  unique_fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() >= 0) ::fsync(dir_fd.get());  // best effort: some file systems refuse it
 }
 
 }  // namespace
@@ -680,53 +477,71 @@ void impl::observe_transfer(index from, index to, std::uint64_t bytes, double se
 }
 
 // ---- merging -----------------------------------------------------------------------------------------
+//
+// One walk serves both merges. merge_scope::everything adds all that `other` knows and carries its
+// unsaved parts along (merge(), load()); merge_scope::unsaved adds only what `other` learned since
+// it last read or wrote a file, into a model just read from that file (save()).
 
-void impl::merge_all(const impl& other) {
+void impl::merge(const impl& other, merge_scope scope) {
   if (&other == this) {
     const impl copy = other;
-    merge_all(copy);
+    merge(copy, scope);
     return;
   }
+  const bool everything = scope == merge_scope::everything;
   for (std::size_t k = 0; k < other.kinds_.size(); ++k) {
     const auto& classes = other.kinds_[k].by_class;
     bool touched = false;
     index kind = no_index;
     for (std::size_t c = 0; c < classes.size(); ++c) {
-      const entry& from = classes[c];
-      if (!from.mask) continue;
-      if (kind == no_index) kind = kind_index(other.kind_names_.names[k]);
-      entry& into = entry_for(kind, class_index(other.class_names_.names[c]));
-      for (const bucket& ob : from.buckets) {
-        bucket& b = into.find_or_insert(ob.index);
-        b.ema = weighted_average(b.ema, b.all.n, ob.ema, ob.all.n);
-        b.all.combine(ob.all);
-        b.unsaved.combine(ob.unsaved);
-        b.rejected += ob.rejected;
-        b.unsaved_rejected += ob.unsaved_rejected;
+      entry* into = nullptr;
+      for (const bucket& ob : classes[c].buckets) {
+        if (!everything && !ob.unsaved.n && !ob.unsaved_rejected && !ob.restarted_unsaved) continue;
+        if (kind == no_index) kind = kind_index(other.kind_names_.names[k]);
+        if (!into) into = &entry_for(kind, class_index(other.class_names_.names[c]));
+        bucket& b = into->find_or_insert(ob.index);
+        if (!everything && ob.restarted_unsaved) {
+          // The regime changed here since the file was read: what the file holds is stale.
+          b = ob;
+          continue;
+        }
+        const moments& added = everything ? ob.all : ob.unsaved;
+        b.ema = weighted_average(b.ema, b.all.n, ob.ema, added.n);
+        b.all.combine(added);
+        b.rejected += everything ? ob.rejected : ob.unsaved_rejected;
         b.min_size = std::min(b.min_size, ob.min_size);
         b.max_size = std::max(b.max_size, ob.max_size);
-        b.restarted_unsaved = b.restarted_unsaved || ob.restarted_unsaved;
+        if (everything) {
+          b.unsaved.combine(ob.unsaved);
+          b.unsaved_rejected += ob.unsaved_rejected;
+          b.restarted_unsaved = b.restarted_unsaved || ob.restarted_unsaved;
+        }
       }
-      refresh(into);
-      touched = true;
+      if (into) {
+        refresh(*into);
+        touched = true;
+      }
     }
     if (touched) refresh_best_class(kinds_[kind]);
   }
   for (std::size_t i = 0; i < other.workers_.size(); ++i) {
     const worker_state& ow = other.workers_[i];
+    const std::uint64_t added = everything ? ow.updates : ow.unsaved_updates;
+    if (!everything && !added) continue;
     index id = worker_names_.find(other.worker_names_.names[i]);
     if (id == no_index)
       id = worker_index(other.worker_names_.names[i], class_index(other.class_names_.names[ow.worker_class]));
     worker_state& w = workers_[id];
-    w.factor = weighted_average(w.factor, w.updates, ow.factor, ow.updates);
-    w.updates += ow.updates;
-    w.unsaved_updates += ow.unsaved_updates;
+    w.factor = weighted_average(w.factor, w.updates, ow.factor, added);
+    w.updates += added;
+    if (everything) w.unsaved_updates += ow.unsaved_updates;
   }
-  const auto merge_smoothed = [](smoothed& into, const smoothed& from) {
-    into.combine(from.value, from.n);
-    into.unsaved += from.unsaved;
+  const auto merge_smoothed = [everything](smoothed& into, const smoothed& from) {
+    into.combine(from.value, everything ? from.n : from.unsaved);
+    if (everything) into.unsaved += from.unsaved;
   };
   for (const auto& [key, ol] : other.links_) {
+    if (!everything && !ol.latency.unsaved && !ol.bandwidth.unsaved) continue;
     const index from = worker_for_transfer(other.worker_names_.names[key >> 32]);
     const index to = worker_for_transfer(other.worker_names_.names[key & 0xffffffffu]);
     link_state& l = links_[link_key(from, to)];
@@ -735,56 +550,6 @@ void impl::merge_all(const impl& other) {
   }
   merge_smoothed(network_.latency, other.network_.latency);
   merge_smoothed(network_.bandwidth, other.network_.bandwidth);
-}
-
-void impl::merge_unsaved(const impl& other) {
-  for (std::size_t k = 0; k < other.kinds_.size(); ++k) {
-    const auto& classes = other.kinds_[k].by_class;
-    bool touched = false;
-    index kind = no_index;
-    for (std::size_t c = 0; c < classes.size(); ++c) {
-      const entry& from = classes[c];
-      for (const bucket& ob : from.buckets) {
-        if (!ob.unsaved.n && !ob.unsaved_rejected && !ob.restarted_unsaved) continue;
-        if (kind == no_index) kind = kind_index(other.kind_names_.names[k]);
-        entry& into = entry_for(kind, class_index(other.class_names_.names[c]));
-        bucket& b = into.find_or_insert(ob.index);
-        if (ob.restarted_unsaved) {
-          // The regime changed here since the file was read: what the file holds is stale.
-          b = ob;
-        } else {
-          b.ema = weighted_average(b.ema, b.all.n, ob.ema, ob.unsaved.n);
-          b.all.combine(ob.unsaved);
-          b.rejected += ob.unsaved_rejected;
-          b.min_size = std::min(b.min_size, ob.min_size);
-          b.max_size = std::max(b.max_size, ob.max_size);
-        }
-        refresh(into);
-        touched = true;
-      }
-    }
-    if (touched) refresh_best_class(kinds_[kind]);
-  }
-  for (std::size_t i = 0; i < other.workers_.size(); ++i) {
-    const worker_state& ow = other.workers_[i];
-    if (!ow.unsaved_updates) continue;
-    index id = worker_names_.find(other.worker_names_.names[i]);
-    if (id == no_index)
-      id = worker_index(other.worker_names_.names[i], class_index(other.class_names_.names[ow.worker_class]));
-    worker_state& w = workers_[id];
-    w.factor = weighted_average(w.factor, w.updates, ow.factor, ow.unsaved_updates);
-    w.updates += ow.unsaved_updates;
-  }
-  for (const auto& [key, ol] : other.links_) {
-    if (!ol.latency.unsaved && !ol.bandwidth.unsaved) continue;
-    const index from = worker_for_transfer(other.worker_names_.names[key >> 32]);
-    const index to = worker_for_transfer(other.worker_names_.names[key & 0xffffffffu]);
-    link_state& l = links_[link_key(from, to)];
-    l.latency.combine(ol.latency.value, ol.latency.unsaved);
-    l.bandwidth.combine(ol.bandwidth.value, ol.bandwidth.unsaved);
-  }
-  network_.latency.combine(other.network_.latency.value, other.network_.latency.unsaved);
-  network_.bandwidth.combine(other.network_.bandwidth.value, other.network_.bandwidth.unsaved);
 }
 
 void impl::mark_saved() noexcept {
@@ -800,141 +565,6 @@ void impl::mark_saved() noexcept {
   for (worker_state& w : workers_) w.unsaved_updates = 0;
   for (auto& [key, l] : links_) l.latency.unsaved = l.bandwidth.unsaved = 0;
   network_.latency.unsaved = network_.bandwidth.unsaved = 0;
-}
-
-// ---- file format -------------------------------------------------------------------------------------
-//
-//   dx-cost-model 1
-//   bucket  <kind> <class> <log2 size> <count> <mean> <M2> <ema> <rejected> <min size> <max size> <mean log2 size>
-//   worker  <name> <class> <factor> <updates>
-//   link    <from> <to> <latency> <latency samples> <bandwidth> <bandwidth samples>
-//   network <latency> <latency samples> <bandwidth> <bandwidth samples>
-//
-// Names are escaped (escape_name), numbers printed with 17 significant digits so that they read
-// back exactly. Blank lines and lines starting with '#' are ignored.
-
-std::string impl::serialize() const {
-  fmt::memory_buffer out;
-  fmt::format_to(std::back_inserter(out), "{} {}\n", file_magic, file_version);
-  for (std::size_t k = 0; k < kinds_.size(); ++k) {
-    for (std::size_t c = 0; c < kinds_[k].by_class.size(); ++c) {
-      for (const bucket& b : kinds_[k].by_class[c].buckets) {
-        fmt::format_to(std::back_inserter(out),
-                       "bucket {} {} {} {} {:.17g} {:.17g} {:.17g} {} {:.17g} {:.17g} {:.17g}\n",
-                       escape_name(kind_names_.names[k]), escape_name(class_names_.names[c]), b.index, b.all.n,
-                       b.all.mean, b.all.m2, b.ema, b.rejected, b.min_size, b.max_size, b.all.log_size);
-      }
-    }
-  }
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    const worker_state& w = workers_[i];
-    if (!w.updates) continue;
-    fmt::format_to(std::back_inserter(out), "worker {} {} {:.17g} {}\n", escape_name(worker_names_.names[i]),
-                   escape_name(class_names_.names[w.worker_class]), w.factor, w.updates);
-  }
-  std::vector<std::uint64_t> keys;
-  for (const auto& [key, l] : links_) {
-    if (l.latency.n || l.bandwidth.n) keys.push_back(key);
-  }
-  std::sort(keys.begin(), keys.end());  // a stable file for a given model
-  for (const std::uint64_t key : keys) {
-    const link_state& l = links_.at(key);
-    fmt::format_to(std::back_inserter(out), "link {} {} {:.17g} {} {:.17g} {}\n",
-                   escape_name(worker_names_.names[key >> 32]), escape_name(worker_names_.names[key & 0xffffffffu]),
-                   l.latency.value, l.latency.n, l.bandwidth.value, l.bandwidth.n);
-  }
-  if (network_.latency.n || network_.bandwidth.n) {
-    fmt::format_to(std::back_inserter(out), "network {:.17g} {} {:.17g} {}\n", network_.latency.value,
-                   network_.latency.n, network_.bandwidth.value, network_.bandwidth.n);
-  }
-  return fmt::to_string(out);
-}
-
-bool impl::parse(std::string_view text, const std::string& path) {
-  std::size_t number = 0;
-  bool header_seen = false;
-  while (!text.empty()) {
-    const std::size_t eol = text.find('\n');
-    std::string_view line = text.substr(0, eol);
-    text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const line_reader in(line, path, number);
-    if (!header_seen) {
-      if (in.size() != 2 || in.token(0) != file_magic) in.fail("not a dx cost model file (bad header)");
-      int version = 0;
-      const std::string_view v = in.token(1);
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), version);
-      if (ec != std::errc{} || end != v.data() + v.size()) in.fail(fmt::format("bad version '{}'", v));
-      if (version != file_version) return false;
-      header_seen = true;
-      continue;
-    }
-    if (in.size() == 0 || in.token(0).front() == '#') continue;
-    const std::string_view type = in.token(0);
-    if (type == "bucket") {
-      in.expect_fields(12);
-      const std::string kind = in.name(1), worker_class = in.name(2);
-      const std::uint64_t bucket_index = in.count(3);
-      if (bucket_index >= bucket_count) in.fail(fmt::format("bucket index {} out of range", bucket_index));
-      const auto index = static_cast<int>(bucket_index);
-      bucket b;
-      b.index = static_cast<std::uint8_t>(index);
-      b.all.n = in.count(4);
-      if (!b.all.n) in.fail("bucket with no samples");
-      b.all.mean = in.number(5, 0, max_size);
-      b.all.m2 = in.number(6, 0, std::numeric_limits<double>::max());
-      b.ema = in.number(7, 0, max_size);
-      if (!(b.all.mean > 0) || !(b.ema > 0)) in.fail("durations must be positive");
-      b.rejected = in.count(8);
-      b.min_size = in.number(9, 0, max_size);
-      b.max_size = in.number(10, b.min_size, max_size);
-      b.all.log_size = in.number(11, 0, 64);
-      entry& e = entry_for(kind_index(kind), class_index(worker_class));
-      const bool existed = e.find(index) != nullptr;
-      bucket& into = e.find_or_insert(index);
-      if (!existed) {
-        into = b;
-      } else {  // the same bucket twice: both count
-        into.ema = weighted_average(into.ema, into.all.n, b.ema, b.all.n);
-        into.all.combine(b.all);
-        into.rejected += b.rejected;
-        into.min_size = std::min(into.min_size, b.min_size);
-        into.max_size = std::max(into.max_size, b.max_size);
-      }
-    } else if (type == "worker") {
-      in.expect_fields(5);
-      const std::string name = in.name(1), worker_class = in.name(2);
-      const double factor = in.number(3, min_factor, max_factor);
-      const std::uint64_t updates = in.count(4);
-      index id = worker_names_.find(name);
-      if (id == no_index) id = worker_index(name, class_index(worker_class));
-      worker_state& w = workers_[id];
-      w.factor = weighted_average(w.factor, w.updates, factor, updates);
-      w.updates += updates;
-    } else if (type == "link" || type == "network") {
-      const bool is_link = type == "link";
-      in.expect_fields(is_link ? 7 : 5);
-      const std::size_t first = is_link ? 3 : 1;
-      const double latency = in.number(first, 0, 1e9);
-      const std::uint64_t latency_n = in.count(first + 1);
-      const double bandwidth = in.number(first + 2, 0, std::numeric_limits<double>::max());
-      const std::uint64_t bandwidth_n = in.count(first + 3);
-      if (bandwidth_n && !(bandwidth > 0)) in.fail("bandwidth must be positive");
-      link_state* l = &network_;
-      if (is_link) {
-        const index from = worker_for_transfer(in.name(1)), to = worker_for_transfer(in.name(2));
-        l = &links_[link_key(from, to)];
-      }
-      l->latency.combine(latency, latency_n);
-      l->bandwidth.combine(bandwidth, bandwidth_n);
-    } else {
-      in.fail(fmt::format("unknown record '{}'", type));
-    }
-  }
-  if (!header_seen) throw error(fmt::format("cost model file {}: line 1: empty file", path));
-  refresh_all();
-  return true;
 }
 
 // ---- cost_model --------------------------------------------------------------------------------------
@@ -1015,76 +645,7 @@ std::vector<prediction_record> cost_model::history() const {
   return out;
 }
 
-void cost_model::merge(const cost_model& other) { impl_->merge_all(*other.impl_); }
-
-void cost_model::save(const std::filesystem::path& path) const {
-  if (path.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) throw_io("create the directory of", path, ec.value());
-  }
-  const std::filesystem::path lock_path = path.string() + ".lock";
-  unique_fd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (lock.get() < 0) throw_io("create", lock_path, errno);
-  while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) throw_io("lock", lock_path, errno);
-  }
-
-  // Under the lock nobody else writes the file: read what it holds now and add what this model
-  // learned since it last read or wrote a file, so neither our samples nor another program's
-  // are lost and what was loaded is not counted twice.
-  impl on_disk;
-  std::string text;
-  bool merge_new_only = false;
-  if (read_file(path, text)) {
-    try {
-      merge_new_only = on_disk.parse(text, path.string());
-      if (!merge_new_only) {
-        detail::log(detail::log_level::warn, "cost model {}: another format version; replacing it", path.string());
-      }
-    } catch (const error& e) {
-      detail::log(detail::log_level::warn, "{}; replacing the file", e.what());
-    }
-    if (!merge_new_only) on_disk = impl{};
-  }
-  if (merge_new_only) {
-    on_disk.merge_unsaved(*impl_);
-  } else {
-    on_disk.merge_all(*impl_);  // nothing usable there: the whole model goes in
-  }
-  replace_file(path, on_disk.serialize());
-  // What the model predicts is unchanged; only the record of what is already on disk moves.
-  impl_->mark_saved();
-}
-
-bool cost_model::load(const std::filesystem::path& path) {
-  std::string text;
-  if (!read_file(path, text)) return false;
-  impl loaded;
-  if (!loaded.parse(text, path.string())) {
-    detail::log(detail::log_level::warn, "cost model {}: another format version; ignored", path.string());
-    return false;
-  }
-  impl_->merge_all(loaded);
-  return true;
-}
-
-std::filesystem::path cost_model::default_path() {
-  const auto env = [](const char* name) -> std::string {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-  };
-  if (std::string p = env("DX_COSTMODEL"); !p.empty()) return p;
-  const std::filesystem::path relative = std::filesystem::path("dx") / "cost_model.txt";
-  // The XDG spec says a relative XDG_STATE_HOME is invalid and to be ignored.
-  if (std::filesystem::path state = env("XDG_STATE_HOME"); state.is_absolute()) return state / relative;
-  std::string home = env("HOME");
-  if (home.empty()) {
-    if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir) home = pw->pw_dir;
-  }
-  if (home.empty()) return std::filesystem::temp_directory_path() / relative;
-  return std::filesystem::path(home) / ".local" / "state" / relative;
-}
+void cost_model::merge(const cost_model& other) { impl_->merge(*other.impl_, impl::merge_scope::everything); }
 
 std::uint32_t cost_model::min_samples() const noexcept { return impl_->min_samples_; }
 

@@ -76,6 +76,17 @@ struct cost_model::impl {
   static constexpr std::uint64_t large_transfer_bytes = 1 << 20, small_transfer_bytes = 64 << 10;
   static constexpr double default_latency = 200e-6, default_bandwidth = 100e6;
   static constexpr double transfer_relative_sd = 0.25;
+  /// Sizes above this count as this; durations above it are refused when a file is read.
+  static constexpr double max_task_size = 0x1p64;
+
+  /// The average of `a` and `b` weighted by the sample counts behind them.
+  static double weighted_average(double a, std::uint64_t wa, double b, std::uint64_t wb) noexcept {
+    if (!wb) return a;
+    if (!wa) return b;
+    const double total = static_cast<double>(wa) + static_cast<double>(wb);
+    return (a * static_cast<double>(wa) + b * static_cast<double>(wb)) / total;
+  }
+  static std::uint64_t link_key(index from, index to) noexcept { return std::uint64_t{from} << 32 | std::uint64_t{to}; }
 
   // ---- representation --------------------------------------------------------------------------------
   /// Count, mean and sum of squared deviations (Welford), plus the mean log2 size of the samples.
@@ -196,10 +207,13 @@ struct cost_model::impl {
   void record_accuracy(index kind, const prediction& predicted, double seconds, bool kind_was_calibrated);
   void update_factor(worker_state& w, double ratio) noexcept;
 
-  /// Adds everything `other` knows (its unsaved parts stay unsaved here).
-  void merge_all(const impl& other);
-  /// Adds only what `other` learned since it last read or wrote a file: what save() writes.
-  void merge_unsaved(const impl& other);
+  enum class merge_scope {
+    everything,  ///< all `other` knows; its unsaved parts stay unsaved here (merge(), load())
+    unsaved,     ///< only what `other` learned since it last read or wrote a file (save())
+  };
+  /// Adds what `other` knows, as `scope` says: bucket statistics are combined as if one
+  /// accumulator had seen both sample sets; factors and link averages are weighted by counts.
+  void merge(const impl& other, merge_scope scope);
   /// After a successful save: everything known is in the file now.
   void mark_saved() noexcept;
   /// Rebuilds the derived data of every entry (after a merge or a min_samples change).
@@ -211,4 +225,19 @@ struct cost_model::impl {
   std::string serialize() const;
 };
 
+namespace detail {
+
+/// The friend of dx::cost_model that model_internals() goes through.
+struct cost_model_access {
+  static cost_model::impl& of(cost_model& m) noexcept { return *m.impl_; }
+  static const cost_model::impl& of(const cost_model& m) noexcept { return *m.impl_; }
+};
+
+/// The model's dense-index interface, for the scheduler and the simulator: kind, class and worker
+/// indexes and the O(1) predictions behind them. Private to the library (this header is not
+/// installed), so users cannot call it. Not thread-safe, as the model itself.
+inline cost_model::impl& model_internals(cost_model& m) noexcept { return cost_model_access::of(m); }
+inline const cost_model::impl& model_internals(const cost_model& m) noexcept { return cost_model_access::of(m); }
+
+}  // namespace detail
 }  // namespace dx

@@ -132,10 +132,6 @@ struct trace_input {
 };
 void write_chrome_trace(const trace_input& in, std::string& out);
 
-/// Writes `text` to `path` through a temporary file renamed over it, so a reader never sees half
-/// a file; throws dx::error naming the path when it cannot.
-void write_file_atomically(const std::string& path, const std::string& text);
-
 /// Escapes `s` as the inside of a JSON string.
 void json_escape_into(std::string& out, std::string_view s);
 

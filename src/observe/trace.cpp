@@ -5,8 +5,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <set>
 
 namespace dx::detail::observe {
@@ -128,21 +126,6 @@ void write_chrome_trace(const trace_input& in, std::string& out) {
     out += "\"}}";
   }
   out += "\n]}\n";
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::filesystem::path target(path);
-  const std::filesystem::path tmp = target.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw_error(error_kind::generic, fmt::format("cannot write {}: cannot open {}", path, tmp.string()));
-    f.write(text.data(), static_cast<std::streamsize>(text.size()));
-    f.close();
-    if (!f) throw_error(error_kind::generic, fmt::format("cannot write {}: the write failed", path));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) throw_error(error_kind::generic, fmt::format("cannot write {}: {}", path, ec.message()));
 }
 
 }  // namespace dx::detail::observe

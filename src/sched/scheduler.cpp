@@ -229,7 +229,7 @@ struct scheduler::state {
   double transfer_window = 0, compute_window = 0;
 
   state(config c, cost_model& cm)
-      : cfg(c), model(cm), m(cm.internals()), rng(c.seed), reference_class(m.class_index("default")) {}
+      : cfg(c), model(cm), m(detail::model_internals(cm)), rng(c.seed), reference_class(m.class_index("default")) {}
   model_index reference_class;  // ranks are in run times on an average worker of this class
 
   worker_rec& worker(worker_id id) { return *by_id[id]; }

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "temp_dir.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,25 +54,8 @@ void observe(dx::cost_model& m, std::string_view kind, std::string_view worker, 
 }
 
 /// A directory of its own for a test, removed afterwards.
-class temp_dir {
- public:
-  temp_dir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("dx_cost_model_test_" + std::to_string(::getpid()) + "_" + std::to_string(++counter));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+struct temp_dir : dx_support::temp_dir {
+  temp_dir() : dx_support::temp_dir("dx_cost_model_test") {}
 };
 
 void write_text(const fs::path& p, const std::string& text) {
@@ -581,6 +566,9 @@ TEST_CASE("two models saved to one file in turn leave both contributions", "[cos
   CHECK(both.predict_kind("only a", bytes(100)).mean == Approx(0.5));
   CHECK(both.predict_kind("only b", bytes(100)).mean == Approx(0.25));
   CHECK_FALSE(fs::exists(path.string() + ".tmp." + std::to_string(::getpid())));
+  // Temporary files are named <file>.tmp.<pid>.<n>: none is left.
+  for (const auto& e : fs::directory_iterator(path.parent_path()))
+    CHECK(e.path().filename().string().rfind(path.filename().string() + ".tmp.", 0) == std::string::npos);
 }
 
 TEST_CASE("saves from two threads at once lose nothing", "[cost_model]") {

@@ -1,7 +1,6 @@
 // Observability of a live cluster: the HTTP endpoint (/metrics, /api/state, /api/tasks, the
 // dashboard), malformed requests, user metrics and alert rules, trace export.
 #include "cluster/head.hpp"
-#include "http_client.hpp"
 #include "net_functions.hpp"
 
 #include <catch2/catch.hpp>
@@ -23,6 +22,10 @@
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include "http_client.hpp"
+
+namespace http_test = dx_support::http;
 
 using namespace std::chrono_literals;
 using nlohmann::json;

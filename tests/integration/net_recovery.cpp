@@ -2,7 +2,7 @@
 // joining and leaving mid-run, tasks that kill their workers, and workers outliving a dead head.
 // Every wait is bounded.
 #include "net_functions.hpp"
-#include "net_process.hpp"
+#include "spawn_self.hpp"
 
 #include "cluster/head.hpp"
 
@@ -25,8 +25,8 @@
 extern char** environ;
 
 using namespace std::chrono_literals;
-using net_test::reap_child;
-using net_test::spawn_self;
+using dx_support::reap_child;
+using dx_support::spawn_self;
 
 namespace {
 

@@ -1,5 +1,5 @@
-// The dataframe tests' main: the same binary serves as the worker program that
-// options::local_processes() starts.
+// The integration tests' main: the same binary serves as the worker program that
+// options::local_processes() and spawn_self start.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <dx/dx.hpp>

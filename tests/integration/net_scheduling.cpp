@@ -2,7 +2,7 @@
 // baselines, resources, priorities, forecasts, alerts and the cost model persisted between runs.
 // Workers are copies of this binary started by hand so each can get its own flags.
 #include "net_functions.hpp"
-#include "net_process.hpp"
+#include "spawn_self.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,8 +17,8 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using net_test::reap_child;
-using net_test::spawn_self;
+using dx_support::reap_child;
+using dx_support::spawn_self;
 
 namespace {
 
