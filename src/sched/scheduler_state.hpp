@@ -4,7 +4,8 @@
 //   task_table.cpp   task records and the task events (submit, ready, finish, fail, forget)
 //   workers.cpp      worker records, the load index, resources, the worker events
 //   ranks.cpp        upward ranks (critical path) and queue order
-//   placement.cpp    placing ready tasks through the policy, stealing and moves
+//   placement.cpp    placing ready tasks through the policy, stealing and moves; the policies
+//                    themselves are placement_*.cpp behind placement.hpp
 //   window.cpp       holding, sending and the sending window
 //   alerts.cpp       alert rules
 //   forecast.cpp     the list-scheduled forecast
