@@ -3,6 +3,7 @@
 #include "sched/scheduler.hpp"
 
 #include <dx/cost_model.hpp>
+#include <dx/error.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -1635,4 +1636,15 @@ TEST_CASE("an idle worker takes work queued behind tasks that overran their pred
   CHECK(later[0].task == 3);
   CHECK(later[0].to == 1);
   CHECK(h.double_runs == 0);
+}
+
+TEST_CASE("a task id of 2^36 or more is refused with a dx::error", "[sched]") {
+  dx::cost_model model;
+  scheduler s(config{}, model);
+  task_spec t;
+  t.id = std::uint64_t{1} << 36;
+  t.kind = "k";
+  REQUIRE_THROWS_AS(s.task_submitted(t, 0), dx::error);
+  t.id = 1;
+  REQUIRE_NOTHROW(s.task_submitted(t, 0));
 }

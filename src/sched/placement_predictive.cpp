@@ -1,0 +1,79 @@
+// The predictive policy (dx's own) and oracle: a ready task goes to the worker where it is
+// predicted to finish first, work is sent ahead only as far as the window covers a round trip,
+// idle workers take held or unstarted work from the busiest. Oracle is the same with the true
+// durations and speeds the caller gives (HEFT with perfect information).
+#include "sched/placement.hpp"
+
+#include <algorithm>
+
+namespace dx::sched {
+
+namespace {
+
+/// The worker where `t` is predicted to finish first, among the best of each speed bucket and
+/// the workers holding its inputs. no_worker when no active worker can host it.
+worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish_out, double& transfer_out) {
+  worker_id best = no_worker;
+  double best_finish = infinity, best_transfer = 0;
+  model_index memo_cls = ~model_index{0};
+  double memo_duration = 0;
+  s.gather_inputs(t, s.inputs_scratch);
+  auto consider = [&](const worker_rec& w) {
+    if (!s.in_buckets(w) || !s.can_host(w, t)) return;
+    if (w.cls != memo_cls) {
+      memo_cls = w.cls;
+      memo_duration = s.predict_class(t, w.cls).mean;
+    }
+    const double transfer = scheduler::state::transfer_cost(s.inputs_scratch, w.id);
+    const double finish = std::max(w.load(), transfer) + memo_duration * s.worker_factor(w);
+    if (finish < best_finish || (finish == best_finish && w.id < best)) {
+      best = w.id;
+      best_finish = finish;
+      best_transfer = transfer;
+    }
+  };
+  if (!t.needs.empty()) {
+    // Few tasks declare resources; only some workers can host them: look at all.
+    for (auto& [id, w] : s.workers) consider(w);
+  } else {
+    for (auto& [k, set] : s.buckets)
+      if (!set.empty()) consider(s.worker(set.begin()->second));
+    for (const scheduler::state::remote_input& in : s.inputs_scratch)
+      for (worker_id h : *in.holders) consider(s.worker(h));
+  }
+  finish_out = best_finish;
+  transfer_out = best_transfer;
+  return best;
+}
+
+class predictive_policy : public placement_policy {
+ public:
+  worker_id choose_worker(state& s, task_rec& t, double) override {
+    double finish = 0, transfer = 0;
+    const worker_id w = earliest_finish(s, t, finish, transfer);
+    if (w != no_worker) {
+      // What placements cost in transfers against compute, for the network_bound alert.
+      s.transfer_window += transfer;
+      s.compute_window += std::max(0.0, finish - std::max(s.worker(w).load(), transfer));
+    }
+    return w;
+  }
+  bool paces_sending() const override { return true; }
+  bool probes_new_kinds() const override { return true; }
+  bool replaces_held() const override { return true; }
+};
+
+class oracle_policy final : public predictive_policy {
+ public:
+  prediction predict(const state&, const task_rec& t, model_index) const override {
+    return {t.true_seconds, 0, true, 1};
+  }
+  bool learns() const override { return false; }
+};
+
+}  // namespace
+
+std::unique_ptr<placement_policy> make_predictive_policy() { return std::make_unique<predictive_policy>(); }
+std::unique_ptr<placement_policy> make_oracle_policy() { return std::make_unique<oracle_policy>(); }
+
+}  // namespace dx::sched

@@ -1,0 +1,317 @@
+// The scheduler's state, private to src/sched: the task table (records paged by id), the worker
+// table with its speed-bucket load index, the queues, and the operations the core's files share.
+// Each member function is defined in the file that owns its concern:
+//   task_table.cpp   task records and the task events (submit, ready, finish, fail, forget)
+//   workers.cpp      worker records, the load index, resources, the worker events
+//   ranks.cpp        upward ranks (critical path) and queue order
+//   placement.cpp    placing ready tasks through the policy, stealing and moves; the policies
+//                    themselves are placement_*.cpp behind placement.hpp
+//   window.cpp       holding, sending and the sending window
+//   alerts.cpp       alert rules
+//   forecast.cpp     the list-scheduled forecast
+//   scheduler.cpp    construction, decide() and the small views
+#pragma once
+
+#include "model/cost_model_impl.hpp"
+#include "sched/scheduler.hpp"
+
+#include <dx/error.hpp>
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace dx::sched {
+
+class placement_policy;
+
+using model_index = cost_model::impl::index;
+inline constexpr double infinity = std::numeric_limits<double>::infinity();
+
+enum class task_state : std::uint8_t { waiting, ready, held, sent, running, done, failed };
+
+/// Order of a worker's queue: higher priority, then longer remaining critical path, then older.
+struct queue_key {
+  int priority;
+  double rank;
+  std::uint64_t seq;
+  task_id id;
+  bool operator<(const queue_key& o) const {
+    if (priority != o.priority) return priority > o.priority;
+    if (rank != o.rank) return rank > o.rank;
+    return seq < o.seq;
+  }
+};
+
+struct task_rec {
+  task_id id = 0;
+  model_index kind = 0;
+  std::vector<task_id> inputs;
+  std::vector<task_id> dependents;
+  task_features features;
+  int priority = 0;
+  std::vector<std::pair<std::uint32_t, double>> needs;
+  double true_seconds = 0;
+  task_state state = task_state::waiting;
+  worker_id where = no_worker;
+  double charge = 0;              // predicted seconds added to its worker's backlog
+  bool charged_fallback = false;  // ... from a fallback duration (the kind had no samples)
+  double predicted = 0;           // on a worker of factor 1
+  double rank = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t sent_seq = 0;
+  double started_at = -1;
+  std::uint64_t result_bytes = 0;
+  std::vector<worker_id> holders;  // workers holding the result (empty: it is at the caller)
+  bool move_pending = false;
+  bool move_tried = false;
+  bool straggler_reported = false;
+  bool forgotten = false;
+  bool result_remote = false;  // the result stayed on a worker (else the caller has it)
+  bool root = false;           // no task inputs (dask_like holds these at the scheduler)
+};
+
+/// Tasks by id. Ids are counters (the head's and the simulator's are), so a table of pages
+/// indexed by id finds a task in two loads where a hash map would miss the cache; a page is freed
+/// when its last task is erased, so memory follows the live tasks.
+class task_table {
+ public:
+  using entry = std::pair<const task_id, task_rec>;
+  static constexpr unsigned page_bits = 10;
+  static constexpr std::size_t page_size = std::size_t{1} << page_bits;
+  static constexpr task_id max_id = (task_id{1} << 36) - 1;
+
+  class iterator {
+   public:
+    iterator(const task_table* t, task_id id) : t_(t), id_(id) { skip(); }
+    entry& operator*() const { return *t_->slot(id_); }
+    entry* operator->() const { return t_->slot(id_); }
+    iterator& operator++() {
+      ++id_;
+      skip();
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return id_ == o.id_; }
+
+   private:
+    void skip() {
+      while (id_ < t_->end_id()) {
+        const auto& p = t_->pages_[id_ >> page_bits];
+        if (!p) {
+          id_ = ((id_ >> page_bits) + 1) << page_bits;
+          continue;
+        }
+        if (p->slots[id_ & (page_size - 1)]) return;
+        ++id_;
+      }
+      id_ = t_->end_id();
+    }
+    const task_table* t_;
+    task_id id_;
+  };
+
+  iterator begin() const { return iterator(this, 0); }
+  iterator end() const { return iterator(this, end_id()); }
+  iterator find(task_id id) const { return slot(id) ? iterator(this, id) : end(); }
+  /// The record of a known task; throws dx::error for an unknown one.
+  task_rec& at(task_id id) const {
+    entry* e = slot(id);
+    if (!e) dx::detail::throw_error(dx::detail::error_kind::generic, "dx scheduler: unknown task");
+    return e->second;
+  }
+  /// Throws dx::error for an id of 2^36 or more.
+  std::pair<iterator, bool> try_emplace(task_id id);
+  void erase(task_id id);
+  void erase(const iterator& it) { erase(it->first); }
+
+ private:
+  struct page {
+    std::array<std::optional<entry>, page_size> slots;
+    std::size_t count = 0;
+  };
+  task_id end_id() const { return static_cast<task_id>(pages_.size()) << page_bits; }
+  entry* slot(task_id id) const {
+    const std::size_t page_index = id >> page_bits;
+    if (page_index >= pages_.size() || !pages_[page_index]) return nullptr;
+    auto& e = pages_[page_index]->slots[id & (page_size - 1)];
+    return e ? &*e : nullptr;
+  }
+  std::vector<std::unique_ptr<page>> pages_;
+};
+
+struct worker_rec {
+  worker_id id = 0;
+  std::string name;
+  model_index model = 0;
+  model_index cls = 0;
+  std::uint32_t threads = 1;
+  std::vector<double> capacity;
+  std::vector<double> used;
+  bool active = true;
+  bool draining = false;
+  double factor = 1;
+  double placed_factor = 1;  // the factor its queued tasks were placed with
+  int bucket = 0;
+  double backlog = 0;  // predicted seconds of placed, unfinished tasks
+  double sent_seconds = 0;
+  std::uint32_t sent = 0;
+  std::uint32_t running = 0;
+  std::vector<task_id> running_ids;  // known to run (task_started), at most its threads
+  std::set<queue_key> held;
+  // Sent and not known to run, by send order. Entries go stale when their task starts, finishes
+  // or comes back; they are skipped when read and swept when they outnumber the live ones.
+  std::vector<std::pair<std::uint64_t, task_id>> unstarted;
+  std::set<std::pair<double, worker_id>>* bucket_set = nullptr;  // its entry in the load index
+  bool stealing = false;                                         // a move towards it is pending
+  std::uint32_t reported_running = 0, reported_queued = 0;       // its last load report
+  bool reported = false;
+
+  double load() const { return backlog / threads; }
+};
+
+struct bucket_key {
+  model_index cls;
+  int speed;
+  bool operator<(const bucket_key& o) const { return cls != o.cls ? cls < o.cls : speed < o.speed; }
+};
+
+struct scheduler::state {
+  config cfg;
+  cost_model& model;
+  cost_model::impl& m;
+  std::unique_ptr<placement_policy> policy;  // where ready tasks go, and how they are sent
+
+  task_table tasks;
+  std::vector<task_id> order;               // submission order (topological), compacted now and then
+  std::map<worker_id, worker_rec> workers;  // ordered: iteration is deterministic
+  std::vector<worker_rec*> by_id;           // the same, indexed by id for O(1) lookups
+  // Active, non-draining workers by speed bucket, each ordered by load (backlog per thread).
+  std::map<bucket_key, std::set<std::pair<double, worker_id>>> buckets;
+  std::vector<worker_id> join_order;  // every worker ever joined, in order (the baselines' turns)
+  std::map<std::string, std::uint32_t> resource_names;
+
+  std::vector<task_id> to_place;         // ready, not placed yet
+  std::vector<task_id> unplaceable;      // needs no worker can meet
+  std::unordered_set<worker_id> hungry;  // may have room to send
+  std::unordered_set<task_id> running_tasks;
+  std::unordered_map<task_id, worker_id> move_thief;  // pending moves: task -> the idle worker
+  std::vector<decision> out;
+  std::vector<alert_event> alerts;
+  std::map<std::pair<int, std::string>, bool> alert_active;
+
+  std::uint64_t next_seq = 0;
+  std::uint64_t next_sent_seq = 0;
+  std::size_t decisions = 0;
+  std::size_t moves_confirmed = 0;
+  std::size_t submitted_since_ranks = 0;
+  std::size_t edges_since_ranks = 0;
+  std::size_t uncalibrated_placed = 0;  // placed tasks charged with a fallback duration
+  mutable std::unordered_map<model_index, std::uint32_t> probes_in_flight;  // sent, charged a fallback
+  bool priorities_used = false;
+  std::map<int, std::map<worker_id, std::uint32_t>> held_levels;  // priority -> worker -> held count
+  std::size_t live_tasks = 0;
+  bool recost = false;
+  double last_alert_check = -infinity;
+  double transfer_window = 0, compute_window = 0;
+  model_index reference_class;  // ranks are in run times on an average worker of this class
+
+  state(config c, cost_model& cm);
+  ~state();
+
+  worker_rec& worker(worker_id id) { return *by_id[id]; }
+  const worker_rec& worker(worker_id id) const { return *by_id[id]; }
+
+  // ---- predictions (placement.cpp) ---------------------------------------------------------------
+  /// Run time of `t` on a worker of factor 1 of class `cls`.
+  prediction predict_class(const task_rec& t, model_index cls) const;
+  /// The speed factor placement assumes for `w` (1 under a policy that ignores speeds).
+  double worker_factor(const worker_rec& w) const;
+  double predict_on(const task_rec& t, const worker_rec& w) const {
+    return predict_class(t, w.cls).mean * worker_factor(w);
+  }
+  /// The inputs of a task that live on workers, with what fetching each costs. Gathered once per
+  /// placement: a candidate worker then pays for the inputs it does not hold.
+  struct remote_input {
+    const std::vector<worker_id>* holders;
+    double cost;
+  };
+  void gather_inputs(const task_rec& t, std::vector<remote_input>& out) const;
+  static double transfer_cost(const std::vector<remote_input>& inputs, worker_id w);
+  double transfer_to(const task_rec& t, const worker_rec& w) const;
+  mutable std::vector<remote_input> inputs_scratch;
+
+  // ---- workers and resources (workers.cpp) -------------------------------------------------------
+  int speed_bucket(double factor) const;
+  bool in_buckets(const worker_rec& w) const { return w.active && !w.draining; }
+  void unindex(worker_rec& w);
+  void index(worker_rec& w);
+  /// Changes a worker's backlog keeping the bucket index in order (the set's node is reused).
+  void add_backlog(worker_rec& w, double delta);
+  void refresh_factor(worker_rec& w);
+  std::uint32_t resource_index(const std::string& name);
+  bool can_host(const worker_rec& w, const task_rec& t) const;
+  bool fits_now(const worker_rec& w, const task_rec& t) const;
+  static constexpr std::uint32_t probe_limit = 4;
+  bool any_active_worker() const;
+  bool any_can_host(const task_rec& t) const;
+  /// The first worker in join order that is active and can host `t`, or no_worker.
+  worker_id first_host(const task_rec& t) const;
+
+  // ---- ranks (ranks.cpp) --------------------------------------------------------------------------
+  /// While a kind is uncalibrated its ranks are equal; the smaller task goes first.
+  static double cold_tie_break(const task_rec& t, const prediction& p);
+  void compute_ranks();
+  void set_rank(task_rec& t, double rank);
+  queue_key key(const task_rec& t) const;
+
+  // ---- placement and stealing (placement.cpp) ----------------------------------------------------
+  void place(task_rec& t, double now);
+  void place_pending(double now);
+  void retry_unplaceable(double now);
+  /// Re-places every held task with fresh predictions (a kind just became calibrated).
+  void replace_held(double now);
+  static constexpr double overrun_ratio = 8;
+  double wait_on(const worker_rec& w, double now) const;
+  void steal_for(worker_rec& thief, double now);
+  /// The move asked for `t` is over (answered, or the task left its worker): the thief may ask again.
+  void release_move(task_rec& t);
+
+  // ---- holding and sending (window.cpp) ----------------------------------------------------------
+  void hold_insert(worker_rec& w, const task_rec& t);
+  void hold_erase(worker_rec& w, const task_rec& t);
+  void start_priority_index();
+  task_rec* higher_priority_elsewhere(worker_rec& w, int below);
+  /// Puts a ready task in w's queue (charged to w's backlog).
+  void hold_on(task_rec& t, worker_rec& w);
+  void unhold(task_rec& t);
+  void charge(task_rec& t, worker_rec& w);
+  void discharge(task_rec& t, worker_rec& w);
+  void unsend(task_rec& t);
+  void send(task_rec& t, worker_rec& w);
+  bool window_open(const worker_rec& w) const;
+  void fill(worker_rec& w, double now);
+  bool unstarted_on(const worker_rec& w, const std::pair<std::uint64_t, task_id>& e) const;
+
+  // ---- alerts (alerts.cpp) -----------------------------------------------------------------------
+  void raise(alert_kind kind, const std::string& subject, std::string message, double value, double threshold,
+             double now);
+  void clear(alert_kind kind, const std::string& subject);
+  void raise_unplaceable(const task_rec& t, double now);
+  void check_alerts(double now);
+
+  // ---- recovery (task_table.cpp) -----------------------------------------------------------------
+  /// Back to waiting: out of the queues and off the worker, until task_ready.
+  void make_waiting(task_rec& t);
+};
+
+}  // namespace dx::sched

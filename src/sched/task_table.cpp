@@ -1,0 +1,232 @@
+// Tasks: the paged table of task records, the task events (submitted, ready, started, finished,
+// failed, returned, waiting, forgotten, move answered), who holds each result, and the views of
+// where a task is.
+#include "sched/placement.hpp"
+
+#include <algorithm>
+
+namespace dx::sched {
+
+// ---- the table -----------------------------------------------------------------------------------
+
+std::pair<task_table::iterator, bool> task_table::try_emplace(task_id id) {
+  if (id > max_id)
+    dx::detail::throw_error(dx::detail::error_kind::generic, "dx scheduler: task ids must be below 2^36");
+  const std::size_t page_index = id >> page_bits;
+  if (page_index >= pages_.size()) pages_.resize(page_index + 1);
+  auto& p = pages_[page_index];
+  if (!p) p = std::make_unique<page>();
+  auto& e = p->slots[id & (page_size - 1)];
+  if (e) return {iterator(this, id), false};
+  e.emplace(std::piecewise_construct, std::forward_as_tuple(id), std::forward_as_tuple());
+  ++p->count;
+  return {iterator(this, id), true};
+}
+
+void task_table::erase(task_id id) {
+  if (!slot(id)) return;
+  auto& p = pages_[id >> page_bits];
+  p->slots[id & (page_size - 1)].reset();
+  if (--p->count == 0) p.reset();
+}
+
+void scheduler::state::make_waiting(task_rec& t) {
+  if (t.state == task_state::held) unhold(t);
+  if (t.state == task_state::sent || t.state == task_state::running) {
+    unsend(t);
+  }
+  if (t.state == task_state::ready) policy->withdraw(*this, t);
+  t.state = task_state::waiting;
+  t.where = no_worker;
+}
+
+// ---- task events ---------------------------------------------------------------------------------
+
+void scheduler::task_submitted(const task_spec& spec, double) {
+  state& s = *s_;
+  auto [it, fresh] = s.tasks.try_emplace(spec.id);
+  task_rec& t = it->second;
+  if (!fresh) return;
+  t.id = spec.id;
+  t.kind = s.m.kind_index(spec.kind);
+  t.inputs = spec.inputs;
+  t.priority = spec.priority;
+  if (spec.priority != 0 && !s.priorities_used) s.start_priority_index();
+  t.true_seconds = spec.true_seconds;
+  t.seq = s.next_seq++;
+  t.features.size_hint = spec.size_hint;
+  t.features.input_bytes = spec.input_bytes;
+  t.root = true;
+  for (task_id in : spec.inputs) {
+    auto p = s.tasks.find(in);
+    if (p == s.tasks.end()) continue;
+    t.root = false;
+    ++s.edges_since_ranks;
+    p->second.dependents.push_back(spec.id);
+    t.features.input_bytes += p->second.result_bytes;
+  }
+  for (auto& [name, amount] : spec.needs)
+    if (amount > 0) t.needs.emplace_back(s.resource_index(name), amount);
+  const prediction p = s.predict_class(t, s.reference_class);
+  t.predicted = p.mean;
+  t.rank = t.predicted + state::cold_tie_break(t, p);
+  // One level of rank propagation now; the full pass runs once enough has been submitted.
+  for (task_id in : spec.inputs) {
+    auto p2 = s.tasks.find(in);
+    if (p2 != s.tasks.end() && p2->second.state != task_state::done)
+      s.set_rank(p2->second, std::max(p2->second.rank, p2->second.predicted + t.rank));
+  }
+  s.order.push_back(spec.id);
+  ++s.live_tasks;
+  ++s.submitted_since_ranks;
+}
+
+void scheduler::task_ready(task_id id, double) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  if (t.state != task_state::waiting && t.state != task_state::done && t.state != task_state::failed) return;
+  if (t.state == task_state::done) ++s.live_tasks;  // a recompute
+  // Inputs finished since submission: their sizes are known now.
+  std::uint64_t bytes = 0;
+  bool any_task_input = false;
+  for (task_id in : t.inputs) {
+    auto p = s.tasks.find(in);
+    if (p == s.tasks.end()) continue;
+    any_task_input = true;
+    bytes += p->second.result_bytes;
+  }
+  if (any_task_input) t.features.input_bytes = bytes;
+  t.state = task_state::ready;
+  t.where = no_worker;
+  s.to_place.push_back(id);
+}
+
+void scheduler::task_started(task_id id, worker_id w, double now) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end() || it->second.where != w || it->second.state != task_state::sent) return;
+  task_rec& t = it->second;
+  worker_rec& wr = s.worker(w);
+  t.state = task_state::running;
+  t.started_at = now;
+  ++wr.running;
+  wr.running_ids.push_back(id);
+  s.running_tasks.insert(id);
+}
+
+void scheduler::task_finished(task_id id, worker_id w, double, double seconds, std::uint64_t result_bytes,
+                              bool held_on_worker) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  auto wit = s.workers.find(w);
+  if (s.policy->learns() && wit != s.workers.end()) {
+    const bool was_calibrated = s.m.calibrated(t.kind, wit->second.cls);
+    s.m.observe(t.kind, wit->second.model, t.features, seconds);
+    if (!was_calibrated && s.m.calibrated(t.kind, wit->second.cls)) s.recost = true;
+    s.refresh_factor(wit->second);
+  }
+  if (t.where == w && (t.state == task_state::sent || t.state == task_state::running)) {
+    s.unsend(t);
+  } else if (t.state == task_state::held) {
+    s.unhold(t);  // finished from an attempt the caller still accepted
+  }
+  s.move_thief.erase(id);
+  t.state = task_state::done;
+  t.result_bytes = result_bytes;
+  t.holders.clear();
+  t.result_remote = held_on_worker;
+  if (held_on_worker) t.holders.push_back(w);
+  if (s.live_tasks > 0) --s.live_tasks;
+  if (t.forgotten) s.tasks.erase(it);
+}
+
+void scheduler::task_failed(task_id id, worker_id w, double, bool retry) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  // no_worker: the caller gives the task up wherever it is (a failed input, a shutdown).
+  if ((t.where == w || w == no_worker) && (t.state == task_state::sent || t.state == task_state::running)) {
+    s.unsend(t);
+  } else if (t.state == task_state::held) {
+    s.unhold(t);
+  }
+  if (retry) {
+    t.state = task_state::ready;
+    s.to_place.push_back(id);
+  } else {
+    t.state = task_state::failed;
+    if (s.live_tasks > 0) --s.live_tasks;
+  }
+}
+
+void scheduler::task_returned(task_id id, worker_id w, double) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  if (t.where != w || (t.state != task_state::sent && t.state != task_state::running)) return;
+  s.unsend(t);
+  s.to_place.push_back(id);
+}
+
+void scheduler::task_waiting(task_id id, double) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  s.make_waiting(it->second);
+}
+
+void scheduler::task_forgotten(task_id id) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  it->second.forgotten = true;
+  if (it->second.state == task_state::done || it->second.state == task_state::failed) s.tasks.erase(it);
+}
+
+void scheduler::move_answered(task_id id, worker_id from, bool given_up, double) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  // Only the answer to the move in flight counts.
+  if (!t.move_pending || t.where != from || (t.state != task_state::sent && t.state != task_state::running)) return;
+  auto mv = s.move_thief.find(id);
+  const worker_id thief = mv == s.move_thief.end() ? no_worker : mv->second;
+  s.release_move(t);
+  if (!given_up) return;
+  ++s.moves_confirmed;
+  s.unsend(t);
+  auto tw = s.workers.find(thief);
+  if (tw != s.workers.end() && s.in_buckets(tw->second) && s.can_host(tw->second, t)) {
+    s.hold_on(t, tw->second);
+    s.hungry.insert(thief);
+  } else {
+    s.to_place.push_back(id);
+  }
+}
+
+// ---- views ---------------------------------------------------------------------------------------
+
+worker_id scheduler::placed_on(task_id t) const {
+  auto it = s_->tasks.find(t);
+  return it == s_->tasks.end() ? no_worker : it->second.where;
+}
+
+bool scheduler::is_sent(task_id t) const {
+  auto it = s_->tasks.find(t);
+  return it != s_->tasks.end() && (it->second.state == task_state::sent || it->second.state == task_state::running);
+}
+
+bool scheduler::hostable(task_id id) const {
+  auto it = s_->tasks.find(id);
+  if (it == s_->tasks.end() || it->second.needs.empty()) return true;
+  return s_->any_can_host(it->second);
+}
+
+}  // namespace dx::sched

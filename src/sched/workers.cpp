@@ -1,0 +1,244 @@
+// Workers: their records, the load index (active workers in buckets of similar speed, each
+// ordered by backlog per thread), declared resources and capacities, learned speed factors, and
+// the worker events (join, drain, leave or loss with the recomputes it causes, load reports,
+// measured transfers).
+#include "sched/placement.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cmath>
+
+namespace dx::sched {
+
+int scheduler::state::speed_bucket(double factor) const {
+  if (!policy->uses_speeds()) return 0;
+  return static_cast<int>(std::lround(4.0 * std::log2(std::max(factor, 1e-6))));
+}
+
+// Buckets are never erased (an empty one is skipped), so a worker keeps a pointer to its own.
+void scheduler::state::unindex(worker_rec& w) {
+  if (!w.bucket_set) return;
+  w.bucket_set->erase({w.load(), w.id});
+  w.bucket_set = nullptr;
+}
+
+void scheduler::state::index(worker_rec& w) {
+  if (!in_buckets(w)) return;
+  w.bucket_set = &buckets[{w.cls, w.bucket}];
+  w.bucket_set->insert({w.load(), w.id});
+}
+
+void scheduler::state::add_backlog(worker_rec& w, double delta) {
+  if (!w.bucket_set) {
+    w.backlog = std::max(0.0, w.backlog + delta);
+    if (w.backlog < 1e-12) w.backlog = 0;
+    return;
+  }
+  auto node = w.bucket_set->extract({w.load(), w.id});
+  w.backlog += delta;
+  if (w.backlog < 1e-12) w.backlog = 0;
+  node.value().first = w.load();
+  w.bucket_set->insert(std::move(node));
+}
+
+void scheduler::state::refresh_factor(worker_rec& w) {
+  if (!policy->learns()) return;
+  const double f = m.worker_factor(w.model);
+  const int b = speed_bucket(f);
+  if (b != w.bucket) {
+    unindex(w);
+    w.factor = f;
+    w.bucket = b;
+    index(w);
+  } else {
+    w.factor = f;
+  }
+  // What is queued here was placed believing another speed: place it again (a worker's first
+  // samples move its factor most; later changes are small and leave the queue alone).
+  if (std::abs(std::log(f / w.placed_factor)) > std::log(1.25)) {
+    w.placed_factor = f;
+    if (policy->replaces_held() && !w.held.empty()) {
+      std::vector<task_id> ids;
+      ids.reserve(w.held.size());
+      for (const queue_key& k : w.held) ids.push_back(k.id);
+      for (task_id t : ids) {
+        unhold(tasks.at(t));
+        to_place.push_back(t);
+      }
+    }
+  }
+}
+
+std::uint32_t scheduler::state::resource_index(const std::string& name) {
+  auto [it, fresh] = resource_names.emplace(name, static_cast<std::uint32_t>(resource_names.size()));
+  if (fresh)
+    for (auto& [id, w] : workers) {
+      w.capacity.resize(resource_names.size(), 0);
+      w.used.resize(resource_names.size(), 0);
+      if (name == "cpu") w.capacity[it->second] = w.threads;
+    }
+  return it->second;
+}
+
+bool scheduler::state::can_host(const worker_rec& w, const task_rec& t) const {
+  for (auto [r, amount] : t.needs)
+    if (r >= w.capacity.size() || w.capacity[r] + 1e-9 < amount) return false;
+  return true;
+}
+
+bool scheduler::state::fits_now(const worker_rec& w, const task_rec& t) const {
+  for (auto [r, amount] : t.needs)
+    if (r >= w.capacity.size() || w.used[r] + amount > w.capacity[r] + 1e-9) return false;
+  // A kind nothing is known about is probed with a few tasks (the smallest first: they are
+  // ordered so) before the rest is sent blind to workers of unknown speed.
+  if (t.charged_fallback && policy->probes_new_kinds() && probes_in_flight[t.kind] >= probe_limit) return false;
+  return true;
+}
+
+bool scheduler::state::any_active_worker() const {
+  for (auto& [id, w] : workers)
+    if (in_buckets(w)) return true;
+  return false;
+}
+
+bool scheduler::state::any_can_host(const task_rec& t) const {
+  for (auto& [id, w] : workers)
+    if (in_buckets(w) && can_host(w, t)) return true;
+  return false;
+}
+
+worker_id scheduler::state::first_host(const task_rec& t) const {
+  for (worker_id id : join_order) {
+    const worker_rec& w = worker(id);
+    if (in_buckets(w) && can_host(w, t)) return id;
+  }
+  return no_worker;
+}
+
+// ---- worker events -------------------------------------------------------------------------------
+
+void scheduler::worker_joined(const worker_spec& spec, double now) {
+  state& s = *s_;
+  auto [it, fresh] = s.workers.try_emplace(spec.id);
+  worker_rec& w = it->second;
+  if (s.by_id.size() <= spec.id) s.by_id.resize(spec.id + 1, nullptr);
+  s.by_id[spec.id] = &w;
+  if (!fresh) s.unindex(w);
+  w.id = spec.id;
+  w.name = spec.name;
+  w.cls = s.m.class_index(spec.worker_class);
+  w.model = s.m.worker_index(spec.name, w.cls);
+  w.threads = std::max<std::uint32_t>(1, spec.threads);
+  w.active = true;
+  w.draining = false;
+  s.resource_index("cpu");
+  for (auto& [name, amount] : spec.capacity) s.resource_index(name);
+  w.capacity.assign(s.resource_names.size(), 0);
+  w.used.assign(s.resource_names.size(), 0);
+  w.capacity[s.resource_names.find("cpu")->second] = w.threads;
+  for (auto& [name, amount] : spec.capacity) w.capacity[s.resource_names.find(name)->second] = amount;
+  w.factor = s.policy->learns() ? s.m.worker_factor(w.model) : spec.true_factor;
+  w.placed_factor = w.factor;
+  w.bucket = s.speed_bucket(w.factor);
+  s.index(w);
+  if (fresh) s.join_order.push_back(spec.id);
+  s.hungry.insert(spec.id);
+  s.retry_unplaceable(now);
+}
+
+void scheduler::worker_draining(worker_id id, double now) {
+  state& s = *s_;
+  auto it = s.workers.find(id);
+  if (it == s.workers.end()) return;
+  worker_rec& w = it->second;
+  std::vector<task_id> back;
+  for (const queue_key& k : w.held) back.push_back(k.id);
+  for (task_id t : back) {
+    s.unhold(s.tasks.at(t));
+    s.to_place.push_back(t);
+  }
+  s.unindex(w);
+  w.draining = true;
+  s.place_pending(now);
+}
+
+void scheduler::worker_left(worker_id id, bool lost, double now) {
+  state& s = *s_;
+  auto it = s.workers.find(id);
+  if (it == s.workers.end() || !it->second.active) return;
+  worker_rec& w = it->second;
+  std::vector<task_id> back;
+  for (const queue_key& k : w.held) back.push_back(k.id);
+  for (task_id t : back) s.unhold(s.tasks.at(t));
+  for (auto& [tid, t] : s.tasks)
+    if (t.where == id && (t.state == task_state::sent || t.state == task_state::running)) {
+      s.unsend(t);
+      back.push_back(tid);
+    }
+  s.unindex(w);
+  w.active = false;
+  s.hungry.erase(id);
+  for (auto& [tid, mv] : s.move_thief)
+    if (mv == id) mv = no_worker;
+  // Results that lived only there are gone. Every task that still has to run needs its inputs:
+  // lost ones are recomputed, and so, transitively, are their own lost inputs.
+  std::vector<task_id> needs_inputs;
+  for (auto& [tid, t] : s.tasks) {
+    auto h = std::find(t.holders.begin(), t.holders.end(), id);
+    if (h != t.holders.end()) t.holders.erase(h);
+    if (t.state != task_state::done && t.state != task_state::failed) needs_inputs.push_back(tid);
+  }
+  std::sort(needs_inputs.begin(), needs_inputs.end());
+  while (!needs_inputs.empty()) {
+    const task_id cur = needs_inputs.back();
+    needs_inputs.pop_back();
+    task_rec& t = s.tasks.at(cur);
+    bool input_lost = false;
+    for (task_id in : t.inputs) {
+      auto it2 = s.tasks.find(in);
+      if (it2 == s.tasks.end()) continue;
+      task_rec& r = it2->second;
+      if (r.state == task_state::done && r.result_remote && r.holders.empty()) {
+        r.state = task_state::waiting;
+        ++s.live_tasks;
+        s.out.push_back({decision_kind::recompute, in, no_worker, no_worker});
+        ++s.decisions;
+        needs_inputs.push_back(in);
+      }
+      if (r.state != task_state::done) input_lost = true;
+    }
+    // A task whose input is being recomputed waits for it.
+    if (input_lost && t.state != task_state::waiting) {
+      s.make_waiting(t);
+      std::erase(back, cur);
+    }
+  }
+  for (task_id t : back) s.to_place.push_back(t);
+  if (lost)
+    s.alerts.push_back({alert_kind::worker_lost, w.name,
+                        fmt::format("worker {} was lost; {} of its tasks are placed again", w.name, back.size()), 0, 0,
+                        now});
+  s.place_pending(now);
+}
+
+void scheduler::load_report(worker_id w, std::uint32_t running, std::uint32_t queued, double) {
+  auto it = s_->workers.find(w);
+  if (it == s_->workers.end()) return;
+  worker_rec& wr = it->second;
+  wr.reported_running = running;
+  wr.reported_queued = queued;
+  wr.reported = true;
+  // A worker with a free thread looks for work again at each report: what was placed elsewhere
+  // since it went idle may be better run here now (see steal_for).
+  if (wr.sent < wr.threads && s_->in_buckets(wr)) s_->hungry.insert(w);
+}
+
+void scheduler::transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds) {
+  state& s = *s_;
+  auto f = s.workers.find(from);
+  auto t = s.workers.find(to);
+  if (f == s.workers.end() || t == s.workers.end()) return;
+  s.m.observe_transfer(f->second.model, t->second.model, bytes, seconds);
+}
+
+}  // namespace dx::sched
