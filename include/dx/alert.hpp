@@ -49,8 +49,9 @@ struct alert {
 /// A user rule: an alert when a sample of a metric stays above (or below) a threshold for a
 /// while, like a Prometheus alerting rule. Each series of the metric that matches the labels is
 /// watched on its own; an alert fires when its condition has held for `for_duration`, and again
-/// only after it has cleared. Rules are evaluated by the head at each heartbeat interval
-/// (options::heartbeat, 0.5 s by default).
+/// only after it has cleared. Rules are evaluated at each heartbeat interval (options::heartbeat,
+/// 0.5 s by default): by the head of a distributed cluster, by a thread of the cluster's own
+/// otherwise, over whatever metrics the cluster has (an application's own included).
 ///
 ///   cl.add_alert_rule(dx::alert_rule("queue backed up").on("dx_worker_queue_depth").above(100)
 ///                         .for_at_least(std::chrono::seconds(10)));
