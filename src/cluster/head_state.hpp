@@ -3,9 +3,12 @@
 // src/cluster.
 //
 // Who owns what:
-// - the scheduler (sched_) owns where each task is placed and whether it is queued, sent or moving;
-// - task_entry holds what only the head can hold: the arguments' bytes, the future, the result's
-//   bytes and holders, and the lineage (who reads whom) that recovery replays;
+// - the scheduler (sched_) decides where each task is placed and whether it is held, sent or
+//   moving;
+// - task_entry holds the arguments' bytes, the future, the result's bytes and holders, and the
+//   lineage (who reads whom) that recovery replays. It also still keeps the task's status, its
+//   worker and its holders, which the scheduler records too: dispatch_locked reconciles the two
+//   when a decision names a task whose status changed since it was placed;
 // - worker_rec holds a connection and what the worker reported about itself.
 // Everything below is guarded by head_impl::mutex_ unless a comment says otherwise.
 #pragma once
