@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs the same benchmark commands from two build trees, alternating old and new in every round,
-and prints the median [min-max] wall time of each side and the ratio new / old. For changes meant
+and prints the median [min-max] of each side's figure (one per benchmark, from its RESULT lines) and
+the ratio new / old. For changes meant
 to leave speed alone (refactors): a ratio inside the spread of the rounds is noise.
 
   python3 benchmarks/before_after.py --old OLD_BUILD --new NEW_BUILD [--rounds 5] [--data DIR]
@@ -13,26 +14,44 @@ import sys
 import tempfile
 import time
 
-# (name, binary under the build tree, arguments); {data} is a dataframe data folder.
+# (name, binary under the build tree, arguments, figure): the figure is a key of the benchmark's
+# RESULT lines (the median of its values in one process is the run's figure; the RESULT line must
+# also contain `select`), or None for the process's wall time. {data} is a dataframe data folder.
 CASES = [
-    ("local: independent, dx", "benchmarks/local_tasks/dx_bench_local_tasks", ["dx", "independent", "3"]),
-    ("local: wavefront, dx", "benchmarks/local_tasks/dx_bench_local_tasks", ["dx", "wavefront", "3"]),
-    ("distributed: throughput 50k", "benchmarks/distributed/dx_bench_distributed", ["throughput", "50000"]),
-    ("distributed: latency 2000", "benchmarks/distributed/dx_bench_distributed", ["latency", "2000"]),
-    ("scheduling: decisions 200k x 2k", "benchmarks/simulator/dx_bench_decisions", ["1", "200000", "2000"]),
-    ("scheduling: hetero predictive", "benchmarks/scheduling/dx_bench_scheduling",
-     ["hetero", "predictive", "--tasks", "1000", "--ms", "2", "--cost-model", "{model}"]),
-    ("dataframe: groupby", "benchmarks/dataframe/dx_bench_dataframe", ["groupby", "{data}", "3"]),
-    ("dataframe: sort", "benchmarks/dataframe/dx_bench_dataframe", ["sort", "{data}", "3"]),
+    ("local: independent 1M, ns/task", "benchmarks/local_tasks/dx_bench_local_tasks", ["dx", "independent", "3"],
+     "ns_per_task", "bench=independent "),
+    ("local: wavefront, ns/task", "benchmarks/local_tasks/dx_bench_local_tasks", ["dx", "wavefront", "3"],
+     "ns_per_task", "bench=wavefront "),
+    ("distributed: throughput 50k, tasks/s", "benchmarks/distributed/dx_bench_distributed", ["throughput", "50000"],
+     "tasks_per_s", "mode=throughput"),
+    ("distributed: latency, median us", "benchmarks/distributed/dx_bench_distributed", ["latency", "2000"],
+     "median_us", "system=dx"),
+    ("scheduling: decisions/s (200k tasks, 2k workers)", "benchmarks/simulator/dx_bench_decisions",
+     ["1", "200000", "2000"], "decisions_per_s", "RESULT"),
+    ("scheduling: hetero predictive makespan s", "benchmarks/scheduling/dx_bench_scheduling",
+     ["hetero", "predictive", "--tasks", "1000", "--ms", "2", "--cost-model", "{model}"], "makespan_s", "RESULT"),
+    ("dataframe: groupby, wall s", "benchmarks/dataframe/dx_bench_dataframe", ["groupby", "{data}", "3"], None, ""),
+    ("dataframe: sort, wall s", "benchmarks/dataframe/dx_bench_dataframe", ["sort", "{data}", "3"], None, ""),
 ]
 
 
-def run(binary, args):
+def run(binary, args, figure, select):
     start = time.monotonic()
-    done = subprocess.run([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    done = subprocess.run([binary] + args, capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - start
     if done.returncode != 0:
-        raise SystemExit(f"{binary} {' '.join(args)} exited with {done.returncode}")
-    return time.monotonic() - start
+        raise SystemExit(f"{binary} {' '.join(args)} exited with {done.returncode}:\n{done.stderr[-2000:]}")
+    if figure is None:
+        return wall
+    values = []
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT") and select in line:
+            for field in line.split():
+                if field.startswith(figure + "="):
+                    values.append(float(field.split("=", 1)[1]))
+    if not values:
+        raise SystemExit(f"{binary} printed no RESULT line with {figure}")
+    return statistics.median(values)
 
 
 def main():
@@ -48,7 +67,7 @@ def main():
     data = opts.data
     times = {}
     for rnd in range(opts.rounds):
-        for name, binary, args in CASES:
+        for name, binary, args, figure, select in CASES:
             if opts.only not in name or ("{data}" in args and not data):
                 continue
             # Alternate which side goes first, so neither always runs on a warmer machine.
@@ -58,14 +77,14 @@ def main():
                 model = os.path.join(scratch, f"model-{side}.txt")
                 filled = [a.replace("{data}", data).replace("{model}", model) for a in args]
                 times.setdefault(name, {"old": [], "new": []})[side].append(
-                    run(os.path.join(build, binary), filled))
+                    run(os.path.join(build, binary), filled, figure, select))
         print(f"round {rnd + 1}/{opts.rounds} done", file=sys.stderr)
-    print("| benchmark | old (s) | new (s) | new / old |")
+    print("| benchmark | old | new | new / old |")
     print("|---|---|---|---|")
     for name, t in times.items():
         o, n = statistics.median(t["old"]), statistics.median(t["new"])
-        print(f"| {name} | {o:.3f} [{min(t['old']):.3f}-{max(t['old']):.3f}] | "
-              f"{n:.3f} [{min(t['new']):.3f}-{max(t['new']):.3f}] | {n / o:.3f} |")
+        print(f"| {name} | {o:.4g} [{min(t['old']):.4g}-{max(t['old']):.4g}] | "
+              f"{n:.4g} [{min(t['new']):.4g}-{max(t['new']):.4g}] | {n / o:.3f} |")
 
 
 if __name__ == "__main__":
