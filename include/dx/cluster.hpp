@@ -61,6 +61,7 @@ struct worker_info {
 namespace detail {
 
 class cluster_alerts;
+struct cluster_access;  // how dx itself reaches the head (src/cluster/cluster_access.hpp)
 
 template <class T>
 inline constexpr bool is_task_option_v =
@@ -228,10 +229,8 @@ class DX_API cluster {
   executor& local() noexcept { return *local_; }
   const options& config() const noexcept { return options_; }
 
-  /// The head's runtime; not for users.
-  detail::head_core* head() const noexcept { return head_.get(); }
-
  private:
+  friend struct detail::cluster_access;
   template <class F, class... A>
   auto submit_remote_call(const task_options& opts, const detail::remote_function& rf, A&&... args) {
     using sig = detail::function_signature<F>;

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "cluster/cluster_access.hpp"
 #include "common/atomic_file.hpp"
 #include "dataframe/plan.hpp"
 
@@ -64,7 +65,7 @@ struct df_access {
 
 namespace {
 
-bool distributed(const cluster& cl) { return cl.head() != nullptr; }
+bool distributed(const cluster& cl) { return cluster_access::head(cl) != nullptr; }
 
 std::size_t cluster_threads(cluster& cl) {
   if (!distributed(cl)) return cl.local().num_threads();

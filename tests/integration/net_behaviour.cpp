@@ -3,7 +3,7 @@
 // Every wait is bounded.
 #include "net_functions.hpp"
 
-#include "cluster/head.hpp"
+#include "cluster/cluster_access.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -279,14 +279,14 @@ TEST_CASE("behaviour: head_runs_tasks and the worker list", "[net][behaviour]") 
       CHECK_FALSE(w.address.empty());
       if (kind == dx::transport_kind::tcp) {
         CHECK(w.pid != ::getpid());
-        auto pids = cl.head()->worker_pids();
+        auto pids = dx::detail::cluster_access::head(cl)->worker_pids();
         CHECK(std::find(pids.begin(), pids.end(), static_cast<int>(w.pid)) != pids.end());
       }
     }
     CHECK(ids == std::set<std::string>{"w1", "w2"});
     if (kind == dx::transport_kind::tcp) {
       CHECK(ws[0].pid != ws[1].pid);
-      CHECK(cl.head()->worker_pids().size() == 2);
+      CHECK(dx::detail::cluster_access::head(cl)->worker_pids().size() == 2);
       const std::string ep = cl.endpoint();
       REQUIRE(ep.rfind("127.0.0.1:", 0) == 0);
       CHECK(std::stoi(ep.substr(10)) > 0);

@@ -1,6 +1,6 @@
 // Observability of a live cluster: the HTTP endpoint (/metrics, /api/state, /api/tasks, the
 // dashboard), malformed requests, user metrics and alert rules, trace export.
-#include "cluster/head.hpp"
+#include "cluster/cluster_access.hpp"
 #include "net_functions.hpp"
 
 #include <catch2/catch.hpp>
@@ -337,7 +337,7 @@ TEST_CASE("write_trace records every attempt once, lost ones included, and resul
   std::vector<dx::future<int>> fs;
   for (int i = 0; i < 30; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, 20, i));
   REQUIRE(fs[3].wait_for(30s) == dx::future_status::ready);
-  cl.head()->kill_local_worker(0);
+  dx::detail::cluster_access::head(cl)->kill_local_worker(0);
   for (auto& f : fs) REQUIRE(f.wait_for(60s) == dx::future_status::ready);
   // A result larger than the inline limit is fetched by the head: a transfer.
   auto big = cl.submit(net_test::big_string, 200000);
@@ -396,7 +396,7 @@ TEST_CASE("tasks handed back unstarted by a leaving worker run as their first at
   std::vector<dx::future<int>> fs;
   for (int i = 0; i < 1000; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, i % 2, i));
   REQUIRE(fs[200].wait_for(30s) == dx::future_status::ready);
-  cl.head()->leave_local_worker(0);
+  dx::detail::cluster_access::head(cl)->leave_local_worker(0);
   for (auto& f : fs) REQUIRE(f.wait_for(60s) == dx::future_status::ready);
 
   const auto path = std::filesystem::temp_directory_path() / ("dx-leave-" + std::to_string(::getpid()) + ".json");

@@ -4,7 +4,7 @@
 #include "net_functions.hpp"
 #include "spawn_self.hpp"
 
-#include "cluster/head.hpp"
+#include "cluster/cluster_access.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -76,7 +76,7 @@ TEST_CASE("recovery: an in-process worker killed mid-run loses no result", "[net
   std::vector<dx::future<int>> fs;
   for (int i = 0; i < 10'000; ++i) fs.push_back(cl.submit(net_test::square, i));
   require_ready(fs[2000]);
-  cl.head()->kill_local_worker(1);
+  dx::detail::cluster_access::head(cl)->kill_local_worker(1);
   check_squares(fs);
   std::size_t gone = 0;
   for (const auto& w : cl.workers()) gone += w.state == dx::worker_state::gone;
@@ -109,7 +109,7 @@ TEST_CASE("recovery: a worker joining mid-run receives work (in-process)", "[net
       dx::options{}.threads(2).transport(dx::transport_kind::in_process).local_processes(1).head_runs_tasks(false)};
   std::vector<dx::future<int>> fs;
   for (int i = 0; i < 2000; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, 1, i));
-  cl.head()->add_local_worker();
+  dx::detail::cluster_access::head(cl)->add_local_worker();
   REQUIRE(cl.workers().size() == 2);
   // The new worker must have tasks assigned at some point while the backlog lasts.
   bool new_worker_busy = wait_until(10s, [&] {
@@ -174,7 +174,7 @@ TEST_CASE("recovery child: a head with two workers that writes their pids", "[.]
   dx::cluster cl{dx::options{}.threads(1).local_processes(2).head_runs_tasks(false).heartbeat(100ms, 1000ms)};
   {
     std::ofstream out(std::string(file) + ".tmp");
-    for (int pid : cl.head()->worker_pids()) out << pid << "\n";
+    for (int pid : dx::detail::cluster_access::head(cl)->worker_pids()) out << pid << "\n";
   }
   std::rename((std::string(file) + ".tmp").c_str(), file);
   std::this_thread::sleep_for(60s);  // the test kills this process long before
@@ -235,7 +235,7 @@ TEST_CASE("recovery: an in-process worker that leaves hands back its tasks", "[n
   std::vector<dx::future<int>> fs;
   for (int i = 0; i < 1000; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, i % 2, i));
   require_ready(fs[200]);
-  cl.head()->leave_local_worker(0);
+  dx::detail::cluster_access::head(cl)->leave_local_worker(0);
   for (std::size_t i = 0; i < fs.size(); ++i) {
     require_ready(fs[i]);
     REQUIRE(fs[i].get() == static_cast<int>(i));
