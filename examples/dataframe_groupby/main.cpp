@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -59,7 +61,8 @@ int main(int argc, char** argv) {
   dx::cluster cl{opts};
   if (workers > 0) cl.wait_for_workers(workers, std::chrono::seconds(30));
 
-  const auto dir = std::filesystem::temp_directory_path() / "dx-dataframe-example";
+  // A folder of this run's own: two runs at once (ctest -j) must not delete each other's files.
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("dx-dataframe-example-{}", ::getpid());
   std::filesystem::create_directories(dir);
 
   auto t0 = std::chrono::steady_clock::now();
