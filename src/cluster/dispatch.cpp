@@ -1,5 +1,6 @@
 // Dispatch: the scheduler's decisions become frames (runs batched one frame per worker per round,
-// move requests and their answers), and the scheduler's alerts go to the alert center.
+// move requests and their answers; recomputes go to recovery), and the scheduler's alerts go to
+// the alert center.
 #include "cluster/head_state.hpp"
 #include "common/log.hpp"
 
@@ -7,28 +8,22 @@
 
 namespace dx::detail {
 
-void head_impl::dispatch_locked() {
+void head_impl::dispatch_locked(deferred& d) {
   decisions_.clear();
-  const double now = now_seconds();
-  sched_->decide(now, decisions_);
+  sched_->decide(now_seconds(), decisions_);
   std::vector<worker_rec*> touched;
   for (const sched::decision& dec : decisions_) {
     switch (dec.kind) {
       case sched::decision_kind::run: {
+        // Current by the scheduler's word: the task is sent there and the worker has not left
+        // (the head tells the scheduler of a closed connection before it decides again).
         worker_rec* w = by_sid_locked(dec.to);
         auto it = tasks_.find(dec.task);
-        if (!w || !w->conn || w->state == worker_state::gone) {
-          sched_->task_returned(dec.task, dec.to, now);
-          continue;
-        }
-        if (it == tasks_.end() || it->second.status != task_status::ready) {
-          // Failed or waiting again since the scheduler placed it: the worker never sees it.
-          const bool waiting = it != tasks_.end() && it->second.status == task_status::waiting;
-          if (waiting) {
-            sched_->task_waiting(dec.task, now);
-          } else {
-            sched_->task_failed(dec.task, dec.to, now, false);
-          }
+        if (!w || !w->conn || it == tasks_.end()) {
+          log(log_level::warn, "dx internal error: a run decision for task {} names {} {}", dec.task,
+              it == tasks_.end() ? "a task the head does not know" : "a worker without a connection",
+              w ? w->id : std::string("?"));
+          sched_->task_returned(dec.task, dec.to, now_seconds());
           continue;
         }
         send_task_locked(it->second, *w, touched);
@@ -37,32 +32,14 @@ void head_impl::dispatch_locked() {
       case sched::decision_kind::move: {
         worker_rec* victim = by_sid_locked(dec.from);
         auto it = tasks_.find(dec.task);
-        if (!victim || !victim->conn || it == tasks_.end() || it->second.status != task_status::assigned ||
-            it->second.worker != victim) {
-          sched_->move_answered(dec.task, dec.from, false, now);
-          continue;
-        }
+        if (!victim || !victim->conn || it == tasks_.end()) continue;
         victim->conn->send(wire::encode(wire::steal_msg{dec.task, it->second.attempt}));
         log(log_level::debug, "asking {} to give task {} up for {}", victim->id, dec.task, dec.to);
         break;
       }
-      case sched::decision_kind::recompute: {
-        // The head's lineage recovery (remove_worker_locked) recomputes lost results; here only
-        // the tasks that were ready and read that result wait for it again.
-        auto lost = tasks_.find(dec.task);
-        if (lost == tasks_.end()) continue;
-        for (auto& [id, t] : tasks_) {
-          if (t.status != task_status::ready) continue;
-          bool reads = false;
-          for (const arg_slot& a : t.args) reads = reads || a.ref == dec.task;
-          if (!reads) continue;
-          t.status = task_status::waiting;
-          ++t.deps_pending;
-          lost->second.waiting.push_back(id);
-          sched_->task_waiting(id, now);
-        }
+      case sched::decision_kind::recompute:
+        recompute_decided_locked(dec.task, d);
         break;
-      }
     }
   }
   // One frame per worker per round: a Boost archive costs about a microsecond to set up.
@@ -93,14 +70,12 @@ void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worke
     } else {
       m.args[i].is_ref = true;
       m.args[i].task_id = in.id;
-      for (auto* h : in.holders) m.args[i].holders.push_back(h->data_address);
+      for (sched::worker_id h : sched_->holders(in.id))
+        if (const worker_rec* holder = by_sid_locked(h)) m.args[i].holders.push_back(holder->data_address);
     }
   }
-  t.status = task_status::assigned;
-  t.worker = &w;
   t.dispatched_at = head_clock::now();
   t.running_since = -1;
-  w.assigned.insert(t.id);
   log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
 }
 
@@ -127,21 +102,15 @@ void head_impl::collect_alerts_locked() {
 
 void head_impl::steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m) {
   auto it = tasks_.find(m.task_id);
-  const bool current = it != tasks_.end() && it->second.status == task_status::assigned && it->second.worker == &w &&
-                       it->second.attempt == m.attempt;
-  if (!current) {
-    sched_->move_answered(m.task_id, w.sid, false, now_seconds());
-    return;
-  }
-  if (m.given_up) {
+  // An answer for an older attempt is not an answer to this move: the task runs where it is.
+  const bool current = it != tasks_.end() && current_attempt_locked(it->second, w, m.attempt);
+  const bool given_up = current && m.given_up;
+  if (given_up) {
     task_entry& t = it->second;
     if (observe_) ++kinds_[t.kind]->moved;
     t.handed_back.push_back(t.attempt);
-    w.assigned.erase(t.id);
-    t.worker = nullptr;
-    t.status = task_status::ready;  // the scheduler places it again
   }
-  sched_->move_answered(m.task_id, w.sid, m.given_up, now_seconds());
+  sched_->move_answered(m.task_id, w.sid, given_up, now_seconds());  // it places a given-up task again
 }
 
 }  // namespace dx::detail

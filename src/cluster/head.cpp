@@ -152,7 +152,7 @@ void head_impl::shutdown() {
   deferred d;
   fail_open_locked(make_error(error_kind::cancelled, "the cluster was destroyed"), d);
   for (auto& [id, t] : tasks_)
-    if (t.future && !t.delivered && t.status == task_status::done) {
+    if (t.future && !t.delivered && phase_locked(id) == sched::phase::done) {
       if (t.future->state().try_add_ref())
         d.errors.emplace_back(
             t.future, make_error(error_kind::cancelled, "the cluster was destroyed before the result was fetched"));
@@ -200,14 +200,14 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
       const auto known = rr && rr->head.get() == this ? tasks_.find(rr->task_id) : tasks_.end();
       // A result already delivered to the head and released on the workers is passed by value,
       // from the head's copy, like a local future.
-      const bool by_reference =
-          known != tasks_.end() && !(known->second.status == task_status::done && !available_locked(known->second));
+      const bool by_reference = known != tasks_.end() &&
+                                !(phase_locked(known->first) == sched::phase::done && !available_locked(known->second));
       if (by_reference) {
         task_entry& in = tasks_[rr->task_id];
         t.args[i].ref = in.id;
         spec.inputs.push_back(in.id);
         ++in.lineage_refs;
-        if (in.status == task_status::failed) {
+        if (phase_locked(in.id) == sched::phase::failed) {
           failed = true;
           if (!t.error) t.error = in.error;
         } else {
@@ -238,7 +238,7 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
       fail_locked(id, t.error, d);
     } else if (t.deps_pending == 0) {
       make_ready_locked(t);
-      dispatch_locked();
+      dispatch_locked(d);
     }
   }
   d.run();
@@ -254,12 +254,12 @@ void head_impl::local_dep_fired(std::uint64_t task, std::size_t arg, std::string
     task_entry& t = it->second;
     t.args[arg].pending_local = false;
     t.args[arg].bytes = std::move(bytes);
-    if (t.status == task_status::failed) return;
+    if (phase_locked(task) == sched::phase::failed) return;
     if (error) {
       fail_locked(task, error, d);
-    } else if (--t.deps_pending == 0 && t.status == task_status::waiting) {
+    } else if (--t.deps_pending == 0 && phase_locked(task) == sched::phase::waiting) {
       make_ready_locked(t);
-      dispatch_locked();
+      dispatch_locked(d);
     }
   }
   d.run();
@@ -274,7 +274,7 @@ void head_impl::request_value(std::uint64_t task) noexcept {
     task_entry& t = it->second;
     if (t.demanded) return;
     t.demanded = true;
-    if (t.status == task_status::done) deliver_locked(t, d);
+    if (phase_locked(task) == sched::phase::done) deliver_locked(t, d);
   }
   d.run();
 }
@@ -321,7 +321,7 @@ std::vector<worker_info> head_impl::workers() const {
     i.threads = w->threads;
     i.resources = w->resources;
     i.state = w->state;
-    i.tasks_assigned = w->assigned.size();
+    i.tasks_assigned = w->state == worker_state::gone ? 0 : sched_->sent_count(w->sid);
     i.pid = w->pid;
     out.push_back(std::move(i));
   }

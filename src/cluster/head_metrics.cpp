@@ -82,7 +82,7 @@ std::vector<std::uint64_t> head_impl::assigned_by_kind_locked(std::vector<std::u
   std::vector<std::uint64_t> n(kinds_.size(), 0);
   if (running) running->assign(kinds_.size(), 0);
   for (const auto& [id, w] : workers_)
-    for (auto task : w->assigned)
+    for (auto task : sched_->tasks_on(w->sid))
       if (auto it = tasks_.find(task); it != tasks_.end() && it->second.kind < n.size()) {
         ++n[it->second.kind];
         if (running && it->second.running_since >= 0) ++(*running)[it->second.kind];
@@ -154,9 +154,9 @@ void head_impl::collect(exposition& out) const {
   };
   per_worker("dx_worker_threads", "Threads of the worker.", [](const worker_rec& w) { return w.threads; });
   per_worker("dx_worker_busy_threads", "Threads running a task, as the worker's last heartbeat reported.",
-             [](const worker_rec& w) { return w.busy(); });
+             [&](const worker_rec& w) { return busy_locked(w); });
   per_worker("dx_worker_queue_depth", "Tasks sent to the worker and not started.",
-             [](const worker_rec& w) { return w.assigned.size() - w.busy(); });
+             [&](const worker_rec& w) { return sched_->sent_count(w.sid) - busy_locked(w); });
   per_worker("dx_worker_memory_bytes", "Resident memory of the worker process.",
              [&](const worker_rec& w) { return w.local ? resident_memory_bytes() : w.memory_bytes; });
   per_worker("dx_worker_stored_bytes", "Results the worker keeps for others.",

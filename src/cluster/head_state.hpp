@@ -2,13 +2,15 @@
 // lineage.cpp, results.cpp, recovery.cpp, head_metrics.cpp, head_views.cpp) implement it. Private to
 // src/cluster.
 //
-// Who owns what:
-// - the scheduler (sched_) decides where each task is placed and whether it is held, sent or
-//   moving;
-// - task_entry holds the arguments' bytes, the future, the result's bytes and holders, and the
-//   lineage (who reads whom) that recovery replays. It also still keeps the task's status, its
-//   worker and its holders, which the scheduler records too: dispatch_locked reconciles the two
-//   when a decision names a task whose status changed since it was placed;
+// Who owns what (one record of each fact):
+// - the scheduler (sched_) is the one record of where each task is: its phase (waiting, ready,
+//   sent, running, done, failed), the worker it was sent to, the workers holding its result, the
+//   tasks sent to each worker. The head asks it (phase_of, sent_to, holders, tasks_on) and tells
+//   it every change as an event; the decisions it returns are current, so the head carries them
+//   out without checking them against records of its own;
+// - task_entry holds what the scheduler has no use for: the arguments' bytes, the future, the
+//   result's bytes when the head has them, the attempt number that tells a stale answer from the
+//   current one, and the lineage (who waits on whom) that recovery replays;
 // - worker_rec holds a connection and what the worker reported about itself.
 // Everything below is guarded by head_impl::mutex_ unless a comment says otherwise.
 #pragma once
@@ -53,8 +55,6 @@ struct worker_rec {
   bool local = false;  // the head's own threads
   std::int64_t pid = 0;
   head_clock::time_point last_seen = head_clock::now();
-  std::unordered_set<std::uint64_t> assigned;
-  std::unordered_set<std::uint64_t> holds;  // large results kept there
   std::vector<std::uint64_t> to_release;    // batched release messages
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
   sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
@@ -65,12 +65,7 @@ struct worker_rec {
   std::uint64_t stored_bytes = 0;
   // Bytes over its connection when the connection ended.
   std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
-
-  /// Threads running one of its tasks (a heartbeat may still count a task that has just finished).
-  std::size_t busy() const noexcept { return std::min<std::size_t>(running_reported, assigned.size()); }
 };
-
-enum class task_status { waiting, ready, assigned, done, failed };
 
 struct arg_slot {
   std::string bytes;           // known value (or encoded local dependency)
@@ -83,7 +78,6 @@ struct task_entry {
   std::string function;
   std::uint32_t kind = 0;  // index of its kind in the head's kind statistics
   std::vector<arg_slot> args;
-  task_status status = task_status::waiting;
   std::size_t deps_pending = 0;
   std::vector<std::uint64_t> waiting;  // dependents waiting for this result
   std::uint32_t attempt = 0;           // dispatches so far; the token that tells a stale answer from the current one
@@ -93,11 +87,9 @@ struct task_entry {
   head_clock::time_point dispatched_at{};
   double running_since = -1;  // seconds since the head started, as a heartbeat reported; -1: not known
   std::uint32_t running_thread = 0;
-  worker_rec* worker = nullptr;
-  // result
+  // result (the workers holding it are the scheduler's record)
   std::shared_ptr<const std::string> inline_result;
   std::uint64_t result_size = 0;
-  std::vector<worker_rec*> holders;
   std::exception_ptr error;
   // consumers
   remote_result* future = nullptr;  // alive while set
@@ -184,16 +176,30 @@ class head_impl final : public head_core, public observe::head_view_source {
  private:
   // membership.cpp
   void protocol_violation(transport::connection& c, const std::string& why);
-  void handshake_locked(session& s, transport::connection& c, const wire::frame& f);
+  void handshake_locked(session& s, transport::connection& c, const wire::frame& f, deferred& d);
   std::size_t active_workers_locked() const;
   void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d);
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m);
   void tick();
 
   // dispatch.cpp: the scheduler's decisions become frames
-  void dispatch_locked();
+  void dispatch_locked(deferred& d);
   void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched);
   worker_rec* by_sid_locked(sched::worker_id sid) const;
+  /// The one record of a task's phase and worker, kept by the scheduler.
+  sched::phase phase_locked(std::uint64_t task) const { return sched_->phase_of(task); }
+  bool is_finished_locked(std::uint64_t task) const {
+    const sched::phase p = phase_locked(task);
+    return p == sched::phase::done || p == sched::phase::failed;
+  }
+  /// Whether the attempt a worker answers for is the one the task is sent for.
+  bool current_attempt_locked(const task_entry& t, const worker_rec& w, std::uint32_t attempt) const {
+    return sched_->sent_to(t.id) == w.sid && t.attempt == attempt;
+  }
+  /// Threads of w running one of its tasks (a heartbeat may still count one just finished).
+  std::size_t busy_locked(const worker_rec& w) const {
+    return std::min<std::size_t>(w.running_reported, sched_->sent_count(w.sid));
+  }
   void collect_alerts_locked();
   void steal_reply_locked(worker_rec& w, const wire::steal_reply_msg& m);
 
@@ -205,7 +211,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// worker can host.
   bool waits_on_local_locked(const task_entry& t) const;
   void task_done_locked(worker_rec& w, wire::task_done_msg m, std::shared_ptr<const std::string> payload, deferred& d);
-  void finished_locked(task_entry& t);
+  void count_finished_locked(task_entry& t);
   void wake_dependents_locked(task_entry& t, deferred& d);
   void task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d);
   /// Fails every task that has not finished (ids first: failing one may erase others).
@@ -229,7 +235,17 @@ class head_impl final : public head_core, public observe::head_view_source {
   void flush_releases_locked();
 
   // recovery.cpp: lost workers, lost results, lost inputs, lost completions
+  /// t's result is lost and still needed (delivery found no holder, an input was lost): run it
+  /// again. Does nothing unless t is done.
   void recompute_locked(task_entry& t, deferred& d);
+  /// Delivery found no copy of t's result: recovery decides what to do (recompute it if anyone
+  /// still needs it).
+  void result_lost_locked(task_entry& t, deferred& d);
+  /// The scheduler decided to recompute t (its only holder left while unfinished tasks read it)
+  /// and made t and those readers wait: they wait for t here too, and t runs again.
+  void recompute_decided_locked(std::uint64_t id, deferred& d);
+  /// t is waiting again after it finished: counted open, its inputs needed again, requeued.
+  void restart_locked(task_entry& t, deferred& d);
   void remove_worker_locked(worker_rec& w, deferred& d);
   void input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lost_input, deferred& d);
   void requeue_stale_locked(worker_rec& w, deferred& d);

@@ -50,8 +50,8 @@ observe::state_record head_impl::view_state() const {
     r.address = w->data_address;
     r.state = state_name(w->state);
     r.threads = w->threads;
-    r.busy = w->busy();
-    r.assigned = w->assigned.size();
+    r.busy = busy_locked(*w);
+    r.assigned = sched_->sent_count(w->sid);
     r.memory_bytes = w->local ? resident_memory_bytes() : w->memory_bytes;
     r.stored_bytes = w->stored_bytes;
     r.resources = w->resources;
@@ -75,7 +75,7 @@ observe::state_record head_impl::view_state() const {
   // Tasks running now (as heartbeats reported them), for the task stream's open bars.
   for (const auto& [id, w] : workers_) {
     if (w->state == worker_state::gone) continue;
-    for (auto task : w->assigned) {
+    for (auto task : sched_->tasks_on(w->sid)) {
       if (s.running.size() >= max_running_listed) break;
       auto it = tasks_.find(task);
       if (it == tasks_.end() || it->second.running_since < 0) continue;

@@ -10,17 +10,16 @@
 namespace dx::detail {
 
 /// Ready tasks belong to the scheduler until it decides where they run.
-void head_impl::make_ready_locked(task_entry& t) {
-  t.status = task_status::ready;
-  sched_->task_ready(t.id, now_seconds());
-}
+void head_impl::make_ready_locked(task_entry& t) { sched_->task_ready(t.id, now_seconds()); }
 
 std::size_t head_impl::runnable_locked() const {
   std::size_t n = 0;
-  for (const auto& [id, t] : tasks_)
-    if ((t.status == task_status::ready && sched_->hostable(id)) || t.status == task_status::assigned ||
-        (t.status == task_status::waiting && !waits_on_local_locked(t)))
+  for (const auto& [id, t] : tasks_) {
+    const sched::phase p = phase_locked(id);
+    if ((p == sched::phase::ready && sched_->hostable(id)) || p == sched::phase::sent || p == sched::phase::running ||
+        (p == sched::phase::waiting && !waits_on_local_locked(t)))
       ++n;
+  }
   return n;
 }
 
@@ -33,8 +32,9 @@ bool head_impl::waits_on_local_locked(const task_entry& t) const {
     auto in = tasks_.find(a.ref);
     if (in == tasks_.end()) continue;
     // An input no worker can host never finishes either.
-    if (in->second.status == task_status::ready && !sched_->hostable(in->first)) return true;
-    if (in->second.status == task_status::waiting && waits_on_local_locked(in->second)) return true;
+    const sched::phase p = phase_locked(in->first);
+    if (p == sched::phase::ready && !sched_->hostable(in->first)) return true;
+    if (p == sched::phase::waiting && waits_on_local_locked(in->second)) return true;
   }
   return false;
 }
@@ -42,8 +42,7 @@ bool head_impl::waits_on_local_locked(const task_entry& t) const {
 void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shared_ptr<const std::string> payload,
                                  deferred& d) {
   auto it = tasks_.find(m.task_id);
-  const bool current = it != tasks_.end() && it->second.status == task_status::assigned &&
-                       it->second.attempt == m.attempt && it->second.worker == &w;
+  const bool current = it != tasks_.end() && current_attempt_locked(it->second, w, m.attempt);
   const double now = now_seconds();
   const double seconds = static_cast<double>(m.duration_ns) * 1e-9;
   if (!current) {
@@ -54,9 +53,6 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
     return;
   }
   task_entry& t = it->second;
-  w.assigned.erase(t.id);
-  t.worker = nullptr;
-  t.status = task_status::done;
   if (observe_) {
     observe::kind_stats& k = *kinds_[t.kind];
     ++k.completed;
@@ -65,21 +61,17 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
     record_attempt_locked(t, w, now, seconds, m.thread, m.attempt, observe::attempt_end::done);
   }
   t.result_size = m.result_size;
+  // From here the scheduler records it done, and w as its result's holder when the bytes stayed there.
   sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, !m.inline_result);
-  if (m.inline_result) {
-    t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
-  } else {
-    t.holders.push_back(&w);
-    w.holds.insert(t.id);
-  }
-  finished_locked(t);
+  if (m.inline_result) t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
+  count_finished_locked(t);
   if (t.future && !t.delivered && (t.inline_result || t.demanded)) deliver_locked(t, d);
   wake_dependents_locked(t, d);
   maybe_release_data_locked(t);
   if (t.lineage_refs == 0) erase_locked(t.id);
 }
 
-void head_impl::finished_locked(task_entry& t) {
+void head_impl::count_finished_locked(task_entry& t) {
   for (const arg_slot& a : t.args) {
     if (!a.ref) continue;
     auto in = tasks_.find(a.ref);
@@ -98,8 +90,8 @@ void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
     auto it = tasks_.find(dep);
     if (it == tasks_.end()) continue;
     task_entry& dt = it->second;
-    if (dt.status != task_status::waiting) continue;
-    if (t.status == task_status::failed) {
+    if (phase_locked(dep) != sched::phase::waiting) continue;
+    if (phase_locked(t.id) == sched::phase::failed) {
       fail_locked(dep, t.error, d);
     } else if (--dt.deps_pending == 0) {
       make_ready_locked(dt);
@@ -109,15 +101,11 @@ void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
 
 void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d) {
   auto it = tasks_.find(m.task_id);
-  if (it == tasks_.end() || it->second.status != task_status::assigned || it->second.attempt != m.attempt ||
-      it->second.worker != &w)
-    return;
+  if (it == tasks_.end() || !current_attempt_locked(it->second, w, m.attempt)) return;
   task_entry& t = it->second;
   if (m.kind != wire::failure_kind::input_lost)
     record_attempt_locked(t, w, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.thread, m.attempt,
                           observe::attempt_end::failed);
-  w.assigned.erase(t.id);
-  t.worker = nullptr;
   if (m.kind == wire::failure_kind::input_lost) {
     input_lost_locked(t, w, m.lost_input, d);
     return;
@@ -143,7 +131,7 @@ void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m
 void head_impl::fail_open_locked(const std::exception_ptr& e, deferred& d) {
   std::vector<std::uint64_t> open;
   for (auto& [id, t] : tasks_)
-    if (t.status != task_status::done && t.status != task_status::failed) open.push_back(id);
+    if (!is_finished_locked(id)) open.push_back(id);
   for (auto id : open) fail_locked(id, e, d);
 }
 
@@ -152,24 +140,20 @@ void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d,
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
   task_entry& t = it->second;
-  if (t.status == task_status::done || t.status == task_status::failed) return;
-  sched_->task_failed(id, t.worker ? t.worker->sid : sched::no_worker, now_seconds(), false);
+  if (is_finished_locked(id)) return;
+  const sched::worker_id sent_to = sched_->sent_to(id);
+  sched_->task_failed(id, sent_to, now_seconds(), false);
   if (observe_) {
     ++kinds_[t.kind]->failed;
-    if (!ran_on) ran_on = t.worker;
+    if (!ran_on) ran_on = by_sid_locked(sent_to);
     if (ran_on) {
       observe::kind_stats::count_on(kinds_[t.kind]->failed_on, ran_on->sid);
     } else {
       ++kinds_[t.kind]->failed_nowhere;
     }
   }
-  if (t.worker) {
-    t.worker->assigned.erase(id);
-    t.worker = nullptr;
-  }
-  t.status = task_status::failed;
   t.error = e;
-  finished_locked(t);
+  count_finished_locked(t);
   if (t.future && !t.delivered) {
     if (t.future->state().try_add_ref()) d.errors.emplace_back(t.future, e);
     t.delivered = true;
@@ -187,7 +171,7 @@ void head_impl::unref_locked(std::uint64_t id) {
     if (it == tasks_.end()) continue;
     task_entry& t = it->second;
     if (t.lineage_refs > 0) --t.lineage_refs;
-    if (t.lineage_refs > 0 || (t.status != task_status::done && t.status != task_status::failed)) continue;
+    if (t.lineage_refs > 0 || !is_finished_locked(cur)) continue;
     for (const arg_slot& a : t.args)
       if (a.ref) stack.push_back(a.ref);
     maybe_release_data_locked(t);
@@ -205,7 +189,6 @@ void head_impl::erase_locked(std::uint64_t id) {
 
 /// Puts t back in the queue once its inputs are available, recomputing lost ones first.
 void head_impl::requeue_locked(task_entry& t, deferred& d) {
-  t.status = task_status::waiting;
   t.deps_pending = 0;
   for (const arg_slot& a : t.args) {
     if (a.pending_local) ++t.deps_pending;
@@ -213,14 +196,14 @@ void head_impl::requeue_locked(task_entry& t, deferred& d) {
     auto in = tasks_.find(a.ref);
     if (in == tasks_.end()) continue;
     task_entry& it = in->second;
-    if (it.status == task_status::failed) {
+    if (phase_locked(it.id) == sched::phase::failed) {
       fail_locked(t.id, it.error, d);
       return;
     }
     if (available_locked(it)) continue;
     ++t.deps_pending;
     if (std::find(it.waiting.begin(), it.waiting.end(), t.id) == it.waiting.end()) it.waiting.push_back(t.id);
-    if (it.status == task_status::done) recompute_locked(it, d);
+    recompute_locked(it, d);  // when it finished and its result is gone
   }
   if (t.deps_pending == 0) {
     make_ready_locked(t);

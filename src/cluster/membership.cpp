@@ -68,7 +68,9 @@ void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) 
   try {
     std::unique_lock lock(mutex_);
     if (!s.authed) {
-      handshake_locked(s, c, f);
+      handshake_locked(s, c, f, d);
+      lock.unlock();
+      d.run();
       return;
     }
     worker_rec* w = s.worker;
@@ -111,7 +113,7 @@ void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) 
             c, fmt::format("unexpected {} message (type {}) from worker {}", wire::msg_name(f.type), f.type, w->id));
         return;
     }
-    dispatch_locked();
+    dispatch_locked(d);
     flush_releases_locked();
   } catch (const wire::decode_error& e) {
     protocol_violation(c, e.what());
@@ -124,7 +126,7 @@ void head_impl::protocol_violation(transport::connection& c, const std::string& 
   c.close(why);
 }
 
-void head_impl::handshake_locked(session& s, transport::connection& c, const wire::frame& f) {
+void head_impl::handshake_locked(session& s, transport::connection& c, const wire::frame& f, deferred& d) {
   if (f.type != static_cast<std::uint16_t>(wire::msg::hello)) {
     const std::string why = fmt::format("expected hello first, got {} (type {})", wire::msg_name(f.type), f.type);
     log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
@@ -168,7 +170,7 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   sched_->worker_joined(spec, now_seconds());
   workers_.emplace(rec->id, std::move(rec));
   workers_cv_.notify_all();
-  dispatch_locked();
+  dispatch_locked(d);
 }
 
 void head_impl::on_closed(session& s, const std::string& reason) {
@@ -180,7 +182,7 @@ void head_impl::on_closed(session& s, const std::string& reason) {
     if (!w || w->state == worker_state::gone) return;
     if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
     remove_worker_locked(*w, d);
-    dispatch_locked();
+    dispatch_locked(d);
     flush_releases_locked();
   }
   d.run();
@@ -202,7 +204,7 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
   w.stored_bytes = m.stored_bytes;
   for (const wire::running_task& r : m.running_tasks) {
     auto it = tasks_.find(r.task_id);
-    if (it == tasks_.end() || it->second.worker != &w || it->second.attempt != r.attempt) continue;
+    if (it == tasks_.end() || !current_attempt_locked(it->second, w, r.attempt)) continue;
     it->second.running_since = now - static_cast<double>(r.elapsed_us) * 1e-6;
     it->second.running_thread = r.thread;
     sched_->task_started(r.task_id, w.sid, it->second.running_since);
@@ -223,7 +225,7 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
         break;
       }
   }
-  if (m.running == 0 && m.queued == 0 && !w.assigned.empty()) requeue_stale_locked(w, d);
+  if (m.running == 0 && m.queued == 0 && sched_->sent_count(w.sid) > 0) requeue_stale_locked(w, d);
 }
 
 void head_impl::leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
@@ -233,12 +235,9 @@ void head_impl::leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
     auto it = tasks_.find(back.task_id);
     if (it == tasks_.end()) continue;
     task_entry& t = it->second;
-    if (t.status != task_status::assigned || t.worker != &w || t.attempt != back.attempt) continue;
+    if (!current_attempt_locked(t, w, back.attempt)) continue;
     t.handed_back.push_back(t.attempt);
-    w.assigned.erase(t.id);
-    t.worker = nullptr;
-    sched_->task_returned(t.id, w.sid, now_seconds());
-    t.status = task_status::ready;
+    sched_->task_returned(t.id, w.sid, now_seconds());  // it places the task again
   }
 }
 
@@ -254,17 +253,19 @@ void head_impl::tick() {
     tick_cv_.wait_for(lock, opts_.heartbeat_interval());
     if (ticker_stop_) break;
     if (stall_trace_enabled()) {
-      std::size_t by[5] = {};
-      for (auto& [id, t] : tasks_) ++by[static_cast<int>(t.status)];
+      std::size_t by[7] = {};
+      for (auto& [id, t] : tasks_) ++by[static_cast<int>(phase_locked(id))];
       std::string ws;
       for (auto& [id, w] : workers_)
-        ws += fmt::format(" {}:{} (sent {} in {}, done {} in {})", id, w->assigned.size(), w->sent_tasks,
+        ws += fmt::format(" {}:{} (sent {} in {}, done {} in {})", id, sched_->sent_count(w->sid), w->sent_tasks,
                           w->sent_frames, w->done_tasks, w->done_frames);
-      log(log_level::warn, "stall trace: waiting {} ready {} assigned {} done {} failed {}; unfinished {};{}", by[0],
-          by[1], by[2], by[3], by[4], unfinished_, ws);
+      log(log_level::warn, "stall trace: waiting {} ready {} sent {} running {} done {} failed {}; unfinished {};{}",
+          by[1], by[2], by[3], by[4], by[5], by[6], unfinished_, ws);
     }
-    dispatch_locked();  // rebalancing and alert rules also run without events
+    deferred d;
+    dispatch_locked(d);  // rebalancing and alert rules also run without events
     lock.unlock();
+    d.run();
     alerts_.evaluate(now_seconds());  // reads metrics, which takes the lock
     alerts_.deliver();
     lock.lock();

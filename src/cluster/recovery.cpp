@@ -11,9 +11,35 @@
 namespace dx::detail {
 
 void head_impl::recompute_locked(task_entry& t, deferred& d) {
-  if (t.status != task_status::done) return;
+  if (phase_locked(t.id) != sched::phase::done) return;
+  sched_->task_waiting(t.id, now_seconds());
+  restart_locked(t, d);
+}
+
+void head_impl::result_lost_locked(task_entry& t, deferred& d) {
+  if (!data_needed(t)) return;
+  t.fetching = false;
+  recompute_locked(t, d);
+}
+
+void head_impl::recompute_decided_locked(std::uint64_t id, deferred& d) {
+  auto lost = tasks_.find(id);
+  if (lost == tasks_.end()) return;
+  task_entry& x = lost->second;
+  // Unfinished readers were made to wait by the scheduler; each waits for x once.
+  for (auto& [rid, r] : tasks_) {
+    if (phase_locked(rid) != sched::phase::waiting) continue;
+    bool reads = false;
+    for (const arg_slot& a : r.args) reads = reads || a.ref == id;
+    if (!reads || std::find(x.waiting.begin(), x.waiting.end(), rid) != x.waiting.end()) continue;
+    x.waiting.push_back(rid);
+    ++r.deps_pending;
+  }
+  restart_locked(x, d);
+}
+
+void head_impl::restart_locked(task_entry& t, deferred& d) {
   log(log_level::info, "recomputing task {} ({}): its result was lost", t.id, t.function);
-  t.status = task_status::waiting;
   ++unfinished_;
   if (observe_) {
     ++kinds_[t.kind]->recomputed;
@@ -30,15 +56,16 @@ void head_impl::recompute_locked(task_entry& t, deferred& d) {
 void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
   const bool graceful = w.state == worker_state::leaving;
   w.state = worker_state::gone;
+  // What was sent there and what is held there, before the scheduler forgets both.
+  const std::vector<std::uint64_t> assigned = sched_->tasks_on(w.sid);
+  const std::vector<std::uint64_t> held = sched_->results_on(w.sid);
+  // It places the tasks again, and decides to recompute results lost there that unfinished
+  // tasks read (recompute decisions, carried out by dispatch).
   sched_->worker_left(w.sid, !graceful && !shutting_down_, now_seconds());
-  std::vector<std::uint64_t> assigned(w.assigned.begin(), w.assigned.end());
-  std::sort(assigned.begin(), assigned.end());
-  w.assigned.clear();
   for (auto id : assigned) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) continue;
     task_entry& t = it->second;
-    t.worker = nullptr;
     if (!graceful) {
       ++t.failures;
       t.lost_on.push_back(w.id);
@@ -61,18 +88,13 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
     if (observe_ && !graceful) ++kinds_[t.kind]->retried;
     requeue_locked(t, d);
   }
-  std::vector<std::uint64_t> held(w.holds.begin(), w.holds.end());
-  std::sort(held.begin(), held.end());
-  w.holds.clear();
+  // A lost result that only a future still wants is the head's to recompute (the scheduler
+  // knows nothing of futures).
   for (auto id : held) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) continue;
     task_entry& t = it->second;
-    t.holders.erase(std::remove(t.holders.begin(), t.holders.end(), &w), t.holders.end());
-    if (!available_locked(t) && t.status == task_status::done && data_needed(t)) {
-      t.fetching = false;
-      recompute_locked(t, d);
-    }
+    if (!available_locked(t)) result_lost_locked(t, d);
   }
   std::vector<std::uint64_t> refetch;
   for (auto it = fetches_.begin(); it != fetches_.end();) {
@@ -88,7 +110,8 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
     auto t = tasks_.find(id);
     if (t == tasks_.end()) continue;
     t->second.fetching = false;
-    if (t->second.future && !t->second.delivered && t->second.status == task_status::done) deliver_locked(t->second, d);
+    if (t->second.future && !t->second.delivered && phase_locked(id) == sched::phase::done)
+      deliver_locked(t->second, d);
   }
   w.to_release.clear();
   if (w.conn) {
@@ -107,12 +130,11 @@ void head_impl::requeue_stale_locked(worker_rec& w, deferred& d) {
   const double now = now_seconds();
   const auto cutoff = head_clock::now() - 4 * opts_.heartbeat_interval();
   std::vector<std::uint64_t> stale;
-  for (auto id : w.assigned) {
+  for (auto id : sched_->tasks_on(w.sid)) {
     auto it = tasks_.find(id);
     if (it != tasks_.end() && it->second.dispatched_at < cutoff) stale.push_back(id);
   }
   if (stale.empty()) return;
-  std::sort(stale.begin(), stale.end());
   log(log_level::warn, "worker {} is idle but {} tasks sent to it are open; dispatching them again", w.id,
       stale.size());
   for (auto id : stale) {
@@ -120,8 +142,6 @@ void head_impl::requeue_stale_locked(worker_rec& w, deferred& d) {
     record_lost_attempt_locked(t, w);
     if (observe_) ++kinds_[t.kind]->retried;
     sched_->task_returned(id, w.sid, now);
-    w.assigned.erase(id);
-    t.worker = nullptr;
     requeue_locked(t, d);
   }
 }
@@ -131,7 +151,8 @@ void head_impl::input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lo
   sched_->task_returned(t.id, w.sid, now_seconds());
   auto in = tasks_.find(lost_input);
   if (in != tasks_.end()) {
-    for (auto* h : std::vector<worker_rec*>(in->second.holders)) forget_holder_locked(in->second, *h);
+    for (sched::worker_id h : std::vector<sched::worker_id>(sched_->holders(lost_input)))
+      if (worker_rec* holder = by_sid_locked(h)) forget_holder_locked(in->second, *holder);
   }
   if (++t.failures >= opts_.allowed_failures()) {
     fail_locked(t.id,
@@ -140,7 +161,6 @@ void head_impl::input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lo
                 d);
     return;
   }
-  t.status = task_status::waiting;
   if (observe_) ++kinds_[t.kind]->retried;
   requeue_locked(t, d);
 }

@@ -8,7 +8,7 @@
 namespace dx::detail {
 
 bool head_impl::available_locked(const task_entry& t) const {
-  return t.status == task_status::done && (t.inline_result || !t.holders.empty());
+  return phase_locked(t.id) == sched::phase::done && (t.inline_result || !sched_->holders(t.id).empty());
 }
 
 void head_impl::deliver_locked(task_entry& t, deferred& d) {
@@ -20,11 +20,12 @@ void head_impl::deliver_locked(task_entry& t, deferred& d) {
     return;
   }
   if (t.fetching) return;
-  if (t.holders.empty()) {
-    recompute_locked(t, d);
+  const auto& holders = sched_->holders(t.id);
+  worker_rec* h = holders.empty() ? nullptr : by_sid_locked(holders.front());
+  if (!h || !h->conn) {
+    result_lost_locked(t, d);  // recovery decides; a recomputed result comes back here
     return;
   }
-  worker_rec* h = t.holders.front();
   const std::uint64_t request = next_request_++;
   fetches_[request] = fetch_rec{t.id, h, now_seconds()};
   t.fetching = true;
@@ -61,10 +62,7 @@ void head_impl::fetch_reply_locked(worker_rec& w, const wire::fetch_reply_msg& m
   maybe_release_data_locked(t);
 }
 
-void head_impl::forget_holder_locked(task_entry& t, worker_rec& w) {
-  t.holders.erase(std::remove(t.holders.begin(), t.holders.end(), &w), t.holders.end());
-  w.holds.erase(t.id);
-}
+void head_impl::forget_holder_locked(task_entry& t, worker_rec& w) { sched_->holder_lost(t.id, w.sid); }
 
 /// Whether anyone still needs t's bytes: its future (not yet delivered) or unfinished dependents.
 bool head_impl::data_needed(const task_entry& t) const {
@@ -74,11 +72,11 @@ bool head_impl::data_needed(const task_entry& t) const {
 void head_impl::maybe_release_data_locked(task_entry& t) {
   if (data_needed(t)) return;
   t.inline_result.reset();
-  for (auto* h : t.holders) {
-    h->holds.erase(t.id);
-    h->to_release.push_back(t.id);
-  }
-  t.holders.clear();
+  const auto& holders = sched_->holders(t.id);
+  if (holders.empty()) return;
+  for (sched::worker_id h : holders)
+    if (worker_rec* holder = by_sid_locked(h)) holder->to_release.push_back(t.id);
+  sched_->result_released(t.id);
 }
 
 void head_impl::flush_releases_locked() {

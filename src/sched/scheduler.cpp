@@ -73,8 +73,24 @@ void scheduler::decide(double now, std::vector<decision>& out) {
     }
   }
   s.check_alerts(now);
-  out.insert(out.end(), s.out.begin(), s.out.end());
+  for (const decision& d : s.out)
+    if (s.current(d)) out.push_back(d);
   s.out.clear();
+}
+
+bool scheduler::state::current(const decision& d) const {
+  auto it = tasks.find(d.task);
+  if (it == tasks.end()) return false;
+  const task_rec& t = it->second;
+  switch (d.kind) {
+    case decision_kind::run:
+      return t.state == task_state::sent && t.where == d.to && t.sent_seq == d.sending;
+    case decision_kind::move:
+      return t.move_pending && t.where == d.from && (t.state == task_state::sent || t.state == task_state::running);
+    case decision_kind::recompute:
+      return t.state == task_state::waiting;
+  }
+  return false;
 }
 
 std::size_t scheduler::decisions_made() const noexcept { return s_->decisions; }

@@ -89,7 +89,13 @@ struct decision {
   task_id task = 0;
   worker_id to = no_worker;
   worker_id from = no_worker;
+  std::uint64_t sending = 0;  ///< run: which sending of the task this is (the scheduler's own check)
 };
+
+/// Where a task is in its life. A task placed in a worker's queue here but not sent reads as
+/// ready: only the scheduler can tell the two apart, and only it needs to.
+enum class phase : std::uint8_t { unknown, waiting, ready, sent, running, done, failed };
+const char* to_string(phase p) noexcept;
 
 using dx::alert_kind;  // the public enum: the scheduler raises what users receive
 
@@ -177,6 +183,11 @@ class scheduler {
   void task_waiting(task_id t, double now);
   /// Nobody needs this result any more; it may be forgotten once it finished.
   void task_forgotten(task_id t);
+  /// `w` no longer has t's result (it said so, or a fetch found nothing there).
+  void holder_lost(task_id t, worker_id w);
+  /// t's result was released everywhere (nobody needed it): it has no holders from now on, and
+  /// a task that needs it later finds it lost.
+  void result_released(task_id t);
   /// The answer to a move: `given_up` (the victim had not started it; it is placed anew) or not
   /// (it runs where it is).
   void move_answered(task_id t, worker_id from, bool given_up, double now);
@@ -187,6 +198,9 @@ class scheduler {
 
   // ---- decisions -----------------------------------------------------------------------------------
   /// Everything decided since the last call, in order. Also evaluates rebalancing and alerts.
+  /// Every decision returned is current: one overtaken by an event since it was made (its task
+  /// failed, came back or was made to wait; its worker left; a move was answered) is dropped
+  /// here, so the caller carries decisions out without checking them against records of its own.
   void decide(double now, std::vector<decision>& out);
   /// Alerts raised since the last call (each fires when its condition starts, again only after
   /// it has cleared).
@@ -197,6 +211,18 @@ class scheduler {
   /// Where a task is: the worker it is placed on (held or sent), or no_worker.
   worker_id placed_on(task_id t) const;
   bool is_sent(task_id t) const;
+  /// The one record of a task's phase (unknown: never submitted, or forgotten).
+  phase phase_of(task_id t) const;
+  /// The worker a task was sent to and has not finished on (sent or running), or no_worker.
+  worker_id sent_to(task_id t) const;
+  /// Workers holding t's result (empty: it is at the caller, or nowhere).
+  const std::vector<worker_id>& holders(task_id t) const;
+  /// Tasks sent to `w` and not finished there, in id order. O(tasks sent there).
+  std::vector<task_id> tasks_on(worker_id w) const;
+  /// How many tasks are sent to `w` and not finished there. O(1).
+  std::size_t sent_count(worker_id w) const;
+  /// Tasks whose result `w` holds, in id order. O(tasks known): for recovery, not for a hot path.
+  std::vector<task_id> results_on(worker_id w) const;
   /// False when the task needs resources no active worker has (it waits for such a worker).
   bool hostable(task_id t) const;
   std::size_t decisions_made() const noexcept;

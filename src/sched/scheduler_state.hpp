@@ -309,6 +309,9 @@ struct scheduler::state {
   void raise_unplaceable(const task_rec& t, double now);
   void check_alerts(double now);
 
+  /// Whether a decision made earlier still holds (scheduler.cpp): decide() returns only these.
+  bool current(const decision& d) const;
+
   // ---- recovery (task_table.cpp) -----------------------------------------------------------------
   /// Back to waiting: out of the queues and off the worker, until task_ready.
   void make_waiting(task_rec& t);

@@ -31,6 +31,7 @@ void task_table::erase(task_id id) {
 }
 
 void scheduler::state::make_waiting(task_rec& t) {
+  if (t.state == task_state::done) ++live_tasks;  // a recompute the caller started
   if (t.state == task_state::held) unhold(t);
   if (t.state == task_state::sent || t.state == task_state::running) {
     unsend(t);
@@ -189,6 +190,17 @@ void scheduler::task_forgotten(task_id id) {
   if (it->second.state == task_state::done || it->second.state == task_state::failed) s.tasks.erase(it);
 }
 
+void scheduler::holder_lost(task_id id, worker_id w) {
+  auto it = s_->tasks.find(id);
+  if (it == s_->tasks.end()) return;
+  std::erase(it->second.holders, w);
+}
+
+void scheduler::result_released(task_id id) {
+  auto it = s_->tasks.find(id);
+  if (it != s_->tasks.end()) it->second.holders.clear();
+}
+
 void scheduler::move_answered(task_id id, worker_id from, bool given_up, double) {
   state& s = *s_;
   auto it = s.tasks.find(id);
@@ -221,6 +233,72 @@ worker_id scheduler::placed_on(task_id t) const {
 bool scheduler::is_sent(task_id t) const {
   auto it = s_->tasks.find(t);
   return it != s_->tasks.end() && (it->second.state == task_state::sent || it->second.state == task_state::running);
+}
+
+phase scheduler::phase_of(task_id id) const {
+  auto it = s_->tasks.find(id);
+  if (it == s_->tasks.end()) return phase::unknown;
+  switch (it->second.state) {
+    case task_state::waiting:
+      return phase::waiting;
+    case task_state::ready:
+    case task_state::held:
+      return phase::ready;
+    case task_state::sent:
+      return phase::sent;
+    case task_state::running:
+      return phase::running;
+    case task_state::done:
+      return phase::done;
+    case task_state::failed:
+      return phase::failed;
+  }
+  return phase::unknown;
+}
+
+const char* to_string(phase p) noexcept {
+  static constexpr const char* names[] = {"unknown", "waiting", "ready", "sent", "running", "done", "failed"};
+  return names[static_cast<int>(p)];
+}
+
+worker_id scheduler::sent_to(task_id id) const {
+  auto it = s_->tasks.find(id);
+  if (it == s_->tasks.end()) return no_worker;
+  const task_rec& t = it->second;
+  return t.state == task_state::sent || t.state == task_state::running ? t.where : no_worker;
+}
+
+const std::vector<worker_id>& scheduler::holders(task_id id) const {
+  static const std::vector<worker_id> none;
+  auto it = s_->tasks.find(id);
+  return it == s_->tasks.end() ? none : it->second.holders;
+}
+
+std::vector<task_id> scheduler::tasks_on(worker_id id) const {
+  std::vector<task_id> out;
+  if (id >= s_->by_id.size() || !s_->by_id[id]) return out;
+  const worker_rec& w = *s_->by_id[id];
+  // Sent tasks are either known to run, or listed (perhaps among stale entries) as unstarted.
+  for (task_id t : w.running_ids) {
+    auto it = s_->tasks.find(t);
+    if (it != s_->tasks.end() && it->second.state == task_state::running && it->second.where == id) out.push_back(t);
+  }
+  for (const auto& e : w.unstarted)
+    if (s_->unstarted_on(w, e)) out.push_back(e.second);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::size_t scheduler::sent_count(worker_id id) const {
+  return id < s_->by_id.size() && s_->by_id[id] ? s_->by_id[id]->sent : 0;
+}
+
+std::vector<task_id> scheduler::results_on(worker_id w) const {
+  std::vector<task_id> out;
+  for (const auto& [id, t] : s_->tasks)
+    if (std::find(t.holders.begin(), t.holders.end(), w) != t.holders.end()) out.push_back(id);
+  return out;
 }
 
 bool scheduler::hostable(task_id id) const {

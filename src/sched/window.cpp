@@ -111,7 +111,7 @@ void scheduler::state::send(task_rec& t, worker_rec& w) {
     std::erase_if(w.unstarted, [&](const auto& e) { return !unstarted_on(w, e); });
   w.unstarted.emplace_back(t.sent_seq, t.id);
   for (auto [r, amount] : t.needs) w.used[r] += amount;
-  out.push_back({decision_kind::run, t.id, w.id, no_worker});
+  out.push_back({decision_kind::run, t.id, w.id, no_worker, t.sent_seq});
   ++decisions;
 }
 

@@ -980,6 +980,146 @@ TEST_CASE("task waiting leaves the queues until it is ready again", "[sched]") {
   CHECK(h.double_runs == 0);
 }
 
+// ---- the one record of where a task is ----------------------------------------------------------
+
+TEST_CASE("phase_of and sent_to follow a task through its life", "[sched]") {
+  harness h;
+  CHECK(h.s.phase_of(1) == phase::unknown);
+  h.join(1, 1);
+  h.submit(1);
+  h.submit(2);
+  CHECK(h.s.phase_of(1) == phase::waiting);
+  h.s.task_ready(1, 0);
+  h.s.task_ready(2, 0);
+  CHECK(h.s.phase_of(1) == phase::ready);
+  auto ds = runs_of(h.decide());
+  REQUIRE(ds.size() == 1);
+  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  CHECK(h.s.phase_of(sent) == phase::sent);
+  CHECK(h.s.sent_to(sent) == 1);
+  CHECK(h.s.phase_of(held) == phase::ready);  // held in w1's queue here: not sent
+  CHECK(h.s.sent_to(held) == no_worker);
+  CHECK(h.s.placed_on(held) == 1);
+  h.start(sent);
+  CHECK(h.s.phase_of(sent) == phase::running);
+  CHECK(h.s.sent_to(sent) == 1);
+  h.now = 1;
+  h.finish(sent);
+  CHECK(h.s.phase_of(sent) == phase::done);
+  CHECK(h.s.sent_to(sent) == no_worker);
+  REQUIRE(runs_of(h.decide()).size() == 1);
+  h.fail(held, false);
+  CHECK(h.s.phase_of(held) == phase::failed);
+  CHECK(std::string(to_string(phase::failed)) == "failed");
+  h.s.task_forgotten(held);
+  CHECK(h.s.phase_of(held) == phase::unknown);
+}
+
+TEST_CASE("tasks_on and sent_count list what is sent to a worker, started or not", "[sched]") {
+  harness h;
+  h.join(1, 2);
+  h.join(2, 2);
+  for (task_id t = 1; t <= 4; ++t) h.add(t, 1.0);
+  h.decide();
+  std::vector<task_id> on1, on2;
+  for (auto& [t, w] : h.live) (w == 1 ? on1 : on2).push_back(t);
+  REQUIRE(on1.size() == 2);
+  h.start(on1[0]);  // one running, one sent and not started
+  CHECK(h.s.tasks_on(1) == on1);
+  CHECK(h.s.tasks_on(2) == on2);
+  CHECK(h.s.sent_count(1) == 2);
+  h.now = 1;
+  h.finish(on1[0]);
+  CHECK(h.s.tasks_on(1) == std::vector<task_id>{on1[1]});
+  CHECK(h.s.sent_count(1) == 1);
+  h.give_back(on1[1]);
+  CHECK(h.s.sent_count(1) == 0);
+  CHECK(h.s.tasks_on(1).empty());
+  CHECK(h.s.tasks_on(99).empty());
+  CHECK(h.s.sent_count(99) == 0);
+}
+
+TEST_CASE("holders: a result kept on a worker, lost there, released", "[sched]") {
+  harness h;
+  h.join(1, 1);
+  h.join(2, 1);
+  h.add(1);
+  h.add(2);
+  h.decide();
+  const worker_id w1 = h.live.at(1), w2 = h.live.at(2);
+  h.now = 1;
+  h.finish(1, /*held_on_worker=*/true, 100);
+  h.finish(2, /*held_on_worker=*/false, 100);
+  CHECK(h.s.holders(1) == std::vector<worker_id>{w1});
+  CHECK(h.s.holders(2).empty());  // at the caller
+  CHECK(h.s.holders(77).empty());
+  CHECK(h.s.results_on(w1) == std::vector<task_id>{1});
+  CHECK(h.s.results_on(w2).empty());
+  h.s.holder_lost(1, w2);  // not a holder: nothing changes
+  CHECK(h.s.holders(1) == std::vector<worker_id>{w1});
+  h.s.holder_lost(1, w1);
+  CHECK(h.s.holders(1).empty());
+  CHECK(h.s.results_on(w1).empty());
+  h.s.task_ready(1, h.now);  // recomputed where the scheduler likes
+  auto r = runs_of(h.decide());
+  REQUIRE(r.size() == 1);
+  h.now = 2;
+  h.finish(1, true, 100);
+  REQUIRE(h.s.holders(1).size() == 1);
+  h.s.result_released(1);
+  CHECK(h.s.holders(1).empty());
+  CHECK(h.s.phase_of(1) == phase::done);
+}
+
+TEST_CASE("decide drops a run overtaken by a failure after it was made", "[sched]") {
+  harness h;
+  h.join(1, 1);
+  h.add(1);
+  REQUIRE(runs_of(h.decide()).size() == 1);
+  h.join(2, 4);
+  // Losing w1 places task 1 on w2 at once: the run is made now and handed out at the next decide.
+  h.lose(1);
+  h.s.task_failed(1, no_worker, h.now, false);  // the caller gave it up in between
+  const auto ds = h.decide();
+  CHECK_FALSE(has_run(ds, 1));
+  CHECK(h.s.phase_of(1) == phase::failed);
+  CHECK(h.s.sent_count(2) == 0);
+}
+
+TEST_CASE("decide hands out only the latest sending of a task sent twice between two calls", "[sched]") {
+  harness h;
+  h.join(1, 1);
+  h.add(1);
+  REQUIRE(runs_of(h.decide()).size() == 1);
+  h.join(2, 4);
+  h.lose(1);                   // run of 1 on w2 made (sending a)
+  h.s.task_waiting(1, h.now);  // called off before it went out
+  h.s.task_ready(1, h.now);    // ready again: placed and sent once more at decide (sending b)
+  const auto ds = runs_of(h.decide());
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].task == 1);
+  CHECK(h.double_runs == 0);
+  CHECK(h.s.sent_to(1) == ds[0].to);
+}
+
+TEST_CASE("a recompute started by the caller counts the task as left again", "[sched]") {
+  harness h;
+  h.join(1, 1);
+  h.add(1, 2.0);
+  h.decide();
+  h.now = 2;
+  h.finish(1, true, 10);
+  CHECK(h.s.forecast(h.now).tasks_left == 0);
+  h.s.task_waiting(1, h.now);  // its result was lost and the caller runs it again
+  CHECK(h.s.phase_of(1) == phase::waiting);
+  CHECK(h.s.forecast(h.now).tasks_left == 1);
+  h.s.task_ready(1, h.now);
+  REQUIRE(runs_of(h.decide()).size() == 1);
+  h.now = 4;
+  h.finish(1, true, 10);
+  CHECK(h.s.forecast(h.now).tasks_left == 0);
+}
+
 // ---- baselines ----------------------------------------------------------------------------------
 
 TEST_CASE("round_robin alternates workers and sends at once", "[sched]") {
