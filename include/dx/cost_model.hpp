@@ -22,6 +22,7 @@
 #pragma once
 
 #include <dx/export.hpp>
+#include <dx/hint.hpp>  // dx::hint, which task_features::size_hint comes from
 
 #include <cstdint>
 #include <filesystem>
@@ -35,13 +36,6 @@ namespace dx {
 namespace detail {
 struct cost_model_access;  // defined in the library's sources: the scheduler's way in
 }  // namespace detail
-
-/// A user's size hint for a task, passed at submit: `cl.submit(dx::hint{.size = n}, f, args...)`.
-/// Any measure that grows with the work (elements, rows, iterations); used instead of the input
-/// bytes to tell small calls of a kind from large ones.
-struct hint {
-  double size = 0;
-};
 
 /// What the model knows about a task before it runs.
 struct task_features {
