@@ -87,6 +87,15 @@ class DX_API protocol_error : public error {
   using error::error;
 };
 
+/// Bytes that do not decode as what they should be: a message body from a peer that is not the
+/// message its header names (a size its bytes cannot back, an invalid bool or enum value, bytes
+/// left over). what() names the message and the reason. A protocol_error, so one catch of
+/// protocol_error covers every way a peer can break the protocol.
+class DX_API decode_error : public protocol_error {
+ public:
+  using protocol_error::protocol_error;
+};
+
 /// A function name is not registered (DX_REMOTE) in the process asked to run it.
 class DX_API not_registered : public error {
  public:
@@ -114,7 +123,8 @@ enum class error_kind {
   worker_lost,
   protocol,
   not_registered,
-  dataframe
+  dataframe,
+  decode
 };
 
 /// The single place dx throws from, so that throwing code stays out of inlined hot paths. Throws
