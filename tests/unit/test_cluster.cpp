@@ -1,4 +1,6 @@
 // Tests of dx::cluster in the embedded mode: local threads behind the same submit/post/run API.
+#include <dx/cluster.hpp>
+
 #include <dx/dx.hpp>
 
 #include "test_helpers.hpp"
