@@ -61,12 +61,14 @@ class DX_API timeout : public error {
 /// "<type> on worker <id>: <message>"; the parts are also available separately.
 class DX_API remote_error : public error {
  public:
+  /// what() becomes "<type_name> on worker <worker>: <message>". Does not block.
   remote_error(std::string type_name, std::string message, std::string worker);
-  /// The dynamic type of the original exception, demangled ("std::out_of_range").
+  /// The dynamic type of the original exception, demangled ("std::out_of_range"). Thread-safe;
+  /// does not block.
   const std::string& type_name() const noexcept { return type_name_; }
-  /// The original exception's what().
+  /// The original exception's what(). Thread-safe; does not block.
   const std::string& message() const noexcept { return message_; }
-  /// The id of the worker the task ran on.
+  /// The id of the worker the task ran on. Thread-safe; does not block.
   const std::string& worker() const noexcept { return worker_; }
 
  private:

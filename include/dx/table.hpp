@@ -32,19 +32,20 @@ namespace dx {
 
 enum class column_type : std::uint8_t { int64, float64, boolean, string, timestamp };
 
-/// "int64", "float64", "bool", "string", "timestamp".
+/// "int64", "float64", "bool", "string", "timestamp". Thread-safe; does not block.
 DX_API std::string_view type_name(column_type t) noexcept;
 
-/// A point in time: nanoseconds since 1970-01-01T00:00:00 UTC.
+/// A point in time: nanoseconds since 1970-01-01T00:00:00 UTC. A plain value, ordered by time.
 struct timestamp {
   std::int64_t nanoseconds = 0;
   friend auto operator<=>(timestamp, timestamp) = default;
 };
 
-/// ISO 8601: "2026-11-23T08:15:00" (fractional seconds only when present).
+/// ISO 8601: "2026-11-23T08:15:00" (fractional seconds only when present). Thread-safe; does not
+/// block.
 DX_API std::string format_timestamp(timestamp t);
 /// Parses "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS[.fraction]]" (or with 'T'), optionally ending in
-/// "Z" or "+HH:MM"/"-HH:MM"; nullopt when the text is not such a time.
+/// "Z" or "+HH:MM"/"-HH:MM"; nullopt when the text is not such a time. Thread-safe; does not block.
 DX_API std::optional<timestamp> parse_timestamp(std::string_view text) noexcept;
 
 namespace detail {
@@ -215,6 +216,7 @@ class DX_API table {
   std::size_t rows_ = 0;
 };
 
+/// Writes t.to_string(). Thread-safe for distinct streams; does not block beyond the stream.
 DX_API std::ostream& operator<<(std::ostream& os, const table& t);
 
 namespace detail {
