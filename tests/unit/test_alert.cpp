@@ -7,7 +7,6 @@
 #include "test_helpers.hpp"
 
 #include <chrono>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,17 +42,10 @@ TEST_CASE("an alert rule starts watching nothing and its setters fill it in", "[
 
 TEST_CASE("a below rule fires on a cluster's gauge once the value drops", "[alert][cluster]") {
   using namespace std::chrono_literals;
+  dx_test::collector<dx::alert> seen;  // outlives the cluster, whose thread calls keep()
   dx::cluster cl{dx::options{}.threads(1).heartbeat(20ms, 1000ms)};
-  std::mutex m;
-  std::vector<dx::alert> seen;
-  cl.on_alert([&](const dx::alert& a) {
-    std::lock_guard lock(m);
-    seen.push_back(a);
-  });
-  auto alerts = [&] {
-    std::lock_guard lock(m);
-    return seen;
-  };
+  cl.on_alert(seen.keep());
+  auto alerts = [&] { return seen.items(); };
   dx::gauge free_slots = cl.metrics().add_gauge("app_free_slots", "Free slots");
   free_slots.set(10);
   cl.add_alert_rule(dx::alert_rule("slots running out").on("app_free_slots").below(2));
