@@ -66,8 +66,8 @@ class bounded_iarchive : public boost::archive::binary_iarchive_impl<bounded_iar
     return n > 0 ? static_cast<std::size_t>(n) : 0;
   }
 
-  /// Throws dx::decode_error (reject_archive) unless `count` elements of at least `element_bytes` bytes each fit
-  /// in the bytes left.
+  /// Throws dx::decode_error (through reject_archive) unless `count` elements of at least
+  /// `element_bytes` bytes each fit in the bytes left.
   void check_size(std::uint64_t count, std::size_t element_bytes, const char* what) const {
     const std::size_t left = remaining();
     if (element_bytes == 0 || count <= left / element_bytes) return;
