@@ -22,6 +22,7 @@
 #pragma once
 
 #include <dx/export.hpp>
+#include <dx/hint.hpp>  // dx::hint, which task_features::size_hint comes from
 
 #include <cstdint>
 #include <filesystem>
@@ -35,13 +36,6 @@ namespace dx {
 namespace detail {
 struct cost_model_access;  // defined in the library's sources: the scheduler's way in
 }  // namespace detail
-
-/// A user's size hint for a task, passed at submit: `cl.submit(dx::hint{.size = n}, f, args...)`.
-/// Any measure that grows with the work (elements, rows, iterations); used instead of the input
-/// bytes to tell small calls of a kind from large ones.
-struct hint {
-  double size = 0;
-};
 
 /// What the model knows about a task before it runs.
 struct task_features {
@@ -90,8 +84,12 @@ struct kind_accuracy {
   double recent_ape = 0;                 ///< an EMA of the same: rises when predictions drift
 };
 
+/// Every member function is not thread-safe (use one thread at a time, or a copy per thread)
+/// and none blocks, except save() and load(), which do file I/O and, save(), wait for the file
+/// lock.
 class DX_API cost_model {
  public:
+  /// An empty model (nothing learned). Does not block.
   cost_model();
   ~cost_model();
   cost_model(const cost_model&);
@@ -102,61 +100,74 @@ class DX_API cost_model {
 
   /// Records a measured run: updates the kind's bucket for the worker's class, the worker's
   /// speed factor, and the (predicted, actual) record. Returns the prediction the model would
-  /// have made before this sample. A negative or non-finite duration is ignored.
+  /// have made before this sample. A negative or non-finite duration is ignored. Not thread-safe;
+  /// does not block.
   prediction observe(const task_sample& sample);
 
   /// Predicted run time of a task of `kind` on `worker` (its learned speed factor applied).
   /// An unknown worker counts as the class average; an unknown kind falls back as described
-  /// on prediction::calibrated.
+  /// on prediction::calibrated. Not thread-safe; does not block.
   prediction predict(std::string_view kind, std::string_view worker, const task_features& f,
                      std::string_view worker_class = "default") const;
-  /// Predicted run time on a worker of average speed of the class.
+  /// Predicted run time on a worker of average speed of the class. Not thread-safe; does not block.
   prediction predict_kind(std::string_view kind, const task_features& f,
                           std::string_view worker_class = "default") const;
   /// Whether `kind` has enough samples on the class to be trusted (at least min_samples()).
-  /// A prediction for a size far from those seen can still be uncalibrated.
+  /// A prediction for a size far from those seen can still be uncalibrated. Not thread-safe; does
+  /// not block.
   bool calibrated(std::string_view kind, std::string_view worker_class = "default") const;
 
   /// A worker's learned speed: its run time over its class's prediction (1: average, 2: takes
-  /// twice as long). 1 for a worker never seen.
+  /// twice as long). 1 for a worker never seen. Not thread-safe; does not block.
   double worker_factor(std::string_view worker) const;
 
-  /// Records a measured transfer of `bytes` from one worker to another.
+  /// Records a measured transfer of `bytes` from one worker to another. Not thread-safe; does not
+  /// block.
   void observe_transfer(std::string_view from, std::string_view to, std::uint64_t bytes, double seconds);
   /// Predicted time to move `bytes` between two workers: the link's learned latency and
   /// bandwidth, else the cluster-wide averages, else 200 us and 100 MB/s; sd is a quarter of the
   /// mean. Nothing moves (0 s) for zero bytes or from a worker to itself. Latency is learned from
-  /// transfers under 64 KB, bandwidth from transfers of 1 MB and more.
+  /// transfers under 64 KB, bandwidth from transfers of 1 MB and more. Not thread-safe; does not
+  /// block.
   prediction predict_transfer(std::string_view from, std::string_view to, std::uint64_t bytes) const;
 
-  /// Kinds observed by this object (not loaded or merged), by name, with their accuracy.
+  /// Kinds observed by this object (not loaded or merged), by name, with their accuracy. Not
+  /// thread-safe; does not block.
   std::vector<kind_accuracy> accuracy() const;
-  /// The most recent (predicted, actual) records, oldest first (the last history_limit()).
+  /// The most recent (predicted, actual) records, oldest first (the last history_limit()). Not
+  /// thread-safe; does not block.
   std::vector<prediction_record> history() const;
 
   /// Adds what `other` learned (bucket statistics are combined as if one had seen all samples).
   /// Merging back a copy of this model counts what they share twice. History and accuracy are
-  /// this object's own and are not merged.
+  /// this object's own and are not merged. Not thread-safe; does not block.
   void merge(const cost_model& other);
   /// Writes the model to `path` atomically (a temporary file renamed over it), merged with what
   /// the file holds then, under a file lock, so concurrent programs lose nothing. What is added
   /// to the file is what this model learned since it last loaded or saved (so load at start and
   /// save at exit does not count the loaded part twice); a missing, damaged or other-version file
   /// gets the whole model (the latter two with a logged warning). Creates the directory. Throws
-  /// dx::error naming the path when it cannot write.
+  /// dx::error naming the path when it cannot write. Not thread-safe (for this object; other
+  /// programs may save to the same file at once); blocks on the file lock and the I/O.
   void save(const std::filesystem::path& path) const;
   /// Merges the model stored at `path` into this one. A missing file is not an error (returns
   /// false); a file of another format version is ignored with a logged warning (returns false);
-  /// a damaged file throws dx::error naming the path and line.
+  /// a damaged file throws dx::error naming the path and line. Not thread-safe; blocks on the
+  /// file read.
   bool load(const std::filesystem::path& path);
   /// $DX_COSTMODEL, else $XDG_STATE_HOME/dx/cost_model.txt, else ~/.local/state/dx/cost_model.txt.
+  /// Thread-safe (reads the environment); does not block.
   static std::filesystem::path default_path();
 
   /// Samples a kind needs before its predictions count as calibrated (default 3, at least 1).
+  /// Not thread-safe; do not block.
   std::uint32_t min_samples() const noexcept;
   void set_min_samples(std::uint32_t n) noexcept;
-  /// Fallback duration for a kind nothing is known about (default 0.5 s, as Dask).
+  /// Fallback duration for a kind nothing is known about (default 0.5 s, as Dask). Not
+  /// thread-safe; does not block.
   void set_default_duration(double seconds) noexcept;
+  /// How many (predicted, actual) records history() keeps (100,000). Not thread-safe; does not
+  /// block.
   std::size_t history_limit() const noexcept;
 
   /// The representation, defined in the library's sources; opaque to users.

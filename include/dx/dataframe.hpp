@@ -45,10 +45,13 @@ struct df_access;
 /// A column expression, evaluated per row: `df["a"] * 2 + df["b"]`, `df["city"] == "Oslo"`,
 /// `dx::col("t") >= dx::timestamp{...}`. Arithmetic on int64 stays int64 (division gives float64);
 /// mixing int64 and float64 gives float64. A null operand gives null; `&&` and `||` follow SQL's
-/// three-valued logic; filter keeps the rows where the condition is true (not null).
+/// three-valued logic; filter keeps the rows where the condition is true (not null). An expr is
+/// immutable: every member function, and every function building one below, is thread-safe and
+/// does not block (nothing is evaluated until a dataframe sink runs).
 class DX_API expr {
  public:
   /// A literal. Integers are int64, floating point float64; const char* and std::string are strings.
+  /// Thread-safe; does not block.
   template <class I>
   requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) expr(I v)
       : expr(int64_literal(static_cast<std::int64_t>(v))) {}
@@ -59,18 +62,21 @@ class DX_API expr {
   expr(std::string v);
   expr(timestamp v);
 
-  /// True where the value is missing / present.
+  /// True where the value is missing / present. Thread-safe; does not block.
   expr is_null() const;
   expr is_not_null() const;
-  /// Strings: true where the value starts with `prefix`.
+  /// Strings: true where the value starts with `prefix`. Thread-safe; does not block.
   expr starts_with(std::string prefix) const;
   /// Converts to another type (int64 <-> float64 <-> bool, timestamp <-> int64 nanoseconds,
-  /// anything -> string, string -> numbers; text that does not convert becomes null).
+  /// anything -> string, string -> numbers; text that does not convert becomes null). Thread-safe;
+  /// does not block.
   expr cast(column_type to) const;
 
-  /// The expression as text, "((a * 2) + b)".
+  /// The expression as text, "((a * 2) + b)". Thread-safe; does not block.
   std::string to_string() const;
 
+  /// The expression tree (internal: its type is only declared here), and literals of an exact
+  /// type. Thread-safe; do not block.
   explicit expr(std::shared_ptr<const detail::expr_node> node) : node_(std::move(node)) {}
   static expr int64_literal(std::int64_t v);
   static expr float64_literal(double v);
@@ -80,11 +86,14 @@ class DX_API expr {
   std::shared_ptr<const detail::expr_node> node_;
 };
 
-/// The column called `name` of whatever dataframe the expression is used on.
+/// The column called `name` of whatever dataframe the expression is used on. Thread-safe; does not
+/// block.
 DX_API expr col(std::string name);
-/// A null literal of the given type.
+/// A null literal of the given type. Thread-safe; does not block.
 DX_API expr null_of(column_type type);
 
+/// Arithmetic, comparison and logic, building a new expr from its operands. Thread-safe; do not
+/// block.
 DX_API expr operator+(const expr& a, const expr& b);
 DX_API expr operator-(const expr& a, const expr& b);
 DX_API expr operator*(const expr& a, const expr& b);
@@ -105,9 +114,11 @@ DX_API expr operator!(const expr& a);
 /// first value present, nunique counts distinct values. sum of no values is 0; mean, min, max,
 /// first of no values and std of fewer than two are null. std is the sample standard deviation.
 enum class agg : std::uint8_t { sum, mean, count, min, max, std, first, nunique };
+/// "sum", "mean", ... as in output column names. Thread-safe; does not block.
 DX_API std::string_view agg_name(agg a) noexcept;
 
 /// One output column of an aggregation; named "<column>_<agg>" ("value_sum") unless `as` is set.
+/// A plain value: safe to copy and read from many threads; nothing here blocks.
 struct aggregation {
   aggregation() = default;
   aggregation(std::string column_name, dx::agg function, std::string output_name = {})
@@ -231,7 +242,9 @@ class DX_API dataframe {
   /// The columns this dataframe will have, with their types.
   /// Thread-safe; does not block.
   std::vector<std::string> column_names() const;
+  /// The columns with their types. Thread-safe; does not block.
   std::vector<std::pair<std::string, column_type>> schema() const;
+  /// How many partitions the plan has at its end. Thread-safe; does not block.
   std::size_t num_partitions() const;
 
   /// The column as an expression; dx::dataframe_error naming the closest names when unknown.
@@ -337,10 +350,11 @@ class DX_API group_by {
   /// on a CSV source, blocks while it reads the sample that decides whether to shuffle (the first
   /// MiB of the first file); otherwise does not block.
   dataframe agg(std::vector<aggregation> aggregations) const;
-  /// The sum / mean of `column` per group, named like the column. Blocks as agg() does.
+  /// The sum / mean of `column` per group, named like the column. Thread-safe; blocks as agg()
+  /// does.
   dataframe sum(const std::string& column) const { return agg({{column, dx::agg::sum, column}}); }
   dataframe mean(const std::string& column) const { return agg({{column, dx::agg::mean, column}}); }
-  /// The number of rows of each group, as "count". Blocks as agg() does.
+  /// The number of rows of each group, as "count". Thread-safe; blocks as agg() does.
   dataframe count() const;
   /// Shuffles partial aggregates by key hash into `partitions` output partitions instead of
   /// combining them in one tree: for many groups. The result is then sorted within each partition.

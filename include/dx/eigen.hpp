@@ -77,6 +77,9 @@ void load_eigen(Archive& ar, Dense& m) {
 
 }  // namespace dx::detail
 
+// Boost.Serialization's free functions for Eigen::Matrix and Eigen::Array, found by argument-
+// dependent lookup when an archive meets one. Loading throws dx::protocol_error for a size the type
+// cannot hold. Thread-safe for distinct archives and objects; they do not block.
 namespace boost::serialization {
 
 template <class Archive, class S, int R, int C, int O, int MR, int MC>

@@ -61,12 +61,14 @@ class DX_API timeout : public error {
 /// "<type> on worker <id>: <message>"; the parts are also available separately.
 class DX_API remote_error : public error {
  public:
+  /// what() becomes "<type_name> on worker <worker>: <message>". Does not block.
   remote_error(std::string type_name, std::string message, std::string worker);
-  /// The dynamic type of the original exception, demangled ("std::out_of_range").
+  /// The dynamic type of the original exception, demangled ("std::out_of_range"). Thread-safe;
+  /// does not block.
   const std::string& type_name() const noexcept { return type_name_; }
-  /// The original exception's what().
+  /// The original exception's what(). Thread-safe; does not block.
   const std::string& message() const noexcept { return message_; }
-  /// The id of the worker the task ran on.
+  /// The id of the worker the task ran on. Thread-safe; does not block.
   const std::string& worker() const noexcept { return worker_; }
 
  private:
@@ -85,6 +87,15 @@ class DX_API worker_lost : public error {
 class DX_API protocol_error : public error {
  public:
   using error::error;
+};
+
+/// Bytes that do not decode as what they should be: a message body from a peer that is not the
+/// message its header names (a size its bytes cannot back, an invalid bool or enum value, bytes
+/// left over). what() names the message and the reason. A protocol_error, so one catch of
+/// protocol_error covers every way a peer can break the protocol.
+class DX_API decode_error : public protocol_error {
+ public:
+  using protocol_error::protocol_error;
 };
 
 /// A function name is not registered (DX_REMOTE) in the process asked to run it.
@@ -114,7 +125,8 @@ enum class error_kind {
   worker_lost,
   protocol,
   not_registered,
-  dataframe
+  dataframe,
+  decode
 };
 
 /// The single place dx throws from, so that throwing code stays out of inlined hot paths. Throws

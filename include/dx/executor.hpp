@@ -232,24 +232,27 @@ void check_dependencies(A&... args) {
 /// dx::executor_shutdown while the executor's own tasks may still submit.
 class DX_API executor {
  public:
-  /// Starts `threads` worker threads (at least 1; default: the hardware concurrency).
+  /// Starts `threads` worker threads (at least 1; default: the hardware concurrency). Does not
+  /// block (the threads start and park).
   explicit executor(std::size_t threads = default_threads());
+  /// Calls shutdown(): blocks until all pending work has run and the threads are joined.
   ~executor();
   executor(const executor&) = delete;
   executor& operator=(const executor&) = delete;
 
-  /// Number of worker threads.
+  /// Number of worker threads. Thread-safe; does not block.
   std::size_t num_threads() const noexcept;
 
   /// Runs `f(args...)` as a task; returns the future of its result. Future arguments are
-  /// dependencies (see the header comment). Never blocks. After shutdown began, a call from a
-  /// thread that is not this executor's returns a future holding dx::executor_shutdown.
+  /// dependencies (see the header comment). After shutdown began, a call from a thread that is not
+  /// this executor's returns a future holding dx::executor_shutdown. Thread-safe; never blocks.
   template <class F, class... A>
   requires(!std::is_same_v<std::decay_t<F>, priority>) auto submit(F&& f, A&&... args) {
     return submit(priority::normal, std::forward<F>(f), std::forward<A>(args)...);
   }
 
   /// submit() with a priority: a high task starts before queued normal ones, a low one after.
+  /// Thread-safe; never blocks.
   template <class F, class... A>
   auto submit(priority p, F&& f, A&&... args) {
     using R = detail::call_result_t<std::decay_t<F>, A...>;
@@ -259,9 +262,11 @@ class DX_API executor {
   }
 
   /// Runs `f()` as a task with no future. An exception it throws is printed to stderr. Throws
-  /// dx::executor_shutdown when called from another thread after shutdown began.
+  /// dx::executor_shutdown when called from another thread after shutdown began. Thread-safe;
+  /// does not block.
   template <class F>
   requires(!std::is_same_v<std::decay_t<F>, priority>) void post(F&& f) { post(priority::normal, std::forward<F>(f)); }
+  /// post() with a priority, as for submit(). Thread-safe; does not block.
   template <class F>
   void post(priority p, F&& f) {
     auto* t = new detail::post_task<std::decay_t<F>>(p, std::forward<F>(f));
@@ -274,24 +279,29 @@ class DX_API executor {
   /// Runs every task of `g` in dependency order; the future is ready when all have run. Runs of
   /// the same graph are queued and run one after another. A cycle, or a task that throws, ends up
   /// in the future (dx::cycle_error names the tasks on the cycle); after a throw the graph's
-  /// remaining tasks are skipped. `g` must outlive the run.
+  /// remaining tasks are skipped. `g` must outlive the run. Thread-safe; does not block (wait on
+  /// the future).
   future<void> run(task_graph& g);
 
   /// Blocks until every task submitted so far (and every task those submit) has finished.
   /// Throws dx::error when called from one of this executor's own tasks, which would wait for
-  /// itself.
+  /// itself. Thread-safe; blocks.
   void wait_idle();
 
   /// Refuses new work from other threads, finishes all pending work, joins the threads.
-  /// Idempotent; the destructor calls it.
+  /// Idempotent; the destructor calls it. Thread-safe; blocks until the pending work has run and
+  /// the threads are joined.
   void shutdown();
 
-  /// Whether the calling thread is one of this executor's workers.
+  /// Whether the calling thread is one of this executor's workers. Thread-safe; does not block.
   bool is_worker_thread() const noexcept;
 
-  /// Default thread count: std::thread::hardware_concurrency(), at least 1.
+  /// Default thread count: std::thread::hardware_concurrency(), at least 1. Thread-safe; does not
+  /// block.
   static std::size_t default_threads() noexcept;
 
+  /// The runtime behind this executor, for dx's own templates (task_group, futures); not for
+  /// users. Thread-safe; does not block.
   detail::executor_impl* impl() const noexcept { return impl_; }
 
  private:

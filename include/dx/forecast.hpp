@@ -17,12 +17,15 @@
 
 namespace dx {
 
+/// One worker's share of what is left. A plain value: safe to copy and read from many threads.
 struct worker_backlog {
   std::string id;
   double backlog_seconds = 0;  ///< predicted work placed there and not finished, per thread
   std::size_t tasks = 0;       ///< tasks placed there and not finished
 };
 
+/// What cluster::forecast() returns (every field 0 or empty on a cluster without a head). A plain
+/// value: safe to copy and read from many threads.
 struct forecast {
   double remaining_seconds = 0;  ///< until every submitted task has finished
   double remaining_sd = 0;

@@ -257,7 +257,7 @@ class future {
  public:
   using value_type = T;
 
-  /// An empty future (valid() is false).
+  /// An empty future (valid() is false). Does not block.
   future() noexcept = default;
   future(future&&) noexcept = default;
   future& operator=(future&&) noexcept = default;
@@ -265,28 +265,34 @@ class future {
   future& operator=(const future&) = delete;
 
   /// Whether this future refers to a state (false when default-constructed, moved from or got).
+  /// Not thread-safe (one thread at a time per future); does not block.
   bool valid() const noexcept { return static_cast<bool>(state_); }
 
-  /// Whether the value or exception is there, so get() will not block.
+  /// Whether the value or exception is there, so get() will not block. For a remote result it also
+  /// asks for the value to be fetched. Not thread-safe (one thread at a time per future); does not
+  /// block.
   bool is_ready() const {
     detail::check_state(state_, "is_ready() on an empty dx::future");
     return state_->is_ready();
   }
 
-  /// Blocks until ready. On a worker thread of an executor, runs other tasks while waiting.
+  /// Blocks until ready. On a worker thread of an executor, runs other tasks while waiting. Not
+  /// thread-safe (one thread at a time per future); blocks.
   void wait() const {
     detail::check_state(state_, "wait() on an empty dx::future");
     state_->wait();
   }
 
-  /// Blocks until ready or until `timeout` has passed.
+  /// Blocks until ready or until `timeout` has passed. Not thread-safe (one thread at a time per
+  /// future); blocks at most `timeout` (rounded up).
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
     detail::check_state(state_, "wait_for() on an empty dx::future");
     return state_->wait_until(detail::deadline_after(timeout)) ? future_status::ready : future_status::timeout;
   }
 
-  /// Blocks until ready or until `deadline`.
+  /// Blocks until ready or until `deadline`. Not thread-safe (one thread at a time per future);
+  /// blocks until `deadline` at most.
   template <class Clock, class Duration>
   future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     detail::check_state(state_, "wait_until() on an empty dx::future");
@@ -294,7 +300,8 @@ class future {
   }
 
   /// Waits, then returns the value or rethrows the task's exception. Consumes the future.
-  /// Throws dx::no_state on an empty future.
+  /// Throws dx::no_state on an empty future. Not thread-safe (one thread at a time per future);
+  /// blocks until ready (running other tasks meanwhile on an executor's worker thread).
   T get() {
     detail::check_state(state_, "get() on an empty or moved-from dx::future");
     auto state = std::move(state_);
@@ -303,7 +310,8 @@ class future {
     if constexpr (!std::is_void_v<T>) return std::move(state->value());
   }
 
-  /// Converts to a copyable shared_future; this future becomes empty.
+  /// Converts to a copyable shared_future; this future becomes empty. Not thread-safe (one thread
+  /// at a time per future); does not block.
   shared_future<T> share() {
     detail::check_state(state_, "share() on an empty dx::future");
     return shared_future<T>(std::move(*this));
@@ -312,7 +320,9 @@ class future {
   /// Attaches a continuation: `f(value)` (or `f()` for future<void>) runs once the value is there,
   /// and the returned future holds its result; if f returns a future<U>, the result is a future<U>
   /// that completes with it. If this future holds an exception, f is skipped and the exception
-  /// reaches the returned future. Consumes this future.
+  /// reaches the returned future. Consumes this future. Not thread-safe (one thread at a time per
+  /// future); does not block, but when this future is ready and no executor produced it, f runs
+  /// at once on the calling thread.
   template <class F>
   auto then(F&& f) -> future<typename detail::unwrapped<typename detail::then_result<std::decay_t<F>, T>::type>::type> {
     using R = typename detail::then_result<std::decay_t<F>, T>::type;
@@ -335,24 +345,31 @@ class shared_future {
  public:
   using value_type = T;
 
+  /// An empty shared_future (valid() is false). Does not block.
   shared_future() noexcept = default;
+  /// Takes over `f`'s state; `f` becomes empty. Not thread-safe for `f`; does not block.
   shared_future(future<T>&& f) noexcept : state_(std::move(f.state_)) {}  // NOLINT: like std
 
+  /// Whether this copy refers to a state. Thread-safe on distinct copies; does not block.
   bool valid() const noexcept { return static_cast<bool>(state_); }
 
+  /// As future::is_ready. Thread-safe on distinct copies; does not block.
   bool is_ready() const {
     detail::check_state(state_, "is_ready() on an empty dx::shared_future");
     return state_->is_ready();
   }
+  /// As future::wait. Thread-safe on distinct copies; blocks.
   void wait() const {
     detail::check_state(state_, "wait() on an empty dx::shared_future");
     state_->wait();
   }
+  /// As future::wait_for. Thread-safe on distinct copies; blocks at most `timeout`.
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
     detail::check_state(state_, "wait_for() on an empty dx::shared_future");
     return state_->wait_until(detail::deadline_after(timeout)) ? future_status::ready : future_status::timeout;
   }
+  /// As future::wait_until. Thread-safe on distinct copies; blocks until `deadline` at most.
   template <class Clock, class Duration>
   future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     detail::check_state(state_, "wait_until() on an empty dx::shared_future");
@@ -360,6 +377,7 @@ class shared_future {
   }
 
   /// Waits, then returns a reference to the value (valid while any copy lives) or rethrows.
+  /// Thread-safe on distinct copies; blocks until ready.
   decltype(auto) get() const {
     detail::check_state(state_, "get() on an empty dx::shared_future");
     state_->wait();
@@ -371,7 +389,8 @@ class shared_future {
     }
   }
 
-  /// Like future::then, but f receives `const T&` and this shared_future stays valid.
+  /// Like future::then, but f receives `const T&` and this shared_future stays valid. Thread-safe
+  /// on distinct copies; does not block (f may run at once on this thread, as for future::then).
   template <class F>
   auto then(F&& f) const -> future<
       typename detail::unwrapped<typename detail::then_result<std::decay_t<F>, detail::shared_arg_t<T>>::type>::type> {
@@ -391,8 +410,11 @@ class shared_future {
 template <class T>
 class promise {
  public:
+  /// A promise with a fresh state. Does not block.
   promise() : state_(new detail::shared_state<T>) {}
   promise(promise&&) noexcept = default;
+  /// Abandons this promise's state (a broken promise if unsatisfied), then takes over `o`'s.
+  /// Not thread-safe; does not block.
   promise& operator=(promise&& o) noexcept {
     if (this != &o) {
       abandon();
@@ -402,9 +424,11 @@ class promise {
     }
     return *this;
   }
+  /// Gives an unsatisfied future a dx::broken_promise. Does not block.
   ~promise() { abandon(); }
 
   /// The future of this promise. Throws dx::error when called twice, dx::no_state when moved from.
+  /// Not thread-safe; does not block.
   future<T> get_future() {
     detail::check_state(state_, "get_future() on a moved-from dx::promise");
     if (future_taken_) detail::throw_error(detail::error_kind::generic, "dx::promise::get_future() called twice");
@@ -413,7 +437,8 @@ class promise {
   }
 
   /// Stores the value and wakes the waiters. Throws dx::error if already satisfied; if
-  /// constructing the value throws, the promise stays unsatisfied.
+  /// constructing the value throws, the promise stays unsatisfied. Not thread-safe; does not
+  /// block, but runs the future's continuations that have no executor on this thread.
   template <class... A>
   void set_value(A&&... a) {
     check_settable();
@@ -422,7 +447,8 @@ class promise {
     state_->publish();
   }
 
-  /// Stores an exception for get() to rethrow. Throws dx::error if already satisfied.
+  /// Stores an exception for get() to rethrow. Throws dx::error if already satisfied. Not
+  /// thread-safe; does not block (continuations as for set_value).
   void set_exception(std::exception_ptr e) {
     check_settable();
     satisfied_ = true;
@@ -447,7 +473,7 @@ class promise {
   bool satisfied_ = false;
 };
 
-/// A future that is ready with `value`.
+/// A future that is ready with `value`. Thread-safe; does not block.
 template <class V>
 future<std::decay_t<V>> make_ready_future(V&& value) {
   using T = std::decay_t<V>;
@@ -456,14 +482,14 @@ future<std::decay_t<V>> make_ready_future(V&& value) {
   return detail::future_access::make(detail::state_ptr<detail::shared_state<T>>(s));
 }
 
-/// A ready future<void>.
+/// A ready future<void>. Thread-safe; does not block.
 inline future<void> make_ready_future() {
   auto* s = new detail::shared_state<void>;
   s->set_value();
   return detail::future_access::make(detail::state_ptr<detail::shared_state<void>>(s));
 }
 
-/// A future that is ready with the exception `e`.
+/// A future that is ready with the exception `e`. Thread-safe; does not block.
 template <class T>
 future<T> make_exceptional_future(std::exception_ptr e) {
   auto* s = new detail::shared_state<T>;

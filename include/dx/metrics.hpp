@@ -50,9 +50,11 @@ struct metrics_access;
 class counter {
  public:
   counter() = default;  ///< detached: updates go nowhere
+  /// Adds `by` (ignored unless positive). Thread-safe (one relaxed atomic add); does not block.
   void inc(double by = 1) noexcept {
     if (cell_ && by > 0) cell_->value.fetch_add(by, std::memory_order_relaxed);
   }
+  /// The current value (0 when detached). Thread-safe; does not block.
   double value() const noexcept { return cell_ ? cell_->value.load(std::memory_order_relaxed) : 0; }
 
  private:
@@ -64,14 +66,17 @@ class counter {
 /// A value that goes up and down (items in a buffer, temperature).
 class gauge {
  public:
-  gauge() = default;
+  gauge() = default;  ///< detached: updates go nowhere
+  /// Sets the value. Thread-safe (one relaxed atomic store); does not block.
   void set(double v) noexcept {
     if (cell_) cell_->value.store(v, std::memory_order_relaxed);
   }
+  /// Adds / subtracts `by`. Thread-safe (one relaxed atomic add); does not block.
   void inc(double by = 1) noexcept {
     if (cell_) cell_->value.fetch_add(by, std::memory_order_relaxed);
   }
   void dec(double by = 1) noexcept { inc(-by); }
+  /// The current value (0 when detached). Thread-safe; does not block.
   double value() const noexcept { return cell_ ? cell_->value.load(std::memory_order_relaxed) : 0; }
 
  private:
@@ -83,7 +88,9 @@ class gauge {
 /// Counts observations into buckets (durations, sizes); exposed as _bucket, _sum and _count.
 class histogram {
  public:
-  histogram() = default;
+  histogram() = default;  ///< detached: observations go nowhere
+  /// Counts `v` into the first bucket whose bound is at least `v` and adds it to the sum.
+  /// Thread-safe (relaxed atomic adds; a reader may see the count before the sum); does not block.
   void observe(double v) noexcept {
     if (!cell_) return;
     std::size_t i = 0;
@@ -92,6 +99,7 @@ class histogram {
     cell_->counts[i].fetch_add(1, std::memory_order_relaxed);
     cell_->sum.fetch_add(v, std::memory_order_relaxed);
   }
+  /// Observations so far, and their sum (0 when detached). Thread-safe; do not block.
   std::uint64_t count() const noexcept;
   double sum() const noexcept { return cell_ ? cell_->sum.load(std::memory_order_relaxed) : 0; }
 
@@ -105,24 +113,31 @@ class histogram {
 /// (cluster::metrics()); it also holds the runtime's own dx_* metrics, computed when read.
 class DX_API metrics {
  public:
+  /// An empty registry (dx's own metrics are added by the cluster that owns it). Does not block.
   metrics();
   ~metrics();
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
+  /// Adds a series (or returns the existing one with this name and these labels). Throws
+  /// dx::error for an invalid name or label, or a name registered as another type or with other
+  /// label names. Thread-safe (takes the registry's lock); does not block beyond it.
   counter add_counter(std::string_view name, std::string_view help, const metric_labels& labels = {});
   gauge add_gauge(std::string_view name, std::string_view help, const metric_labels& labels = {});
-  /// `bounds`: the buckets' upper bounds, ascending (+Inf is added).
+  /// `bounds`: the buckets' upper bounds, ascending (+Inf is added). Thread-safe, as add_counter;
+  /// does not block beyond the registry's lock.
   histogram add_histogram(std::string_view name, std::string_view help, std::vector<double> bounds,
                           const metric_labels& labels = {});
 
   /// Everything, dx's metrics included, in the Prometheus text exposition format (0.0.4).
+  /// Thread-safe; blocks only on the locks of the registry and of the runtime parts it reads.
   std::string render() const;
   /// The current value of one sample ("app_rows_read_total", or "app_parse_seconds_count" for a
   /// histogram's count) with exactly these labels; nullopt when there is no such sample.
+  /// Thread-safe; blocks only on the locks of the registry and of the runtime parts it reads.
   std::optional<double> value(std::string_view sample, const metric_labels& labels = {}) const;
 
-  /// `count` bounds start, start*factor, start*factor^2, ...
+  /// `count` bounds start, start*factor, start*factor^2, ... Thread-safe; does not block.
   static std::vector<double> exponential_buckets(double start, double factor, std::size_t count);
 
  private:

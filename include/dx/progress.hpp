@@ -24,6 +24,7 @@ namespace dx {
 
 class cluster;
 
+/// How progress() shows itself. A plain value: safe to copy and read from many threads.
 struct progress_options {
   enum class display : std::uint8_t {
     automatic,  ///< a bar when the stream is a terminal, lines otherwise
@@ -48,13 +49,15 @@ std::vector<state_base*> states_of(Range& futures) {
 }  // namespace detail
 
 /// Shows progress until every future in `futures` (a range of dx::future or dx::shared_future)
-/// is ready; failed ones are counted and shown.
+/// is ready; failed ones are counted and shown. Thread-safe while nobody consumes the futures
+/// (values are not taken); blocks until every future is ready.
 template <class Range>
 void progress(Range& futures, const progress_options& opts = {}) {
   detail::run_progress(detail::states_of(futures), nullptr, opts);
 }
 
-/// The same, with the ETA from `cl`'s forecast.
+/// The same, with the ETA from `cl`'s forecast. Thread-safe as above; blocks until every future
+/// is ready.
 template <class Range>
 void progress(const cluster& cl, Range& futures, const progress_options& opts = {}) {
   detail::run_progress(detail::states_of(futures), &cl, opts);

@@ -32,19 +32,20 @@ namespace dx {
 
 enum class column_type : std::uint8_t { int64, float64, boolean, string, timestamp };
 
-/// "int64", "float64", "bool", "string", "timestamp".
+/// "int64", "float64", "bool", "string", "timestamp". Thread-safe; does not block.
 DX_API std::string_view type_name(column_type t) noexcept;
 
-/// A point in time: nanoseconds since 1970-01-01T00:00:00 UTC.
+/// A point in time: nanoseconds since 1970-01-01T00:00:00 UTC. A plain value, ordered by time.
 struct timestamp {
   std::int64_t nanoseconds = 0;
   friend auto operator<=>(timestamp, timestamp) = default;
 };
 
-/// ISO 8601: "2026-11-23T08:15:00" (fractional seconds only when present).
+/// ISO 8601: "2026-11-23T08:15:00" (fractional seconds only when present). Thread-safe; does not
+/// block.
 DX_API std::string format_timestamp(timestamp t);
 /// Parses "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS[.fraction]]" (or with 'T'), optionally ending in
-/// "Z" or "+HH:MM"/"-HH:MM"; nullopt when the text is not such a time.
+/// "Z" or "+HH:MM"/"-HH:MM"; nullopt when the text is not such a time. Thread-safe; does not block.
 DX_API std::optional<timestamp> parse_timestamp(std::string_view text) noexcept;
 
 namespace detail {
@@ -67,28 +68,32 @@ struct column_storage {
 /// thread-safe and none blocks; the constructors and slice() throw dx::dataframe_error on bad input.
 class DX_API column {
  public:
-  /// An empty int64 column.
+  /// An empty int64 column. Does not block.
   column();
+  /// A column of these values, none null. Do not block.
   column(std::vector<std::int64_t> values);
   column(std::vector<double> values);
   column(std::vector<bool> values);
   column(std::vector<std::string> values);
   column(std::vector<timestamp> values);
-  /// Missing values are nulls.
+  /// Missing values are nulls. Do not block.
   column(std::vector<std::optional<std::int64_t>> values);
   column(std::vector<std::optional<double>> values);
   column(std::vector<std::optional<bool>> values);
   column(std::vector<std::optional<std::string>> values);
   column(std::vector<std::optional<timestamp>> values);
-  /// `rows` nulls of type `type`.
+  /// `rows` nulls of type `type`. Thread-safe; does not block.
   static column nulls(column_type type, std::size_t rows);
   /// Takes the storage; `storage->size` is the length. Validates the layout (dx::dataframe_error).
+  /// Does not block.
   explicit column(std::shared_ptr<const detail::column_storage> storage);
 
+  /// The type, the number of rows, and whether there are none. Thread-safe; does not block.
   column_type type() const noexcept { return storage_->type; }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
 
+  /// Whether any row is null, how many, and whether `row` is null / has a value. Thread-safe; does not block.
   bool has_nulls() const noexcept;
   std::size_t null_count() const noexcept;
   bool is_null(std::size_t row) const noexcept {
@@ -99,38 +104,41 @@ class DX_API column {
   bool is_valid(std::size_t row) const noexcept { return !is_null(row); }
 
   /// The value at `row`; unspecified (but safe) for a null row. Throw dx::dataframe_error when the
-  /// column has another type.
+  /// column has another type. Thread-safe; does not block.
   std::int64_t int64_at(std::size_t row) const;
   double float64_at(std::size_t row) const;
   bool bool_at(std::size_t row) const;
   std::string_view string_at(std::size_t row) const;
   timestamp timestamp_at(std::size_t row) const;
-  /// int64, float64, bool (0/1) or timestamp (nanoseconds) as a double.
+  /// int64, float64, bool (0/1) or timestamp (nanoseconds) as a double. Thread-safe; does not block.
   double numeric_at(std::size_t row) const;
 
   /// Contiguous values for kernels (size() of them); nullptr for other types. int64_data also
-  /// serves timestamp columns.
+  /// serves timestamp columns. Thread-safe; does not block.
   const std::int64_t* int64_data() const noexcept;
   const double* float64_data() const noexcept;
   const std::uint8_t* bool_data() const noexcept;
 
-  /// The value as text as a table prints it ("null" for a missing one).
+  /// The value as text as a table prints it ("null" for a missing one). Thread-safe; does not block.
   std::string format(std::size_t row) const;
 
-  /// Rows [offset, offset + length) sharing this column's storage.
+  /// Rows [offset, offset + length) sharing this column's storage; dx::dataframe_error past the
+  /// end. Thread-safe; does not block.
   column slice(std::size_t offset, std::size_t length) const;
-  /// A column with its own, compact storage (what serialization sends).
+  /// A column with its own, compact storage (what serialization sends). Thread-safe; does not block.
   column compact() const;
 
-  /// Where this column's values are: storage and first row.
+  /// Where this column's values are: storage and first row. Thread-safe; does not block.
   const detail::column_storage& storage() const noexcept { return *storage_; }
   std::size_t offset() const noexcept { return offset_; }
-  /// Bytes of values, offsets and validity this column covers.
+  /// Bytes of values, offsets and validity this column covers. Thread-safe; does not block.
   std::size_t byte_size() const noexcept;
 
-  /// Equal types, lengths, nulls and values (float64 compared exactly; NaN equals NaN).
+  /// Equal types, lengths, nulls and values (float64 compared exactly; NaN equals NaN). Thread-safe; does not block.
   friend DX_API bool operator==(const column& a, const column& b);
 
+  /// Boost.Serialization: saves the compact form; loading validates it (dx::dataframe_error).
+  /// Thread-safe for distinct archives and objects; does not block.
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
     if constexpr (Archive::is_saving::value) {
@@ -165,17 +173,21 @@ class DX_API column {
 /// blocks; lookups of a missing column throw dx::dataframe_error.
 class DX_API table {
  public:
+  /// A table with no columns. Does not block.
   table() = default;
   /// Throws dx::dataframe_error for duplicate or empty names and columns of unequal length.
+  /// Does not block.
   table(std::vector<std::string> names, std::vector<column> columns);
   table(std::initializer_list<std::pair<std::string, column>> columns);
 
+  /// Rows, columns, the names and the columns in order. Thread-safe; does not block.
   std::size_t num_rows() const noexcept { return rows_; }
   std::size_t num_columns() const noexcept { return columns_.size(); }
   const std::vector<std::string>& column_names() const noexcept { return names_; }
   const std::vector<column>& columns() const noexcept { return columns_; }
 
   /// The column called `name`; dx::dataframe_error naming it and the closest existing names.
+  /// Thread-safe; does not block.
   const column& operator[](std::string_view name) const;
   /// The column at `index`; dx::dataframe_error when there is none. Thread-safe; does not block.
   const column& column_at(std::size_t index) const {
@@ -185,23 +197,26 @@ class DX_API table {
     }
     return columns_[index];
   }
-  /// The index of `name`, or nullopt.
+  /// The index of `name`, or nullopt. Thread-safe; does not block.
   std::optional<std::size_t> find(std::string_view name) const noexcept;
 
-  /// Rows [offset, offset + length), sharing storage.
+  /// Rows [offset, offset + length), sharing storage. Thread-safe; does not block.
   table slice(std::size_t offset, std::size_t length) const;
-  /// The first `n` rows.
+  /// The first `n` rows. Thread-safe; does not block.
   table head(std::size_t n) const { return slice(0, n < rows_ ? n : rows_); }
-  /// Bytes of all columns' values.
+  /// Bytes of all columns' values. Thread-safe; does not block.
   std::size_t byte_size() const noexcept;
 
   /// An aligned text table: a header, a rule, then rows; numbers right-aligned. With more than
-  /// `max_rows` rows, the first and last max_rows / 2 are shown around a "..." line.
+  /// `max_rows` rows, the first and last max_rows / 2 are shown around a "..." line. Thread-safe;
+  /// does not block.
   std::string to_string(std::size_t max_rows = 20) const;
 
-  /// Same names in the same order and equal columns.
+  /// Same names in the same order and equal columns. Thread-safe; does not block.
   friend DX_API bool operator==(const table& a, const table& b);
 
+  /// Boost.Serialization: the names, the columns and the row count. Thread-safe for distinct
+  /// archives and objects; does not block.
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
     std::uint64_t rows = rows_;
@@ -215,6 +230,7 @@ class DX_API table {
   std::size_t rows_ = 0;
 };
 
+/// Writes t.to_string(). Thread-safe for distinct streams; does not block beyond the stream.
 DX_API std::ostream& operator<<(std::ostream& os, const table& t);
 
 namespace detail {

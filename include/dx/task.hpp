@@ -186,14 +186,17 @@ void start_root_task(task<T>&& t, executor_impl* ex, shared_state<T>* out) noexc
 
 /// A lazily started coroutine returning T. Move-only; co_await it from another task, or let an
 /// executor run it through executor::submit. Destroying a task that never started destroys its
-/// frame.
+/// frame. A task is not thread-safe: one thread owns it until it is awaited or submitted.
 template <class T>
 class task {
  public:
   using promise_type = detail::task_promise<T>;
   using value_type = T;
 
+  /// Takes over `o`'s coroutine; `o` becomes empty. Not thread-safe; does not block.
   task(task&& o) noexcept : handle_(std::exchange(o.handle_, nullptr)) {}
+  /// Destroys this task's coroutine if it never started, then takes over `o`'s. Not thread-safe;
+  /// does not block.
   task& operator=(task&& o) noexcept {
     if (this != &o) {
       if (handle_) handle_.destroy();
@@ -203,11 +206,14 @@ class task {
   }
   task(const task&) = delete;
   task& operator=(const task&) = delete;
+  /// Destroys the coroutine frame if the task never started. Does not block.
   ~task() {
     if (handle_) handle_.destroy();
   }
 
-  // Awaiting a task starts it (symmetric transfer) and resumes the awaiter when it ends.
+  /// The awaitable interface, used by `co_await task`: awaiting starts the task (symmetric
+  /// transfer) and resumes the awaiter when it ends, with its value or its exception. Not
+  /// thread-safe (the awaiting coroutine's); suspends the awaiter, blocks no thread.
   bool await_ready() const noexcept { return false; }
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
     handle_.promise().continuation_ = awaiting;

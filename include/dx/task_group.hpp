@@ -35,13 +35,16 @@ enum class task_group_status { complete, cancelled };
 /// running, so captured references stay valid.
 class DX_API task_group {
  public:
+  /// An empty group whose tasks run on `ex`. Does not block.
   explicit task_group(executor& ex) noexcept : ex_(ex.impl()) {}
+  /// Blocks until the group's tasks still running have finished (their exceptions are dropped).
   ~task_group();
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;
 
   /// Runs `f()` as a task of this group. Throws dx::executor_shutdown when called from another
-  /// thread after the executor's shutdown began.
+  /// thread after the executor's shutdown began. Thread-safe (tasks of the group may call it);
+  /// does not block.
   template <class F>
   void run(F&& f) {
     auto* t = new group_task<std::decay_t<F>>(this, std::forward<F>(f));
@@ -55,11 +58,12 @@ class DX_API task_group {
 
   /// Blocks until every task run so far has finished; on a worker thread it runs other tasks
   /// meanwhile. Rethrows the first exception a task threw (the others are dropped). Returns
-  /// cancelled if cancel() was called since the last wait.
+  /// cancelled if cancel() was called since the last wait. One thread at a time; blocks.
   task_group_status wait();
 
-  /// Tasks of the group that have not started yet are skipped. Thread-safe.
+  /// Tasks of the group that have not started yet are skipped. Thread-safe; does not block.
   void cancel() noexcept { cancelled_.store(true, std::memory_order_relaxed); }
+  /// Whether cancel() was called since the last wait. Thread-safe; does not block.
   bool is_cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
 
  private:

@@ -12,7 +12,7 @@
 // exceeds them. A task no worker can host waits and raises an "unplaceable" alert.
 #pragma once
 
-#include <dx/cost_model.hpp>
+#include <dx/hint.hpp>
 
 #include <initializer_list>
 #include <map>

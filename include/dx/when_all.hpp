@@ -191,7 +191,8 @@ void check_inputs(std::vector<Fut>& inputs, const char* what) {
 /// A future for the values of all `inputs`, in input order, ready once every input is ready.
 /// If any input holds an exception, the result holds the exception of the first such input (by
 /// position). Futures are moved from; shared_futures are copied. future<void> inputs give a
-/// future<void>. Throws dx::no_state if an input is empty.
+/// future<void>. Throws dx::no_state if an input is empty. Thread-safe (the inputs are taken
+/// over); does not block.
 template <class Fut, class = std::enable_if_t<detail::is_future<Fut>::value || detail::is_shared_future<Fut>::value>>
 auto when_all(std::vector<Fut> inputs) {
   detail::check_inputs(inputs, "dx::when_all() given an empty future");
@@ -200,6 +201,7 @@ auto when_all(std::vector<Fut> inputs) {
 }
 
 /// when_all over an iterator range of futures (moved from) or shared_futures (copied).
+/// Thread-safe (the inputs are taken over); does not block.
 template <class It, class = typename std::iterator_traits<It>::iterator_category>
 auto when_all(It first, It last) {
   using Fut = typename std::iterator_traits<It>::value_type;
@@ -215,7 +217,8 @@ auto when_all(It first, It last) {
 }
 
 /// A future of a tuple of the values of `inputs` (std::monostate for a future<void>), ready once
-/// every input is ready; exceptions as for the range form.
+/// every input is ready; exceptions as for the range form. Thread-safe (the inputs are taken
+/// over); does not block.
 template <class... Futs,
           class = std::enable_if_t<(sizeof...(Futs) > 0) && ((detail::is_future<std::decay_t<Futs>>::value ||
                                                               detail::is_shared_future<std::decay_t<Futs>>::value) &&

@@ -14,7 +14,8 @@
 
 namespace dx {
 
-/// The outcome of when_any: which input was ready first, and every input given back.
+/// The outcome of when_any: which input was ready first, and every input given back. A plain
+/// value: one thread at a time uses it, as its futures.
 template <class Fut>
 struct when_any_result {
   /// Index of the first input found ready; `npos` when the input range was empty.
@@ -94,7 +95,7 @@ class when_any_state final : public shared_state<when_any_result<Fut>> {
 /// A future that becomes ready as soon as any input is ready, holding that input's index and all
 /// inputs given back. An input holding an exception counts as ready; the exception stays in that
 /// input. An empty range gives a ready result with index == npos. Throws dx::no_state if an input
-/// is empty.
+/// is empty. Thread-safe (the inputs are taken over); does not block.
 template <class Fut, class = std::enable_if_t<detail::is_future<Fut>::value || detail::is_shared_future<Fut>::value>>
 future<when_any_result<Fut>> when_any(std::vector<Fut> inputs) {
   detail::check_inputs(inputs, "dx::when_any() given an empty future");

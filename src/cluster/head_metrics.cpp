@@ -2,6 +2,7 @@
 // the collector behind the head's families on /metrics.
 #include "cluster/head_state.hpp"
 #include "common/process_stats.hpp"
+#include "model/cost_model_impl.hpp"
 
 #include <algorithm>
 #include <dx/cost_model.hpp>
@@ -9,12 +10,16 @@
 namespace dx::detail {
 
 std::uint32_t head_impl::kind_index_locked(const std::string& name) {
-  auto [it, added] = kind_index_.try_emplace(name, static_cast<std::uint32_t>(kinds_.size()));
-  if (added) {
+  cost_model::impl& model = model_internals(model_);
+  const cost_model::impl::index k = model.kind_index(name);  // the scheduler interns the same name
+  if (k >= kind_slot_.size()) kind_slot_.resize(std::size_t{k} + 1, no_kind_slot);
+  std::uint32_t& slot = kind_slot_[k];
+  if (slot == no_kind_slot) {
     kinds_.push_back(std::make_unique<observe::kind_stats>());
-    kinds_.back()->name = name;
+    kinds_.back()->name = model.kind_name(k);
+    slot = static_cast<std::uint32_t>(kinds_.size() - 1);
   }
-  return it->second;
+  return slot;
 }
 
 /// The run that dispatch `attempt` of t was, as users count attempts: a dispatch handed back

@@ -251,6 +251,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   void requeue_stale_locked(worker_rec& w, deferred& d);
 
   // head_metrics.cpp: per-kind statistics, attempts, the forecast cache, the /metrics collector
+  /// The slot of `name` in kinds_ (added on first use), through the cost model's interned index.
   std::uint32_t kind_index_locked(const std::string& name);
   /// The run that dispatch `attempt` of t was, as users count attempts: a dispatch handed back
   /// before it started (a move, a leaving worker) never ran, so it is not an attempt.
@@ -326,8 +327,12 @@ class head_impl final : public head_core, public observe::head_view_source {
 
   // Observability.
   double epoch_unix_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Kinds are interned once, by the cost model (model_, which the scheduler shares): kind_slot_
+  // maps the model's kind index to the kind's statistics in kinds_ (in order of first submission
+  // here), or no_kind_slot for a kind the model knows but this head never ran.
   std::vector<std::unique_ptr<observe::kind_stats>> kinds_;
-  std::unordered_map<std::string, std::uint32_t> kind_index_;
+  static constexpr std::uint32_t no_kind_slot = ~std::uint32_t{0};
+  std::vector<std::uint32_t> kind_slot_;
   observe::history<observe::task_event> task_events_;
   observe::history<observe::transfer_event> transfer_events_;
   std::map<std::pair<std::uint32_t, std::uint32_t>, observe::link_stats> links_;

@@ -41,6 +41,8 @@ void throw_error(error_kind kind, const std::string& what) {
       raise<not_registered>(what);
     case error_kind::dataframe:
       raise<dataframe_error>(what);
+    case error_kind::decode:
+      raise<decode_error>(what);
     case error_kind::generic:
       break;
   }

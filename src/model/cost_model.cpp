@@ -5,6 +5,10 @@
 // it is laid out in cost_model_impl.hpp; choices not obvious from either are explained below.
 #include "model/cost_model_impl.hpp"
 
+#include <dx/error.hpp>
+
+#include <fmt/format.h>
+
 #include <Eigen/Dense>
 
 #include <algorithm>
@@ -123,6 +127,14 @@ impl::index impl::name_table::find(std::string_view name) const noexcept {
   return it == ids.end() ? no_index : it->second;
 }
 
+const std::string& impl::name_table::name(index id, const char* what) const {
+  if (id >= names.size()) {
+    detail::throw_error(detail::error_kind::generic,
+                        fmt::format("dx cost model: no {} has index {} ({} known)", what, id, names.size()));
+  }
+  return names[id];
+}
+
 impl::index impl::kind_index(std::string_view kind) {
   const index id = kind_names_.intern(kind);
   if (id == kinds_.size()) kinds_.emplace_back();
@@ -145,8 +157,8 @@ impl::index impl::worker_for_transfer(std::string_view worker) {
   return known != no_index ? known : worker_index(worker, default_class());
 }
 
-const std::string& impl::kind_name(index k) const { return kind_names_.names.at(k); }
-const std::string& impl::worker_name(index w) const { return worker_names_.names.at(w); }
+const std::string& impl::kind_name(index k) const { return kind_names_.name(k, "kind"); }
+const std::string& impl::worker_name(index w) const { return worker_names_.name(w, "worker"); }
 
 // ---- entries -----------------------------------------------------------------------------------------
 

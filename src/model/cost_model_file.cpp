@@ -130,7 +130,8 @@ class line_reader {
   }
 
   [[noreturn]] void fail(const std::string& why) const {
-    throw error(fmt::format("cost model file {}: line {}: {}", path_, number_, why));
+    detail::throw_error(detail::error_kind::generic,
+                        fmt::format("cost model file {}: line {}: {}", path_, number_, why));
   }
 
  private:
@@ -157,8 +158,9 @@ class unique_fd {
 };
 
 [[noreturn]] void throw_io(const std::string& what, const std::filesystem::path& path, int err) {
-  throw error(fmt::format("cost model: cannot {} {}: {}", what, path.string(),
-                          std::error_code(err, std::generic_category()).message()));
+  detail::throw_error(detail::error_kind::generic,
+                      fmt::format("cost model: cannot {} {}: {}", what, path.string(),
+                                  std::error_code(err, std::generic_category()).message()));
 }
 
 /// The file's contents, or false when it does not exist.
@@ -308,7 +310,8 @@ bool impl::parse(std::string_view text, const std::string& path) {
       in.fail(fmt::format("unknown record '{}'", type));
     }
   }
-  if (!header_seen) throw error(fmt::format("cost model file {}: line 1: empty file", path));
+  if (!header_seen)
+    detail::throw_error(detail::error_kind::generic, fmt::format("cost model file {}: line 1: empty file", path));
   refresh_all();
   return true;
 }

@@ -33,8 +33,8 @@ struct cost_model::impl {
   index kind_index(std::string_view kind);                          // interns
   index class_index(std::string_view worker_class);                 // interns
   index worker_index(std::string_view worker, index worker_class);  // interns; (re)sets the class
-  const std::string& kind_name(index k) const;
-  const std::string& worker_name(index w) const;
+  const std::string& kind_name(index k) const;                      // dx::error for an unknown index
+  const std::string& worker_name(index w) const;                    // dx::error for an unknown index
 
   /// Class-level prediction (a worker of average speed of the class). O(1), no allocation.
   prediction predict(index kind, index worker_class, const task_features& f) const;
@@ -176,6 +176,8 @@ struct cost_model::impl {
     std::unordered_map<std::string, index, name_hash, std::equal_to<>> ids;
     index intern(std::string_view name);
     index find(std::string_view name) const noexcept;
+    /// The name of `id`; dx::error naming `what` ("kind") for an index never handed out.
+    const std::string& name(index id, const char* what) const;
   };
 
   name_table kind_names_, class_names_, worker_names_;

@@ -40,11 +40,10 @@
 namespace dx::wire::decoding {
 
 /// An archive that cannot be a message: a size its remaining bytes cannot back, an invalid bool or
-/// enum value, bytes left over.
-class archive_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+/// enum value, bytes left over. A dx::decode_error; decode() adds which message it was.
+[[noreturn]] void reject_archive(const std::string& why) {
+  dx::detail::throw_error(dx::detail::error_kind::decode, why);
+}
 
 class bounded_iarchive : public boost::archive::binary_iarchive_impl<bounded_iarchive, char, std::char_traits<char>> {
   using impl = boost::archive::binary_iarchive_impl<bounded_iarchive, char, std::char_traits<char>>;
@@ -67,15 +66,15 @@ class bounded_iarchive : public boost::archive::binary_iarchive_impl<bounded_iar
     return n > 0 ? static_cast<std::size_t>(n) : 0;
   }
 
-  /// Throws archive_error unless `count` elements of at least `element_bytes` bytes each fit
-  /// in the bytes left.
+  /// Throws dx::decode_error (through reject_archive) unless `count` elements of at least
+  /// `element_bytes` bytes each fit in the bytes left.
   void check_size(std::uint64_t count, std::size_t element_bytes, const char* what) const {
     const std::size_t left = remaining();
     if (element_bytes == 0 || count <= left / element_bytes) return;
-    throw archive_error(
-        element_bytes == 1 ? fmt::format("{} of {} bytes, but only {} bytes are left in the archive", what, count, left)
-                           : fmt::format("{} of {} elements of {} bytes, but only {} bytes are left in the archive",
-                                         what, count, element_bytes, left));
+    reject_archive(element_bytes == 1
+                       ? fmt::format("{} of {} bytes, but only {} bytes are left in the archive", what, count, left)
+                       : fmt::format("{} of {} elements of {} bytes, but only {} bytes are left in the archive", what,
+                                     count, element_bytes, left));
   }
 
  protected:
@@ -92,7 +91,7 @@ class bounded_iarchive : public boost::archive::binary_iarchive_impl<bounded_iar
   void load(bool& b) {
     unsigned char c = 0;
     load_binary(&c, 1);
-    if (c > 1) throw archive_error(fmt::format("invalid bool byte {} in archive", static_cast<unsigned>(c)));
+    if (c > 1) reject_archive(fmt::format("invalid bool byte {} in archive", static_cast<unsigned>(c)));
     b = c != 0;
   }
   // Same bytes as basic_binary_iprimitive::load(std::string&): a std::size_t length, then the
@@ -171,7 +170,7 @@ void enum_field(Archive& ar, E& e, E lo, E hi, const char* what) {
     int i = 0;
     ar >> i;
     if (i < static_cast<int>(lo) || i > static_cast<int>(hi))
-      throw archive_error(fmt::format("invalid {} {} in archive", what, i));
+      reject_archive(fmt::format("invalid {} {} in archive", what, i));
     e = static_cast<E>(i);
   }
 }
@@ -303,11 +302,11 @@ M decode(const frame& f) {
     M m{};
     ar >> m;
     if (const std::size_t left = ar.remaining())
-      throw decoding::archive_error(fmt::format("{} bytes left over after the message", left));
+      decoding::reject_archive(fmt::format("{} bytes left over after the message", left));
     return m;
   } catch (const std::exception& e) {
-    throw decode_error(
-        fmt::format("undecodable {} message ({} bytes): {}", msg_name(f.type), f.archive.size(), e.what()));
+    dx::detail::throw_error(dx::detail::error_kind::decode, fmt::format("undecodable {} message ({} bytes): {}",
+                                                                        msg_name(f.type), f.archive.size(), e.what()));
   }
 }
 

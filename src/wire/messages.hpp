@@ -10,6 +10,8 @@
 
 #include "wire/frame.hpp"
 
+#include <dx/error.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -255,11 +257,9 @@ struct steal_reply_msg {
   bool operator==(const steal_reply_msg&) const = default;
 };
 
-/// A body that does not decode as the type its header names.
-class decode_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+/// A body that does not decode as the type its header names: dx::decode_error (a
+/// dx::protocol_error), raised through dx::detail::throw_error with error_kind::decode.
+using decode_error = dx::decode_error;
 
 /// Every message struct in type order: `std::tuple_element_t<t - 1, message_types>` is the struct of
 /// message type t, for t in 1..max_msg_type.

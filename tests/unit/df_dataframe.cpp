@@ -1,6 +1,7 @@
 // dx::dataframe end to end: each operation against answers computed here with plain loops.
-#include <catch2/catch.hpp>
 #include <dx/dataframe.hpp>
+
+#include <catch2/catch.hpp>
 #include <dx/dx.hpp>
 
 #include <algorithm>

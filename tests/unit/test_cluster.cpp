@@ -1,4 +1,6 @@
 // Tests of dx::cluster in the embedded mode: local threads behind the same submit/post/run API.
+#include <dx/cluster.hpp>
+
 #include <dx/dx.hpp>
 
 #include "test_helpers.hpp"
@@ -96,17 +98,10 @@ TEST_CASE("a cluster finishes pending work when destroyed", "[cluster]") {
 
 TEST_CASE("a cluster without workers evaluates alert rules over its metrics", "[cluster][alert]") {
   using namespace std::chrono_literals;
+  dx_test::collector<dx::alert> seen;  // outlives the cluster, whose thread calls keep()
   dx::cluster cl{dx::options{}.threads(1).heartbeat(20ms, 1000ms)};
-  std::mutex m;
-  std::vector<dx::alert> seen;
-  cl.on_alert([&](const dx::alert& a) {
-    std::lock_guard lock(m);
-    seen.push_back(a);
-  });
-  auto alerts = [&] {
-    std::lock_guard lock(m);
-    return seen;
-  };
+  cl.on_alert(seen.keep());
+  auto alerts = [&] { return seen.items(); };
   dx::gauge depth = cl.metrics().add_gauge("app_queue_depth", "Items queued", {{"queue", "ingest"}});
   cl.add_alert_rule(dx::alert_rule("ingest backed up")
                         .on("app_queue_depth", {{"queue", "ingest"}})

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "model/cost_model_impl.hpp"
 #include "temp_dir.hpp"
 
 #include <unistd.h>
@@ -754,4 +755,15 @@ TEST_CASE("runs too short to measure a speed teach their kind but not the worker
     m.observe({.kind = "long", .worker = "b", .worker_class = "default", .features = {}, .seconds = 0.03});
   }
   CHECK(m.worker_factor("b") / m.worker_factor("a") == Approx(3.0).epsilon(0.15));
+}
+
+TEST_CASE("the model's interned kind names are looked up by index, an unknown index is a dx::error",
+          "[cost_model][error]") {
+  dx::cost_model m;
+  auto& in = dx::detail::model_internals(m);
+  const auto fft = in.kind_index("fft");
+  CHECK(in.kind_index("fft") == fft);  // interned once
+  CHECK(in.kind_name(fft) == "fft");
+  CHECK_THROWS_AS(in.kind_name(fft + 100), dx::error);
+  CHECK_THROWS_WITH(in.kind_name(fft + 100), Catch::Contains("no kind has index"));
 }

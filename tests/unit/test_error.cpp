@@ -37,6 +37,8 @@ TEST_CASE("each error kind raises its own dx::error subclass", "[error]") {
   CHECK_THROWS_AS(raise(error_kind::protocol), dx::protocol_error);
   CHECK_THROWS_AS(raise(error_kind::not_registered), dx::not_registered);
   CHECK_THROWS_AS(raise(error_kind::dataframe), dx::dataframe_error);
+  CHECK_THROWS_AS(raise(error_kind::decode), dx::decode_error);
+  CHECK_THROWS_AS(raise(error_kind::decode), dx::protocol_error);
   CHECK_THROWS_AS(raise(error_kind::generic), dx::error);
 }
 

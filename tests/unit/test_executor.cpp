@@ -1,4 +1,6 @@
 // Tests of dx::executor: submit, post, dependencies, priorities, wait_idle, shutdown, nested waits.
+#include <dx/executor.hpp>
+
 #include <dx/dx.hpp>
 
 #include "test_helpers.hpp"

@@ -1,8 +1,9 @@
 // Tests of dx::future, dx::shared_future, dx::promise, make_ready_future and
 // make_exceptional_future.
+#include <dx/future.hpp>
+
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
-#include <dx/future.hpp>
 
 #include "test_helpers.hpp"
 

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace dx_test {
 
@@ -73,6 +74,28 @@ bool eventually(Pred pred) {
   }
   return true;
 }
+
+/// Values handed to a callback on another thread (alerts, events), kept for the test to read.
+template <class T>
+class collector {
+ public:
+  /// A callback that keeps each value it is given; it refers to this collector.
+  auto keep() {
+    return [this](const T& v) {
+      std::lock_guard lock(mutex_);
+      items_.push_back(v);
+    };
+  }
+  /// What was kept so far, in order.
+  std::vector<T> items() const {
+    std::lock_guard lock(mutex_);
+    return items_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<T> items_;
+};
 
 /// Waits, bounded, until `flag` is set; returns whether it was.
 inline bool wait_flag(const std::atomic<bool>& flag) {

@@ -1,6 +1,7 @@
 // dx::metrics: the registry of counters, gauges and histograms and its Prometheus text.
-#include <dx/error.hpp>
 #include <dx/metrics.hpp>
+
+#include <dx/error.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,6 @@
 // dx::progress: a bar on terminals, plain lines elsewhere, failures counted, values untouched.
+#include <dx/progress.hpp>
+
 #include <dx/dx.hpp>
 
 #include <catch2/catch.hpp>

@@ -1,7 +1,8 @@
 // Tests of dx/serialize.hpp and dx/eigen.hpp: which types are dx::serializable, round trips through
 // write_value/read_value, and decoding of damaged archives (it must throw, never crash).
-#include <dx/eigen.hpp>
 #include <dx/serialize.hpp>
+
+#include <dx/eigen.hpp>
 
 #include <boost/serialization/complex.hpp>
 #include <boost/serialization/split_member.hpp>

@@ -1,8 +1,9 @@
 // Tests of dx::task<T> coroutines run by an executor.
+#include <dx/task.hpp>
+
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
 #include <dx/future.hpp>
-#include <dx/task.hpp>
 #include <dx/when_all.hpp>
 
 #include "test_helpers.hpp"

@@ -1,4 +1,6 @@
 // Tests of dx::task_graph: building, ordering, re-running, queued runs, composition, errors.
+#include <dx/task_graph.hpp>
+
 #include <dx/dx.hpp>
 
 #include "test_helpers.hpp"

@@ -1,4 +1,6 @@
 // Tests of dx::task_group: fork-join, nested groups, exceptions, cancellation, destruction.
+#include <dx/task_group.hpp>
+
 #include <dx/dx.hpp>
 
 #include "test_helpers.hpp"

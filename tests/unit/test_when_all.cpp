@@ -1,8 +1,9 @@
 // Tests of dx::when_all: the range, iterator-pair and variadic forms.
+#include <dx/when_all.hpp>
+
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
 #include <dx/future.hpp>
-#include <dx/when_all.hpp>
 
 #include "test_helpers.hpp"
 

@@ -1,8 +1,9 @@
 // Tests of dx::when_any.
+#include <dx/when_any.hpp>
+
 #include <dx/error.hpp>
 #include <dx/executor.hpp>
 #include <dx/future.hpp>
-#include <dx/when_any.hpp>
 
 #include "test_helpers.hpp"
 
