@@ -24,7 +24,6 @@
 #include <dx/export.hpp>
 
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -144,13 +143,18 @@ class DX_API cost_model {
   /// save at exit does not count the loaded part twice); a missing, damaged or other-version file
   /// gets the whole model (the latter two with a logged warning). Creates the directory. Throws
   /// dx::error naming the path when it cannot write.
-  void save(const std::filesystem::path& path) const;
+  /// Takes the path as text (a std::filesystem::path converts implicitly). Not thread-safe (see
+  /// the class); saves of other models, in this process or others, wait for the file lock.
+  /// Blocks on the lock and on file I/O.
+  void save(const std::string& path) const;
   /// Merges the model stored at `path` into this one. A missing file is not an error (returns
   /// false); a file of another format version is ignored with a logged warning (returns false);
   /// a damaged file throws dx::error naming the path and line.
-  bool load(const std::filesystem::path& path);
+  /// Not thread-safe (see the class); blocks on file I/O.
+  bool load(const std::string& path);
   /// $DX_COSTMODEL, else $XDG_STATE_HOME/dx/cost_model.txt, else ~/.local/state/dx/cost_model.txt.
-  static std::filesystem::path default_path();
+  /// Thread-safe; does not block.
+  static std::string default_path();
 
   /// Samples a kind needs before its predictions count as calibrated (default 3, at least 1).
   std::uint32_t min_samples() const noexcept;
