@@ -4,6 +4,7 @@
 //
 // The head starts two copies of this binary as workers (options::local_processes), sends each
 // batch of samples to whichever worker is free, and combines the counts as they arrive.
+#include <dx/archive.hpp>
 #include <dx/dx.hpp>
 
 #include <fmt/format.h>

@@ -6,10 +6,10 @@
 // also written to dx's log (warning level).
 #pragma once
 
+#include <dx/detail/chrono.hpp>
 #include <dx/detail/metric_labels.hpp>
 #include <dx/export.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <string>
 

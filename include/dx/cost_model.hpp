@@ -25,7 +25,6 @@
 #include <dx/hint.hpp>  // dx::hint, which task_features::size_hint comes from
 
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -147,20 +146,22 @@ class DX_API cost_model {
   /// to the file is what this model learned since it last loaded or saved (so load at start and
   /// save at exit does not count the loaded part twice); a missing, damaged or other-version file
   /// gets the whole model (the latter two with a logged warning). Creates the directory. Throws
-  /// dx::error naming the path when it cannot write. Not thread-safe (for this object; other
-  /// programs may save to the same file at once); blocks on the file lock and the I/O.
-  void save(const std::filesystem::path& path) const;
+  /// dx::error naming the path when it cannot write.
+  /// Takes the path as text (a std::filesystem::path converts implicitly). Not thread-safe (see
+  /// the class); saves of other models, in this process or others, wait for the file lock.
+  /// Blocks on the lock and on file I/O.
+  void save(const std::string& path) const;
   /// Merges the model stored at `path` into this one. A missing file is not an error (returns
   /// false); a file of another format version is ignored with a logged warning (returns false);
-  /// a damaged file throws dx::error naming the path and line. Not thread-safe; blocks on the
-  /// file read.
-  bool load(const std::filesystem::path& path);
+  /// a damaged file throws dx::error naming the path and line.
+  /// Not thread-safe (see the class); blocks on file I/O.
+  bool load(const std::string& path);
   /// $DX_COSTMODEL, else $XDG_STATE_HOME/dx/cost_model.txt, else ~/.local/state/dx/cost_model.txt.
-  /// Thread-safe (reads the environment); does not block.
-  static std::filesystem::path default_path();
+  /// Thread-safe; does not block.
+  static std::string default_path();
 
   /// Samples a kind needs before its predictions count as calibrated (default 3, at least 1).
-  /// Not thread-safe; do not block.
+  /// Not thread-safe; does not block.
   std::uint32_t min_samples() const noexcept;
   void set_min_samples(std::uint32_t n) noexcept;
   /// Fallback duration for a kind nothing is known about (default 0.5 s, as Dask). Not

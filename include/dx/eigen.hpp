@@ -9,8 +9,8 @@
 // object and rejects dimensions that a fixed-size (or fixed maximum size) type cannot take.
 #pragma once
 
+#include <dx/archive.hpp>
 #include <dx/error.hpp>
-#include <dx/serialize.hpp>
 
 #include <Eigen/Core>
 

@@ -13,11 +13,11 @@
 // future from a bare promise run on the thread that completes it (or at once, if it is ready).
 #pragma once
 
+#include <dx/detail/chrono.hpp>
 #include <dx/detail/runtime.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/error.hpp>
 
-#include <chrono>
 #include <exception>
 #include <functional>
 #include <type_traits>

@@ -5,7 +5,8 @@
 //   dx::cluster head{dx::options{}.listen("127.0.0.1:7700").token_file("dx.token")};  // peers join
 #pragma once
 
-#include <chrono>
+#include <dx/detail/chrono.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -11,10 +11,10 @@
 // the way is_ready() does (a remote result is fetched); values are not consumed.
 #pragma once
 
+#include <dx/detail/chrono.hpp>
 #include <dx/export.hpp>
 #include <dx/future.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>

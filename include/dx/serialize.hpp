@@ -1,4 +1,4 @@
-// dx/serialize.hpp — how values cross process boundaries: Boost.Serialization binary archives.
+// dx/serialize.hpp — which values may cross process boundaries, and how they are encoded.
 //
 //   struct point {
 //     double x, y;
@@ -13,27 +13,21 @@
 // matrices and arrays after `#include <dx/eigen.hpp>`. A type serialized by free
 // Boost.Serialization functions is opted in by specialising `dx::is_serializable<T>` as
 // std::true_type.
+//
+// Values are Boost.Serialization binary archives, but this header does not include Boost. The
+// common types (arithmetic types, enums, std::string, dx::table, dx::column, and vectors and
+// string-keyed maps of these: see DX_DETAIL_BUILTIN_CODECS below) are encoded by functions
+// compiled once into dx. Any other type (your own struct, a tuple, an optional, a pair, ...) is
+// encoded in your code by Boost: include <dx/archive.hpp> in the file that registers (DX_REMOTE)
+// or submits it; without it, the compiler stops with a message that names <dx/archive.hpp>.
+// Encoding and decoding share no state: they are thread-safe and do not block.
 #pragma once
-
-#include <boost/archive/binary_iarchive.hpp>
-#include <boost/archive/binary_oarchive.hpp>
-#include <boost/serialization/array.hpp>
-#include <boost/serialization/map.hpp>
-#include <boost/serialization/split_free.hpp>
-#include <boost/serialization/string.hpp>
-#include <boost/serialization/unordered_map.hpp>
-#include <boost/serialization/utility.hpp>
-#include <boost/serialization/vector.hpp>
 
 #include <array>
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <map>
 #include <optional>
 #include <span>
-#include <stdexcept>
-#include <streambuf>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -42,7 +36,20 @@
 #include <variant>
 #include <vector>
 
+// Entry points that stay visible even in a static dx, so that a plugin loaded by dx-worker (built
+// against dx::plugin, without its own copy of dx) calls the worker's copy.
+#ifndef DX_PLUGIN_API
+#define DX_PLUGIN_API __attribute__((visibility("default")))
+#endif
+
+namespace boost::archive {
+class binary_oarchive;
+}  // namespace boost::archive
+
 namespace dx {
+
+class table;
+class column;
 
 /// Opt-in point for types serialized by free functions; the default detects everything listed
 /// in the header comment.
@@ -90,6 +97,10 @@ template <class T, std::size_t N>
 struct serializable_impl<std::array<T, N>> : is_serializable<T> {};
 template <>
 struct serializable_impl<std::monostate> : std::true_type {};
+template <>
+struct serializable_impl<table> : std::true_type {};
+template <>
+struct serializable_impl<column> : std::true_type {};
 
 }  // namespace detail
 
@@ -102,129 +113,90 @@ concept serializable = is_serializable<std::remove_cvref_t<T>>::value;
 
 namespace detail {
 
-/// Archive flags used on the wire: no archive header (dx's frame has its own version) and no
-/// locale handling.
-inline constexpr unsigned archive_flags = boost::archive::no_header | boost::archive::no_codecvt;
+/// The encoders compiled once into dx (src/wire/values.cpp, src/dataframe/table_codec.cpp), so
+/// that a remote function of a common type instantiates no Boost.Serialization code in the user's
+/// file. `builtin_codec<T>::value` says whether T has one; its bytes are those of a Boost binary
+/// archive of T, as for any other type. `write` appends to `out`; `read` throws
+/// boost::archive::archive_exception (or std::exception) on bytes that are not such an archive.
+/// Both are thread-safe and do not block.
+template <class T>
+struct builtin_codec : std::false_type {};
 
-/// A streambuf appending to a std::string, so archives write straight into the frame body.
-class string_sink final : public std::streambuf {
- public:
-  explicit string_sink(std::string& out) noexcept : out_(out) {}
+#define DX_DETAIL_BUILTIN_CODEC(...)                                         \
+  template <>                                                                \
+  struct builtin_codec<__VA_ARGS__> : std::true_type {                       \
+    DX_PLUGIN_API static void write(std::string& out, const __VA_ARGS__& v); \
+    DX_PLUGIN_API static __VA_ARGS__ read(std::span<const char> in);         \
+  };
 
- protected:
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_.append(s, static_cast<std::size_t>(n));
-    return n;
-  }
-  int_type overflow(int_type c) override {
-    if (!traits_type::eq_int_type(c, traits_type::eof())) out_.push_back(traits_type::to_char_type(c));
-    return traits_type::not_eof(c);
-  }
+// The scalar types and std::string, whose codecs need no container declared.
+#define DX_DETAIL_SCALAR_CODECS(X)                                                                                    \
+  X(bool)                                                                                                             \
+  X(char)                                                                                                             \
+  X(signed char) X(unsigned char) X(short) X(unsigned short) X(int) X(unsigned) X(long) X(unsigned long) X(long long) \
+      X(unsigned long long) X(float) X(double) X(long double) X(std::string)
 
- private:
-  std::string& out_;
+// The containers of them that remote functions commonly take.
+#define DX_DETAIL_VECTOR(T) std::vector<T>
+#define DX_DETAIL_MAP(V) std::map<std::string, V>
+#define DX_DETAIL_UNORDERED_MAP(V) std::unordered_map<std::string, V>
+#define DX_DETAIL_CONTAINER_CODECS(X)                                                                                 \
+  X(DX_DETAIL_VECTOR(bool))                                                                                           \
+  X(DX_DETAIL_VECTOR(char))                                                                                           \
+  X(DX_DETAIL_VECTOR(unsigned char)) X(DX_DETAIL_VECTOR(int)) X(DX_DETAIL_VECTOR(unsigned)) X(DX_DETAIL_VECTOR(long)) \
+      X(DX_DETAIL_VECTOR(unsigned long)) X(DX_DETAIL_VECTOR(long long)) X(DX_DETAIL_VECTOR(unsigned long long))       \
+          X(DX_DETAIL_VECTOR(float)) X(DX_DETAIL_VECTOR(double)) X(DX_DETAIL_VECTOR(std::string))                     \
+              X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(double))) X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(int)))                \
+                  X(DX_DETAIL_MAP(int)) X(DX_DETAIL_MAP(long)) X(DX_DETAIL_MAP(unsigned long))                        \
+                      X(DX_DETAIL_MAP(double)) X(DX_DETAIL_MAP(std::string)) X(DX_DETAIL_UNORDERED_MAP(int))          \
+                          X(DX_DETAIL_UNORDERED_MAP(double))
+
+#define DX_DETAIL_BUILTIN_CODECS(X) DX_DETAIL_SCALAR_CODECS(X) DX_DETAIL_CONTAINER_CODECS(X) X(table) X(column)
+
+DX_DETAIL_BUILTIN_CODECS(DX_DETAIL_BUILTIN_CODEC)
+#undef DX_DETAIL_BUILTIN_CODEC
+
+/// How any other type is encoded: by Boost.Serialization in the user's code. Declared here,
+/// defined by <dx/archive.hpp>.
+template <class T>
+struct archive_codec;
+
+template <class T>
+concept archive_codec_defined = requires {
+  sizeof(archive_codec<T>);
 };
 
-/// A streambuf reading a byte range without copying it.
-class span_source final : public std::streambuf {
- public:
-  explicit span_source(std::span<const char> in) noexcept {
-    char* p = const_cast<char*>(in.data());  // read-only: the get area is never written
-    setg(p, p, p + in.size());
-  }
-};
-
-/// Appends the archive of `v` to `out`.
+/// Appends the encoding of `v` to `out`. Thread-safe; does not block.
 template <class T>
 void write_value(std::string& out, const T& v) {
-  string_sink sink(out);
-  boost::archive::binary_oarchive ar(sink, archive_flags);
-  ar << v;
+  if constexpr (builtin_codec<T>::value) {
+    builtin_codec<T>::write(out, v);
+  } else if constexpr (enum_fits_int<T>()) {
+    builtin_codec<int>::write(out, static_cast<int>(v));  // what Boost does with an enum
+  } else {
+    static_assert(archive_codec_defined<T>,
+                  "dx: this type is encoded with Boost.Serialization in your code: #include "
+                  "<dx/archive.hpp> in this file (dx compiles in the encoders of the common types only)");
+    archive_codec<T>::write(out, v);
+  }
 }
 
 /// Decodes a T written by write_value; throws boost::archive::archive_exception (or
-/// std::exception) on bytes that are not such an archive.
+/// std::exception) on bytes that are not such an encoding. Thread-safe; does not block.
 template <class T>
 T read_value(std::span<const char> in) {
-  span_source source(in);
-  boost::archive::binary_iarchive ar(source, archive_flags);
-  if constexpr (std::is_default_constructible_v<T>) {
-    T v{};
-    ar >> v;
-    return v;
+  if constexpr (builtin_codec<T>::value) {
+    return builtin_codec<T>::read(in);
+  } else if constexpr (enum_fits_int<T>()) {
+    return static_cast<T>(builtin_codec<int>::read(in));
   } else {
     static_assert(std::is_default_constructible_v<T>, "dx: a serialized type must be default-constructible");
+    static_assert(archive_codec_defined<T>,
+                  "dx: this type is decoded with Boost.Serialization in your code: #include "
+                  "<dx/archive.hpp> in this file (dx compiles in the decoders of the common types only)");
+    return archive_codec<T>::read(in);
   }
 }
 
 }  // namespace detail
 }  // namespace dx
-
-// Boost 1.74 knows boost::optional, boost::variant and boost::tuple only; these cover the std ones.
-namespace boost::serialization {
-
-// The engaged flag is a byte, not a bool: Boost loads a bool by copying a byte into it, so a
-// damaged archive would make an invalid bool (a Boost assertion failure, undefined behaviour).
-template <class Archive, class T>
-void save(Archive& ar, const std::optional<T>& v, unsigned) {
-  const std::uint8_t engaged = v.has_value() ? 1 : 0;
-  ar << engaged;
-  if (engaged) ar << *v;
-}
-template <class Archive, class T>
-void load(Archive& ar, std::optional<T>& v, unsigned) {
-  std::uint8_t engaged = 0;
-  ar >> engaged;
-  if (engaged > 1) throw std::runtime_error("dx: invalid std::optional flag in archive");
-  if (engaged == 0) {
-    v.reset();
-    return;
-  }
-  T value{};
-  ar >> value;
-  v = std::move(value);
-}
-template <class Archive, class T>
-void serialize(Archive& ar, std::optional<T>& v, unsigned version) {
-  split_free(ar, v, version);
-}
-
-template <class Archive, class... T>
-void serialize(Archive& ar, std::tuple<T...>& v, unsigned) {
-  std::apply([&](auto&... e) { ((ar & e), ...); }, v);
-}
-
-// Boost's std::array overload would form a zero-length C array.
-template <class Archive, class T>
-void serialize(Archive&, std::array<T, 0>&, unsigned) {}
-
-template <class Archive>
-void serialize(Archive&, std::monostate&, unsigned) {}
-
-template <class Archive, class... T>
-void save(Archive& ar, const std::variant<T...>& v, unsigned) {
-  const std::uint32_t index = static_cast<std::uint32_t>(v.index());
-  ar << index;
-  std::visit([&](const auto& e) { ar << e; }, v);
-}
-template <class Archive, class... T>
-void load(Archive& ar, std::variant<T...>& v, unsigned) {
-  std::uint32_t index = 0;
-  ar >> index;
-  if (index >= sizeof...(T)) throw std::runtime_error("dx: variant index out of range in archive");
-  constexpr auto loaders = []<std::size_t... I>(std::index_sequence<I...>) {
-    return std::array<void (*)(Archive&, std::variant<T...>&), sizeof...(T)>{[](Archive& a, std::variant<T...>& out) {
-      std::variant_alternative_t<I, std::variant<T...>> value{};
-      a >> value;
-      out.template emplace<I>(std::move(value));
-    }...};
-  }
-  (std::index_sequence_for<T...>{});
-  loaders[index](ar, v);
-}
-template <class Archive, class... T>
-void serialize(Archive& ar, std::variant<T...>& v, unsigned version) {
-  split_free(ar, v, version);
-}
-
-}  // namespace boost::serialization

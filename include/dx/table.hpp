@@ -12,7 +12,6 @@
 
 #include <dx/error.hpp>
 #include <dx/export.hpp>
-#include <dx/serialize.hpp>
 
 #include <compare>
 #include <cstddef>

@@ -23,7 +23,7 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
       transfer_events_(opts.metrics() ? opts.task_history() : 0) {
   if (opts_.persist_cost_model()) {
     model_path_ =
-        opts_.cost_model_file().empty() ? cost_model::default_path() : std::filesystem::path(opts_.cost_model_file());
+        std::filesystem::path(opts_.cost_model_file().empty() ? cost_model::default_path() : opts_.cost_model_file());
     try {
       if (model_.load(model_path_)) log(log_level::info, "cost model loaded from {}", model_path_.string());
     } catch (const std::exception& e) {

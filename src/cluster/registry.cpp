@@ -1,6 +1,7 @@
 // The process-wide table of registered functions (DX_REMOTE), filled during static
 // initialisation, read afterwards.
 #include <dx/remote.hpp>
+#include <dx/table.hpp>
 
 #include <cstdio>
 #include <mutex>
@@ -58,8 +59,22 @@ void throw_undecodable_argument(std::size_t index, const char* what) {
   throw_error(error_kind::protocol, "argument " + std::to_string(index) + " does not decode: " + what);
 }
 
+void check_argument_count(std::size_t given, std::size_t expected) {
+  if (given != expected) throw_undecodable_argument(given, "wrong number of arguments");
+}
+
 std::exception_ptr undecodable_result(const char* what) {
   return make_error(error_kind::protocol, std::string("a remote result does not decode: ") + what);
 }
+
+}  // namespace dx::detail
+
+namespace dx::detail {
+
+// A plugin loaded by dx-worker calls the common types' encoders (src/wire/values.cpp,
+// src/dataframe/table_codec.cpp) in the executable, which links the registry for it: these
+// references link the encoders along with it.
+[[gnu::used]] static void (*const keep_builtin_codecs)(std::string&, const int&) = &builtin_codec<int>::write;
+[[gnu::used]] static void (*const keep_table_codecs)(std::string&, const table&) = &builtin_codec<table>::write;
 
 }  // namespace dx::detail

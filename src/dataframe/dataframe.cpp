@@ -1,4 +1,5 @@
 // dx::dataframe: building plans, and running them on a cluster's local threads or its workers.
+#include <dx/archive.hpp>
 #include <dx/cluster.hpp>
 #include <dx/dataframe.hpp>
 #include <dx/remote.hpp>

@@ -318,7 +318,8 @@ bool impl::parse(std::string_view text, const std::string& path) {
 
 // ---- cost_model: files ------------------------------------------------------------------------------
 
-void cost_model::save(const std::filesystem::path& path) const {
+void cost_model::save(const std::string& path_text) const {
+  const std::filesystem::path path(path_text);
   if (path.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
@@ -355,7 +356,8 @@ void cost_model::save(const std::filesystem::path& path) const {
   impl_->mark_saved();
 }
 
-bool cost_model::load(const std::filesystem::path& path) {
+bool cost_model::load(const std::string& path_text) {
+  const std::filesystem::path path(path_text);
   std::string text;
   if (!read_file(path, text)) return false;
   impl loaded;
@@ -367,7 +369,9 @@ bool cost_model::load(const std::filesystem::path& path) {
   return true;
 }
 
-std::filesystem::path cost_model::default_path() {
+namespace {
+
+std::filesystem::path default_model_path() {
   const auto env = [](const char* name) -> std::string {
     const char* v = std::getenv(name);
     return v ? v : "";
@@ -383,5 +387,9 @@ std::filesystem::path cost_model::default_path() {
   if (home.empty()) return std::filesystem::temp_directory_path() / relative;
   return std::filesystem::path(home) / ".local" / "state" / relative;
 }
+
+}  // namespace
+
+std::string cost_model::default_path() { return default_model_path().string(); }
 
 }  // namespace dx

@@ -1,6 +1,6 @@
 #include "wire/messages.hpp"
 
-#include <dx/serialize.hpp>
+#include <dx/archive.hpp>
 
 #include <boost/archive/binary_iarchive_impl.hpp>
 #include <boost/archive/detail/archive_serializer_map.hpp>

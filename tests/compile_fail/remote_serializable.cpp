@@ -1,5 +1,7 @@
 // Must compile: the control for remote_not_serializable.cpp, the same code with a serializable
-// parameter type, so that the compile_fail test cannot pass because of an unrelated error.
+// parameter type, and for remote_needs_archive.cpp, the same code with <dx/archive.hpp>, so that
+// the compile_fail tests cannot pass because of an unrelated error.
+#include <dx/archive.hpp>
 #include <dx/remote.hpp>
 
 struct NoSerialize {

@@ -2,6 +2,7 @@
 // net_functions.cpp, so every worker process of dx_net_tests has them).
 #pragma once
 
+#include <dx/archive.hpp>
 #include <dx/dx.hpp>
 
 #include <cstdint>

@@ -1,5 +1,7 @@
 // Aggregation kernels (partial, combine, finalize), distinct_rows and describe_table, checked
 // against answers computed here with plain std::map loops.
+#include <dx/archive.hpp>
+
 #include <catch2/catch.hpp>
 
 #include "dataframe/kernels.hpp"

@@ -1,12 +1,12 @@
 // dx/detail/shared_state.hpp — the state shared by a promise and its futures. Not for users.
 #pragma once
 
+#include <dx/detail/chrono.hpp>
 #include <dx/detail/runtime.hpp>
 #include <dx/error.hpp>
 #include <dx/export.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <optional>

@@ -1,0 +1,212 @@
+// dx/detail/remote_call.hpp — what DX_REMOTE and cluster::submit need to call a function in
+// another process: the registry's entry points, decoding and calling from bytes, and the future
+// state of a remote result. Each template here is a few lines per function or type; the work
+// (registry, archives of the common types, errors) is compiled into dx. Not for users: include
+// <dx/remote.hpp>.
+#pragma once
+
+#include <dx/detail/shared_state.hpp>
+#include <dx/export.hpp>
+#include <dx/serialize.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// Registration entry points stay visible even in a static dx, so that a plugin loaded by
+// dx-worker (built against dx::plugin, without its own copy of dx) registers into the worker.
+#ifndef DX_PLUGIN_API
+#define DX_PLUGIN_API __attribute__((visibility("default")))
+#endif
+
+namespace dx::detail {
+
+class head_core;
+
+using byte_view = std::span<const char>;
+
+/// Decodes the arguments, calls the function, returns the encoded result. Throws what the
+/// function throws, or dx::protocol_error for arguments that do not decode.
+using remote_invoker = std::string (*)(std::span<const byte_view> args);
+
+/// A registered function: its stable name and how to call it from bytes.
+struct remote_function {
+  std::string name;
+  remote_invoker invoke = nullptr;
+  void (*address)() = nullptr;
+  std::size_t arity = 0;
+};
+
+/// Adds `fn` to the process-wide registry (static initialisation). Registering the same function
+/// twice is harmless; a second, different function under a taken name is reported on stderr and
+/// ignored. Returns whether the name now maps to this function. Thread-safe; does not block.
+DX_PLUGIN_API bool register_remote(const char* name, remote_invoker invoke, void (*address)(),
+                                   std::size_t arity) noexcept;
+/// The function registered under `name`, or nullptr. Thread-safe; does not block.
+DX_PLUGIN_API const remote_function* find_remote(std::string_view name) noexcept;
+/// The registration of the function at `address`, or nullptr. Thread-safe; does not block.
+DX_PLUGIN_API const remote_function* find_remote_by_address(void (*address)()) noexcept;
+
+template <class F>
+struct function_signature;
+template <class R, class... P>
+struct function_signature<R (*)(P...)> {
+  using result = R;
+  using params = std::tuple<std::decay_t<P>...>;
+};
+template <class R, class... P>
+struct function_signature<R (*)(P...) noexcept> : function_signature<R (*)(P...)> {};
+
+template <class T>
+constexpr bool result_serializable_v = std::is_void_v<T> || serializable<T>;
+
+[[noreturn]] DX_PLUGIN_API void throw_undecodable_argument(std::size_t index, const char* what);
+/// Throws dx::protocol_error unless a call brought `expected` arguments.
+DX_PLUGIN_API void check_argument_count(std::size_t given, std::size_t expected);
+
+/// Argument `i` of a call, decoded; a decoding failure becomes dx::protocol_error naming `i`.
+template <class T>
+T decode_argument(std::span<const byte_view> args, std::size_t i) {
+  try {
+    return read_value<T>(args[i]);
+  } catch (const std::exception& e) {
+    throw_undecodable_argument(i, e.what());
+  }
+}
+
+template <auto F, class R, class... P, std::size_t... I>
+std::string invoke_remote_with(std::span<const byte_view> args, std::index_sequence<I...>) {
+  check_argument_count(args.size(), sizeof...(P));
+  // Braced initialisation decodes the arguments in order, so a failure names the first bad one.
+  std::tuple<P...> decoded{decode_argument<P>(args, I)...};
+  std::string out;
+  if constexpr (std::is_void_v<R>) {
+    F(std::move(std::get<I>(decoded))...);
+  } else {
+    write_value(out, F(std::move(std::get<I>(decoded))...));
+  }
+  return out;
+}
+
+template <auto F, class R, class... P>
+std::string invoke_remote(std::span<const byte_view> args) {
+  return invoke_remote_with<F, R, std::decay_t<P>...>(args, std::index_sequence_for<P...>{});
+}
+
+template <auto F, class R, class... P>
+remote_invoker remote_invoker_of(R (*)(P...)) {
+  return &invoke_remote<F, R, P...>;
+}
+template <auto F, class R, class... P>
+remote_invoker remote_invoker_of(R (*)(P...) noexcept) {
+  return &invoke_remote<F, R, P...>;
+}
+
+template <class P>
+constexpr bool check_param() {
+  static_assert(serializable<P>,
+                "dx: a parameter of this DX_REMOTE function is not serializable. Give the type a "
+                "`template <class Archive> void serialize(Archive&, unsigned)` member, include "
+                "<dx/eigen.hpp> for Eigen types, or specialise dx::is_serializable for it.");
+  return true;
+}
+template <class Params>
+struct check_params;
+template <class... P>
+struct check_params<std::tuple<P...>> {
+  static constexpr bool value = (check_param<P>() && ...);
+};
+
+/// Registers `F` under `name`; what DX_REMOTE_AS expands to. Thread-safe; does not block.
+template <auto F>
+bool register_remote_function(const char* name) noexcept {
+  using fn_type = decltype(F);
+  static_assert(std::is_pointer_v<fn_type> && std::is_function_v<std::remove_pointer_t<fn_type>>,
+                "dx: DX_REMOTE takes a function (not a lambda or member function); cast an overloaded "
+                "function to the wanted signature");
+  using sig = function_signature<fn_type>;
+  static_assert(check_params<typename sig::params>::value);
+  static_assert(result_serializable_v<typename sig::result>,
+                "dx: the result type of this DX_REMOTE function is not serializable. Give the type a "
+                "`template <class Archive> void serialize(Archive&, unsigned)` member, include "
+                "<dx/eigen.hpp> for Eigen types, or specialise dx::is_serializable for it.");
+  return register_remote(name, remote_invoker_of<F>(F), reinterpret_cast<void (*)()>(F),
+                         std::tuple_size_v<typename sig::params>);
+}
+
+// ---- the head side: futures of remote results ---------------------------------------------------
+
+/// The non-template face of a remote result's future state, through which the head delivers the
+/// bytes or the error.
+class DX_API remote_result {
+ public:
+  virtual ~remote_result();
+  /// Decodes and publishes the value; a value that does not decode becomes a protocol_error.
+  virtual void deliver(byte_view bytes) noexcept = 0;
+  virtual void fail(std::exception_ptr e) noexcept = 0;
+  virtual state_base& state() noexcept = 0;
+
+  std::shared_ptr<head_core> head;
+  std::uint64_t task_id = 0;
+
+ protected:
+  /// Asks the head for the value (it may still be computing, or held by a worker).
+  void request_value() noexcept;
+  /// Tells the head the value is no longer wanted by this future.
+  void released() noexcept;
+};
+
+DX_API std::exception_ptr undecodable_result(const char* what);
+
+template <class T>
+class remote_state final : public shared_state<T>, public remote_result {
+ public:
+  remote_state() { this->lazy_ = true; }
+  ~remote_state() override { released(); }
+
+  void deliver(byte_view bytes) noexcept override {
+    if constexpr (std::is_void_v<T>) {
+      (void)bytes;
+      this->publish();
+    } else {
+      try {
+        this->emplace(read_value<T>(bytes));
+      } catch (const std::exception& e) {
+        this->set_error(undecodable_result(e.what()));
+        return;
+      }
+      this->publish();
+    }
+  }
+  void fail(std::exception_ptr e) noexcept override { this->set_error(std::move(e)); }
+  state_base& state() noexcept override { return *this; }
+
+ protected:
+  void demand() noexcept override { request_value(); }
+};
+
+/// One argument of a remote call as the head receives it: bytes known at submit time, or a
+/// future whose value becomes the argument (a remote result by reference, a local one encoded
+/// when ready).
+struct remote_arg {
+  std::string bytes;
+  state_base* dependency = nullptr;  // one reference owned
+  std::string (*encode)(state_base&) = nullptr;
+  bool shared = false;  // a shared_future: copy the value out, never move
+};
+
+template <class T, bool Shared>
+std::string encode_ready_value(state_base& s) {
+  std::string out;
+  write_value(out, static_cast<shared_state<T>&>(s).value());
+  return out;
+}
+
+}  // namespace dx::detail
