@@ -14,6 +14,7 @@
 #include <dx/executor.hpp>
 #include <dx/forecast.hpp>
 #include <dx/future.hpp>
+#include <dx/log.hpp>
 #include <dx/metrics.hpp>
 #include <dx/options.hpp>
 #include <dx/progress.hpp>
