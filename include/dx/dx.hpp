@@ -15,6 +15,7 @@
 #include <dx/forecast.hpp>
 #include <dx/future.hpp>
 #include <dx/hint.hpp>
+#include <dx/log.hpp>
 #include <dx/metrics.hpp>
 #include <dx/options.hpp>
 #include <dx/progress.hpp>

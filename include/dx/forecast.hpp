@@ -8,7 +8,9 @@
 // The point estimate comes from running the placement policy forward over the tasks not finished
 // yet with the cost model's predictions (what is placed stays where it is, what is not yet ready
 // is placed where it would finish first); the spread is propagated from the predictions' spreads
-// on the worker that finishes last. Tasks not submitted yet are not foreseen.
+// on the worker that finishes last. Tasks not submitted yet are not foreseen. Until the cost model
+// has seen a kind run a few times its predictions are guesses: `calibrated` says so, and which
+// kinds.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +36,13 @@ struct forecast {
   std::vector<worker_backlog> workers;
   std::string bottleneck;  ///< "worker w2" (it finishes well after the others) or "kind fft" (most work)
   std::vector<std::string> critical_path;  ///< kinds along the longest chain left, first to last
+  /// False while some of the tasks left are predicted from a guess (a kind run fewer than the
+  /// cost model's min_samples() times, or at sizes far from those seen; an unseen kind counts as
+  /// 0.5 s): remaining_seconds is then no more than a guess. dx::progress and the dashboard say
+  /// "calibrating" and estimate from the observed completion rate instead.
+  bool calibrated = true;
+  std::size_t uncalibrated_tasks = 0;           ///< tasks left whose prediction is a guess
+  std::vector<std::string> uncalibrated_kinds;  ///< their kinds, sorted
 };
 
 }  // namespace dx

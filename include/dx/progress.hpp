@@ -7,7 +7,9 @@
 //
 // On a terminal the bar redraws in place; otherwise (a log file, CI) a plain line is printed
 // every few seconds and once at the end. With a cluster, the ETA is the cluster's forecast of
-// its remaining work; without one, it is extrapolated from the rate so far. Readiness is tested
+// its remaining work; without one, it is extrapolated from the rate so far, as it is while the
+// cluster's cost model is still learning the kinds left ("ETA 12.0 s (calibrating)": its
+// predictions would be default durations). Readiness is tested
 // the way is_ready() does (a remote result is fetched); values are not consumed.
 #pragma once
 
@@ -39,6 +41,10 @@ struct progress_options {
 
 namespace detail {
 DX_API void run_progress(std::vector<state_base*> states, const cluster* cl, const progress_options& opts);
+/// One line of the display (without the redraw codes). `calibrating`: `eta` comes from the rate
+/// so far because the cluster's predictions are still guesses.
+DX_API std::string describe_progress(std::size_t total, std::size_t done, std::size_t failed, double elapsed,
+                                     const progress_options& opts, double eta, bool bar, bool calibrating);
 
 template <class Range>
 std::vector<state_base*> states_of(Range& futures) {

@@ -6,6 +6,7 @@
 #include "cluster/cluster_alerts.hpp"
 #include "cluster/head.hpp"
 #include "common/atomic_file.hpp"
+#include "common/log.hpp"
 #include "observe/runtime_stats.hpp"
 
 #include <fmt/format.h>
@@ -39,6 +40,7 @@ cluster::cluster(const options& opts)
       metrics_(std::make_unique<dx::metrics>()),
       local_(std::make_unique<executor>(local_threads(opts))),
       alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, opts.heartbeat_interval())) {
+  detail::init_log_from_environment();  // a bad DX_LOG is reported as the cluster starts
   if (opts.distributed()) {
     become_worker_if_spawned();
     head_ = detail::head_core::create(opts, *local_, *metrics_, alerts_->center());

@@ -300,6 +300,9 @@ dx::forecast head_impl::forecast() const {
   f.tasks_left = r.tasks_left;
   f.bottleneck = r.bottleneck;
   f.critical_path = r.critical_path;
+  f.calibrated = r.uncalibrated_tasks == 0;
+  f.uncalibrated_tasks = r.uncalibrated_tasks;
+  f.uncalibrated_kinds = r.uncalibrated_kinds;
   for (const auto& w : r.workers) f.workers.push_back({w.name, w.backlog_seconds, w.queued});
   return f;
 }

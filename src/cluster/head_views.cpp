@@ -70,6 +70,8 @@ observe::state_record head_impl::view_state() const {
   s.tasks_left = fc.tasks_left;
   s.bottleneck = fc.bottleneck;
   s.critical_path = fc.critical_path;
+  s.uncalibrated_kinds = fc.uncalibrated_kinds;
+  s.completion_rate = observe::completion_rate(task_events_, now_seconds(), 30.0);
   s.events_first = task_events_.first();
   s.events_next = task_events_.next();
   // Tasks running now (as heartbeats reported them), for the task stream's open bars.

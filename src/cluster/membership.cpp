@@ -16,6 +16,8 @@ void head_impl::spawn_processes(std::size_t n) {
   const std::string program = opts_.worker_program().empty() ? current_program() : opts_.worker_program();
   std::map<std::string, std::string> env{{"DX_WORKER_OF", std::to_string(::getpid())}};
   if (!token_.empty()) env["DX_TOKEN"] = token_;
+  // A level chosen with dx::set_log_level holds for the workers this head starts, too.
+  if (log_level_set_in_code()) env["DX_LOG"] = dx::to_string(dx::get_log_level());
   for (std::size_t i = 0; i < n; ++i) {
     std::vector<std::string> args{"--dx-worker",
                                   "--connect",

@@ -28,7 +28,12 @@ struct progress_state {
   double elapsed = 0;
 };
 
-std::string describe(const progress_state& p, const progress_options& o, double eta, bool bar) {
+}  // namespace
+
+/// `calibrating`: the cluster's predictions are still guesses, so `eta` is the completion rate's.
+std::string describe_progress(std::size_t total, std::size_t done, std::size_t failed, double elapsed,
+                              const progress_options& o, double eta, bool bar, bool calibrating) {
+  progress_state p{total, done, failed, elapsed};
   std::string out;
   if (!o.label.empty()) out += o.label + " ";
   const double fraction = p.total ? static_cast<double>(p.done) / static_cast<double>(p.total) : 1.0;
@@ -44,14 +49,13 @@ std::string describe(const progress_state& p, const progress_options& o, double 
   out += fmt::format("{}/{} {:3.0f}%  {:.1f}/s", p.done, p.total, fraction * 100, rate);
   if (p.done < p.total) {
     out += "  ETA " + format_seconds(eta);
+    if (calibrating) out += " (calibrating)";
   } else {
     out += "  done in " + format_seconds(p.elapsed);
   }
   if (p.failed) out += fmt::format("  ({} failed)", p.failed);
   return out;
 }
-
-}  // namespace
 
 void run_progress(std::vector<state_base*> states, const cluster* cl, const progress_options& opts) {
   std::FILE* out = opts.stream ? opts.stream : stderr;
@@ -80,14 +84,18 @@ void run_progress(std::vector<state_base*> states, const cluster* cl, const prog
     p.elapsed = std::chrono::duration<double>(clock::now() - start).count();
   };
   // The forecast list-schedules everything left at the head: asked for at most once a second.
+  // While its predictions are guesses (kinds not seen often enough), the rate so far is the estimate.
   double forecast_left = std::nan("");
+  bool calibrating = false;
   auto forecast_at = start - std::chrono::seconds(2);
   auto eta = [&] {
     if (cl) {
       const auto now = clock::now();
       if (now - forecast_at >= std::chrono::seconds(1)) {
         const dx::forecast f = cl->forecast();
-        forecast_left = f.tasks_left > 0 || f.remaining_seconds > 0 ? f.remaining_seconds : std::nan("");
+        calibrating = !f.calibrated;
+        forecast_left =
+            (f.tasks_left > 0 || f.remaining_seconds > 0) && f.calibrated ? f.remaining_seconds : std::nan("");
         forecast_at = now;
       }
       if (!std::isnan(forecast_left))
@@ -97,7 +105,8 @@ void run_progress(std::vector<state_base*> states, const cluster* cl, const prog
     return rate > 0 ? static_cast<double>(p.total - p.done) / rate : std::nan("");
   };
   auto print = [&](bool last) {
-    const std::string line = describe(p, opts, p.done < p.total ? eta() : 0, bar);
+    const double left = p.done < p.total ? eta() : 0;
+    const std::string line = describe_progress(p.total, p.done, p.failed, p.elapsed, opts, left, bar, calibrating);
     if (bar) {
       // \r and erase-to-end redraw the line in place.
       std::fprintf(out, "\r%s\x1b[K%s", line.c_str(), last ? "\n" : "");

@@ -11,10 +11,19 @@
 #include <dlfcn.h>
 #include <signal.h>
 
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace dx {
 
@@ -27,81 +36,167 @@ bool is_worker(int argc, char** argv) noexcept {
 namespace {
 
 constexpr const char* usage =
-    "usage: dx-worker --connect HOST:PORT [--token-file FILE] [--threads N] [--resources NAME=AMOUNT,...]\n"
-    "                 [--plugin LIB.so]... [--name ID] [--listen HOST:PORT] [--max-frame-size BYTES]\n"
-    "                 [--slowdown F]\n"
-    "The token may also come from the DX_TOKEN environment variable.\n";
+    "usage: dx-worker --connect HOST:PORT [options]\n"
+    "Joins a dx head and runs the registered functions of the plugins it loads (and of the\n"
+    "application, when an application binary runs as a worker with --dx-worker).\n"
+    "\n"
+    "options (default in brackets):\n"
+    "  --connect HOST:PORT        the head's address; required. e.g. --connect head.lan:7700\n"
+    "  --token-file FILE          file holding the cluster's token [none: $DX_TOKEN, else no token]\n"
+    "                             e.g. --token-file /etc/dx/dx.token\n"
+    "  --threads N                threads running tasks, at least 1 [1]. e.g. --threads 16\n"
+    "  --resources NAME=AMOUNT,.. capacities tasks may declare needs of [cpu=threads]\n"
+    "                             e.g. --resources gpu=2,mem_mb=16000\n"
+    "  --plugin LIB.so            a library of DX_REMOTE functions to load; repeatable [none]\n"
+    "                             e.g. --plugin ./libmytasks.so\n"
+    "  --name ID                  the worker's id in the cluster [assigned by the head]\n"
+    "                             e.g. --name gpu-box-1\n"
+    "  --listen HOST:PORT         where other workers fetch results from this one [127.0.0.1:0 when\n"
+    "                             the head is on loopback, else 0.0.0.0:0 (any free port)]\n"
+    "                             e.g. --listen 10.0.0.5:7800\n"
+    "  --max-frame-size BYTES     largest message accepted, at least 1024 [268435456 (256 MiB)]\n"
+    "                             e.g. --max-frame-size 1073741824\n"
+    "  --slowdown F               run each task F times as long, F >= 1; a testing aid for\n"
+    "                             heterogeneous clusters on one machine [1]. e.g. --slowdown 3\n"
+    "  --log-level LEVEL          debug, info, warn, error or off [$DX_LOG, else warn]\n"
+    "                             e.g. --log-level info\n"
+    "  -h, --help                 this text\n"
+    "\n"
+    "environment: DX_TOKEN (the token, when --token-file is not given), DX_LOG (log level).\n"
+    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
+    "could not be reached; 2 a bad command line.\n"
+    "\n"
+    "example: dx-worker --connect head.lan:7700 --token-file dx.token --plugin ./libmytasks.so \\\n"
+    "             --threads 16 --resources gpu=1\n";
+
+/// A command-line mistake: reported with the usage hint and exit code 2.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void bad_value(const std::string& option, const std::string& value, const std::string& expected) {
+  throw usage_error(option + ": '" + value + "' is not " + expected);
+}
+
+std::uint64_t parse_count(const std::string& option, const std::string& value, std::uint64_t min, std::uint64_t max,
+                          const std::string& expected) {
+  std::uint64_t n = 0;
+  const char* first = value.data();
+  const char* last = first + value.size();
+  const auto [end, ec] = std::from_chars(first, last, n);
+  if (value.empty() || ec != std::errc{} || end != last || n < min || n > max) bad_value(option, value, expected);
+  return n;
+}
+
+double parse_number(const std::string& option, const std::string& value, const std::string& expected) {
+  char* end = nullptr;
+  errno = 0;
+  const double x = value.empty() ? std::nan("") : std::strtod(value.c_str(), &end);
+  if (value.empty() || !end || *end != '\0' || errno == ERANGE || !std::isfinite(x)) bad_value(option, value, expected);
+  return x;
+}
 
 std::map<std::string, double> parse_resources(const std::string& spec) {
   std::map<std::string, double> out;
+  const std::string expected = "a list of NAME=AMOUNT (e.g. gpu=2,mem_mb=16000)";
+  if (spec.empty()) bad_value("--resources", spec, expected);
   std::size_t pos = 0;
-  while (pos < spec.size()) {
+  while (pos <= spec.size()) {
     const auto comma = spec.find(',', pos);
     const std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
-      detail::throw_error(detail::error_kind::generic, "bad --resources item '" + item + "' (expected name=amount)");
-    char* end = nullptr;
-    const double amount = std::strtod(item.c_str() + eq + 1, &end);
-    if (!end || *end != '\0' || amount < 0)
-      detail::throw_error(detail::error_kind::generic, "bad amount in --resources item '" + item + "'");
-    out[item.substr(0, eq)] = amount;
+      throw usage_error("--resources: item '" + item + "' of '" + spec + "' is not NAME=AMOUNT");
+    const std::string amount = item.substr(eq + 1);
+    const double x = parse_number("--resources", amount, "an amount (a number >= 0) in item '" + item + "'");
+    if (x < 0) bad_value("--resources", amount, "an amount (a number >= 0) in item '" + item + "'");
+    out[item.substr(0, eq)] = x;
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
   return out;
 }
 
+void check_address(const std::string& option, const std::string& value) {
+  const auto colon = value.rfind(':');
+  const std::string expected = "HOST:PORT (e.g. 127.0.0.1:7700)";
+  const std::string port = colon == std::string::npos ? std::string() : value.substr(colon + 1);
+  std::uint16_t n = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (colon == 0 || port.empty() || ec != std::errc{} || end != port.data() + port.size())
+    bad_value(option, value, expected);
+}
+
 }  // namespace
 
 int worker_main(int argc, char** argv) {
+  detail::init_log_from_environment();  // a bad DX_LOG is reported before anything else
   detail::worker_config cfg;
   std::vector<std::string> plugins;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&]() -> std::string {
-        if (i + 1 >= argc) detail::throw_error(detail::error_kind::generic, "missing value after " + a);
+        if (i + 1 >= argc) throw usage_error(a + " needs a value");
         return argv[++i];
       };
       if (a == "--dx-worker") continue;
       if (a == "--connect") {
         cfg.connect = value();
+        check_address(a, cfg.connect);
       } else if (a == "--token-file") {
-        cfg.token = detail::read_token_file(value());
+        const std::string file = value();
+        try {
+          cfg.token = detail::read_token_file(file);
+        } catch (const std::exception& e) {
+          throw usage_error(std::string("--token-file: ") + e.what());
+        }
       } else if (a == "--threads") {
-        cfg.threads = static_cast<std::size_t>(std::stoul(value()));
+        cfg.threads = static_cast<std::size_t>(parse_count(a, value(), 1, 4096, "a whole number from 1 to 4096"));
       } else if (a == "--resources") {
         cfg.resources = parse_resources(value());
       } else if (a == "--plugin") {
         plugins.push_back(value());
       } else if (a == "--name") {
         cfg.name = value();
+        if (cfg.name.empty()) bad_value(a, cfg.name, "a worker id (it is empty)");
       } else if (a == "--listen") {
         cfg.data_listen = value();
+        check_address(a, cfg.data_listen);
       } else if (a == "--max-frame-size") {
-        cfg.max_frame_size = std::stoull(value());
+        cfg.max_frame_size = parse_count(a, value(), 1024, std::numeric_limits<std::uint64_t>::max(),
+                                         "a number of bytes of at least 1024");
       } else if (a == "--slowdown") {
-        cfg.slowdown = std::stod(value());
+        const std::string v = value();
+        cfg.slowdown = parse_number(a, v, "a factor of at least 1 (e.g. 3)");
+        if (cfg.slowdown < 1) bad_value(a, v, "a factor of at least 1 (e.g. 3)");
+      } else if (a == "--log-level") {
+        const std::string v = value();
+        const auto level = parse_log_level(v);
+        if (!level) bad_value(a, v, "a log level (debug, info, warn, error or off)");
+        set_log_level(*level);
       } else if (a == "--help" || a == "-h") {
         std::fputs(usage, stdout);
         return 0;
       } else {
-        detail::throw_error(detail::error_kind::generic, "unknown argument '" + a + "'");
+        throw usage_error("unknown option '" + a + "'");
       }
     }
-    if (cfg.connect.empty()) detail::throw_error(detail::error_kind::generic, "--connect HOST:PORT is required");
+    if (cfg.connect.empty()) throw usage_error("--connect HOST:PORT is required");
     if (cfg.token.empty())
       if (const char* t = std::getenv("DX_TOKEN")) cfg.token = t;
-    for (const auto& p : plugins) {
-      // RTLD_GLOBAL is not needed: the plugin's DX_REMOTE registrations run in its static
-      // initialisers and land in this process's registry.
-      if (!::dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL))
-        detail::throw_error(detail::error_kind::generic, "cannot load plugin '" + p + "': " + ::dlerror());
-    }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dx-worker: %s\n%s", e.what(), usage);
+    std::fprintf(stderr, "dx-worker: %s\nTry 'dx-worker --help'.\n", e.what());
     return 2;
+  }
+  for (const auto& p : plugins) {
+    // RTLD_GLOBAL is not needed: the plugin's DX_REMOTE registrations run in its static
+    // initialisers and land in this process's registry.
+    if (!::dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      std::fprintf(stderr, "dx-worker: --plugin: cannot load '%s': %s\nTry 'dx-worker --help'.\n", p.c_str(),
+                   ::dlerror());
+      return 2;
+    }
   }
 
   const char* parent = std::getenv("DX_WORKER_OF");

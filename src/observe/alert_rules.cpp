@@ -73,8 +73,10 @@ void alert_center::on_alert(std::function<void(const alert&)> callback) {
 }
 
 void alert_center::raise(alert a) {
-  log(log_level::warn, "alert {}: {}", to_string(a.kind), a.message);
   std::lock_guard lock(mutex_);
+  // An alert an on_alert callback receives is the application's to report: logged at info, so
+  // the default level does not print it a second time. Nobody listening: a warning.
+  log(callbacks_.empty() ? log_level::warn : log_level::info, "alert {}: {}", to_string(a.kind), a.message);
   ++by_kind_[static_cast<std::size_t>(a.kind)];
   recent_.push_back(a);
   if (recent_.size() > max_recent) recent_.pop_front();

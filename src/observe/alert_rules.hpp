@@ -39,8 +39,8 @@ class alert_center {
   bool has_rules() const;
   /// Thread-safe; the callback runs on the thread that calls deliver().
   void on_alert(std::function<void(const alert&)> callback);
-  /// Records an alert (logged at warning level) for the callbacks, the recent list and the
-  /// metric. Thread-safe; never calls back into the caller.
+  /// Records an alert (logged at warning level, or at info when a callback will receive it) for the callbacks, the
+  /// recent list and the metric. Thread-safe; never calls back into the caller.
   void raise(alert a);
   /// Reads the metrics the rules watch and raises the alerts of the rules whose condition has
   /// held long enough. `now`: seconds on any steady clock. Reading metrics runs the registry's

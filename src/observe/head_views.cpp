@@ -13,6 +13,29 @@
 
 namespace dx::detail::observe {
 
+std::optional<double> shown_remaining_seconds(const state_record& s) {
+  if (s.uncalibrated_kinds.empty()) return s.remaining_seconds;
+  if (s.tasks_left == 0) return 0.0;
+  if (!s.completion_rate || *s.completion_rate <= 0) return std::nullopt;
+  return static_cast<double>(s.tasks_left) / *s.completion_rate;
+}
+
+std::optional<double> completion_rate(const history<task_event>& events, double now, double window) {
+  std::size_t done = 0;
+  double earliest_start = now;
+  for (std::uint64_t seq = events.next(); seq > events.first();) {
+    const task_event& e = events.at(--seq);
+    const double end = e.start + e.duration;
+    if (end <= now - window) break;  // events are recorded as attempts end
+    if (e.status != attempt_end::done) continue;
+    ++done;
+    earliest_start = std::min(earliest_start, e.start);
+  }
+  const double span = now - std::max(earliest_start, now - window);
+  if (done == 0 || span <= 0) return std::nullopt;
+  return static_cast<double>(done) / span;
+}
+
 std::string state_json(const state_record& s) {
   using nlohmann::json;
   json j;
@@ -71,13 +94,24 @@ std::string state_json(const state_record& s) {
                 {"moved", moved}};
   j["kinds"] = std::move(kinds);
   j["workers"] = std::move(workers);
-  j["forecast"] = {{"remaining_seconds", s.remaining_seconds},
-                   {"remaining_sd", s.remaining_sd},
+  // While predictions are guesses, the time left comes from the completion rate (null before the
+  // first completion) and carries no spread; `estimate` says which.
+  const bool calibrated = s.uncalibrated_kinds.empty();
+  const std::optional<double> remaining = shown_remaining_seconds(s);
+  j["forecast"] = {{"remaining_seconds", remaining ? json(*remaining) : json(nullptr)},
+                   {"remaining_sd", calibrated ? json(s.remaining_sd) : json(nullptr)},
                    {"lower_bound_seconds", s.lower_bound_seconds},
-                   {"finish_time", s.finish_time},
+                   {"finish_time", remaining ? json(s.now + *remaining) : json(nullptr)},
                    {"tasks_left", s.tasks_left},
                    {"bottleneck", s.bottleneck},
-                   {"critical_path", s.critical_path}};
+                   {"critical_path", s.critical_path},
+                   {"calibrated", calibrated},
+                   {"uncalibrated_kinds", s.uncalibrated_kinds},
+                   {"estimate", calibrated  ? "forecast"
+                                : remaining ? "completion rate"
+                                            : "none"},
+                   {"completion_rate", s.completion_rate ? json(*s.completion_rate) : json(nullptr)},
+                   {"predicted_remaining_seconds", s.remaining_seconds}};
   json alerts = json::array();
   for (const alert& a : s.alerts)
     alerts.push_back({{"kind", to_string(a.kind)},

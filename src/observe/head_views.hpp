@@ -50,6 +50,9 @@ struct state_record {
   std::vector<worker_record> workers;  // the head's own threads first
   double remaining_seconds = 0, remaining_sd = 0, lower_bound_seconds = 0, finish_time = 0;
   std::size_t tasks_left = 0;
+  // The forecast's predictions of what is left are guesses for these kinds (empty: calibrated).
+  std::vector<std::string> uncalibrated_kinds;
+  std::optional<double> completion_rate;  // tasks completed per second recently; none: no completions
   std::string bottleneck;
   std::vector<std::string> critical_path;
   std::vector<alert> alerts;
@@ -75,6 +78,12 @@ class head_view_source {
   virtual std::string metrics_text() const = 0;
 };
 
+/// The time left as the dashboard shows it: the forecast's when it is calibrated; while it is not,
+/// tasks_left over the observed completion rate (none before the first completion).
+std::optional<double> shown_remaining_seconds(const state_record& s);
+/// Completions per second from a history of attempts: those that ended in the last `window`
+/// seconds before `now`, over the time since the earliest of them started (at most `window`).
+std::optional<double> completion_rate(const history<task_event>& events, double now, double window);
 std::string state_json(const state_record& s);
 std::string tasks_json(const task_page& p);
 /// Routes a request: the dashboard, /metrics, /api/state, /api/tasks, /api/trace; 400 for bad

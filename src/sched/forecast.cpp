@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <queue>
+#include <set>
 
 namespace dx::sched {
 
@@ -59,11 +60,16 @@ forecast_result scheduler::forecast(double now) const {
     return ready;
   };
   std::vector<state::remote_input> inputs;
+  std::set<std::string> guessed_kinds;
   auto run_on = [&](std::size_t idx, const task_rec& t, double ready, task_id crit) {
     sim_worker& sw = ws[idx];
     const bool indexed = s.in_buckets(*sw.w);
     if (indexed) by_bucket[sw.bucket].erase({sw.free.top(), idx});
     const prediction p = s.predict_class(t, sw.w->cls);
+    if (!p.calibrated) {
+      ++r.uncalibrated_tasks;
+      guessed_kinds.insert(s.m.kind_name(t.kind));
+    }
     double duration = p.mean * sw.w->factor;  // the learned speed, whatever the policy assumes
     s.gather_inputs(t, inputs);
     double start = std::max(sw.free.top(), ready + state::transfer_cost(inputs, sw.w->id));
@@ -162,6 +168,7 @@ forecast_result scheduler::forecast(double now) const {
     if (it != s.tasks.end() && it->second.state == task_state::waiting) place(it->second);
   }
   r.tasks_left = finish_at.size();
+  r.uncalibrated_kinds.assign(guessed_kinds.begin(), guessed_kinds.end());
   const sim_worker* last = nullptr;
   double mean_finish = 0;
   for (auto& sw : ws) {

@@ -125,6 +125,10 @@ struct forecast_result {
   std::vector<std::string> critical_path;  // kinds, first to last, of the longest remaining chain
   std::vector<task_id> critical_tasks;
   std::size_t tasks_left = 0;
+  // Predictions of the tasks left that are guesses (prediction::calibrated false: a kind run too
+  // few times, a size far from those seen), and their kinds, sorted.
+  std::size_t uncalibrated_tasks = 0;
+  std::vector<std::string> uncalibrated_kinds;
 };
 
 struct config {

@@ -126,3 +126,16 @@ TEST_CASE("progress with a cluster takes its ETA from the cluster's forecast", "
   dx::progress(cl, fs, o);
   CHECK_THAT(out.text(), Catch::Contains("6/6 100%"));
 }
+
+TEST_CASE("progress says calibrating when the ETA comes from the rate instead of the forecast", "[progress]") {
+  dx::progress_options o;
+  const std::string calibrating = dx::detail::describe_progress(100, 20, 0, 4.0, o, 16.0, false, true);
+  CHECK(calibrating.find("20/100") != std::string::npos);
+  CHECK(calibrating.find("ETA 16.0 s (calibrating)") != std::string::npos);
+  const std::string forecast = dx::detail::describe_progress(100, 20, 0, 4.0, o, 16.0, false, false);
+  CHECK(forecast.find("ETA 16.0 s") != std::string::npos);
+  CHECK(forecast.find("calibrating") == std::string::npos);
+  const std::string done = dx::detail::describe_progress(100, 100, 0, 13.0, o, 0, false, true);
+  CHECK(done.find("done in 13.0 s") != std::string::npos);
+  CHECK(done.find("calibrating") == std::string::npos);
+}

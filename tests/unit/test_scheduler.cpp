@@ -1788,3 +1788,31 @@ TEST_CASE("a task id of 2^36 or more is refused with a dx::error", "[sched]") {
   t.id = 1;
   REQUIRE_NOTHROW(s.task_submitted(t, 0));
 }
+
+TEST_CASE("forecast: predictions of kinds the model has not learned are flagged, by kind", "[sched][forecast]") {
+  harness h(with_policy(policy::predictive));
+  teach(h.model, "fft", "w1", 0.2);
+  h.join(1, 1);
+  for (task_id t = 1; t <= 4; ++t) h.add(t, 0.2, {}, 0, {}, "fft");
+  auto f = h.s.forecast(0);
+  CHECK(f.uncalibrated_tasks == 0);
+  CHECK(f.uncalibrated_kinds.empty());
+
+  for (task_id t = 5; t <= 7; ++t) h.add(t, 0.01, {}, 0, {}, "parse");  // never seen: 0.5 s each, a guess
+  h.add(8, 0.01, {}, 0, {}, "load");
+  h.decide();
+  f = h.s.forecast(0);
+  CHECK(f.tasks_left == 8);
+  CHECK(f.uncalibrated_tasks == 4);
+  CHECK(f.uncalibrated_kinds == std::vector<std::string>{"load", "parse"});
+
+  // A kind seen fewer than min_samples times is still a guess; enough runs calibrate it.
+  teach(h.model, "parse", "w1", 0.01, 2);
+  teach(h.model, "load", "w1", 0.01, 5);
+  f = h.s.forecast(0);
+  CHECK(f.uncalibrated_kinds == std::vector<std::string>{"parse"});
+  teach(h.model, "parse", "w1", 0.01, 3);
+  f = h.s.forecast(0);
+  CHECK(f.uncalibrated_tasks == 0);
+  CHECK(f.uncalibrated_kinds.empty());
+}

@@ -1,0 +1,36 @@
+# Runs one command of a dx tool and checks its exit code and output. Run with cmake -P and:
+#   COMMAND  the program and its arguments (a ;-list)
+#   CODE     the exit code expected
+#   MATCH    regular expressions (a ;-list) that stdout + stderr must each match
+#   [NO_MATCH] regular expressions that must not match
+#   [ENV]    NAME=value pairs (a ;-list) set for the command
+#   (each list is passed with ^^ between its items: a ; would split the -D argument)
+cmake_minimum_required(VERSION 3.25)
+
+foreach(var COMMAND MATCH NO_MATCH ENV)
+  string(REPLACE "^^" ";" ${var} "${${var}}")
+endforeach()
+set(command ${COMMAND})
+if(ENV)
+  set(command ${CMAKE_COMMAND} -E env ${ENV} ${COMMAND})
+endif()
+execute_process(COMMAND ${command} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 30)
+set(all "${out}${err}")
+set(problems "")
+if(NOT rc STREQUAL CODE)
+  string(APPEND problems "exit code ${rc}, expected ${CODE}\n")
+endif()
+foreach(re ${MATCH})
+  if(NOT all MATCHES "${re}")
+    string(APPEND problems "output does not match '${re}'\n")
+  endif()
+endforeach()
+foreach(re ${NO_MATCH})
+  if(all MATCHES "${re}")
+    string(APPEND problems "output matches '${re}'\n")
+  endif()
+endforeach()
+if(problems)
+  message(FATAL_ERROR "${COMMAND}\n${problems}--- output ---\n${all}")
+endif()
+message(STATUS "ok: ${COMMAND}")
