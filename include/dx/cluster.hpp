@@ -7,7 +7,7 @@
 //   dx::cluster lc{dx::options{}.local_processes(2)};        // + 2 worker processes on loopback
 //   auto f = lc.submit(simulate, 1, 1000);                   // runs where it finishes first
 //   auto g = lc.submit([](double x) { return x * 2; }, std::move(f));  // a lambda: local threads
-//   fmt::print("{}\n", g.get());
+//   std::cout << g.get() << "\n";
 //
 // A default-constructed cluster runs everything on a local work-stealing executor. A distributed
 // cluster (options::listen or options::local_processes) has a head that sends calls of
@@ -81,8 +81,11 @@ class DX_API cluster {
   cluster& operator=(const cluster&) = delete;
 
   /// Runs `f(args...)` somewhere in the cluster and returns its future. A registered function
-  /// (DX_REMOTE) goes to the worker the scheduler picks; anything else runs on the local threads.
-  /// See executor::submit for how future arguments behave; a failed dependency fails the task.
+  /// (DX_REMOTE) goes to the worker the scheduler picks, also when an argument or a future's value
+  /// converts to its parameter (future<long> for an int: converted when ready, sent by value);
+  /// anything else runs on the local threads. See executor::submit for how future arguments
+  /// behave; a failed dependency fails the task. Arguments f cannot take fail to compile with
+  /// dx's reason. Thread-safe; does not block.
   template <class F, class... A>
   requires(!detail::is_task_option_v<std::decay_t<F>>) auto submit(F&& f, A&&... args) {
     return submit(task_options{}, std::forward<F>(f), std::forward<A>(args)...);
@@ -102,6 +105,14 @@ class DX_API cluster {
     }
     const priority p = opts.priority > 0 ? priority::high : opts.priority < 0 ? priority::low : priority::normal;
     return local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+  }
+  /// submit() with an executor priority: high becomes task priority 1 (before queued normal
+  /// work), low -1, normal 0. Thread-safe; does not block.
+  template <class F, class... A>
+  auto submit(priority p, F&& f, A&&... args) {
+    task_options o;
+    o.priority = p == priority::high ? 1 : p == priority::low ? -1 : 0;
+    return submit(o, std::forward<F>(f), std::forward<A>(args)...);
   }
   template <class F, class... A>
   auto submit(const hint& h, F&& f, A&&... args) {

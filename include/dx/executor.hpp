@@ -219,6 +219,57 @@ void check_dependencies(A&... args) {
   (check_dependency(args), ...);
 }
 
+template <class F, class Args>
+struct invocable_with_tuple : std::false_type {};
+template <class F, class... T>
+struct invocable_with_tuple<F, std::tuple<T...>> : std::is_invocable<F, T...> {};
+
+/// Whether submit(f, args...) can call f: each future argument passes its value (none for
+/// future<void>), any other argument itself.
+template <class F, class... A>
+inline constexpr bool callable_with_v =
+    invocable_with_tuple<F&, decltype(std::tuple_cat(unwrap_arg(std::declval<std::decay_t<A>&>())...))>::value;
+
+template <class F>
+inline constexpr bool never = false;
+
+template <class F>
+struct function_arity;
+template <class R, class... P>
+struct function_arity<R(P...)> : std::integral_constant<std::size_t, sizeof...(P)> {};
+template <class R, class... P>
+struct function_arity<R(P...) noexcept> : std::integral_constant<std::size_t, sizeof...(P)> {};
+
+/// Fails the compilation of a submit() that cannot call f with dx's reason, in place of the
+/// standard library's dozens of lines; instantiated only when callable_with_v is false.
+template <class F, class... A>
+constexpr void diagnose_call() {
+  using fn = std::decay_t<F>;  // a function decays to its pointer
+  constexpr std::size_t given =
+      (std::size_t{0} + ... + std::tuple_size_v<decltype(unwrap_arg(std::declval<std::decay_t<A>&>()))>);
+  if constexpr (std::is_pointer_v<fn> && std::is_function_v<std::remove_pointer_t<fn>>) {
+    if constexpr (function_arity<std::remove_pointer_t<fn>>::value != given) {
+      static_assert(never<F>,
+                    "dx: submit(f, args...) gives f a different number of arguments than it takes (a "
+                    "future<T> argument passes its T, a future<void> passes nothing; a priority or "
+                    "task_options goes before f)");
+    } else {
+      static_assert(never<F>,
+                    "dx: submit(f, args...): an argument, or the value of a future argument, does not "
+                    "convert to f's parameter type");
+    }
+  } else if constexpr (std::is_function_v<fn> || std::is_class_v<fn>) {
+    static_assert(never<F>,
+                  "dx: submit(f, args...) cannot call f with these arguments: check their number and "
+                  "types (a future<T> argument passes its T, a future<void> passes nothing; a priority "
+                  "or task_options goes before f)");
+  } else {
+    static_assert(never<F>,
+                  "dx: submit(f, args...): f is not callable; pass a function, a lambda or a callable "
+                  "object (a priority or task_options goes before f)");
+  }
+}
+
 }  // namespace detail
 
 /// A pool of worker threads with per-thread work-stealing deques.
@@ -255,10 +306,15 @@ class DX_API executor {
   /// Thread-safe; never blocks.
   template <class F, class... A>
   auto submit(priority p, F&& f, A&&... args) {
-    using R = detail::call_result_t<std::decay_t<F>, A...>;
-    using state = detail::call_state<R, std::decay_t<F>, std::decay_t<A>...>;
-    detail::check_dependencies(args...);
-    return (new state(p, std::forward<F>(f), std::forward<A>(args)...))->start(impl_);
+    if constexpr (detail::callable_with_v<std::decay_t<F>, A...>) {
+      using R = detail::call_result_t<std::decay_t<F>, A...>;
+      using state = detail::call_state<R, std::decay_t<F>, std::decay_t<A>...>;
+      detail::check_dependencies(args...);
+      return (new state(p, std::forward<F>(f), std::forward<A>(args)...))->start(impl_);
+    } else {
+      detail::diagnose_call<F, A...>();
+      return future<void>{};
+    }
   }
 
   /// Runs `f()` as a task with no future. An exception it throws is printed to stderr. Throws

@@ -199,8 +199,8 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
       auto* rr = dynamic_cast<remote_result*>(a.dependency);
       const auto known = rr && rr->head.get() == this ? tasks_.find(rr->task_id) : tasks_.end();
       // A result already delivered to the head and released on the workers is passed by value,
-      // from the head's copy, like a local future.
-      const bool by_reference = known != tasks_.end() &&
+      // from the head's copy, like a local future; so is one converted to the parameter's type.
+      const bool by_reference = !a.by_value && known != tasks_.end() &&
                                 !(phase_locked(known->first) == sched::phase::done && !available_locked(known->second));
       if (by_reference) {
         task_entry& in = tasks_[rr->task_id];

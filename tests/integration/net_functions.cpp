@@ -30,6 +30,7 @@ std::string big_string(int bytes) {
 }
 std::size_t length_of(std::string s) { return s.size(); }
 int pid_of_runner() { return static_cast<int>(::getpid()); }
+long widen(int x) { return x; }
 std::map<std::string, int> count_words(std::vector<std::string> words) {
   std::map<std::string, int> out;
   for (auto& w : words) ++out[w];
@@ -77,6 +78,7 @@ DX_REMOTE(net_test::sleep_ms_then);
 DX_REMOTE(net_test::big_string);
 DX_REMOTE(net_test::length_of);
 DX_REMOTE(net_test::pid_of_runner);
+DX_REMOTE(net_test::widen);
 DX_REMOTE_AS("net_test.count_words", net_test::count_words);
 DX_REMOTE(net_test::scale_point);
 DX_REMOTE(net_test::half_if_even);

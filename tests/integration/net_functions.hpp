@@ -26,6 +26,8 @@ int sleep_ms_then(int ms, int value);
 std::string big_string(int bytes);
 std::size_t length_of(std::string s);
 int pid_of_runner();
+/// x as a long: a result whose type differs from the int parameters that take it.
+long widen(int x);
 std::map<std::string, int> count_words(std::vector<std::string> words);
 
 /// A user type with a serialize member.

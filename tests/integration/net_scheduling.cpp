@@ -155,6 +155,24 @@ TEST_CASE("higher priority tasks start before queued lower ones", "[net][sched]"
   CHECK(lows_before <= 4);
 }
 
+TEST_CASE("an executor priority given to cluster::submit orders remote tasks too", "[net][sched]") {
+  live_cluster lc(dx::options{}, {{"--threads", "1"}});
+  std::vector<dx::future<net_test::run_span>> warm;
+  for (int i = 0; i < 4; ++i) warm.push_back(lc.cl.submit(net_test::timed_sleep, 20));
+  run_all(warm);
+  std::vector<dx::future<net_test::run_span>> low, high;
+  for (int i = 0; i < 12; ++i) low.push_back(lc.cl.submit(dx::priority::low, net_test::timed_sleep, 20));
+  for (int i = 0; i < 3; ++i) high.push_back(lc.cl.submit(dx::priority::high, net_test::timed_sleep, 20));
+  auto lows = run_all(low);
+  auto highs = run_all(high);
+  std::int64_t last_high = 0;
+  for (auto& h : highs) last_high = std::max(last_high, h.start_ns);
+  int lows_before = 0;
+  for (auto& l : lows) lows_before += l.start_ns < last_high;
+  INFO("low-priority tasks started before the last high one: " << lows_before);
+  CHECK(lows_before <= 4);
+}
+
 TEST_CASE("forecast predicts the time left once the kind is known", "[net][sched]") {
   live_cluster lc(dx::options{}, {{"--threads", "1"}, {"--threads", "1"}});
   std::vector<dx::future<net_test::run_span>> fs;

@@ -124,6 +124,18 @@ struct check_params<std::tuple<P...>> {
   static constexpr bool value = (check_param<P>() && ...);
 };
 
+/// What DX_REMOTE_AS asks whether its argument names exactly one function: the call
+/// `one_function(fn)` deduces only from a single function, never from an overload set.
+struct function_probe {
+  template <class F>
+  requires std::is_function_v<F>
+  static constexpr F* one_function(F* f) noexcept { return f; }
+};
+/// False, but only once instantiated, so that DX_REMOTE_AS's static_assert fires on its failing
+/// branch alone.
+template <class Probe>
+inline constexpr bool names_one_function = false;
+
 /// Registers `F` under `name`; what DX_REMOTE_AS expands to. Thread-safe; does not block.
 template <auto F>
 bool register_remote_function(const char* name) noexcept {
@@ -199,13 +211,23 @@ struct remote_arg {
   std::string bytes;
   state_base* dependency = nullptr;  // one reference owned
   std::string (*encode)(state_base&) = nullptr;
-  bool shared = false;  // a shared_future: copy the value out, never move
+  bool shared = false;    // a shared_future: copy the value out, never move
+  bool by_value = false;  // converted to the parameter's type: never passed as a reference to a result
 };
 
 template <class T, bool Shared>
 std::string encode_ready_value(state_base& s) {
   std::string out;
   write_value(out, static_cast<shared_state<T>&>(s).value());
+  return out;
+}
+
+/// The ready value of a future<T> converted to the parameter type P, encoded.
+template <class T, class P>
+std::string encode_converted_value(state_base& s) {
+  std::string out;
+  const P converted = std::as_const(static_cast<shared_state<T>&>(s).value());
+  write_value(out, converted);
   return out;
 }
 

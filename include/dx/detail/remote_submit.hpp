@@ -18,8 +18,8 @@
 namespace dx::detail {
 
 template <class T>
-inline constexpr bool is_task_option_v =
-    std::is_same_v<T, task_options> || std::is_same_v<T, hint> || std::is_same_v<T, resources>;
+inline constexpr bool is_task_option_v = std::is_same_v<T, task_options> || std::is_same_v<T, hint> ||
+                                         std::is_same_v<T, resources> || std::is_same_v<T, priority>;
 
 template <class A>
 struct dependency_value {
@@ -37,9 +37,12 @@ struct dependency_value<shared_future<T>> {
 template <class P, class A>
 constexpr bool remote_arg_ok() {
   if constexpr (is_dependency_v<A>) {
-    return std::is_same_v<typename dependency_value<A>::type, P>;
+    // A future of another type whose value converts (future<long> for an int parameter) is
+    // converted when ready and sent by value.
+    using T = typename dependency_value<A>::type;
+    return std::is_same_v<T, P> || (!std::is_void_v<T> && std::is_convertible_v<const T&, P>);
   } else {
-    return std::is_constructible_v<P, A>;
+    return std::is_convertible_v<A, P>;  // as the local call would take it
   }
 }
 
@@ -67,15 +70,23 @@ template <class P, class A>
 void encode_remote_arg(std::vector<remote_arg>& out, A&& a) {
   remote_arg& arg = out.emplace_back();
   using D = std::decay_t<A>;
-  if constexpr (is_future<D>::value) {
-    arg.dependency = future_access::state(a).release();
-    arg.encode = &encode_ready_value<P, false>;
-  } else if constexpr (is_shared_future<D>::value) {
-    state_base* s = future_access::state(a).get();
-    s->add_ref();
-    arg.dependency = s;
-    arg.encode = &encode_ready_value<P, true>;
-    arg.shared = true;
+  if constexpr (is_dependency_v<D>) {
+    using T = typename dependency_value<D>::type;
+    constexpr bool shared = is_shared_future<D>::value;
+    if constexpr (shared) {
+      state_base* s = future_access::state(a).get();
+      s->add_ref();
+      arg.dependency = s;
+      arg.shared = true;
+    } else {
+      arg.dependency = future_access::state(a).release();
+    }
+    if constexpr (std::is_same_v<T, P>) {
+      arg.encode = &encode_ready_value<P, shared>;
+    } else {
+      arg.encode = &encode_converted_value<T, P>;
+      arg.by_value = true;
+    }
   } else if constexpr (std::is_same_v<D, P>) {
     write_value(arg.bytes, static_cast<const P&>(a));
   } else {
