@@ -1,6 +1,6 @@
 // dx/alert.hpp — what the scheduler warns about while a cluster runs.
 //
-//   cl.on_alert([](const dx::alert& a) { fmt::print(stderr, "[{}] {}\n", dx::to_string(a.kind), a.message); });
+//   cl.on_alert([](const dx::alert& a) { std::cerr << "[" << dx::to_string(a.kind) << "] " << a.message << "\n"; });
 //
 // Each rule fires when its condition starts, and again only after it has cleared. Alerts are
 // also written to dx's log (warning level).

@@ -4,7 +4,7 @@
 //   m.load(dx::cost_model::default_path());                 // start calibrated (merges)
 //   m.observe({.kind = "fft", .worker = "w1", .features = {.input_bytes = 1 << 20}, .seconds = 0.012});
 //   dx::prediction p = m.predict("fft", "w1", {.input_bytes = 2 << 20});
-//   fmt::print("{:.3f} s +- {:.3f}\n", p.mean, p.sd);
+//   std::printf("%.3f s +- %.3f\n", p.mean, p.sd);
 //   m.save(dx::cost_model::default_path());                 // atomic, merges with what is there
 //
 // A duration is learned per (task kind, worker class), in buckets by log2 of the task's size (its

@@ -5,7 +5,7 @@
 //
 //   try { fut.get(); }
 //   catch (const dx::broken_promise& e) { ... }   // the producer went away
-//   catch (const dx::error& e) { fmt::print("dx: {}\n", e.what()); }
+//   catch (const dx::error& e) { std::cerr << "dx: " << e.what() << "\n"; }
 #pragma once
 
 #include <dx/export.hpp>

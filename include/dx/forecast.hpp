@@ -1,9 +1,9 @@
 // dx/forecast.hpp — what the scheduler predicts for the rest of a run.
 //
 //   dx::forecast f = cl.forecast();
-//   fmt::print("done in {:.1f} s (+- {:.1f}); bottleneck: {}\n", f.remaining_seconds,
-//              f.remaining_sd, f.bottleneck);
-//   for (auto& w : f.workers) fmt::print("{}: {:.2f} s queued per thread\n", w.id, w.backlog_seconds);
+//   std::printf("done in %.1f s (+- %.1f); bottleneck: %s\n", f.remaining_seconds, f.remaining_sd,
+//               f.bottleneck.c_str());
+//   for (auto& w : f.workers) std::printf("%s: %.2f s queued per thread\n", w.id.c_str(), w.backlog_seconds);
 //
 // The point estimate comes from running the placement policy forward over the tasks not finished
 // yet with the cost model's predictions (what is placed stays where it is, what is not yet ready
