@@ -10,8 +10,8 @@
 //   dx_bench_scheduling hetero POLICY [--tasks 2000] [--ms 5] [--slowdown 3] [--cost-model FILE]
 //                                     [--timeout 180]
 //       head with head_runs_tasks(false) listening on 127.0.0.1:0; two workers of 1 thread started
-//       here (`/proc/self/exe --dx-worker --connect ENDPOINT --threads 1`, the second with
-//       `--slowdown S`), the fast one first so that it is always w1. `tasks` x
+//       here (`/proc/self/exe --dx-worker --connect ENDPOINT --threads 1 --name fast`, the second
+//       `--name slow --slowdown S`): the names key their speed factors in a warm model. `tasks` x
 //       cl.submit(hetero_task, ms) at once (a DX_REMOTE function that sleeps and returns its pid;
 //       on the slow worker it takes S times as long), all waited for; makespan from the first
 //       submit to the last result. The cost model starts empty (persist_cost_model(false)) unless
@@ -201,7 +201,7 @@ watched watch(const dx::cluster& cl, const std::vector<Future>& fs, Clock::time_
 }
 
 void print_forecast(const watched& w) {
-  // "worker w2" -> "worker:w2": a value of a RESULT line has no spaces
+  // "worker slow" -> "worker:slow": a value of a RESULT line has no spaces
   std::string bottleneck = w.fc.bottleneck.empty() ? "-" : w.fc.bottleneck;
   std::replace(bottleneck.begin(), bottleneck.end(), ' ', ':');
   std::printf(
@@ -215,8 +215,8 @@ void print_forecast(const watched& w) {
     std::printf(" fc_%s_tasks=%zu fc_%s_backlog_s=%.4f", b.id.c_str(), b.tasks, b.id.c_str(), b.backlog_seconds);
 }
 
-// Speed factor of the slow worker (w2) over the fast one (w1) as the model holds it.
-double factor_ratio(const dx::cost_model& m) { return m.worker_factor("w2") / m.worker_factor("w1"); }
+// Speed factor of the slow worker over the fast one as the model holds it.
+double factor_ratio(const dx::cost_model& m) { return m.worker_factor("slow") / m.worker_factor("fast"); }
 
 // ---- (1) heterogeneous workers --------------------------------------------------------------------
 
@@ -234,21 +234,13 @@ int hetero(const std::string& policy_name, dx::scheduling_policy policy, int arg
   const auto s0 = Clock::now();
   auto cl = std::make_unique<dx::cluster>(opts);
   std::vector<pid_t> children;
-  // One at a time, so that the fast worker is always w1 and the slow one w2: a warm cost model
-  // keeps its speed factors under these ids.
-  children.push_back(spawn_self({"--dx-worker", "--connect", cl->endpoint(), "--threads", "1"}));
-  cl->wait_for_workers(1, 20s);
-  children.push_back(
-      spawn_self({"--dx-worker", "--connect", cl->endpoint(), "--threads", "1", "--slowdown", slowdown}));
+  // Named, so that a warm cost model gives each its own speed factor whatever the order of joining.
+  children.push_back(spawn_self({"--dx-worker", "--connect", cl->endpoint(), "--threads", "1", "--name", "fast"}));
+  children.push_back(spawn_self(
+      {"--dx-worker", "--connect", cl->endpoint(), "--threads", "1", "--name", "slow", "--slowdown", slowdown}));
   cl->wait_for_workers(2, 20s);
   const double startup = secs(s0, Clock::now());
   const pid_t fast_pid = children[0];
-  for (const auto& w : cl->workers())
-    if ((w.id == "w1") != (w.pid == fast_pid)) {
-      std::fprintf(stderr, "unexpected worker ids: %s has pid %lld\n", w.id.c_str(), static_cast<long long>(w.pid));
-      for (pid_t p : children) ::kill(p, SIGKILL);
-      std::_Exit(1);
-    }
   const dx::cost_model before = cl->cost_model_snapshot();
   const bool calibrated_at_start = before.calibrated("hetero_task");
 

@@ -135,7 +135,7 @@ def measure(a, binary, only, tmp):
     rows = []
     trained = os.path.join(tmp, "cost_model.trained")
     if "3" in only:
-        # One run teaches a model what hetero_task costs on w1 and w2; each warm run gets a fresh
+        # One run teaches a model what hetero_task costs on the workers fast and slow; each warm run gets a fresh
         # copy, so that every one starts from what exactly one earlier run learned.
         for d in run([binary, "hetero", "predictive", "--tasks", str(a.tasks), "--cost-model", trained],
                      a.timeout) or []:
@@ -213,7 +213,7 @@ def measure(a, binary, only, tmp):
             print(f"| (1) fast worker's share of the tasks (ideal 75%) | "
                   f"{pct(summary(sel('hetero', 'fast_share', policy='predictive', model='cold')))} | "
                   f"round_robin {pct(summary(sel('hetero', 'fast_share', policy='round_robin')))} | | | |")
-            print(f"| (1) learned speed factor w2 / w1 at the end (true 3) | "
+            print(f"| (1) learned speed factor slow / fast at the end (true 3) | "
                   f"{fmt(summary(sel('hetero', 'factor_ratio_end', policy='predictive', model='cold')))} | | | | |")
     if "3" in only:
         warm = sel("hetero", "makespan_s", policy="predictive", model="warm")
@@ -289,11 +289,11 @@ def measure(a, binary, only, tmp):
         print(f"| (3) forecast at 25% done, {label}: predicted / actual remaining, s | {fmt(summary(pred))} / "
               f"{fmt(summary(act))} | | error {pct(summary(err))} (lower bound's error {pct(summary(lb))}) | "
               f"{'<= 15%' if judged else ''} | {('yes' if med <= 0.15 else 'no') if judged else ''} |")
-        w1 = sel(mode, "fc_w1_tasks", **match)
-        w2 = sel(mode, "fc_w2_tasks", **match)
+        w1 = sel(mode, "fc_fast_tasks", **match)
+        w2 = sel(mode, "fc_slow_tasks", **match)
         if mode == "hetero" and w1 and w2:
-            # where the forecast took the remaining tasks to be: w1 is the fast worker, w2 the slow one
-            print(f"| (3) ... tasks placed on w1 (fast) / w2 (slow) at that moment | {fmt(summary(w1), 0)} / "
+            # where the forecast took the remaining tasks to be: on the fast worker and on the slow one
+            print(f"| (3) ... tasks placed on fast / slow at that moment | {fmt(summary(w1), 0)} / "
                   f"{fmt(summary(w2), 0)} | | | | |")
     return 0
 

@@ -50,7 +50,14 @@ enum class worker_state : std::uint8_t {
 
 /// One worker of a cluster as the head sees it.
 struct worker_info {
-  std::string id;       ///< "head" for the head's own threads, else "w1", "w2", ...
+  /// The worker's name, its id everywhere (errors, metrics, dashboard, traces, forecasts and the
+  /// cost model's speed factors, so what was learned of a worker follows its name from run to
+  /// run): "head" for the head's own threads; `dx-worker --name NAME`; else "<host>-<n>", the
+  /// worker's host name with the lowest index no live worker holds (the workers a head starts
+  /// itself are "<host>-1", "<host>-2", ... in the order it starts them). Two live workers never
+  /// share a name; one that left or was lost may join again under its name and takes its entry
+  /// back.
+  std::string id;
   std::string address;  ///< where its results can be fetched ("host:port")
   std::size_t threads = 0;
   std::map<std::string, double> resources;
@@ -138,7 +145,8 @@ class DX_API cluster {
 
   /// The address workers connect to ("127.0.0.1:40123"); empty when not distributed.
   std::string endpoint() const;
-  /// The workers as the head sees them now, the head's own threads first when they run tasks.
+  /// The workers as the head sees them now, one entry per name (gone ones included), the head's
+  /// own threads first when they run tasks. Thread-safe; takes the head's lock briefly.
   std::vector<worker_info> workers() const;
   /// Blocks until at least n peer workers (not counting the head's own threads) are active;
   /// throws dx::timeout naming how many joined when `timeout` passes first.
@@ -207,7 +215,10 @@ DX_API bool is_worker(int argc, char** argv) noexcept;
 
 /// Runs this process as a worker until its head stops it or goes away; returns the exit code.
 /// Arguments: --connect host:port, --token-file F, --threads N, --resources name=amount,...,
-/// --slowdown F (testing aid: each task takes F times as long).
+/// --name NAME (see worker_info::id), --slowdown F (testing aid: each task takes F times as long);
+/// --help lists them all. A head that refuses the worker (its name is taken by a live worker, a
+/// wrong token) is reported on stderr with its reason, and the exit code is 1. Blocks for the
+/// worker's life.
 DX_API int worker_main(int argc, char** argv);
 
 }  // namespace dx

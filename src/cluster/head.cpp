@@ -19,6 +19,8 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
       metrics_(registry),
       alerts_(alerts),
       observe_(opts.metrics()),
+      head_key_(make_nonce()),
+      host_(host_name()),
       task_events_(opts.metrics() ? opts.task_history() : 0),
       transfer_events_(opts.metrics() ? opts.task_history() : 0) {
   if (opts_.persist_cost_model()) {
@@ -77,6 +79,7 @@ void head_impl::start() {
   if (opts_.head_runs_tasks()) {
     worker_config wc = worker_template();
     wc.name = "head";
+    wc.head_key = head_key_;
     wc.threads = local_.num_threads();
     wc.executor = &local_;
     head_worker_ = std::make_unique<worker_runtime>(wc);

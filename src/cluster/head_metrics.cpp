@@ -191,8 +191,9 @@ void head_impl::collect(exposition& out) const {
                  "Bytes sent over a link: head to worker and back (frames), worker to worker (results).")) {
     for (const auto& [id, w] : workers_) {
       if (w->local) continue;  // the head's own threads: not a network link
-      const std::uint64_t to = w->conn ? w->conn->bytes_sent() : w->bytes_to_final;
-      const std::uint64_t from = w->conn ? w->conn->bytes_received() : w->bytes_from_final;
+      // A worker that joined again under its name continues its counters.
+      const std::uint64_t to = w->bytes_to_final + (w->conn ? w->conn->bytes_sent() : 0);
+      const std::uint64_t from = w->bytes_from_final + (w->conn ? w->conn->bytes_received() : 0);
       out.sample("dx_link_bytes_total", {{"from", "head"}, {"to", id}}, static_cast<double>(to));
       out.sample("dx_link_bytes_total", {{"from", id}, {"to", "head"}}, static_cast<double>(from));
     }

@@ -45,8 +45,11 @@ namespace dx::detail {
 
 using head_clock = std::chrono::steady_clock;
 
+/// A worker by its name: one record per name for the head's life. A worker that left or was lost
+/// and joins again under its name takes its record back (and its scheduler id, counters and
+/// history with it); two live workers never share a name.
 struct worker_rec {
-  std::string id;
+  std::string id;  // its name
   std::shared_ptr<transport::connection> conn;
   std::string data_address;
   std::size_t threads = 1;
@@ -63,7 +66,7 @@ struct worker_rec {
   std::uint32_t running_reported = 0;
   std::uint64_t memory_bytes = 0;
   std::uint64_t stored_bytes = 0;
-  // Bytes over its connection when the connection ended.
+  // Bytes over its connections that ended (the one now open is counted by the connection).
   std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
 };
 
@@ -177,6 +180,12 @@ class head_impl final : public head_core, public observe::head_view_source {
   // membership.cpp
   void protocol_violation(transport::connection& c, const std::string& why);
   void handshake_locked(session& s, transport::connection& c, const wire::frame& f, deferred& d);
+  /// The name a worker joins under: the one it asked for, else "<host>-<n>" with the lowest n no
+  /// live worker holds (nor a worker this head starts). Empty, with `refusal` set, when it cannot
+  /// join under that name.
+  std::string name_for_locked(const wire::hello_msg& h, std::string& refusal) const;
+  /// The name of the next worker the head starts itself: "<this host>-<n>", kept for it.
+  std::string next_local_name();
   std::size_t active_workers_locked() const;
   void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d);
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m);
@@ -308,7 +317,12 @@ class head_impl final : public head_core, public observe::head_view_source {
   std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
   std::uint64_t next_task_ = 1;
   std::uint64_t next_request_ = 1;
-  std::uint64_t next_worker_ = 1;
+  // Worker names: the head's own threads prove themselves with head_key_; the workers the head
+  // starts are named "<host_>-<n>" (n from next_local_), and those names are kept for them.
+  const std::string head_key_;
+  const std::string host_;
+  std::size_t next_local_ = 1;
+  std::unordered_set<std::string> reserved_names_;
   std::size_t unfinished_ = 0;
   bool shutting_down_ = false;
   bool shut_down_ = false;

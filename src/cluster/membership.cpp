@@ -25,15 +25,26 @@ void head_impl::spawn_processes(std::size_t n) {
                                   "--threads",
                                   std::to_string(opts_.threads_per_process()),
                                   "--max-frame-size",
-                                  std::to_string(opts_.max_frame_size())};
+                                  std::to_string(opts_.max_frame_size()),
+                                  "--name",
+                                  next_local_name()};
     const pid_t pid = spawn_process(program, args, env);
     std::lock_guard lock(mutex_);
     children_.push_back(pid);
   }
 }
 
+std::string head_impl::next_local_name() {
+  std::lock_guard lock(mutex_);
+  std::string name = fmt::format("{}-{}", host_, next_local_++);
+  reserved_names_.insert(name);
+  return name;
+}
+
 std::size_t head_impl::add_local_worker() {
-  auto w = std::make_unique<worker_runtime>(worker_template());
+  worker_config wc = worker_template();
+  wc.name = next_local_name();
+  auto w = std::make_unique<worker_runtime>(wc);
   w->start();
   std::lock_guard lock(mutex_);
   thread_workers_.push_back(std::move(w));
@@ -148,31 +159,84 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
     c.close("not a worker");
     return;
   }
-  auto rec = std::make_unique<worker_rec>();
-  rec->local = h.name == "head";
-  rec->id = rec->local ? "head" : fmt::format("w{}", next_worker_++);
-  rec->conn = s.conn;
-  rec->data_address = h.data_address;
-  rec->threads = std::max<std::size_t>(1, h.threads);
-  rec->resources = h.resources;
-  rec->pid = h.pid;
+  std::string refusal;
+  const std::string name = name_for_locked(h, refusal);
+  if (name.empty()) {
+    log(log_level::warn, "refusing a worker from {}: {}", c.remote_address(), refusal);
+    c.send(wire::encode(wire::reject_msg{refusal}));
+    c.close(refusal);
+    return;
+  }
+  // One record per name: a worker that left or was lost and joins again under its name takes its
+  // record back, with its scheduler id (and so its counters and history); the rest is new.
+  auto [it, fresh] = workers_.try_emplace(name);
+  if (fresh) it->second = std::make_unique<worker_rec>();
+  worker_rec& rec = *it->second;
+  const sched::worker_id sid = fresh ? static_cast<sched::worker_id>(by_sid_.size()) : rec.sid;
+  const std::uint64_t bytes_to = rec.bytes_to_final, bytes_from = rec.bytes_from_final;
+  rec = worker_rec{};
+  rec.id = name;
+  rec.local = name == "head";
+  rec.sid = sid;
+  rec.bytes_to_final = bytes_to;
+  rec.bytes_from_final = bytes_from;
+  rec.conn = s.conn;
+  rec.data_address = h.data_address;
+  rec.threads = std::max<std::size_t>(1, h.threads);
+  rec.resources = h.resources;
+  rec.pid = h.pid;
+  if (fresh) by_sid_.push_back(&rec);
   s.authed = true;
-  s.worker = rec.get();
-  wire::welcome_msg wm{rec->id, static_cast<std::uint32_t>(opts_.heartbeat_interval().count()),
+  s.worker = &rec;
+  wire::welcome_msg wm{rec.id, static_cast<std::uint32_t>(opts_.heartbeat_interval().count()),
                        static_cast<std::uint32_t>(opts_.heartbeat_timeout().count()), opts_.inline_result_limit()};
   c.send(wire::encode(wm));
-  log(log_level::info, "worker {} joined from {} ({} threads)", rec->id, c.remote_address(), rec->threads);
-  rec->sid = static_cast<sched::worker_id>(by_sid_.size());
-  by_sid_.push_back(rec.get());
+  log(log_level::info, "worker {} {} from {} ({} threads)", rec.id, fresh ? "joined" : "joined again",
+      c.remote_address(), rec.threads);
   sched::worker_spec spec;
-  spec.id = rec->sid;
-  spec.name = rec->id;
-  spec.threads = static_cast<std::uint32_t>(rec->threads);
-  spec.capacity = rec->resources;
+  spec.id = rec.sid;
+  spec.name = rec.id;  // the cost model learns its speed under its name
+  spec.threads = static_cast<std::uint32_t>(rec.threads);
+  spec.capacity = rec.resources;
   sched_->worker_joined(spec, now_seconds());
-  workers_.emplace(rec->id, std::move(rec));
   workers_cv_.notify_all();
   dispatch_locked(d);
+}
+
+std::string head_impl::name_for_locked(const wire::hello_msg& h, std::string& refusal) const {
+  const bool own = !h.head_key.empty() && h.head_key == head_key_;
+  if (own) {
+    if (h.name != "head") {
+      refusal = "the head's own threads are named 'head'";
+      return {};
+    }
+  } else if (!h.name.empty()) {
+    if (std::string why = worker_name_problem(h.name); !why.empty()) {
+      refusal = fmt::format("not a worker name: {}", why);
+      return {};
+    }
+  }
+  const auto live = [&](const std::string& name) {
+    auto it = workers_.find(name);
+    return it != workers_.end() && it->second->state != worker_state::gone ? it->second.get() : nullptr;
+  };
+  if (!h.name.empty()) {
+    if (const worker_rec* other = live(h.name)) {
+      refusal = fmt::format(
+          "a worker named '{}' is already connected (pid {}); two live workers cannot share a name: pick "
+          "another with --name, or join again once that one has left",
+          h.name, other->pid);
+      return {};
+    }
+    return h.name;
+  }
+  // An unnamed worker: after its host (as the worker said it, made fit for a name), with the
+  // lowest index free.
+  const std::string host = host_part(h.host);
+  for (std::size_t n = 1;; ++n) {
+    std::string name = fmt::format("{}-{}", host, n);
+    if (!live(name) && !reserved_names_.contains(name)) return name;
+  }
 }
 
 void head_impl::on_closed(session& s, const std::string& reason) {

@@ -115,8 +115,8 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
   }
   w.to_release.clear();
   if (w.conn) {
-    w.bytes_to_final = w.conn->bytes_sent();
-    w.bytes_from_final = w.conn->bytes_received();
+    w.bytes_to_final += w.conn->bytes_sent();
+    w.bytes_from_final += w.conn->bytes_received();
   }
   w.conn.reset();
   workers_cv_.notify_all();

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace dx {
 class executor;
@@ -21,7 +22,8 @@ struct worker_config {
   dx::executor* executor = nullptr;
   std::string connect;  // the head's "host:port"
   std::string token;
-  std::string name;  // requested id; empty: the head assigns one
+  std::string name;      // the worker's name (its id everywhere); empty: the head names it
+  std::string head_key;  // set by a head for its own threads only (see hello_msg::head_key)
   std::size_t threads = 1;
   std::map<std::string, double> resources;
   double slowdown = 1.0;
@@ -30,6 +32,22 @@ struct worker_config {
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::chrono::milliseconds connect_timeout{10'000};
 };
+
+/// The longest worker name a head accepts, in bytes.
+inline constexpr std::size_t max_worker_name = 64;
+
+/// Why `name` cannot name a worker (empty when it can): 1 to 64 characters, each a letter, a
+/// digit or one of `.-_:@+`; "head" (the head's own threads) and "none" (no worker, in metrics)
+/// are taken. A name arrives in a handshake, so this is all a head trusts of it.
+std::string worker_name_problem(std::string_view name);
+
+/// A host name made fit to start a worker name: cut at its first dot, without the characters a
+/// name does not allow, at most 56 characters (room for "-<n>"); "worker" when nothing is left.
+std::string host_part(std::string_view host);
+
+/// This machine's host name as host_part() makes it: the head names an unnamed worker
+/// "<host>-<n>".
+std::string host_name();
 
 class worker_runtime {
  public:
@@ -48,7 +66,7 @@ class worker_runtime {
   void leave();
   /// Abrupt stop, as if the process died: connections close, nothing is handed back.
   void kill();
-  /// The id the head assigned.
+  /// The worker's name in the cluster: the one it asked for, or the one the head gave it.
   std::string id() const;
 
  private:

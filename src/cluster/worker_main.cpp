@@ -49,8 +49,11 @@ constexpr const char* usage =
     "                             e.g. --resources gpu=2,mem_mb=16000\n"
     "  --plugin LIB.so            a library of DX_REMOTE functions to load; repeatable [none]\n"
     "                             e.g. --plugin ./libmytasks.so\n"
-    "  --name ID                  the worker's id in the cluster [assigned by the head]\n"
-    "                             e.g. --name gpu-box-1\n"
+    "  --name NAME                the worker's name: its id in workers(), metrics, the dashboard,\n"
+    "                             traces and the cost model's speed factors, so a worker keeps what\n"
+    "                             was learned of it across runs; up to 64 letters, digits and .-_:@+;\n"
+    "                             two live workers cannot share one [HOST-N: this host's name and\n"
+    "                             the lowest free index]. e.g. --name gpu-box-1\n"
     "  --listen HOST:PORT         where other workers fetch results from this one [127.0.0.1:0 when\n"
     "                             the head is on loopback, else 0.0.0.0:0 (any free port)]\n"
     "                             e.g. --listen 10.0.0.5:7800\n"
@@ -63,8 +66,8 @@ constexpr const char* usage =
     "  -h, --help                 this text\n"
     "\n"
     "environment: DX_TOKEN (the token, when --token-file is not given), DX_LOG (log level).\n"
-    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
-    "could not be reached; 2 a bad command line.\n"
+    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost,\n"
+    "could not be reached or refused the worker (e.g. its name is taken); 2 a bad command line.\n"
     "\n"
     "example: dx-worker --connect head.lan:7700 --token-file dx.token --plugin ./libmytasks.so \\\n"
     "             --threads 16 --resources gpu=1\n";
@@ -159,7 +162,8 @@ int worker_main(int argc, char** argv) {
         plugins.push_back(value());
       } else if (a == "--name") {
         cfg.name = value();
-        if (cfg.name.empty()) bad_value(a, cfg.name, "a worker id (it is empty)");
+        if (const std::string why = detail::worker_name_problem(cfg.name); !why.empty())
+          bad_value(a, cfg.name, "a worker name (" + why + ")");
       } else if (a == "--listen") {
         cfg.data_listen = value();
         check_address(a, cfg.data_listen);

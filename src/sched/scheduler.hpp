@@ -160,6 +160,8 @@ class scheduler {
   scheduler& operator=(const scheduler&) = delete;
 
   // ---- events --------------------------------------------------------------------------------------
+  /// A worker joins; one that left joins again under its id (and name) with nothing of its last
+  /// stay but what the cost model learned of it.
   void worker_joined(const worker_spec& w, double now);
   /// The worker is gone (lost == true: without leaving). Its held and sent tasks come back to be
   /// placed again; results held only there are forgotten (a pending task needing one gets a

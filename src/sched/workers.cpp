@@ -124,6 +124,9 @@ void scheduler::worker_joined(const worker_spec& spec, double now) {
   if (s.by_id.size() <= spec.id) s.by_id.resize(spec.id + 1, nullptr);
   s.by_id[spec.id] = &w;
   if (!fresh) s.unindex(w);
+  // A worker that left joins again (under its name): nothing of its last stay carries over but
+  // what the cost model learned of it.
+  if (!fresh && !w.active) w = worker_rec{};
   w.id = spec.id;
   w.name = spec.name;
   w.cls = s.m.class_index(spec.worker_class);

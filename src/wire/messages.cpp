@@ -189,7 +189,7 @@ void serialize(A& ar, dx::wire::challenge_msg& m, unsigned) {
 template <class A>
 void serialize(A& ar, dx::wire::hello_msg& m, unsigned) {
   dx::wire::decoding::enum_field(ar, m.role, dx::wire::peer_role::worker, dx::wire::peer_role::peer, "peer role");
-  ar & m.proof & m.name & m.threads & m.resources & m.data_address & m.pid;
+  ar & m.proof & m.name & m.threads & m.resources & m.data_address & m.pid & m.host & m.head_key;
 }
 template <class A>
 void serialize(A& ar, dx::wire::welcome_msg& m, unsigned) {

@@ -59,11 +59,13 @@ struct hello_msg {
   static constexpr msg type = msg::hello;
   peer_role role = peer_role::worker;
   std::string proof;  // HMAC-SHA256(token, nonce), empty without a token
-  std::string name;   // a worker's requested id ("head" for the head's own threads), or empty
+  std::string name;   // the worker's name (its id in the cluster); empty: the head names it
   std::uint32_t threads = 0;
   std::map<std::string, double> resources;
   std::string data_address;  // where peers fetch this worker's results
   std::int64_t pid = 0;
+  std::string host;      // the worker's host name: the head names an unnamed worker after it
+  std::string head_key;  // the head's own threads: a secret of that head, proving it; else empty
 
   bool operator==(const hello_msg&) const = default;
 };

@@ -38,7 +38,9 @@ void for_each_sample(F&& f) {
               8,
               {{"cpu", 8.0}, {"gpu", 1.0}, {"mem_gb", 31.5}},
               "127.0.0.1:40123",
-              4242},
+              4242,
+              "node-17",
+              ""},
     nullptr);
   f("hello-peer", hello_msg{peer_role::peer, "", "", 0, {}, "", 4243}, nullptr);
   f("welcome", welcome_msg{"worker-3", 500, 5000, 64 * 1024}, nullptr);

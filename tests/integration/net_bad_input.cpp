@@ -328,6 +328,52 @@ TEST_CASE("bad input: a head with a token rejects bad proofs", "[net][bad-input]
   still_serves(cl, 3);
 }
 
+TEST_CASE("bad input: a head refuses a worker name it cannot take, with the reason", "[net][bad-input][names]") {
+  dx::cluster cl{head_options()};
+  const std::string ep = cl.endpoint();
+  still_serves(cl, 2);
+  auto answer_to = [&](const std::string& name, const std::string& head_key = {}) {
+    raw_client c(ep);
+    read_challenge(c);
+    wire::hello_msg h = raw_hello();
+    h.name = name;
+    h.head_key = head_key;
+    c.send(bytes_of(h));
+    auto r = c.read_frame(3s);
+    REQUIRE(r);
+    if (r->type == static_cast<std::uint16_t>(wire::msg::welcome))
+      return "welcome " + wire::decode<wire::welcome_msg>(*r).worker_id;
+    REQUIRE(r->type == static_cast<std::uint16_t>(wire::msg::reject));
+    CHECK(c.closed_within(3s));
+    return wire::decode<wire::reject_msg>(*r).reason;
+  };
+  SECTION("a control character") {
+    CHECK(answer_to("alpha\nbeta") ==
+          "not a worker name: it holds byte 0x0a; only letters, digits and .-_:@+ are allowed");
+  }
+  SECTION("a space") { CHECK(answer_to("a b").find("it holds ' '") != std::string::npos); }
+  SECTION("a name too long") {
+    CHECK(answer_to(std::string(100000, 'x')) == "not a worker name: it has 100000 characters, at most 64 are allowed");
+  }
+  SECTION("the head's own name without the head's key") {
+    CHECK(answer_to("head").find("'head' is the name of the head's own threads") != std::string::npos);
+    CHECK(answer_to("head", "guessed").find("'head' is the name of the head's own threads") != std::string::npos);
+  }
+  SECTION("none") { CHECK(answer_to("none").find("'none' means no worker") != std::string::npos); }
+  SECTION("the name of a live worker") {
+    const std::string taken = dx::detail::host_name() + "-1";  // the worker the head started
+    CHECK(answer_to(taken).find("a worker named '" + taken + "' is already connected") != std::string::npos);
+  }
+  SECTION("a good name is welcomed under that name; a wrong key changes nothing") {
+    CHECK(answer_to("beta") == "welcome beta");
+    CHECK(answer_to("gamma", "guessed") == "welcome gamma");
+  }
+  still_serves(cl, 3);
+  // Nothing refused was recorded.
+  for (const auto& w : cl.workers())
+    CHECK((w.id == dx::detail::host_name() + "-1" || w.id == "beta" || w.id == "gamma"));
+}
+
 namespace {
 
 /// A raw "head": accepts one worker, completes the handshake itself, records what it receives.

@@ -1,6 +1,7 @@
 // Observability of a live cluster: the HTTP endpoint (/metrics, /api/state, /api/tasks, the
 // dashboard), malformed requests, user metrics and alert rules, trace export.
 #include "cluster/cluster_access.hpp"
+#include "cluster/worker.hpp"
 #include "net_functions.hpp"
 
 #include <catch2/catch.hpp>
@@ -31,6 +32,10 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 namespace {
+
+/// The names of the workers a head starts: after its host, in the order it starts them.
+const std::string w1 = dx::detail::host_name() + "-1";
+const std::string w2 = dx::detail::host_name() + "-2";
 
 /// Sample lines of a Prometheus text exposition: "name{labels}" -> value.
 std::map<std::string, double> parse_metrics(const std::string& text) {
@@ -88,12 +93,12 @@ TEST_CASE("the HTTP endpoint serves metrics, state and task events that match th
   CHECK(m.at("dx_task_duration_seconds_count{kind=\"net_test::square\"}") == 60);
   CHECK(m.at("dx_task_duration_seconds_bucket{kind=\"net_test::square\",le=\"+Inf\"}") == 60);
   CHECK(m.at("dx_workers{state=\"active\"}") == 3);
-  CHECK(m.at("dx_worker_threads{worker=\"w1\"}") == 1);
+  CHECK(m.at("dx_worker_threads{worker=\"" + w1 + "\"}") == 1);
   CHECK(m.at("dx_tasks_pending{kind=\"net_test::square\"}") == 0);
-  CHECK(m.at("dx_link_bytes_total{from=\"head\",to=\"w1\"}") > 0);
-  CHECK(m.at("dx_link_bytes_total{from=\"w2\",to=\"head\"}") > 0);
+  CHECK(m.at("dx_link_bytes_total{from=\"head\",to=\"" + w1 + "\"}") > 0);
+  CHECK(m.at("dx_link_bytes_total{from=\"" + w2 + "\",to=\"head\"}") > 0);
   CHECK(eventually([&] {
-    return parse_metrics(http_test::get(ep, "/metrics").body).at("dx_worker_memory_bytes{worker=\"w1\"}") > 1e6;
+    return parse_metrics(http_test::get(ep, "/metrics").body).at("dx_worker_memory_bytes{worker=\"" + w1 + "\"}") > 1e6;
   }));
 
   const auto state = http_test::get(ep, "/api/state");
@@ -111,7 +116,7 @@ TEST_CASE("the HTTP endpoint serves metrics, state and task events that match th
     done_on_workers += w["completed"].get<std::uint64_t>();
     CHECK(w["state"] == "active");
   }
-  CHECK(ids == std::set<std::string>{"head", "w1", "w2"});
+  CHECK(ids == std::set<std::string>{"head", w1, w2});
   CHECK(done_on_workers == 60);
   bool square_seen = false;
   for (const auto& k : s["kinds"])
@@ -318,13 +323,13 @@ TEST_CASE("a rule over a runtime metric sees every worker's series", "[net][obse
   REQUIRE(eventually([&] { return fired.load() >= 2; }));
   for (auto& f : fs) f.get();
   std::lock_guard lock(mu);
-  bool w1 = false, w2 = false;
+  bool first = false, second = false;
   for (const auto& m : messages) {
-    w1 = w1 || m.find("worker=\"w1\"") != std::string::npos;
-    w2 = w2 || m.find("worker=\"w2\"") != std::string::npos;
+    first = first || m.find("worker=\"" + w1 + "\"") != std::string::npos;
+    second = second || m.find("worker=\"" + w2 + "\"") != std::string::npos;
   }
-  CHECK(w1);
-  CHECK(w2);
+  CHECK(first);
+  CHECK(second);
 }
 
 TEST_CASE("write_trace records every attempt once, lost ones included, and result transfers", "[net][observe]") {
@@ -381,7 +386,7 @@ TEST_CASE("write_trace records every attempt once, lost ones included, and resul
   CHECK_FALSE(lost.empty());  // the killed worker had tasks
   for (const auto& [task, attempt] : lost) CHECK(attempt < done_attempt[task]);
   CHECK(transfers >= 1);
-  CHECK(process_names.count("w1") + process_names.count("w2") == 2);
+  CHECK(process_names.count(w1) + process_names.count(w2) == 2);
 
   CHECK_THROWS_WITH(cl.write_trace("/nonexistent-dir/x/run.json"), Catch::Contains("/nonexistent-dir/x/run.json"));
 }
@@ -469,7 +474,7 @@ TEST_CASE("the state lists the tasks running now, with their worker thread and s
     CHECK(r["attempt"] == 1);
     CHECK(r["start"].get<double>() >= std::chrono::duration<double>(before.time_since_epoch()).count() - 1);
   }
-  for (const auto& w : workers) CHECK((w == "w1" || w == "w2"));
+  for (const auto& w : workers) CHECK((w == w1 || w == w2));
   CHECK(cl.metrics().value("dx_tasks_running", {{"kind", "net_test::sleep_ms_then"}}).value_or(0) >= 1);
   for (auto& f : fs) f.get();
   CHECK(cl.metrics().value("dx_tasks_running", {{"kind", "net_test::sleep_ms_then"}}) == 0.0);

@@ -5,6 +5,7 @@
 #include "spawn_self.hpp"
 
 #include "cluster/cluster_access.hpp"
+#include "cluster/worker.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -111,15 +112,16 @@ TEST_CASE("recovery: a worker joining mid-run receives work (in-process)", "[net
   for (int i = 0; i < 2000; ++i) fs.push_back(cl.submit(net_test::sleep_ms_then, 1, i));
   dx::detail::cluster_access::head(cl)->add_local_worker();
   REQUIRE(cl.workers().size() == 2);
+  const std::string second = dx::detail::host_name() + "-2";  // the second worker the head started
   // The new worker must have tasks assigned at some point while the backlog lasts.
   bool new_worker_busy = wait_until(10s, [&] {
     for (const auto& w : cl.workers())
-      if (w.id == "w2" && w.tasks_assigned > 0) return true;
+      if (w.id == second && w.tasks_assigned > 0) return true;
     return fs.back().is_ready();
   });
   CHECK(new_worker_busy);
   bool seen = false;
-  for (const auto& w : cl.workers()) seen = seen || (w.id == "w2" && w.tasks_assigned > 0);
+  for (const auto& w : cl.workers()) seen = seen || (w.id == second && w.tasks_assigned > 0);
   for (std::size_t i = 0; i < fs.size(); ++i) {
     require_ready(fs[i]);
     REQUIRE(fs[i].get() == static_cast<int>(i));
@@ -242,7 +244,7 @@ TEST_CASE("recovery: an in-process worker that leaves hands back its tasks", "[n
   }
   CHECK(wait_until(5s, [&] {
     for (const auto& w : cl.workers())
-      if (w.id == "w1") return w.state == dx::worker_state::gone;
+      if (w.id == dx::detail::host_name() + "-1") return w.state == dx::worker_state::gone;
     return true;
   }));
 }

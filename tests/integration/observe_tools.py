@@ -521,7 +521,9 @@ def test_chromium(job, src, artefacts, workdir):
           "the dashboard's completed count {!r} = /api/state tasks.completed {} = phase 1's {}".format(
               page_count, state["tasks"]["completed"], completed))
     state_ids = sorted(w["id"] for w in state["workers"])
-    check(sorted(page.workers) == state_ids == ["head", "w1", "w2"],
+    # The job's two worker processes are named after this host, in the order the head started them.
+    host = re.sub(r"[^A-Za-z0-9._:@+-]", "", socket.gethostname().split(".")[0])[:56] or "worker"
+    check(sorted(page.workers) == state_ids == sorted(["head", host + "-1", host + "-2"]),
           "the dashboard's worker rows {} = /api/state workers {}".format(sorted(page.workers), state_ids))
 
     shot = os.path.join(artefacts, "dashboard.png")

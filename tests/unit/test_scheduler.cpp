@@ -626,6 +626,24 @@ TEST_CASE("move: the thief asks again after its victim was lost", "[sched]") {
   CHECK(asked[0].from == other);
 }
 
+TEST_CASE("a worker lost while its move was pending asks again when it joins again under its id", "[sched]") {
+  move_setup m;
+  REQUIRE(m.moves.size() == 1);
+  const decision mv = m.moves[0];
+  REQUIRE(mv.to == 2);
+  m.h.now = 0.2;
+  m.h.lose(2);  // the thief goes before the victim answers
+  m.h.answer_move(mv, false);
+  m.h.decide();
+  m.h.now = 0.3;
+  m.h.join(2, 1, 1.0);  // the same worker (its name, its id) again: nothing of its last stay holds
+  auto asked = moves_of(m.h.decide());
+  REQUIRE(asked.size() == 1);
+  CHECK(asked[0].to == 2);
+  CHECK(asked[0].from == 1);
+  CHECK(asked[0].task != mv.task);
+}
+
 TEST_CASE("eager policies never move", "[sched]") {
   for (policy p : {policy::round_robin, policy::random, policy::least_loaded}) {
     INFO(to_string(p));
