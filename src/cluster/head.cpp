@@ -267,7 +267,19 @@ void head_impl::local_dep_fired(std::uint64_t task, std::size_t arg, std::string
     t.args[arg].bytes = std::move(bytes);
     if (is_unsuccessful_locked(task)) return;
     if (error) {
-      fail_locked(task, error, d);
+      // A cancelled input cancels the task (its own outcome); any other error fails it.
+      bool input_cancelled = false;
+      try {
+        std::rethrow_exception(error);
+      } catch (const cancelled&) {
+        input_cancelled = true;
+      } catch (...) {
+      }
+      if (input_cancelled) {
+        stop_locked(task, error, false, d);
+      } else {
+        fail_locked(task, error, d);
+      }
     } else if (--t.deps_pending == 0 && phase_locked(task) == sched::phase::waiting) {
       make_ready_locked(t);
       dispatch_locked(d);

@@ -252,3 +252,21 @@ TEST_CASE("timeout: a remote task within its limit keeps its value, and one queu
   require_ready(after);
   CHECK(runs.lines() == 2);  // 1 and 3: the starved task never ran
 }
+
+TEST_CASE("cancel: a remote task whose local input is cancelled is cancelled, not failed", "[net][cancel]") {
+  DX_TRANSPORTS();
+  dx::cluster cl{one_thread_worker(kind)};
+  temp_path runs("runs");
+  dx::promise<int> gate;
+  auto input = cl.submit([](int v) { return v; }, gate.get_future()).share();  // a local task
+  auto remote = cl.submit(mark_after, input, runs.path);
+  CHECK(cl.cancel(input));
+  gate.set_value(1);
+  require_ready(remote);
+  REQUIRE_THROWS_AS(remote.get(), dx::cancelled);
+  CHECK(cl.metrics().value("dx_tasks_cancelled_total", {{"kind", "cancel_test::mark_after"}}) == 1.0);
+  CHECK(cl.metrics()
+            .value("dx_tasks_failed_total", {{"kind", "cancel_test::mark_after"}, {"worker", "none"}})
+            .value_or(0) == 0.0);
+  CHECK_FALSE(runs.exists());
+}
