@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -44,11 +45,17 @@ class timer_service {
   }
 
   void add(deadline d) {
-    std::lock_guard lock(mutex_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
-    const bool earliest = heap_.empty() || d.at < heap_.top().at;
-    heap_.push(std::move(d));
-    if (earliest) cv_.notify_one();
+    std::vector<state_base*> settled;
+    {
+      std::lock_guard lock(mutex_);
+      if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+      const bool earliest = heap_.empty() || d.at < heap_.top().at;
+      heap_.push(std::move(d));
+      if (earliest) cv_.notify_one();
+      if (heap_.size() >= sweep_at_) sweep(settled);
+    }
+    // Released outside the lock: a value's destructor may submit work with a time limit.
+    for (state_base* s : settled) s->release();
   }
 
  private:
@@ -75,6 +82,26 @@ class timer_service {
     }
   }
 
+  // Entries of tasks that finished in time would hold their states (and values) until their
+  // deadlines: when the heap doubles, those are dropped, so it stays within twice the tasks
+  // still running under a limit.
+  void sweep(std::vector<state_base*>& settled) {
+    std::vector<deadline> keep;
+    keep.reserve(heap_.size());
+    while (!heap_.empty()) {
+      deadline d = heap_.top();
+      heap_.pop();
+      if (d.state->settled()) {
+        settled.push_back(d.state);
+      } else {
+        keep.push_back(std::move(d));
+      }
+    }
+    for (auto& d : keep) heap_.push(std::move(d));
+    sweep_at_ = std::max<std::size_t>(1024, 2 * heap_.size());
+  }
+
+  std::size_t sweep_at_ = 1024;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::priority_queue<deadline, std::vector<deadline>, std::greater<>> heap_;
