@@ -14,6 +14,17 @@
 //       --metrics-off: the head keeps no runtime metrics and no task history
 //       (options .metrics(false).task_history(0)), to measure what they cost (see
 //       benchmarks/observability/run.py).
+//   dx_bench_distributed timeout_overhead [N=100000] [reps=5]
+//       cluster as for throughput; in one process, rounds of N plain no-ops and N no-ops with
+//       task_options{}.with_timeout(1 h) (order alternating by round), each timed as throughput.
+//       Prints each batch, then the medians and with_timeout / plain as a ratio of times.
+//   dx_bench_distributed cancel [N=100000]
+//       cluster as for throughput; one hold_until_stopped task per worker keeps both workers busy,
+//       then N no-ops are submitted (queued: held by the head or sent ahead to a worker) and
+//       cancelled one by one with future::cancel(); timed from the first cancel until every one
+//       of the N futures is ready (each checked to hold dx::cancelled). Then the holders are
+//       cancelled; checks that no no-op ran (dx_tasks_completed_total for noop unchanged, and
+//       dx_late_results_total counts the two holders only).
 //   dx_bench_distributed latency [calls=2000] [msg_bytes=0] [--raw-first]
 //       cluster of local_processes(1), head_runs_tasks(false); `calls` x cl.submit(noop, i).get()
 //       each timed, after 200 untimed calls; the bytes the head writes and reads per call are
@@ -57,6 +68,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -64,6 +76,15 @@
 
 int noop(int x) { return x; }
 DX_REMOTE(noop);
+
+// Holds a worker thread until its task is cancelled (or `ms` passes).
+int hold_until_stopped(dx::stop_token st, int ms) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!st.stop_requested() && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return 0;
+}
+DX_REMOTE(hold_until_stopped);
 
 std::string make_bytes(std::uint64_t n) {
   std::string s(n, '\0');
@@ -335,6 +356,92 @@ int throughput(long n, long reps) {
   return 0;
 }
 
+std::vector<dx::future<int>> submit_noops(dx::cluster& cl, long n, bool with_timeout) {
+  std::vector<dx::future<int>> fs;
+  fs.reserve(static_cast<std::size_t>(n));
+  // Both built once, so that the only difference between the two is the time limit.
+  const dx::task_options limited = dx::task_options{}.with_timeout(std::chrono::hours(1));
+  const dx::task_options plain;
+  const dx::task_options& opts = with_timeout ? limited : plain;
+  for (long i = 0; i < n; ++i) fs.push_back(cl.submit(opts, noop, static_cast<int>(i & 0xffff)));
+  return fs;
+}
+
+int timeout_overhead(long n, long reps) {
+  dx::cluster cl{two_workers()};
+  if (worker_pids(cl).size() != 2) die("expected 2 workers");
+  run_batch(cl, 0, std::min(n, 10000L));  // warm-up
+  std::vector<double> plain, timed;
+  for (long r = 0; r < reps; ++r) {
+    for (int k = 0; k < 2; ++k) {
+      const bool with_timeout = (k == 0) == (r % 2 == 1);
+      const auto t0 = Clock::now();
+      auto fs = submit_noops(cl, n, with_timeout);
+      const std::vector<int> vs = dx::when_all(std::move(fs)).get();
+      const double t = secs(t0, Clock::now());
+      if (static_cast<long>(vs.size()) != n) die("missing results");
+      (with_timeout ? timed : plain).push_back(t);
+      std::printf("RESULT mode=timeout_overhead tasks=%ld rep=%ld system=%s wall_s=%.4f tasks_per_s=%.1f\n", n, r,
+                  with_timeout ? "with_timeout" : "plain", t, static_cast<double>(n) / t);
+      std::fflush(stdout);
+    }
+  }
+  const double mp = pct(plain, 50), mt = pct(timed, 50);
+  std::printf(
+      "RESULT mode=timeout_overhead_summary tasks=%ld reps=%ld plain_median_s=%.4f with_timeout_median_s=%.4f "
+      "plain_tasks_per_s=%.1f with_timeout_tasks_per_s=%.1f ratio=%.3f\n",
+      n, reps, mp, mt, static_cast<double>(n) / mp, static_cast<double>(n) / mt, mt / mp);
+  return 0;
+}
+
+int cancel_queued(long n) {
+  dx::cluster cl{two_workers()};
+  if (worker_pids(cl).size() != 2) die("expected 2 workers");
+  run_batch(cl, 0, std::min(n, 10000L));  // warm-up
+  cl.wait_idle();
+  const double completed_before =
+      cl.metrics().value("dx_tasks_completed_total", {{"kind", "noop"}, {"worker", "w1"}}).value_or(0) +
+      cl.metrics().value("dx_tasks_completed_total", {{"kind", "noop"}, {"worker", "w2"}}).value_or(0);
+  const double late_before = cl.metrics().value("dx_late_results_total").value_or(0);
+  std::vector<dx::future<int>> holders;
+  for (int i = 0; i < 2; ++i) holders.push_back(cl.submit(hold_until_stopped, 60'000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both holders start
+  auto fs = submit_noops(cl, n, false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::size_t on_workers = 0;
+  for (const auto& w : cl.workers()) on_workers += w.tasks_assigned;
+  on_workers -= std::min<std::size_t>(on_workers, 2);  // the holders
+  const auto t0 = Clock::now();
+  for (auto& f : fs) f.cancel();
+  for (auto& f : fs)
+    if (f.wait_for(std::chrono::seconds(30)) != dx::future_status::ready) die("a cancelled future did not settle");
+  const double t = secs(t0, Clock::now());
+  std::size_t cancelled = 0;
+  for (auto& f : fs) {
+    try {
+      f.get();
+    } catch (const dx::cancelled&) {
+      ++cancelled;
+    }
+  }
+  for (auto& h : holders) h.cancel();
+  // The holders' late results arrive; any no-op that ran would report too.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (cl.metrics().value("dx_late_results_total").value_or(0) < late_before + 2 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double late = cl.metrics().value("dx_late_results_total").value_or(0) - late_before;
+  const double completed =
+      cl.metrics().value("dx_tasks_completed_total", {{"kind", "noop"}, {"worker", "w1"}}).value_or(0) +
+      cl.metrics().value("dx_tasks_completed_total", {{"kind", "noop"}, {"worker", "w2"}}).value_or(0) -
+      completed_before;
+  std::printf(
+      "RESULT mode=cancel tasks=%ld sent_to_workers=%zu settle_s=%.4f cancelled=%zu noops_completed=%.0f "
+      "late_results=%.0f\n",
+      n, on_workers, t, cancelled, completed, late);
+  return cancelled == static_cast<std::size_t>(n) && completed == 0 && late == 2 ? 0 : 3;
+}
+
 void report_latency(const char* system, const std::vector<double>& us, std::size_t msg, double bytes_out,
                     double bytes_in) {
   std::printf(
@@ -439,13 +546,15 @@ int main(int argc, char** argv) {
   const bool raw_first = has_flag(argc, argv, "--raw-first");
   g_metrics_off = has_flag(argc, argv, "--metrics-off");
   if (mode == "throughput") return throughput(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 1));
+  if (mode == "timeout_overhead") return timeout_overhead(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 5));
+  if (mode == "cancel") return cancel_queued(arg_long(argc, argv, 2, 100000));
   if (mode == "latency") return latency(arg_long(argc, argv, 2, 2000), arg_long(argc, argv, 3, 0), raw_first);
   if (mode == "fetch") return fetch(arg_long(argc, argv, 2, 255), raw_first);
   if (mode == "memory") return memory(arg_long(argc, argv, 2, 1000000), arg_long(argc, argv, 3, 10000));
-  std::fprintf(
-      stderr,
-      "usage: %s throughput [N=100000] [reps=1] [--metrics-off] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
-      "fetch [MiB=255] [--raw-first] | memory [total=1000000] [batch=10000]\n",
-      argv[0]);
+  std::fprintf(stderr,
+               "usage: %s throughput [N=100000] [reps=1] [--metrics-off] | timeout_overhead [N=100000] [reps=5] | "
+               "cancel [N=100000] | latency [calls=2000] [msg_bytes=0] [--raw-first] | "
+               "fetch [MiB=255] [--raw-first] | memory [total=1000000] [batch=10000]\n",
+               argv[0]);
   return 1;
 }

@@ -111,7 +111,21 @@ class DX_API cluster {
       }
     }
     const priority p = opts.priority > 0 ? priority::high : opts.priority < 0 ? priority::low : priority::normal;
-    return local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+    auto result = local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+    if (opts.timeout.count() > 0)
+      detail::stop_after(detail::future_access::state(result).get(), opts.timeout.count(),
+                         opts.kind.empty() ? "local task" : ("task '" + opts.kind + "'").c_str());
+    return result;
+  }
+
+  /// Cancels the work behind `f` wherever it is: a task not started (held by the head, queued on a
+  /// worker or on the local threads) never runs; a running one is asked to stop and its late
+  /// result is discarded; `f` and every dependent fail with dx::cancelled. The same as
+  /// f.cancel(); see future::cancel. Returns whether the cancellation settled `f`. Thread-safe;
+  /// does not block.
+  template <class Future>
+  requires(detail::is_future<Future>::value || detail::is_shared_future<Future>::value) bool cancel(const Future& f) {
+    return f.cancel();
   }
   /// submit() with an executor priority: high becomes task priority 1 (before queued normal
   /// work), low -1, normal 0. Thread-safe; does not block.

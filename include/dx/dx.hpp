@@ -21,6 +21,7 @@
 #include <dx/progress.hpp>
 #include <dx/remote.hpp>
 #include <dx/serialize.hpp>
+#include <dx/stop_token.hpp>
 #include <dx/table.hpp>
 #include <dx/task.hpp>
 #include <dx/task_graph.hpp>

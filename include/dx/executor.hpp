@@ -56,9 +56,34 @@ auto unwrap_arg(A& a) {
 template <class A>
 constexpr bool is_dependency_v = is_future<A>::value || is_shared_future<A>::value;
 
+/// The values a call passes, as the tuple unwrap_arg gives.
+template <class... A>
+using unwrapped_args_t = decltype(std::tuple_cat(unwrap_arg(std::declval<std::decay_t<A>&>())...));
+
+/// Whether F takes a dx::stop_token before the arguments (and cannot be called without one).
+template <class F, class Args>
+struct wants_stop_token : std::false_type {};
+template <class F, class... U>
+struct wants_stop_token<F, std::tuple<U...>>
+    : std::bool_constant<!std::is_invocable_v<F&, U...> && std::is_invocable_v<F&, stop_token, U...>> {};
+
+/// Calls f with the values in `args`, preceded by the stop token of `self` when f asks for one.
+template <class F, class Args>
+decltype(auto) apply_call(F& f, state_base* self, Args&& args) {
+  if constexpr (wants_stop_token<F, std::remove_cvref_t<Args>>::value) {
+    return std::apply(
+        [&](auto&&... a) -> decltype(auto) {
+          return std::invoke(f, stop_token(self), std::forward<decltype(a)>(a)...);
+        },
+        std::forward<Args>(args));
+  } else {
+    return std::apply(f, std::forward<Args>(args));
+  }
+}
+
 template <class F, class... A>
 using call_result_t =
-    decltype(std::apply(std::declval<F&>(), std::tuple_cat(unwrap_arg(std::declval<std::decay_t<A>&>())...)));
+    decltype(apply_call(std::declval<F&>(), static_cast<state_base*>(nullptr), std::declval<unwrapped_args_t<A...>>()));
 
 /// What submit() returns for a callable returning R: future<R>, or future<T> for a dx::task<T>.
 template <class R>
@@ -137,30 +162,42 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
   }
 
   void execute() noexcept {
+    if (this->settled()) return;  // cancelled or timed out before it started: it never runs
+    std::exception_ptr failure;
+    bool ran = false;
     if (const std::exception_ptr* failed = first_failed_dependency()) {
-      this->store_error(*failed);
-      this->publish_from_task();
+      failure = *failed;
+    } else {
+      ran = true;
+      current_task_scope scope(this);
+      try {
+        auto call = [&] {
+          return apply_call(f_, this, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_));
+        };
+        if constexpr (is_task<R>::value) {
+          start_root_task(call(), this->executor(), this);  // the coroutine publishes when it ends
+          return;
+        } else if constexpr (std::is_void_v<R>) {
+          call();
+        } else {
+          this->emplace(call());
+        }
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    if (!this->claim()) {  // a stop settled the future meanwhile: the result is discarded
+      if (ran) count_late_completion();
       return;
     }
-    try {
-      auto call = [&] {
-        return std::apply(f_, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_));
-      };
-      if constexpr (is_task<R>::value) {
-        start_root_task(call(), this->executor(), this);  // the coroutine publishes when it ends
-        return;
-      } else if constexpr (std::is_void_v<R>) {
-        call();
-        this->emplace();
-      } else {
-        this->emplace(call());
-      }
-    } catch (...) {
-      this->store_error(std::current_exception());
-    }
+    if (failure) this->store_error(std::move(failure));
     this->publish_from_task();
   }
 
+ public:
+  bool request_stop(std::exception_ptr outcome) noexcept override { return this->stop_and_settle(std::move(outcome)); }
+
+ private:
   template <class Arg>
   static void note_failure(Arg& arg, const std::exception_ptr*& failed) noexcept {
     if constexpr (is_dependency_v<Arg>) {

@@ -17,6 +17,7 @@
 #include <dx/detail/runtime.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/error.hpp>
+#include <dx/stop_token.hpp>
 
 #include <exception>
 #include <functional>
@@ -136,11 +137,20 @@ class then_state final : public shared_state<typename unwrapped<R>::type>, publi
   static void run_as_task(task_base* t) noexcept { static_cast<then_state*>(t)->execute(true); }
 
   void execute(bool as_task) noexcept {
+    if (this->settled()) {  // cancelled or timed out before it ran: it never runs
+      source_ = {};
+      this->release();
+      return;
+    }
     {
       state_ptr<shared_state<T>> source = std::move(source_);
+      std::exception_ptr failure;
+      bool ran = false;
       if (source->has_error()) {
-        this->store_error(source->error());
+        failure = source->error();
       } else {
+        ran = true;
+        current_task_scope scope(this);
         try {
           if constexpr (unwrapped<R>::is_future) {
             if (forward_inner(call(*source.get()))) return;  // the inner future publishes
@@ -150,9 +160,15 @@ class then_state final : public shared_state<typename unwrapped<R>::type>, publi
             this->emplace(call(*source.get()));
           }
         } catch (...) {
-          this->store_error(std::current_exception());
+          failure = std::current_exception();
         }
       }
+      if (!this->claim()) {  // a stop settled it meanwhile: the result is discarded
+        if (ran) count_late_completion();
+        this->release();
+        return;
+      }
+      if (failure) this->store_error(std::move(failure));
     }
     if (as_task) {
       this->publish_from_task();
@@ -162,6 +178,10 @@ class then_state final : public shared_state<typename unwrapped<R>::type>, publi
     this->release();
   }
 
+ public:
+  bool request_stop(std::exception_ptr outcome) noexcept override { return this->stop_and_settle(std::move(outcome)); }
+
+ private:
   R call(shared_state<T>& source) {
     if constexpr (std::is_void_v<T>) {
       return std::invoke(f_);
@@ -181,6 +201,12 @@ class then_state final : public shared_state<typename unwrapped<R>::type>, publi
     forward_.fire = [](continuation* c) noexcept {
       then_state* self = static_cast<forward_node*>(c)->owner;
       auto inner = std::move(self->inner_);
+      if (!self->claim()) {  // a stop settled it meanwhile
+        count_late_completion();
+        inner = {};
+        self->release();
+        return;
+      }
       if (inner->has_error()) {
         self->store_error(inner->error());
       } else if constexpr (std::is_void_v<value_type>) {
@@ -310,6 +336,20 @@ class future {
     if constexpr (!std::is_void_v<T>) return std::move(state->value());
   }
 
+  /// Cancels the work behind this future. A task that has not started never runs; a running one is
+  /// asked to stop (its dx::stop_token, dx::this_task::stop_requested()) and what it returns later
+  /// is discarded. The future, and every task and continuation that depends on it, fails with
+  /// dx::cancelled. Works for local tasks, continuations, remote tasks and graph runs (a graph's
+  /// future settles once its running tasks return; its remaining tasks are skipped). Returns
+  /// whether the cancellation settled the future: false when it was already settled, or when its
+  /// producer is a dx::promise (which only sees the request through stop_requested()). The future
+  /// stays valid. Throws dx::no_state on an empty future. Thread-safe with respect to the task
+  /// and the cluster (not to other uses of this future object); does not block.
+  bool cancel() const {
+    detail::check_state(state_, "cancel() on an empty dx::future");
+    return state_->request_stop(detail::make_error(detail::error_kind::cancelled, "the task was cancelled"));
+  }
+
   /// Converts to a copyable shared_future; this future becomes empty. Not thread-safe (one thread
   /// at a time per future); does not block.
   shared_future<T> share() {
@@ -387,6 +427,13 @@ class shared_future {
     } else {
       return static_cast<const T&>(state_->value());
     }
+  }
+
+  /// As future::cancel: cancels the work for every copy. Thread-safe on distinct copies; does not
+  /// block.
+  bool cancel() const {
+    detail::check_state(state_, "cancel() on an empty dx::shared_future");
+    return state_->request_stop(detail::make_error(detail::error_kind::cancelled, "the task was cancelled"));
   }
 
   /// Like future::then, but f receives `const T&` and this shared_future stays valid. Thread-safe

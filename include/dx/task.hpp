@@ -122,6 +122,12 @@ class task_promise : public task_promise_base {
       task_promise& p = h.promise();
       if (state_base* root = p.root_) {
         auto* out = static_cast<shared_state<T>*>(root);
+        if (!out->claim()) {  // a stop settled the future meanwhile: the result is discarded
+          count_late_completion();
+          h.destroy();
+          out->release();
+          return std::noop_coroutine();
+        }
         if (p.error_) {
           out->store_error(p.error_);
         } else {
@@ -162,6 +168,12 @@ class task_promise<void> : public task_promise_base {
     std::coroutine_handle<> await_suspend(std::coroutine_handle<task_promise> h) noexcept {
       task_promise& p = h.promise();
       if (state_base* root = p.root_) {
+        if (!root->claim()) {  // a stop settled the future meanwhile: the result is discarded
+          count_late_completion();
+          h.destroy();
+          root->release();
+          return std::noop_coroutine();
+        }
         if (p.error_) root->store_error(p.error_);
         h.destroy();
         root->publish_from_task();

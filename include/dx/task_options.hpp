@@ -4,6 +4,7 @@
 //   cl.submit(dx::resources{{"gpu", 1}, {"mem_mb", 2048}}, train, cfg); // only where that fits
 //   cl.submit(dx::task_options{}.with_priority(10), urgent, x);        // before queued normal work
 //   cl.submit(dx::task_options{}.with_kind("etl.parse"), run_step, s); // learned and shown apart
+//   cl.submit(dx::task_options{}.with_timeout(2s), simulate, 1, 1000);  // dx::timeout after 2 s
 //
 // Priorities order the ready tasks (higher first; the default is 0), then the scheduler prefers
 // tasks on the longest predicted path to the end of the graph. Resources are amounts a task holds
@@ -14,6 +15,7 @@
 
 #include <dx/hint.hpp>
 
+#include <chrono>
 #include <initializer_list>
 #include <map>
 #include <string>
@@ -49,6 +51,8 @@ struct task_options {
   /// The kind the cost model learns it as and metrics, the dashboard and traces show it as; the
   /// function's registered name when empty. For one function that does different work per call.
   std::string kind;
+  /// How long the task may take, from submission (zero: no limit). See with_timeout().
+  std::chrono::nanoseconds timeout{0};
 
   /// Higher runs first among ready tasks (default 0). Not thread-safe; does not block.
   task_options& with_priority(int p) noexcept {
@@ -69,6 +73,17 @@ struct task_options {
   /// thread-safe; does not block.
   task_options& with_kind(std::string k) {
     kind = std::move(k);
+    return *this;
+  }
+  /// A limit on the task's time from submission to its result (zero or less: none). When it
+  /// passes, the future fails with dx::timeout naming the task and the limit, the task is asked
+  /// to stop (dx::stop_token, dx::this_task::stop_requested()), a task not yet started never runs,
+  /// dependents fail with the same error, and a result that comes later is discarded and counted
+  /// (dx_late_results_total). Enforced by the head for registered functions and by a timer thread
+  /// for local tasks. Not thread-safe; does not block.
+  template <class Rep, class Period>
+  task_options& with_timeout(std::chrono::duration<Rep, Period> d) noexcept {
+    timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
     return *this;
   }
 };

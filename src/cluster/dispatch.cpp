@@ -1,5 +1,5 @@
-// Dispatch: the scheduler's decisions become frames (runs batched one frame per worker per round,
-// move requests and their answers; recomputes go to recovery), and the scheduler's alerts go to
+// Dispatch: the scheduler's decisions become frames (runs and cancels batched one frame per worker
+// per round, move requests and their answers; recomputes go to recovery), and the scheduler's alerts go to
 // the alert center.
 #include "cluster/head_state.hpp"
 #include "common/log.hpp"
@@ -12,6 +12,7 @@ void head_impl::dispatch_locked(deferred& d) {
   decisions_.clear();
   sched_->decide(now_seconds(), decisions_);
   std::vector<worker_rec*> touched;
+  std::vector<worker_rec*> cancelled;
   for (const sched::decision& dec : decisions_) {
     switch (dec.kind) {
       case sched::decision_kind::run: {
@@ -40,7 +41,20 @@ void head_impl::dispatch_locked(deferred& d) {
       case sched::decision_kind::recompute:
         recompute_decided_locked(dec.task, d);
         break;
+      case sched::decision_kind::cancel: {
+        // Batched like runs: cancelling many queued tasks costs one frame per worker.
+        worker_rec* w = by_sid_locked(dec.from);
+        if (!w || !w->conn) continue;  // gone: nothing of it runs any more
+        if (w->cancel_outbox.task_ids.empty()) cancelled.push_back(w);
+        w->cancel_outbox.task_ids.push_back(dec.task);
+        log(log_level::debug, "task {} given up: telling {}", dec.task, w->id);
+        break;
+      }
     }
+  }
+  for (worker_rec* w : cancelled) {
+    w->conn->send(wire::encode(w->cancel_outbox));
+    w->cancel_outbox.task_ids.clear();
   }
   // One frame per worker per round: a Boost archive costs about a microsecond to set up.
   for (worker_rec* w : touched) {

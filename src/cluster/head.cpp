@@ -186,6 +186,7 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
     t.args.resize(args.size());
     ++unfinished_;
     bool failed = false;
+    std::uint64_t failed_input = 0;
     sched::task_spec spec;
     spec.id = id;
     spec.kind = kind;
@@ -210,7 +211,8 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
         t.args[i].ref = in.id;
         spec.inputs.push_back(in.id);
         ++in.lineage_refs;
-        if (phase_locked(in.id) == sched::phase::failed) {
+        if (is_unsuccessful_locked(in.id)) {
+          if (!failed) failed_input = in.id;
           failed = true;
           if (!t.error) t.error = in.error;
         } else {
@@ -236,9 +238,18 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
       a.dependency = nullptr;
     }
     sched_->task_submitted(spec, now_seconds());
+    if (opts.timeout.count() > 0) {
+      const deadline due{head_clock::now() + opts.timeout, id, opts.timeout.count()};
+      // Wake the tick only for a deadline earlier than any it waits for.
+      if (deadlines_.empty() || due.at < deadlines_.top().at) {
+        deadline_added_ = true;
+        tick_cv_.notify_all();
+      }
+      deadlines_.push(due);
+    }
     if (failed) {
       // Dependencies registered above stay counted until the local ones fire.
-      fail_locked(id, t.error, d);
+      fail_after_input_locked(id, tasks_.at(failed_input), d);
     } else if (t.deps_pending == 0) {
       make_ready_locked(t);
       dispatch_locked(d);
@@ -257,9 +268,21 @@ void head_impl::local_dep_fired(std::uint64_t task, std::size_t arg, std::string
     task_entry& t = it->second;
     t.args[arg].pending_local = false;
     t.args[arg].bytes = std::move(bytes);
-    if (phase_locked(task) == sched::phase::failed) return;
+    if (is_unsuccessful_locked(task)) return;
     if (error) {
-      fail_locked(task, error, d);
+      // A cancelled input cancels the task (its own outcome); any other error fails it.
+      bool input_cancelled = false;
+      try {
+        std::rethrow_exception(error);
+      } catch (const cancelled&) {
+        input_cancelled = true;
+      } catch (...) {
+      }
+      if (input_cancelled) {
+        stop_locked(task, error, false, d);
+      } else {
+        fail_locked(task, error, d);
+      }
     } else if (--t.deps_pending == 0 && phase_locked(task) == sched::phase::waiting) {
       make_ready_locked(t);
       dispatch_locked(d);
@@ -280,6 +303,18 @@ void head_impl::request_value(std::uint64_t task) noexcept {
     if (phase_locked(task) == sched::phase::done) deliver_locked(t, d);
   }
   d.run();
+}
+
+bool head_impl::stop(std::uint64_t task, std::exception_ptr outcome) noexcept {
+  deferred d;
+  bool stopped = false;
+  {
+    std::lock_guard lock(mutex_);
+    stopped = stop_locked(task, std::move(outcome), false, d);
+    if (stopped) dispatch_locked(d);  // tells the worker, and fills the slot it freed
+  }
+  d.run();
+  return stopped;
 }
 
 void head_impl::released(std::uint64_t task) noexcept {
@@ -420,6 +455,10 @@ void remote_result::request_value() noexcept {
 
 void remote_result::released() noexcept {
   if (head) head->released(task_id);
+}
+
+bool remote_result::stop_remote(std::exception_ptr outcome) noexcept {
+  return head && head->stop(task_id, std::move(outcome));
 }
 
 }  // namespace dx::detail

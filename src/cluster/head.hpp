@@ -35,6 +35,9 @@ class head_core : public std::enable_shared_from_this<head_core> {
   /// Chrome trace-event JSON of the kept task history (see cluster::write_trace).
   virtual std::string trace_json() const = 0;
   virtual void request_value(std::uint64_t task) noexcept = 0;
+  /// Gives the task up (its future's cancel()): see head_impl::stop_locked. Returns whether
+  /// `outcome` settled its future.
+  virtual bool stop(std::uint64_t task, std::exception_ptr outcome) noexcept = 0;
   virtual void released(std::uint64_t task) noexcept = 0;
 
   virtual std::string endpoint() const = 0;

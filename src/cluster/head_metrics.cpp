@@ -124,6 +124,16 @@ void head_impl::collect(exposition& out) const {
            [](const observe::kind_stats& k) { return k.retried; });
   per_kind("dx_tasks_moved_total", metric_type::counter, "Tasks taken back from a worker's queue to run elsewhere.",
            [](const observe::kind_stats& k) { return k.moved; });
+  per_kind("dx_tasks_cancelled_total", metric_type::counter,
+           "Tasks cancelled before they finished (their own outcome, not failures).",
+           [](const observe::kind_stats& k) { return k.cancelled; });
+  per_kind("dx_tasks_timed_out_total", metric_type::counter,
+           "Tasks past their time limit (task_options::with_timeout); also counted as failed.",
+           [](const observe::kind_stats& k) { return k.timed_out; });
+  if (out.family("dx_late_results_total", metric_type::counter,
+                 "Results that came after their task was cancelled or timed out, discarded: from workers, and from "
+                 "local tasks of this process."))
+    out.sample("dx_late_results_total", {}, static_cast<double>(late_results_ + late_completions()));
   std::vector<std::uint64_t> running;
   const std::vector<std::uint64_t> assigned = assigned_by_kind_locked(&running);
   if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {

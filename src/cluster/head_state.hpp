@@ -37,6 +37,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -60,6 +61,7 @@ struct worker_rec {
   head_clock::time_point last_seen = head_clock::now();
   std::vector<std::uint64_t> to_release;    // batched release messages
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
+  wire::cancel_msg cancel_outbox;           // tasks given up in this dispatch round
   sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
   std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
   // As its last heartbeat reported.
@@ -149,6 +151,7 @@ class head_impl final : public head_core, public observe::head_view_source {
               remote_result& result) override;
   void local_dep_fired(std::uint64_t task, std::size_t arg, std::string bytes, std::exception_ptr error);
   void request_value(std::uint64_t task) noexcept override;
+  bool stop(std::uint64_t task, std::exception_ptr outcome) noexcept override;
   void released(std::uint64_t task) noexcept override;
   dx::forecast forecast() const override;
   dx::cost_model cost_model_snapshot() const override;
@@ -199,7 +202,12 @@ class head_impl final : public head_core, public observe::head_view_source {
   sched::phase phase_locked(std::uint64_t task) const { return sched_->phase_of(task); }
   bool is_finished_locked(std::uint64_t task) const {
     const sched::phase p = phase_locked(task);
-    return p == sched::phase::done || p == sched::phase::failed;
+    return p == sched::phase::done || p == sched::phase::failed || p == sched::phase::cancelled;
+  }
+  /// Whether the task ended without a result (failed, timed out or cancelled).
+  bool is_unsuccessful_locked(std::uint64_t task) const {
+    const sched::phase p = phase_locked(task);
+    return p == sched::phase::failed || p == sched::phase::cancelled;
   }
   /// Whether the attempt a worker answers for is the one the task is sent for.
   bool current_attempt_locked(const task_entry& t, const worker_rec& w, std::uint32_t attempt) const {
@@ -227,6 +235,18 @@ class head_impl final : public head_core, public observe::head_view_source {
   void fail_open_locked(const std::exception_ptr& e, deferred& d);
   /// `ran_on`: the worker it failed on, for the statistics (default: where it was sent).
   void fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d, const worker_rec* ran_on = nullptr);
+  /// Gives t up at the caller's request (`timed_out`: past its limit): the scheduler frees what
+  /// it held and tells its worker; t's future and dependents settle with `outcome`. Returns false
+  /// when t has finished already.
+  bool stop_locked(std::uint64_t id, std::exception_ptr outcome, bool timed_out, deferred& d);
+  /// Fails (or, when `input` was cancelled, cancels) task `id` because its input failed.
+  void fail_after_input_locked(std::uint64_t id, const task_entry& input, deferred& d);
+  /// What failing and stopping share: the error goes to the future and the dependents.
+  void settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, deferred& d);
+  /// A completion for an attempt that is not current: a late result when the task was given up.
+  void note_stale_completion_locked(std::uint64_t task);
+  /// Stops every task past its time limit.
+  void expire_timeouts_locked(deferred& d);
   void unref_locked(std::uint64_t id);
   void erase_locked(std::uint64_t id);
   /// Puts t back in the queue once its inputs are available, recomputing lost ones first.
@@ -315,6 +335,17 @@ class head_impl final : public head_core, public observe::head_view_source {
     double asked = 0;  // seconds since the head started
   };
   std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
+  // Time limits (task_options::with_timeout), earliest first; entries of finished tasks are
+  // dropped when they come up.
+  struct deadline {
+    head_clock::time_point at;
+    std::uint64_t task = 0;
+    std::int64_t limit_ns = 0;
+    bool operator>(const deadline& o) const noexcept { return at > o.at; }
+  };
+  std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
+  bool deadline_added_ = false;     // the tick is woken for an earlier deadline, not for a beat
+  std::uint64_t late_results_ = 0;  // completions of tasks given up (cancelled, timed out)
   std::uint64_t next_task_ = 1;
   std::uint64_t next_request_ = 1;
   // Worker names: the head's own threads prove themselves with head_key_; the workers the head

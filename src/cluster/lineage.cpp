@@ -46,8 +46,9 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
   const double now = now_seconds();
   const double seconds = static_cast<double>(m.duration_ns) * 1e-9;
   if (!current) {
-    // A stale attempt (the task was moved or re-run): its result is not committed.
+    // A stale attempt (the task was moved or re-run, or given up): its result is not committed.
     if (!m.inline_result) w.to_release.push_back(m.task_id);
+    note_stale_completion_locked(m.task_id);
     if (it != tasks_.end())
       record_attempt_locked(it->second, w, now, seconds, m.thread, m.attempt, observe::attempt_end::superseded);
     return;
@@ -91,8 +92,8 @@ void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
     if (it == tasks_.end()) continue;
     task_entry& dt = it->second;
     if (phase_locked(dep) != sched::phase::waiting) continue;
-    if (phase_locked(t.id) == sched::phase::failed) {
-      fail_locked(dep, t.error, d);
+    if (is_unsuccessful_locked(t.id)) {
+      fail_after_input_locked(dep, t, d);
     } else if (--dt.deps_pending == 0) {
       make_ready_locked(dt);
     }
@@ -101,7 +102,10 @@ void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
 
 void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m, deferred& d) {
   auto it = tasks_.find(m.task_id);
-  if (it == tasks_.end() || !current_attempt_locked(it->second, w, m.attempt)) return;
+  if (it == tasks_.end() || !current_attempt_locked(it->second, w, m.attempt)) {
+    note_stale_completion_locked(m.task_id);
+    return;
+  }
   task_entry& t = it->second;
   if (m.kind != wire::failure_kind::input_lost)
     record_attempt_locked(t, w, now_seconds(), static_cast<double>(m.duration_ns) * 1e-9, m.thread, m.attempt,
@@ -152,6 +156,11 @@ void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d,
       ++kinds_[t.kind]->failed_nowhere;
     }
   }
+  settle_unsuccessful_locked(t, std::move(e), d);
+}
+
+void head_impl::settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, deferred& d) {
+  const std::uint64_t id = t.id;
   t.error = e;
   count_finished_locked(t);
   if (t.future && !t.delivered) {
@@ -160,6 +169,55 @@ void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d,
   }
   wake_dependents_locked(t, d);
   if (t.lineage_refs == 0) erase_locked(id);
+}
+
+bool head_impl::stop_locked(std::uint64_t id, std::exception_ptr outcome, bool timed_out, deferred& d) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end() || is_finished_locked(id)) return false;
+  task_entry& t = it->second;
+  // The scheduler frees its slot and, if a worker has it, decides to tell that worker.
+  sched_->task_cancelled(id, now_seconds(), timed_out);
+  if (observe_) {
+    observe::kind_stats& k = *kinds_[t.kind];
+    if (timed_out) {
+      ++k.timed_out;
+      ++k.failed;
+      ++k.failed_nowhere;
+    } else {
+      ++k.cancelled;
+    }
+  }
+  settle_unsuccessful_locked(t, std::move(outcome), d);
+  return true;
+}
+
+void head_impl::fail_after_input_locked(std::uint64_t id, const task_entry& input, deferred& d) {
+  if (phase_locked(input.id) == sched::phase::cancelled) {
+    stop_locked(id, input.error, false, d);
+  } else {
+    fail_locked(id, input.error, d);
+  }
+}
+
+void head_impl::note_stale_completion_locked(std::uint64_t task) {
+  // A task the head no longer knows, or one that ended without a result, was given up while a
+  // worker ran it: what it reports now is a late result, discarded. (An attempt superseded by a
+  // move or a re-run belongs to a task still open or done.)
+  if (tasks_.find(task) == tasks_.end() || is_unsuccessful_locked(task)) ++late_results_;
+}
+
+void head_impl::expire_timeouts_locked(deferred& d) {
+  const auto now = head_clock::now();
+  while (!deadlines_.empty() && deadlines_.top().at <= now) {
+    const deadline due = deadlines_.top();
+    deadlines_.pop();
+    auto it = tasks_.find(due.task);
+    if (it == tasks_.end() || is_finished_locked(due.task)) continue;
+    const std::string what =
+        fmt::format("task {} ({}) timed out after {}", due.task, it->second.function, describe_limit(due.limit_ns));
+    log(log_level::info, "{}", what);
+    stop_locked(due.task, make_error(error_kind::timeout, what), true, d);
+  }
 }
 
 void head_impl::unref_locked(std::uint64_t id) {
@@ -196,8 +254,8 @@ void head_impl::requeue_locked(task_entry& t, deferred& d) {
     auto in = tasks_.find(a.ref);
     if (in == tasks_.end()) continue;
     task_entry& it = in->second;
-    if (phase_locked(it.id) == sched::phase::failed) {
-      fail_locked(t.id, it.error, d);
+    if (is_unsuccessful_locked(it.id)) {
+      fail_after_input_locked(t.id, it, d);
       return;
     }
     if (available_locked(it)) continue;

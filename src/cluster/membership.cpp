@@ -315,11 +315,28 @@ void head_impl::track_pending(const std::shared_ptr<transport::connection>& c) {
 
 void head_impl::tick() {
   std::unique_lock lock(mutex_);
+  auto next_beat = head_clock::now() + opts_.heartbeat_interval();
   while (!ticker_stop_) {
-    tick_cv_.wait_for(lock, opts_.heartbeat_interval());
+    // Wakes for the next beat, for a notification (alerts, stop), or for the earliest time limit.
+    const auto wake = deadlines_.empty() ? next_beat : std::min(next_beat, deadlines_.top().at);
+    const bool notified = tick_cv_.wait_until(lock, wake) == std::cv_status::no_timeout;
     if (ticker_stop_) break;
+    const bool for_deadline = std::exchange(deadline_added_, false);
+    if (!deadlines_.empty() && deadlines_.top().at <= head_clock::now()) {
+      deferred d;
+      expire_timeouts_locked(d);
+      dispatch_locked(d);  // tells the workers, fills the slots the expired tasks freed
+      lock.unlock();
+      d.run();
+      lock.lock();
+      if (ticker_stop_) break;
+      if (!notified && head_clock::now() < next_beat) continue;
+    } else if ((notified && for_deadline) || (!notified && head_clock::now() < next_beat)) {
+      continue;  // woken only to wait for an earlier deadline
+    }
+    next_beat = head_clock::now() + opts_.heartbeat_interval();
     if (stall_trace_enabled()) {
-      std::size_t by[7] = {};
+      std::size_t by[8] = {};
       for (auto& [id, t] : tasks_) ++by[static_cast<int>(phase_locked(id))];
       std::string ws;
       for (auto& [id, w] : workers_)

@@ -82,6 +82,9 @@ struct job {
   std::atomic<job_state> state{job_state::waiting_inputs};
   std::atomic<std::int64_t> started_ns{0};  // steady clock, once running (heartbeats report it)
   std::atomic<std::uint32_t> thread{0};     // the executor thread running it
+  // What the running function's dx::stop_token and dx::this_task read; the head's cancel_msg
+  // requests the stop.
+  detail::state_ptr<detail::shared_state<void>> stop{new detail::shared_state<void>};
 };
 
 std::string default_data_listen(const std::string& connect) {
@@ -395,6 +398,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         case wire::msg::steal:
           give_up(c, wire::decode<wire::steal_msg>(f));
           return;
+        case wire::msg::cancel:
+          cancel(wire::decode<wire::cancel_msg>(f));
+          return;
         case wire::msg::shutdown:
           finish(0);
           return;
@@ -635,6 +641,26 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     c.send(wire::encode(reply));
   }
 
+  /// The head gave tasks up: those not started are dropped (never run, nothing reported), the
+  /// running ones are asked to stop through their stop token.
+  void cancel(const wire::cancel_msg& m) {
+    std::lock_guard lock(mutex);
+    for (std::uint64_t task : m.task_ids) {
+      auto it = jobs.find(task);
+      if (it == jobs.end()) continue;  // finished already, or never arrived
+      job& j = *it->second;
+      j.stop->request_stop(nullptr);
+      job_state s = j.state.load();
+      while ((s == job_state::waiting_inputs || s == job_state::queued) &&
+             !j.state.compare_exchange_weak(s, job_state::handed_back)) {
+      }
+      const bool dropped = s == job_state::waiting_inputs || s == job_state::queued;
+      log(log_level::debug, "worker {}: task {} given up by the head: {}", id, task,
+          dropped ? "dropped unstarted" : "asked to stop");
+      if (dropped) jobs.erase(it);
+    }
+  }
+
   void send_to_head(wire::frame f, std::uint64_t finished_task) {
     std::shared_ptr<transport::connection> conn;
     {
@@ -671,6 +697,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         views[i] = byte_view(b.data(), b.size());
       }
       try {
+        current_task_scope scope(j.stop.get());
         result = fn->invoke(views);
         ok = true;
       } catch (const protocol_error& e) {

@@ -121,3 +121,18 @@ void waiter::block() noexcept {
 }
 
 }  // namespace dx::detail
+
+namespace dx::detail {
+
+namespace {
+thread_local state_base* tls_current_task = nullptr;
+// Relaxed: a statistic, read for metrics only.
+std::atomic<std::uint64_t> late_completion_count{0};
+}  // namespace
+
+state_base* exchange_current_task(state_base* s) noexcept { return std::exchange(tls_current_task, s); }
+state_base* current_task() noexcept { return tls_current_task; }
+void count_late_completion() noexcept { late_completion_count.fetch_add(1, std::memory_order_relaxed); }
+std::uint64_t late_completions() noexcept { return late_completion_count.load(std::memory_order_relaxed); }
+
+}  // namespace dx::detail

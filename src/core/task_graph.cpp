@@ -91,8 +91,15 @@ void check_composition(const graph_impl& g, std::vector<const graph_impl*>& path
   path.pop_back();
 }
 
+bool stop_requested(const queued_run& run) noexcept { return run.stop && run.stop->stop_requested(); }
+
 void deliver(queued_run run, std::exception_ptr error) noexcept {
   if (run.out) {
+    if (!error && stop_requested(run)) error = make_error(error_kind::cancelled, "the task graph run was cancelled");
+    if (!run.out->claim()) {  // cannot happen today (graph runs settle only here); kept for safety
+      run.out->release();
+      return;
+    }
     if (error) run.out->store_error(std::move(error));
     run.out->publish_from_task();
     run.out->release();
@@ -127,12 +134,12 @@ void complete_run(graph_impl& g) noexcept {
 void run_node(task_base* t) noexcept {
   auto* n = static_cast<graph_node*>(t);
   graph_impl& g = *n->graph;
-  if (g.failed.load(std::memory_order_acquire)) {
-    finish_node(n);
+  if (g.failed.load(std::memory_order_acquire) || stop_requested(g.current)) {
+    finish_node(n);  // after a failure or a cancel the remaining tasks are skipped
     return;
   }
   if (n->module) {
-    queued_run inner{nullptr, n, g.current.ex};
+    queued_run inner{nullptr, n, g.current.ex, g.current.stop};
     bool start = false;
     {
       std::lock_guard lock(n->module->run_mutex);
@@ -147,6 +154,7 @@ void run_node(task_base* t) noexcept {
     return;  // the inner run finishes n when it completes
   }
   try {
+    current_task_scope scope(g.current.stop);
     n->work();
   } catch (...) {
     g.fail(std::current_exception());
@@ -217,7 +225,7 @@ std::string graph_impl::node_label(const graph_node& n) const {
 }
 
 future<void> run_graph(executor_impl* ex, graph_impl& g) {
-  auto* out = new shared_state<void>;
+  auto* out = new graph_run_state;
   out->set_executor(ex);
   out->add_ref();  // one for the run, one for the returned future
   future<void> result = future_access::make(state_ptr<shared_state<void>>(out));
@@ -226,7 +234,7 @@ future<void> run_graph(executor_impl* ex, graph_impl& g) {
     out->release();
     return result;
   }
-  queued_run run{out, nullptr, ex};
+  queued_run run{out, nullptr, ex, out};
   {
     std::lock_guard lock(g.run_mutex);
     if (g.running) {

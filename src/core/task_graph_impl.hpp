@@ -72,6 +72,19 @@ struct queued_run {
   shared_state<void>* out = nullptr;
   graph_node* parent = nullptr;
   executor_impl* ex = nullptr;
+  state_base* stop = nullptr;  // the outermost run's future state: cancelling it stops this run
+};
+
+/// The future state of a graph run. Cancelling it skips the tasks that have not started; the
+/// run's future settles with dx::cancelled once the running ones return (the graph must outlive
+/// its running tasks, so it cannot settle earlier).
+class graph_run_state final : public shared_state<void> {
+ public:
+  bool request_stop(std::exception_ptr) noexcept override {
+    // acq_rel: pairs with the run's claim() in deliver(); a request that finds the run settled
+    // changes nothing.
+    return (control_.fetch_or(stop_bit, std::memory_order_acq_rel) & claimed_bit) == 0;
+  }
 };
 
 class graph_impl {

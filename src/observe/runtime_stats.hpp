@@ -44,9 +44,11 @@ struct kind_stats {
   std::vector<std::uint64_t> completed_on;
   std::vector<std::uint64_t> failed_on;
   std::uint64_t failed_nowhere = 0;  // failed before reaching a worker (an input failed, cancelled)
+  std::uint64_t cancelled = 0;       // given up at the caller's request (not counted as failed)
+  std::uint64_t timed_out = 0;       // past their time limit (also counted as failed)
 
   /// Tasks of this kind not finished: at the head or on a worker.
-  std::uint64_t open() const noexcept { return submitted + recomputed - completed - failed; }
+  std::uint64_t open() const noexcept { return submitted + recomputed - completed - failed - cancelled; }
 
   static void count_on(std::vector<std::uint64_t>& v, std::uint32_t worker) {
     if (v.size() <= worker) v.resize(worker + 1);

@@ -20,7 +20,8 @@ void scheduler::state::compute_ranks() {
   kept.reserve(order.size());
   for (task_id id : order) {
     auto it = tasks.find(id);
-    if (it != tasks.end() && it->second.state != task_state::done && it->second.state != task_state::failed)
+    if (it != tasks.end() && it->second.state != task_state::done && it->second.state != task_state::failed &&
+        it->second.state != task_state::cancelled)
       kept.push_back(id);
   }
   order.swap(kept);

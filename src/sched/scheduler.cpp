@@ -79,6 +79,7 @@ void scheduler::decide(double now, std::vector<decision>& out) {
 }
 
 bool scheduler::state::current(const decision& d) const {
+  if (d.kind == decision_kind::cancel) return true;  // the task's record may be gone already
   auto it = tasks.find(d.task);
   if (it == tasks.end()) return false;
   const task_rec& t = it->second;
@@ -89,6 +90,8 @@ bool scheduler::state::current(const decision& d) const {
       return t.move_pending && t.where == d.from && (t.state == task_state::sent || t.state == task_state::running);
     case decision_kind::recompute:
       return t.state == task_state::waiting;
+    case decision_kind::cancel:
+      return true;  // the worker must hear it whatever happened since
   }
   return false;
 }

@@ -82,6 +82,8 @@ enum class decision_kind : std::uint8_t {
   recompute,  ///< `task`'s result was lost with a worker and a pending task needs it: run it
               ///< again. Its placed dependents go back to waiting (as by task_waiting); the
               ///< caller calls task_ready() for `task` now and for them once it finishes again.
+  cancel,     ///< tell `from`, which was sent `task`, to drop it if it has not started and else to
+              ///< ask it to stop; whatever it reports for `task` later is a late result
 };
 
 struct decision {
@@ -94,7 +96,8 @@ struct decision {
 
 /// Where a task is in its life. A task placed in a worker's queue here but not sent reads as
 /// ready: only the scheduler can tell the two apart, and only it needs to.
-enum class phase : std::uint8_t { unknown, waiting, ready, sent, running, done, failed };
+/// cancelled: given up at the caller's request (its own outcome, not a failure).
+enum class phase : std::uint8_t { unknown, waiting, ready, sent, running, done, failed, cancelled };
 const char* to_string(phase p) noexcept;
 
 using dx::alert_kind;  // the public enum: the scheduler raises what users receive
@@ -181,6 +184,12 @@ class scheduler {
   /// Failed on `w`; `retry`: place it again, else it is done with. `w` = no_worker: the caller
   /// gives it up wherever the scheduler placed it (an input failed, the cluster stops).
   void task_failed(task_id t, worker_id w, double now, bool retry);
+  /// The caller gave t up (cancelled, or `timed_out`: it ran past its time limit) before it
+  /// finished. It leaves the queues and frees what it held (a held slot, a worker's window, its
+  /// resources); its phase becomes cancelled (failed when timed out). If it was sent to a worker,
+  /// a `cancel` decision for that worker follows. Its dependents are the caller's to give up. A
+  /// finished task is not changed.
+  void task_cancelled(task_id t, double now, bool timed_out);
   /// A task sent to a worker came back unrun (leave, move): place it again.
   void task_returned(task_id t, worker_id w, double now);
   /// The task is not ready any more (an input it needs is being recomputed): it leaves the

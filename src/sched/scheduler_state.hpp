@@ -38,7 +38,7 @@ class placement_policy;
 using model_index = cost_model::impl::index;
 inline constexpr double infinity = std::numeric_limits<double>::infinity();
 
-enum class task_state : std::uint8_t { waiting, ready, held, sent, running, done, failed };
+enum class task_state : std::uint8_t { waiting, ready, held, sent, running, done, failed, cancelled };
 
 /// Order of a worker's queue: higher priority, then longer remaining critical path, then older.
 struct queue_key {

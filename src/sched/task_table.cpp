@@ -130,6 +130,7 @@ void scheduler::task_finished(task_id id, worker_id w, double, double seconds, s
     if (!was_calibrated && s.m.calibrated(t.kind, wit->second.cls)) s.recost = true;
     s.refresh_factor(wit->second);
   }
+  if (t.state == task_state::cancelled) return;  // a late result: the caller gave the task up
   if (t.where == w && (t.state == task_state::sent || t.state == task_state::running)) {
     s.unsend(t);
   } else if (t.state == task_state::held) {
@@ -165,6 +166,25 @@ void scheduler::task_failed(task_id id, worker_id w, double, bool retry) {
   }
 }
 
+void scheduler::task_cancelled(task_id id, double, bool timed_out) {
+  state& s = *s_;
+  auto it = s.tasks.find(id);
+  if (it == s.tasks.end()) return;
+  task_rec& t = it->second;
+  if (t.state == task_state::done || t.state == task_state::failed || t.state == task_state::cancelled) return;
+  const bool on_worker = t.state == task_state::sent || t.state == task_state::running;
+  const worker_id was_on = t.where;
+  if (t.move_pending) s.release_move(t);  // a move in flight is moot: its answer is ignored
+  s.make_waiting(t);                      // out of the queues; held slot, window and resources freed
+  t.state = timed_out ? task_state::failed : task_state::cancelled;
+  if (s.live_tasks > 0) --s.live_tasks;
+  if (on_worker) {
+    s.out.push_back({decision_kind::cancel, id, no_worker, was_on});
+    ++s.decisions;
+  }
+  if (t.forgotten) s.tasks.erase(it);
+}
+
 void scheduler::task_returned(task_id id, worker_id w, double) {
   state& s = *s_;
   auto it = s.tasks.find(id);
@@ -187,7 +207,9 @@ void scheduler::task_forgotten(task_id id) {
   auto it = s.tasks.find(id);
   if (it == s.tasks.end()) return;
   it->second.forgotten = true;
-  if (it->second.state == task_state::done || it->second.state == task_state::failed) s.tasks.erase(it);
+  if (it->second.state == task_state::done || it->second.state == task_state::failed ||
+      it->second.state == task_state::cancelled)
+    s.tasks.erase(it);
 }
 
 void scheduler::holder_lost(task_id id, worker_id w) {
@@ -252,12 +274,15 @@ phase scheduler::phase_of(task_id id) const {
       return phase::done;
     case task_state::failed:
       return phase::failed;
+    case task_state::cancelled:
+      return phase::cancelled;
   }
   return phase::unknown;
 }
 
 const char* to_string(phase p) noexcept {
-  static constexpr const char* names[] = {"unknown", "waiting", "ready", "sent", "running", "done", "failed"};
+  static constexpr const char* names[] = {"unknown", "waiting", "ready",  "sent",
+                                          "running", "done",    "failed", "cancelled"};
   return names[static_cast<int>(p)];
 }
 

@@ -189,7 +189,8 @@ void scheduler::worker_left(worker_id id, bool lost, double now) {
   for (auto& [tid, t] : s.tasks) {
     auto h = std::find(t.holders.begin(), t.holders.end(), id);
     if (h != t.holders.end()) t.holders.erase(h);
-    if (t.state != task_state::done && t.state != task_state::failed) needs_inputs.push_back(tid);
+    if (t.state != task_state::done && t.state != task_state::failed && t.state != task_state::cancelled)
+      needs_inputs.push_back(tid);
   }
   std::sort(needs_inputs.begin(), needs_inputs.end());
   while (!needs_inputs.empty()) {

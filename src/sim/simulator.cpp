@@ -401,6 +401,9 @@ class engine {
         ++r_.recomputes;
         if (ts.available_inputs == g_.tasks[d.task].inputs.size()) signal_ready(d.task);
         break;
+      case sched::decision_kind::cancel:
+        invalid(d, "cancel, though the simulator never gives a task up");
+        break;
     }
   }
 

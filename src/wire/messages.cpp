@@ -270,6 +270,10 @@ template <class A>
 void serialize(A& ar, dx::wire::tasks_done_msg& m, unsigned) {
   ar & m.done & m.results;
 }
+template <class A>
+void serialize(A& ar, dx::wire::cancel_msg& m, unsigned) {
+  ar & m.task_ids;
+}
 
 // clang-format on
 
@@ -281,7 +285,7 @@ const char* msg_name(std::uint16_t type) noexcept {
   static constexpr const char* names[] = {"?",          "challenge", "hello",       "welcome",  "reject",
                                           "run_task",   "task_done", "task_failed", "fetch",    "fetch_reply",
                                           "release",    "heartbeat", "leaving",     "shutdown", "run_tasks",
-                                          "tasks_done", "steal",     "steal_reply"};
+                                          "tasks_done", "steal",     "steal_reply", "cancel"};
   return type <= max_msg_type ? names[type] : "unknown";
 }
 
@@ -393,6 +397,7 @@ DX_WIRE_MESSAGE(run_tasks_msg)
 DX_WIRE_MESSAGE(tasks_done_msg)
 DX_WIRE_MESSAGE(steal_msg)
 DX_WIRE_MESSAGE(steal_reply_msg)
+DX_WIRE_MESSAGE(cancel_msg)
 #undef DX_WIRE_MESSAGE
 
 }  // namespace dx::wire

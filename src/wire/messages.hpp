@@ -40,8 +40,9 @@ enum class msg : std::uint16_t {
   tasks_done = 15,
   steal = 16,
   steal_reply = 17,
+  cancel = 18,
 };
-inline constexpr std::uint16_t max_msg_type = 17;
+inline constexpr std::uint16_t max_msg_type = 18;
 
 const char* msg_name(std::uint16_t type) noexcept;
 
@@ -259,6 +260,16 @@ struct steal_reply_msg {
   bool operator==(const steal_reply_msg&) const = default;
 };
 
+/// The head gave these tasks up (cancelled or timed out): a worker drops the ones it has not
+/// started and asks the running ones to stop (their stop token). It answers nothing; what a
+/// running one reports later is a late result to the head. Any attempt of a listed task is meant.
+struct cancel_msg {
+  static constexpr msg type = msg::cancel;
+  std::vector<std::uint64_t> task_ids;
+
+  bool operator==(const cancel_msg&) const = default;
+};
+
 /// A body that does not decode as the type its header names: dx::decode_error (a
 /// dx::protocol_error), raised through dx::detail::throw_error with error_kind::decode.
 using decode_error = dx::decode_error;
@@ -267,7 +278,7 @@ using decode_error = dx::decode_error;
 /// message type t, for t in 1..max_msg_type.
 using message_types = std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg,
                                  task_failed_msg, fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg,
-                                 shutdown_msg, run_tasks_msg, tasks_done_msg, steal_msg, steal_reply_msg>;
+                                 shutdown_msg, run_tasks_msg, tasks_done_msg, steal_msg, steal_reply_msg, cancel_msg>;
 static_assert(std::tuple_size_v<message_types> == max_msg_type);
 
 template <class M>

@@ -91,6 +91,7 @@ void for_each_sample(F&& f) {
   }
   f("steal", steal_msg{2003, 1}, nullptr);
   f("steal-reply", steal_reply_msg{2003, 1, true}, nullptr);
+  f("cancel", cancel_msg{{2003, 2004}}, nullptr);
 }
 
 }  // namespace dx::fuzz

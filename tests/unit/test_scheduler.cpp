@@ -998,6 +998,95 @@ TEST_CASE("task waiting leaves the queues until it is ready again", "[sched]") {
   CHECK(h.double_runs == 0);
 }
 
+TEST_CASE("task cancelled: a held task leaves its queue and is never run", "[sched][cancel]") {
+  harness h;
+  h.join(1, 1);
+  h.add(1);
+  h.add(2);
+  auto ds = runs_of(h.decide());
+  REQUIRE(ds.size() == 1);
+  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  REQUIRE(h.s.placed_on(held) == 1);
+  h.s.task_cancelled(held, 0.1, false);
+  CHECK(h.s.phase_of(held) == phase::cancelled);
+  CHECK(std::string(to_string(phase::cancelled)) == "cancelled");
+  CHECK(h.s.placed_on(held) == no_worker);
+  auto after = h.decide();
+  CHECK(of_kind(after, decision_kind::cancel).empty());  // no worker saw it: nothing to tell
+  h.now = 1;
+  h.finish(sent);
+  CHECK(runs_of(h.decide()).empty());
+  CHECK(h.s.forecast(h.now).tasks_left == 0);
+  h.s.task_forgotten(held);
+  CHECK(h.s.phase_of(held) == phase::unknown);
+}
+
+TEST_CASE("task cancelled: a sent task frees its window slot and its worker is told", "[sched][cancel]") {
+  harness h;
+  h.join(1, 1);
+  h.add(1);
+  h.add(2);
+  auto ds = runs_of(h.decide());
+  REQUIRE(ds.size() == 1);
+  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  h.start(sent);
+  h.s.task_cancelled(sent, 0.1, false);
+  h.forget_run(sent);
+  CHECK(h.s.phase_of(sent) == phase::cancelled);
+  CHECK(h.s.sent_to(sent) == no_worker);
+  CHECK(h.s.sent_count(1) == 0);
+  auto after = h.decide();
+  auto cancels = of_kind(after, decision_kind::cancel);
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].task == sent);
+  CHECK(cancels[0].from == 1);
+  // The slot it held is free: the other task goes now, not after the cancelled one's run time.
+  auto runs = runs_of(after);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].task == held);
+  // A late finish of the cancelled task changes nothing.
+  h.s.task_finished(sent, 1, 0.2, 0.2, 0, false);
+  CHECK(h.s.phase_of(sent) == phase::cancelled);
+  CHECK(h.s.sent_count(1) == 1);
+  CHECK(h.double_runs == 0);
+}
+
+TEST_CASE("task cancelled: a timed-out task reads as failed; finished tasks are not changed", "[sched][cancel]") {
+  harness h;
+  h.join(1, 2);
+  h.add(1);
+  h.add(2);
+  REQUIRE(runs_of(h.decide()).size() == 2);
+  h.now = 0.5;
+  h.finish(1);
+  h.s.task_cancelled(1, h.now, false);
+  CHECK(h.s.phase_of(1) == phase::done);
+  h.s.task_cancelled(2, h.now, true);
+  h.forget_run(2);
+  CHECK(h.s.phase_of(2) == phase::failed);
+  CHECK(of_kind(h.decide(), decision_kind::cancel).size() == 1);
+  h.s.task_cancelled(2, h.now, false);  // a second request: nothing more to tell
+  CHECK(of_kind(h.decide(), decision_kind::cancel).empty());
+}
+
+TEST_CASE("task cancelled: a move in flight is moot and the thief asks again", "[sched][cancel]") {
+  harness h(with_policy(policy::predictive));
+  h.join(1, 1);
+  for (task_id t = 1; t <= 3; ++t) h.add(t, 1);
+  h.decide();
+  h.join(2, 1);
+  auto ds = h.decide();
+  auto mv = moves_of(ds);
+  if (mv.empty()) return;  // placement took held work instead: nothing to check here
+  h.s.task_cancelled(mv[0].task, h.now, false);
+  h.forget_run(mv[0].task);
+  auto after = h.decide();
+  CHECK(of_kind(after, decision_kind::cancel).size() == 1);
+  h.answer_move(mv[0], true);  // the answer to the moot move is ignored
+  CHECK(h.s.phase_of(mv[0].task) == phase::cancelled);
+  CHECK(h.double_runs == 0);
+}
+
 // ---- the one record of where a task is ----------------------------------------------------------
 
 TEST_CASE("phase_of and sent_to follow a task through its life", "[sched]") {
@@ -1572,6 +1661,9 @@ void stress(policy kind, std::uint64_t seed, bool held_results, double send_ahea
               ready.erase(dep);
             }
           try_ready(d.task);
+          break;
+        case decision_kind::cancel:
+          fault("cancel of task " + std::to_string(d.task) + " nobody gave up");
           break;
       }
     }

@@ -8,6 +8,7 @@
 #include <dx/detail/shared_state.hpp>
 #include <dx/export.hpp>
 #include <dx/serialize.hpp>
+#include <dx/stop_token.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -54,13 +55,24 @@ DX_PLUGIN_API const remote_function* find_remote(std::string_view name) noexcept
 /// The registration of the function at `address`, or nullptr. Thread-safe; does not block.
 DX_PLUGIN_API const remote_function* find_remote_by_address(void (*address)()) noexcept;
 
+/// A function's result and the parameters its callers pass. A leading dx::stop_token is not one
+/// of them: dx passes the running task's token there (takes_stop_token).
 template <class F>
 struct function_signature;
 template <class R, class... P>
 struct function_signature<R (*)(P...)> {
   using result = R;
   using params = std::tuple<std::decay_t<P>...>;
+  static constexpr bool takes_stop_token = false;
 };
+template <class R, class... P>
+struct function_signature<R (*)(stop_token, P...)> {
+  using result = R;
+  using params = std::tuple<std::decay_t<P>...>;
+  static constexpr bool takes_stop_token = true;
+};
+template <class R, class... P>
+struct function_signature<R (*)(const stop_token&, P...)> : function_signature<R (*)(stop_token, P...)> {};
 template <class R, class... P>
 struct function_signature<R (*)(P...) noexcept> : function_signature<R (*)(P...)> {};
 
@@ -81,32 +93,47 @@ T decode_argument(std::span<const byte_view> args, std::size_t i) {
   }
 }
 
-template <auto F, class R, class... P, std::size_t... I>
+template <auto F, bool Token, class R, class... P, std::size_t... I>
 std::string invoke_remote_with(std::span<const byte_view> args, std::index_sequence<I...>) {
   check_argument_count(args.size(), sizeof...(P));
   // Braced initialisation decodes the arguments in order, so a failure names the first bad one.
   std::tuple<P...> decoded{decode_argument<P>(args, I)...};
+  auto call = [&]() -> R {
+    if constexpr (Token) {
+      return F(this_task::get_stop_token(), std::move(std::get<I>(decoded))...);
+    } else {
+      return F(std::move(std::get<I>(decoded))...);
+    }
+  };
   std::string out;
   if constexpr (std::is_void_v<R>) {
-    F(std::move(std::get<I>(decoded))...);
+    call();
   } else {
-    write_value(out, F(std::move(std::get<I>(decoded))...));
+    write_value(out, call());
   }
   return out;
 }
 
-template <auto F, class R, class... P>
+template <auto F, bool Token, class R, class... P>
 std::string invoke_remote(std::span<const byte_view> args) {
-  return invoke_remote_with<F, R, std::decay_t<P>...>(args, std::index_sequence_for<P...>{});
+  return invoke_remote_with<F, Token, R, std::decay_t<P>...>(args, std::index_sequence_for<P...>{});
 }
 
 template <auto F, class R, class... P>
 remote_invoker remote_invoker_of(R (*)(P...)) {
-  return &invoke_remote<F, R, P...>;
+  return &invoke_remote<F, false, R, P...>;
 }
 template <auto F, class R, class... P>
 remote_invoker remote_invoker_of(R (*)(P...) noexcept) {
-  return &invoke_remote<F, R, P...>;
+  return &invoke_remote<F, false, R, P...>;
+}
+template <auto F, class R, class... P>
+remote_invoker remote_invoker_of(R (*)(stop_token, P...)) {
+  return &invoke_remote<F, true, R, P...>;
+}
+template <auto F, class R, class... P>
+remote_invoker remote_invoker_of(R (*)(const stop_token&, P...)) {
+  return &invoke_remote<F, true, R, P...>;
 }
 
 template <class P>
@@ -173,6 +200,8 @@ class DX_API remote_result {
   void request_value() noexcept;
   /// Tells the head the value is no longer wanted by this future.
   void released() noexcept;
+  /// Asks the head to give the task up, settling the future with `outcome`; returns whether it did.
+  bool stop_remote(std::exception_ptr outcome) noexcept;
 };
 
 DX_API std::exception_ptr undecodable_result(const char* what);
@@ -199,6 +228,10 @@ class remote_state final : public shared_state<T>, public remote_result {
   }
   void fail(std::exception_ptr e) noexcept override { this->set_error(std::move(e)); }
   state_base& state() noexcept override { return *this; }
+  bool request_stop(std::exception_ptr outcome) noexcept override {
+    shared_state<T>::request_stop(nullptr);  // records the request
+    return stop_remote(std::move(outcome));
+  }
 
  protected:
   void demand() noexcept override { request_value(); }

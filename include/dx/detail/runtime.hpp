@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
 
 namespace dx {
 
@@ -17,6 +18,7 @@ enum class priority : std::uint8_t { high = 0, normal = 1, low = 2 };
 namespace detail {
 
 class executor_impl;
+class state_base;
 
 /// Memory for task-sized objects (tasks, future states, continuations) from a per-thread pool.
 /// Blocks freed by another thread go back to the thread that allocated them, in batches, so a
@@ -63,6 +65,39 @@ DX_API bool try_enqueue(executor_impl* ex, task_base* t) noexcept;
 /// Reports the exception being handled (call it inside a catch block) as an unhandled task
 /// exception: a posted task has no future to carry it. Prints it to stderr.
 DX_API void report_unhandled_exception() noexcept;
+
+/// Makes `s` the state of the task the calling thread runs (what dx::this_task asks), returning
+/// the one it replaces. Thread-safe (per thread); does not block.
+DX_API state_base* exchange_current_task(state_base* s) noexcept;
+/// The state of the task the calling thread runs, or nullptr outside a task. Does not block.
+DX_API state_base* current_task() noexcept;
+
+/// Sets the calling thread's current task for a scope.
+class current_task_scope {
+ public:
+  explicit current_task_scope(state_base* s) noexcept : previous_(exchange_current_task(s)) {}
+  ~current_task_scope() { exchange_current_task(previous_); }
+  current_task_scope(const current_task_scope&) = delete;
+  current_task_scope& operator=(const current_task_scope&) = delete;
+
+ private:
+  state_base* previous_;
+};
+
+/// Settles `s` with dx::timeout ("<name> timed out after <limit>") and asks its task to stop,
+/// unless it settled within `limit_ns` nanoseconds from now. Holds a reference on `s` until then.
+/// One process-wide timer thread, started on first use, keeps the deadlines. Thread-safe; does
+/// not block.
+DX_API void stop_after(state_base* s, std::int64_t limit_ns, const char* name);
+
+/// "250 ms", "1.5 s": a limit as a timeout message names it. Does not block.
+DX_API std::string describe_limit(std::int64_t ns);
+
+/// Counts a task that completed after a stop had settled its future (its result is discarded).
+/// Thread-safe (a relaxed atomic counter); does not block.
+DX_API void count_late_completion() noexcept;
+/// Late completions of local tasks in this process so far. Thread-safe; does not block.
+DX_API std::uint64_t late_completions() noexcept;
 
 }  // namespace detail
 }  // namespace dx

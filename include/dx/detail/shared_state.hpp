@@ -82,6 +82,30 @@ class DX_API state_base : public pooled {
     publish();
   }
 
+  // ---- stopping: cancellation and timeouts ------------------------------------------------------
+  //
+  // A state produced by a task can be settled early: request_stop() asks the task to stop and, if
+  // the task has not settled the state yet, settles it with the given error at once. The task
+  // claims the state before storing its outcome, so exactly one of the two settles it; a task that
+  // loses the claim discards its result (a late completion). control_ orders this: fetch_or with
+  // acq_rel, so the claimer's writes before publish() are seen by whoever reads the outcome.
+
+  /// Asks the work behind this state to stop and settles the state with `outcome` (dx::cancelled,
+  /// dx::timeout) when the work has not settled it yet. Returns whether `outcome` settled it. A
+  /// state nothing cancellable produces (a bare promise's) only records the request. Thread-safe;
+  /// does not block.
+  virtual bool request_stop(std::exception_ptr outcome) noexcept {
+    (void)outcome;
+    control_.fetch_or(stop_bit, std::memory_order_acq_rel);
+    return false;
+  }
+  /// Whether stopping was requested. acquire: pairs with the fetch_or in request_stop.
+  bool stop_requested() const noexcept { return (control_.load(std::memory_order_acquire) & stop_bit) != 0; }
+  /// Whether the outcome was claimed (by the task or by a stop).
+  bool settled() const noexcept { return (control_.load(std::memory_order_acquire) & claimed_bit) != 0; }
+  /// Claims the right to store the outcome; false when a stop settled the state first.
+  bool claim() noexcept { return (control_.fetch_or(claimed_bit, std::memory_order_acq_rel) & claimed_bit) == 0; }
+
   /// Marks the state ready and fires the continuations in registration order. Call once, after
   /// storing the value or error.
   void publish() noexcept;
@@ -104,7 +128,18 @@ class DX_API state_base : public pooled {
   /// registers a continuation, tests readiness) sets lazy_ and overrides demand(). demand() may be
   /// called many times and from any thread.
   virtual void demand() noexcept {}
+  /// request_stop() for a state a task produces: records the request, and settles the state with
+  /// `outcome` unless the task claimed it first.
+  bool stop_and_settle(std::exception_ptr outcome) noexcept {
+    const std::uint8_t before = control_.fetch_or(stop_bit | claimed_bit, std::memory_order_acq_rel);
+    if (before & claimed_bit) return false;
+    set_error(std::move(outcome));
+    return true;
+  }
   bool lazy_ = false;
+  static constexpr std::uint8_t stop_bit = 1;
+  static constexpr std::uint8_t claimed_bit = 2;
+  std::atomic<std::uint8_t> control_{0};
 
  private:
   static continuation* ready_tag() noexcept { return reinterpret_cast<continuation*>(std::uintptr_t{1}); }
