@@ -7,6 +7,7 @@
 #pragma once
 
 #include <dx/alert.hpp>
+#include <dx/as_completed.hpp>
 #include <dx/cluster.hpp>
 #include <dx/cost_model.hpp>
 #include <dx/dataframe.hpp>
