@@ -19,6 +19,7 @@
 #include <dx/log.hpp>
 #include <dx/metrics.hpp>
 #include <dx/options.hpp>
+#include <dx/parallel_for.hpp>
 #include <dx/progress.hpp>
 #include <dx/remote.hpp>
 #include <dx/serialize.hpp>
