@@ -17,6 +17,7 @@
 #include <dx/future.hpp>
 #include <dx/hint.hpp>
 #include <dx/log.hpp>
+#include <dx/map.hpp>
 #include <dx/metrics.hpp>
 #include <dx/options.hpp>
 #include <dx/parallel_for.hpp>

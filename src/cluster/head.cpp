@@ -312,6 +312,12 @@ dx::cost_model head_impl::cost_model_snapshot() const {
   return model_;
 }
 
+dx::prediction head_impl::predict_kind(std::string_view kind, const task_features& f, bool& known) const {
+  std::lock_guard lock(mutex_);
+  known = model_.calibrated(kind);
+  return model_.predict_kind(kind, f);
+}
+
 std::string head_impl::endpoint() const { return endpoint_; }
 
 std::vector<worker_info> head_impl::workers() const {
