@@ -237,14 +237,19 @@ auto cluster::map(F&& f, Range&& inputs, const map_options& opts) {
     }
   }
 
-  std::vector<detail::state_ptr<detail::shared_state<R>>> states;
-  states.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto* s = new detail::shared_state<R>;
-    s->set_executor(local().impl());  // continuations run on the local threads
-    states.emplace_back(s);
-    out.push_back(detail::future_access::make(states.back()));
-  }
+  // Each chunk's futures are made as it is sent, so the first chunks run while later ones are
+  // still being made.
+  auto make_items = [&](std::size_t count) {
+    std::vector<detail::state_ptr<detail::shared_state<R>>> items;
+    items.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      auto* s = new detail::shared_state<R>;
+      s->set_executor(local().impl());  // continuations run on the local threads
+      items.emplace_back(s);
+      out.push_back(detail::future_access::make(items.back()));
+    }
+    return items;
+  };
   if (n == 0) return out;
   auto it = std::begin(inputs);
 
@@ -262,8 +267,7 @@ auto cluster::map(F&& f, Range&& inputs, const map_options& opts) {
         for (std::size_t i = begin; i < end; ++i, ++it) args.push_back(static_cast<A>(*it));
         std::vector<detail::remote_arg> encoded(1);
         detail::write_value(encoded[0].bytes, args);
-        std::vector<detail::state_ptr<detail::shared_state<R>>> items(
-            states.begin() + static_cast<std::ptrdiff_t>(begin), states.begin() + static_cast<std::ptrdiff_t>(end));
+        std::vector<detail::state_ptr<detail::shared_state<R>>> items = make_items(end - begin);
         auto* chunk_state = new detail::map_chunk_state<R>(std::move(items));
         detail::state_ptr<detail::state_base> hold(chunk_state);  // until want() returned
         chunk_state->add_ref();  // the chunk's own reference, dropped once delivered or failed
@@ -288,8 +292,7 @@ auto cluster::map(F&& f, Range&& inputs, const map_options& opts) {
     std::vector<elem> args;
     args.reserve(end - begin);
     for (std::size_t i = begin; i < end; ++i, ++it) args.push_back(*it);
-    std::vector<detail::state_ptr<detail::shared_state<R>>> items(states.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                                  states.begin() + static_cast<std::ptrdiff_t>(end));
+    std::vector<detail::state_ptr<detail::shared_state<R>>> items = make_items(end - begin);
     local().post(p, [shared_f, args = std::move(args), items = std::move(items)]() mutable {
       detail::run_local_chunk<R>(*shared_f, args, items);
     });
