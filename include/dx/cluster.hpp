@@ -40,6 +40,7 @@
 namespace dx {
 
 class task_graph;
+struct map_options;
 
 /// Where a worker is in its life.
 enum class worker_state : std::uint8_t {
@@ -147,6 +148,13 @@ class DX_API cluster {
     o.resources = r;
     return submit(o, std::forward<F>(f), std::forward<A>(args)...);
   }
+  /// Calls `f` on every element of `inputs` and returns a std::vector of futures, one per
+  /// element in input order; a registered function runs on the workers in chunks sized by the
+  /// cost model. Defined in dx/map.hpp (see there). Thread-safe; does not block.
+  template <class F, class Range>
+  auto map(F&& f, Range&& inputs, const map_options& opts);
+  template <class F, class Range>
+  auto map(F&& f, Range&& inputs);
   /// Fire and forget on the local threads; see executor::post.
   template <class F>
   void post(F&& f) {
@@ -236,3 +244,5 @@ DX_API bool is_worker(int argc, char** argv) noexcept;
 DX_API int worker_main(int argc, char** argv);
 
 }  // namespace dx
+
+#include <dx/map.hpp>  // cluster::map's definition: it needs the complete class

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <dx/alert.hpp>
+#include <dx/as_completed.hpp>
 #include <dx/cluster.hpp>
 #include <dx/cost_model.hpp>
 #include <dx/dataframe.hpp>
@@ -16,8 +17,10 @@
 #include <dx/future.hpp>
 #include <dx/hint.hpp>
 #include <dx/log.hpp>
+#include <dx/map.hpp>
 #include <dx/metrics.hpp>
 #include <dx/options.hpp>
+#include <dx/parallel_for.hpp>
 #include <dx/progress.hpp>
 #include <dx/remote.hpp>
 #include <dx/serialize.hpp>

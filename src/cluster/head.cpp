@@ -350,6 +350,29 @@ dx::cost_model head_impl::cost_model_snapshot() const {
   return model_;
 }
 
+dx::prediction head_impl::predict_kind(std::string_view kind, const task_features& f, bool& known) const {
+  std::lock_guard lock(mutex_);
+  known = model_.calibrated(kind);
+  // Learned worker factors and class averages trade off against each other, so only a prediction
+  // for a worker is reliable: the average over the active workers.
+  dx::prediction sum;
+  sum.calibrated = true;
+  std::size_t n = 0;
+  for (const auto& [id, w] : workers_) {
+    if (w->state != worker_state::active) continue;
+    const dx::prediction p = model_.predict(kind, w->id, f);
+    sum.mean += p.mean;
+    sum.sd += p.sd;
+    sum.calibrated = sum.calibrated && p.calibrated;
+    sum.samples += p.samples;
+    ++n;
+  }
+  if (n == 0) return model_.predict_kind(kind, f);
+  sum.mean /= static_cast<double>(n);
+  sum.sd /= static_cast<double>(n);
+  return sum;
+}
+
 std::string head_impl::endpoint() const { return endpoint_; }
 
 std::vector<worker_info> head_impl::workers() const {

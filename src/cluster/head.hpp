@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dx::detail {
@@ -31,6 +32,9 @@ class head_core : public std::enable_shared_from_this<head_core> {
                       remote_result& result) = 0;
   virtual dx::forecast forecast() const = 0;
   virtual dx::cost_model cost_model_snapshot() const = 0;
+  /// The cost model's prediction for a task of `kind`, averaged over the active workers, and
+  /// whether the model has seen enough of the kind to trust it (`known`).
+  virtual dx::prediction predict_kind(std::string_view kind, const task_features& f, bool& known) const = 0;
   virtual std::string http_endpoint() const = 0;
   /// Chrome trace-event JSON of the kept task history (see cluster::write_trace).
   virtual std::string trace_json() const = 0;

@@ -155,6 +155,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   void released(std::uint64_t task) noexcept override;
   dx::forecast forecast() const override;
   dx::cost_model cost_model_snapshot() const override;
+  dx::prediction predict_kind(std::string_view kind, const task_features& f, bool& known) const override;
   std::string endpoint() const override;
   std::vector<worker_info> workers() const override;
   void wait_for_workers(std::size_t n, std::chrono::milliseconds timeout) override;

@@ -76,5 +76,8 @@ namespace dx::detail {
 // references link the encoders along with it.
 [[gnu::used]] static void (*const keep_builtin_codecs)(std::string&, const int&) = &builtin_codec<int>::write;
 [[gnu::used]] static void (*const keep_table_codecs)(std::string&, const table&) = &builtin_codec<table>::write;
+// The chunk runners DX_REMOTE registers for cluster::map (dx/detail/map_chunk.hpp) call these.
+[[gnu::used]] static std::size_t (*const keep_map_chunk_framing)(std::span<const char>,
+                                                                 map_chunk_header&) = &read_map_chunk_header;
 
 }  // namespace dx::detail

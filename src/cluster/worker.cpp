@@ -20,6 +20,7 @@
 #include <thread>
 #include <typeinfo>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace dx::detail {
@@ -94,6 +95,17 @@ std::string default_data_listen(const std::string& connect) {
   return "0.0.0.0:0";
 }
 
+}  // namespace
+
+namespace {
+// The worker whose task this thread is running, so that code inside a task can name it.
+thread_local worker_runtime::impl* running_on = nullptr;
+
+struct running_scope {
+  explicit running_scope(worker_runtime::impl* w) noexcept : previous(std::exchange(running_on, w)) {}
+  ~running_scope() { running_on = previous; }
+  worker_runtime::impl* previous;
+};
 }  // namespace
 
 struct worker_runtime::impl : std::enable_shared_from_this<impl> {
@@ -691,6 +703,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     std::string result;
     bool ok = false;
     if (const remote_function* fn = find_remote(j.msg.function)) {
+      const running_scope running(this);
       std::vector<byte_view> views(j.msg.args.size());
       for (std::size_t i = 0; i < views.size(); ++i) {
         const std::string& b = j.msg.args[i].is_ref ? *j.inputs[i] : j.msg.args[i].bytes;
@@ -855,5 +868,7 @@ void worker_runtime::kill() {
 }
 
 std::string worker_runtime::id() const { return impl_->id_copy(); }
+
+std::string running_worker_id() { return running_on ? running_on->id_copy() : std::string(); }
 
 }  // namespace dx::detail

@@ -51,6 +51,8 @@ std::string host_name();
 
 class worker_runtime {
  public:
+  struct impl;
+
   explicit worker_runtime(worker_config cfg);
   ~worker_runtime();
   worker_runtime(const worker_runtime&) = delete;
@@ -70,8 +72,10 @@ class worker_runtime {
   std::string id() const;
 
  private:
-  struct impl;
   std::shared_ptr<impl> impl_;
 };
+
+/// The id of the worker whose task this thread is running; empty outside a worker's task.
+std::string running_worker_id();
 
 }  // namespace dx::detail

@@ -5,6 +5,7 @@
 // <dx/remote.hpp>.
 #pragma once
 
+#include <dx/detail/map_chunk.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/export.hpp>
 #include <dx/serialize.hpp>
@@ -176,8 +177,10 @@ bool register_remote_function(const char* name) noexcept {
                 "dx: the result type of this DX_REMOTE function is not serializable. Give the type a "
                 "`template <class Archive> void serialize(Archive&, unsigned)` member, include "
                 "<dx/eigen.hpp> for Eigen types, or specialise dx::is_serializable for it.");
-  return register_remote(name, remote_invoker_of<F>(F), reinterpret_cast<void (*)()>(F),
-                         std::tuple_size_v<typename sig::params>);
+  const bool registered = register_remote(name, remote_invoker_of<F>(F), reinterpret_cast<void (*)()>(F),
+                                          std::tuple_size_v<typename sig::params>);
+  if (registered) register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
+  return registered;
 }
 
 // ---- the head side: futures of remote results ---------------------------------------------------
