@@ -259,13 +259,13 @@ void check_dependencies(A&... args) {
 template <class F, class Args>
 struct invocable_with_tuple : std::false_type {};
 template <class F, class... T>
-struct invocable_with_tuple<F, std::tuple<T...>> : std::is_invocable<F, T...> {};
+struct invocable_with_tuple<F, std::tuple<T...>>
+    : std::bool_constant<std::is_invocable_v<F, T...> || std::is_invocable_v<F, stop_token, T...>> {};
 
 /// Whether submit(f, args...) can call f: each future argument passes its value (none for
-/// future<void>), any other argument itself.
+/// future<void>), any other argument itself, after a dx::stop_token when f takes one first.
 template <class F, class... A>
-inline constexpr bool callable_with_v =
-    invocable_with_tuple<F&, decltype(std::tuple_cat(unwrap_arg(std::declval<std::decay_t<A>&>())...))>::value;
+inline constexpr bool callable_with_v = invocable_with_tuple<F&, unwrapped_args_t<A...>>::value;
 
 template <class F>
 inline constexpr bool never = false;

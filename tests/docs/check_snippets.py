@@ -4,8 +4,8 @@ includes dx, so the documentation cannot drift from the API.
 
 A block is compiled after dx's headers, the standard headers snippets use, and the declarations of
 an HTML comment `<!-- compile with: ... -->` just above it (placeholders such as `void urgent();`).
-A block that defines `main` is compiled as it is; any other is a sequence of statements, compiled
-as the body of a function.
+A block that defines `main`, or whose comment says `compile as a file, with: ...`, is compiled as
+it is; any other is a sequence of statements, compiled as the body of a function.
 
   check_snippets.py --compiler g++ --flag=-std=c++20 --flag=-Iinclude ... README.md
 """
@@ -20,16 +20,19 @@ import tempfile
 HEADERS = """#include <dx/dx.hpp>
 #include <dx/log.hpp>
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <string_view>
 #include <vector>
 """
 
-PRELUDE = re.compile(r"<!--\s*compile with:(.*?)-->", re.S)
+PRELUDE = re.compile(r"<!--\s*compile (as a file, )?with:(.*?)-->", re.S)
 
 
 def snippets(text):
@@ -47,24 +50,25 @@ def snippets(text):
                 raise SystemExit(f"line {i + 1}: a ```cpp block is never closed")
             above = "\n".join(lines[max(0, i - 3):i])
             found = PRELUDE.search(above)
-            out.append((start + 1, "\n".join(lines[start:j]), found.group(1).strip() if found else ""))
+            out.append((start + 1, "\n".join(lines[start:j]), found.group(2).strip() if found else "",
+                        bool(found and found.group(1))))
             i = j
         i += 1
     return out
 
 
-def program(code, declarations, line):
+def program(code, declarations, line, as_file):
     located = f"#line {line}\n{code}"  # errors point at the Markdown file's lines
-    if not re.search(r"\bint main\s*\(", code):
+    if not as_file and not re.search(r"\bint main\s*\(", code):
         located = f"[[maybe_unused]] static void snippet() {{\n{located}\n}}"
     return f"{HEADERS}\n{declarations}\n{located}\n"
 
 
-def compile_one(compiler, flags, source_name, line, code, declarations):
+def compile_one(compiler, flags, source_name, line, code, declarations, as_file):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "snippet.cpp")
         with open(path, "w") as f:
-            f.write(program(code, declarations, line))
+            f.write(program(code, declarations, line, as_file))
         done = subprocess.run([compiler, *flags, "-fsyntax-only", "-x", "c++", path],
                               capture_output=True, text=True, timeout=600)
         errors = done.stderr.replace(path, source_name)
@@ -85,8 +89,8 @@ def main():
     name = os.path.basename(args.markdown)
     failed = 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(compile_one, args.compiler, args.flag, name, line, code, decl)
-                for line, code, decl in blocks]
+        jobs = [pool.submit(compile_one, args.compiler, args.flag, name, line, code, decl, as_file)
+                for line, code, decl, as_file in blocks]
         for job in jobs:
             line, rc, errors = job.result()
             if rc != 0:
