@@ -133,42 +133,39 @@ TEST_CASE("a task no worker can host raises an unplaceable alert and runs once a
   CHECK(f.get().pid == big);
 }
 
-TEST_CASE("higher priority tasks start before queued lower ones", "[net][sched]") {
+/// On one worker thread, with the kind learned: how many of 12 low tasks start before the last of
+/// 3 high ones, submitted after them. Only what was already sent ahead may start first.
+template <class Low, class High>
+int lows_before_last_high(Low submit_low, High submit_high) {
   live_cluster lc(dx::options{}, {{"--threads", "1"}});
   // Teach the model the kind so the send-ahead window is small (a few tasks).
   std::vector<dx::future<net_test::run_span>> warm;
   for (int i = 0; i < 4; ++i) warm.push_back(lc.cl.submit(net_test::timed_sleep, 20));
   run_all(warm);
   std::vector<dx::future<net_test::run_span>> low, high;
-  for (int i = 0; i < 12; ++i)
-    low.push_back(lc.cl.submit(dx::task_options{}.with_priority(-1), net_test::timed_sleep, 20));
-  for (int i = 0; i < 3; ++i)
-    high.push_back(lc.cl.submit(dx::task_options{}.with_priority(5), net_test::timed_sleep, 20));
+  for (int i = 0; i < 12; ++i) low.push_back(submit_low(lc.cl));
+  for (int i = 0; i < 3; ++i) high.push_back(submit_high(lc.cl));
   auto lows = run_all(low);
   auto highs = run_all(high);
   std::int64_t last_high = 0;
   for (auto& h : highs) last_high = std::max(last_high, h.start_ns);
   int lows_before = 0;
   for (auto& l : lows) lows_before += l.start_ns < last_high;
+  return lows_before;
+}
+
+TEST_CASE("higher priority tasks start before queued lower ones", "[net][sched]") {
+  const int lows_before = lows_before_last_high(
+      [](dx::cluster& cl) { return cl.submit(dx::task_options{}.with_priority(-1), net_test::timed_sleep, 20); },
+      [](dx::cluster& cl) { return cl.submit(dx::task_options{}.with_priority(5), net_test::timed_sleep, 20); });
   INFO("low-priority tasks started before the last high one: " << lows_before);
-  // Only what was already sent ahead to the worker may start first.
   CHECK(lows_before <= 4);
 }
 
 TEST_CASE("an executor priority given to cluster::submit orders remote tasks too", "[net][sched]") {
-  live_cluster lc(dx::options{}, {{"--threads", "1"}});
-  std::vector<dx::future<net_test::run_span>> warm;
-  for (int i = 0; i < 4; ++i) warm.push_back(lc.cl.submit(net_test::timed_sleep, 20));
-  run_all(warm);
-  std::vector<dx::future<net_test::run_span>> low, high;
-  for (int i = 0; i < 12; ++i) low.push_back(lc.cl.submit(dx::priority::low, net_test::timed_sleep, 20));
-  for (int i = 0; i < 3; ++i) high.push_back(lc.cl.submit(dx::priority::high, net_test::timed_sleep, 20));
-  auto lows = run_all(low);
-  auto highs = run_all(high);
-  std::int64_t last_high = 0;
-  for (auto& h : highs) last_high = std::max(last_high, h.start_ns);
-  int lows_before = 0;
-  for (auto& l : lows) lows_before += l.start_ns < last_high;
+  const int lows_before =
+      lows_before_last_high([](dx::cluster& cl) { return cl.submit(dx::priority::low, net_test::timed_sleep, 20); },
+                            [](dx::cluster& cl) { return cl.submit(dx::priority::high, net_test::timed_sleep, 20); });
   INFO("low-priority tasks started before the last high one: " << lows_before);
   CHECK(lows_before <= 4);
 }
