@@ -66,8 +66,10 @@ class timer_service {
         cv_.wait(lock);
         continue;
       }
-      if (clock::now() < heap_.top().at) {
-        cv_.wait_until(lock, heap_.top().at);
+      // A copy: wait_until reads the time again after waking, when a push may have moved the heap.
+      const auto next = heap_.top().at;
+      if (clock::now() < next) {
+        cv_.wait_until(lock, next);
         continue;
       }
       deadline d = heap_.top();
