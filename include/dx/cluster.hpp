@@ -111,7 +111,7 @@ class DX_API cluster {
         }
       }
     }
-    const priority p = opts.priority > 0 ? priority::high : opts.priority < 0 ? priority::low : priority::normal;
+    const priority p = detail::local_priority(opts.priority);
     auto result = local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
     if (opts.timeout.count() > 0)
       detail::stop_after(detail::future_access::state(result).get(), opts.timeout.count(),
@@ -133,7 +133,7 @@ class DX_API cluster {
   template <class F, class... A>
   auto submit(priority p, F&& f, A&&... args) {
     task_options o;
-    o.priority = p == priority::high ? 1 : p == priority::low ? -1 : 0;
+    o.priority = detail::task_priority(p);
     return submit(o, std::forward<F>(f), std::forward<A>(args)...);
   }
   template <class F, class... A>

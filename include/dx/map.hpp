@@ -284,9 +284,7 @@ auto cluster::map(F&& f, Range&& inputs, const map_options& opts) {
   // Local threads: chunks of copied inputs, each a task.
   const std::size_t chunk = detail::map_chunk_size(*this, std::string(), std::string(), n, 0, opts);
   auto shared_f = std::make_shared<fn_type>(std::forward<F>(f));
-  const priority p = opts.task.priority > 0   ? priority::high
-                     : opts.task.priority < 0 ? priority::low
-                                              : priority::normal;
+  const priority p = detail::local_priority(opts.task.priority);
   for (std::size_t begin = 0; begin < n; begin += chunk) {
     const std::size_t end = std::min(n, begin + chunk);
     std::vector<elem> args;

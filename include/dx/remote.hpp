@@ -24,21 +24,20 @@
 /// scope, any number on one line: it runs during static initialisation; thread-safe, does not
 /// block. An overloaded name does not say which function to send: register one overload by its
 /// signature, `DX_REMOTE_AS("f", static_cast<double (*)(int)>(f))`, and submit the same cast.
-#define DX_REMOTE_AS(name, fn)                                                                          \
-  [[maybe_unused]] static const bool DX_DETAIL_CONCAT(dx_remote_registered_, __COUNTER__) =           \
-      [](auto dx_probe) {                                                                              \
-        /* The call is dependent on dx_probe, so an overload set or a non-function is a failed     */ \
-        /* requirement, answered with dx's message, rather than an "unable to deduce" error.        */ \
-        if constexpr (requires { decltype(dx_probe)::one_function(fn); }) {                          \
-          return ::dx::detail::register_remote_function<decltype(dx_probe)::one_function(fn)>(name); \
-        } else {                                                                                       \
-          static_assert(::dx::detail::names_one_function<decltype(dx_probe)>,                         \
-                        "dx: DX_REMOTE needs one function, and this name is overloaded or not a "     \
-                        "function (a lambda, a member function, a variable). Register one overload "  \
-                        "by its signature: DX_REMOTE_AS(\"f\", static_cast<double (*)(int)>(f)).");   \
-          return false;                                                                                \
-        }                                                                                              \
-      }(::dx::detail::function_probe{})
+#define DX_REMOTE_AS(name, fn)                                                                                  \
+  [[maybe_unused]] static const bool DX_DETAIL_CONCAT(dx_remote_registered_, __COUNTER__) = [](auto dx_probe) { \
+    /* The call depends on dx_probe, so an overload set or a non-function fails a requirement */                \
+    /* and gets dx's message rather than "unable to deduce". */                                                 \
+    if constexpr (requires { decltype(dx_probe)::one_function(fn); }) {                                         \
+      return ::dx::detail::register_remote_function<decltype(dx_probe)::one_function(fn)>(name);                \
+    } else {                                                                                                    \
+      static_assert(::dx::detail::names_one_function<decltype(dx_probe)>,                                       \
+                    "dx: DX_REMOTE needs one function, and this name is overloaded or not a "                   \
+                    "function (a lambda, a member function, a variable). Register one overload "                \
+                    "by its signature: DX_REMOTE_AS(\"f\", static_cast<double (*)(int)>(f)).");                 \
+      return false;                                                                                             \
+    }                                                                                                           \
+  }(::dx::detail::function_probe{})
 
 /// Registers `fn` under its spelled name (`DX_REMOTE(ns::f)` registers "ns::f"). Thread-safe;
 /// does not block.

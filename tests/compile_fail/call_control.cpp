@@ -11,7 +11,8 @@ int twice(int x) { return 2 * x; }
 double twice(double x) { return 2 * x; }
 
 // Any number of registrations may share a line; an overloaded name is registered by signature.
-DX_REMOTE(square); DX_REMOTE(widen);
+DX_REMOTE(square);
+DX_REMOTE(widen);
 DX_REMOTE_AS("twice", static_cast<double (*)(double)>(twice));
 
 void use(dx::cluster& cl) {

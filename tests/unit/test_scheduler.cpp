@@ -156,6 +156,14 @@ struct harness {
       return a.kind == k && (subject.empty() || a.subject == subject);
     }));
   }
+
+  /// Decides with tasks 1 and 2 ready for one worker thread, expecting one run: the task sent, and
+  /// whichever of 1 and 2 was held back.
+  std::pair<task_id, task_id> sent_and_held() {
+    auto ds = runs_of(decide());
+    REQUIRE(ds.size() == 1);
+    return {ds[0].task, ds[0].task == 1 ? 2 : 1};
+  }
 };
 
 /// Runs everything to completion in virtual time: each worker starts what it was sent in send
@@ -967,10 +975,7 @@ TEST_CASE("task waiting leaves the queues until it is ready again", "[sched]") {
   h.add(1);
   h.add(2);
   h.add(3);
-  auto ds = runs_of(h.decide());
-  REQUIRE(ds.size() == 1);
-  const task_id sent = ds[0].task;
-  const task_id held = sent == 1 ? 2 : 1;
+  const auto [sent, held] = h.sent_and_held();
   REQUIRE(h.s.placed_on(held) == 1);
   h.s.task_waiting(sent, 0.1);
   h.forget_run(sent);
@@ -1003,9 +1008,7 @@ TEST_CASE("task cancelled: a held task leaves its queue and is never run", "[sch
   h.join(1, 1);
   h.add(1);
   h.add(2);
-  auto ds = runs_of(h.decide());
-  REQUIRE(ds.size() == 1);
-  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  const auto [sent, held] = h.sent_and_held();
   REQUIRE(h.s.placed_on(held) == 1);
   h.s.task_cancelled(held, 0.1, false);
   CHECK(h.s.phase_of(held) == phase::cancelled);
@@ -1026,9 +1029,7 @@ TEST_CASE("task cancelled: a sent task frees its window slot and its worker is t
   h.join(1, 1);
   h.add(1);
   h.add(2);
-  auto ds = runs_of(h.decide());
-  REQUIRE(ds.size() == 1);
-  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  const auto [sent, held] = h.sent_and_held();
   h.start(sent);
   h.s.task_cancelled(sent, 0.1, false);
   h.forget_run(sent);
@@ -1099,9 +1100,7 @@ TEST_CASE("phase_of and sent_to follow a task through its life", "[sched]") {
   h.s.task_ready(1, 0);
   h.s.task_ready(2, 0);
   CHECK(h.s.phase_of(1) == phase::ready);
-  auto ds = runs_of(h.decide());
-  REQUIRE(ds.size() == 1);
-  const task_id sent = ds[0].task, held = sent == 1 ? 2 : 1;
+  const auto [sent, held] = h.sent_and_held();
   CHECK(h.s.phase_of(sent) == phase::sent);
   CHECK(h.s.sent_to(sent) == 1);
   CHECK(h.s.phase_of(held) == phase::ready);  // held in w1's queue here: not sent

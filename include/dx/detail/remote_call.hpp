@@ -120,21 +120,10 @@ std::string invoke_remote(std::span<const byte_view> args) {
   return invoke_remote_with<F, Token, R, std::decay_t<P>...>(args, std::index_sequence_for<P...>{});
 }
 
-template <auto F, class R, class... P>
-remote_invoker remote_invoker_of(R (*)(P...)) {
-  return &invoke_remote<F, false, R, P...>;
-}
-template <auto F, class R, class... P>
-remote_invoker remote_invoker_of(R (*)(P...) noexcept) {
-  return &invoke_remote<F, false, R, P...>;
-}
-template <auto F, class R, class... P>
-remote_invoker remote_invoker_of(R (*)(stop_token, P...)) {
-  return &invoke_remote<F, true, R, P...>;
-}
-template <auto F, class R, class... P>
-remote_invoker remote_invoker_of(R (*)(const stop_token&, P...)) {
-  return &invoke_remote<F, true, R, P...>;
+/// The invoker of F, whose signature (results, parameters callers pass, stop token) is Sig.
+template <auto F, class Sig, class... P>
+remote_invoker remote_invoker_of(std::tuple<P...>*) {
+  return &invoke_remote<F, Sig::takes_stop_token, typename Sig::result, P...>;
 }
 
 template <class P>
@@ -167,18 +156,14 @@ inline constexpr bool names_one_function = false;
 /// Registers `F` under `name`; what DX_REMOTE_AS expands to. Thread-safe; does not block.
 template <auto F>
 bool register_remote_function(const char* name) noexcept {
-  using fn_type = decltype(F);
-  static_assert(std::is_pointer_v<fn_type> && std::is_function_v<std::remove_pointer_t<fn_type>>,
-                "dx: DX_REMOTE takes a function (not a lambda or member function); cast an overloaded "
-                "function to the wanted signature");
-  using sig = function_signature<fn_type>;
+  using sig = function_signature<decltype(F)>;  // DX_REMOTE_AS passes only a function's address
   static_assert(check_params<typename sig::params>::value);
   static_assert(result_serializable_v<typename sig::result>,
                 "dx: the result type of this DX_REMOTE function is not serializable. Give the type a "
                 "`template <class Archive> void serialize(Archive&, unsigned)` member, include "
                 "<dx/eigen.hpp> for Eigen types, or specialise dx::is_serializable for it.");
-  const bool registered = register_remote(name, remote_invoker_of<F>(F), reinterpret_cast<void (*)()>(F),
-                                          std::tuple_size_v<typename sig::params>);
+  const bool registered = register_remote(name, remote_invoker_of<F, sig>(static_cast<typename sig::params*>(nullptr)),
+                                          reinterpret_cast<void (*)()>(F), std::tuple_size_v<typename sig::params>);
   if (registered) register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
   return registered;
 }
@@ -247,11 +232,10 @@ struct remote_arg {
   std::string bytes;
   state_base* dependency = nullptr;  // one reference owned
   std::string (*encode)(state_base&) = nullptr;
-  bool shared = false;    // a shared_future: copy the value out, never move
   bool by_value = false;  // converted to the parameter's type: never passed as a reference to a result
 };
 
-template <class T, bool Shared>
+template <class T>
 std::string encode_ready_value(state_base& s) {
   std::string out;
   write_value(out, static_cast<shared_state<T>&>(s).value());

@@ -21,25 +21,19 @@ template <class T>
 inline constexpr bool is_task_option_v = std::is_same_v<T, task_options> || std::is_same_v<T, hint> ||
                                          std::is_same_v<T, resources> || std::is_same_v<T, priority>;
 
-template <class A>
-struct dependency_value {
-  using type = void;
-};
-template <class T>
-struct dependency_value<future<T>> {
-  using type = T;
-};
-template <class T>
-struct dependency_value<shared_future<T>> {
-  using type = T;
-};
+/// A task priority on the local threads, where only its sign counts.
+constexpr priority local_priority(int task_priority) noexcept {
+  return task_priority > 0 ? priority::high : task_priority < 0 ? priority::low : priority::normal;
+}
+/// An executor priority as a task priority: high 1 (before queued normal work), low -1.
+constexpr int task_priority(priority p) noexcept { return p == priority::high ? 1 : p == priority::low ? -1 : 0; }
 
 template <class P, class A>
 constexpr bool remote_arg_ok() {
   if constexpr (is_dependency_v<A>) {
     // A future of another type whose value converts (future<long> for an int parameter) is
     // converted when ready and sent by value.
-    using T = typename dependency_value<A>::type;
+    using T = typename A::value_type;
     return std::is_same_v<T, P> || (!std::is_void_v<T> && std::is_convertible_v<const T&, P>);
   } else {
     return std::is_convertible_v<A, P>;  // as the local call would take it
@@ -71,18 +65,16 @@ void encode_remote_arg(std::vector<remote_arg>& out, A&& a) {
   remote_arg& arg = out.emplace_back();
   using D = std::decay_t<A>;
   if constexpr (is_dependency_v<D>) {
-    using T = typename dependency_value<D>::type;
-    constexpr bool shared = is_shared_future<D>::value;
-    if constexpr (shared) {
+    using T = typename D::value_type;
+    if constexpr (is_shared_future<D>::value) {  // the value is copied out when encoded, never moved
       state_base* s = future_access::state(a).get();
       s->add_ref();
       arg.dependency = s;
-      arg.shared = true;
     } else {
       arg.dependency = future_access::state(a).release();
     }
     if constexpr (std::is_same_v<T, P>) {
-      arg.encode = &encode_ready_value<P, shared>;
+      arg.encode = &encode_ready_value<P>;
     } else {
       arg.encode = &encode_converted_value<T, P>;
       arg.by_value = true;
