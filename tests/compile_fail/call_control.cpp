@@ -14,6 +14,9 @@ double twice(double x) { return 2 * x; }
 DX_REMOTE(square);
 DX_REMOTE(widen);
 DX_REMOTE_AS("twice", static_cast<double (*)(double)>(twice));
+// A function that takes the task's stop token first, noexcept or not; callers pass only the rest.
+int count_to(dx::stop_token st, int n) noexcept { return st.stop_requested() ? 0 : n; }
+DX_REMOTE(count_to);
 
 void use(dx::cluster& cl) {
   cl.submit(square, 7);
@@ -23,4 +26,5 @@ void use(dx::cluster& cl) {
   cl.submit(square, std::move(wide));  // future<long> for an int parameter converts
   cl.submit([](int a, int b) { return a + b; }, 1, 2);
   cl.local().submit(square, 2);
+  cl.submit(count_to, 5);
 }
