@@ -130,27 +130,28 @@ struct builtin_codec : std::false_type {};
   };
 
 // The scalar types and std::string, whose codecs need no container declared.
-#define DX_DETAIL_SCALAR_CODECS(X)                                                                     \
-  X(bool)                                                                                              \
-  X(char)                                                                                              \
-  X(signed char)                                                                                       \
-  X(unsigned char) X(short) X(unsigned short) X(int) X(unsigned) X(long) X(unsigned long) X(long long) \
-      X(unsigned long long) X(float) X(double) X(long double) X(std::string)
+// clang-format off
+#define DX_DETAIL_SCALAR_CODECS(X)                                                        \
+  X(bool) X(char) X(signed char) X(unsigned char) X(short) X(unsigned short) X(int)       \
+  X(unsigned) X(long) X(unsigned long) X(long long) X(unsigned long long) X(float)        \
+  X(double) X(long double) X(std::string)
+// clang-format on
 
 // The containers of them that remote functions commonly take.
 #define DX_DETAIL_VECTOR(T) std::vector<T>
 #define DX_DETAIL_MAP(V) std::map<std::string, V>
 #define DX_DETAIL_UNORDERED_MAP(V) std::unordered_map<std::string, V>
-#define DX_DETAIL_CONTAINER_CODECS(X)                                                                                 \
-  X(DX_DETAIL_VECTOR(bool))                                                                                           \
-  X(DX_DETAIL_VECTOR(char))                                                                                           \
-  X(DX_DETAIL_VECTOR(unsigned char))                                                                                  \
-  X(DX_DETAIL_VECTOR(int)) X(DX_DETAIL_VECTOR(unsigned)) X(DX_DETAIL_VECTOR(long)) X(DX_DETAIL_VECTOR(unsigned long)) \
-      X(DX_DETAIL_VECTOR(long long)) X(DX_DETAIL_VECTOR(unsigned long long)) X(DX_DETAIL_VECTOR(float))               \
-          X(DX_DETAIL_VECTOR(double)) X(DX_DETAIL_VECTOR(std::string)) X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(double)))  \
-              X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(int))) X(DX_DETAIL_MAP(int)) X(DX_DETAIL_MAP(long))                 \
-                  X(DX_DETAIL_MAP(unsigned long)) X(DX_DETAIL_MAP(double)) X(DX_DETAIL_MAP(std::string))              \
-                      X(DX_DETAIL_UNORDERED_MAP(int)) X(DX_DETAIL_UNORDERED_MAP(double))
+// clang-format off
+#define DX_DETAIL_CONTAINER_CODECS(X)                                                             \
+  X(DX_DETAIL_VECTOR(bool)) X(DX_DETAIL_VECTOR(char)) X(DX_DETAIL_VECTOR(unsigned char))          \
+  X(DX_DETAIL_VECTOR(int)) X(DX_DETAIL_VECTOR(unsigned)) X(DX_DETAIL_VECTOR(long))                \
+  X(DX_DETAIL_VECTOR(unsigned long)) X(DX_DETAIL_VECTOR(long long))                               \
+  X(DX_DETAIL_VECTOR(unsigned long long)) X(DX_DETAIL_VECTOR(float)) X(DX_DETAIL_VECTOR(double))  \
+  X(DX_DETAIL_VECTOR(std::string)) X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(double)))                  \
+  X(DX_DETAIL_VECTOR(DX_DETAIL_VECTOR(int))) X(DX_DETAIL_MAP(int)) X(DX_DETAIL_MAP(long))         \
+  X(DX_DETAIL_MAP(unsigned long)) X(DX_DETAIL_MAP(double)) X(DX_DETAIL_MAP(std::string))          \
+  X(DX_DETAIL_UNORDERED_MAP(int)) X(DX_DETAIL_UNORDERED_MAP(double))
+// clang-format on
 
 #define DX_DETAIL_BUILTIN_CODECS(X) DX_DETAIL_SCALAR_CODECS(X) DX_DETAIL_CONTAINER_CODECS(X) X(table) X(column)
 
