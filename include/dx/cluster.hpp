@@ -112,7 +112,13 @@ class DX_API cluster {
       }
     }
     const priority p = detail::local_priority(opts.priority);
-    auto result = local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+    auto result = [&] {
+      if constexpr (detail::callable_with_v<fn_type, A...>) {
+        if (opts.retries_enabled())
+          return detail::submit_retrying(local(), p, opts.retries, std::forward<F>(f), std::forward<A>(args)...);
+      }
+      return local().submit(p, std::forward<F>(f), std::forward<A>(args)...);
+    }();
     if (opts.timeout.count() > 0)
       detail::stop_after(detail::future_access::state(result).get(), opts.timeout.count(),
                          opts.kind.empty() ? "local task" : ("task '" + opts.kind + "'").c_str());

@@ -12,6 +12,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace dx {
 
@@ -63,9 +64,16 @@ class DX_API remote_error : public error {
  public:
   /// what() becomes "<type_name> on worker <worker>: <message>". Does not block.
   remote_error(std::string type_name, std::string message, std::string worker);
+  /// The same, with the public base classes of the original type (see type_bases()). Does not
+  /// block.
+  remote_error(std::string type_name, std::vector<std::string> type_bases, std::string message, std::string worker);
   /// The dynamic type of the original exception, demangled ("std::out_of_range"). Thread-safe;
   /// does not block.
   const std::string& type_name() const noexcept { return type_name_; }
+  /// The demangled names of the original type's public base classes, nearest first
+  /// ({"std::runtime_error", "std::exception"} for a std::range_error); empty when not known.
+  /// Retry filters match against these too. Thread-safe; does not block.
+  const std::vector<std::string>& type_bases() const noexcept { return type_bases_; }
   /// The original exception's what(). Thread-safe; does not block.
   const std::string& message() const noexcept { return message_; }
   /// The id of the worker the task ran on. Thread-safe; does not block.
@@ -73,6 +81,7 @@ class DX_API remote_error : public error {
 
  private:
   std::string type_name_;
+  std::vector<std::string> type_bases_;
   std::string message_;
   std::string worker_;
 };

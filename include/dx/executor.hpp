@@ -18,11 +18,13 @@
 #include <dx/error.hpp>
 #include <dx/export.hpp>
 #include <dx/future.hpp>
+#include <dx/retry.hpp>
 #include <dx/task.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -55,6 +57,37 @@ auto unwrap_arg(A& a) {
 
 template <class A>
 constexpr bool is_dependency_v = is_future<A>::value || is_shared_future<A>::value;
+
+/// What a stored argument passes to one attempt of a task that may run again: a copy, so the
+/// stored argument (or a future's value) stays for the next attempt.
+template <class A>
+auto copy_arg(A& a) {
+  if constexpr (is_future<A>::value || is_shared_future<A>::value) {
+    if constexpr (std::is_void_v<typename A::value_type>) {
+      return std::tuple<>();
+    } else {
+      return std::tuple<typename A::value_type>(std::as_const(future_access::state(a)->value()));
+    }
+  } else {
+    return std::tuple<A>(std::as_const(a));
+  }
+}
+
+/// Whether a stored argument can be copied for another attempt.
+template <class A>
+constexpr bool copyable_arg() {
+  if constexpr (is_future<A>::value || is_shared_future<A>::value) {
+    return std::is_void_v<typename A::value_type> || std::is_copy_constructible_v<typename A::value_type>;
+  } else {
+    return std::is_copy_constructible_v<A>;
+  }
+}
+
+/// A task's retries: its rules and how many of its attempts failed so far.
+struct retry_run {
+  std::shared_ptr<const retry_rules> rules;
+  std::uint32_t failures = 0;
+};
 
 /// The values a call passes, as the tuple unwrap_arg gives.
 template <class... A>
@@ -107,6 +140,15 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
   };
 
  public:
+  /// Whether it can run more than once: each attempt gets copies of the arguments (a coroutine
+  /// task publishes from its own frame, so it runs once).
+  static constexpr bool retryable = !is_task<R>::value && (copyable_arg<A>() && ...);
+
+  /// Runs it again after an exception as `rules` say (call before start()).
+  void set_retries(std::shared_ptr<const retry_rules> rules) {
+    retry_ = std::make_unique<retry_run>(retry_run{std::move(rules), 0});
+  }
+
   template <class G, class... B>
   explicit call_state(priority p, G&& f, B&&... args) : f_(std::forward<G>(f)), args_(std::forward<B>(args)...) {
     task_base::run = &run_call;
@@ -171,7 +213,11 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
       ran = true;
       current_task_scope scope(this);
       try {
-        auto call = [&] {
+        auto call = [&]() -> R {
+          if constexpr (retryable) {
+            if (retry_)
+              return apply_call(f_, this, std::apply([](auto&... a) { return std::tuple_cat(copy_arg(a)...); }, args_));
+          }
           return apply_call(f_, this, std::apply([](auto&... a) { return std::tuple_cat(unwrap_arg(a)...); }, args_));
         };
         if constexpr (is_task<R>::value) {
@@ -186,6 +232,7 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
         failure = std::current_exception();
       }
     }
+    if (failure && ran && retry_ && again_after(failure)) return;
     if (!this->claim()) {  // a stop settled the future meanwhile: the result is discarded
       if (ran) count_late_completion();
       return;
@@ -205,6 +252,22 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
     }
   }
 
+  // A failed attempt with retries left: the task is enqueued again after its pause (counted as
+  // pending meanwhile, so wait_idle and shutdown wait for it). False when it ends here.
+  bool again_after(const std::exception_ptr& failure) noexcept {
+    std::chrono::nanoseconds pause{0};
+    if (this->settled() || !retry_after(*retry_->rules, failure, ++retry_->failures, pause)) return false;
+    if (!announce(this->executor())) return false;
+    task_base::announced = true;
+    this->add_ref();  // held by the task until it runs again
+    try {
+      run_after(this->executor(), this, this, pause.count());
+    } catch (...) {  // no memory for a timer: it retries at once
+      enqueue(this->executor(), this);
+    }
+    return true;
+  }
+
   const std::exception_ptr* first_failed_dependency() noexcept {
     if constexpr (num_deps == 0) {
       return nullptr;
@@ -217,6 +280,7 @@ class call_state final : public shared_state<typename submit_value<R>::type>, pu
 
   F f_;
   std::tuple<A...> args_;
+  std::unique_ptr<retry_run> retry_;  // null: it runs once
   std::atomic<std::size_t> deps_left_{num_deps + 1};
   dep_node deps_[num_deps == 0 ? 1 : num_deps];
 };
@@ -401,4 +465,25 @@ class DX_API executor {
   detail::executor_impl* impl_;
 };
 
+namespace detail {
+
+/// executor::submit() for a task that runs again after an exception as `rules` say; each attempt
+/// gets copies of the arguments. Throws dx::error when they cannot be copied (or f returns a
+/// dx::task). Thread-safe; does not block.
+template <class F, class... A>
+auto submit_retrying(executor& ex, priority p, std::shared_ptr<const retry_rules> rules, F&& f, A&&... args) {
+  using R = call_result_t<std::decay_t<F>, A...>;
+  using state = call_state<R, std::decay_t<F>, std::decay_t<A>...>;
+  if constexpr (!state::retryable) {
+    throw_error(error_kind::generic,
+                "dx: a task with retries runs with copies of its arguments, and these cannot be copied (or it "
+                "is a coroutine, which runs once); submit it without with_retries()");
+  }
+  check_dependencies(args...);
+  auto* s = new state(p, std::forward<F>(f), std::forward<A>(args)...);
+  s->set_retries(std::move(rules));
+  return s->start(ex.impl());
+}
+
+}  // namespace detail
 }  // namespace dx

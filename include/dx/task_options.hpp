@@ -5,6 +5,7 @@
 //   cl.submit(dx::task_options{}.with_priority(10), urgent, x);        // before queued normal work
 //   cl.submit(dx::task_options{}.with_kind("etl.parse"), run_step, s); // learned and shown apart
 //   cl.submit(dx::task_options{}.with_timeout(2s), simulate, 1, 1000);  // dx::timeout after 2 s
+//   cl.submit(dx::task_options{}.with_retries({.max_attempts = 5}), fetch, url); // again if it throws
 //
 // Priorities order the ready tasks (higher first; the default is 0), then the scheduler prefers
 // tasks on the longest predicted path to the end of the graph. Resources are amounts a task holds
@@ -14,10 +15,12 @@
 #pragma once
 
 #include <dx/hint.hpp>
+#include <dx/retry.hpp>
 
 #include <chrono>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -53,6 +56,10 @@ struct task_options {
   std::string kind;
   /// How long the task may take, from submission (zero: no limit). See with_timeout().
   std::chrono::nanoseconds timeout{0};
+  /// Whether and how it runs again after an exception (null: never). Set by with_retries(),
+  /// retry_on() and never_retry_on(); shared, so copying options (and submitting with them)
+  /// copies no filters.
+  std::shared_ptr<const detail::retry_rules> retries;
 
   /// Higher runs first among ready tasks (default 0). Not thread-safe; does not block.
   task_options& with_priority(int p) noexcept {
@@ -85,6 +92,46 @@ struct task_options {
   task_options& with_timeout(std::chrono::duration<Rep, Period> d) noexcept {
     timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
     return *this;
+  }
+  /// Runs the task again after it throws, as `p` says (see dx/retry.hpp): up to p.max_attempts
+  /// runs in all, with growing pauses between them; the future receives the last exception when
+  /// they run out. Every attempt shows in the task history, traces and dashboard. A local task's
+  /// arguments are copied for each attempt (submit throws dx::error when they cannot be). Not
+  /// thread-safe; does not block.
+  task_options& with_retries(const retry_policy& p) {
+    auto r = editable_retries();
+    r->policy = p;
+    r->policy_set = true;
+    retries = std::move(r);
+    return *this;
+  }
+  /// Retries only exceptions of these types (or derived from them; a worker's exception by its
+  /// type's name and its public bases' names). Without with_retries(), the default retry_policy.
+  /// Not thread-safe; does not block.
+  template <class... E>
+  task_options& retry_on() {
+    auto r = editable_retries();
+    (r->only.push_back(detail::filter_for<E>()), ...);
+    r->policy_set = true;
+    retries = std::move(r);
+    return *this;
+  }
+  /// Never retries exceptions of these types (or derived from them), whatever retry_on() says.
+  /// Retries stay off unless with_retries() or retry_on() turns them on. Not thread-safe; does not
+  /// block.
+  template <class... E>
+  task_options& never_retry_on() {
+    auto r = editable_retries();
+    (r->never.push_back(detail::filter_for<E>()), ...);
+    retries = std::move(r);
+    return *this;
+  }
+  /// Whether an exception may run the task again. Thread-safe; does not block.
+  bool retries_enabled() const noexcept { return retries && retries->policy_set && retries->policy.max_attempts > 1; }
+
+ private:
+  std::shared_ptr<detail::retry_rules> editable_retries() const {
+    return retries ? std::make_shared<detail::retry_rules>(*retries) : std::make_shared<detail::retry_rules>();
   }
 };
 

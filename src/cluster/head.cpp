@@ -238,15 +238,8 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
       a.dependency = nullptr;
     }
     sched_->task_submitted(spec, now_seconds());
-    if (opts.timeout.count() > 0) {
-      const deadline due{head_clock::now() + opts.timeout, id, opts.timeout.count()};
-      // Wake the tick only for a deadline earlier than any it waits for.
-      if (deadlines_.empty() || due.at < deadlines_.top().at) {
-        deadline_added_ = true;
-        tick_cv_.notify_all();
-      }
-      deadlines_.push(due);
-    }
+    if (opts.timeout.count() > 0) start_limit_locked(t, opts.timeout);
+    if (opts.retries_enabled()) t.retries = opts.retries;
     if (failed) {
       // Dependencies registered above stay counted until the local ones fire.
       fail_after_input_locked(id, tasks_.at(failed_input), d);

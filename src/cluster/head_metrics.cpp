@@ -120,8 +120,12 @@ void head_impl::collect(exposition& out) const {
   per_kind_worker("dx_tasks_failed_total", "Tasks that failed, by kind and worker (none: before reaching one).",
                   &observe::kind_stats::failed_on, [](const observe::kind_stats& k) { return k.failed_nowhere; });
   per_kind("dx_tasks_retried_total", metric_type::counter,
-           "Tasks run again after a lost worker, a lost input or a lost result.",
+           "Tasks run again after a lost worker, a lost input or a lost result, or after an exception "
+           "(task_options::with_retries).",
            [](const observe::kind_stats& k) { return k.retried; });
+  per_kind("dx_tasks_pausing", metric_type::gauge,
+           "Tasks that threw and wait out the pause before their next attempt (task_options::with_retries).",
+           [](const observe::kind_stats& k) { return k.pausing; });
   per_kind("dx_tasks_moved_total", metric_type::counter, "Tasks taken back from a worker's queue to run elsewhere.",
            [](const observe::kind_stats& k) { return k.moved; });
   per_kind("dx_tasks_cancelled_total", metric_type::counter,

@@ -87,8 +87,14 @@ struct task_entry {
   std::vector<std::uint64_t> waiting;  // dependents waiting for this result
   std::uint32_t attempt = 0;           // dispatches so far; the token that tells a stale answer from the current one
   std::vector<std::uint32_t> handed_back;  // dispatches returned unstarted (moved, or drained by a leaving worker)
-  std::uint32_t failures = 0;
-  std::vector<std::string> lost_on;  // workers that died while it was assigned
+  std::uint32_t failures = 0;              // attempts lost with a worker (options::allowed_failures)
+  std::vector<std::string> lost_on;        // workers that died while it was assigned
+  // Retries after its own exceptions (task_options::with_retries; null: an exception is final),
+  // the attempts that threw so far, and, while it waits out a retry's pause, the token of the
+  // timer that ends the pause (0: not pausing).
+  std::shared_ptr<const retry_rules> retries;
+  std::uint32_t thrown = 0;
+  std::uint64_t retry_timer = 0;
   head_clock::time_point dispatched_at{};
   double running_since = -1;  // seconds since the head started, as a heartbeat reported; -1: not known
   std::uint32_t running_thread = 0;
@@ -246,8 +252,6 @@ class head_impl final : public head_core, public observe::head_view_source {
   void settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, deferred& d);
   /// A completion for an attempt that is not current: a late result when the task was given up.
   void note_stale_completion_locked(std::uint64_t task);
-  /// Stops every task past its time limit.
-  void expire_timeouts_locked(deferred& d);
   void unref_locked(std::uint64_t id);
   void erase_locked(std::uint64_t id);
   /// Puts t back in the queue once its inputs are available, recomputing lost ones first.
@@ -263,6 +267,17 @@ class head_impl final : public head_core, public observe::head_view_source {
   bool data_needed(const task_entry& t) const;
   void maybe_release_data_locked(task_entry& t);
   void flush_releases_locked();
+
+  // task_timers.cpp: time limits and retries
+  /// Starts t's time limit when it has one (at submission).
+  void start_limit_locked(task_entry& t, std::chrono::nanoseconds limit);
+  /// t's current attempt threw `e` on w: when its retries allow another, it waits out the pause
+  /// and runs again (returns true); else the caller fails it.
+  bool retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e);
+  /// Stops every task past its time limit and readies every task whose retry pause is over.
+  void fire_timers_locked(deferred& d);
+  /// t no longer waits out a retry's pause (the pause ended, or t was given up meanwhile).
+  void end_pause_locked(task_entry& t);
 
   // recovery.cpp: lost workers, lost results, lost inputs, lost completions
   /// t's result is lost and still needed (delivery found no holder, an input was lost): run it
@@ -336,16 +351,20 @@ class head_impl final : public head_core, public observe::head_view_source {
     double asked = 0;  // seconds since the head started
   };
   std::unordered_map<std::uint64_t, fetch_rec> fetches_;  // by request id
-  // Time limits (task_options::with_timeout), earliest first; entries of finished tasks are
-  // dropped when they come up.
-  struct deadline {
+  // Time limits (task_options::with_timeout) and retry pauses, earliest first. A timer whose task
+  // finished (or, for a pause, whose token is not the task's retry_timer) is dropped when it
+  // comes up.
+  struct task_timer {
     head_clock::time_point at;
     std::uint64_t task = 0;
-    std::int64_t limit_ns = 0;
-    bool operator>(const deadline& o) const noexcept { return at > o.at; }
+    std::int64_t limit_ns = 0;  // a time limit; 0: a retry's pause
+    std::uint64_t token = 0;    // a pause's token
+    bool operator>(const task_timer& o) const noexcept { return at > o.at; }
   };
-  std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
-  bool deadline_added_ = false;     // the tick is woken for an earlier deadline, not for a beat
+  void add_timer_locked(const task_timer& timer);
+  std::priority_queue<task_timer, std::vector<task_timer>, std::greater<>> timers_;
+  bool timer_added_ = false;  // the tick is woken for an earlier timer, not for a beat
+  std::uint64_t next_timer_ = 1;
   std::uint64_t late_results_ = 0;  // completions of tasks given up (cancelled, timed out)
   std::uint64_t next_task_ = 1;
   std::uint64_t next_request_ = 1;

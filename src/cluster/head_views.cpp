@@ -28,6 +28,7 @@ observe::state_record head_impl::view_state() const {
     r.completed = k.completed;
     r.failed = k.failed;
     r.retried = k.retried;
+    r.pausing = k.pausing;
     r.moved = k.moved;
     r.open = k.open();
     r.assigned = assigned[i];

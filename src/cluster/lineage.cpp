@@ -92,6 +92,7 @@ void head_impl::wake_dependents_locked(task_entry& t, deferred& d) {
     if (it == tasks_.end()) continue;
     task_entry& dt = it->second;
     if (phase_locked(dep) != sched::phase::waiting) continue;
+    if (dt.retry_timer) continue;  // waits out a retry's pause; counts its inputs again after it
     if (is_unsuccessful_locked(t.id)) {
       fail_after_input_locked(dep, t, d);
     } else if (--dt.deps_pending == 0) {
@@ -126,7 +127,8 @@ void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m
       e = make_error(error_kind::generic, m.message);
       break;
     default:
-      e = std::make_exception_ptr(remote_error(m.type_name, m.message, w.id));
+      e = std::make_exception_ptr(remote_error(m.type_name, m.type_bases, m.message, w.id));
+      if (t.retries && retry_locked(t, w, e)) return;
   }
   fail_locked(t.id, e, d, &w);
 }
@@ -162,6 +164,7 @@ void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d,
 void head_impl::settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, deferred& d) {
   const std::uint64_t id = t.id;
   t.error = e;
+  end_pause_locked(t);
   count_finished_locked(t);
   if (t.future && !t.delivered) {
     if (t.future->state().try_add_ref()) d.errors.emplace_back(t.future, e);
@@ -204,20 +207,6 @@ void head_impl::note_stale_completion_locked(std::uint64_t task) {
   // worker ran it: what it reports now is a late result, discarded. (An attempt superseded by a
   // move or a re-run belongs to a task still open or done.)
   if (tasks_.find(task) == tasks_.end() || is_unsuccessful_locked(task)) ++late_results_;
-}
-
-void head_impl::expire_timeouts_locked(deferred& d) {
-  const auto now = head_clock::now();
-  while (!deadlines_.empty() && deadlines_.top().at <= now) {
-    const deadline due = deadlines_.top();
-    deadlines_.pop();
-    auto it = tasks_.find(due.task);
-    if (it == tasks_.end() || is_finished_locked(due.task)) continue;
-    const std::string what =
-        fmt::format("task {} ({}) timed out after {}", due.task, it->second.function, describe_limit(due.limit_ns));
-    log(log_level::info, "{}", what);
-    stop_locked(due.task, make_error(error_kind::timeout, what), true, d);
-  }
 }
 
 void head_impl::unref_locked(std::uint64_t id) {

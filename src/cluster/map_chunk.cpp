@@ -5,6 +5,7 @@
 
 #include "cluster/cluster_access.hpp"
 #include "cluster/worker.hpp"
+#include "core/type_names.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -15,8 +16,6 @@
 #include <typeinfo>
 
 namespace dx::detail {
-
-std::string demangled_type_name(const std::type_info& t);  // worker.cpp
 
 namespace {
 
@@ -76,7 +75,7 @@ map_item_failure describe_map_failure(std::uint64_t index) noexcept {
     try {
       throw;
     } catch (const std::exception& e) {
-      f.type_name = demangled_type_name(typeid(e));
+      f.type_name = type_name_of(typeid(e));
       f.message = e.what();
     } catch (...) {
       f.type_name = "unknown exception";

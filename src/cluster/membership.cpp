@@ -317,22 +317,23 @@ void head_impl::tick() {
   std::unique_lock lock(mutex_);
   auto next_beat = head_clock::now() + opts_.heartbeat_interval();
   while (!ticker_stop_) {
-    // Wakes for the next beat, for a notification (alerts, stop), or for the earliest time limit.
-    const auto wake = deadlines_.empty() ? next_beat : std::min(next_beat, deadlines_.top().at);
+    // Wakes for the next beat, for a notification (alerts, stop), or for the earliest timer (a
+    // time limit, the end of a retry's pause).
+    const auto wake = timers_.empty() ? next_beat : std::min(next_beat, timers_.top().at);
     const bool notified = tick_cv_.wait_until(lock, wake) == std::cv_status::no_timeout;
     if (ticker_stop_) break;
-    const bool for_deadline = std::exchange(deadline_added_, false);
-    if (!deadlines_.empty() && deadlines_.top().at <= head_clock::now()) {
+    const bool for_timer = std::exchange(timer_added_, false);
+    if (!timers_.empty() && timers_.top().at <= head_clock::now()) {
       deferred d;
-      expire_timeouts_locked(d);
-      dispatch_locked(d);  // tells the workers, fills the slots the expired tasks freed
+      fire_timers_locked(d);
+      dispatch_locked(d);  // tells the workers, fills the slots the expired tasks freed, runs retries
       lock.unlock();
       d.run();
       lock.lock();
       if (ticker_stop_) break;
       if (!notified && head_clock::now() < next_beat) continue;
-    } else if ((notified && for_deadline) || (!notified && head_clock::now() < next_beat)) {
-      continue;  // woken only to wait for an earlier deadline
+    } else if ((notified && for_timer) || (!notified && head_clock::now() < next_beat)) {
+      continue;  // woken only to wait for an earlier timer
     }
     next_beat = head_clock::now() + opts_.heartbeat_interval();
     if (stall_trace_enabled()) {

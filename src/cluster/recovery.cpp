@@ -28,7 +28,7 @@ void head_impl::recompute_decided_locked(std::uint64_t id, deferred& d) {
   task_entry& x = lost->second;
   // Unfinished readers were made to wait by the scheduler; each waits for x once.
   for (auto& [rid, r] : tasks_) {
-    if (phase_locked(rid) != sched::phase::waiting) continue;
+    if (phase_locked(rid) != sched::phase::waiting || r.retry_timer) continue;  // pausing: counts inputs after
     bool reads = false;
     for (const arg_slot& a : r.args) reads = reads || a.ref == id;
     if (!reads || std::find(x.waiting.begin(), x.waiting.end(), rid) != x.waiting.end()) continue;

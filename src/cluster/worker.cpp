@@ -4,6 +4,7 @@
 #include "common/log.hpp"
 #include "common/process_stats.hpp"
 #include "core/executor_impl.hpp"
+#include "core/type_names.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 
@@ -11,7 +12,6 @@
 #include <dx/executor.hpp>
 #include <dx/remote.hpp>
 
-#include <cxxabi.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,14 +24,6 @@
 #include <vector>
 
 namespace dx::detail {
-
-std::string demangled_type_name(const std::type_info& t) {
-  int status = 0;
-  char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
-  std::string out = (status == 0 && name) ? name : t.name();
-  std::free(name);
-  return out;
-}
 
 namespace {
 
@@ -719,7 +711,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         failure.message = e.what();
       } catch (const std::exception& e) {
         failure.kind = wire::failure_kind::exception;
-        failure.type_name = demangled_type_name(typeid(e));
+        failure.type_name = type_name_of(typeid(e));
+        failure.type_bases = public_base_names(typeid(e));
         failure.message = e.what();
       } catch (...) {
         failure.kind = wire::failure_kind::exception;

@@ -8,6 +8,12 @@ remote_error::remote_error(std::string type_name, std::string message, std::stri
       message_(std::move(message)),
       worker_(std::move(worker)) {}
 
+remote_error::remote_error(std::string type_name, std::vector<std::string> type_bases, std::string message,
+                           std::string worker)
+    : remote_error(std::move(type_name), std::move(message), std::move(worker)) {
+  type_bases_ = std::move(type_bases);
+}
+
 }  // namespace dx
 
 namespace dx::detail {

@@ -43,13 +43,14 @@ std::string state_json(const state_record& s) {
   j["now"] = s.now;
   j["started"] = s.started;
   j["policy"] = s.policy;
-  std::uint64_t submitted = 0, completed = 0, failed = 0, retried = 0, moved = 0, open = 0, sent = 0;
+  std::uint64_t submitted = 0, completed = 0, failed = 0, retried = 0, moved = 0, open = 0, sent = 0, pausing = 0;
   json kinds = json::array();
   for (const kind_record& k : s.kinds) {
     submitted += k.submitted;
     completed += k.completed;
     failed += k.failed;
     retried += k.retried;
+    pausing += k.pausing;
     moved += k.moved;
     open += k.open;
     sent += k.assigned;
@@ -58,6 +59,7 @@ std::string state_json(const state_record& s) {
             {"completed", k.completed},
             {"failed", k.failed},
             {"pending", k.open > k.assigned ? k.open - k.assigned : 0},
+            {"pausing", k.pausing},
             {"assigned", k.assigned},
             {"mean_seconds", k.runs ? k.run_seconds / static_cast<double>(k.runs) : 0.0},
             {"prediction_error", nullptr}};
@@ -91,6 +93,7 @@ std::string state_json(const state_record& s) {
                 {"completed", completed},
                 {"failed", failed},
                 {"retried", retried},
+                {"pausing", pausing},
                 {"moved", moved}};
   j["kinds"] = std::move(kinds);
   j["workers"] = std::move(workers);

@@ -19,6 +19,7 @@ namespace dx::detail::observe {
 struct kind_record {
   std::string kind;
   std::uint64_t submitted = 0, completed = 0, failed = 0, retried = 0, moved = 0;
+  std::uint64_t pausing = 0;   // waiting out a retry's pause
   std::uint64_t open = 0;      // submitted and not finished
   std::uint64_t assigned = 0;  // sent to a worker and not finished
   std::uint64_t runs = 0;      // completed runs timed

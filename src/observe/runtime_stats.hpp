@@ -37,7 +37,8 @@ struct kind_stats {
   std::uint64_t submitted = 0;
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
-  std::uint64_t retried = 0;     // run again after a lost worker, a lost input or a lost result
+  std::uint64_t retried = 0;     // run again after a lost worker, input or result, or an exception (with_retries)
+  std::uint64_t pausing = 0;     // now waiting out a retry's pause
   std::uint64_t moved = 0;       // taken back from a worker's queue to run elsewhere
   std::uint64_t recomputed = 0;  // finished, then run again because its result was lost
   duration_histogram durations;

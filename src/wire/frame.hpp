@@ -17,7 +17,7 @@
 namespace dx::wire {
 
 inline constexpr std::uint32_t frame_magic = 0x31575844;  // "DXW1" read as little-endian bytes
-inline constexpr std::uint16_t protocol_version = 3;
+inline constexpr std::uint16_t protocol_version = 4;
 inline constexpr std::size_t header_size = 24;
 
 struct frame {

@@ -216,7 +216,7 @@ void serialize(A& ar, dx::wire::task_failed_msg& m, unsigned) {
   ar & m.task_id & m.attempt;
   dx::wire::decoding::enum_field(ar, m.kind, dx::wire::failure_kind::exception, dx::wire::failure_kind::too_large,
                                  "failure kind");
-  ar & m.type_name & m.message & m.lost_input & m.duration_ns & m.thread;
+  ar & m.type_name & m.message & m.lost_input & m.duration_ns & m.thread & m.type_bases;
 }
 template <class A>
 void serialize(A& ar, dx::wire::fetch_msg& m, unsigned) {

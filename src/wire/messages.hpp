@@ -139,6 +139,7 @@ struct task_failed_msg {
   std::uint64_t lost_input = 0;
   std::uint64_t duration_ns = 0;  // how long it ran before failing (0 if it never ran)
   std::uint32_t thread = 0;
+  std::vector<std::string> type_bases;  // public base classes of the exception's type, nearest first
 
   bool operator==(const task_failed_msg&) const = default;
 };

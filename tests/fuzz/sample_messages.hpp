@@ -59,10 +59,18 @@ void for_each_sample(F&& f) {
   }
   f("task-done-stored", task_done_msg{1043, 2, 1u << 20, false, 98765432, 0}, nullptr);
   f("task-failed",
-    task_failed_msg{1044, 1, failure_kind::exception, "std::runtime_error", "negative sample count", 0, 52000, 1},
+    task_failed_msg{1044,
+                    1,
+                    failure_kind::exception,
+                    "std::range_error",
+                    "negative sample count",
+                    0,
+                    52000,
+                    1,
+                    {"std::runtime_error", "std::exception"}},
     nullptr);
   f("task-failed-input-lost",
-    task_failed_msg{1045, 3, failure_kind::input_lost, "dx::error", "no holder of task 1041 answered", 1041, 0, 0},
+    task_failed_msg{1045, 3, failure_kind::input_lost, "dx::error", "no holder of task 1041 answered", 1041, 0, 0, {}},
     nullptr);
   f("fetch", fetch_msg{7, 1041}, nullptr);
   f("fetch-reply-found", fetch_reply_msg{7, 1041, true}, payload_of(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8}));

@@ -90,6 +90,11 @@ class current_task_scope {
 /// not block.
 DX_API void stop_after(state_base* s, std::int64_t limit_ns, const char* name);
 
+/// Enqueues `t` (announced on `ex` by the caller) on `ex` after `pause_ns` nanoseconds, from the
+/// timer thread of stop_after; `s` is t's state, whose reference the caller gave to t. For a
+/// retry's pause. Thread-safe; does not block.
+DX_API void run_after(executor_impl* ex, task_base* t, state_base* s, std::int64_t pause_ns);
+
 /// "250 ms", "1.5 s": a limit as a timeout message names it. Does not block.
 DX_API std::string describe_limit(std::int64_t ns);
 

@@ -1,5 +1,6 @@
-// Timeouts of local tasks: one timer thread keeps the deadlines in a heap and settles the future
-// of a task that has not finished by its deadline with dx::timeout (the task is asked to stop).
+// Timers of local tasks: one timer thread keeps, in one heap, the deadlines of tasks with a time
+// limit (a task not finished by its deadline has its future settled with dx::timeout and is asked
+// to stop) and the retries waiting out their pause (the task is enqueued again when it ends).
 #include <dx/detail/runtime.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/error.hpp>
@@ -25,6 +26,9 @@ struct deadline {
   state_base* state;  // one reference held
   std::string name;
   std::int64_t limit_ns;
+  // A retry: the task to enqueue on `ex` at `at` (announced there; it holds the reference).
+  task_base* rerun = nullptr;
+  executor_impl* ex = nullptr;
   bool operator>(const deadline& o) const noexcept { return at > o.at; }
 };
 
@@ -38,6 +42,7 @@ class timer_service {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    // At exit: executors are gone, so a retry still pausing has nowhere to run.
     while (!heap_.empty()) {
       heap_.top().state->release();
       heap_.pop();
@@ -76,6 +81,11 @@ class timer_service {
       heap_.pop();
       lock.unlock();
       // Settling runs continuations that have no executor: outside the lock.
+      if (d.rerun) {
+        enqueue(d.ex, d.rerun);  // it runs (or, settled meanwhile, ends at once) and releases itself
+        lock.lock();
+        continue;
+      }
       if (!d.state->settled())
         d.state->request_stop(
             make_error(error_kind::timeout, fmt::format("{} timed out after {}", d.name, describe_limit(d.limit_ns))));
@@ -93,7 +103,7 @@ class timer_service {
     while (!heap_.empty()) {
       deadline d = heap_.top();
       heap_.pop();
-      if (d.state->settled()) {
+      if (d.state->settled() && !d.rerun) {
         settled.push_back(d.state);
       } else {
         keep.push_back(std::move(d));
@@ -131,6 +141,10 @@ void stop_after(state_base* s, std::int64_t limit_ns, const char* name) {
   if (s->settled()) return;
   s->add_ref();
   timers().add(deadline{clock::now() + std::chrono::nanoseconds(limit_ns), s, name, limit_ns});
+}
+
+void run_after(executor_impl* ex, task_base* t, state_base* s, std::int64_t pause_ns) {
+  timers().add(deadline{clock::now() + std::chrono::nanoseconds(std::max<std::int64_t>(0, pause_ns)), s, {}, 0, t, ex});
 }
 
 }  // namespace dx::detail

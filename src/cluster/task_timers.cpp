@@ -1,0 +1,73 @@
+// Time-driven task events at the head: time limits (task_options::with_timeout) stop a task that
+// has not finished in time, and retries (task_options::with_retries) run a task that threw again
+// once its pause is over. Both wait in one heap that the tick serves.
+#include "cluster/head_state.hpp"
+#include "common/log.hpp"
+
+#include <dx/error.hpp>
+
+#include <fmt/format.h>
+
+namespace dx::detail {
+
+void head_impl::add_timer_locked(const task_timer& timer) {
+  // Wake the tick only for a timer earlier than any it waits for.
+  if (timers_.empty() || timer.at < timers_.top().at) {
+    timer_added_ = true;
+    tick_cv_.notify_all();
+  }
+  timers_.push(timer);
+}
+
+void head_impl::start_limit_locked(task_entry& t, std::chrono::nanoseconds limit) {
+  add_timer_locked(task_timer{head_clock::now() + limit, t.id, limit.count(), 0});
+}
+
+bool head_impl::retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e) {
+  std::chrono::nanoseconds pause{0};
+  if (!retry_after(*t.retries, e, ++t.thrown, pause)) {
+    if (t.thrown > 1)
+      log(log_level::info, "task {} ({}) failed on {} after {} attempts", t.id, t.function, w.id, t.thrown);
+    return false;
+  }
+  // It leaves its worker (which ended the attempt) and waits; its slot there is free again.
+  sched_->task_waiting(t.id, now_seconds());
+  t.retry_timer = next_timer_++;
+  if (observe_) {
+    ++kinds_[t.kind]->retried;
+    ++kinds_[t.kind]->pausing;
+  }
+  log(log_level::info, "task {} ({}) threw on {} (attempt {} of {}); running it again in {}", t.id, t.function, w.id,
+      t.thrown, t.retries->policy.max_attempts, describe_limit(pause.count()));
+  add_timer_locked(task_timer{head_clock::now() + pause, t.id, 0, t.retry_timer});
+  return true;
+}
+
+void head_impl::end_pause_locked(task_entry& t) {
+  if (!t.retry_timer) return;
+  t.retry_timer = 0;
+  if (observe_ && kinds_[t.kind]->pausing > 0) --kinds_[t.kind]->pausing;
+}
+
+void head_impl::fire_timers_locked(deferred& d) {
+  const auto now = head_clock::now();
+  while (!timers_.empty() && timers_.top().at <= now) {
+    const task_timer due = timers_.top();
+    timers_.pop();
+    auto it = tasks_.find(due.task);
+    if (it == tasks_.end() || is_finished_locked(due.task)) continue;
+    task_entry& t = it->second;
+    if (due.limit_ns == 0) {
+      if (t.retry_timer != due.token) continue;  // given up and resubmitted meanwhile: not this pause
+      end_pause_locked(t);
+      requeue_locked(t, d);  // ready again once its inputs are (a lost one is recomputed first)
+      continue;
+    }
+    const std::string what =
+        fmt::format("task {} ({}) timed out after {}", due.task, t.function, describe_limit(due.limit_ns));
+    log(log_level::info, "{}", what);
+    stop_locked(due.task, make_error(error_kind::timeout, what), true, d);
+  }
+}
+
+}  // namespace dx::detail
