@@ -16,8 +16,9 @@
 //       benchmarks/observability/run.py).
 //   dx_bench_distributed timeout_overhead [N=100000] [reps=5]
 //       cluster as for throughput; in one process, rounds of N plain no-ops and N no-ops with
-//       task_options{}.with_timeout(1 h) (order alternating by round), each timed as throughput.
-//       Prints each batch, then the medians and with_timeout / plain as a ratio of times.
+//       task_options{}.with_timeout(1 h).with_retries({.max_attempts = 3}) (order alternating by
+//       round), each timed as throughput. Prints each batch, then the medians and
+//       (timeout + retries) / plain as a ratio of times.
 //   dx_bench_distributed cancel [N=100000]
 //       cluster as for throughput; one hold_until_stopped task per worker keeps both workers busy,
 //       then N no-ops are submitted (queued: held by the head or sent ahead to a worker) and
@@ -359,8 +360,9 @@ int throughput(long n, long reps) {
 std::vector<dx::future<int>> submit_noops(dx::cluster& cl, long n, bool with_timeout) {
   std::vector<dx::future<int>> fs;
   fs.reserve(static_cast<std::size_t>(n));
-  // Both built once, so that the only difference between the two is the time limit.
-  const dx::task_options limited = dx::task_options{}.with_timeout(std::chrono::hours(1));
+  // Both built once, so that the only difference between the two is the time limit and the retries.
+  const dx::task_options limited =
+      dx::task_options{}.with_timeout(std::chrono::hours(1)).with_retries({.max_attempts = 3});
   const dx::task_options plain;
   const dx::task_options& opts = with_timeout ? limited : plain;
   for (long i = 0; i < n; ++i) fs.push_back(cl.submit(opts, noop, static_cast<int>(i & 0xffff)));
@@ -382,14 +384,14 @@ int timeout_overhead(long n, long reps) {
       if (static_cast<long>(vs.size()) != n) die("missing results");
       (with_timeout ? timed : plain).push_back(t);
       std::printf("RESULT mode=timeout_overhead tasks=%ld rep=%ld system=%s wall_s=%.4f tasks_per_s=%.1f\n", n, r,
-                  with_timeout ? "with_timeout" : "plain", t, static_cast<double>(n) / t);
+                  with_timeout ? "with_timeout_retries" : "plain", t, static_cast<double>(n) / t);
       std::fflush(stdout);
     }
   }
   const double mp = pct(plain, 50), mt = pct(timed, 50);
   std::printf(
-      "RESULT mode=timeout_overhead_summary tasks=%ld reps=%ld plain_median_s=%.4f with_timeout_median_s=%.4f "
-      "plain_tasks_per_s=%.1f with_timeout_tasks_per_s=%.1f ratio=%.3f\n",
+      "RESULT mode=timeout_overhead_summary tasks=%ld reps=%ld plain_median_s=%.4f with_timeout_retries_median_s=%.4f "
+      "plain_tasks_per_s=%.1f with_timeout_retries_tasks_per_s=%.1f ratio=%.3f\n",
       n, reps, mp, mt, static_cast<double>(n) / mp, static_cast<double>(n) / mt, mt / mp);
   return 0;
 }

@@ -102,6 +102,7 @@ class DX_API cluster {
   /// dx/task_options.hpp). On the local threads only the priority's sign counts (high or low).
   template <class F, class... A>
   auto submit(const task_options& opts, F&& f, A&&... args) {
+    static_assert(!detail::passes_lvalue_future_v<A...>, DX_NO_LVALUE_FUTURE_MESSAGE);
     using fn_type = std::decay_t<F>;
     if constexpr (detail::remote_call_ok<fn_type, A...>()) {
       if (head_) {

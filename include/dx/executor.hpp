@@ -334,6 +334,17 @@ inline constexpr bool callable_with_v = invocable_with_tuple<F&, unwrapped_args_
 template <class F>
 inline constexpr bool never = false;
 
+/// Whether an argument is a dx::future passed as an lvalue: the task would consume the caller's
+/// future, so submit asks for std::move or share().
+template <class... A>
+inline constexpr bool passes_lvalue_future_v =
+    ((std::is_lvalue_reference_v<A> && is_future<std::remove_cvref_t<A>>::value) || ...);
+
+/// The message for passes_lvalue_future_v, in one place for the executor and the cluster.
+#define DX_NO_LVALUE_FUTURE_MESSAGE                                                                         \
+  "dx: submit(f, fut): a dx::future argument is consumed by the task; pass std::move(fut), or fut.share() " \
+  "to pass the value to more than one task"
+
 template <class F>
 struct function_arity;
 template <class R, class... P>
@@ -407,6 +418,7 @@ class DX_API executor {
   /// Thread-safe; never blocks.
   template <class F, class... A>
   auto submit(priority p, F&& f, A&&... args) {
+    static_assert(!detail::passes_lvalue_future_v<A...>, DX_NO_LVALUE_FUTURE_MESSAGE);
     if constexpr (detail::callable_with_v<std::decay_t<F>, A...>) {
       using R = detail::call_result_t<std::decay_t<F>, A...>;
       using state = detail::call_state<R, std::decay_t<F>, std::decay_t<A>...>;

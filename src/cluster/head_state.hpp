@@ -362,8 +362,11 @@ class head_impl final : public head_core, public observe::head_view_source {
     bool operator>(const task_timer& o) const noexcept { return at > o.at; }
   };
   void add_timer_locked(const task_timer& timer);
+  /// Whether a timer can still fire: its task is open and, for a pause, still waits out this one.
+  bool timer_live_locked(const task_timer& timer) const;
   std::priority_queue<task_timer, std::vector<task_timer>, std::greater<>> timers_;
   bool timer_added_ = false;  // the tick is woken for an earlier timer, not for a beat
+  std::size_t sweep_timers_at_ = 1024;
   std::uint64_t next_timer_ = 1;
   std::uint64_t late_results_ = 0;  // completions of tasks given up (cancelled, timed out)
   std::uint64_t next_task_ = 1;

@@ -8,9 +8,29 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace dx::detail {
 
+bool head_impl::timer_live_locked(const task_timer& timer) const {
+  auto it = tasks_.find(timer.task);
+  if (it == tasks_.end() || is_finished_locked(timer.task)) return false;
+  return timer.limit_ns != 0 || it->second.retry_timer == timer.token;
+}
+
 void head_impl::add_timer_locked(const task_timer& timer) {
+  // Timers of tasks that finished long before their time (a limit of an hour on tasks of a
+  // millisecond) would pile up until they come up: when the heap doubles, they are dropped, so it
+  // stays within twice the timers that can still fire.
+  if (timers_.size() >= sweep_timers_at_) {
+    std::vector<task_timer> keep;
+    keep.reserve(timers_.size());
+    for (; !timers_.empty(); timers_.pop())
+      if (timer_live_locked(timers_.top())) keep.push_back(timers_.top());
+    timers_ = decltype(timers_)(std::greater<>(), std::move(keep));
+    sweep_timers_at_ = std::max<std::size_t>(1024, 2 * timers_.size());
+  }
   // Wake the tick only for a timer earlier than any it waits for.
   if (timers_.empty() || timer.at < timers_.top().at) {
     timer_added_ = true;
@@ -54,11 +74,9 @@ void head_impl::fire_timers_locked(deferred& d) {
   while (!timers_.empty() && timers_.top().at <= now) {
     const task_timer due = timers_.top();
     timers_.pop();
-    auto it = tasks_.find(due.task);
-    if (it == tasks_.end() || is_finished_locked(due.task)) continue;
-    task_entry& t = it->second;
+    if (!timer_live_locked(due)) continue;
+    task_entry& t = tasks_.at(due.task);
     if (due.limit_ns == 0) {
-      if (t.retry_timer != due.token) continue;  // given up and resubmitted meanwhile: not this pause
       end_pause_locked(t);
       requeue_locked(t, d);  // ready again once its inputs are (a lost one is recomputed first)
       continue;

@@ -31,6 +31,10 @@ void use(dx::cluster& cl) {
   dx::future<std::string> text = cl.submit([] { return std::string("seven"); });
   cl.submit(square, std::move(text));
 #endif
+#ifdef LVALUE_FUTURE
+  dx::future<int> seven = cl.submit([] { return 7; });
+  cl.submit(square, seven);
+#endif
 #ifdef NOT_CALLABLE
   cl.submit(42);
 #endif
