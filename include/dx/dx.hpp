@@ -23,6 +23,7 @@
 #include <dx/parallel_for.hpp>
 #include <dx/progress.hpp>
 #include <dx/remote.hpp>
+#include <dx/retry.hpp>
 #include <dx/serialize.hpp>
 #include <dx/stop_token.hpp>
 #include <dx/table.hpp>

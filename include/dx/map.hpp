@@ -25,6 +25,10 @@
 // thread gets fewer than `chunks_per_thread` (4) chunks. Until the model has seen the function's
 // chunks (or its single calls) run, and on the local threads, the chunks are sized by that second
 // rule alone. dx::chunking::fixed takes `chunk_size` inputs per chunk.
+//
+// Retries: with map_options::task set to retry (task_options::with_retries), each input runs as a
+// task of its own, so that an input that throws runs again alone and the others never run twice;
+// there is no chunking then.
 #pragma once
 
 #include <dx/cluster.hpp>
@@ -217,6 +221,11 @@ auto cluster::map(F&& f, Range&& inputs, const map_options& opts) {
   const std::size_t n = detail::range_size(inputs);
   std::vector<future<R>> out;
   out.reserve(n);
+
+  if (opts.task.retries_enabled()) {
+    for (auto&& x : inputs) out.push_back(submit(opts.task, f, x));
+    return out;
+  }
 
   const detail::remote_function* chunk_runner = nullptr;
   std::string function;

@@ -49,11 +49,20 @@ int always_invalid(std::string path) {
 
 int plus_one(int x) { return x + 1; }
 
+/// A one-parameter function for cl.map: records the run in `path`, throws on the first run when
+/// the path's length is odd, and returns the length.
+int first_run_fails_for_odd_lengths(std::string path) {
+  std::ofstream(path, std::ios::app) << 0 << '\n';
+  if (path.size() % 2 == 1 && read_starts(path).size() == 1) throw std::runtime_error("first run");
+  return static_cast<int>(path.size());
+}
+
 }  // namespace retry_test
 
 DX_REMOTE(retry_test::flaky);
 DX_REMOTE(retry_test::always_invalid);
 DX_REMOTE(retry_test::plus_one);
+DX_REMOTE(retry_test::first_run_fails_for_odd_lengths);
 
 namespace {
 
@@ -226,7 +235,11 @@ TEST_CASE("retries: a time limit covers every attempt and pause; a cancel during
   const auto end = std::chrono::steady_clock::now() + 20s;
   while (paused.starts().empty() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
   REQUIRE(paused.starts().size() == 1);
-  std::this_thread::sleep_for(100ms);  // its failure reaches the head: it pauses
+  const auto paused_by = std::chrono::steady_clock::now() + 10s;  // its failure reaches the head: it pauses
+  while (cl.metrics().value("dx_tasks_pausing", {{"kind", "retry_test::flaky"}}) != 1 &&
+         std::chrono::steady_clock::now() < paused_by)
+    std::this_thread::sleep_for(2ms);
+  CHECK(cl.metrics().value("dx_tasks_pausing", {{"kind", "retry_test::flaky"}}) == 1);
   CHECK(shared.cancel());
   CHECK_THROWS_AS(shared.get(), dx::cancelled);
   require_ready(dependent);
@@ -253,4 +266,24 @@ TEST_CASE("retries: many flaky tasks on both workers all finish once with their 
     CHECK(paths[i].starts().size() == static_cast<std::size_t>(i % 4 + 1));
   }
   CHECK(cl.metrics().value("dx_tasks_retried_total", {{"kind", "retry_test::flaky"}}) == 90);  // 15 * (0+1+2+3)
+}
+
+TEST_CASE("retries: cl.map of a registered function with retries runs a flaky input again, the others once",
+          "[net][retry]") {
+  DX_TRANSPORTS();
+  dx::cluster cl{two_workers(kind)};
+  std::vector<temp_path> paths;
+  paths.reserve(20);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 20; ++i) {
+    paths.emplace_back("map");
+    inputs.push_back(paths.back().path);
+  }
+  auto fs = cl.map(first_run_fails_for_odd_lengths, inputs,
+                   dx::map_options{}.with_task_options(dx::task_options{}.with_retries({.initial_backoff = 1ms})));
+  for (int i = 0; i < 20; ++i) {
+    require_ready(fs[i]);
+    CHECK(fs[i].get() == static_cast<int>(inputs[i].size()));
+    CHECK(paths[i].starts().size() == (inputs[i].size() % 2 == 1 ? 2u : 1u));
+  }
 }

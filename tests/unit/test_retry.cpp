@@ -280,3 +280,22 @@ TEST_CASE("local retries: arguments that cannot be copied are refused at submit 
   // Without retries the same call runs.
   CHECK(cl.submit([](std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(5)).get() == 5);
 }
+
+TEST_CASE("local retries: cl.map with retries runs each input alone; a flaky input runs again, the others once",
+          "[retry]") {
+  dx::cluster cl;
+  std::vector<std::atomic<int>> runs(50);
+  std::vector<int> inputs(50);
+  for (int i = 0; i < 50; ++i) inputs[i] = i;
+  auto fs = cl.map(
+      [&runs](int i) {
+        if (++runs[i] == 1 && i % 7 == 0) throw app_error("first run of a multiple of 7");
+        return i * 3;
+      },
+      inputs, dx::map_options{}.with_task_options(dx::task_options{}.with_retries({.initial_backoff = 1ms})));
+  REQUIRE(fs.size() == 50);
+  for (int i = 0; i < 50; ++i) {
+    CHECK(fs[i].get() == 3 * i);
+    CHECK(runs[i] == (i % 7 == 0 ? 2 : 1));
+  }
+}
