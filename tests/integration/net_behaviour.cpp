@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "transports.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,8 +29,6 @@ namespace {
 /// The names of the workers a head starts: after its host, in the order it starts them.
 const std::string w1 = dx::detail::host_name() + "-1";
 const std::string w2 = dx::detail::host_name() + "-2";
-
-const char* kind_name(dx::transport_kind k) { return k == dx::transport_kind::tcp ? "tcp" : "in_process"; }
 
 /// A distributed cluster with `workers` local workers over transport `k`.
 dx::options opts_for(dx::transport_kind k, std::size_t workers) {
@@ -55,10 +55,6 @@ template <class Fut>
 void require_ready(Fut& f, std::chrono::milliseconds limit = 10s) {
   REQUIRE(f.wait_for(limit) == dx::future_status::ready);
 }
-
-#define DX_TRANSPORTS()                                                                              \
-  const dx::transport_kind kind = GENERATE(dx::transport_kind::in_process, dx::transport_kind::tcp); \
-  INFO("transport: " << kind_name(kind))
 
 }  // namespace
 

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "transports.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -58,8 +60,6 @@ DX_REMOTE(cancel_test::mark_after);
 namespace {
 
 using namespace cancel_test;
-
-const char* kind_name(dx::transport_kind k) { return k == dx::transport_kind::tcp ? "tcp" : "in_process"; }
 
 /// One worker with one thread, so that a task that waits keeps every later task queued.
 dx::options one_thread_worker(dx::transport_kind k) {
@@ -125,10 +125,6 @@ template <class Fut>
 void require_ready(Fut& f, std::chrono::milliseconds limit = 10s) {
   REQUIRE(f.wait_for(limit) == dx::future_status::ready);
 }
-
-#define DX_TRANSPORTS()                                                                              \
-  const dx::transport_kind kind = GENERATE(dx::transport_kind::in_process, dx::transport_kind::tcp); \
-  INFO("transport: " << kind_name(kind))
 
 }  // namespace
 

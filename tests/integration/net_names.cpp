@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "transports.hpp"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -29,12 +31,6 @@ using dx_support::reap_child;
 using dx_support::spawn_self;
 
 namespace {
-
-const char* kind_name(dx::transport_kind k) { return k == dx::transport_kind::tcp ? "tcp" : "in_process"; }
-
-#define DX_TRANSPORTS()                                                                              \
-  const dx::transport_kind kind = GENERATE(dx::transport_kind::in_process, dx::transport_kind::tcp); \
-  INFO("transport: " << kind_name(kind))
 
 /// A head without task threads of its own that workers join by hand.
 dx::options head_for(dx::transport_kind k) {

@@ -5,7 +5,10 @@
 #include <dx/dx.hpp>
 
 #include <catch2/catch.hpp>
+
 #include <nlohmann/json.hpp>
+#include "temp_dir.hpp"
+#include "transports.hpp"
 
 #include <unistd.h>
 
@@ -68,8 +71,6 @@ namespace {
 
 using namespace retry_test;
 
-const char* kind_name(dx::transport_kind k) { return k == dx::transport_kind::tcp ? "tcp" : "in_process"; }
-
 dx::options two_workers(dx::transport_kind k) {
   return dx::options{}
       .threads(2)
@@ -80,20 +81,10 @@ dx::options two_workers(dx::transport_kind k) {
       .persist_cost_model(false);
 }
 
-/// A fresh path in the temporary directory, removed on destruction.
-struct temp_path {
+/// A file per task in a folder of the test's own: the attempts it recorded.
+struct run_log {
   std::string path;
-  explicit temp_path(const std::string& what)
-      : path((std::filesystem::temp_directory_path() /
-              ("dx_retry_" + std::to_string(::getpid()) + "_" + what + "_" + std::to_string(counter()++)))
-                 .string()) {
-    std::filesystem::remove(path);
-  }
-  ~temp_path() { std::filesystem::remove(path); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
+  run_log(const dx_support::temp_dir& dir, const std::string& name) : path((dir.path() / name).string()) {}
   std::vector<std::int64_t> starts() const { return read_starts(path); }
 };
 
@@ -118,10 +109,6 @@ std::map<std::uint64_t, std::map<int, std::string>> attempts_in_trace(dx::cluste
   return out;
 }
 
-#define DX_TRANSPORTS()                                                                              \
-  const dx::transport_kind kind = GENERATE(dx::transport_kind::in_process, dx::transport_kind::tcp); \
-  INFO("transport: " << kind_name(kind))
-
 }  // namespace
 
 TEST_CASE(
@@ -130,7 +117,8 @@ TEST_CASE(
     "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
-  temp_path runs("flaky");
+  const dx_support::temp_dir dir("dx_retry");
+  run_log runs(dir, "flaky");
   const auto opts =
       dx::task_options{}.with_retries({.max_attempts = 3, .initial_backoff = 60ms, .factor = 2, .jitter = 0.25});
   auto f = cl.submit(opts, flaky, runs.path, 2, 21);
@@ -162,7 +150,8 @@ TEST_CASE(
 TEST_CASE("retries: exhausted, the caller gets the last remote exception with its type and worker", "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
-  temp_path runs("exhausted");
+  const dx_support::temp_dir dir("dx_retry");
+  run_log runs(dir, "exhausted");
   auto f =
       cl.submit(dx::task_options{}.with_retries({.max_attempts = 3, .initial_backoff = 5ms}), flaky, runs.path, 100, 1);
   require_ready(f);
@@ -184,18 +173,19 @@ TEST_CASE("retries: exhausted, the caller gets the last remote exception with it
 TEST_CASE("retries: remote exceptions pass the filters by their type's and its bases' names", "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
+  const dx_support::temp_dir dir("dx_retry");
   const auto retry = dx::task_options{}.with_retries({.max_attempts = 3, .initial_backoff = 2ms});
 
-  temp_path by_base("by_base");  // std::range_error is a std::runtime_error
+  run_log by_base(dir, "by_base");  // std::range_error is a std::runtime_error
   auto a = cl.submit(dx::task_options{retry}.retry_on<std::runtime_error>(), flaky, by_base.path, 1, 5);
-  temp_path excluded("excluded");
+  run_log excluded(dir, "excluded");
   auto b = cl.submit(dx::task_options{retry}.retry_on<std::runtime_error>().never_retry_on<std::range_error>(), flaky,
                      excluded.path, 1, 5);
-  temp_path other("other");
+  run_log other(dir, "other");
   auto c = cl.submit(dx::task_options{retry}.retry_on<std::logic_error>(), flaky, other.path, 1, 5);
-  temp_path logic("logic");  // std::invalid_argument is a std::logic_error
+  run_log logic(dir, "logic");  // std::invalid_argument is a std::logic_error
   auto d = cl.submit(dx::task_options{retry}.retry_on<std::logic_error>(), always_invalid, logic.path);
-  temp_path plain("plain");  // no policy: an exception is final
+  run_log plain(dir, "plain");  // no policy: an exception is final
   auto e = cl.submit(flaky, plain.path, 1, 5);
   for (auto* f : {&a, &b, &c, &e}) require_ready(*f);
   require_ready(d);
@@ -216,7 +206,8 @@ TEST_CASE("retries: a time limit covers every attempt and pause; a cancel during
           "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
-  temp_path limited("limited");
+  const dx_support::temp_dir dir("dx_retry");
+  run_log limited(dir, "limited");
   auto f = cl.submit(
       dx::task_options{}.with_timeout(400ms).with_retries({.max_attempts = 50, .initial_backoff = 150ms, .jitter = 0}),
       flaky, limited.path, 1000, 1);
@@ -227,7 +218,7 @@ TEST_CASE("retries: a time limit covers every attempt and pause; a cancel during
   CHECK(n >= 2);
   CHECK(n <= 3);
 
-  temp_path paused("paused");
+  run_log paused(dir, "paused");
   auto g = cl.submit(dx::task_options{}.with_retries({.max_attempts = 5, .initial_backoff = 2s}), flaky, paused.path,
                      1000, 1);
   auto shared = g.share();
@@ -252,12 +243,12 @@ TEST_CASE("retries: a time limit covers every attempt and pause; a cancel during
 TEST_CASE("retries: many flaky tasks on both workers all finish once with their values", "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
-  std::vector<temp_path> paths;
+  const dx_support::temp_dir dir("dx_retry");
+  std::vector<run_log> paths;
   std::vector<dx::future<int>> fs;
   const auto opts = dx::task_options{}.with_retries({.max_attempts = 4, .initial_backoff = 1ms, .jitter = 1});
-  paths.reserve(60);
   for (int i = 0; i < 60; ++i) {
-    paths.emplace_back("many");
+    paths.emplace_back(dir, "many" + std::to_string(i));
     fs.push_back(cl.submit(opts, flaky, paths.back().path, i % 4, i));
   }
   for (int i = 0; i < 60; ++i) {
@@ -272,11 +263,11 @@ TEST_CASE("retries: cl.map of a registered function with retries runs a flaky in
           "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};
-  std::vector<temp_path> paths;
-  paths.reserve(20);
+  const dx_support::temp_dir dir("dx_retry");
+  std::vector<run_log> paths;
   std::vector<std::string> inputs;
   for (int i = 0; i < 20; ++i) {
-    paths.emplace_back("map");
+    paths.emplace_back(dir, "map" + std::string(static_cast<std::size_t>(i), 'x'));  // lengths of both parities
     inputs.push_back(paths.back().path);
   }
   auto fs = cl.map(first_run_fails_for_odd_lengths, inputs,
