@@ -24,10 +24,12 @@
 // - A -wal file cut at any byte (a torn write, a copy taken mid-write): the journal opens with the
 //   groups committed before the cut (SQLite checks each WAL frame's checksum and keeps only whole
 //   transactions); the torn tail is dropped.
-// - A main database file cut short or damaged: open() (or the first query to reach a lost page)
-//   throws a dx::error naming the file and saying it is damaged. A file cut to zero bytes is
-//   indistinguishable from a new journal and opens empty. Nothing is read as a wrong answer:
-//   SQLite checks each page's structure, and results are checked against their SHA-256.
+// - A main database file cut short, or with pages overwritten: open() (or the first query to reach
+//   a lost page) throws a dx::error naming the file and saying it is damaged; SQLite checks each
+//   page's structure and the file's page count. A file cut to zero bytes is indistinguishable from
+//   a new journal and opens empty. SQLite keeps no checksum of its pages, so a few bytes changed
+//   inside a stored value (not its page's structure) read back changed; results are the exception,
+//   checked against their SHA-256.
 // - A result file changed, cut or removed: result() throws a dx::error naming the file; the caller
 //   treats that result as lost and runs its task again.
 // - A writer that died keeps no lock: the next writer opens the journal with no manual step.

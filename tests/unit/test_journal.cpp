@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -704,7 +705,10 @@ TEST_CASE("A -wal file cut at any byte opens with the groups committed before th
   }
 }
 
-TEST_CASE("A database file cut at a random byte is an error naming the path, or reads right", "[journal]") {
+TEST_CASE(
+    "A database file cut at a random byte, or with a page overwritten, is an error naming the path, or "
+    "reads right",
+    "[journal]") {
   temp_dir dir;
   const fs::path path = dir.path() / "j.sqlite";
   constexpr int groups = 40;
@@ -716,25 +720,48 @@ TEST_CASE("A database file cut at a random byte is an error naming the path, or 
   }  // closing checkpoints everything into the main file and removes the -wal file
   REQUIRE_FALSE(fs::exists(path.string() + "-wal"));
   const auto size = fs::file_size(path);
+  constexpr std::uintmax_t page = 4096;
+  REQUIRE(size % page == 0);
+
+  struct damage {
+    std::string what;
+    std::function<void(const fs::path&)> apply;
+  };
+  std::vector<damage> damages;
   std::mt19937 random(std::random_device{}());
-  std::vector<std::uintmax_t> cuts{size / 2 / 4096 * 4096, 4096, 100, 1};
+  std::vector<std::uintmax_t> cuts{size / 2 / page * page, page, 100, 1};
   for (int i = 0; i < 12; ++i) cuts.push_back(std::uniform_int_distribution<std::uintmax_t>(1, size - 1)(random));
-  int errors = 0;
   for (const auto cut : cuts) {
-    INFO("database file cut at " << cut << " of " << size);
+    damages.push_back({"cut at byte " + std::to_string(cut), [cut](const fs::path& f) { fs::resize_file(f, cut); }});
+  }
+  // A page of garbage where a table, an index or the free list had one.
+  for (std::uintmax_t p = 1; p < size / page; p += 3) {
+    damages.push_back({"page " + std::to_string(p) + " overwritten", [p](const fs::path& f) {
+                         std::fstream out(f, std::ios::binary | std::ios::in | std::ios::out);
+                         out.seekp(static_cast<std::streamoff>(p * page));
+                         out << std::string(page, '\xa5');
+                       }});
+  }
+
+  int errors = 0;
+  for (const auto& d : damages) {
+    INFO("database file " << d.what << ", " << size << " bytes");
     temp_dir copy_dir;
     const fs::path copy = copy_dir.path() / "j.sqlite";
     fs::copy_file(path, copy);
     fs::copy(path.string() + ".results", copy.string() + ".results", fs::copy_options::recursive);
-    fs::resize_file(copy, cut);
+    d.apply(copy);
     for (auto mode : {read_mode, write_mode}) {
       try {
         auto j = journal::open(copy, mode);
         // Whatever opens must read back right, or fail naming the path: never a shorter answer.
+        // (Read outside CHECK, which would take the exception for a failure.)
         const auto runs = j->runs();
         REQUIRE(runs.size() == 1);
-        CHECK(whole_groups(*j, run).size() == static_cast<std::size_t>(groups));
-        CHECK(j->transitions(run, 0, 100000).size() == 1 + groups * tasks_per_group);
+        const auto present = whole_groups(*j, run);
+        CHECK(present.size() == static_cast<std::size_t>(groups));
+        const auto log = j->transitions(run, 0, 100000);
+        CHECK(log.size() == 1 + groups * tasks_per_group);
       } catch (const dx::error& e) {
         CHECK_THAT(std::string(e.what()), Catch::Contains(copy.string()));
         ++errors;
