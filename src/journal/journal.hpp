@@ -19,7 +19,7 @@
 // - A crash of the process (kill -9) or of the machine at any instant: every group whose commit()
 //   returned is there in full; the group being committed is there in full or not at all. Result
 //   files are on disk before their group's transaction begins, so a committed row never points to
-//   a file that was not written; a crash before the commit can leave a result file no row names
+//   a file that was not written; a crash or a failed commit can leave a result file no row names
 //   (never read, harmless).
 // - A -wal file cut at any byte (a torn write, a copy taken mid-write): the journal opens with the
 //   groups committed before the cut (SQLite checks each WAL frame's checksum and keeps only whole
@@ -32,7 +32,10 @@
 //   checked against their SHA-256.
 // - A result file changed, cut or removed: result() throws a dx::error naming the file; the caller
 //   treats that result as lost and runs its task again.
-// - A writer that died keeps no lock: the next writer opens the journal with no manual step.
+// - A writer that died keeps no lock: the next writer opens the journal with no manual step. (A
+//   child it forked without exec shares the lock until that child exits too.) Runs it left
+//   RUNNING stay so until the next head marks them (INTERRUPTED, or RUNNING again as it resumes
+//   them): the journal records statuses, it does not decide them.
 #pragma once
 
 #include <cstdint>
@@ -189,7 +192,9 @@ class journal {
   /// last seq seen to page on. Blocks.
   std::vector<transition> transitions(std::string_view run, std::int64_t after_seq = 0, std::size_t limit = 1000);
 
+  /// The database file, as given to open(). Does not block.
   const std::filesystem::path& path() const noexcept;
+  /// How the journal was opened. Does not block.
   open_mode mode() const noexcept;
 
  private:
