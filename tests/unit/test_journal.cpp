@@ -516,6 +516,16 @@ TEST_CASE("A result file changed, cut or removed on disk is an error naming the 
     CHECK_THAT(error_of([&] { j->result(run, "big"); }),
                Catch::Contains(ref.file.string()) && Catch::Contains("No such file"));
   }
+  SECTION("a result in the database changed there") {
+    j->store_result(run, "small", "small result");
+    j->commit();
+    {
+      dx::detail::sqlite_db db(path, SQLITE_OPEN_READWRITE, 1000);
+      db.exec("UPDATE results SET bytes = CAST('small resulT' AS BLOB) WHERE key = 'small'");
+    }
+    CHECK_THAT(error_of([&] { j->result(run, "small"); }),
+               Catch::Contains(path.string()) && Catch::Contains("task small") && Catch::Contains("SHA-256"));
+  }
   // The journal itself stays usable: the task is run again and its new result stored.
   j->store_result(run, "big", "recomputed");
   j->commit();
@@ -552,10 +562,14 @@ TEST_CASE("A group whose result file cannot be written is dropped whole", "[jour
   write_text(path.string() + ".results", "a file where the results folder goes");
   j->record(run, task("a", "SUCCEEDED"));
   j->store_result(run, "a", payload(journal::inline_result_limit + 1, 1));
+  const std::string dropped_run = j->create_run("dropped", "{}");
   CHECK_THAT(error_of([&] { j->commit(); }), Catch::Contains(path.string() + ".results"));
   CHECK_FALSE(j->has_uncommitted());
   CHECK(j->load(run).tasks.empty());
   CHECK_FALSE(j->result(run, "a").has_value());
+  CHECK(j->runs().size() == 1);
+  // The run created in the dropped group does not exist, for record() either.
+  CHECK_THAT(error_of([&] { j->record(dropped_run, task("x", "READY")); }), Catch::Contains("no run"));
   // The journal goes on: a group of small results commits.
   j->record(run, task("b", "SUCCEEDED"));
   j->store_result(run, "b", "fits");
@@ -638,7 +652,7 @@ TEST_CASE("After a kill -9 at a random moment every reported group is there whol
     reported.insert(*first);
     // Kill at a random moment, reading reports meanwhile so the child never blocks on the pipe.
     const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(std::uniform_int_distribution<>(5, 150)(random));
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(std::uniform_int_distribution<>(5, 100)(random));
     while (std::chrono::steady_clock::now() < deadline) {
       if (const auto g = read_int(pipe_fds[0], std::chrono::milliseconds(1))) reported.insert(*g);
     }
