@@ -30,10 +30,6 @@ namespace dx::detail {
 
 namespace {
 
-/// How long a call waits for another connection's lock before failing: long enough for any
-/// commit or checkpoint to finish, short enough that a wedged peer is an error, not a hang.
-constexpr int busy_timeout_ms = 5000;
-
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -77,14 +73,14 @@ using buffered_op = std::variant<create_run_op, run_status_op, record_op, result
 }  // namespace
 
 struct journal::impl {
-  impl(const std::filesystem::path& p, open_mode m, std::unique_ptr<journal_lock> l)
+  impl(const std::filesystem::path& p, open_mode m, std::unique_ptr<journal_lock> l, std::chrono::milliseconds wait)
       : path(p),
         mode(m),
         lock(std::move(l)),
         db(p,
            m == open_mode::write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
                                  : SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-           busy_timeout_ms),
+           static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(wait.count(), 0, 3'600'000))),
         files(p.string() + ".results") {
     prepare_journal_schema(db, m == open_mode::write);
   }
@@ -237,7 +233,8 @@ journal::journal(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
 
 journal::~journal() = default;
 
-std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_mode mode) {
+std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_mode mode,
+                                       std::chrono::milliseconds lock_wait) {
   if (path.empty()) throw_error(error_kind::generic, "cannot open a journal: its path is empty");
   std::unique_ptr<journal_lock> lock;
   if (mode == open_mode::write) {
@@ -255,7 +252,7 @@ std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_m
       throw_error(error_kind::generic, fmt::format("cannot open journal {}: no such file", path.string()));
     }
   }
-  auto state = std::make_unique<impl>(path, mode, std::move(lock));
+  auto state = std::make_unique<impl>(path, mode, std::move(lock), lock_wait);
   if (mode == open_mode::write) state->prepare_writes();
   return std::unique_ptr<journal>(new journal(std::move(state)));
 }

@@ -38,6 +38,7 @@
 //   them): the journal records statuses, it does not decide them.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -132,8 +133,13 @@ class journal {
   /// dx::error naming the path and the problem: a folder that cannot be created, a journal
   /// another live process holds for writing (naming its pid), a missing journal (read_only), a
   /// file that is not SQLite, another application's database, a newer schema, a damaged file.
-  /// Blocks on file I/O; waits at most a few seconds for SQLite locks, never indefinitely.
-  static std::unique_ptr<journal> open(const std::filesystem::path& path, open_mode mode);
+  /// Blocks on file I/O. `lock_wait` bounds every wait of this journal for SQLite's own locks
+  /// (held briefly by readers starting, by a checkpoint, or by a foreign program holding the
+  /// file): past it a call throws dx::error instead of waiting on. The default is long enough
+  /// for any commit or checkpoint to finish, short enough that a wedged peer is an error, not a
+  /// hang.
+  static std::unique_ptr<journal> open(const std::filesystem::path& path, open_mode mode,
+                                       std::chrono::milliseconds lock_wait = std::chrono::seconds(5));
 
   /// Closes the journal, dropping anything not committed, and releases the writer's lock.
   ~journal();

@@ -578,6 +578,36 @@ TEST_CASE("A group whose result file cannot be written is dropped whole", "[jour
 }
 
 TEST_CASE(
+    "A commit waits for a foreign connection's SQLite lock only as long as lock_wait, then fails naming the "
+    "journal",
+    "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "j.sqlite";
+  auto j = journal::open(path, write_mode, std::chrono::milliseconds(200));
+  const std::string run = j->create_run("r", "{}");
+  j->commit();
+  {
+    // A program that is not dx holds SQLite's write lock on the file.
+    dx::detail::sqlite_db foreign(path, SQLITE_OPEN_READWRITE, 0);
+    foreign.exec("BEGIN IMMEDIATE");
+    j->record(run, task("a", "READY"));
+    const auto start = std::chrono::steady_clock::now();
+    const std::string message = error_of([&] { j->commit(); });
+    const auto waited = std::chrono::steady_clock::now() - start;
+    CHECK_THAT(message, Catch::Contains(path.string()) && Catch::Contains("busy timeout"));
+    CHECK(waited >= std::chrono::milliseconds(150));
+    CHECK(waited < std::chrono::seconds(3));
+    // Readers are not held up by a writer in WAL mode.
+    CHECK(journal::open(path, read_mode, std::chrono::milliseconds(200))->runs().size() == 1);
+    foreign.exec("ROLLBACK");
+  }
+  CHECK(j->load(run).tasks.empty());  // the group that failed was dropped
+  j->record(run, task("b", "READY"));
+  j->commit();
+  CHECK(j->load(run).tasks.size() == 1);
+}
+
+TEST_CASE(
     "One writer per journal: a second is refused naming the holder's pid; a killed holder's lock is taken "
     "over; readers work alongside",
     "[journal]") {
