@@ -171,6 +171,9 @@ std::set<int> whole_groups(journal& j, const std::string& run) {
     REQUIRE(*bytes == payload(g % 4 == 3 ? journal::inline_result_limit + 1000 : 100, g));
     groups.insert(g);
   }
+  // Nor is the result of the group after the last without its records.
+  const int next = groups.empty() ? 0 : *groups.rbegin() + 1;
+  REQUIRE_FALSE(j.result(run, numbered("g", next)).has_value());
   return groups;
 }
 
