@@ -13,6 +13,7 @@ packages=(
   catch2
   libbenchmark-dev
   libssl-dev
+  libsqlite3-dev
   nlohmann-json3-dev
   ccache
   # Test tools of the observability integration tests (tests/integration, ctest -L integration):

@@ -1,0 +1,444 @@
+// The journal (journal.hpp): buffering of a group of changes, its commit as one transaction, and
+// the queries that resume and views run. The file format is journal_schema.cpp's, the lock
+// journal_lock.cpp's, big results result_store.cpp's.
+#include "journal/journal.hpp"
+
+#include "journal/journal_lock.hpp"
+#include "journal/journal_schema.hpp"
+#include "journal/result_store.hpp"
+#include "journal/sqlite_db.hpp"
+
+#include <dx/error.hpp>
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <limits>
+#include <optional>
+#include <random>
+#include <system_error>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+
+namespace dx::detail {
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string new_run_id() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+  // Two runs started in the same second by two heads on two journals later merged, or by one head
+  // twice, still differ: 32 random bits.
+  std::random_device random;
+  return fmt::format("r-{}-{:08x}", stamp, static_cast<std::uint32_t>(random()));
+}
+
+struct create_run_op {
+  run_record run;
+};
+struct run_status_op {
+  std::string run;
+  std::string status;
+  std::string detail;
+  std::int64_t time_ms;
+};
+struct record_op {
+  std::string run;
+  task_record task;
+  std::string detail;
+};
+struct result_op {
+  std::string run;
+  std::string key;
+  std::string bytes;
+  std::string sha256;
+  std::string file;  // set by commit() for big results, before the transaction
+};
+using buffered_op = std::variant<create_run_op, run_status_op, record_op, result_op>;
+
+}  // namespace
+
+struct journal::impl {
+  impl(const std::filesystem::path& p, open_mode m, std::unique_ptr<journal_lock> l, std::chrono::milliseconds wait)
+      : path(p),
+        mode(m),
+        lock(std::move(l)),
+        db(p,
+           m == open_mode::write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+                                 : SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+           static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(wait.count(), 0, 3'600'000))),
+        files(p.string() + ".results") {
+    prepare_journal_schema(db, m == open_mode::write);
+  }
+
+  std::filesystem::path path;
+  open_mode mode;
+  std::unique_ptr<journal_lock> lock;  // before db: released after the connection closes
+  sqlite_db db;
+  result_store files;
+  std::vector<buffered_op> buffer;
+  /// Runs known to exist (committed or buffered), so record() checks its run without a query.
+  std::unordered_set<std::string> known_runs;
+  /// Files of results that the group being committed replaces; removed once it is committed.
+  std::vector<std::string> replaced_files;
+
+  // Prepared once: a group of a thousand records runs these a thousand times.
+  std::optional<sqlite_statement> insert_run, update_run_status, log_transition, log_if_changed, upsert_task,
+      old_result_file, upsert_result;
+
+  void require_writable(std::string_view what) const {
+    if (mode != open_mode::write) {
+      throw_error(error_kind::generic, fmt::format("cannot {}: journal {} is open read-only", what, path.string()));
+    }
+  }
+
+  void require_run(std::string_view run) {
+    if (known_runs.count(std::string(run)) != 0) return;
+    sqlite_statement s(db, "SELECT 1 FROM runs WHERE id = ?");
+    s.bind(1, run);
+    if (!s.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, path.string()));
+    s.reset();
+    known_runs.emplace(run);
+  }
+
+  void prepare_writes() {
+    insert_run.emplace(db,
+                       "INSERT INTO runs(id, name, definition, status, created_ms, updated_ms, head_pid) "
+                       "VALUES(?1, ?2, ?3, ?4, ?5, ?5, ?6)");
+    update_run_status.emplace(db, "UPDATE runs SET status = ?2, updated_ms = ?3, head_pid = ?4 WHERE id = ?1");
+    log_transition.emplace(db, "INSERT INTO transitions(run, key, status, time_ms, detail) VALUES(?1, ?2, ?3, ?4, ?5)");
+    log_if_changed.emplace(db,
+                           "INSERT INTO transitions(run, key, status, time_ms, detail) "
+                           "SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?5 <> '' OR NOT EXISTS "
+                           "(SELECT 1 FROM tasks WHERE run = ?1 AND key = ?2 AND status = ?3)");
+    upsert_task.emplace(db,
+                        "INSERT INTO tasks(run, key, status, attempts, assigned_to, parent, is_subtask, progress, "
+                        "error, cache_key, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                        "ON CONFLICT(run, key) DO UPDATE SET status = ?3, attempts = ?4, assigned_to = ?5, "
+                        "parent = ?6, is_subtask = ?7, progress = ?8, error = ?9, cache_key = ?10, updated_ms = ?11");
+    old_result_file.emplace(db, "SELECT file FROM results WHERE run = ?1 AND key = ?2");
+    upsert_result.emplace(db,
+                          "INSERT OR REPLACE INTO results(run, key, size, sha256, bytes, file) "
+                          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  }
+
+  void apply(const create_run_op& op) {
+    auto& s = *insert_run;
+    s.bind(1, op.run.id);
+    s.bind(2, op.run.name);
+    s.bind(3, op.run.definition);
+    s.bind(4, op.run.status);
+    s.bind(5, op.run.created_ms);
+    s.bind(6, op.run.head_pid);
+    s.run();
+    auto& log = *log_transition;
+    log.bind(1, op.run.id);
+    log.bind(2, std::string_view());
+    log.bind(3, op.run.status);
+    log.bind(4, op.run.created_ms);
+    log.bind(5, std::string_view());
+    log.run();
+  }
+
+  void apply(const run_status_op& op) {
+    auto& s = *update_run_status;
+    s.bind(1, op.run);
+    s.bind(2, op.status);
+    s.bind(3, op.time_ms);
+    s.bind(4, static_cast<std::int64_t>(::getpid()));
+    s.run();
+    auto& log = *log_transition;
+    log.bind(1, op.run);
+    log.bind(2, std::string_view());
+    log.bind(3, op.status);
+    log.bind(4, op.time_ms);
+    log.bind(5, op.detail);
+    log.run();
+  }
+
+  void apply(const record_op& op) {
+    const task_record& t = op.task;
+    // The log row first: it compares against the status recorded before this change.
+    auto& log = *log_if_changed;
+    log.bind(1, op.run);
+    log.bind(2, t.key);
+    log.bind(3, t.status);
+    log.bind(4, t.updated_ms);
+    log.bind(5, op.detail);
+    log.run();
+    auto& s = *upsert_task;
+    s.bind(1, op.run);
+    s.bind(2, t.key);
+    s.bind(3, t.status);
+    s.bind(4, t.attempts);
+    s.bind(5, t.assigned_to);
+    s.bind(6, t.parent);
+    s.bind(7, std::int64_t{t.is_subtask ? 1 : 0});
+    s.bind(8, t.progress);
+    s.bind(9, t.error);
+    s.bind(10, t.cache_key);
+    s.bind(11, t.updated_ms);
+    s.run();
+  }
+
+  void apply(const result_op& op) {
+    auto& old = *old_result_file;
+    old.bind(1, op.run);
+    old.bind(2, op.key);
+    if (old.step()) {
+      if (!old.is_null(0) && old.text(0) != op.file) replaced_files.push_back(old.text(0));
+      old.reset();
+    }
+    auto& s = *upsert_result;
+    s.bind(1, op.run);
+    s.bind(2, op.key);
+    s.bind(3, static_cast<std::int64_t>(op.bytes.size()));
+    s.bind(4, op.sha256);
+    if (op.file.empty()) {
+      s.bind_blob(5, op.bytes);
+      s.bind_null(6);
+    } else {
+      s.bind_null(5);
+      s.bind(6, op.file);
+    }
+    s.run();
+  }
+
+  result_ref read_ref(const sqlite_statement& s, int first_column) const {
+    result_ref ref;
+    ref.run = s.text(first_column);
+    ref.key = s.text(first_column + 1);
+    ref.size = static_cast<std::uint64_t>(s.integer(first_column + 2));
+    ref.sha256 = s.text(first_column + 3);
+    if (!s.is_null(first_column + 4)) ref.file = files.absolute(s.text(first_column + 4));
+    return ref;
+  }
+};
+
+journal::journal(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
+
+journal::~journal() = default;
+
+std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_mode mode,
+                                       std::chrono::milliseconds lock_wait) {
+  if (path.empty()) throw_error(error_kind::generic, "cannot open a journal: its path is empty");
+  std::unique_ptr<journal_lock> lock;
+  if (mode == open_mode::write) {
+    const std::filesystem::path folder = path.parent_path();
+    std::error_code ec;
+    if (!folder.empty()) std::filesystem::create_directories(folder, ec);
+    if (ec) {
+      throw_error(error_kind::generic, fmt::format("cannot open journal {}: cannot create its folder {}: {}",
+                                                   path.string(), folder.string(), ec.message()));
+    }
+    lock = std::make_unique<journal_lock>(path);
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      throw_error(error_kind::generic, fmt::format("cannot open journal {}: no such file", path.string()));
+    }
+  }
+  auto state = std::make_unique<impl>(path, mode, std::move(lock), lock_wait);
+  if (mode == open_mode::write) state->prepare_writes();
+  return std::unique_ptr<journal>(new journal(std::move(state)));
+}
+
+std::string journal::create_run(std::string_view name, std::string_view definition_json) {
+  impl_->require_writable("create a run");
+  run_record run;
+  do run.id = new_run_id();
+  while (impl_->known_runs.count(run.id) != 0);
+  run.name = name;
+  run.definition = definition_json;
+  run.status = "CREATED";
+  run.created_ms = run.updated_ms = now_ms();
+  run.head_pid = ::getpid();
+  impl_->known_runs.insert(run.id);
+  std::string id = run.id;
+  impl_->buffer.emplace_back(create_run_op{std::move(run)});
+  return id;
+}
+
+void journal::set_run_status(std::string_view run, std::string_view status, std::string_view detail) {
+  impl_->require_writable("set a run's status");
+  if (!is_run_status(status)) {
+    throw_error(error_kind::generic, fmt::format("cannot set run {} to status \"{}\": not a run status "
+                                                 "(CREATED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)",
+                                                 run, status));
+  }
+  impl_->require_run(run);
+  impl_->buffer.emplace_back(run_status_op{std::string(run), std::string(status), std::string(detail), now_ms()});
+}
+
+void journal::record(std::string_view run, const task_record& task, std::string_view detail) {
+  impl_->require_writable("record a task");
+  if (task.key.empty()) throw_error(error_kind::generic, fmt::format("cannot record a task of run {}: empty key", run));
+  if (!is_task_status(task.status)) {
+    throw_error(error_kind::generic,
+                fmt::format("cannot record task {} of run {} with status \"{}\": not a task status (PENDING, READY, "
+                            "RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED, SKIPPED, CACHED)",
+                            task.key, run, task.status));
+  }
+  impl_->require_run(run);
+  record_op op{std::string(run), task, std::string(detail)};
+  op.task.updated_ms = now_ms();
+  op.task.result.reset();
+  impl_->buffer.emplace_back(std::move(op));
+}
+
+void journal::store_result(std::string_view run, std::string_view key, std::string_view bytes) {
+  impl_->require_writable("store a result");
+  if (key.empty()) throw_error(error_kind::generic, fmt::format("cannot store a result of run {}: empty key", run));
+  impl_->require_run(run);
+  impl_->buffer.emplace_back(result_op{std::string(run), std::string(key), std::string(bytes), sha256_hex(bytes), {}});
+}
+
+bool journal::has_uncommitted() const noexcept { return !impl_->buffer.empty(); }
+
+void journal::commit() {
+  impl& s = *impl_;
+  if (s.buffer.empty()) return;
+  std::vector<buffered_op> group = std::move(s.buffer);
+  s.buffer.clear();
+  try {
+    // Files first, each durable on its own, so that the transaction that names them commits only
+    // after they are all on disk.
+    for (auto& op : group) {
+      if (auto* r = std::get_if<result_op>(&op); r != nullptr && r->bytes.size() > inline_result_limit) {
+        r->file = s.files.write(r->run, r->key, r->bytes, r->sha256);
+      }
+    }
+    s.replaced_files.clear();
+    sqlite_transaction transaction(s.db);
+    for (const auto& op : group) std::visit([&s](const auto& o) { s.apply(o); }, op);
+    transaction.commit();
+    // Only now are the old files unnamed by any committed row.
+    for (const auto& name : s.replaced_files) s.files.remove(name);
+  } catch (...) {
+    // Runs created in the dropped group do not exist: forget them, and let require_run() ask the
+    // database again for the others.
+    s.known_runs.clear();
+    throw;
+  }
+}
+
+std::vector<run_record> journal::runs(bool unfinished_only) {
+  sqlite_statement s(impl_->db, unfinished_only
+                                    ? "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs "
+                                      "WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') "
+                                      "ORDER BY created_ms, rowid"
+                                    : "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs "
+                                      "ORDER BY created_ms, rowid");
+  std::vector<run_record> out;
+  while (s.step()) {
+    out.push_back(run_record{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)});
+  }
+  return out;
+}
+
+run_state journal::load(std::string_view run) {
+  impl& j = *impl_;
+  run_state state;
+  // One read transaction: the run, its tasks and their results are of the same commit.
+  sqlite_transaction snapshot(j.db, sqlite_transaction::kind::read);
+  {
+    sqlite_statement s(j.db,
+                       "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
+    s.bind(1, run);
+    if (!s.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
+    state.run = run_record{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
+    s.reset();
+  }
+  // One query, so that a run of 100,000 subtasks loads in one pass.
+  sqlite_statement s(j.db,
+                     "SELECT t.key, t.status, t.attempts, t.assigned_to, t.parent, t.is_subtask, t.progress, "
+                     "t.error, t.cache_key, t.updated_ms, r.run, r.key, r.size, r.sha256, r.file "
+                     "FROM tasks t LEFT JOIN results r ON r.run = t.run AND r.key = t.key "
+                     "WHERE t.run = ? ORDER BY t.rowid");
+  s.bind(1, run);
+  while (s.step()) {
+    task_record t;
+    t.key = s.text(0);
+    t.status = s.text(1);
+    t.attempts = s.integer(2);
+    t.assigned_to = s.text(3);
+    t.parent = s.text(4);
+    t.is_subtask = s.integer(5) != 0;
+    t.progress = s.real(6);
+    t.error = s.text(7);
+    t.cache_key = s.text(8);
+    t.updated_ms = s.integer(9);
+    if (!s.is_null(10)) t.result = j.read_ref(s, 10);
+    state.tasks.push_back(std::move(t));
+  }
+  snapshot.commit();
+  return state;
+}
+
+std::optional<std::string> journal::result(std::string_view run, std::string_view key) {
+  impl& j = *impl_;
+  sqlite_statement s(j.db, "SELECT size, sha256, bytes, file FROM results WHERE run = ? AND key = ?");
+  s.bind(1, run);
+  s.bind(2, key);
+  if (!s.step()) return std::nullopt;
+  const auto size = static_cast<std::uint64_t>(s.integer(0));
+  const std::string sha = s.text(1);
+  const bool in_file = !s.is_null(3);
+  const std::string file = in_file ? s.text(3) : std::string();
+  std::string bytes = in_file ? std::string() : s.blob(2);
+  s.reset();
+  if (in_file) return j.files.read(file, size, sha);
+  if (bytes.size() != size || sha256_hex(bytes) != sha) {
+    throw_error(error_kind::generic,
+                fmt::format("the result of task {} of run {} in journal {} does not match its SHA-256; the result is "
+                            "lost",
+                            key, run, j.path.string()));
+  }
+  return bytes;
+}
+
+std::optional<result_ref> journal::cached(std::string_view cache_key) {
+  if (cache_key.empty()) return std::nullopt;
+  sqlite_statement s(impl_->db,
+                     "SELECT r.run, r.key, r.size, r.sha256, r.file FROM tasks t "
+                     "JOIN results r ON r.run = t.run AND r.key = t.key "
+                     "WHERE t.cache_key = ? AND t.status IN ('SUCCEEDED', 'CACHED') "
+                     "ORDER BY t.updated_ms DESC, t.rowid DESC LIMIT 1");
+  s.bind(1, cache_key);
+  if (!s.step()) return std::nullopt;
+  result_ref ref = impl_->read_ref(s, 0);
+  s.reset();
+  return ref;
+}
+
+std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
+  sqlite_statement s(impl_->db,
+                     "SELECT seq, run, key, status, time_ms, detail FROM transitions "
+                     "WHERE run = ? AND seq > ? ORDER BY seq LIMIT ?");
+  s.bind(1, run);
+  s.bind(2, after_seq);
+  s.bind(3, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
+  std::vector<transition> out;
+  while (s.step()) out.push_back(transition{s.integer(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.text(5)});
+  return out;
+}
+
+const std::filesystem::path& journal::path() const noexcept { return impl_->path; }
+
+journal::open_mode journal::mode() const noexcept { return impl_->mode; }
+
+}  // namespace dx::detail

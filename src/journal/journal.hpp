@@ -1,0 +1,212 @@
+// The durable journal of workflow runs: every state change of a run and its tasks, the results of
+// finished tasks, and an append-only log of transitions, in an SQLite file (WAL mode). A head
+// records changes as they happen and calls commit() once per scheduler tick: the group becomes
+// one transaction with one fsync, so a head killed at any instant loses nothing that commit()
+// returned for, and a restarted head reloads finished tasks and their results instead of running
+// them again. Read-only openers (status views, `dx list`) work alongside the one writer.
+//
+//   auto j = journal::open(resolve_journal_path(), journal::open_mode::write);
+//   const std::string run = j->create_run("nightly", definition_json);
+//   j->record(run, {.key = "load", .status = "RUNNING", .assigned_to = "w1"});
+//   j->store_result(run, "load", bytes);
+//   j->record(run, {.key = "load", .status = "SUCCEEDED", .cache_key = hash});
+//   j->commit();                                  // durable from here on
+//   ...
+//   run_state s = j->load(run);                   // after a restart
+//   std::optional<std::string> r = j->result(run, "load");
+//
+// What survives what:
+// - A crash of the process (kill -9) or of the machine at any instant: every group whose commit()
+//   returned is there in full; the group being committed is there in full or not at all. Result
+//   files are on disk before their group's transaction begins, so a committed row never points to
+//   a file that was not written; a crash or a failed commit can leave a result file no row names
+//   (never read, harmless).
+// - A -wal file cut at any byte (a torn write, a copy taken mid-write): the journal opens with the
+//   groups committed before the cut (SQLite checks each WAL frame's checksum and keeps only whole
+//   transactions); the torn tail is dropped.
+// - A main database file cut short, or with pages overwritten: open() (or the first query to reach
+//   a lost page) throws a dx::error naming the file and saying it is damaged; SQLite checks each
+//   page's structure and the file's page count. A file cut to zero bytes is indistinguishable from
+//   a new journal and opens empty. SQLite keeps no checksum of its pages, so a few bytes changed
+//   inside a stored value (not its page's structure) read back changed; results are the exception,
+//   checked against their SHA-256.
+// - A result file changed, cut or removed: result() throws a dx::error naming the file; the caller
+//   treats that result as lost and runs its task again.
+// - A writer that died keeps no lock: the next writer opens the journal with no manual step. (A
+//   child it forked without exec shares the lock until that child exits too.) Runs it left
+//   RUNNING stay so until the next head marks them (INTERRUPTED, or RUNNING again as it resumes
+//   them): the journal records statuses, it does not decide them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dx::detail {
+
+/// A run of a workflow. Statuses: CREATED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED
+/// (its head stopped or died while it ran; resumable). Times are milliseconds since the Unix
+/// epoch.
+struct run_record {
+  std::string id;  ///< "r-<UTC time>-<random hex>", stable for the run's life.
+  std::string name;
+  std::string definition;  ///< The workflow definition, JSON text, as given to create_run().
+  std::string status;
+  std::int64_t created_ms = 0;
+  std::int64_t updated_ms = 0;
+  std::int64_t head_pid = 0;  ///< The process that last created or set the status of the run.
+};
+
+/// Where a task's result is, and what it must hash to.
+struct result_ref {
+  std::string run;
+  std::string key;
+  std::uint64_t size = 0;
+  std::string sha256;          ///< 64 lowercase hex digits.
+  std::filesystem::path file;  ///< The file holding it; empty when the bytes are in the database.
+};
+
+/// The state of one task of a run: a step, or a subtask "step#<chunk index>" of a split step.
+/// Statuses: PENDING, READY, RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED, SKIPPED, CACHED.
+struct task_record {
+  std::string key;
+  std::string status;
+  std::int64_t attempts = 0;
+  std::string assigned_to;  ///< The worker's name, or empty.
+  std::string parent;       ///< The key of the step a subtask belongs to, or empty.
+  bool is_subtask = false;
+  double progress = 0;               ///< 0 to 1.
+  std::string error;                 ///< The failure's text, or empty.
+  std::string cache_key;             ///< Hex hash of what determines the result, or empty (not cacheable).
+  std::int64_t updated_ms = 0;       ///< Set by the journal (when record() was called); read back by load().
+  std::optional<result_ref> result;  ///< Filled by load() when a result is stored; ignored by record().
+};
+
+/// A run and all its tasks, in the order they were first recorded.
+struct run_state {
+  run_record run;
+  std::vector<task_record> tasks;
+};
+
+/// One row of a run's transition log.
+struct transition {
+  std::int64_t seq = 0;  ///< Increases with every row of the journal (across runs); never reused.
+  std::string run;
+  std::string key;  ///< A task's key, or empty for a change of the run's own status.
+  std::string status;
+  std::int64_t time_ms = 0;
+  std::string detail;
+};
+
+/// True for the run statuses listed at run_record. Thread-safe; does not block.
+bool is_run_status(std::string_view status) noexcept;
+/// True for SUCCEEDED, FAILED and CANCELLED: runs a resume has nothing left to do for.
+bool is_finished_run_status(std::string_view status) noexcept;
+/// True for the task statuses listed at task_record. Thread-safe; does not block.
+bool is_task_status(std::string_view status) noexcept;
+
+/// The journal file to use: $DX_JOURNAL when set and not empty, else `explicit_path` when not
+/// empty, else $XDG_STATE_HOME/dx/journal.sqlite, else $HOME/.local/state/dx/journal.sqlite.
+/// Throws dx::error when none of these is available. Reads the environment (not thread-safe
+/// against setenv); does not block.
+std::filesystem::path resolve_journal_path(const std::filesystem::path& explicit_path = {});
+
+/// An open journal. Not thread-safe: one thread at a time (the head calls it under its own lock).
+/// Changes are buffered in memory and are neither durable nor visible to queries (of this object
+/// or any other) until commit() returns.
+class journal {
+ public:
+  enum class open_mode {
+    write,      ///< The one writer: takes "<path>.lock"; creates the file and its folders.
+    read_only,  ///< Any number, alongside the writer; sees each commit whole, as it lands.
+  };
+
+  /// Results up to this size live in the database; bigger ones in files beside it.
+  static constexpr std::size_t inline_result_limit = 64 * 1024;
+
+  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. Throws
+  /// dx::error naming the path and the problem: a folder that cannot be created, a journal
+  /// another live process holds for writing (naming its pid), a missing journal (read_only), a
+  /// file that is not SQLite, another application's database, a newer schema, a damaged file.
+  /// Blocks on file I/O. `lock_wait` bounds every wait of this journal for SQLite's own locks
+  /// (held briefly by readers starting, by a checkpoint, or by a foreign program holding the
+  /// file): past it a call throws dx::error instead of waiting on. The default is long enough
+  /// for any commit or checkpoint to finish, short enough that a wedged peer is an error, not a
+  /// hang.
+  static std::unique_ptr<journal> open(const std::filesystem::path& path, open_mode mode,
+                                       std::chrono::milliseconds lock_wait = std::chrono::seconds(5));
+
+  /// Closes the journal, dropping anything not committed, and releases the writer's lock.
+  ~journal();
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+
+  /// Adds a run with status CREATED (buffered) and returns its new id. Throws dx::error when
+  /// read-only. Does not block.
+  std::string create_run(std::string_view name, std::string_view definition_json);
+
+  /// Sets a run's status (buffered), records this process as its head and logs a transition with
+  /// an empty key. Throws dx::error for an unknown run or status, or when read-only. Does not
+  /// block unless the run was not created by this object (one indexed read then).
+  void set_run_status(std::string_view run, std::string_view status, std::string_view detail = {});
+
+  /// Inserts or replaces task `task.key` of `run` (buffered), and logs a transition when its status
+  /// differs from the one last recorded for it, or when `detail` is not empty (so progress
+  /// updates do not fill the log). `task.updated_ms` and `task.result` are ignored. Throws
+  /// dx::error for an unknown run or status, an empty key, or when read-only. Does not block
+  /// unless the run was not created by this object (one indexed read then).
+  void record(std::string_view run, const task_record& task, std::string_view detail = {});
+
+  /// Stores the result of task `key` of `run` (buffered; copies `bytes`), replacing any earlier
+  /// one. Results over inline_result_limit are written to their own file by commit(), before its
+  /// transaction. Throws dx::error for an unknown run or when read-only. Does not block (beyond
+  /// hashing the bytes) unless the run was not created by this object.
+  void store_result(std::string_view run, std::string_view key, std::string_view bytes);
+
+  /// Makes everything buffered durable as one group: writes big results' files, then one
+  /// transaction, returning after its fsync. Does nothing when nothing is buffered. On failure
+  /// throws dx::error and the group is dropped whole (nothing of it is committed). Blocks.
+  void commit();
+
+  /// True when changes wait for commit(). Does not block.
+  bool has_uncommitted() const noexcept;
+
+  /// All runs (or those not SUCCEEDED, FAILED or CANCELLED), oldest first. Blocks. Throws
+  /// dx::error on a damaged file.
+  std::vector<run_record> runs(bool unfinished_only = false);
+
+  /// A run and all its task records. Throws dx::error naming the run and the journal when there
+  /// is no such run, or on a damaged file. Blocks.
+  run_state load(std::string_view run);
+
+  /// The result stored for task `key` of `run`, or nullopt when none is. Throws dx::error naming
+  /// the file when a result file is missing, unreadable or does not match its SHA-256 (the caller
+  /// then treats the result as lost and runs the task again). Blocks.
+  std::optional<std::string> result(std::string_view run, std::string_view key);
+
+  /// The result of the most recently updated task, in any run, whose status is SUCCEEDED or
+  /// CACHED, whose cache key is `cache_key` and which has a stored result; nullopt when none.
+  /// Read it with result(ref.run, ref.key). Blocks.
+  std::optional<result_ref> cached(std::string_view cache_key);
+
+  /// Up to `limit` rows of `run`'s transition log with seq > `after_seq`, in seq order: pass the
+  /// last seq seen to page on. Blocks.
+  std::vector<transition> transitions(std::string_view run, std::int64_t after_seq = 0, std::size_t limit = 1000);
+
+  /// The database file, as given to open(). Does not block.
+  const std::filesystem::path& path() const noexcept;
+  /// How the journal was opened. Does not block.
+  open_mode mode() const noexcept;
+
+ private:
+  struct impl;
+  explicit journal(std::unique_ptr<impl> state);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace dx::detail
