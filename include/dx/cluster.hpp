@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -67,10 +68,17 @@ struct worker_info {
   std::int64_t pid = 0;            ///< the worker's process id on its machine
 };
 
+class workflow;
+class workflow_run;
+struct run_options;
+struct run_summary;
+
 namespace detail {
 
 class cluster_alerts;
 struct cluster_access;  // how dx itself reaches the head (src/cluster/cluster_access.hpp)
+class cluster_extension;
+struct cluster_extensions;  // what higher layers attach (src/cluster/cluster_extension.hpp)
 
 }  // namespace detail
 
@@ -207,12 +215,23 @@ class DX_API cluster {
   /// The latest alerts (at most 100), oldest first.
   std::vector<alert> recent_alerts() const;
 
+  /// Starts a run of `wf` (see dx/workflow_run.hpp): validates it (dx::workflow_error listing
+  /// its problems), records it in the journal `opts` names, and submits the steps that can run.
+  /// Throws dx::error when the journal cannot be opened. Thread-safe; blocks while the run is
+  /// recorded (one fsync), not while it runs.
+  workflow_run start(const workflow& wf);
+  workflow_run start(const workflow& wf, const run_options& opts);
+  /// The runs recorded in the journal `opts` names, oldest first. Thread-safe; blocks on I/O.
+  std::vector<run_summary> runs() const;
+  std::vector<run_summary> runs(const run_options& opts) const;
+
   /// The local executor behind the cluster.
   executor& local() noexcept { return *local_; }
   const options& config() const noexcept { return options_; }
 
  private:
   friend struct detail::cluster_access;
+  friend struct detail::cluster_extensions;
   template <class F, class... A>
   auto submit_remote_call(const task_options& opts, const detail::remote_function& rf, A&&... args) {
     using sig = detail::function_signature<F>;
@@ -237,6 +256,8 @@ class DX_API cluster {
   std::unique_ptr<executor> local_;
   std::unique_ptr<detail::cluster_alerts> alerts_;  // outlives the head, which raises alerts
   std::shared_ptr<detail::head_core> head_;
+  std::mutex extension_mutex_;
+  std::shared_ptr<detail::cluster_extension> extension_;  // workflow runs, stopped first
 };
 
 /// True when this process was started as a worker (`--dx-worker` among the arguments).

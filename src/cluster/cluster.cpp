@@ -4,6 +4,7 @@
 #include <dx/task_graph.hpp>
 
 #include "cluster/cluster_alerts.hpp"
+#include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
@@ -48,6 +49,7 @@ cluster::cluster(const options& opts)
 }
 
 cluster::~cluster() {
+  if (extension_) extension_->shutdown();
   if (head_) head_->shutdown();
   head_.reset();
   alerts_->stop();
@@ -114,5 +116,12 @@ void cluster::add_alert_rule(alert_rule rule) {
 }
 
 std::vector<alert> cluster::recent_alerts() const { return alerts_->center().recent(); }
+
+std::shared_ptr<detail::cluster_extension> detail::cluster_extensions::get_or_make(
+    cluster& cl, const std::function<std::shared_ptr<cluster_extension>()>& make) {
+  std::lock_guard lock(cl.extension_mutex_);
+  if (!cl.extension_) cl.extension_ = make();
+  return cl.extension_;
+}
 
 }  // namespace dx
