@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -59,6 +60,8 @@ std::string every_kind(bool b, int i, unsigned u, long long ll, float f, double 
 }
 
 int takes_pair(std::pair<int, int> p) { return p.first + p.second; }
+int with_token(dx::stop_token, int n) { return n * 2; }
+int unregistered(int n) { return n; }
 int small(short s, unsigned char c) { return s + c; }
 
 }  // namespace wft
@@ -72,6 +75,7 @@ DX_REMOTE_AS("example.add", wft::add);
 DX_REMOTE_AS("wft.every_kind", wft::every_kind);
 DX_REMOTE_AS("wft.takes_pair", wft::takes_pair);
 DX_REMOTE_AS("wft.small", wft::small);
+DX_REMOTE_AS("wft.with_token", wft::with_token);
 
 namespace {
 
@@ -581,4 +585,19 @@ TEST_CASE("Edit distance ranks the suggested names", "[workflow]") {
   auto p = problems_of(one_step(R"({"name": "a", "function": "exmaple.ad", "parameters": [1, 2]})"));
   REQUIRE(p.size() == 1);
   CHECK(p[0].starts_with("step 'a': unknown function 'exmaple.ad' (closest registered: example.add, "));
+}
+
+TEST_CASE("A stop token is not a JSON parameter; unregistered functions and bad strings are refused", "[workflow]") {
+  const auto* f = dx::detail::find_remote("wft.with_token");
+  REQUIRE(f);
+  REQUIRE(f->from_json);
+  CHECK(f->arity == 1);
+  CHECK(problems_of(one_step(R"({"name": "t", "function": "wft.with_token", "parameters": [21]})")).empty());
+  dx::workflow wf{"w"};
+  wf.step("t", wft::with_token, 21);
+  CHECK(wf.problems().empty());
+  CHECK_THROWS_WITH(wf.step("u", wft::unregistered, 1), Catch::Contains("not registered"));
+  CHECK_THROWS_WITH(wf.step("v", wft::load, std::string("\xff")), Catch::Contains("not valid UTF-8"));
+  CHECK_THROWS_WITH(wf.step("x", wft::best, 1.0, std::nan("")), Catch::Contains("not finite"));
+  CHECK(wf.size() == 1);
 }
