@@ -8,6 +8,7 @@
 
 #include <dx/alert.hpp>
 #include <dx/as_completed.hpp>
+#include <dx/chunk.hpp>
 #include <dx/cluster.hpp>
 #include <dx/cost_model.hpp>
 #include <dx/dataframe.hpp>
@@ -34,3 +35,4 @@
 #include <dx/version.hpp>
 #include <dx/when_all.hpp>
 #include <dx/when_any.hpp>
+#include <dx/workflow.hpp>

@@ -113,6 +113,14 @@ class DX_API not_registered : public error {
   using error::error;
 };
 
+/// A workflow definition is not valid: a cycle, an unknown step or function, a parameter of the
+/// wrong type, a bad duration or split... what() lists every problem found, one per line, each
+/// naming its step.
+class DX_API workflow_error : public error {
+ public:
+  using error::error;
+};
+
 /// A dataframe or table operation failed: an unknown column, a type mismatch, malformed CSV, a
 /// missing file. what() names the problem and, where it can, what would fix it.
 class DX_API dataframe_error : public error {
@@ -135,7 +143,8 @@ enum class error_kind {
   protocol,
   not_registered,
   dataframe,
-  decode
+  decode,
+  workflow
 };
 
 /// The single place dx throws from, so that throwing code stays out of inlined hot paths. Throws

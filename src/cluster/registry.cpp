@@ -3,10 +3,14 @@
 #include <dx/remote.hpp>
 #include <dx/table.hpp>
 
+#include "cluster/registry.hpp"
+
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace dx::detail {
 
@@ -39,6 +43,35 @@ bool register_remote(const char* name, remote_invoker invoke, void (*address)(),
   } catch (...) {
     return false;
   }
+}
+
+bool register_remote_json(const char* name, void (*address)(), json_argument_converter convert,
+                          const json_param* params) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto it = r.by_name.find(name);
+    if (it == r.by_name.end() || it->second.address != address) return false;
+    it->second.from_json = convert;
+    it->second.json_params = params;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::vector<std::string> remote_function_names() {
+  registry& r = the_registry();
+  std::lock_guard lock(r.mutex);
+  std::vector<std::string> names;
+  names.reserve(r.by_name.size());
+  for (const auto& [name, fn] : r.by_name) {
+    // cluster::map's chunk runners are registered beside their functions; nobody names them.
+    if (name.ends_with("/map") && fn.arity == 1 && r.by_name.count(name.substr(0, name.size() - 4)) != 0) continue;
+    names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 const remote_function* find_remote(std::string_view name) noexcept {
@@ -76,6 +109,7 @@ namespace dx::detail {
 // references link the encoders along with it.
 [[gnu::used]] static void (*const keep_builtin_codecs)(std::string&, const int&) = &builtin_codec<int>::write;
 [[gnu::used]] static void (*const keep_table_codecs)(std::string&, const table&) = &builtin_codec<table>::write;
+[[gnu::used]] static void (*const keep_chunk_codecs)(std::string&, const chunk&) = &builtin_codec<chunk>::write;
 // The chunk runners DX_REMOTE registers for cluster::map (dx/detail/map_chunk.hpp) call these.
 [[gnu::used]] static std::size_t (*const keep_map_chunk_framing)(std::span<const char>,
                                                                  map_chunk_header&) = &read_map_chunk_header;

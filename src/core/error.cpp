@@ -49,6 +49,8 @@ void throw_error(error_kind kind, const std::string& what) {
       raise<dataframe_error>(what);
     case error_kind::decode:
       raise<decode_error>(what);
+    case error_kind::workflow:
+      raise<workflow_error>(what);
     case error_kind::generic:
       break;
   }

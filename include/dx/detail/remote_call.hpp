@@ -5,6 +5,8 @@
 // <dx/remote.hpp>.
 #pragma once
 
+#include <dx/chunk.hpp>
+#include <dx/detail/json_view.hpp>
 #include <dx/detail/map_chunk.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/export.hpp>
@@ -38,12 +40,16 @@ using byte_view = std::span<const char>;
 /// function throws, or dx::protocol_error for arguments that do not decode.
 using remote_invoker = std::string (*)(std::span<const byte_view> args);
 
-/// A registered function: its stable name and how to call it from bytes.
+/// A registered function: its stable name and how to call it from bytes. When every parameter
+/// reads from JSON (dx/detail/json_view.hpp), also how to encode a parameter given as JSON and
+/// what each parameter wants (`json_params`, `arity` entries); otherwise these are null.
 struct remote_function {
   std::string name;
   remote_invoker invoke = nullptr;
   void (*address)() = nullptr;
   std::size_t arity = 0;
+  json_argument_converter from_json = nullptr;
+  const json_param* json_params = nullptr;
 };
 
 /// Adds `fn` to the process-wide registry (static initialisation). Registering the same function
@@ -51,6 +57,11 @@ struct remote_function {
 /// ignored. Returns whether the name now maps to this function. Thread-safe; does not block.
 DX_PLUGIN_API bool register_remote(const char* name, remote_invoker invoke, void (*address)(),
                                    std::size_t arity) noexcept;
+/// Adds to the registration of `address` under `name` how its parameters convert from JSON
+/// (`params` holds one entry per parameter and outlives the process's use of the registry).
+/// Returns false when `name` is not registered to `address`. Thread-safe; does not block.
+DX_PLUGIN_API bool register_remote_json(const char* name, void (*address)(), json_argument_converter convert,
+                                        const json_param* params) noexcept;
 /// The function registered under `name`, or nullptr. Thread-safe; does not block.
 DX_PLUGIN_API const remote_function* find_remote(std::string_view name) noexcept;
 /// The registration of the function at `address`, or nullptr. Thread-safe; does not block.
@@ -141,6 +152,39 @@ struct check_params<std::tuple<P...>> {
   static constexpr bool value = (check_param<P>() && ...);
 };
 
+/// Parameter `P` of a registered function read from JSON and encoded as a submit would encode it.
+template <class P>
+bool convert_json_parameter(const json_view& v, std::string& out, std::string& why) {
+  P value{};
+  if (!read_json(v, value, why)) return false;
+  write_value(out, value);
+  return true;
+}
+
+template <class... P>
+bool convert_json_arguments(std::size_t index, const json_view& v, std::string& out, std::string& why) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    bool ok = false;
+    const bool found = ((index == I && (ok = convert_json_parameter<P>(v, out, why), true)) || ...);
+    if (!found) why = "is not a parameter of this function";
+    return ok;
+  }
+  (std::index_sequence_for<P...>{});
+}
+
+template <class... P>
+inline constexpr json_param json_params_of[sizeof...(P) + 1] = {json_param_traits<P>::value()..., json_param{}};
+
+/// Registers how F's parameters convert from JSON, when each of them can.
+template <auto F, class... P>
+void register_json_of(const char* name, std::tuple<P...>*) noexcept {
+  if constexpr ((json_readable<P> && ...)) {
+    register_remote_json(name, reinterpret_cast<void (*)()>(F), &convert_json_arguments<P...>, json_params_of<P...>);
+  } else {
+    (void)name;
+  }
+}
+
 /// What DX_REMOTE_AS asks whether its argument names exactly one function: the call
 /// `one_function(fn)` deduces only from a single function, never from an overload set.
 struct function_probe {
@@ -164,7 +208,10 @@ bool register_remote_function(const char* name) noexcept {
                 "<dx/eigen.hpp> for Eigen types, or specialise dx::is_serializable for it.");
   const bool registered = register_remote(name, remote_invoker_of<F, sig>(static_cast<typename sig::params*>(nullptr)),
                                           reinterpret_cast<void (*)()>(F), std::tuple_size_v<typename sig::params>);
-  if (registered) register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
+  if (registered) {
+    register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
+    register_json_of<F>(name, static_cast<typename sig::params*>(nullptr));  // what workflow steps send
+  }
   return registered;
 }
 
