@@ -9,6 +9,7 @@
 #include <dx/alert.hpp>
 #include <dx/as_completed.hpp>
 #include <dx/cluster.hpp>
+#include <dx/command.hpp>
 #include <dx/cost_model.hpp>
 #include <dx/dataframe.hpp>
 #include <dx/error.hpp>
