@@ -10,6 +10,7 @@
 #include <dx/as_completed.hpp>
 #include <dx/chunk.hpp>
 #include <dx/cluster.hpp>
+#include <dx/command.hpp>
 #include <dx/cost_model.hpp>
 #include <dx/dataframe.hpp>
 #include <dx/error.hpp>

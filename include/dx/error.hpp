@@ -121,6 +121,33 @@ class DX_API workflow_error : public error {
   using error::error;
 };
 
+/// A command (dx::run_command) failed: it exited with a code other than 0, was killed by a
+/// signal, wrote more stdout than allowed, or could not start. what() reads "command 'make -j4'
+/// exited with code 2: <the end of its stderr>". A command that failed on a worker arrives as
+/// this type too (not as dx::remote_error), with worker() naming the worker. Thread-safe to copy
+/// and inspect; nothing here blocks.
+class DX_API command_failed : public error {
+ public:
+  /// `what` is the whole message; the parts are kept for the accessors. Does not block.
+  command_failed(const std::string& what, int exit_code, int signal, std::string stderr_tail, std::string worker = {});
+  /// The child's exit code; -1 when it was killed by a signal. 127 when the program was not
+  /// found, 126 when it could not be started for another reason (as a shell reports them).
+  int exit_code() const noexcept { return exit_code_; }
+  /// The signal that killed the child (9 when dx killed it for writing too much); 0 when it
+  /// exited.
+  int signal() const noexcept { return signal_; }
+  /// The last bytes the child wrote to stderr (at most command::stderr_tail of them).
+  const std::string& stderr_tail() const noexcept { return stderr_tail_; }
+  /// The worker the command ran on; empty when it ran in this process.
+  const std::string& worker() const noexcept { return worker_; }
+
+ private:
+  int exit_code_ = -1;
+  int signal_ = 0;
+  std::string stderr_tail_;
+  std::string worker_;
+};
+
 /// A dataframe or table operation failed: an unknown column, a type mismatch, malformed CSV, a
 /// missing file. what() names the problem and, where it can, what would fix it.
 class DX_API dataframe_error : public error {

@@ -1,5 +1,6 @@
 // Lineage: a task's life from submitted to finished or failed, who waits on whom, and the table's
 // reference counts that keep a task's lineage while a future or a dependent may still need it.
+#include "cluster/builtins.hpp"
 #include "cluster/head_state.hpp"
 #include "common/log.hpp"
 
@@ -127,7 +128,8 @@ void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m
       e = make_error(error_kind::generic, m.message);
       break;
     default:
-      e = std::make_exception_ptr(remote_error(m.type_name, m.type_bases, m.message, w.id));
+      e = rebuild_remote_failure(m.type_name, m.message, w.id);
+      if (!e) e = std::make_exception_ptr(remote_error(m.type_name, m.type_bases, m.message, w.id));
       if (t.retries && retry_locked(t, w, e)) return;
   }
   fail_locked(t.id, e, d, &w);

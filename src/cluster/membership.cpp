@@ -19,6 +19,7 @@ void head_impl::spawn_processes(std::size_t n) {
   // A level chosen with dx::set_log_level holds for the workers this head starts, too.
   if (log_level_set_in_code()) env["DX_LOG"] = dx::to_string(dx::get_log_level());
   for (std::size_t i = 0; i < n; ++i) {
+    // --reconnect-for 0: a worker this head started ends with it, never waits for another head.
     std::vector<std::string> args{"--dx-worker",
                                   "--connect",
                                   endpoint_,
@@ -27,7 +28,9 @@ void head_impl::spawn_processes(std::size_t n) {
                                   "--max-frame-size",
                                   std::to_string(opts_.max_frame_size()),
                                   "--name",
-                                  next_local_name()};
+                                  next_local_name(),
+                                  "--reconnect-for",
+                                  "0"};
     const pid_t pid = spawn_process(program, args, env);
     std::lock_guard lock(mutex_);
     children_.push_back(pid);

@@ -3,6 +3,7 @@
 #include <dx/remote.hpp>
 #include <dx/table.hpp>
 
+#include "cluster/builtins.hpp"
 #include "cluster/registry.hpp"
 
 #include <algorithm>
@@ -26,6 +27,10 @@ registry& the_registry() {
   static registry r;
   return r;
 }
+
+// The built-in functions register on the first lookup rather than from a static initialiser of
+// their own file, which a static link would drop as unreferenced (and dx-worker with it).
+void register_builtins_once() noexcept { [[maybe_unused]] static const bool done = register_builtin_functions(); }
 }  // namespace
 
 bool register_remote(const char* name, remote_invoker invoke, void (*address)(), std::size_t arity) noexcept {
@@ -61,6 +66,7 @@ bool register_remote_json(const char* name, void (*address)(), json_argument_con
 }
 
 std::vector<std::string> remote_function_names() {
+  register_builtins_once();
   registry& r = the_registry();
   std::lock_guard lock(r.mutex);
   std::vector<std::string> names;
@@ -75,6 +81,7 @@ std::vector<std::string> remote_function_names() {
 }
 
 const remote_function* find_remote(std::string_view name) noexcept {
+  register_builtins_once();
   registry& r = the_registry();
   std::lock_guard lock(r.mutex);
   auto it = r.by_name.find(std::string(name));
@@ -82,6 +89,7 @@ const remote_function* find_remote(std::string_view name) noexcept {
 }
 
 const remote_function* find_remote_by_address(void (*address)()) noexcept {
+  register_builtins_once();
   registry& r = the_registry();
   std::lock_guard lock(r.mutex);
   auto it = r.by_address.find(address);

@@ -49,6 +49,12 @@ std::string worker_name_problem(std::string_view name) {
   return {};
 }
 
+bool rejection_may_pass(std::string_view reason) {
+  // The head's wording (membership.cpp): a live worker holds the name, or the head is stopping.
+  return reason.find("is already connected") != std::string_view::npos ||
+         reason.find("accepts workers only") != std::string_view::npos;
+}
+
 std::string host_part(std::string_view host) {
   std::string out(host.substr(0, host.find('.')));
   std::erase_if(out, [](char c) { return !name_char(c); });
@@ -111,6 +117,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::string id;
   bool welcomed = false;
   std::string rejected;
+  std::string lost_why;
   bool finished = false;
   int exit_code = 0;
   bool leaving = false;
@@ -423,6 +430,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       if (finished) return;
     }
     log(log_level::info, "worker {}: the head is gone ({})", id_copy(), reason);
+    {
+      std::lock_guard lock(mutex);
+      if (lost_why.empty()) lost_why = reason;
+    }
     finish(1);
   }
 
@@ -861,6 +872,21 @@ void worker_runtime::kill() {
 }
 
 std::string worker_runtime::id() const { return impl_->id_copy(); }
+
+std::string worker_runtime::lost_reason() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->lost_why;
+}
+
+std::string worker_runtime::rejection() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->rejected;
+}
+
+void worker_runtime::stop_tasks() {
+  std::lock_guard lock(impl_->mutex);
+  for (auto& [task, j] : impl_->jobs) j->stop->request_stop(nullptr);
+}
 
 std::string running_worker_id() { return running_on ? running_on->id_copy() : std::string(); }
 

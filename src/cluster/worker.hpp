@@ -45,6 +45,11 @@ std::string worker_name_problem(std::string_view name);
 /// name does not allow, at most 56 characters (room for "-<n>"); "worker" when nothing is left.
 std::string host_part(std::string_view host);
 
+/// Whether a head's reason for rejecting a worker may stop holding (the name is taken by a live
+/// worker, which a lost one stops being once the head times its session out; the head is
+/// stopping), so that joining again later may succeed; false for a wrong token or a bad name.
+bool rejection_may_pass(std::string_view reason);
+
 /// This machine's host name as host_part() makes it: the head names an unnamed worker
 /// "<host>-<n>".
 std::string host_name();
@@ -70,6 +75,15 @@ class worker_runtime {
   void kill();
   /// The worker's name in the cluster: the one it asked for, or the one the head gave it.
   std::string id() const;
+  /// Why the head was lost, once wait() returned 1; the head's reason when start() threw because
+  /// the head rejected this worker. Empty otherwise. Thread-safe.
+  std::string lost_reason() const;
+  /// The head's reason for rejecting this worker, when start() threw for it; else empty.
+  /// Thread-safe.
+  std::string rejection() const;
+  /// Asks every task this worker runs to stop (their dx::stop_token), so that destroying it does
+  /// not wait for work nobody will collect. Thread-safe; does not block.
+  void stop_tasks();
 
  private:
   std::shared_ptr<impl> impl_;

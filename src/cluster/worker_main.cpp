@@ -13,13 +13,19 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -61,13 +67,20 @@ constexpr const char* usage =
     "                             e.g. --max-frame-size 1073741824\n"
     "  --slowdown F               run each task F times as long, F >= 1; a testing aid for\n"
     "                             heterogeneous clusters on one machine [1]. e.g. --slowdown 3\n"
+    "  --reconnect-for DURATION   when the head is lost or cannot be reached, keep trying to join\n"
+    "                             it again (backoff from 100ms doubling to 5s) for this long, then\n"
+    "                             exit 1; a head restarted on the same address gets the worker back.\n"
+    "                             A duration is a number with ms, s, m or h; 0 exits at once\n"
+    "                             [5m; 0 for a worker its head started]. e.g. --reconnect-for 30s\n"
     "  --log-level LEVEL          debug, info, warn, error or off [$DX_LOG, else warn]\n"
     "                             e.g. --log-level info\n"
     "  -h, --help                 this text\n"
     "\n"
     "environment: DX_TOKEN (the token, when --token-file is not given), DX_LOG (log level).\n"
-    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost,\n"
-    "could not be reached or refused the worker (e.g. its name is taken); 2 a bad command line.\n"
+    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
+    "could not be reached for longer than --reconnect-for, or refused the worker for good (a wrong\n"
+    "token, a bad name; a name taken by a live worker is tried again, as the head times the old\n"
+    "one out); 2 a bad command line.\n"
     "\n"
     "example: dx-worker --connect head.lan:7700 --token-file dx.token --plugin ./libmytasks.so \\\n"
     "             --threads 16 --resources gpu=1\n";
@@ -120,6 +133,36 @@ std::map<std::string, double> parse_resources(const std::string& spec) {
   return out;
 }
 
+/// "0", or a whole number followed by ms, s, m or h ("30s", "5m").
+std::chrono::milliseconds parse_duration(const std::string& option, const std::string& value) {
+  const std::string expected = "a duration: 0, or a whole number with ms, s, m or h (e.g. 30s, 5m)";
+  if (value == "0") return std::chrono::milliseconds(0);
+  std::size_t digits = 0;
+  while (digits < value.size() && value[digits] >= '0' && value[digits] <= '9') ++digits;
+  const std::string unit = value.substr(digits);
+  std::uint64_t per = 0;
+  if (unit == "ms") per = 1;
+  if (unit == "s") per = 1000;
+  if (unit == "m") per = 60'000;
+  if (unit == "h") per = 3'600'000;
+  if (digits == 0 || per == 0) bad_value(option, value, expected);
+  // At most a year: far beyond any use, and far from overflowing the clock.
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + digits, n);
+  if (ec != std::errc{} || end != value.data() + digits || n > 365ull * 24 * 3'600'000 / per)
+    bad_value(option, value, expected);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(n * per));
+}
+
+/// A duration as parse_duration reads it, in its largest whole unit.
+std::string show_duration(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
 void check_address(const std::string& option, const std::string& value) {
   const auto colon = value.rfind(':');
   const std::string expected = "HOST:PORT (e.g. 127.0.0.1:7700)";
@@ -130,12 +173,139 @@ void check_address(const std::string& option, const std::string& value) {
     bad_value(option, value, expected);
 }
 
+/// How long a worker tries to get its head back unless --reconnect-for says otherwise.
+constexpr std::chrono::milliseconds default_reconnect_for{5 * 60'000};
+constexpr std::chrono::milliseconds first_backoff{100};
+constexpr std::chrono::milliseconds max_backoff{5000};
+
+/// What the thread waiting for SIGTERM and SIGINT shares with the joining loop.
+struct stop_state {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stopping = false;
+  detail::worker_runtime* current = nullptr;  // joined and not yet lost
+};
+
+/// Joins the head, and joins it again after losing it, until it stops this worker, a signal asks
+/// to leave (0), or it stays away longer than `reconnect_for` or refuses this worker for good (1).
+int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for) {
+  // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
+  // does no work in signal context.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR2);  // sent by this process to end the waiting thread
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  stop_state stop;
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
+    std::lock_guard lock(stop.mutex);
+    stop.stopping = true;
+    // Under the lock, so the loop cannot destroy the worker while it hands its tasks back.
+    if (stop.current) stop.current->leave();
+    stop.cv.notify_all();
+  });
+  struct end_waiter {
+    std::thread& t;
+    ~end_waiter() {
+      pthread_kill(t.native_handle(), SIGUSR2);
+      t.join();
+    }
+  } end_signal_waiter{signal_waiter};
+
+  using clock = std::chrono::steady_clock;
+  bool away = false;               // the head is lost, or not reached yet
+  clock::time_point away_since{};  // since when
+  std::chrono::milliseconds backoff = first_backoff;
+  std::minstd_rand rng{std::random_device{}()};
+  bool joined_once = false;
+  for (;;) {
+    std::string why;
+    bool for_good = false;
+    {
+      auto worker = std::make_unique<detail::worker_runtime>(cfg);
+      try {
+        worker->start();
+        detail::log(detail::log_level::info, "worker {} joined {}", worker->id(), cfg.connect);
+        {
+          std::lock_guard lock(stop.mutex);
+          if (stop.stopping) {
+            worker->leave();
+            return 0;
+          }
+          stop.current = worker.get();
+        }
+        away = false;
+        backoff = first_backoff;
+        joined_once = true;
+        const int code = worker->wait();
+        {
+          std::lock_guard lock(stop.mutex);
+          stop.current = nullptr;
+        }
+        if (code == 0) return 0;  // the head stopped this worker, or it left
+        if (reconnect_for.count() == 0) {
+          // The head is gone: nothing will collect results, so do not wait for running tasks.
+          std::fflush(stderr);
+          std::_Exit(1);
+        }
+        why = worker->lost_reason();
+        if (why.empty()) why = "the connection closed";
+      } catch (const protocol_error& e) {
+        why = e.what();
+        for_good = !detail::rejection_may_pass(worker->rejection());
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      // Results held for the old head are of no use to the next one; running tasks are asked to
+      // stop so that this returns soon (a task that ignores its stop token delays the next join).
+      worker->stop_tasks();
+    }
+    const auto now = clock::now();
+    const bool first_miss = !away;
+    if (first_miss) {
+      away = true;
+      away_since = now;
+    }
+    if (for_good || reconnect_for.count() == 0) {
+      std::fprintf(stderr, "dx-worker: %s\n", why.c_str());
+      return 1;
+    }
+    const auto deadline = away_since + reconnect_for;
+    if (now >= deadline) {
+      std::fprintf(stderr, "dx-worker: gave up on the head at %s: not %s within %s (--reconnect-for); last: %s\n",
+                   cfg.connect.c_str(), joined_once ? "back" : "reached", show_duration(reconnect_for).c_str(),
+                   why.c_str());
+      return 1;
+    }
+    if (first_miss) {
+      detail::log(detail::log_level::warn, "head at {} {}: {}; {} for up to {}", cfg.connect,
+                  joined_once ? "lost" : "not reached", why, joined_once ? "reconnecting" : "trying",
+                  show_duration(reconnect_for));
+    } else {
+      detail::log(detail::log_level::info, "head at {} not back yet: {}", cfg.connect, why);
+    }
+    // Jitter spreads the workers of one head over the backoff, so a restarted head is not met by
+    // all of them at once.
+    const double u = std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+    const auto pause = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(backoff * u),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    backoff = std::min(backoff * 2, max_backoff);
+    std::unique_lock lock(stop.mutex);
+    if (stop.cv.wait_for(lock, pause, [&] { return stop.stopping; })) return 0;
+  }
+}
+
 }  // namespace
 
 int worker_main(int argc, char** argv) {
   detail::init_log_from_environment();  // a bad DX_LOG is reported before anything else
   detail::worker_config cfg;
   std::vector<std::string> plugins;
+  std::optional<std::chrono::milliseconds> reconnect_for;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -174,6 +344,8 @@ int worker_main(int argc, char** argv) {
         const std::string v = value();
         cfg.slowdown = parse_number(a, v, "a factor of at least 1 (e.g. 3)");
         if (cfg.slowdown < 1) bad_value(a, v, "a factor of at least 1 (e.g. 3)");
+      } else if (a == "--reconnect-for") {
+        reconnect_for = parse_duration(a, value());
       } else if (a == "--log-level") {
         const std::string v = value();
         const auto level = parse_log_level(v);
@@ -205,37 +377,9 @@ int worker_main(int argc, char** argv) {
 
   const char* parent = std::getenv("DX_WORKER_OF");
   if (parent && !detail::follow_parent(static_cast<pid_t>(std::atoll(parent)))) return 1;
-
-  // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
-  // does no work in signal context.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGUSR2);  // sent by this process to end the waiting thread
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-  try {
-    detail::worker_runtime worker(cfg);
-    worker.start();
-    detail::log(detail::log_level::info, "worker {} joined {}", worker.id(), cfg.connect);
-    std::thread signal_waiter([&] {
-      int sig = 0;
-      if (sigwait(&stop_signals, &sig) == 0 && sig != SIGUSR2) worker.leave();
-    });
-    const int code = worker.wait();
-    if (code != 0) {
-      // The head is gone: nothing will collect results, so do not wait for running tasks.
-      std::fflush(stderr);
-      std::_Exit(code);
-    }
-    pthread_kill(signal_waiter.native_handle(), SIGUSR2);
-    signal_waiter.join();
-    return code;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dx-worker: %s\n", e.what());
-    return 1;
-  }
+  // A worker its head started ends with that head.
+  if (!reconnect_for) reconnect_for = parent ? std::chrono::milliseconds(0) : default_reconnect_for;
+  return run_worker(cfg, *reconnect_for);
 }
 
 }  // namespace dx

@@ -14,6 +14,14 @@ remote_error::remote_error(std::string type_name, std::vector<std::string> type_
   type_bases_ = std::move(type_bases);
 }
 
+command_failed::command_failed(const std::string& what, int exit_code, int signal, std::string stderr_tail,
+                               std::string worker)
+    : error(what),
+      exit_code_(exit_code),
+      signal_(signal),
+      stderr_tail_(std::move(stderr_tail)),
+      worker_(std::move(worker)) {}
+
 }  // namespace dx
 
 namespace dx::detail {

@@ -215,15 +215,18 @@ std::string read_all(const std::filesystem::path& p) {
 
 }  // namespace
 
-TEST_CASE("names: dx-worker with a name already live prints why and exits with 1; the head keeps serving",
-          "[net][names]") {
+// Without --reconnect-for 0 it tries again until the name is free (net_reconnect.cpp).
+TEST_CASE(
+    "names: dx-worker --reconnect-for 0 with a name already live prints why and exits with 1; the head keeps "
+    "serving",
+    "[net][names]") {
   auto owner = std::make_unique<dx::cluster>(head_for(dx::transport_kind::tcp));
   dx::cluster& cl = *owner;
   const pid_t alpha = spawn_self({"--dx-worker", "--connect", cl.endpoint(), "--name", "alpha"});
   cl.wait_for_workers(1, 20s);
   dx_support::temp_dir dir("dx_names_dup");
   const std::string err = (dir.path() / "stderr.txt").string();
-  CHECK(run_worker_process({"--connect", cl.endpoint(), "--name", "alpha"}, err, 20s) == 1);
+  CHECK(run_worker_process({"--connect", cl.endpoint(), "--name", "alpha", "--reconnect-for", "0"}, err, 20s) == 1);
   const std::string said = read_all(err);
   INFO(said);
   CHECK(said.find("dx-worker: the head at " + cl.endpoint() +
