@@ -37,3 +37,4 @@
 #include <dx/when_all.hpp>
 #include <dx/when_any.hpp>
 #include <dx/workflow.hpp>
+#include <dx/workflow_run.hpp>

@@ -130,8 +130,8 @@ void workflow_host::shutdown() noexcept {
 
 // ---- creating and resuming -------------------------------------------------------------------------
 
-run_engine::run_engine(cluster& cl, std::shared_ptr<run_journal> journal)
-    : cl_(cl), head_(cluster_access::head(cl)), journal_(std::move(journal)) {}
+run_engine::run_engine(cluster& cl, std::shared_ptr<run_journal> writer)
+    : cl_(cl), head_(cluster_access::head(cl)), journal_(std::move(writer)) {}
 
 void run_engine::load_steps(const workflow& wf) {
   steps_ = wf.steps();
@@ -151,15 +151,20 @@ std::size_t run_engine::add_task(std::string key, std::size_t step) {
   return tasks_.size() - 1;
 }
 
-std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> journal) {
+std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> writer) {
   wf.validate();
-  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(journal)));
+  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->load_steps(wf);
   const std::string definition = wf.to_json(-1);
   if (e->journal_) {
     e->journal_->change([&](journal& j) {
       e->id_ = j.create_run(wf.name(), definition);
-      for (const task& t : e->tasks_) j.record(e->id_, task_record{.key = t.key, .status = "PENDING"});
+      for (const task& t : e->tasks_) {
+        task_record r;
+        r.key = t.key;
+        r.status = "PENDING";
+        j.record(e->id_, r);
+      }
     });
     e->journal_->flush();  // the run exists before any of its tasks runs
   } else {
@@ -168,14 +173,14 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
   return e;
 }
 
-std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> journal) {
+std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer) {
   run_state state;
-  journal->read([&](struct journal& j) { state = j.load(id); });
+  writer->read([&](journal& j) { state = j.load(id); });
   if (is_finished_run_status(state.run.status))
     throw_error(error_kind::workflow,
                 fmt::format("run {} ended {}: there is nothing to resume", state.run.id, state.run.status));
   const workflow wf = workflow::from_json(state.run.definition);
-  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(journal)));
+  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->id_ = state.run.id;
   e->load_steps(wf);
   for (auto& t : state.tasks) e->resumed_[t.key] = std::move(t);
@@ -280,15 +285,23 @@ void run_engine::plan_split_locked(std::size_t step) {
   // A resumed split keeps the chunks it was cut into (their results are keyed by index).
   std::size_t count = 0;
   while (resumed_.count(fmt::format("{}#{}", s.name, count))) ++count;
-  if (count == 0 && s.split->chunk == 0) {
+  if (count == 0 && s.split->chunk == 0 && !std::any_of(s.command.begin(), s.command.end(), [](const std::string& a) {
+        return a.find("{item}") != std::string::npos;
+      })) {
     std::size_t threads = 0;
     for (const auto& w : cl_.workers())
       if (w.state != worker_state::gone) threads += w.threads;
     count = std::max<std::size_t>(1, 4 * std::max<std::size_t>(1, threads));
   }
+  split plan = *s.split;
+  // A command with {item} runs once per item: a chunk of one item each.
+  const bool per_item = std::any_of(s.command.begin(), s.command.end(),
+                                    [](const std::string& a) { return a.find("{item}") != std::string::npos; });
+  if (per_item && count == 0) plan.chunk = 1;
+  if (per_item && count > 0) plan.chunk = 0;
   std::vector<chunk> chunks;
   try {
-    chunks = plan_chunks(*s.split, count);
+    chunks = plan_chunks(plan, per_item && count == 0 ? 0 : count);
   } catch (const std::exception& e) {
     task_failed_locked(r.task, e.what(), task_status::failed);
     return;
@@ -442,23 +455,31 @@ std::string run_engine::command_args_locked(const workflow_step& s, const chunk*
   for (const std::string& arg : s.command) {
     std::string out;
     for (std::size_t i = 0; i < arg.size();) {
-      const std::size_t open = arg.find('{', i);
-      const std::size_t close = open == std::string::npos ? std::string::npos : arg.find('}', open);
-      if (close == std::string::npos) {
-        out.append(arg, i);
-        break;
+      if (arg.compare(i, 2, "{{") == 0 || arg.compare(i, 2, "}}") == 0) {  // a literal brace
+        out += arg[i];
+        i += 2;
+        continue;
       }
-      out.append(arg, i, open - i);
-      const std::string name = arg.substr(open + 1, close - open - 1);
-      const auto v = value_of(name);
+      const std::size_t close = arg[i] == '{' ? arg.find('}', i) : std::string::npos;
+      if (close == std::string::npos) {
+        out += arg[i++];
+        continue;
+      }
+      const std::string name = arg.substr(i + 1, close - i - 1);
+      std::optional<std::string> v;
+      if (name == "items_file" && c) {
+        // The chunk's items reach the command on its standard input, which it reads as a file.
+        v = "/dev/stdin";
+        for (const auto& item : c->items) cmd.stdin_data += item + "\n";
+      } else {
+        v = value_of(name);
+      }
       if (!v) throw_error(error_kind::workflow, fmt::format("step '{}': nothing fills {{{}}}", s.name, name));
       out += *v;
       i = close + 1;
     }
     cmd.argv.push_back(std::move(out));
   }
-  if (c && c->items.size() > 1)  // the items of a chunk of several, one per line on stdin
-    for (const auto& item : c->items) cmd.stdin_data += item + "\n";
   std::string bytes;
   write_value(bytes, cmd);
   return bytes;

@@ -42,9 +42,9 @@ class workflow_host final : public cluster_extension {
 class run_engine : public std::enable_shared_from_this<run_engine> {
  public:
   /// A new run of `wf` (validated) on `cl`; journal may be null (not journaled).
-  static std::shared_ptr<run_engine> create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> journal);
+  static std::shared_ptr<run_engine> create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> writer);
   /// The run `id` of `journal`, to continue.
-  static std::shared_ptr<run_engine> resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> journal);
+  static std::shared_ptr<run_engine> resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer);
 
   /// Submits every step that can run. Call once, after create/resume.
   void start();
@@ -86,7 +86,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     bool planned = false;
   };
 
-  run_engine(cluster& cl, std::shared_ptr<run_journal> journal);
+  run_engine(cluster& cl, std::shared_ptr<run_journal> writer);
   void load_steps(const workflow& wf);
   std::size_t add_task(std::string key, std::size_t step);
 

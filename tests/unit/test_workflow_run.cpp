@@ -1,0 +1,220 @@
+// Workflow runs (dx/workflow_run.hpp) on a cluster of local threads: steps in dependency order with
+// their inputs, failures skipping what depends on them, split steps and their aggregates, command
+// steps, the journal's record, the cache, and resuming an interrupted run without rerunning what
+// had finished.
+#include <dx/workflow_run.hpp>
+
+#include <dx/dx.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "temp_dir.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace wfrun_test {
+
+std::atomic<int> loads{0};
+std::atomic<int> fits{0};
+
+std::int64_t load(std::int64_t n) {
+  ++loads;
+  return n * 10;
+}
+std::int64_t fit(std::int64_t data, std::int64_t iterations) {
+  ++fits;
+  return data + iterations;
+}
+std::int64_t explode(std::int64_t) { throw std::runtime_error("no data"); }
+std::int64_t partial_sum(dx::chunk c) {
+  std::int64_t s = 0;
+  for (std::int64_t i = c.start; i < c.end; ++i) s += i;
+  return s;
+}
+std::int64_t add(std::int64_t a, std::int64_t b) { return a + b; }
+std::string join(std::string a, std::string b) { return a + "," + b; }
+std::string item_upper(dx::chunk c) {
+  std::string out;
+  for (const auto& it : c.items)
+    for (char ch : it) out += static_cast<char>(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+  return out;
+}
+/// Waits (bounded) until `path` exists, counting its run in `path`.runs.
+std::int64_t wait_for_file(std::string path, std::int64_t v) {
+  std::ofstream(path + ".runs", std::ios::app) << "run\n";
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
+  return v;
+}
+
+}  // namespace wfrun_test
+
+DX_REMOTE(wfrun_test::load);
+DX_REMOTE(wfrun_test::fit);
+DX_REMOTE(wfrun_test::explode);
+DX_REMOTE(wfrun_test::partial_sum);
+DX_REMOTE(wfrun_test::add);
+DX_REMOTE(wfrun_test::join);
+DX_REMOTE(wfrun_test::item_upper);
+DX_REMOTE(wfrun_test::wait_for_file);
+
+using namespace wfrun_test;
+
+namespace {
+
+dx::task_status status_of(const dx::workflow_run& run, const std::string& key) {
+  for (const auto& t : run.steps())
+    if (t.key == key) return t.status;
+  FAIL("no task " << key);
+  return dx::task_status::pending;
+}
+
+std::size_t lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::size_t n = 0;
+  for (std::string l; std::getline(in, l);) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("workflow run: steps run in order with their inputs; the result is the last step's", "[workflow-run]") {
+  dx::cluster cl;
+  dx::workflow wf{"train"};
+  auto l = wf.step("load", load, std::int64_t{4});
+  wf.step("fit", fit, l, std::int64_t{2});
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::succeeded);
+  CHECK(run.result<std::int64_t>("load") == 40);
+  CHECK(run.result<std::int64_t>("fit") == 42);
+  CHECK(status_of(run, "fit") == dx::task_status::succeeded);
+  CHECK_THROWS_AS(run.result<std::int64_t>("nope"), dx::workflow_error);
+}
+
+TEST_CASE("workflow run: a failed step fails the run and skips what depends on it", "[workflow-run]") {
+  dx::cluster cl;
+  dx::workflow wf{"broken"};
+  auto a = wf.step("a", explode, std::int64_t{1});
+  auto b = wf.step("b", fit, a, std::int64_t{1});
+  wf.step("c", fit, b, std::int64_t{1});
+  wf.step("independent", load, std::int64_t{7});
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::failed);
+  CHECK(status_of(run, "a") == dx::task_status::failed);
+  CHECK(status_of(run, "b") == dx::task_status::skipped);
+  CHECK(status_of(run, "c") == dx::task_status::skipped);
+  CHECK(status_of(run, "independent") == dx::task_status::succeeded);
+  CHECK(run.result<std::int64_t>("independent") == 70);
+  for (const auto& t : run.steps())
+    if (t.key == "a") CHECK_THAT(t.error, Catch::Contains("no data"));
+}
+
+TEST_CASE("workflow run: a split step's chunks are aggregated as a sequential fold would", "[workflow-run]") {
+  dx::cluster cl;
+  for (std::int64_t chunk : {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{100}, std::int64_t{5000}}) {
+    INFO("chunk " << chunk);
+    dx::workflow wf{"sum"};
+    auto parts = wf.map("parts", partial_sum, dx::split::range(3, 1003, chunk));
+    wf.reduce("total", add, parts);
+    auto run = cl.start(wf, dx::run_options{}.without_journal());
+    REQUIRE(run.wait_for(20s));
+    REQUIRE(run.status() == dx::workflow_status::succeeded);
+    std::int64_t expected = 0;
+    for (std::int64_t i = 3; i < 1003; ++i) expected += i;
+    CHECK(run.result<std::int64_t>("total") == expected);
+    std::size_t chunks = 0;
+    for (const auto& t : run.steps()) chunks += t.parent == "parts" ? 1 : 0;
+    if (chunk == 7) CHECK(chunks == 143);
+  }
+  // Items keep their order through a reducer that is not commutative.
+  dx::workflow wf{"words"};
+  auto up = wf.map("up", item_upper, dx::split::over_items({"a", "b", "c", "d", "e"}, 1));
+  wf.reduce("joined", join, up);
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.result<std::string>("joined") == "A,B,C,D,E");
+}
+
+TEST_CASE("workflow run: a command step's result is its standard output", "[workflow-run]") {
+  dx::cluster cl;
+  auto wf = dx::workflow::from_json(R"({"name": "cmd", "steps": [
+      {"name": "hello", "command": ["echo", "{word}", "{n}"], "parameters": {"word": "hi", "n": 3}}]})");
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(20s));
+  REQUIRE(run.status() == dx::workflow_status::succeeded);
+  CHECK(run.result_bytes("hello") == "hi 3\n");
+}
+
+TEST_CASE("workflow run: journaled, listed, and cached the second time", "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  dx::cluster cl;
+  dx::workflow wf{"cached"};
+  auto l = wf.step("load", load, std::int64_t{5});
+  wf.step("fit", fit, l, std::int64_t{1});
+  loads = 0;
+  fits = 0;
+  auto first = cl.start(wf, opts);
+  REQUIRE(first.wait_for(20s));
+  CHECK(first.status() == dx::workflow_status::succeeded);
+  CHECK(loads == 1);
+  CHECK(fits == 1);
+  auto second = cl.start(wf, opts);
+  REQUIRE(second.wait_for(20s));
+  CHECK(second.status() == dx::workflow_status::succeeded);
+  CHECK(second.id() != first.id());
+  CHECK(loads == 1);  // nothing ran again
+  CHECK(fits == 1);
+  CHECK(status_of(second, "load") == dx::task_status::cached);
+  CHECK(second.result<std::int64_t>("fit") == 51);
+  const auto runs = cl.runs(opts);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].id == first.id());
+  CHECK(runs[0].status == dx::workflow_status::succeeded);
+  CHECK(runs[1].name == "cached");
+}
+
+TEST_CASE("workflow run: a run interrupted by its cluster resumes in another without rerunning what finished",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  const std::string gate = (dir.path() / "gate").string();
+  dx::workflow good{"resumable"};
+  auto a = good.step("first", wait_for_file, (dir.path() / "open").string(), std::int64_t{1});
+  good.step("second", wait_for_file, gate, std::int64_t{2}).after(a);
+  std::ofstream((dir.path() / "open").string()) << "open\n";
+  std::string id;
+  {
+    dx::cluster cl;
+    auto run = cl.start(good, opts);
+    id = run.id();
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    while (lines_of(gate + ".runs") < 1 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
+    REQUIRE(lines_of(gate + ".runs") == 1);  // second is running, first has finished
+    std::ofstream(gate) << "open\n";          // lets the running step end as the cluster stops
+  }
+  {
+    dx::cluster cl;
+    const auto runs = cl.runs(opts);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].status == dx::workflow_status::interrupted);
+    auto run = dx::workflow_run::resume(cl, id, opts);
+    CHECK(run.id() == id);
+    REQUIRE(run.wait_for(20s));
+    CHECK(run.status() == dx::workflow_status::succeeded);
+    CHECK(run.result<std::int64_t>("second") == 2);
+    CHECK(lines_of((dir.path() / "open").string() + ".runs") == 1);  // first did not run again
+    CHECK(lines_of(gate + ".runs") == 2);                            // second had not finished: it ran again
+    CHECK_THROWS_AS(dx::workflow_run::resume(cl, id, opts), dx::workflow_error);  // it has ended
+  }
+}
