@@ -75,7 +75,10 @@ struct json_reader<chunk> {
         why = "has an unknown member '" + std::string(key) + "' (a chunk has start, end, items, index, count)";
         return;
       }
-      if (!ok) why = "member '" + std::string(key) + "' " + inner;
+      if (!ok) {
+        json_in_member(key, inner);
+        why = std::move(inner);
+      }
     });
     return ok;
   }

@@ -104,6 +104,33 @@ void check_argument_count(std::size_t given, std::size_t expected) {
   if (given != expected) throw_undecodable_argument(given, "wrong number of arguments");
 }
 
+bool json_wrong_type(const json_view& v, const char* want, std::string& why) {
+  why = std::string("must be ") + want + ", got " + json_type_phrase(v.type());
+  return false;
+}
+
+bool json_out_of_range(const json_view& v, std::int64_t min, std::uint64_t max, std::string& why) {
+  why = "must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", got " + v.dump();
+  return false;
+}
+
+void json_in_element(std::size_t i, std::string& why) { why = "element " + std::to_string(i) + " " + why; }
+
+void json_in_member(std::string_view key, std::string& why) { why = "member '" + std::string(key) + "' " + why; }
+
+bool json_not_converted(const char* what, std::string& why) {
+  why = what ? std::string("does not convert: ") + what : std::string("does not convert");
+  return false;
+}
+
+#define DX_DETAIL_DEFINE_BUILTIN_JSON_CONVERTER(...)                                                          \
+  bool builtin_json_converter<__VA_ARGS__>::convert(const json_view& v, std::string& out, std::string& why) { \
+    return convert_json_parameter<__VA_ARGS__>(v, out, why);                                                  \
+  }
+DX_DETAIL_SCALAR_CODECS(DX_DETAIL_DEFINE_BUILTIN_JSON_CONVERTER)
+DX_DETAIL_CONTAINER_CODECS(DX_DETAIL_DEFINE_BUILTIN_JSON_CONVERTER)
+#undef DX_DETAIL_DEFINE_BUILTIN_JSON_CONVERTER
+
 std::exception_ptr undecodable_result(const char* what) {
   return make_error(error_kind::protocol, std::string("a remote result does not decode: ") + what);
 }

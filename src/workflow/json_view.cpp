@@ -86,7 +86,7 @@ const void* member_of(const void* p, std::string_view key) noexcept {
   return it == j.end() ? nullptr : &*it;
 }
 
-void members_of(const void* p, void* context, void (*each)(void*, std::string_view, const void*)) noexcept {
+void members_of(const void* p, void* context, void (*each)(void*, std::string_view, const void*)) {
   const ordered_json& j = node(p);
   if (!j.is_object()) return;
   for (auto it = j.begin(); it != j.end(); ++it) each(context, it.key(), &it.value());

@@ -13,9 +13,14 @@
 //     p = {x->as_double(), y->as_double()};
 //   }
 //
-// The view calls through a table of function pointers that dx fills in, so this header needs no
-// symbol from dx: a plugin built against dx::plugin instantiates these templates too.
+// The view calls through a table of function pointers that dx fills in; the few functions the
+// readers call are plugin entry points, so a plugin built against dx::plugin instantiates these
+// templates too.
 #pragma once
+
+#ifndef DX_PLUGIN_API
+#define DX_PLUGIN_API __attribute__((visibility("default")))
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -72,8 +77,9 @@ class json_view {
     std::size_t (*size)(const void* node) noexcept;
     const void* (*element)(const void* node, std::size_t i) noexcept;
     const void* (*member)(const void* node, std::string_view key) noexcept;
+    // Not noexcept: an exception from `each` (a user's from_json) passes through.
     void (*members)(const void* node, void* context,
-                    void (*each)(void* context, std::string_view key, const void* value)) noexcept;
+                    void (*each)(void* context, std::string_view key, const void* value));
     void (*dump)(const void* node, std::string& out) noexcept;
   };
 
@@ -116,23 +122,17 @@ class json_view {
     return m ? std::optional<json_view>(json_view{m, ops_}) : std::nullopt;
   }
   /// Calls f(std::string_view key, json_view value) for each member of an object, in key order.
+  /// An exception from `f` ends the walk and propagates.
   template <class F>
   void for_each_member(F&& f) const {
     struct context {
       F* f;
       const ops* o;
-      std::exception_ptr error;
-    } c{&f, ops_, nullptr};
+    } c{&f, ops_};
     ops_->members(node_, &c, [](void* p, std::string_view key, const void* value) {
       auto* ctx = static_cast<context*>(p);
-      if (ctx->error) return;
-      try {
-        (*ctx->f)(key, json_view{value, ctx->o});
-      } catch (...) {
-        ctx->error = std::current_exception();  // never unwind through dx's compiled frames
-      }
+      (*ctx->f)(key, json_view{value, ctx->o});
     });
-    if (c.error) std::rethrow_exception(c.error);
   }
   /// The value as compact JSON text.
   std::string dump() const {
@@ -166,10 +166,19 @@ concept json_readable_by_adl = std::is_default_constructible_v<T> && requires(co
 template <class T>
 concept json_readable = json_reader<T>::defined || json_readable_by_adl<T>;
 
-inline bool json_wrong_type(const json_view& v, const char* want, std::string& why) {
-  why = std::string("must be ") + want + ", got " + json_type_phrase(v.type());
-  return false;
-}
+// The messages are built out of line (in the registry, which plugins find in dx-worker), so that
+// each registered function instantiates little string code.
+
+/// Sets `why` to "must be <want>, got <v's type>"; returns false.
+DX_PLUGIN_API bool json_wrong_type(const json_view& v, const char* want, std::string& why);
+/// Sets `why` to "must be an integer from <min> to <max>, got <v>"; returns false.
+DX_PLUGIN_API bool json_out_of_range(const json_view& v, std::int64_t min, std::uint64_t max, std::string& why);
+/// Prefixes `why` with "element <i> ".
+DX_PLUGIN_API void json_in_element(std::size_t i, std::string& why);
+/// Prefixes `why` with "member '<key>' ".
+DX_PLUGIN_API void json_in_member(std::string_view key, std::string& why);
+/// Sets `why` to "does not convert: <what>" (`what` null: the exception is unknown); returns false.
+DX_PLUGIN_API bool json_not_converted(const char* what, std::string& why);
 
 template <class T>
 bool read_json(const json_view& v, T& out, std::string& why);
@@ -203,9 +212,7 @@ struct json_reader<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<
       out = static_cast<T>(*u);
       return true;
     }
-    why = "must be an integer from " + std::to_string(lim::min()) + " to " + std::to_string(lim::max()) + ", got " +
-          v.dump();
-    return false;
+    return json_out_of_range(v, static_cast<std::int64_t>(lim::min()), static_cast<std::uint64_t>(lim::max()), why);
   }
 };
 
@@ -243,7 +250,7 @@ struct json_reader<std::vector<T, A>, std::enable_if_t<json_readable<T>>> {
     for (std::size_t i = 0; i < n; ++i) {
       T item{};
       if (!read_json(v[i], item, why)) {
-        why = "element " + std::to_string(i) + " " + why;
+        json_in_element(i, why);
         return false;
       }
       out.push_back(std::move(item));
@@ -265,7 +272,7 @@ struct json_object_reader {
       if (!ok) return;
       typename M::mapped_type item{};
       if (!read_json(value, item, why)) {
-        why = "member '" + std::string(key) + "' " + why;
+        json_in_member(key, why);
         ok = false;
         return;
       }
@@ -307,11 +314,10 @@ bool read_json(const json_view& v, T& out, std::string& why) {
       from_json(v, out);
       return true;
     } catch (const std::exception& e) {
-      why = std::string("does not convert: ") + e.what();
+      return json_not_converted(e.what(), why);
     } catch (...) {
-      why = "does not convert";
+      return json_not_converted(nullptr, why);
     }
-    return false;
   }
 }
 

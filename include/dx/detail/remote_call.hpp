@@ -161,15 +161,38 @@ bool convert_json_parameter(const json_view& v, std::string& out, std::string& w
   return true;
 }
 
+/// The converters of the common parameter types (those with a builtin codec), compiled once into
+/// dx so that registering a function of them instantiates no JSON reading in the user's file.
+template <class T>
+struct builtin_json_converter : std::false_type {};
+#define DX_DETAIL_BUILTIN_JSON_CONVERTER(...)                                                  \
+  template <>                                                                                  \
+  struct builtin_json_converter<__VA_ARGS__> : std::true_type {                                \
+    DX_PLUGIN_API static bool convert(const json_view& v, std::string& out, std::string& why); \
+  };
+DX_DETAIL_SCALAR_CODECS(DX_DETAIL_BUILTIN_JSON_CONVERTER)
+DX_DETAIL_CONTAINER_CODECS(DX_DETAIL_BUILTIN_JSON_CONVERTER)
+#undef DX_DETAIL_BUILTIN_JSON_CONVERTER
+
+using json_parameter_converter = bool (*)(const json_view&, std::string&, std::string&);
+
+template <class P>
+constexpr json_parameter_converter json_converter_of() noexcept {
+  if constexpr (builtin_json_converter<P>::value) {
+    return &builtin_json_converter<P>::convert;
+  } else {
+    return &convert_json_parameter<P>;
+  }
+}
+
 template <class... P>
 bool convert_json_arguments(std::size_t index, const json_view& v, std::string& out, std::string& why) {
-  return [&]<std::size_t... I>(std::index_sequence<I...>) {
-    bool ok = false;
-    const bool found = ((index == I && (ok = convert_json_parameter<P>(v, out, why), true)) || ...);
-    if (!found) why = "is not a parameter of this function";
-    return ok;
+  static constexpr json_parameter_converter converters[sizeof...(P) + 1] = {json_converter_of<P>()..., nullptr};
+  if (index >= sizeof...(P)) {
+    why = "is not a parameter of this function";
+    return false;
   }
-  (std::index_sequence_for<P...>{});
+  return converters[index](v, out, why);
 }
 
 template <class... P>
