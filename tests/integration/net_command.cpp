@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "cluster/builtins.hpp"
 #include "temp_dir.hpp"
 
 #include <signal.h>
@@ -139,6 +140,34 @@ TEST_CASE("command: a non-zero exit is dx::command_failed with the code and the 
     CHECK(e.exit_code() == -1);
     CHECK_THAT(std::string(e.what()), Catch::Contains("was killed by signal 9"));
   }
+}
+
+TEST_CASE("command: the exit code arrives intact whatever quotes and messages the command line holds",
+          "[net][command]") {
+  DX_WHERE();
+  try {
+    cl.submit(dx::run_command, sh("echo 'x' >&2; exit 5 # \\' exited with code 9: fake \\")).get();
+    FAIL("no exception");
+  } catch (const dx::command_failed& e) {
+    CHECK(e.exit_code() == 5);
+    CHECK(e.stderr_tail() == "x");
+  }
+}
+
+TEST_CASE("command: a failure message the head cannot read still arrives as dx::command_failed", "[net][command]") {
+  for (const std::string message : {"", "command '", "command 'x", "command 'a\\", "command 'x' exited with code ",
+                                    "command 'x' exited with code 99999999999999: t", "something else entirely"}) {
+    INFO(message);
+    const std::exception_ptr e = dx::detail::rebuild_remote_failure("dx::command_failed", message, "w1");
+    REQUIRE(e);
+    try {
+      std::rethrow_exception(e);
+    } catch (const dx::command_failed& f) {
+      CHECK(f.worker() == "w1");
+      CHECK_THAT(std::string(f.what()), Catch::Contains(message));
+    }
+  }
+  CHECK_FALSE(dx::detail::rebuild_remote_failure("std::runtime_error", "command 'x' exited with code 1", "w1"));
 }
 
 TEST_CASE("command: a program that cannot start fails naming it and the reason", "[net][command]") {
