@@ -18,8 +18,8 @@ class cluster_extension {
 
 struct cluster_extensions {
   /// The cluster's extension, made by `make` if it has none yet. Thread-safe; does not block.
-  static std::shared_ptr<cluster_extension> get_or_make(cluster& cl,
-                                                        const std::function<std::shared_ptr<cluster_extension>()>& make);
+  static std::shared_ptr<cluster_extension> get_or_make(
+      cluster& cl, const std::function<std::shared_ptr<cluster_extension>()>& make);
 };
 
 }  // namespace dx::detail

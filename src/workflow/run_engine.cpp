@@ -241,8 +241,8 @@ void run_engine::launch_locked(std::size_t step) {
   const workflow_step& s = steps_[step];
   task& t = tasks_[runs_[step].task];
   // Finished before the head stopped: its result is in the journal.
-  if (auto r = resumed_.find(t.key); r != resumed_.end() && !s.split && (r->second.status == "SUCCEEDED" ||
-                                                                           r->second.status == "CACHED")) {
+  if (auto r = resumed_.find(t.key);
+      r != resumed_.end() && !s.split && (r->second.status == "SUCCEEDED" || r->second.status == "CACHED")) {
     std::optional<std::string> bytes;
     try {
       journal_->read([&](journal& j) { bytes = j.result(id_, t.key); });
@@ -357,15 +357,20 @@ void run_engine::launch_aggregate_locked(std::size_t step) {
 void run_engine::reduce_more_locked(std::size_t step) {
   const workflow_step& s = steps_[step];
   step_run& r = runs_[step];
-  if (r.open > 0) return;  // a level at a time: results are combined in chunk order
-  if (r.to_reduce.size() == 1) {
+  if (r.open > 0 || tasks_[r.task].status != task_status::running) return;  // a level at a time, in chunk order
+  const auto& agg = *s.aggregate;
+  if (!agg.command.empty() && !r.subtasks.empty()) {  // the command that read every result has run
+    tasks_[r.task].result = tasks_[r.subtasks.back()].result;
+    step_done_locked(step);
+    return;
+  }
+  if (r.to_reduce.size() == 1 && agg.command.empty()) {
     task& t = tasks_[r.task];
     t.result = tasks_[r.to_reduce.front()].result;
     r.to_reduce.clear();
     step_done_locked(step);
     return;
   }
-  const auto& agg = *s.aggregate;
   if (!agg.command.empty()) {
     // One command reads every result, one per line, in chunk order.
     dx::command c;
@@ -407,7 +412,8 @@ void run_engine::reduce_more_locked(std::size_t step) {
   if (!level.empty()) r.to_reduce.push_back(level.front());  // the odd one moves up as it is
 }
 
-std::vector<std::string> run_engine::function_args_locked(const workflow_step& s, const std::string* chunk_bytes) const {
+std::vector<std::string> run_engine::function_args_locked(const workflow_step& s,
+                                                          const std::string* chunk_bytes) const {
   std::vector<std::string> out;
   for (auto& a : encode_step_arguments(s)) {
     if (a.chunk) {
@@ -489,7 +495,8 @@ void run_engine::submit_locked(std::size_t k, const std::string& function, std::
   task& t = tasks_[k];
   const workflow_step& s = steps_[t.step];
   const remote_function* rf = find_remote(function);
-  if (!rf) throw_error(error_kind::workflow, fmt::format("step '{}': function '{}' is not registered", s.name, function));
+  if (!rf)
+    throw_error(error_kind::workflow, fmt::format("step '{}': function '{}' is not registered", s.name, function));
   t.status = task_status::running;
   ++t.attempts;
   t.sending = next_sending_++;
@@ -507,19 +514,25 @@ void run_engine::submit_locked(std::size_t k, const std::string& function, std::
     state->release();  // the creation reference: the engine keeps its own
     return;
   }
-  // No workers: the local threads call the registered function on the same bytes.
-  cl_.local().post([weak = weak_from_this(), rf, k, sending, args = std::move(args)] {
-    std::vector<byte_view> views;
-    for (const auto& a : args) views.emplace_back(a.data(), a.size());
-    auto e = weak.lock();
-    if (!e) return;
-    try {
-      std::string bytes = rf->invoke(views);
-      e->finished(k, sending, std::move(bytes));
-    } catch (...) {
-      e->failed(k, sending, std::current_exception());
-    }
-  });
+  // No workers: the local threads call the registered function on the same bytes (as the
+  // running task, so a cancel reaches its stop token).
+  auto fut = cl_.local().submit(local_priority(s.options.priority),
+                                [weak = weak_from_this(), rf, k, sending, args = std::move(args)] {
+                                  std::vector<byte_view> views;
+                                  for (const auto& a : args) views.emplace_back(a.data(), a.size());
+                                  auto e = weak.lock();
+                                  if (!e) return;
+                                  try {
+                                    std::string bytes = rf->invoke(views);
+                                    e->finished(k, sending, std::move(bytes));
+                                  } catch (...) {
+                                    e->failed(k, sending, std::current_exception());
+                                  }
+                                });
+  if (t.status == task_status::running && t.sending == sending) {  // it may have finished already
+    t.running = future_access::state(fut).get();
+    t.running->add_ref();
+  }
 }
 
 // ---- outcomes --------------------------------------------------------------------------------------
@@ -796,8 +809,9 @@ std::string run_engine::result_bytes(std::string_view step) const {
   if (it == step_index_.end()) throw_error(error_kind::workflow, fmt::format("run {} has no step '{}'", id_, step));
   const task& t = tasks_[runs_[it->second].task];
   if (!succeeded(t.status) || !t.result)
-    throw_error(error_kind::workflow, fmt::format("step '{}' of run {} has no result (it is {}{})", step, id_,
-                                                  to_string(t.status), steps_[it->second].split ? ", a split step" : ""));
+    throw_error(error_kind::workflow,
+                fmt::format("step '{}' of run {} has no result (it is {}{})", step, id_, to_string(t.status),
+                            steps_[it->second].split ? ", a split step" : ""));
   const workflow_step& s = steps_[it->second];
   if (!s.command.empty() || (s.aggregate && !s.aggregate->command.empty())) {
     // A command's result is its standard output.

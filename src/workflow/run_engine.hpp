@@ -65,10 +65,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
  private:
   struct task {
     std::string key;
-    std::size_t step = 0;        // index in steps_
-    std::int64_t chunk = -1;     // the chunk of a split step's subtask
-    std::int64_t level = -1;     // an aggregate's subtask: its level in the tree
-    std::vector<std::size_t> of; // an aggregate's subtask: the tasks it reduces
+    std::size_t step = 0;         // index in steps_
+    std::int64_t chunk = -1;      // the chunk of a split step's subtask
+    std::int64_t level = -1;      // an aggregate's subtask: its level in the tree
+    std::vector<std::size_t> of;  // an aggregate's subtask: the tasks it reduces
     task_status status = task_status::pending;
     std::uint32_t attempts = 0;
     std::string assigned_to;
@@ -79,10 +79,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     std::uint64_t sending = 0;      // which submission the running state is
   };
   struct step_run {
-    std::size_t task = 0;                  // the step's own task
-    std::vector<std::size_t> subtasks;     // a split step's chunks, or an aggregate's reductions
-    std::deque<std::size_t> to_reduce;     // an aggregate: results waiting for a partner, in order
-    std::size_t open = 0;                  // subtasks not finished
+    std::size_t task = 0;               // the step's own task
+    std::vector<std::size_t> subtasks;  // a split step's chunks, or an aggregate's reductions
+    std::deque<std::size_t> to_reduce;  // an aggregate: results waiting for a partner, in order
+    std::size_t open = 0;               // subtasks not finished
     bool planned = false;
   };
 

@@ -54,7 +54,11 @@ TEST_CASE("workflow run on workers: inputs, a split and its aggregate, a command
       {"name": "lines", "aggregate": {"of": "each", "command": ["sort", "-r"]}}
     ]})");
   auto run = cl.start(wf, opts);
-  REQUIRE(run.wait_for(60s));
+  const bool ended = run.wait_for(60s);
+  for (const auto& t : run.steps())
+    if (!ended || t.status != dx::task_status::succeeded)
+      UNSCOPED_INFO(t.key << " " << dx::to_string(t.status) << " " << t.error);
+  REQUIRE(ended);
   REQUIRE(run.status() == dx::workflow_status::succeeded);
   std::int64_t expected = 0;
   for (std::int64_t i = 0; i < 2000; ++i) expected += (i + 3) * (i + 3);

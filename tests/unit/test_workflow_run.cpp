@@ -121,7 +121,8 @@ TEST_CASE("workflow run: a failed step fails the run and skips what depends on i
 
 TEST_CASE("workflow run: a split step's chunks are aggregated as a sequential fold would", "[workflow-run]") {
   dx::cluster cl;
-  for (std::int64_t chunk : {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{100}, std::int64_t{5000}}) {
+  for (std::int64_t chunk :
+       {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{100}, std::int64_t{5000}}) {
     INFO("chunk " << chunk);
     dx::workflow wf{"sum"};
     auto parts = wf.map("parts", partial_sum, dx::split::range(3, 1003, chunk));
@@ -201,7 +202,7 @@ TEST_CASE("workflow run: a run interrupted by its cluster resumes in another wit
     const auto end = std::chrono::steady_clock::now() + 20s;
     while (lines_of(gate + ".runs") < 1 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
     REQUIRE(lines_of(gate + ".runs") == 1);  // second is running, first has finished
-    std::ofstream(gate) << "open\n";          // lets the running step end as the cluster stops
+    std::ofstream(gate) << "open\n";         // lets the running step end as the cluster stops
   }
   {
     dx::cluster cl;
@@ -217,4 +218,32 @@ TEST_CASE("workflow run: a run interrupted by its cluster resumes in another wit
     CHECK(lines_of(gate + ".runs") == 2);                            // second had not finished: it ran again
     CHECK_THROWS_AS(dx::workflow_run::resume(cl, id, opts), dx::workflow_error);  // it has ended
   }
+}
+
+TEST_CASE("workflow run: a chunk that fails fails its split step and skips the aggregate", "[workflow-run]") {
+  dx::cluster cl;
+  auto wf = dx::workflow::from_json(R"({"name": "bad", "steps": [
+      {"name": "each", "command": ["sh", "-c", "test {item} != b"], "split": {"items": ["a", "b", "c"]}},
+      {"name": "all", "aggregate": {"of": "each", "command": ["cat"]}}]})");
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::failed);
+  CHECK(status_of(run, "each#1") == dx::task_status::failed);
+  CHECK(status_of(run, "each") == dx::task_status::failed);
+  CHECK(status_of(run, "all") == dx::task_status::skipped);
+  CHECK(status_of(run, "each#0") == dx::task_status::succeeded);
+}
+
+TEST_CASE("workflow run: cancel stops the running steps and ends the run CANCELLED", "[workflow-run]") {
+  dx::cluster cl;
+  auto wf = dx::workflow::from_json(R"({"name": "slow", "steps": [
+      {"name": "sleep", "command": ["sleep", "30"]},
+      {"name": "after", "command": ["true"], "after": ["sleep"]}]})");
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  std::this_thread::sleep_for(50ms);
+  CHECK(run.cancel());
+  CHECK_FALSE(run.cancel());
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::cancelled);
+  CHECK(status_of(run, "after") == dx::task_status::cancelled);
 }
