@@ -675,14 +675,18 @@ void run_engine::journal_task_locked(const task& t, const std::string& detail) {
   r.parent = r.is_subtask ? steps_[t.step].name : std::string();
   r.error = t.error;
   r.cache_key = t.cache_key;
-  const step_run& sr = runs_[t.step];
-  if (!r.is_subtask && !sr.subtasks.empty()) {
-    std::size_t done = 0;
-    for (std::size_t k : sr.subtasks) done += succeeded(tasks_[k].status) ? 1 : 0;
-    r.progress = static_cast<double>(done) / static_cast<double>(sr.subtasks.size());
-  }
-  if (succeeded(t.status)) r.progress = 1;
+  r.progress = progress_locked(task_index_.at(t.key));
   journal_->change([&](journal& j) { j.record(id_, r, detail); });
+}
+
+double run_engine::progress_locked(std::size_t k) const {
+  const task& t = tasks_[k];
+  if (succeeded(t.status)) return 1;
+  const step_run& sr = runs_[t.step];
+  if (sr.task != k || sr.subtasks.empty()) return 0;
+  std::size_t done = 0;
+  for (std::size_t j : sr.subtasks) done += succeeded(tasks_[j].status) ? 1 : 0;
+  return static_cast<double>(done) / static_cast<double>(sr.subtasks.size());
 }
 
 std::string run_engine::cache_key_locked(const workflow_step& s) const {
@@ -776,13 +780,7 @@ std::vector<task_state> run_engine::tasks() const {
     s.attempts = t.attempts;
     s.assigned_to = t.assigned_to;
     s.error = t.error;
-    const step_run& sr = runs_[t.step];
-    if (!s.is_subtask && !sr.subtasks.empty()) {
-      std::size_t done = 0;
-      for (std::size_t j : sr.subtasks) done += succeeded(tasks_[j].status) ? 1 : 0;
-      s.progress = static_cast<double>(done) / static_cast<double>(sr.subtasks.size());
-    }
-    if (succeeded(t.status)) s.progress = 1;
+    s.progress = progress_locked(k);
     out.push_back(std::move(s));
   }
   return out;

@@ -107,6 +107,8 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void set_run_status_locked(workflow_status s, const std::string& detail = {});
   void journal_task_locked(const task& t, const std::string& detail = {});
   std::string cache_key_locked(const workflow_step& s) const;
+  /// The share of a step's subtasks that succeeded (1 once the task itself did).
+  double progress_locked(std::size_t task) const;
   bool try_cache_locked(std::size_t step);
 
   cluster& cl_;

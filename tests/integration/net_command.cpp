@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "processes.hpp"
+
 #include "cluster/builtins.hpp"
 #include "temp_dir.hpp"
 
@@ -25,6 +27,9 @@
 using namespace std::chrono_literals;
 
 namespace {
+
+using dx_support::process_gone;
+using dx_support::wait_until;
 
 enum class where { local, in_process, tcp };
 
@@ -53,26 +58,6 @@ std::unique_ptr<dx::cluster> cluster_on(where w) {
   dx::cluster& cl = *cl_ptr
 
 dx::command sh(std::string script) { return dx::command{.argv = {std::move(script)}, .shell = true}; }
-
-bool process_gone(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string line;
-  std::getline(stat, line);
-  const auto paren = line.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= line.size()) return true;
-  const char state = line[paren + 2];
-  return state == 'Z' || state == 'X';
-}
-
-bool wait_until(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
 
 /// The two pids a script wrote to `file` ("$$ $!"), once it has.
 std::pair<int, int> pids_in(const std::filesystem::path& file) {

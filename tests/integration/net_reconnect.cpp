@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "processes.hpp"
+
 #include "spawn_self.hpp"
 #include "temp_dir.hpp"
 
@@ -40,6 +42,9 @@ using namespace std::chrono_literals;
 #endif
 
 namespace {
+
+using dx_support::process_gone;
+using dx_support::wait_until;
 
 using clock_type = std::chrono::steady_clock;
 
@@ -109,15 +114,6 @@ struct worker_process {
     return ss.str();
   }
 };
-
-bool wait_until(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
-  const auto deadline = clock_type::now() + limit;
-  while (clock_type::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p);

@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "processes.hpp"
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -26,8 +28,10 @@
 extern char** environ;
 
 using namespace std::chrono_literals;
+using dx_support::process_gone;
 using dx_support::reap_child;
 using dx_support::spawn_self;
+using dx_support::wait_until;
 
 namespace {
 
@@ -36,27 +40,6 @@ using clock_type = std::chrono::steady_clock;
 template <class Fut>
 void require_ready(Fut& f, std::chrono::milliseconds limit = 20s) {
   REQUIRE(f.wait_for(limit) == dx::future_status::ready);
-}
-
-/// True when `pid` no longer runs: no such process, or a zombie.
-bool process_gone(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string line;
-  std::getline(stat, line);
-  const auto paren = line.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= line.size()) return true;
-  const char state = line[paren + 2];
-  return state == 'Z' || state == 'X';
-}
-
-bool wait_until(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
-  const auto deadline = clock_type::now() + limit;
-  while (clock_type::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
 }
 
 void check_squares(std::vector<dx::future<int>>& fs) {
