@@ -4,12 +4,22 @@
 
 #include <catch2/catch.hpp>
 
+#include "journal/journal.hpp"
+#include "processes.hpp"
+#include "spawn_self.hpp"
 #include "temp_dir.hpp"
 #include "transports.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <random>
 
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -71,4 +81,123 @@ TEST_CASE("workflow run on workers: inputs, a split and its aggregate, a command
   const auto runs = cl.runs(opts);
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == dx::workflow_status::succeeded);
+}
+
+// ---- a head killed at random moments -------------------------------------------------------------
+
+namespace wfnet_test {
+
+/// Appends `key` to `dir`/marks (a side effect per run), after a few milliseconds of work.
+std::int64_t mark(std::string dir, std::string key, std::int64_t value) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  std::ofstream(dir + "/marks", std::ios::app) << key << '\n';
+  return value;
+}
+std::int64_t mark_chunk(dx::chunk c, std::string dir) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  std::ofstream(dir + "/marks", std::ios::app) << "sum#" << c.index << '\n';
+  std::int64_t s = 0;
+  for (std::int64_t i = c.start; i < c.end; ++i) s += i;
+  return s;
+}
+
+/// 40 steps, each after the one before and the one at half its index, then a split of 30 chunks
+/// and its aggregate.
+dx::workflow killable(const std::string& dir) {
+  dx::workflow wf{"killable"};
+  std::vector<dx::step_ref> steps;
+  for (int i = 0; i < 40; ++i) {
+    auto s = wf.step("s" + std::to_string(i), mark, dir, "s" + std::to_string(i), std::int64_t{i});
+    if (i > 0) s.after(steps[static_cast<std::size_t>(i - 1)], steps[static_cast<std::size_t>(i / 2)]);
+    steps.push_back(s);
+  }
+  auto parts = wf.map("sum", mark_chunk, dx::split::range(0, 3000, 100), dir);
+  parts.after(steps.back());
+  wf.reduce("total", plus, parts);
+  return wf;
+}
+
+}  // namespace wfnet_test
+
+DX_REMOTE(wfnet_test::mark);
+DX_REMOTE(wfnet_test::mark_chunk);
+
+TEST_CASE("workflow child: runs or resumes the killable workflow", "[.][workflow-child]") {
+  const char* dir = std::getenv("DX_TEST_DIR");
+  REQUIRE(dir != nullptr);
+  const auto opts = dx::run_options{}.with_journal(std::string(dir) + "/journal.sqlite");
+  dx::cluster cl{
+      dx::options{}.threads(2).transport(dx::transport_kind::in_process).local_processes(2).persist_cost_model(false)};
+  std::string id;
+  std::ifstream(std::string(dir) + "/run") >> id;
+  dx::workflow_run run;
+  if (id.empty()) {
+    run = cl.start(killable(dir), opts);
+    std::ofstream(std::string(dir) + "/run.tmp") << run.id() << '\n';
+    std::rename((std::string(dir) + "/run.tmp").c_str(), (std::string(dir) + "/run").c_str());
+  } else {
+    try {
+      run = dx::workflow_run::resume(cl, id, opts);
+    } catch (const dx::workflow_error&) {
+      return;  // it had ended before the kill
+    }
+  }
+  REQUIRE(run.wait() == dx::workflow_status::succeeded);
+}
+
+TEST_CASE("workflow run: a head killed at random moments and resumed each time runs every committed step once",
+          "[net][workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfkill");
+  const std::string d = dir.path().string();
+  std::mt19937 rng(std::random_device{}());
+  auto marks = [&] {
+    std::map<std::string, int> n;
+    std::ifstream in(d + "/marks");
+    for (std::string k; std::getline(in, k);) ++n[k];
+    return n;
+  };
+  std::map<std::string, int> frozen;  // steps committed SUCCEEDED, with their runs at that moment
+  bool finished = false;
+  int killed_mid_run = 0;  // kills that found the run unfinished
+  for (int round = 0; round < 12 && !finished; ++round) {
+    const pid_t head = dx_support::spawn_self({"workflow child: runs or resumes the killable workflow"},
+                                              {"DX_TEST_DIR=" + d, "DX_LOG=error"});
+    const bool last = round == 11;
+    if (!last) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(60, 400)(rng)));
+      ::kill(head, SIGKILL);
+    }
+    const bool exited = dx_support::reap_child(head, std::chrono::seconds(60));
+    if (last) REQUIRE(exited);
+    std::string id;
+    std::ifstream(d + "/run") >> id;
+    if (id.empty()) continue;  // killed before the run was recorded
+    auto j = dx::detail::journal::open(d + "/journal.sqlite", dx::detail::journal::open_mode::read_only);
+    const auto state = j->load(id);
+    const auto now = marks();
+    for (const auto& t : state.tasks) {
+      if (t.status != "SUCCEEDED" || frozen.count(t.key)) continue;
+      frozen[t.key] = now.count(t.key) ? now.at(t.key) : 0;
+    }
+    finished = state.run.status == "SUCCEEDED";
+    if (!finished) ++killed_mid_run;
+    INFO("round " << round << ": " << state.run.status << ", " << frozen.size() << " tasks committed");
+  }
+  REQUIRE(finished);
+  CHECK(killed_mid_run >= 1);
+  const auto runs = marks();
+  for (const auto& [key, n] : frozen) {
+    INFO(key);
+    const int now = runs.count(key) ? runs.at(key) : 0;
+    CHECK(now == n);  // never ran again once committed
+  }
+  for (int i = 0; i < 40; ++i) CHECK(runs.count("s" + std::to_string(i)) == 1);  // every step ran
+  CHECK(frozen.count("total") == 1);
+  std::string id;
+  std::ifstream(d + "/run") >> id;
+  dx::cluster cl;
+  auto j = dx::detail::journal::open(d + "/journal.sqlite", dx::detail::journal::open_mode::read_only);
+  const auto total = j->result(id, "total");
+  REQUIRE(total);
+  CHECK(dx::detail::read_value<std::int64_t>(std::span<const char>(total->data(), total->size())) == 3000 * 2999 / 2);
 }
