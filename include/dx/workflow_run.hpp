@@ -85,6 +85,11 @@ class DX_API workflow_run {
   /// An empty handle (valid() false).
   workflow_run() = default;
 
+  /// The run `id` as the journal `opts` names has it, and its tasks, read without taking the
+  /// journal over (another process may be running it). Throws dx::error for a journal that cannot
+  /// be read or a run it does not have. Thread-safe; blocks on I/O.
+  static run_summary recorded(std::string_view id, const run_options& opts, std::vector<task_state>* tasks = nullptr);
+
   /// Continues the run `id` of the journal `opts` names, in this cluster: steps and subtasks that
   /// finished are loaded with their results, the others run. The run keeps its id. Throws
   /// dx::workflow_error for an unknown or finished run, or a definition this process cannot run

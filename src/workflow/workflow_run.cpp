@@ -5,6 +5,8 @@
 
 #include "workflow/run_engine.hpp"
 
+#include <filesystem>
+
 namespace dx {
 
 namespace {
@@ -36,15 +38,46 @@ workflow_run cluster::start(const workflow& wf, const run_options& opts) {
 
 std::vector<run_summary> cluster::runs() const { return runs(run_options{}); }
 
+namespace {
+
+run_summary summary_of(const detail::run_record& r) {
+  return run_summary{r.id, r.name, parse_run_status(r.status), r.created_ms, r.updated_ms};
+}
+
+/// The journal opened for reading only: a head may be writing it meanwhile.
+std::unique_ptr<detail::journal> reader(const run_options& opts) {
+  return detail::journal::open(detail::resolve_journal_path(opts.journal), detail::journal::open_mode::read_only);
+}
+
+}  // namespace
+
 std::vector<run_summary> cluster::runs(const run_options& opts) const {
   std::vector<run_summary> out;
   if (!opts.journaled) return out;
-  auto j = detail::run_journal::at(opts.journal);
-  j->read([&](detail::journal& jr) {
-    for (const auto& r : jr.runs())
-      out.push_back(run_summary{r.id, r.name, parse_run_status(r.status), r.created_ms, r.updated_ms});
-  });
+  const auto path = detail::resolve_journal_path(opts.journal);
+  if (!std::filesystem::exists(path)) return out;  // no run was ever recorded there
+  for (const auto& r : reader(opts)->runs()) out.push_back(summary_of(r));
   return out;
+}
+
+run_summary workflow_run::recorded(std::string_view id, const run_options& opts, std::vector<task_state>* tasks) {
+  const detail::run_state state = reader(opts)->load(id);
+  if (tasks) {
+    tasks->clear();
+    for (const auto& t : state.tasks) {
+      task_state s;
+      s.key = t.key;
+      s.parent = t.parent;
+      s.is_subtask = t.is_subtask;
+      s.status = parse_task_status(t.status).value_or(task_status::pending);
+      s.attempts = static_cast<std::uint32_t>(t.attempts);
+      s.assigned_to = t.assigned_to;
+      s.progress = t.progress;
+      s.error = t.error;
+      tasks->push_back(std::move(s));
+    }
+  }
+  return summary_of(state.run);
 }
 
 workflow_run workflow_run::resume(cluster& cl, std::string_view id, const run_options& opts) {
