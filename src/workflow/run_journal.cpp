@@ -22,7 +22,14 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
   const std::filesystem::path resolved = std::filesystem::absolute(resolve_journal_path(path));
   std::lock_guard lock(open_mutex);
   if (auto existing = open_journals()[resolved].lock()) return existing;
-  std::shared_ptr<run_journal> j(new run_journal(journal::open(resolved, journal::open_mode::write)));
+  std::unique_ptr<journal> opened = journal::open(resolved, journal::open_mode::write);
+  // One writer at a time holds a journal: a run still CREATED or RUNNING when it is opened for
+  // writing lost its head (killed, or the machine stopped). It waits for a resume.
+  for (const auto& r : opened->runs(true))
+    if (r.status == "CREATED" || r.status == "RUNNING")
+      opened->set_run_status(r.id, "INTERRUPTED", "its head (pid " + std::to_string(r.head_pid) + ") is gone");
+  opened->commit();
+  std::shared_ptr<run_journal> j(new run_journal(std::move(opened)));
   j->path_ = resolved;
   open_journals()[resolved] = j;
   return j;

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "journal/journal.hpp"
 #include "temp_dir.hpp"
 
 #include <atomic>
@@ -246,4 +247,29 @@ TEST_CASE("workflow run: cancel stops the running steps and ends the run CANCELL
   REQUIRE(run.wait_for(20s));
   CHECK(run.status() == dx::workflow_status::cancelled);
   CHECK(status_of(run, "after") == dx::task_status::cancelled);
+}
+
+TEST_CASE("workflow run: runs a dead head left RUNNING are INTERRUPTED when the journal is next opened to write",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto path = (dir.path() / "journal.sqlite").string();
+  std::string id;
+  {
+    auto j = dx::detail::journal::open(path, dx::detail::journal::open_mode::write);
+    id = j->create_run("orphan", "{}");
+    j->set_run_status(id, "RUNNING");
+    j->commit();
+  }
+  dx::cluster cl;
+  const auto opts = dx::run_options{}.with_journal(path);
+  REQUIRE(cl.runs(opts).size() == 1);
+  CHECK(cl.runs(opts)[0].status == dx::workflow_status::running);  // read-only: nothing changes
+  dx::workflow wf{"next"};
+  wf.step("load", load, std::int64_t{1});
+  auto run = cl.start(wf, opts);
+  REQUIRE(run.wait_for(20s));
+  const auto runs = cl.runs(opts);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].id == id);
+  CHECK(runs[0].status == dx::workflow_status::interrupted);
 }
