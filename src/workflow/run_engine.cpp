@@ -537,14 +537,18 @@ void run_engine::submit_locked(std::size_t k, const std::string& function, std::
 
 // ---- outcomes --------------------------------------------------------------------------------------
 
+bool run_engine::outcome_current_locked(std::size_t k, std::uint64_t sending, state_base*& drop) {
+  if (k >= tasks_.size() || tasks_[k].sending != sending || tasks_[k].status != task_status::running) return false;
+  drop = std::exchange(tasks_[k].running, nullptr);
+  --in_flight_;
+  return true;
+}
+
 void run_engine::finished(std::size_t k, std::uint64_t sending, std::string bytes) {
   state_base* drop = nullptr;
   {
     std::lock_guard lock(mutex_);
-    if (k >= tasks_.size() || tasks_[k].sending != sending || tasks_[k].status != task_status::running) return;
-    task& t = tasks_[k];
-    drop = std::exchange(t.running, nullptr);
-    --in_flight_;
+    if (!outcome_current_locked(k, sending, drop)) return;
     if (!stopping_) {
       task_succeeded_locked(k, std::move(bytes));
       schedule_locked();
@@ -558,10 +562,8 @@ void run_engine::failed(std::size_t k, std::uint64_t sending, std::exception_ptr
   state_base* drop = nullptr;
   {
     std::lock_guard lock(mutex_);
-    if (k >= tasks_.size() || tasks_[k].sending != sending || tasks_[k].status != task_status::running) return;
+    if (!outcome_current_locked(k, sending, drop)) return;
     task& t = tasks_[k];
-    drop = std::exchange(t.running, nullptr);
-    --in_flight_;
     if (!stopping_ || status_ == workflow_status::cancelled) {
       try {
         std::rethrow_exception(e);

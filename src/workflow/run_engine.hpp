@@ -100,6 +100,9 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void submit_locked(std::size_t task, const std::string& function, std::vector<std::string> args);
   std::vector<std::string> function_args_locked(const workflow_step& s, const std::string* chunk_bytes) const;
   std::string command_args_locked(const workflow_step& s, const chunk* c) const;
+  /// Whether `sending` of `task` is the submission still running (a late or repeated answer is
+  /// not); if so it is no longer in flight and `drop` holds the reference to release unlocked.
+  bool outcome_current_locked(std::size_t task, std::uint64_t sending, state_base*& drop);
   void task_succeeded_locked(std::size_t task, std::string bytes);
   void task_failed_locked(std::size_t task, const std::string& why, task_status how);
   void step_done_locked(std::size_t step);
