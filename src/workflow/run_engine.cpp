@@ -157,7 +157,9 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
   e->load_steps(wf);
   const std::string definition = wf.to_json(-1);
   if (e->journal_) {
-    e->journal_->change([&](journal& j) {
+    // The run exists, durably, before any of its tasks runs; a journal that cannot take it fails
+    // the start.
+    e->journal_->change_now([&](journal& j) {
       e->id_ = j.create_run(wf.name(), definition);
       for (const task& t : e->tasks_) {
         task_record r;
@@ -166,7 +168,6 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
         j.record(e->id_, r);
       }
     });
-    e->journal_->flush();  // the run exists before any of its tasks runs
   } else {
     e->id_ = fmt::format("r-unjournaled-{}", static_cast<const void*>(e.get()));
   }

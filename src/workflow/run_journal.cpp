@@ -48,13 +48,24 @@ run_journal::~run_journal() {
   committer_.join();
 }
 
-void run_journal::change(const std::function<void(journal&)>& change) {
+void run_journal::change(const std::function<void(journal&)>& change) noexcept {
   std::lock_guard lock(mutex_);
-  change(*journal_);
+  try {
+    change(*journal_);
+  } catch (const std::exception& e) {  // a run is not stopped by its record: the loss is logged
+    log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+  }
   if (!dirty_) {
     dirty_ = true;
     cv_.notify_all();
   }
+}
+
+void run_journal::change_now(const std::function<void(journal&)>& change) {
+  std::lock_guard lock(mutex_);
+  dirty_ = false;
+  change(*journal_);
+  journal_->commit();
 }
 
 void run_journal::read(const std::function<void(journal&)>& query) {
@@ -62,10 +73,14 @@ void run_journal::read(const std::function<void(journal&)>& query) {
   query(*journal_);
 }
 
-void run_journal::flush() {
+void run_journal::flush() noexcept {
   std::lock_guard lock(mutex_);
   dirty_ = false;
-  journal_->commit();
+  try {
+    journal_->commit();
+  } catch (const std::exception& e) {  // as in the commit loop: the runs go on, the loss is logged
+    log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
+  }
 }
 
 void run_journal::commit_loop() {

@@ -25,12 +25,17 @@ class run_journal {
   run_journal& operator=(const run_journal&) = delete;
 
   /// Runs `change` on the journal under its lock; what it records is committed with the next
-  /// group (within a few milliseconds). Thread-safe; does not wait for the disk.
-  void change(const std::function<void(journal&)>& change);
+  /// group (within a few milliseconds). A change that throws is logged, not passed on (runs
+  /// report from threads that cannot take an exception). Thread-safe; does not wait for the disk.
+  void change(const std::function<void(journal&)>& change) noexcept;
+  /// Runs `change` and commits it with everything buffered, returning after the fsync. Throws
+  /// what the change or the commit throws (dx::error). Thread-safe; blocks.
+  void change_now(const std::function<void(journal&)>& change);
   /// Runs `query` on the journal under its lock. Thread-safe; blocks on I/O.
   void read(const std::function<void(journal&)>& query);
-  /// Commits what is buffered now and returns after its fsync. Thread-safe; blocks.
-  void flush();
+  /// Commits what is buffered now and returns after its fsync; a commit that fails is logged
+  /// (its changes are lost, as in the background commits). Thread-safe; blocks.
+  void flush() noexcept;
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
