@@ -135,7 +135,6 @@ run_engine::run_engine(cluster& cl, std::shared_ptr<run_journal> writer)
 
 void run_engine::load_steps(const workflow& wf) {
   steps_ = wf.steps();
-  name_ = wf.name();
   runs_.resize(steps_.size());
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     step_index_[steps_[i].name] = i;
@@ -307,7 +306,6 @@ void run_engine::plan_split_locked(std::size_t step) {
     task_failed_locked(r.task, e.what(), task_status::failed);
     return;
   }
-  r.planned = true;
   for (const chunk& c : chunks) {
     const std::size_t k = add_task(fmt::format("{}#{}", s.name, c.index), step);
     r.subtasks.push_back(k);
@@ -405,7 +403,6 @@ void run_engine::reduce_more_locked(std::size_t step) {
     level.pop_front();
     const std::size_t k = add_task(fmt::format("{}#{}", s.name, r.subtasks.size()), step);
     r.subtasks.push_back(k);
-    tasks_[k].of = {a, b};
     ++r.open;
     r.to_reduce.push_back(k);
     submit_locked(k, agg.function, {*tasks_[a].result, *tasks_[b].result});

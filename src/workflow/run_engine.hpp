@@ -65,10 +65,8 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
  private:
   struct task {
     std::string key;
-    std::size_t step = 0;         // index in steps_
-    std::int64_t chunk = -1;      // the chunk of a split step's subtask
-    std::int64_t level = -1;      // an aggregate's subtask: its level in the tree
-    std::vector<std::size_t> of;  // an aggregate's subtask: the tasks it reduces
+    std::size_t step = 0;     // index in steps_
+    std::int64_t chunk = -1;  // the chunk of a split step's subtask
     task_status status = task_status::pending;
     std::uint32_t attempts = 0;
     std::string assigned_to;
@@ -83,7 +81,6 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     std::vector<std::size_t> subtasks;  // a split step's chunks, or an aggregate's reductions
     std::deque<std::size_t> to_reduce;  // an aggregate: results waiting for a partner, in order
     std::size_t open = 0;               // subtasks not finished
-    bool planned = false;
   };
 
   run_engine(cluster& cl, std::shared_ptr<run_journal> writer);
@@ -117,7 +114,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   cluster& cl_;
   head_core* head_ = nullptr;
   std::shared_ptr<run_journal> journal_;
-  std::string id_, name_;
+  std::string id_;
   std::vector<workflow_step> steps_;
   std::map<std::string, std::size_t> step_index_;
   std::vector<step_run> runs_;
