@@ -196,6 +196,9 @@ TEST_CASE("workflow run: a run interrupted by its cluster resumes in another wit
   good.step("second", wait_for_file, gate, std::int64_t{2}).after(a);
   std::ofstream((dir.path() / "open").string()) << "open\n";
   std::string id;
+  // The running step may end only once the stopping cluster has interrupted the run (the
+  // cluster's destructor waits for it): a thread opens the gate when the journal says so.
+  std::thread opener;
   {
     dx::cluster cl;
     auto run = cl.start(good, opts);
@@ -203,8 +206,17 @@ TEST_CASE("workflow run: a run interrupted by its cluster resumes in another wit
     const auto end = std::chrono::steady_clock::now() + 20s;
     while (lines_of(gate + ".runs") < 1 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
     REQUIRE(lines_of(gate + ".runs") == 1);  // second is running, first has finished
-    std::ofstream(gate) << "open\n";         // lets the running step end as the cluster stops
+    opener = std::thread([&opts, &gate, id] {
+      const auto until = std::chrono::steady_clock::now() + 20s;
+      while (std::chrono::steady_clock::now() < until) {
+        auto j = dx::detail::journal::open(opts.journal, dx::detail::journal::open_mode::read_only);
+        if (j->load(id).run.status == "INTERRUPTED") break;
+        std::this_thread::sleep_for(2ms);
+      }
+      std::ofstream(gate) << "open\n";
+    });
   }
+  opener.join();
   {
     dx::cluster cl;
     const auto runs = cl.runs(opts);
