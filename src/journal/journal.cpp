@@ -82,11 +82,12 @@ struct journal::impl {
                                  : SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
            static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(wait.count(), 0, 3'600'000))),
         files(p.string() + ".results") {
-    prepare_journal_schema(db, m == open_mode::write);
+    schema_version = prepare_journal_schema(db, m == open_mode::write);
   }
 
   std::filesystem::path path;
   open_mode mode;
+  std::int64_t schema_version = 0;     // as the file has it (a reader does not migrate)
   std::unique_ptr<journal_lock> lock;  // before db: released after the connection closes
   sqlite_db db;
   result_store files;
@@ -127,9 +128,10 @@ struct journal::impl {
                            "(SELECT 1 FROM tasks WHERE run = ?1 AND key = ?2 AND status = ?3)");
     upsert_task.emplace(db,
                         "INSERT INTO tasks(run, key, status, attempts, assigned_to, parent, is_subtask, progress, "
-                        "error, cache_key, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
-                        "ON CONFLICT(run, key) DO UPDATE SET status = ?3, attempts = ?4, assigned_to = ?5, "
-                        "parent = ?6, is_subtask = ?7, progress = ?8, error = ?9, cache_key = ?10, updated_ms = ?11");
+                        "error, cache_key, updated_ms, parameters) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                        "?11, ?12) ON CONFLICT(run, key) DO UPDATE SET status = ?3, attempts = ?4, assigned_to = ?5, "
+                        "parent = ?6, is_subtask = ?7, progress = ?8, error = ?9, cache_key = ?10, updated_ms = ?11, "
+                        "parameters = ?12");
     old_result_file.emplace(db, "SELECT file FROM results WHERE run = ?1 AND key = ?2");
     upsert_result.emplace(db,
                           "INSERT OR REPLACE INTO results(run, key, size, sha256, bytes, file) "
@@ -192,6 +194,7 @@ struct journal::impl {
     s.bind(9, t.error);
     s.bind(10, t.cache_key);
     s.bind(11, t.updated_ms);
+    s.bind(12, t.parameters);
     s.run();
   }
 
@@ -364,11 +367,14 @@ run_state journal::load(std::string_view run) {
     s.reset();
   }
   // One query, so that a run of 100,000 subtasks loads in one pass.
-  sqlite_statement s(j.db,
-                     "SELECT t.key, t.status, t.attempts, t.assigned_to, t.parent, t.is_subtask, t.progress, "
-                     "t.error, t.cache_key, t.updated_ms, r.run, r.key, r.size, r.sha256, r.file "
-                     "FROM tasks t LEFT JOIN results r ON r.run = t.run AND r.key = t.key "
-                     "WHERE t.run = ? ORDER BY t.rowid");
+  const std::string query = std::string(
+                                "SELECT t.key, t.status, t.attempts, t.assigned_to, t.parent, t.is_subtask, "
+                                "t.progress, t.error, t.cache_key, t.updated_ms, r.run, r.key, r.size, r.sha256, "
+                                "r.file, ") +
+                            (j.schema_version >= 2 ? "t.parameters " : "'' ") +
+                            "FROM tasks t LEFT JOIN results r ON r.run = t.run AND r.key = t.key "
+                            "WHERE t.run = ? ORDER BY t.rowid";
+  sqlite_statement s(j.db, query.c_str());
   s.bind(1, run);
   while (s.step()) {
     task_record t;
@@ -383,6 +389,7 @@ run_state journal::load(std::string_view run) {
     t.cache_key = s.text(8);
     t.updated_ms = s.integer(9);
     if (!s.is_null(10)) t.result = j.read_ref(s, 10);
+    t.parameters = s.text(15);
     state.tasks.push_back(std::move(t));
   }
   snapshot.commit();

@@ -83,6 +83,7 @@ struct task_record {
   double progress = 0;               ///< 0 to 1.
   std::string error;                 ///< The failure's text, or empty.
   std::string cache_key;             ///< Hex hash of what determines the result, or empty (not cacheable).
+  std::string parameters;            ///< JSON: a subtask's chunk ({"start":..,"end":..}), or empty.
   std::int64_t updated_ms = 0;       ///< Set by the journal (when record() was called); read back by load().
   std::optional<result_ref> result;  ///< Filled by load() when a result is stored; ignored by record().
 };

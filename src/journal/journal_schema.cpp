@@ -60,6 +60,10 @@ CREATE TABLE transitions(
 CREATE INDEX transitions_by_run ON transitions(run, seq);
 )sql";
 
+// Version 2: a task's parameters (a subtask's chunk as {"start":..,"end":..}, which a resumed run
+// needs to cut its split the same way).
+constexpr const char* schema_v2 = "ALTER TABLE tasks ADD COLUMN parameters TEXT NOT NULL DEFAULT '';";
+
 std::int64_t read_int(sqlite_db& db, const char* sql) {
   sqlite_statement s(db, sql);
   if (!s.step()) db.fail(SQLITE_CORRUPT, fmt::format("no value from \"{}\"", sql));
@@ -102,6 +106,7 @@ void create_schema(sqlite_db& db) {
   // holds nothing: the whole schema goes in with one commit.
   if (read_int(db, "SELECT count(*) FROM sqlite_master") != 0) refuse(db, "it changed while being created");
   db.exec(schema_v1);
+  db.exec(schema_v2);
   db.exec(
       fmt::format("PRAGMA application_id={}; PRAGMA user_version={}", journal_application_id, journal_schema_version)
           .c_str());
@@ -130,7 +135,7 @@ std::int64_t read_application_id(sqlite_db& db) {
 
 }  // namespace
 
-void prepare_journal_schema(sqlite_db& db, bool writable) {
+std::int64_t prepare_journal_schema(sqlite_db& db, bool writable) {
   const std::int64_t application_id = read_application_id(db);
   const std::int64_t version = read_int(db, "PRAGMA user_version");
   const std::int64_t objects = read_int(db, "SELECT count(*) FROM sqlite_master");
@@ -152,6 +157,14 @@ void prepare_journal_schema(sqlite_db& db, bool writable) {
   } else if (version < 1) {
     refuse(db, fmt::format("it is damaged: schema version {} is not one dx ever wrote", version));
   }
+  std::int64_t now_version = objects == 0 ? journal_schema_version : version;
+  if (writable && now_version == 1) {
+    sqlite_transaction t(db);
+    db.exec(schema_v2);
+    db.exec("PRAGMA user_version=2");
+    t.commit();
+    now_version = 2;
+  }
 
   if (writable) {
     if (read_text(db, "PRAGMA journal_mode=WAL") != "wal") refuse(db, "SQLite cannot put it in WAL mode");
@@ -165,6 +178,7 @@ void prepare_journal_schema(sqlite_db& db, bool writable) {
   read_int(db,
            "SELECT (SELECT count(*) FROM runs) + (SELECT count(*) FROM (SELECT 1 FROM tasks LIMIT 1)) + "
            "(SELECT count(*) FROM (SELECT 1 FROM results LIMIT 1)) + coalesce((SELECT max(seq) FROM transitions), 0)");
+  return now_version;
 }
 
 }  // namespace dx::detail

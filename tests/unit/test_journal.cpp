@@ -2,6 +2,7 @@
 // transitions read back as; which files it refuses and how it says so; the one-writer lock across
 // processes; and what survives a kill -9, a cut -wal file and a cut database file.
 #include "journal/journal.hpp"
+#include "journal/journal_schema.hpp"
 
 #include "journal/sqlite_db.hpp"
 
@@ -35,6 +36,8 @@
 
 namespace fs = std::filesystem;
 using dx::detail::journal;
+using dx::detail::journal_schema_version;
+using dx::detail::sqlite_db;
 using dx::detail::task_record;
 
 namespace {
@@ -200,6 +203,7 @@ TEST_CASE("A journal keeps runs, task records, transitions and results across cl
     chunk.error = "out of memory";
     chunk.attempts = 2;
     chunk.cache_key = "ab12";
+    chunk.parameters = R"({"start":30,"end":40})";
     j->record(run, chunk, "worker w2 died");
     j->set_run_status(run, "RUNNING");
     j->commit();
@@ -242,6 +246,8 @@ TEST_CASE("A journal keeps runs, task records, transitions and results across cl
   CHECK(chunk.error == "out of memory");
   CHECK(chunk.attempts == 2);
   CHECK(chunk.cache_key == "ab12");
+  CHECK(chunk.parameters == R"({"start":30,"end":40})");
+  CHECK(load.parameters.empty());
   REQUIRE(chunk.result.has_value());
   CHECK(chunk.result->size == big.size());
   CHECK(chunk.result->sha256.size() == 64);
@@ -262,6 +268,47 @@ TEST_CASE("A journal keeps runs, task records, transitions and results across cl
   CHECK((log[4].key == "load" && log[4].status == "SUCCEEDED"));
   for (std::size_t i = 1; i < log.size(); ++i) CHECK(log[i].seq > log[i - 1].seq);
   CHECK(log[0].time_ms > 0);
+}
+
+TEST_CASE("A journal of schema version 1 reads as it is and is migrated when opened to write", "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "v1.sqlite";
+  std::string run;
+  {
+    auto j = journal::open(path, write_mode);
+    run = j->create_run("old", "{}");
+    j->record(run, task("a", "SUCCEEDED"));
+    j->commit();
+  }
+  {
+    // What a dx of schema 1 wrote: no parameters column.
+    sqlite_db db(path, SQLITE_OPEN_READWRITE, 1000);
+    db.exec("ALTER TABLE tasks DROP COLUMN parameters; PRAGMA user_version=1");
+  }
+  {
+    auto r = journal::open(path, read_mode);
+    const auto state = r->load(run);
+    REQUIRE(state.tasks.size() == 1);
+    CHECK(state.tasks[0].key == "a");
+    CHECK(state.tasks[0].parameters.empty());
+  }
+  {
+    sqlite_db db(path, SQLITE_OPEN_READONLY, 1000);
+    sqlite3_stmt* stmt = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db.handle(), "PRAGMA user_version", -1, &stmt, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+    CHECK(sqlite3_column_int64(stmt, 0) == 1);  // a reader leaves the file alone
+    sqlite3_finalize(stmt);
+  }
+  auto j = journal::open(path, write_mode);
+  task_record b = task("b", "RUNNING");
+  b.parameters = R"({"start":0,"end":5})";
+  j->record(run, b);
+  j->commit();
+  const auto state = j->load(run);
+  REQUIRE(state.tasks.size() == 2);
+  CHECK(state.tasks[0].parameters.empty());
+  CHECK(state.tasks[1].parameters == R"({"start":0,"end":5})");
 }
 
 TEST_CASE("record logs a transition when the status changes or a detail is given, not for progress alone",
@@ -467,11 +514,12 @@ TEST_CASE("open refuses files that are not dx journals it can read, naming the p
     journal::open(path, write_mode).reset();
     {
       sqlite_db db(path, SQLITE_OPEN_READWRITE, 1000);
-      db.exec("PRAGMA user_version=2");
+      db.exec(("PRAGMA user_version=" + std::to_string(journal_schema_version + 1)).c_str());
     }
     for (auto mode : {write_mode, read_mode}) {
       CHECK_THAT(error_of([&] { journal::open(path, mode); }),
-                 Catch::Contains(path.string()) && Catch::Contains("schema version is 2"));
+                 Catch::Contains(path.string()) &&
+                     Catch::Contains("schema version is " + std::to_string(journal_schema_version + 1)));
     }
   }
   SECTION("a folder that cannot be created") {
