@@ -41,61 +41,100 @@ run_journal::run_journal(std::unique_ptr<journal> j) : journal_(std::move(j)) {
 
 run_journal::~run_journal() {
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(queue_mutex_);
     stop_ = true;
   }
   cv_.notify_all();
   committer_.join();
 }
 
-void run_journal::change(const std::function<void(journal&)>& change) noexcept {
-  std::lock_guard lock(mutex_);
-  try {
-    change(*journal_);
-  } catch (const std::exception& e) {  // a run is not stopped by its record: the loss is logged
-    log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+void run_journal::change(change_fn change) noexcept {
+  bool wake = false;
+  {
+    std::lock_guard lock(queue_mutex_);
+    try {
+      queue_.push_back(std::move(change));
+    } catch (const std::exception& e) {  // no memory for the queue: the loss is logged
+      log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+      return;
+    }
+    wake = queue_.size() == 1;
   }
-  if (!dirty_) {
-    dirty_ = true;
-    cv_.notify_all();
+  if (wake) cv_.notify_one();
+}
+
+void run_journal::apply_queued_locked() noexcept {
+  std::vector<change_fn> batch;
+  {
+    std::lock_guard lock(queue_mutex_);
+    batch.swap(queue_);
+  }
+  for (auto& c : batch) {
+    try {
+      c(*journal_);
+    } catch (const std::exception& e) {  // a run is not stopped by its record: the loss is logged
+      log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+    }
   }
 }
 
-void run_journal::change_now(const std::function<void(journal&)>& change) {
-  std::lock_guard lock(mutex_);
-  dirty_ = false;
+void run_journal::commit_locked() noexcept {
+  if (!journal_->has_uncommitted()) return;
+  const auto began = std::chrono::steady_clock::now();
+  try {
+    journal_->commit();
+  } catch (const std::exception& e) {
+    log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
+  }
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  commit_ns_.fetch_add(
+      static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - began).count()),
+      std::memory_order_relaxed);
+}
+
+double run_journal::commit_seconds() const noexcept {
+  return static_cast<double>(commit_ns_.load(std::memory_order_relaxed)) * 1e-9;
+}
+
+void run_journal::change_now(const change_fn& change) {
+  std::lock_guard lock(db_mutex_);
+  apply_queued_locked();
   change(*journal_);
   journal_->commit();
 }
 
-void run_journal::read(const std::function<void(journal&)>& query) {
-  std::lock_guard lock(mutex_);
+void run_journal::read(const change_fn& query) {
+  std::lock_guard lock(db_mutex_);
+  apply_queued_locked();
   query(*journal_);
 }
 
 void run_journal::flush() noexcept {
-  std::lock_guard lock(mutex_);
-  dirty_ = false;
-  try {
-    journal_->commit();
-  } catch (const std::exception& e) {  // as in the commit loop: the runs go on, the loss is logged
-    log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
-  }
+  std::lock_guard lock(db_mutex_);
+  apply_queued_locked();
+  commit_locked();
 }
 
 void run_journal::commit_loop() {
-  std::unique_lock lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [&] { return dirty_ || stop_; });
-    // A short wait gathers the changes of one burst (a scheduler tick's completions) into a group.
-    if (!stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
-    dirty_ = false;
-    try {
-      journal_->commit();
-    } catch (const std::exception& e) {
-      log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
+    {
+      std::unique_lock lock(queue_mutex_);
+      cv_.wait(lock, [&] { return !queue_.empty() || stop_; });
+      // A short wait gathers the changes of one burst (a scheduler tick's completions) into a group.
+      if (!stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
     }
-    if (stop_) return;
+    bool stop = false;
+    {
+      std::lock_guard lock(db_mutex_);
+      apply_queued_locked();
+      commit_locked();
+    }
+    {
+      std::lock_guard lock(queue_mutex_);
+      stop = stop_ && queue_.empty();
+    }
+    if (stop) return;
   }
 }
 

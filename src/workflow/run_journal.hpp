@@ -1,16 +1,20 @@
 // The journal a process's workflow runs write to: one writer per journal file, shared by every run
-// of the process that names it, committed in groups by a thread of its own (one transaction and
-// one fsync per group), so runs record their changes without waiting for the disk.
+// of the process that names it. Runs queue their changes; a thread of its own applies each batch
+// and commits it as one group (one transaction, one fsync), so a run records a change without
+// waiting for the disk or for the group being committed.
 #pragma once
 
 #include "journal/journal.hpp"
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace dx::detail {
 
@@ -24,30 +28,44 @@ class run_journal {
   run_journal(const run_journal&) = delete;
   run_journal& operator=(const run_journal&) = delete;
 
-  /// Runs `change` on the journal under its lock; what it records is committed with the next
-  /// group (within a few milliseconds). A change that throws is logged, not passed on (runs
-  /// report from threads that cannot take an exception). Thread-safe; does not wait for the disk.
-  void change(const std::function<void(journal&)>& change) noexcept;
-  /// Runs `change` and commits it with everything buffered, returning after the fsync. Throws
+  using change_fn = std::function<void(journal&)>;
+
+  /// Queues `change` (it must own what it records: it runs later, on the committer's thread, in
+  /// the order changes were queued) to be committed with the next group, within a few
+  /// milliseconds. A change that throws is logged, not passed on (runs report from threads that
+  /// cannot take an exception). Thread-safe; never waits for the disk.
+  void change(change_fn change) noexcept;
+  /// Applies what is queued, then `change`, and commits them, returning after the fsync. Throws
   /// what the change or the commit throws (dx::error). Thread-safe; blocks.
-  void change_now(const std::function<void(journal&)>& change);
-  /// Runs `query` on the journal under its lock. Thread-safe; blocks on I/O.
-  void read(const std::function<void(journal&)>& query);
-  /// Commits what is buffered now and returns after its fsync; a commit that fails is logged
+  void change_now(const change_fn& change);
+  /// Runs `query` on the journal once every change queued before it is applied (so it sees
+  /// them, committed or not). Thread-safe; blocks on I/O.
+  void read(const change_fn& query);
+  /// Commits everything queued now and returns after its fsync; a commit that fails is logged
   /// (its changes are lost, as in the background commits). Thread-safe; blocks.
   void flush() noexcept;
+  /// Groups committed so far, and the seconds their commits took (for metrics). Thread-safe.
+  std::uint64_t groups_committed() const noexcept { return groups_.load(std::memory_order_relaxed); }
+  double commit_seconds() const noexcept;
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
   explicit run_journal(std::unique_ptr<journal> j);
   void commit_loop();
+  /// Applies the queued changes in order (db_mutex_ held).
+  void apply_queued_locked() noexcept;
+  /// Commits what was applied (db_mutex_ held); logs a failure.
+  void commit_locked() noexcept;
 
   std::filesystem::path path_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
+  std::mutex db_mutex_;  // the journal itself: applying, committing, reading
   std::unique_ptr<journal> journal_;
-  bool dirty_ = false;
+  std::mutex queue_mutex_;  // the queue only: never held across I/O
+  std::condition_variable cv_;
+  std::vector<change_fn> queue_;
   bool stop_ = false;
+  std::atomic<std::uint64_t> groups_{0};
+  std::atomic<std::uint64_t> commit_ns_{0};
   std::thread committer_;
 };
 
