@@ -27,7 +27,7 @@ void head_impl::dispatch_locked(deferred& d) {
           sched_->task_returned(dec.task, dec.to, now_seconds());
           continue;
         }
-        send_task_locked(it->second, *w, touched);
+        send_task_locked(it->second, *w, touched, d);
         break;
       }
       case sched::decision_kind::move: {
@@ -66,7 +66,7 @@ void head_impl::dispatch_locked(deferred& d) {
   collect_alerts_locked();
 }
 
-void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched) {
+void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched, deferred& d) {
   wire::run_task_msg& m = w.outbox.tasks.emplace_back();
   if (w.outbox.tasks.size() == 1) touched.push_back(&w);
   m.task_id = t.id;
@@ -90,7 +90,17 @@ void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worke
   }
   t.dispatched_at = head_clock::now();
   t.running_since = -1;
+  if (t.future && t.future->wants_notes) note_locked(t, {remote_result::note::kind::sent, m.attempt, w.id, {}}, d);
   log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
+}
+
+void head_impl::note_locked(task_entry& t, remote_result::note n, deferred& d) {
+  if (!t.future || !t.future->wants_notes || t.delivered || !t.future->state().try_add_ref()) return;
+  try {
+    d.notes.emplace_back(t.future, std::move(n));
+  } catch (...) {  // a note is information only: without memory for it, it is dropped
+    t.future->state().release();
+  }
 }
 
 worker_rec* head_impl::by_sid_locked(sched::worker_id sid) const {

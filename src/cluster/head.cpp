@@ -419,6 +419,11 @@ void head_impl::save_model_locked() {
 }
 
 void deferred::run() {
+  for (auto& [r, n] : notes) {
+    r->on_note(n);
+    r->state().release();
+  }
+  notes.clear();
   for (auto& [r, bytes] : values) {
     r->deliver(byte_view(bytes->data(), bytes->size()));
     r->state().release();

@@ -115,7 +115,8 @@ struct task_entry {
 struct deferred {
   std::vector<std::pair<remote_result*, std::shared_ptr<const std::string>>> values;
   std::vector<std::pair<remote_result*, std::exception_ptr>> errors;
-  std::vector<state_base*> drop;  // future states whose references the head gave up
+  std::vector<state_base*> drop;                                      // future states whose references the head gave up
+  std::vector<std::pair<remote_result*, remote_result::note>> notes;  // delivered before values
 
   void run();
 };
@@ -203,7 +204,9 @@ class head_impl final : public head_core, public observe::head_view_source {
 
   // dispatch.cpp: the scheduler's decisions become frames
   void dispatch_locked(deferred& d);
-  void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched);
+  void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched, deferred& d);
+  /// Queues a note for t's future when it asked for them.
+  void note_locked(task_entry& t, remote_result::note n, deferred& d);
   worker_rec* by_sid_locked(sched::worker_id sid) const;
   /// The one record of a task's phase and worker, kept by the scheduler.
   sched::phase phase_locked(std::uint64_t task) const { return sched_->phase_of(task); }
@@ -273,7 +276,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   void start_limit_locked(task_entry& t, std::chrono::nanoseconds limit);
   /// t's current attempt threw `e` on w: when its retries allow another, it waits out the pause
   /// and runs again (returns true); else the caller fails it.
-  bool retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e);
+  bool retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e, deferred& d);
   /// Stops every task past its time limit and readies every task whose retry pause is over.
   void fire_timers_locked(deferred& d);
   /// t no longer waits out a retry's pause (the pause ended, or t was given up meanwhile).

@@ -63,6 +63,10 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
     record_attempt_locked(t, w, now, seconds, m.thread, m.attempt, observe::attempt_end::done);
   }
   t.result_size = m.result_size;
+  if (t.future && t.future->wants_notes && !t.delivered) {
+    t.future->produced_by = w.id;
+    t.future->run_seconds = seconds;
+  }
   // From here the scheduler records it done, and w as its result's holder when the bytes stayed there.
   sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, !m.inline_result);
   if (m.inline_result) t.inline_result = payload ? std::move(payload) : std::make_shared<const std::string>();
@@ -130,7 +134,7 @@ void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m
     default:
       e = rebuild_remote_failure(m.type_name, m.message, w.id);
       if (!e) e = std::make_exception_ptr(remote_error(m.type_name, m.type_bases, m.message, w.id));
-      if (t.retries && retry_locked(t, w, e)) return;
+      if (t.retries && retry_locked(t, w, e, d)) return;
   }
   fail_locked(t.id, e, d, &w);
 }

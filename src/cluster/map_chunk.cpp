@@ -3,6 +3,7 @@
 #include <dx/cluster.hpp>
 #include <dx/map.hpp>
 
+#include "cluster/chunk_sizing.hpp"
 #include "cluster/cluster_access.hpp"
 #include "cluster/worker.hpp"
 #include "core/type_names.hpp"
@@ -160,29 +161,33 @@ std::size_t map_chunk_size(const cluster& cl, const std::string& kind, const std
   if (!head || function.empty()) return most;
   const double target = std::chrono::duration<double>(opts.target_duration).count();
   if (!(target > 0)) return most;
+  if (const std::size_t size = chunk_size_from_model(*head, kind, target, most)) return size;
   bool known = false;
-  std::size_t size = most;
-  prediction p = head->predict_kind(kind, task_features{.size_hint = static_cast<double>(size)}, known);
-  if (known) {
-    // The model learned chunks of this kind by their number of inputs: walk along its fit towards
-    // the size whose prediction is the target. Where the model has not seen sizes like the next
-    // one, its answer there is a flat guess, so the last step scales linearly from a size it knows.
-    for (int step = 0; step < 8 && p.mean > 0; ++step) {
-      const double wanted = std::clamp(static_cast<double>(size) * target / p.mean, 1.0, static_cast<double>(most));
-      const auto next = static_cast<std::size_t>(std::llround(wanted));
-      if (next == size) break;
-      const prediction q = head->predict_kind(kind, task_features{.size_hint = static_cast<double>(next)}, known);
-      size = next;
-      if (!q.calibrated) break;
-      p = q;
-    }
-    return std::clamp<std::size_t>(size, 1, most);
-  }
   // Single calls of the function, when the model has seen those instead.
   const prediction single = head->predict_kind(function, task_features{.input_bytes = bytes_per_item}, known);
   if (known && single.mean > 0)
     return std::clamp<std::size_t>(static_cast<std::size_t>(std::llround(target / single.mean)), 1, most);
   return most;
+}
+
+std::size_t chunk_size_from_model(const head_core& head, const std::string& kind, double target, std::size_t most) {
+  bool known = false;
+  std::size_t size = most;
+  prediction p = head.predict_kind(kind, task_features{.size_hint = static_cast<double>(size)}, known);
+  if (!known) return 0;
+  // The model learned chunks of this kind by their number of inputs: walk along its fit towards
+  // the size whose prediction is the target. Where the model has not seen sizes like the next
+  // one, its answer there is a flat guess, so the last step scales linearly from a size it knows.
+  for (int step = 0; step < 8 && p.mean > 0; ++step) {
+    const double wanted = std::clamp(static_cast<double>(size) * target / p.mean, 1.0, static_cast<double>(most));
+    const auto next = static_cast<std::size_t>(std::llround(wanted));
+    if (next == size) break;
+    const prediction q = head.predict_kind(kind, task_features{.size_hint = static_cast<double>(next)}, known);
+    size = next;
+    if (!q.calibrated) break;
+    p = q;
+  }
+  return std::clamp<std::size_t>(size, 1, most);
 }
 
 }  // namespace dx::detail

@@ -13,6 +13,20 @@
 
 namespace dx::detail {
 
+namespace {
+
+std::string describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+}  // namespace
+
 bool head_impl::timer_live_locked(const task_timer& timer) const {
   auto it = tasks_.find(timer.task);
   if (it == tasks_.end() || is_finished_locked(timer.task)) return false;
@@ -43,7 +57,7 @@ void head_impl::start_limit_locked(task_entry& t, std::chrono::nanoseconds limit
   add_timer_locked(task_timer{head_clock::now() + limit, t.id, limit.count(), 0});
 }
 
-bool head_impl::retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e) {
+bool head_impl::retry_locked(task_entry& t, worker_rec& w, const std::exception_ptr& e, deferred& d) {
   std::chrono::nanoseconds pause{0};
   if (!retry_after(*t.retries, e, ++t.thrown, pause)) {
     if (t.thrown > 1)
@@ -60,6 +74,8 @@ bool head_impl::retry_locked(task_entry& t, worker_rec& w, const std::exception_
   log(log_level::info, "task {} ({}) threw on {} (attempt {} of {}); running it again in {}", t.id, t.function, w.id,
       t.thrown, t.retries->policy.max_attempts, describe_limit(pause.count()));
   add_timer_locked(task_timer{head_clock::now() + pause, t.id, 0, t.retry_timer});
+  if (t.future && t.future->wants_notes)
+    note_locked(t, {remote_result::note::kind::retrying, t.attempt, w.id, describe_exception(e)}, d);
   return true;
 }
 

@@ -250,8 +250,27 @@ class DX_API remote_result {
   virtual void fail(std::exception_ptr e) noexcept = 0;
   virtual state_base& state() noexcept = 0;
 
+  /// How the task of a result that asked for notes (wants_notes) moves: sent to a worker to run,
+  /// or waiting to run again after its attempt threw (a retry).
+  struct note {
+    enum class kind : std::uint8_t { sent, retrying };
+    kind what = kind::sent;
+    std::uint32_t attempt = 0;  ///< the head's count of its dispatches, this one included
+    std::string worker;
+    std::string message;  ///< the exception a retry follows
+  };
+  /// Called by the head outside its lock, from whichever thread settles it; notes of one task
+  /// may reach here in any order relative to its value or error (they travel on other threads).
+  virtual void on_note(const note&) noexcept {}
+
   std::shared_ptr<head_core> head;
   std::uint64_t task_id = 0;
+  /// Set before construction is shared: the head sends notes (on_note) and fills produced_by.
+  bool wants_notes = false;
+  /// With wants_notes, set by the head before the value is delivered: the worker that computed it
+  /// and how long the run took there.
+  std::string produced_by;
+  double run_seconds = 0;
 
  protected:
   /// Asks the head for the value (it may still be computing, or held by a worker).
