@@ -206,11 +206,9 @@ workflow& workflow::tag(std::string t) {
 }
 
 namespace {
-void check_new_name(const detail::workflow_impl& wf, const std::string& name) {
+void check_new_name(detail::workflow_impl& wf, const std::string& name) {
   if (name.empty()) fail("a step needs a name");
-  for (const auto& s : wf.steps) {
-    if (s.value("name", ordered_json()) == name) fail("step '" + name + "' is defined twice");
-  }
+  if (wf.find_step(name)) fail("step '" + name + "' is defined twice");
 }
 }  // namespace
 
@@ -313,9 +311,7 @@ std::size_t workflow::size() const noexcept { return impl_ ? impl_->steps.size()
 
 namespace {
 ordered_json& step_of(detail::workflow_impl* wf, const std::string& name) {
-  for (auto& s : wf->steps) {
-    if (s.value("name", ordered_json()) == name) return s;
-  }
+  if (ordered_json* s = wf->find_step(name)) return *s;
   fail("step '" + name + "' is not in this workflow");
 }
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace dx::detail {
@@ -20,6 +21,23 @@ using ordered_json = nlohmann::ordered_json;
 struct workflow_impl {
   ordered_json top = ordered_json::object();  // every top-level field but "steps"
   std::vector<ordered_json> steps;            // each as written (or as the C++ builders wrote it)
+
+  /// The step named `name` (the first, should the text define it twice), or null. Steps are
+  /// only appended, so the index catches up with them lazily: building a workflow of n steps
+  /// stays O(n). Not thread-safe (a workflow is built by one thread).
+  ordered_json* find_step(const std::string& name) {
+    for (; indexed_ < steps.size(); ++indexed_) {
+      const auto it = steps[indexed_].find("name");
+      if (steps[indexed_].is_object() && it != steps[indexed_].end() && it->is_string())
+        index_.emplace(it->get<std::string>(), indexed_);
+    }
+    const auto at = index_.find(name);
+    return at == index_.end() ? nullptr : &steps[at->second];
+  }
+
+ private:
+  std::unordered_map<std::string, std::size_t> index_;
+  std::size_t indexed_ = 0;
 };
 
 /// What analyse() found: the problems, and when there are none, the resolved steps in file
