@@ -65,9 +65,12 @@ struct task_state {
   bool is_subtask = false;
   task_status status = task_status::pending;
   std::uint32_t attempts = 0;  ///< times it was sent to run
-  std::string assigned_to;     ///< the worker of its last failure, when one is known
+  std::string assigned_to;     ///< the worker it was last sent to (or that computed its result)
   double progress = 0;         ///< share of its subtasks finished (1 once it succeeded)
-  std::string error;           ///< why it failed or was skipped
+  std::string error;           ///< why it failed or was skipped (or, while RETRYING, why it is retried)
+  /// A split subtask's part as JSON: {"start":S,"end":E} (indices of a range, positions of the
+  /// items); empty for any other task.
+  std::string parameters;
 };
 
 /// A run in a journal, as cluster::runs() lists it.

@@ -1,12 +1,18 @@
 // The engine of one workflow run: which steps may run, their submission as dx tasks (registered
 // functions and dx::run_command on the cluster's workers, or its local threads), splitting into
 // chunks and reducing them, and the record of every change in the run's journal.
+//
+// The engine's own record of each task (its status, attempts, worker, result) is the one record:
+// the journal is written from it and views are copied from it. Its work per event is independent
+// of the run's size: a step's dependents wait on a counter of unmet dependencies, the run on
+// counters of ended and failed steps.
 #pragma once
 
 #include "cluster/cluster_extension.hpp"
 #include "workflow/run_journal.hpp"
 
 #include <dx/cluster.hpp>
+#include <dx/detail/remote_call.hpp>
 #include <dx/workflow.hpp>
 #include <dx/workflow_run.hpp>
 
@@ -17,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace dx::detail {
@@ -32,6 +39,8 @@ class workflow_host final : public cluster_extension {
   void add(const std::shared_ptr<run_engine>& run);
   /// Interrupts every run still going: no new task starts; the journal says INTERRUPTED.
   void shutdown() noexcept override;
+  /// The runs started or resumed here that still exist, oldest first. Thread-safe.
+  std::vector<std::shared_ptr<run_engine>> runs();
 
  private:
   std::mutex mutex_;
@@ -52,81 +61,150 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   bool cancel();
 
   const std::string& id() const noexcept { return id_; }
+  const std::string& name() const noexcept { return name_; }
   workflow_status status() const;
   std::vector<task_state> tasks() const;
+  /// The steps as defined (dependencies, function or command, parameters). Does not block.
+  const std::vector<workflow_step>& definition() const noexcept { return steps_; }
   workflow_status wait() const;
   bool wait_for(std::chrono::nanoseconds d) const;
-  std::string result_bytes(std::string_view step) const;
+  std::string result_bytes(std::string_view step);
+  const std::shared_ptr<run_journal>& journal_writer() const noexcept { return journal_; }
 
-  /// A task's outcome, from whatever ran it.
-  void finished(std::size_t task, std::uint64_t sending, std::string bytes);
+  /// A task's outcome, from whatever ran it. `worker` and `seconds` say where and how long the
+  /// successful run took, when known (empty, negative: not known).
+  void finished(std::size_t task, std::uint64_t sending, std::string bytes, const std::string& worker, double seconds);
   void failed(std::size_t task, std::uint64_t sending, std::exception_ptr e);
+  /// A submission of the task was sent to `worker` (attempt: the head's count of its dispatches).
+  void sent(std::size_t task, std::uint64_t sending, std::uint32_t attempt, const std::string& worker);
+  /// An attempt threw and the task waits to run again.
+  void retrying(std::size_t task, std::uint64_t sending, std::uint32_t attempt, const std::string& worker,
+                const std::string& why);
 
  private:
   struct task {
     std::string key;
     std::size_t step = 0;     // index in steps_
     std::int64_t chunk = -1;  // the chunk of a split step's subtask
+    // A split subtask's part: [first, last) positions in the split's range or items.
+    std::int64_t first = 0, last = 0;
     task_status status = task_status::pending;
     std::uint32_t attempts = 0;
+    std::uint32_t attempts_before = 0;  // attempts of earlier submissions (and earlier heads)
     std::string assigned_to;
     std::string error;
     std::optional<std::string> result;
+    bool result_in_journal = false;  // finished before a resume: read from the journal when needed
     std::string cache_key;
+    std::string result_hash;        // sha256 of the result, once something needed it
     state_base* running = nullptr;  // the future's state while it runs (one reference)
     std::uint64_t sending = 0;      // which submission the running state is
   };
+  /// How a split step is being cut: all at once (a fixed or known size), or by probing first.
+  struct split_cut {
+    bool planned = false;
+    std::int64_t total = 0;          // indices or items
+    std::int64_t base = 0;           // a range's start
+    std::vector<std::string> items;  // an items or lines split's items
+    std::int64_t next = 0;           // first position not cut yet
+    std::int64_t size = 0;           // positions per chunk from here on; 0: not decided
+    std::int64_t most = 1;           // at most this many per chunk (several chunks per thread)
+    std::int64_t count = 0;          // chunks in all, once known (0: still measuring)
+    bool probing = false;            // chunks out to measure the kind; the rest waits for them
+    bool per_item = false;           // a command with {item}: one item per chunk
+    std::string kind;                // what the cost model knows the chunks as
+    double target = 0;               // seconds one chunk should take
+  };
   struct step_run {
-    std::size_t task = 0;               // the step's own task
-    std::vector<std::size_t> subtasks;  // a split step's chunks, or an aggregate's reductions
-    std::deque<std::size_t> to_reduce;  // an aggregate: results waiting for a partner, in order
-    std::size_t open = 0;               // subtasks not finished
+    std::size_t task = 0;                 // the step's own task
+    std::vector<std::size_t> dependents;  // steps that depend on this one
+    std::size_t unmet = 0;                // dependencies not succeeded yet
+    bool ended = false;                   // counted in ended_steps_
+    std::vector<std::size_t> subtasks;    // a split step's chunks, or an aggregate's reductions
+    std::deque<std::size_t> to_reduce;    // an aggregate: results waiting for a partner, in order
+    std::size_t open = 0;                 // subtasks not finished
+    std::size_t done = 0;                 // subtasks succeeded
+    std::int64_t done_positions = 0;      // a split's indices or items in chunks that succeeded
+    int shown_percent = -1;               // the parent's progress as last journaled
+    split_cut cut;
   };
 
   run_engine(cluster& cl, std::shared_ptr<run_journal> writer);
   void load_steps(const workflow& wf);
   std::size_t add_task(std::string key, std::size_t step);
 
-  void schedule_locked();
-  bool deps_done_locked(const workflow_step& s) const;
-  bool deps_failed_locked(const workflow_step& s, std::string& why) const;
+  // scheduling (run_engine.cpp)
+  void launch_ready_locked();
+  void step_ended_locked(std::size_t step);
   void launch_locked(std::size_t step);
-  void plan_split_locked(std::size_t step);
-  void launch_aggregate_locked(std::size_t step);
-  void reduce_more_locked(std::size_t step);
-  void submit_locked(std::size_t task, const std::string& function, std::vector<std::string> args);
-  std::vector<std::string> function_args_locked(const workflow_step& s, const std::string* chunk_bytes) const;
-  std::string command_args_locked(const workflow_step& s, const chunk* c) const;
-  /// Whether `sending` of `task` is the submission still running (a late or repeated answer is
-  /// not); if so it is no longer in flight and `drop` holds the reference to release unlocked.
-  bool outcome_current_locked(std::size_t task, std::uint64_t sending, state_base*& drop);
+  bool reuse_resumed_locked(std::size_t step);
   void task_succeeded_locked(std::size_t task, std::string bytes);
   void task_failed_locked(std::size_t task, const std::string& why, task_status how);
   void step_done_locked(std::size_t step);
   void finish_if_done_locked();
   void set_run_status_locked(workflow_status s, const std::string& detail = {});
   void journal_task_locked(const task& t, const std::string& detail = {});
-  std::string cache_key_locked(const workflow_step& s) const;
-  /// The share of a step's subtasks that succeeded (1 once the task itself did).
+  void journal_result_locked(const task& t);
+  /// A task's result bytes, read from the journal when it finished before a resume (nullptr
+  /// when it has none, or it was lost: the caller runs what needed it again).
+  const std::string* result_locked(std::size_t task);
+  std::string cache_key_locked(std::size_t step);
   double progress_locked(std::size_t task) const;
   bool try_cache_locked(std::size_t step);
+  bool outcome_current_locked(std::size_t task, std::uint64_t sending, state_base*& drop);
+
+  // splits and aggregates (run_split.cpp)
+  void plan_split_locked(std::size_t step);
+  void cut_more_locked(std::size_t step);
+  void cut_chunk_locked(std::size_t step, std::int64_t first, std::int64_t last);
+  void submit_chunk_locked(std::size_t task);
+  void chunk_measured_locked(std::size_t task, double seconds);
+  std::int64_t known_chunk_size_locked(std::size_t step) const;
+  chunk chunk_of_locked(const task& t) const;
+  void subtask_succeeded_locked(std::size_t task);
+  void launch_aggregate_locked(std::size_t step);
+  void reduce_more_locked(std::size_t step);
+  std::size_t worker_threads() const;
+
+  // submission (run_submit.cpp)
+  /// Submits to the head what submit_locked queued. Called without the lock, after every change
+  /// that may have queued work: the head reports synchronously (a task sent, a task it fails at
+  /// once), and its reports take the lock.
+  void send_queued();
+  void submit_locked(std::size_t task, const std::string& function, std::vector<std::string> args,
+                     const task_options& opts);
+  std::vector<std::string> function_args_locked(const workflow_step& s, const std::string* chunk_bytes);
+  std::string command_args_locked(const workflow_step& s, const chunk* c);
 
   cluster& cl_;
   head_core* head_ = nullptr;
   std::shared_ptr<run_journal> journal_;
-  std::string id_;
+  std::string id_, name_;
   std::vector<workflow_step> steps_;
-  std::map<std::string, std::size_t> step_index_;
+  std::unordered_map<std::string, std::size_t> step_index_;
   std::vector<step_run> runs_;
   mutable std::mutex mutex_;
   mutable std::condition_variable done_cv_;
   std::deque<task> tasks_;  // stable addresses; indices are task ids
-  std::map<std::string, std::size_t> task_index_;
-  std::map<std::string, task_record> resumed_;  // tasks the journal had, by key (resume only)
+  std::unordered_map<std::string, std::size_t> task_index_;
+  std::unordered_map<std::string, task_record> resumed_;  // tasks the journal had, by key (resume only)
+  std::deque<std::size_t> ready_;                         // steps whose dependencies all succeeded
+  std::size_t ended_steps_ = 0, failed_steps_ = 0;        // failed: failed, skipped or cancelled
   workflow_status status_ = workflow_status::created;
+  /// A task submit_locked made ready for the head, submitted by send_queued.
+  struct queued_submission {
+    std::size_t task = 0;
+    std::uint64_t sending = 0;
+    remote_result* state = nullptr;  // holds the creation reference until submitted
+    const remote_function* function = nullptr;
+    std::vector<remote_arg> args;
+    task_options options;
+  };
+  std::vector<queued_submission> queued_;
   std::uint64_t next_sending_ = 1;
   std::size_t in_flight_ = 0;
-  bool stopping_ = false;  // cancelled or interrupted: nothing new starts
+  bool stopping_ = false;   // cancelled or interrupted: nothing new starts
+  bool launching_ = false;  // launch_ready_locked is on the stack
 };
 
 }  // namespace dx::detail

@@ -74,6 +74,7 @@ run_summary workflow_run::recorded(std::string_view id, const run_options& opts,
       s.assigned_to = t.assigned_to;
       s.progress = t.progress;
       s.error = t.error;
+      s.parameters = t.parameters;
       tasks->push_back(std::move(s));
     }
   }
@@ -89,7 +90,7 @@ workflow_run workflow_run::resume(cluster& cl, std::string_view id, const run_op
 }
 
 namespace {
-const detail::run_engine& engine(const std::shared_ptr<detail::run_engine>& e) {
+detail::run_engine& engine(const std::shared_ptr<detail::run_engine>& e) {
   if (!e) detail::throw_error(detail::error_kind::no_state, "an empty dx::workflow_run");
   return *e;
 }

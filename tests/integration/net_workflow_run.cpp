@@ -10,6 +10,7 @@
 #include "temp_dir.hpp"
 #include "transports.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -81,6 +82,69 @@ TEST_CASE("workflow run on workers: inputs, a split and its aggregate, a command
   const auto runs = cl.runs(opts);
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == dx::workflow_status::succeeded);
+}
+
+namespace wfnet_test {
+
+/// Busy for 200 us per index (a clock, not a sleep), so a chunk's time is proportional to its size.
+std::int64_t busy_part(dx::chunk c) {
+  const auto end = std::chrono::steady_clock::now() + (c.end - c.start) * 200us;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+  return c.end - c.start;
+}
+
+}  // namespace wfnet_test
+
+DX_REMOTE(wfnet_test::busy_part);
+
+TEST_CASE(
+    "workflow run on workers: tasks name the worker that ran them; chunk auto starts from the model once it "
+    "knows the step",
+    "[net][workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfnet");
+  dx::cluster cl{
+      dx::options{}.threads(2).local_processes(2).threads_per_process(1).head_runs_tasks(false).persist_cost_model(
+          false)};
+  // 8,000 indices of 200 us on 2 threads: at most 1,000 a chunk; 200 ms is 1,000 indices.
+  auto wf = dx::workflow::from_json(R"({"name": "sized", "steps": [
+      {"name": "parts", "function": "wfnet_test::busy_part", "split": {"range": [0, 8000]}},
+      {"name": "total", "aggregate": {"of": "parts", "function": "wfnet_test::plus"}}]})");
+  auto sizes = [](const dx::workflow_run& run) {
+    std::vector<std::int64_t> out;
+    for (const auto& t : run.steps()) {
+      if (t.parent != "parts") continue;
+      const auto at = t.parameters.find("\"end\":");
+      const auto start = std::stoll(t.parameters.substr(t.parameters.find(':') + 1));
+      out.push_back(std::stoll(t.parameters.substr(at + 6)) - start);
+    }
+    return out;
+  };
+  std::vector<std::string> workers;
+  for (const auto& w : cl.workers()) workers.push_back(w.id);
+  auto first = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(first.wait_for(60s));
+  REQUIRE(first.status() == dx::workflow_status::succeeded);
+  CHECK(first.result<std::int64_t>("total") == 8000);
+  for (const auto& t : first.steps()) {
+    if (t.parent != "parts") continue;
+    INFO(t.key << " ran on '" << t.assigned_to << "'");
+    CHECK(std::find(workers.begin(), workers.end(), t.assigned_to) != workers.end());
+    CHECK(t.attempts == 1);
+  }
+  const auto probed = sizes(first);
+  REQUIRE(probed.size() >= 3);
+  CHECK(probed[0] == 1000 / 16);  // a probe: the model did not know the kind
+  // The model learned the chunks by their size: the next run cuts them all at its answer.
+  auto second = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(second.wait_for(60s));
+  REQUIRE(second.status() == dx::workflow_status::succeeded);
+  const auto modelled = sizes(second);
+  REQUIRE(modelled.size() >= 2);
+  CHECK(modelled[0] > 1000 / 16);
+  CHECK(modelled[0] >= 250);
+  CHECK(modelled[0] <= 1000);
+  for (std::size_t i = 0; i + 1 < modelled.size(); ++i) CHECK(modelled[i] == modelled[0]);
 }
 
 // ---- a head killed at random moments -------------------------------------------------------------

@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 
 #include "journal/journal.hpp"
+
+#include <nlohmann/json.hpp>
 #include "temp_dir.hpp"
 
 #include <atomic>
@@ -56,8 +58,25 @@ std::int64_t wait_for_file(std::string path, std::int64_t v) {
   return v;
 }
 
+/// Throws until it has been called `fail_times` times (counted per name in `flaky_calls`).
+std::atomic<int> flaky_calls{0};
+std::int64_t flaky(std::int64_t fail_times) {
+  if (++flaky_calls <= fail_times) throw std::runtime_error("not yet");
+  return 7;
+}
+/// Busy for 500 us per index of its chunk (a clock, not a sleep: a sleep overshoots on a busy
+/// machine), so a chunk's duration is proportional to its size.
+std::int64_t busy_chunk(dx::chunk c) {
+  const auto end = std::chrono::steady_clock::now() + (c.end - c.start) * 500us;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+  return c.end - c.start;
+}
+
 }  // namespace wfrun_test
 
+DX_REMOTE(wfrun_test::flaky);
+DX_REMOTE(wfrun_test::busy_chunk);
 DX_REMOTE(wfrun_test::load);
 DX_REMOTE(wfrun_test::fit);
 DX_REMOTE(wfrun_test::explode);
@@ -70,6 +89,12 @@ DX_REMOTE(wfrun_test::wait_for_file);
 using namespace wfrun_test;
 
 namespace {
+
+/// A subtask's part, from its parameters {"start":S,"end":E}.
+std::pair<std::int64_t, std::int64_t> part_of(const dx::task_state& t) {
+  const auto j = nlohmann::json::parse(t.parameters);
+  return {j.at("start").get<std::int64_t>(), j.at("end").get<std::int64_t>()};
+}
 
 dx::task_status status_of(const dx::workflow_run& run, const std::string& key) {
   for (const auto& t : run.steps())
@@ -284,4 +309,71 @@ TEST_CASE("workflow run: runs a dead head left RUNNING are INTERRUPTED when the 
   REQUIRE(runs.size() == 2);
   CHECK(runs[0].id == id);
   CHECK(runs[0].status == dx::workflow_status::interrupted);
+}
+
+TEST_CASE("workflow run: chunk auto measures a few small chunks, then cuts the rest to take the target time",
+          "[workflow-run]") {
+  dx::cluster cl{dx::options{}.threads(2)};
+  // 4,000 indices of 500 us: at most 500 a chunk (4 per thread); 200 ms is 400 indices.
+  auto wf = dx::workflow::from_json(R"({"name": "auto", "steps": [
+      {"name": "parts", "function": "wfrun_test::busy_chunk", "split": {"range": [0, 4000]}},
+      {"name": "total", "aggregate": {"of": "parts", "function": "wfrun_test::add"}}]})");
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(60s));
+  REQUIRE(run.status() == dx::workflow_status::succeeded);
+  CHECK(run.result<std::int64_t>("total") == 4000);
+  std::vector<std::pair<std::int64_t, std::int64_t>> parts;
+  for (const auto& t : run.steps())
+    if (t.parent == "parts") parts.push_back(part_of(t));
+  REQUIRE(parts.size() >= 4);
+  // The chunks tile the range in order.
+  for (std::size_t i = 0; i < parts.size(); ++i) CHECK(parts[i].first == (i == 0 ? 0 : parts[i - 1].second));
+  CHECK(parts.back().second == 4000);
+  // Two probes (one per thread) of 500 / 16 indices, then chunks near 400 indices (the clock of a
+  // busy machine only makes chunks look slower, so smaller), never over 500.
+  CHECK(parts[0].second - parts[0].first == 31);
+  CHECK(parts[1].second - parts[1].first == 31);
+  const std::int64_t sized = parts[2].second - parts[2].first;
+  CHECK(sized >= 100);
+  CHECK(sized <= 500);
+  for (std::size_t i = 2; i + 1 < parts.size(); ++i) CHECK(parts[i].second - parts[i].first == sized);
+}
+
+TEST_CASE("workflow run: a step retried after it threw is RETRYING between attempts, then succeeds", "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto path = (dir.path() / "journal.sqlite").string();
+  flaky_calls = 0;
+  dx::cluster cl;
+  auto wf = dx::workflow::from_json(R"({"name": "flaky", "steps": [
+      {"name": "f", "function": "wfrun_test::flaky", "parameters": [2],
+       "retries": {"max_attempts": 3, "backoff": "20ms"}}]})");
+  auto run = cl.start(wf, dx::run_options{}.with_journal(path));
+  REQUIRE(run.wait_for(20s));
+  REQUIRE(run.status() == dx::workflow_status::succeeded);
+  CHECK(run.result<std::int64_t>("f") == 7);
+  CHECK(flaky_calls == 3);
+  const auto steps = run.steps();
+  REQUIRE(steps.size() == 1);
+  CHECK(steps[0].attempts == 3);
+  CHECK(steps[0].error.empty());
+  // The journal saw it wait twice, with the exception it waited after.
+  auto j = dx::detail::journal::open(path, dx::detail::journal::open_mode::read_only);
+  int retrying = 0;
+  for (const auto& t : j->transitions(run.id()))
+    if (t.key == "f" && t.status == "RETRYING") {
+      ++retrying;
+      CHECK(t.detail.find("not yet") != std::string::npos);
+    }
+  CHECK(retrying == 2);
+}
+
+TEST_CASE("workflow run: a long chain of steps and a failure at its head skip every step below", "[workflow-run]") {
+  dx::cluster cl;
+  dx::workflow wf{"chain"};
+  auto prev = wf.step("s0", explode, std::int64_t{0});
+  for (int i = 1; i < 20000; ++i) prev = wf.step("s" + std::to_string(i), fit, prev, std::int64_t{1});
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  REQUIRE(run.wait_for(60s));
+  CHECK(run.status() == dx::workflow_status::failed);
+  CHECK(status_of(run, "s19999") == dx::task_status::skipped);
 }
