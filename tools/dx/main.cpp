@@ -8,6 +8,8 @@
 //   dx resume r-20261206T051500Z-3f9a1c2d --plugin ./libsteps.so
 #include <dx/dx.hpp>
 
+#include "commands.hpp"
+
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -54,7 +56,8 @@ struct args {
   std::string command, target;
   std::vector<std::string> plugins;
   std::size_t workers = 2;
-  std::string journal, http;
+  bool workers_given = false;
+  std::string journal, http, listen, token_file, connect;
   bool json = false;
 };
 
@@ -82,10 +85,17 @@ args parse(int argc, char** argv) {
       const long n = std::strtol(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || n < 1 || n > 1024) bad("--workers: '" + v + "' is not a number from 1 to 1024");
       a.workers = static_cast<std::size_t>(n);
+      a.workers_given = true;
     } else if (s == "--journal") {
       a.journal = value();
     } else if (s == "--http") {
       a.http = value();
+    } else if (s == "--listen") {
+      a.listen = value();
+    } else if (s == "--token-file") {
+      a.token_file = value();
+    } else if (s == "--connect") {
+      a.connect = value();
     } else if (s == "--json") {
       a.json = true;
     } else if (!s.empty() && s[0] == '-') {
@@ -129,9 +139,20 @@ int exit_code(dx::workflow_status s) {
 }
 
 dx::options cluster_options(const args& a) {
-  dx::options o = dx::options{}.local_processes(a.workers).head_runs_tasks(false);
+  dx::options o = dx::options{}.head_runs_tasks(false);
+  // With --listen, workers join from elsewhere; local ones only when asked for.
+  if (a.listen.empty() || a.workers_given) o.local_processes(a.workers);
+  if (!a.listen.empty()) o.listen(a.listen);
+  if (!a.token_file.empty()) o.token_file(a.token_file);
   if (!a.http.empty()) o.http(a.http);
   return o;
+}
+
+/// A run id as the journal makes them: letters, digits, '-' and '_' (it goes into URLs).
+void check_run_id(const std::string& id) {
+  if (id.empty() || id.size() > 128 ||
+      id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != std::string::npos)
+    bad("'" + id + "' is not a run id (see 'dx list')");
 }
 
 /// Waits for the run, a line of progress every second; the failed tasks at the end.
@@ -228,6 +249,9 @@ int main(int argc, char** argv) {
   try {
     if (a.command == "validate" || a.command == "run") {
       if (a.target.empty()) bad(a.command + " needs a workflow file");
+      // The head checks it against its own functions (its workers' plugins, not this process's).
+      if (a.command == "run" && !a.connect.empty())
+        return dx_cli::run_connected(a.connect, a.token_file, read_file(a.target), a.target);
       dx::workflow wf{"unnamed"};
       try {
         wf = dx::workflow::from_json(read_file(a.target));  // every problem at once, each naming its step
@@ -253,6 +277,20 @@ int main(int argc, char** argv) {
       dx::cluster cl{cluster_options(a)};
       dx::workflow_run run = dx::workflow_run::resume(cl, a.target, journal_of(a));
       return follow(run, cl);
+    }
+    if (a.command == "serve") {
+      if (a.listen.empty()) bad("serve needs --listen HOST:PORT (where workers join)");
+      dx_cli::serve_settings settings;
+      settings.listen = a.listen;
+      settings.http = a.http;
+      settings.journal = a.journal;
+      settings.token_file = a.token_file;
+      settings.workers = a.workers_given ? a.workers : 0;
+      return dx_cli::serve(settings);
+    }
+    if (a.command == "cancel" && !a.connect.empty()) {
+      check_run_id(a.target);
+      return dx_cli::cancel_connected(a.connect, a.token_file, a.target);
     }
     if (a.command == "list") {
       dx::cluster none;

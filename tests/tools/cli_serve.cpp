@@ -1,0 +1,200 @@
+// `dx serve` as its users run it: a head killed with SIGKILL and started again on the same
+// address and journal gets its workers back (dx-worker keeps reconnecting) and finishes the run
+// the dead head left, under the run's id, without running a finished step again; runs submitted
+// with `dx run --connect` and cancelled with `dx cancel --connect`; SIGTERM stops serve cleanly.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+
+#include "processes.hpp"
+#include "temp_dir.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+/// A process the test started, with its output in a file; killed when the test ends early.
+class child {
+ public:
+  child(const std::vector<std::string>& args, const fs::path& output) {
+    posix_spawn_file_actions_t files;
+    posix_spawn_file_actions_init(&files);
+    posix_spawn_file_actions_addopen(&files, 1, output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&files, 1, 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, argv[0], &files, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&files);
+    REQUIRE(rc == 0);
+  }
+  child(const child&) = delete;
+  child& operator=(const child&) = delete;
+  ~child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  /// The exit code once it ends within `limit` (-1: it did not; 128+N: killed by signal N).
+  int wait(std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+/// A TCP port free on loopback a moment ago (the heads below must be found at the same address
+/// after a restart, so they cannot take port 0).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Runs `dx` with `args` to its end, its output in `out`; returns the exit code.
+int dx(const std::vector<std::string>& args, std::string* out = nullptr) {
+  const dx_support::temp_dir dir("dx_cli_call");
+  std::vector<std::string> all{DX_CLI};
+  all.insert(all.end(), args.begin(), args.end());
+  child c(all, dir.path() / "out.txt");
+  const int code = c.wait(60s);
+  if (out) *out = read_text(dir.path() / "out.txt");
+  return code;
+}
+
+/// A chain of `n` command steps; each appends its name to `counter` (once per execution) and
+/// takes `seconds`.
+std::string chain_workflow(int n, const fs::path& counter, double seconds) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    nlohmann::json s;
+    s["name"] = "s" + std::to_string(i);
+    s["command"] = {"sh", "-c", "echo $0 >> '" + counter.string() + "'; sleep " + std::to_string(seconds) + "; echo $0",
+                    "s" + std::to_string(i)};
+    if (i > 0) s["after"] = {"s" + std::to_string(i - 1)};
+    steps.push_back(s);
+  }
+  return nlohmann::json{{"name", "chain"}, {"steps", steps}}.dump();
+}
+
+std::map<std::string, int> executions(const fs::path& counter) {
+  std::map<std::string, int> out;
+  std::istringstream in(read_text(counter));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) ++out[line];
+  return out;
+}
+
+/// The run's record as `dx status RUN --json` prints it (null when it cannot be read).
+nlohmann::json status_of(const std::string& id, const fs::path& journal) {
+  std::string out;
+  if (dx({"status", id, "--json", "--journal", journal.string()}, &out) != 0) return nullptr;
+  return nlohmann::json::parse(out, nullptr, false);
+}
+
+std::string only_run_id(const fs::path& journal) {
+  std::string out;
+  if (dx({"list", "--journal", journal.string()}, &out) != 0) return {};
+  return out.substr(0, out.find(' '));
+}
+
+}  // namespace
+
+TEST_CASE("dx serve started after a head was killed gets the workers back and finishes its run once",
+          "[tools][serve]") {
+  const dx_support::temp_dir dir("dx_cli_serve");
+  const fs::path journal = dir.path() / "journal.sqlite";
+  const fs::path counter = dir.path() / "counter.txt";
+  const fs::path wf = dir.path() / "chain.json";
+  std::ofstream(wf) << chain_workflow(12, counter, 0.25);
+  const std::string address = "127.0.0.1:" + std::to_string(free_port());
+
+  // The first head: `dx run` taking workers at an address, and one worker that joins it.
+  auto first = std::make_unique<child>(
+      std::vector<std::string>{DX_CLI, "run", wf.string(), "--listen", address, "--journal", journal.string()},
+      dir.path() / "first.txt");
+  child worker({DX_WORKER, "--connect", address, "--reconnect-for", "60s"}, dir.path() / "worker.txt");
+  REQUIRE(dx_support::wait_until(60s, [&] { return executions(counter).size() >= 4; }));
+  first->signal(SIGKILL);
+  REQUIRE(first->wait(10s) == 128 + SIGKILL);
+  first.reset();
+
+  const std::string id = only_run_id(journal);
+  REQUIRE(id.rfind("r-", 0) == 0);
+  const nlohmann::json before = status_of(id, journal);
+  REQUIRE(before.is_object());
+  std::set<std::string> finished_before;
+  for (const auto& t : before["tasks"])
+    if (t["status"] == "SUCCEEDED") finished_before.insert(t["key"].get<std::string>());
+  CHECK(finished_before.size() >= 2);
+
+  // A new head on the same address and journal: it resumes the run; the worker comes back by itself.
+  child serve({DX_CLI, "serve", "--listen", address, "--journal", journal.string()}, dir.path() / "serve.txt");
+  bool ended = dx_support::wait_until(90s, [&] {
+    const auto s = status_of(id, journal);
+    return s.is_object() && s["status"] == "SUCCEEDED";
+  });
+  INFO("serve: " << read_text(dir.path() / "serve.txt") << "\nworker: " << read_text(dir.path() / "worker.txt"));
+  REQUIRE(ended);
+  CHECK(read_text(dir.path() / "serve.txt").find("resumed " + id) != std::string::npos);
+
+  const auto runs = executions(counter);
+  CHECK(runs.size() == 12);
+  for (const auto& [step, times] : runs) {
+    INFO(step << " ran " << times << " times");
+    if (finished_before.count(step)) {
+      CHECK(times == 1);  // finished before the kill: never again
+    } else {
+      CHECK(times <= 2);  // at most once more, when the kill came while it ran
+    }
+  }
+  serve.signal(SIGTERM);
+  CHECK(serve.wait(30s) == 0);
+  // The worker outlives both heads; it is this test's to end.
+}

@@ -1,0 +1,93 @@
+// `dx serve`: a long-lived head. Workers join it (and rejoin it after a restart: dx-worker keeps
+// reconnecting), runs arrive through its HTTP API (`dx run --connect`), and every run a previous
+// head left unfinished in the journal is resumed at start, under its own id.
+#include "commands.hpp"
+
+#include <dx/dx.hpp>
+
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dx_cli {
+
+namespace {
+
+bool unfinished(dx::workflow_status s) {
+  return s == dx::workflow_status::created || s == dx::workflow_status::running ||
+         s == dx::workflow_status::interrupted;
+}
+
+std::string status_text(dx::workflow_status s) { return std::string(dx::to_string(s)); }
+
+}  // namespace
+
+int serve(const serve_settings& s) {
+  // The journal the HTTP API's runs use too: it takes $DX_JOURNAL first.
+  if (!s.journal.empty()) ::setenv("DX_JOURNAL", std::filesystem::absolute(s.journal).c_str(), 1);
+  const dx::run_options journal = dx::run_options{}.with_journal(s.journal);
+
+  // The stopping signals are taken by sigtimedwait below, never by a handler: every thread the
+  // cluster starts inherits the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  dx::options o = dx::options{}.listen(s.listen).head_runs_tasks(false);
+  if (!s.http.empty()) o.http(s.http);
+  if (!s.token_file.empty()) o.token_file(s.token_file);
+  if (s.workers > 0) o.local_processes(s.workers);
+  dx::cluster cl{o};
+  std::printf("dx serve: workers join at %s\n", cl.endpoint().c_str());
+  if (!cl.http_endpoint().empty())
+    std::printf("dx serve: HTTP API and dashboard at http://%s/\n", cl.http_endpoint().c_str());
+  std::fflush(stdout);
+
+  std::vector<dx::workflow_run> resumed;
+  for (const auto& r : cl.runs(journal)) {
+    if (!unfinished(r.status)) continue;
+    try {
+      resumed.push_back(dx::workflow_run::resume(cl, r.id, journal));
+      std::printf("dx serve: resumed %s (%s)\n", r.id.c_str(), r.name.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dx serve: cannot resume %s: %s\n", r.id.c_str(), e.what());
+    }
+    std::fflush(stdout);
+  }
+
+  // A line as each run of the journal changes status, until a stopping signal.
+  std::map<std::string, dx::workflow_status> seen;
+  for (const auto& r : cl.runs(journal)) seen[r.id] = r.status;
+  for (;;) {
+    timespec tick{1, 0};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      std::printf("dx serve: stopping; unfinished runs are INTERRUPTED and resume at the next start\n");
+      std::fflush(stdout);
+      break;
+    }
+    try {
+      for (const auto& r : cl.runs(journal)) {
+        auto [it, added] = seen.emplace(r.id, r.status);
+        if (!added && it->second == r.status) continue;
+        it->second = r.status;
+        std::printf("dx serve: %s %s %s\n", r.id.c_str(), r.name.c_str(), status_text(r.status).c_str());
+        std::fflush(stdout);
+      }
+    } catch (const std::exception& e) {  // the journal could not be read this time
+      std::fprintf(stderr, "dx serve: %s\n", e.what());
+    }
+  }
+  // A second signal while the cluster stops ends the process at once.
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  return 0;
+}
+
+}  // namespace dx_cli
