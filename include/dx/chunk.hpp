@@ -32,7 +32,9 @@ struct chunk {
   /// lines of a lines split, in order.
   std::vector<std::string> items;
   std::uint64_t index = 0;  ///< this chunk's position among the step's chunks, from 0
-  std::uint64_t count = 0;  ///< how many chunks the step has
+  /// How many chunks the step has; 0 in the chunks a "chunk": "auto" split sends first to measure
+  /// the step (the rest are sized from how long those took, so their count is not known yet).
+  std::uint64_t count = 0;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned) {
