@@ -249,7 +249,8 @@ const std::string* run_engine::result_locked(std::size_t k) {
 
 bool run_engine::outcome_current_locked(std::size_t k, std::uint64_t sending, state_base*& drop) {
   if (k >= tasks_.size() || tasks_[k].sending != sending) return false;
-  if (tasks_[k].status != task_status::running && tasks_[k].status != task_status::retrying) return false;
+  const task_status now = tasks_[k].status;
+  if (now != task_status::ready && now != task_status::running && now != task_status::retrying) return false;
   drop = std::exchange(tasks_[k].running, nullptr);
   --in_flight_;
   return true;
@@ -307,13 +308,12 @@ void run_engine::sent(std::size_t k, std::uint64_t sending, std::uint32_t attemp
   std::lock_guard lock(mutex_);
   if (k >= tasks_.size() || tasks_[k].sending != sending) return;
   task& t = tasks_[k];
-  if (t.status != task_status::running && t.status != task_status::retrying) return;
+  if (t.status != task_status::ready && t.status != task_status::running && t.status != task_status::retrying) return;
+  const bool changed = t.status != task_status::running || t.assigned_to != worker;
   t.assigned_to = worker;
   t.attempts = std::max(t.attempts, t.attempts_before + attempt);
-  if (t.status == task_status::retrying) {
-    t.status = task_status::running;
-    journal_task_locked(t);
-  }
+  t.status = task_status::running;
+  if (changed) journal_task_locked(t);
 }
 
 void run_engine::retrying(std::size_t k, std::uint64_t sending, std::uint32_t attempt, const std::string& worker,
@@ -321,7 +321,7 @@ void run_engine::retrying(std::size_t k, std::uint64_t sending, std::uint32_t at
   std::lock_guard lock(mutex_);
   if (k >= tasks_.size() || tasks_[k].sending != sending) return;
   task& t = tasks_[k];
-  if (t.status != task_status::running) return;
+  if (t.status != task_status::running && t.status != task_status::ready) return;
   t.status = task_status::retrying;
   t.attempts = std::max(t.attempts, t.attempts_before + attempt);
   t.assigned_to = worker;

@@ -120,7 +120,9 @@ void run_engine::submit_locked(std::size_t k, const std::string& function, std::
   if (!rf)
     throw_error(error_kind::workflow,
                 fmt::format("step '{}': function '{}' is not registered", steps_[t.step].name, function));
-  t.status = task_status::running;
+  // On the cluster's workers it is READY until the head sends it to one (its note makes it
+  // RUNNING there); the local threads start it as soon as one is free.
+  t.status = head_ ? task_status::ready : task_status::running;
   t.attempts_before = t.attempts;
   ++t.attempts;
   t.sending = next_sending_++;

@@ -82,6 +82,17 @@ TEST_CASE("workflow run on workers: inputs, a split and its aggregate, a command
   const auto runs = cl.runs(opts);
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == dx::workflow_status::succeeded);
+  // A task waits READY until the head sends it to a worker, then is RUNNING there.
+  auto j = dx::detail::journal::open(dir.path() / "journal.sqlite", dx::detail::journal::open_mode::read_only);
+  std::vector<std::string> offset_statuses;
+  for (const auto& t : j->transitions(run.id()))
+    if (t.key == "offset") offset_statuses.push_back(t.status);
+  CHECK(offset_statuses == std::vector<std::string>{"PENDING", "READY", "RUNNING", "SUCCEEDED"});
+  for (const auto& t : j->load(run.id()).tasks) {
+    if (t.key != "offset") continue;
+    CHECK(t.assigned_to.rfind("head", 0) != 0);
+    CHECK_FALSE(t.assigned_to.empty());
+  }
 }
 
 namespace wfnet_test {
