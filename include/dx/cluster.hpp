@@ -77,7 +77,7 @@ namespace detail {
 
 class cluster_alerts;
 struct cluster_access;  // how dx itself reaches the head (src/cluster/cluster_access.hpp)
-class cluster_extension;
+class extension_slot;
 struct cluster_extensions;  // what higher layers attach (src/cluster/cluster_extension.hpp)
 
 }  // namespace detail
@@ -256,8 +256,8 @@ class DX_API cluster {
   std::unique_ptr<executor> local_;
   std::unique_ptr<detail::cluster_alerts> alerts_;  // outlives the head, which raises alerts
   std::shared_ptr<detail::head_core> head_;
-  std::mutex extension_mutex_;
-  std::shared_ptr<detail::cluster_extension> extension_;  // workflow runs, stopped first
+  // Workflow runs: stopped first; the head's HTTP routes, metrics and traces reach them through it.
+  std::shared_ptr<detail::extension_slot> extensions_;
 };
 
 /// True when this process was started as a worker (`--dx-worker` among the arguments).

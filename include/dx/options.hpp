@@ -61,7 +61,8 @@ class options {
   const std::string& listen() const noexcept { return listen_; }
 
   /// The shared secret a worker must prove it knows (HMAC-SHA256 challenge) before anything else
-  /// is accepted. Empty: no authentication, which is fine on loopback only.
+  /// is accepted, and that the HTTP routes which change the cluster require ("Authorization:
+  /// Bearer <token>"). Empty: no authentication, which is fine on loopback only.
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& token(std::string secret) {
     token_ = std::move(secret);
@@ -178,10 +179,12 @@ class options {
   bool persist_cost_model() const noexcept { return persist_cost_model_; }
 
   /// Serves the head's metrics (/metrics, Prometheus format), state (/api/state, JSON), recent
-  /// task events (/api/tasks) and a live dashboard (/) over HTTP at "host:port" ("127.0.0.1:0"
-  /// picks a free port; cluster::http_endpoint() tells which). Off by default. There is no
-  /// authentication: keep it on loopback unless the network is trusted. Setting it makes the
-  /// cluster distributed (a head; its own threads run registered functions).
+  /// task events (/api/tasks), workflow runs (/api/runs) and a live dashboard (/) over HTTP at
+  /// "host:port" ("127.0.0.1:0" picks a free port; cluster::http_endpoint() tells which). Off by
+  /// default. Reading needs no authentication: keep it on loopback unless the network is trusted.
+  /// The routes that start or cancel runs need the cluster's token (token, token_file) when it
+  /// has one, else a client on this machine (docs/http-api.md). Setting it makes the cluster
+  /// distributed (a head; its own threads run registered functions).
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& http(std::string address) {
     http_ = std::move(address);

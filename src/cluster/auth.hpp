@@ -12,6 +12,8 @@ std::string make_nonce();
 std::string prove(std::string_view token, std::string_view nonce);
 /// Constant-time check of a proof.
 bool proof_valid(std::string_view token, std::string_view nonce, std::string_view proof);
+/// Constant-time comparison of two tokens (the time taken does not depend on where they differ).
+bool tokens_equal(std::string_view a, std::string_view b);
 /// Reads a token file: the first line with surrounding whitespace trimmed. Throws dx::error
 /// naming the file when it cannot be read or holds no token.
 std::string read_token_file(const std::string& path);

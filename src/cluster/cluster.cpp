@@ -40,16 +40,25 @@ cluster::cluster(const options& opts)
     : options_(opts),
       metrics_(std::make_unique<dx::metrics>()),
       local_(std::make_unique<executor>(local_threads(opts))),
-      alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, opts.heartbeat_interval())) {
+      alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, opts.heartbeat_interval())),
+      extensions_(std::make_shared<detail::extension_slot>(*this)) {
   detail::init_log_from_environment();  // a bad DX_LOG is reported as the cluster starts
   if (opts.distributed()) {
     become_worker_if_spawned();
-    head_ = detail::head_core::create(opts, *local_, *metrics_, alerts_->center());
+    // Made before the HTTP endpoint opens, so that its routes answer from the first request
+    // (starting a run over HTTP needs no run to have been started in C++ first).
+    if (!opts.http().empty()) extensions_->get_or_make_registered();
+    head_ = detail::head_core::create(opts, *local_, *metrics_, alerts_->center(), extensions_);
   }
+  detail::metrics_access::add_collector(
+      *metrics_, [slot = std::weak_ptr<detail::extension_slot>(extensions_)](detail::exposition& out) {
+        if (auto s = slot.lock())
+          if (auto e = s->get()) e->collect(out);
+      });
 }
 
 cluster::~cluster() {
-  if (extension_) extension_->shutdown();
+  extensions_->shutdown();
   if (head_) head_->shutdown();
   head_.reset();
   alerts_->stop();
@@ -117,11 +126,61 @@ void cluster::add_alert_rule(alert_rule rule) {
 
 std::vector<alert> cluster::recent_alerts() const { return alerts_->center().recent(); }
 
-std::shared_ptr<detail::cluster_extension> detail::cluster_extensions::get_or_make(
-    cluster& cl, const std::function<std::shared_ptr<cluster_extension>()>& make) {
-  std::lock_guard lock(cl.extension_mutex_);
-  if (!cl.extension_) cl.extension_ = make();
-  return cl.extension_;
+namespace detail {
+
+namespace {
+std::mutex factory_mutex;
+extension_slot::factory& registered_factory() {
+  static extension_slot::factory f;
+  return f;
 }
+}  // namespace
+
+std::shared_ptr<cluster_extension> extension_slot::get() const {
+  std::lock_guard lock(mutex_);
+  return extension_;
+}
+
+std::shared_ptr<cluster_extension> extension_slot::get_or_make(const factory& make) {
+  std::lock_guard lock(mutex_);
+  if (!extension_ && !closed_) extension_ = make(cluster_);
+  return extension_;
+}
+
+std::shared_ptr<cluster_extension> extension_slot::get_or_make_registered() {
+  factory make;
+  {
+    std::lock_guard lock(factory_mutex);
+    make = registered_factory();
+  }
+  if (!make) return get();
+  return get_or_make(make);
+}
+
+void extension_slot::shutdown() noexcept {
+  std::shared_ptr<cluster_extension> e;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    e = extension_;  // kept: what it holds lives as long as the cluster
+  }
+  if (e) e->shutdown();
+}
+
+void extension_slot::register_factory(factory make) {
+  std::lock_guard lock(factory_mutex);
+  registered_factory() = std::move(make);
+}
+
+std::shared_ptr<cluster_extension> cluster_extensions::get_or_make(cluster& cl, const extension_slot::factory& make) {
+  auto e = cl.extensions_->get_or_make(make);
+  if (!e) throw_error(error_kind::generic, "the cluster is stopping: nothing new can start on it");
+  return e;
+}
+
+std::shared_ptr<cluster_extension> cluster_extensions::get(const cluster& cl) { return cl.extensions_->get(); }
+
+}  // namespace detail
 
 }  // namespace dx

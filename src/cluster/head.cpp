@@ -13,7 +13,8 @@
 
 namespace dx::detail {
 
-head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry, observe::alert_center& alerts)
+head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry, observe::alert_center& alerts,
+                     std::shared_ptr<extension_slot> extensions)
     : opts_(opts),
       local_(local),
       metrics_(registry),
@@ -22,7 +23,8 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
       head_key_(make_nonce()),
       host_(host_name()),
       task_events_(opts.metrics() ? opts.task_history() : 0),
-      transfer_events_(opts.metrics() ? opts.task_history() : 0) {
+      transfer_events_(opts.metrics() ? opts.task_history() : 0),
+      extensions_(std::move(extensions)) {
   if (opts_.persist_cost_model()) {
     model_path_ =
         std::filesystem::path(opts_.cost_model_file().empty() ? cost_model::default_path() : opts_.cost_model_file());
@@ -46,10 +48,13 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
 
 void head_impl::start() {
   std::weak_ptr<head_impl> self = std::static_pointer_cast<head_impl>(shared_from_this());
+  // The token before the HTTP endpoint, whose write routes check it (and never change it after).
+  if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
+  if (token_.empty()) token_ = opts_.token();
   if (!opts_.http().empty()) {
     // First: a busy port fails the cluster's construction before any thread or worker starts.
     http_ = std::make_unique<http_server>(opts_.http(), [self](const http_request& r) {
-      if (auto h = self.lock()) return observe::serve_head_http(r, *h);
+      if (auto h = self.lock()) return h->serve_http(r);
       return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
     });
     log(log_level::info, "dashboard at http://{}/, metrics at http://{}/metrics", http_->endpoint(), http_->endpoint());
@@ -57,8 +62,6 @@ void head_impl::start() {
   collector_key_ = metrics_access::add_collector(metrics_, [self](exposition& out) {
     if (auto h = self.lock()) h->collect(out);
   });
-  if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
-  if (token_.empty()) token_ = opts_.token();
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
   net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
@@ -462,8 +465,9 @@ void local_dep::on_fire(continuation* c) noexcept {
 }
 
 std::shared_ptr<head_core> head_core::create(const options& opts, executor& local, dx::metrics& registry,
-                                             observe::alert_center& alerts) {
-  auto h = std::make_shared<head_impl>(opts, local, registry, alerts);
+                                             observe::alert_center& alerts,
+                                             std::shared_ptr<extension_slot> extensions) {
+  auto h = std::make_shared<head_impl>(opts, local, registry, alerts, std::move(extensions));
   h->start();
   return h;
 }

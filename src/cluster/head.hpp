@@ -19,13 +19,15 @@ namespace dx::detail {
 namespace observe {
 class alert_center;
 }
+class extension_slot;
 
 class head_core : public std::enable_shared_from_this<head_core> {
  public:
   /// `alerts` receives the scheduler's alerts and is evaluated on the head's tick; it and
-  /// `registry` outlive the head.
+  /// `registry` outlive the head. `extensions` is the cluster's: its HTTP routes are served next
+  /// to the head's, its tasks are named in traces.
   static std::shared_ptr<head_core> create(const options& opts, executor& local, dx::metrics& registry,
-                                           observe::alert_center& alerts);
+                                           observe::alert_center& alerts, std::shared_ptr<extension_slot> extensions);
   virtual ~head_core() = default;
 
   virtual void submit(const task_options& opts, const remote_function& fn, std::vector<remote_arg>&& args,

@@ -15,6 +15,7 @@
 // Everything below is guarded by head_impl::mutex_ unless a comment says otherwise.
 #pragma once
 
+#include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
 #include "cluster/worker.hpp"
 #include "observe/alert_rules.hpp"
@@ -148,7 +149,8 @@ struct local_dep final : continuation {
 
 class head_impl final : public head_core, public observe::head_view_source {
  public:
-  head_impl(const options& opts, executor& local, dx::metrics& registry, observe::alert_center& alerts);
+  head_impl(const options& opts, executor& local, dx::metrics& registry, observe::alert_center& alerts,
+            std::shared_ptr<extension_slot> extensions);
 
   // ---- head.cpp: start, stop, submit, futures, queries -----------------------------------------
   void start();
@@ -186,6 +188,10 @@ class head_impl final : public head_core, public observe::head_view_source {
   observe::trace_input view_trace() const override;
   std::string metrics_text() const override;
   std::string trace_json() const override;
+  /// Routes an HTTP request: the extension's routes (workflow runs), then the head's own.
+  http_response serve_http(const http_request& r) const;
+  /// Whether `r` may change the cluster (see http_write_access).
+  http_write_access write_access(const http_request& r) const;
 
  private:
   // membership.cpp
@@ -411,6 +417,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   mutable double forecast_at_ = 0;
   mutable double forecast_cost_ = 0;   // seconds the last one took
   std::unique_ptr<http_server> http_;  // its handlers read the head: stopped first in shutdown
+  std::shared_ptr<extension_slot> extensions_;
   std::uint64_t collector_key_ = 0;
 };
 

@@ -108,13 +108,23 @@ observe::task_page head_impl::view_tasks(std::optional<std::uint64_t> since, std
 
 observe::trace_input head_impl::view_trace() const {
   observe::trace_input in;
-  std::lock_guard lock(mutex_);
-  for (std::uint64_t s = task_events_.first(); s < task_events_.next(); ++s) in.tasks.push_back(task_events_.at(s));
-  for (std::uint64_t s = transfer_events_.first(); s < transfer_events_.next(); ++s)
-    in.transfers.push_back(transfer_events_.at(s));
-  for (const auto& k : kinds_) in.kinds.push_back(k->name);
-  for (const worker_rec* w : by_sid_) in.workers.push_back(w ? w->id : std::string("none"));
-  in.epoch_unix_us = epoch_unix_ * 1e6;
+  {
+    std::lock_guard lock(mutex_);
+    for (std::uint64_t s = task_events_.first(); s < task_events_.next(); ++s) in.tasks.push_back(task_events_.at(s));
+    for (std::uint64_t s = transfer_events_.first(); s < transfer_events_.next(); ++s)
+      in.transfers.push_back(transfer_events_.at(s));
+    for (const auto& k : kinds_) in.kinds.push_back(k->name);
+    for (const worker_rec* w : by_sid_) in.workers.push_back(w ? w->id : std::string("none"));
+    in.epoch_unix_us = epoch_unix_ * 1e6;
+  }
+  // The extension's names for its tasks (a workflow's steps and chunks), asked without the head's
+  // lock: the extension takes locks of its own, which are held while it calls the head.
+  if (auto ext = extensions_ ? extensions_->get() : nullptr; ext && !in.tasks.empty()) {
+    std::vector<std::uint64_t> ids;
+    ids.reserve(in.tasks.size());
+    for (const auto& e : in.tasks) ids.push_back(e.task);
+    in.labels = ext->task_labels(ids);
+  }
   return in;
 }
 

@@ -166,6 +166,13 @@ http_response serve_head_http(const http_request& r, const head_view_source& sou
   auto json_error = [](unsigned status, const std::string& why) {
     return http_response{status, "application/json", nlohmann::json{{"error", why}}.dump()};
   };
+  const bool known = r.path == "/" || r.path == "/index.html" || r.path == "/metrics" || r.path == "/api/state" ||
+                     r.path == "/api/trace" || r.path == "/api/tasks";
+  if (known && r.method == http_method::post)
+    return {405,
+            "text/plain; charset=utf-8",
+            fmt::format("{} is read with GET or HEAD\n", r.path),
+            {{"Allow", "GET, HEAD"}}};
   if (r.path == "/" || r.path == "/index.html") return {200, "text/html; charset=utf-8", std::string(dashboard_page())};
   if (r.path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", source.metrics_text()};
   if (r.path == "/api/state") return {200, "application/json", state_json(source.view_state())};
@@ -191,8 +198,9 @@ http_response serve_head_http(const http_request& r, const head_view_source& sou
     const std::size_t n = std::clamp<std::uint64_t>(limit->value_or(2000), 1, 10000);
     return {200, "application/json", tasks_json(source.view_tasks(*since, n))};
   }
-  return {404, "text/plain; charset=utf-8",
-          fmt::format("no page at {}: try /, /metrics, /api/state, /api/tasks?since=N or /api/trace\n", r.path)};
+  return {
+      404, "text/plain; charset=utf-8",
+      fmt::format("no page at {}: try /, /metrics, /api/state, /api/tasks?since=N, /api/trace or /api/runs\n", r.path)};
 }
 
 }  // namespace dx::detail::observe

@@ -87,8 +87,8 @@ std::optional<double> shown_remaining_seconds(const state_record& s);
 std::optional<double> completion_rate(const history<task_event>& events, double now, double window);
 std::string state_json(const state_record& s);
 std::string tasks_json(const task_page& p);
-/// Routes a request: the dashboard, /metrics, /api/state, /api/tasks, /api/trace; 400 for bad
-/// query parameters, 404 elsewhere.
+/// Routes a request: the dashboard, /metrics, /api/state, /api/tasks, /api/trace (read with GET or
+/// HEAD; 405 otherwise); 400 for bad query parameters, 404 elsewhere.
 http_response serve_head_http(const http_request& r, const head_view_source& source);
 
 }  // namespace dx::detail::observe

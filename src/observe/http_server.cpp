@@ -24,10 +24,8 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
-constexpr std::size_t max_header_bytes = 8192;  // request line and fields
-constexpr std::size_t max_body_bytes = 1024;    // only GET and HEAD are served: no body is needed
-constexpr std::size_t max_connections = 64;
-constexpr std::chrono::seconds request_timeout{10};
+constexpr std::size_t max_header_bytes = http_limits::header_bytes;  // request line and fields
+constexpr std::size_t max_connections = http_limits::connections;
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -88,10 +86,8 @@ const char* reason_text(unsigned status) {
   switch (status) {
     case 400:
       return "malformed request";
-    case 405:
-      return "only GET and HEAD are served";
     case 413:
-      return "requests here have no body";
+      return "the request's body is over the limit";
     case 431:
       return "the request line and headers are over 8 KiB";
     default:
@@ -99,13 +95,27 @@ const char* reason_text(unsigned status) {
   }
 }
 
+std::string lower_case(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 }  // namespace
+
+const std::string& http_request::header(const std::string& lower_case_name) const {
+  static const std::string none;
+  auto it = headers.find(lower_case_name);
+  return it == headers.end() ? none : it->second;
+}
 
 struct http_server::impl : std::enable_shared_from_this<impl> {
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
   tcp::acceptor acceptor{io};
   handler serve;
+  std::chrono::milliseconds deadline{10'000};
   std::string bound;
   std::thread thread;
   std::atomic<std::size_t> open_connections{0};
@@ -124,6 +134,14 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 struct http_session : std::enable_shared_from_this<http_session> {
   http_session(std::shared_ptr<http_server::impl> s, tcp::socket sock) : server(std::move(s)), stream(std::move(sock)) {
     ++server->open_connections;
+    error_code ec;
+    const tcp::endpoint remote = stream.socket().remote_endpoint(ec);
+    if (!ec) {
+      peer = transport::endpoint_string(remote);
+      peer_loopback = remote.address().is_loopback() ||
+                      (remote.address().is_v6() && remote.address().to_v6().is_v4_mapped() &&
+                       asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).is_loopback());
+    }
   }
   ~http_session() { --server->open_connections; }
 
@@ -133,42 +151,88 @@ struct http_session : std::enable_shared_from_this<http_session> {
   std::optional<http::request_parser<http::string_body>> parser;
   http::response<http::string_body> full;
   http::response<http::empty_body> headers_only;
+  std::string peer;
+  bool peer_loopback = false;
 
   void read() {
     parser.emplace();
     parser->header_limit(max_header_bytes);
-    parser->body_limit(max_body_bytes);
-    stream.expires_after(request_timeout);
-    http::async_read(stream, buffer, *parser,
-                     [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_read(ec); });
+    // The largest body any request may have: a larger Content-Length fails as the header ends,
+    // before the body is read or its buffer reserved. The method's own limit is checked next.
+    parser->body_limit(http_limits::post_body_bytes);
+    // One deadline for the whole request, headers and body: it is not renewed as bytes trickle
+    // in, so a slow sender cannot hold the connection longer.
+    stream.expires_after(server->deadline);
+    http::async_read_header(stream, buffer, *parser,
+                            [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_header(ec); });
   }
 
-  void on_read(const error_code& ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
-        ec == http::error::partial_message || ec == asio::error::connection_reset || ec == asio::error::eof)
-      return close();
-    if (ec) {
-      const unsigned status = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
-      return reply_error(status, fmt::format("{}: {}\n", reason_text(status), ec.message()), "(malformed)");
-    }
+  /// Whether `ec` ends the connection without an answer (the peer went away, or said nothing in
+  /// time); otherwise the request was malformed and is answered with a 4xx.
+  static bool silent_end(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+           ec == http::error::partial_message || ec == asio::error::connection_reset || ec == asio::error::eof;
+  }
+
+  void reply_read_error(const error_code& ec) {
+    const unsigned status = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
+    if (status == 413)
+      return reply_error(413, fmt::format("{}: at most {} bytes\n", reason_text(413), http_limits::post_body_bytes),
+                         "(malformed)");
+    reply_error(status, fmt::format("{}: {}\n", reason_text(status), ec.message()), "(malformed)");
+  }
+
+  void on_header(const error_code& ec) {
+    if (ec && silent_end(ec)) return close();
+    if (ec) return reply_read_error(ec);
     const auto& req = parser->get();
+    const auto verb = req.method();
+    if (verb != http::verb::get && verb != http::verb::head && verb != http::verb::post)
+      return reply_error(405, "only GET, HEAD and POST are served\n", "(method)", {{"Allow", "GET, HEAD, POST"}});
+    if (parser->chunked())
+      return reply_error(411, "a request's body needs a Content-Length (chunked bodies are not read)\n", "(malformed)");
+    const std::size_t limit = verb == http::verb::post ? http_limits::post_body_bytes : http_limits::other_body_bytes;
+    if (const auto length = parser->content_length(); length && *length > limit)
+      return reply_error(413,
+                         fmt::format("{}: {} bytes, at most {} with {}\n", reason_text(413), *length, limit,
+                                     std::string_view(req.method_string().data(), req.method_string().size())),
+                         "(malformed)");
+    if (parser->is_done()) return on_request();
+    http::async_read(stream, buffer, *parser, [self = shared_from_this()](const error_code& e, std::size_t) {
+      if (e && silent_end(e)) return self->close();
+      if (e) return self->reply_read_error(e);
+      self->on_request();
+    });
+  }
+
+  void on_request() {
+    auto& req = parser->get();
     const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head) return reply_error(405, "only GET and HEAD are served\n", "(method)");
     auto target = parse_target(std::string_view(req.target().data(), req.target().size()));
     if (!target) return reply_error(400, "malformed request target\n", "(malformed)");
+    target->method = head ? http_method::head : req.method() == http::verb::post ? http_method::post : http_method::get;
+    for (const auto& field : req)
+      target->headers[lower_case(std::string_view(field.name_string().data(), field.name_string().size()))] =
+          std::string(field.value().data(), field.value().size());
+    target->body = std::move(req.body());
+    target->peer = peer;
+    target->peer_loopback = peer_loopback;
     http_response r;
     try {
       r = server->serve(*target);
     } catch (const std::exception& e) {
       r = http_response{500, "text/plain; charset=utf-8", fmt::format("internal error: {}\n", e.what())};
     }
-    server->count(r.status == 404 ? std::string("(unknown)") : target->path, r.status);
+    server->count(r.status == 404 ? std::string("(unknown)") : !r.route.empty() ? r.route : target->path, r.status);
     write(r, head, req.version(), req.keep_alive());
   }
 
-  void reply_error(unsigned status, std::string body, const char* path_label) {
+  /// Answers a request that cannot be served and closes the connection (what is left of the
+  /// request is not read).
+  void reply_error(unsigned status, std::string body, const char* path_label,
+                   std::vector<std::pair<std::string, std::string>> headers = {}) {
     server->count(path_label, status);
-    write(http_response{status, "text/plain; charset=utf-8", std::move(body)}, false, 11, false);
+    write(http_response{status, "text/plain; charset=utf-8", std::move(body), std::move(headers)}, false, 11, false);
   }
 
   void write(const http_response& r, bool head, unsigned version, bool keep_alive) {
@@ -178,10 +242,10 @@ struct http_session : std::enable_shared_from_this<http_session> {
       res.set(http::field::server, "dx");
       res.set(http::field::content_type, r.content_type);
       res.set(http::field::cache_control, "no-store");
-      if (r.status == 405) res.set(http::field::allow, "GET, HEAD");
+      for (const auto& [name, value] : r.headers) res.set(name, value);
       res.keep_alive(keep_alive);
     };
-    stream.expires_after(request_timeout);
+    stream.expires_after(server->deadline);
     if (head) {
       headers_only = {};
       fill(headers_only);
@@ -234,7 +298,9 @@ void http_server::impl::accept_next() {
   });
 }
 
-http_server::http_server(const std::string& address, handler h) : impl_(std::make_shared<impl>()) {
+http_server::http_server(const std::string& address, handler h, std::chrono::milliseconds deadline)
+    : impl_(std::make_shared<impl>()) {
+  impl_->deadline = deadline;
   auto fail = [&](const std::string& why) {
     throw_error(error_kind::generic, fmt::format("cannot serve HTTP on {}: {}", address, why));
   };
@@ -255,7 +321,9 @@ http_server::http_server(const std::string& address, handler h) : impl_(std::mak
   if (ec) fail(ec.message());
   impl_->bound = transport::endpoint_string(impl_->acceptor.local_endpoint());
   if (!ep.address().is_loopback())
-    log(log_level::warn, "the HTTP endpoint at {} is reachable from other machines and has no authentication",
+    log(log_level::warn,
+        "the HTTP endpoint at {} is reachable from other machines: its pages and read routes need no "
+        "authentication",
         impl_->bound);
   impl_->accept_next();
   impl_->thread = std::thread([i = impl_.get()] { i->io.run(); });

@@ -132,6 +132,9 @@ struct trace_input {
   std::vector<std::string> kinds;    // by kind index
   std::vector<std::string> workers;  // by scheduler worker id
   double epoch_unix_us = 0;
+  /// What to call each task event (by position in `tasks`; missing or empty: its kind), such as
+  /// a workflow task's key ("fit", "parts#12").
+  std::vector<std::string> labels;
 };
 void write_chrome_trace(const trace_input& in, std::string& out);
 

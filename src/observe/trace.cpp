@@ -99,10 +99,16 @@ void write_chrome_trace(const trace_input& in, std::string& out) {
                                                     : fmt::format("thread {}", tid);
     out += fmt::format(R"({{"ph":"M","name":"thread_name","pid":{},"tid":{},"args":{{"name":"{}"}}}})", pid, tid, lane);
   }
-  for (const task_event& e : in.tasks) {
+  for (std::size_t i = 0; i < in.tasks.size(); ++i) {
+    const task_event& e = in.tasks[i];
+    const std::string_view kind = e.kind < in.kinds.size() ? std::string_view(in.kinds[e.kind]) : "?";
+    const std::string_view label = i < in.labels.size() ? std::string_view(in.labels[i]) : std::string_view();
     begin_event();
-    out += R"({"ph":"X","cat":"task","name":")";
-    json_escape_into(out, e.kind < in.kinds.size() ? std::string_view(in.kinds[e.kind]) : std::string_view("?"));
+    // A labelled task (a workflow's step or chunk) is named by its label; its kind stays in args.
+    out += R"({"ph":"X","cat":")";
+    out += label.empty() ? "task" : "workflow";
+    out += R"(","name":")";
+    json_escape_into(out, label.empty() ? kind : label);
     const double ts = in.epoch_unix_us + e.start * 1e6;
     fmt::format_to(
         std::back_inserter(out),
@@ -110,6 +116,10 @@ void write_chrome_trace(const trace_input& in, std::string& out) {
         std::max(0.0, static_cast<double>(e.duration) * 1e6), pid_of(e.worker),
         e.thread == unknown_thread ? lost_lane : e.thread, e.task, e.attempt, to_string(e.status));
     json_escape_into(out, name_of_worker(e.worker));
+    if (!label.empty()) {
+      out += R"(","kind":")";
+      json_escape_into(out, kind);
+    }
     out += "\"}}";
   }
   for (const transfer_event& e : in.transfers) {

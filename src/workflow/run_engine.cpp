@@ -17,33 +17,12 @@
 
 namespace dx::detail {
 
-// ---- the host --------------------------------------------------------------------------------------
-
-void workflow_host::add(const std::shared_ptr<run_engine>& run) {
-  std::lock_guard lock(mutex_);
-  if (closed_) throw_error(error_kind::workflow, "the cluster is stopping: no workflow can start");
-  std::erase_if(runs_, [](const auto& w) { return w.expired(); });
-  runs_.push_back(run);
+namespace {
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
-
-void workflow_host::shutdown() noexcept {
-  std::vector<std::shared_ptr<run_engine>> runs;
-  {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    for (auto& w : runs_)
-      if (auto r = w.lock()) runs.push_back(std::move(r));
-  }
-  for (auto& r : runs) r->interrupt();
-}
-
-std::vector<std::shared_ptr<run_engine>> workflow_host::runs() {
-  std::lock_guard lock(mutex_);
-  std::vector<std::shared_ptr<run_engine>> out;
-  for (auto& w : runs_)
-    if (auto r = w.lock()) out.push_back(std::move(r));
-  return out;
-}
+}  // namespace
 
 // ---- creating and resuming -------------------------------------------------------------------------
 
@@ -78,6 +57,7 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->load_steps(wf);
   e->name_ = wf.name();
+  e->created_ms_ = e->updated_ms_ = unix_ms_now();
   const std::string definition = wf.to_json(-1);
   if (e->journal_) {
     // The run exists, durably, before any of its tasks runs; a journal that cannot take it fails
@@ -107,6 +87,8 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->id_ = state.run.id;
   e->name_ = state.run.name;
+  e->created_ms_ = state.run.created_ms;
+  e->updated_ms_ = unix_ms_now();
   e->load_steps(wf);
   for (auto& t : state.tasks) e->resumed_.emplace(t.key, std::move(t));
   return e;
@@ -177,6 +159,8 @@ bool run_engine::reuse_resumed_locked(std::size_t step) {
   if (r == resumed_.end() || s.split || !r->second.result) return false;
   if (r->second.status != "SUCCEEDED" && r->second.status != "CACHED") return false;
   t.status = r->second.status == "CACHED" ? task_status::cached : task_status::succeeded;
+  t.counted_end = true;  // it ended before the resume, not here
+  changed_locked();
   t.result_in_journal = true;
   t.attempts = static_cast<std::uint32_t>(r->second.attempts);
   t.assigned_to = r->second.assigned_to;
@@ -213,6 +197,7 @@ void run_engine::launch_locked(std::size_t step) {
     log(log_level::warn, "workflow run {}: the result of step '{}' is lost from the journal; it runs again", id_,
         in.key);
     in.status = task_status::pending;
+    changed_locked();
     in.result_in_journal = false;
     in.result.reset();
     runs_[lost.step].ended = false;
@@ -312,6 +297,7 @@ void run_engine::sent(std::size_t k, std::uint64_t sending, std::uint32_t attemp
   const bool changed = t.status != task_status::running || t.assigned_to != worker;
   t.assigned_to = worker;
   t.attempts = std::max(t.attempts, t.attempts_before + attempt);
+  changed_locked();
   t.status = task_status::running;
   if (changed) journal_task_locked(t);
 }
@@ -419,14 +405,25 @@ void run_engine::finish_if_done_locked() {
   done_cv_.notify_all();
 }
 
+void run_engine::changed_locked() {
+  ++version_;
+  updated_ms_ = unix_ms_now();
+}
+
 void run_engine::set_run_status_locked(workflow_status s, const std::string& detail) {
   status_ = s;
+  changed_locked();
   if (journal_)
     journal_->change(
         [run = id_, status = std::string(to_string(s)), detail](journal& j) { j.set_run_status(run, status, detail); });
 }
 
-void run_engine::journal_task_locked(const task& t, const std::string& detail) {
+void run_engine::journal_task_locked(task& t, const std::string& detail) {
+  changed_locked();
+  if (ended(t.status) && !t.counted_end) {
+    t.counted_end = true;
+    if (counters_) counters_->finished[static_cast<std::size_t>(t.status)].fetch_add(1, std::memory_order_relaxed);
+  }
   if (!journal_) return;
   const std::size_t k = task_index_.at(t.key);
   task_record r;
@@ -564,24 +561,16 @@ workflow_status run_engine::status() const {
   return status_;
 }
 
+bool run_engine::has_ended() const {
+  std::lock_guard lock(mutex_);
+  return status_ != workflow_status::running && status_ != workflow_status::created && in_flight_ == 0;
+}
+
 std::vector<task_state> run_engine::tasks() const {
   std::lock_guard lock(mutex_);
   std::vector<task_state> out;
   out.reserve(tasks_.size());
-  for (std::size_t k = 0; k < tasks_.size(); ++k) {
-    const task& t = tasks_[k];
-    task_state s;
-    s.key = t.key;
-    s.is_subtask = runs_[t.step].task != k;
-    s.parent = s.is_subtask ? steps_[t.step].name : std::string();
-    s.status = t.status;
-    s.attempts = t.attempts;
-    s.assigned_to = t.assigned_to;
-    s.error = t.error;
-    s.progress = progress_locked(k);
-    if (t.chunk >= 0 && steps_[t.step].split) s.parameters = fmt::format(R"({{"start":{},"end":{}}})", t.first, t.last);
-    out.push_back(std::move(s));
-  }
+  for (std::size_t k = 0; k < tasks_.size(); ++k) out.push_back(task_view_locked(k));
   return out;
 }
 

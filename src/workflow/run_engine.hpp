@@ -10,18 +10,22 @@
 
 #include "cluster/cluster_extension.hpp"
 #include "workflow/run_journal.hpp"
+#include "workflow/run_views.hpp"
 
 #include <dx/cluster.hpp>
 #include <dx/detail/remote_call.hpp>
 #include <dx/workflow.hpp>
 #include <dx/workflow_run.hpp>
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,18 +37,56 @@ class state_base;
 
 class run_engine;
 
-/// The runs of one cluster: interrupted (and their journals flushed) before the cluster stops.
+/// Counts a cluster's runs share, for its metrics: tasks that ended, by status.
+struct workflow_counters {
+  std::array<std::atomic<std::uint64_t>, 9> finished{};
+};
+
+/// The runs of one cluster: interrupted (and their journals flushed) before the cluster stops;
+/// served at /api/runs by the head's HTTP endpoint, counted in its metrics, named in its traces.
+/// A run is kept while it has not ended (whoever holds its handle), and so are the last
+/// `kept_ended` runs that ended; older ones are listed while a handle holds them.
 class workflow_host final : public cluster_extension {
  public:
-  void add(const std::shared_ptr<run_engine>& run);
+  static constexpr std::size_t kept_ended = 32;
+
+  explicit workflow_host(cluster& cl);
+  /// Starts a run of `wf` here (see cluster::start). Throws as run_engine::create does, and
+  /// dx::workflow_error when the cluster is stopping. Thread-safe; blocks while it is recorded.
+  std::shared_ptr<run_engine> start(const workflow& wf, const run_options& opts);
+  /// Resumes the run `id` here (see workflow_run::resume). Thread-safe; blocks while it loads.
+  std::shared_ptr<run_engine> resume(std::string_view id, const run_options& opts);
   /// Interrupts every run still going: no new task starts; the journal says INTERRUPTED.
   void shutdown() noexcept override;
-  /// The runs started or resumed here that still exist, oldest first. Thread-safe.
-  std::vector<std::shared_ptr<run_engine>> runs();
+  /// The runs started or resumed here that are kept or still exist, oldest first. Thread-safe.
+  std::vector<std::shared_ptr<run_engine>> runs() const;
+  /// The run `id` of this cluster, or nullptr. Thread-safe.
+  std::shared_ptr<run_engine> find(std::string_view id) const;
+
+  /// GET /api/runs, GET /api/runs/{id}, POST /api/runs, POST /api/runs/{id}/cancel
+  /// (workflow_host.cpp; docs/http-api.md).
+  std::optional<http_response> serve_http(const http_request& r, const http_write_access& access) override;
+  /// dx_workflow_runs, dx_workflow_tasks, dx_workflow_tasks_finished_total and the journals'
+  /// dx_workflow_journal_commits_total and dx_workflow_journal_commit_seconds_total.
+  void collect(exposition& out) const override;
+  std::vector<std::string> task_labels(std::span<const std::uint64_t> head_tasks) const override;
 
  private:
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<run_engine>> runs_;
+  struct entry {
+    std::weak_ptr<run_engine> run;
+    std::shared_ptr<run_engine> held;  // while the run goes on, and for the last ended ones
+  };
+  void add(const std::shared_ptr<run_engine>& run);
+  /// Lets go of ended runs beyond the last kept_ended (returned, to be dropped after the lock),
+  /// and forgets runs that are gone.
+  std::vector<std::shared_ptr<run_engine>> prune_locked() const;
+  /// POST /api/runs: validates the body and starts it with the default run options.
+  http_response start_over_http(const http_request& r);
+
+  cluster& cl_;
+  std::shared_ptr<workflow_counters> counters_ = std::make_shared<workflow_counters>();
+  mutable std::mutex mutex_;
+  mutable std::vector<entry> runs_;
   bool closed_ = false;
 };
 
@@ -68,6 +110,20 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   const std::vector<workflow_step>& definition() const noexcept { return steps_; }
   workflow_status wait() const;
   bool wait_for(std::chrono::nanoseconds d) const;
+  /// Whether the run has ended (succeeded, failed, cancelled or interrupted). Does not block.
+  bool has_ended() const;
+
+  // views (run_views.cpp): copied under the lock, written out by the caller
+  run_summary_view summary() const;
+  /// The run and its steps; with `q`, a page of the subtasks of q->step (nullopt in `subtasks`
+  /// when the run has no such step).
+  run_detail_view detail(const subtask_query* q) const;
+  /// Adds the status of every task (steps and subtasks) to `counts`.
+  void count_tasks(status_counts& counts) const;
+  /// Fills the empty entries of `labels` whose head task is one of this run's with its key.
+  void label_tasks(std::span<const std::uint64_t> head_tasks, std::vector<std::string>& labels) const;
+  /// Where the run counts the tasks that end (its host's counters).
+  void count_into(std::shared_ptr<workflow_counters> counters);
   std::string result_bytes(std::string_view step);
   const std::shared_ptr<run_journal>& journal_writer() const noexcept { return journal_; }
 
@@ -99,6 +155,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     std::string result_hash;        // sha256 of the result, once something needed it
     state_base* running = nullptr;  // the future's state while it runs (one reference)
     std::uint64_t sending = 0;      // which submission the running state is
+    bool counted_end = false;       // counted in workflow_counters::finished
   };
   /// How a split step is being cut: all at once (a fixed or known size), or by probing first.
   struct split_cut {
@@ -143,13 +200,19 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void step_done_locked(std::size_t step);
   void finish_if_done_locked();
   void set_run_status_locked(workflow_status s, const std::string& detail = {});
-  void journal_task_locked(const task& t, const std::string& detail = {});
+  /// Something the views show changed (a status, a worker, an attempt).
+  void changed_locked();
+  /// Records t's change: in the views' version, the counts of ended tasks, and the journal.
+  void journal_task_locked(task& t, const std::string& detail = {});
   void journal_result_locked(const task& t);
   /// A task's result bytes, read from the journal when it finished before a resume (nullptr
   /// when it has none, or it was lost: the caller runs what needed it again).
   const std::string* result_locked(std::size_t task);
   std::string cache_key_locked(std::size_t step);
   double progress_locked(std::size_t task) const;
+  // views (run_views.cpp)
+  void summary_locked(run_summary_view& v) const;
+  task_state task_view_locked(std::size_t task) const;
   bool try_cache_locked(std::size_t step);
   bool outcome_current_locked(std::size_t task, std::uint64_t sending, state_base*& drop);
 
@@ -191,6 +254,11 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::deque<std::size_t> ready_;                         // steps whose dependencies all succeeded
   std::size_t ended_steps_ = 0, failed_steps_ = 0;        // failed: failed, skipped or cancelled
   workflow_status status_ = workflow_status::created;
+  std::int64_t created_ms_ = 0, updated_ms_ = 0;  // Unix milliseconds
+  std::uint64_t version_ = 0;                     // see run_summary_view::version
+  std::shared_ptr<workflow_counters> counters_;
+  // The head's task ids of this run's submissions -> the task, for the names in traces.
+  std::unordered_map<std::uint64_t, std::uint32_t> head_tasks_;
   /// A task submit_locked made ready for the head, submitted by send_queued.
   struct queued_submission {
     std::size_t task = 0;
@@ -201,6 +269,9 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     task_options options;
   };
   std::vector<queued_submission> queued_;
+  /// Watches of tasks on the local threads (run_submit.cpp's local_outcome), registered on their
+  /// futures by send_queued.
+  std::vector<continuation*> local_outcomes_;
   std::uint64_t next_sending_ = 1;
   std::size_t in_flight_ = 0;
   bool stopping_ = false;   // cancelled or interrupted: nothing new starts

@@ -76,6 +76,24 @@ class raw_result final : public shared_state<std::string>, public remote_result 
   std::uint64_t sending_;
 };
 
+/// Tells the engine how a task on the local threads ended when a stop settled it (a cancel, an
+/// interrupt, a time limit): the call may never run (a task stopped before it started does not),
+/// or end later, and the engine must not wait for it. An outcome the call itself reported first
+/// wins; a later one is ignored by the engine.
+struct local_outcome final : continuation {
+  std::weak_ptr<run_engine> engine;
+  std::size_t task = 0;
+  std::uint64_t sending = 0;
+  state_base* state = nullptr;  // one reference
+  static void on_fire(continuation* c) noexcept {
+    auto* self = static_cast<local_outcome*>(c);
+    if (self->state->has_error())
+      if (auto e = self->engine.lock()) e->failed(self->task, self->sending, self->state->error());
+    self->state->release();
+    delete self;
+  }
+};
+
 /// Sleeps `pause` in short slices, returning early (false) when the running task is asked to stop.
 bool pause_unless_stopped(std::chrono::nanoseconds pause) {
   const auto until = std::chrono::steady_clock::now() + pause;
@@ -92,13 +110,18 @@ bool pause_unless_stopped(std::chrono::nanoseconds pause) {
 void run_engine::send_queued() {
   for (;;) {
     std::vector<queued_submission> batch;
+    std::vector<continuation*> outcomes;
     bool stopping = false;
     {
       std::lock_guard lock(mutex_);
       batch.swap(queued_);
+      outcomes.swap(local_outcomes_);
       stopping = stopping_;
     }
-    if (batch.empty()) return;
+    for (continuation* c : outcomes) static_cast<local_outcome*>(c)->state->on_ready(c);
+    if (batch.empty() && outcomes.empty()) return;
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> submitted;  // the head's task id -> ours
+    submitted.reserve(batch.size());
     for (auto& q : batch) {
       auto* state = static_cast<raw_result*>(q.state);
       if (stopping) {
@@ -106,9 +129,14 @@ void run_engine::send_queued() {
         state->fail(make_error(error_kind::cancelled, "the workflow run stopped before the task was sent"));
       } else {
         head_->submit(q.options, *q.function, std::move(q.args), *state);
+        if (state->task_id != 0) submitted.emplace_back(state->task_id, static_cast<std::uint32_t>(q.task));
         state->want();
       }
       state->release();  // the creation reference: the engine keeps its own
+    }
+    if (!submitted.empty()) {
+      std::lock_guard lock(mutex_);
+      for (const auto& [head_task, k] : submitted) head_tasks_[head_task] = k;
     }
   }
 }
@@ -183,6 +211,16 @@ void run_engine::submit_locked(std::size_t k, const std::string& function, std::
   if (t.status == task_status::running && t.sending == sending) {  // it may have finished already
     t.running = future_access::state(fut).get();
     t.running->add_ref();
+    auto* outcome = new local_outcome;
+    outcome->fire = &local_outcome::on_fire;
+    outcome->engine = weak_from_this();
+    outcome->task = k;
+    outcome->sending = sending;
+    outcome->state = t.running;
+    outcome->state->add_ref();
+    // Registered by send_queued, without the lock: a state settled already fires it at once, and
+    // its report takes the lock.
+    local_outcomes_.push_back(outcome);
   }
 }
 

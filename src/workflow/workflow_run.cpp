@@ -11,13 +11,9 @@ namespace dx {
 
 namespace {
 
-std::shared_ptr<detail::run_journal> journal_for(const run_options& opts) {
-  if (!opts.journaled) return nullptr;
-  return detail::run_journal::at(opts.journal);
-}
-
 detail::workflow_host& host_of(cluster& cl) {
-  auto ext = detail::cluster_extensions::get_or_make(cl, [] { return std::make_shared<detail::workflow_host>(); });
+  auto ext = detail::cluster_extensions::get_or_make(
+      cl, [](cluster& c) { return std::make_shared<detail::workflow_host>(c); });
   return static_cast<detail::workflow_host&>(*ext);
 }
 
@@ -30,10 +26,7 @@ workflow_status parse_run_status(const std::string& s) {
 workflow_run cluster::start(const workflow& wf) { return start(wf, run_options{}); }
 
 workflow_run cluster::start(const workflow& wf, const run_options& opts) {
-  auto e = detail::run_engine::create(*this, wf, journal_for(opts));
-  host_of(*this).add(e);
-  e->start();
-  return workflow_run(std::move(e));
+  return workflow_run(host_of(*this).start(wf, opts));
 }
 
 std::vector<run_summary> cluster::runs() const { return runs(run_options{}); }
@@ -82,11 +75,7 @@ run_summary workflow_run::recorded(std::string_view id, const run_options& opts,
 }
 
 workflow_run workflow_run::resume(cluster& cl, std::string_view id, const run_options& opts) {
-  if (!opts.journaled) detail::throw_error(detail::error_kind::workflow, "a run without a journal cannot be resumed");
-  auto e = detail::run_engine::resume(cl, id, detail::run_journal::at(opts.journal));
-  host_of(cl).add(e);
-  e->start();
-  return workflow_run(std::move(e));
+  return workflow_run(host_of(cl).resume(id, opts));
 }
 
 namespace {

@@ -8,7 +8,12 @@
 //            until the release file exists, so the job stays up with a stable completed count
 //            while the tests look at it; prints "phase2 holding <tasks>".
 //
-// Usage: dx_observe_job RELEASE_FILE [DEADLINE_SECONDS]
+// With --workflow, phase 1 also runs a workflow to its end (a step, a split of 20 chunks, their
+// aggregate and a step taking two inputs), and phase 2 starts a second one whose first step holds
+// until the release file exists; after "phase2 holding" come "workflow done <id>" and "workflow
+// held <id>". The job waits for the second run before it exits.
+//
+// Usage: dx_observe_job RELEASE_FILE [DEADLINE_SECONDS] [--workflow]
 // stdout: line 1 the HTTP endpoint ("127.0.0.1:PORT"), then the phase lines. Every wait is
 // bounded: past the deadline (default 180 s) the program says so on stderr and exits with 3.
 #include <dx/dx.hpp>
@@ -32,6 +37,16 @@ int slow_square(int x) {
   return x * x;
 }
 
+std::int64_t twice(std::int64_t x) { return 2 * x; }
+
+std::int64_t chunk_sum(dx::chunk c) {
+  std::int64_t s = 0;
+  for (std::int64_t i = c.start; i < c.end; ++i) s += i;
+  return s;
+}
+
+std::int64_t add(std::int64_t a, std::int64_t b) { return a + b; }
+
 int fail_on(int x) { throw std::runtime_error("obs::fail_on(" + std::to_string(x) + ") fails on purpose"); }
 
 /// Sleeps in 50 ms steps until `path` exists or 120 s pass; returns how many steps it slept.
@@ -52,6 +67,9 @@ DX_REMOTE(obs::square);
 DX_REMOTE(obs::slow_square);
 DX_REMOTE(obs::fail_on);
 DX_REMOTE(obs::hold);
+DX_REMOTE(obs::twice);
+DX_REMOTE(obs::chunk_sum);
+DX_REMOTE(obs::add);
 
 namespace {
 
@@ -79,6 +97,7 @@ int main(int argc, char** argv) {
   }
   const std::string release = argv[1];
   const int deadline_s = argc > 2 ? std::atoi(argv[2]) : 180;
+  const bool with_workflow = argc > 3 && std::string(argv[3]) == "--workflow";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deadline_s > 0 ? deadline_s : 180);
 
   try {
@@ -122,6 +141,23 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "dx_observe_job: %d of %d failing tasks failed\n", failed, failing_tasks);
       return 1;
     }
+    dx::workflow_run done_run, held_run;
+    if (with_workflow) {
+      done_run = cl.start(dx::workflow::from_json(R"({"name": "observe-demo", "steps": [
+          {"name": "seed", "function": "obs::twice", "parameters": [21]},
+          {"name": "parts", "function": "obs::chunk_sum", "split": {"range": [0, 2000], "chunk": 100},
+           "after": ["seed"]},
+          {"name": "total", "aggregate": {"of": "parts", "function": "obs::add"}},
+          {"name": "report", "function": "obs::add", "inputs": {"0": "seed", "1": "total"}}]})"),
+                          dx::run_options{}.without_journal());
+      if (!done_run.wait_for(deadline - std::chrono::steady_clock::now())) give_up("the workflow did not finish");
+      if (done_run.status() != dx::workflow_status::succeeded ||
+          done_run.result<std::int64_t>("report") != 42 + 1999000) {
+        std::fprintf(stderr, "dx_observe_job: the workflow ended %s\n",
+                     std::string(dx::to_string(done_run.status())).c_str());
+        return 1;
+      }
+    }
     std::printf("phase1 done %ld\n", completed);
     std::fflush(stdout);
 
@@ -130,12 +166,23 @@ int main(int argc, char** argv) {
     for (const auto& w : cl.workers()) threads += w.threads;
     std::vector<dx::future<int>> holds;
     for (std::size_t i = 0; i < threads; ++i) holds.push_back(cl.submit(obs::hold, release));
+    if (with_workflow) {
+      dx::workflow held{"observe-held"};
+      auto wait = held.step("wait", obs::hold, release);
+      held.step("after", obs::twice, std::int64_t{3}).after(wait);
+      held_run = cl.start(held, dx::run_options{}.without_journal());
+    }
     std::printf("phase2 holding %zu\n", holds.size());
+    if (with_workflow)
+      std::printf("workflow done %s\nworkflow held %s\n", done_run.id().c_str(), held_run.id().c_str());
     std::fflush(stdout);
     for (auto& h : holds) {
       wait_or_give_up(h, deadline, "phase 2 was not released");
       h.get();
     }
+    if (with_workflow && (!held_run.wait_for(deadline - std::chrono::steady_clock::now()) ||
+                          held_run.status() != dx::workflow_status::succeeded))
+      give_up("the held workflow did not succeed");
     std::printf("released\n");
     std::fflush(stdout);
   } catch (const std::exception& e) {

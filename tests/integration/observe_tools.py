@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Integration tests of a dx head's HTTP endpoint against the real tools that read it.
 
-    observe_tools.py {promtool|prometheus|chromium} DX_OBSERVE_JOB SOURCE_DIR ARTEFACT_DIR
+    observe_tools.py {promtool|prometheus|chromium|chromium-runs} DX_OBSERVE_JOB SOURCE_DIR ARTEFACT_DIR
 
 Each subcommand starts dx_observe_job (a cluster with two worker processes serving /metrics,
 /api/state and the dashboard), waits for its phase 1 ("phase1 done N": N tasks completed), checks
@@ -17,6 +17,9 @@ process started here is stopped in a finally block.
               reaches N and up{job="dx"} is 1.
   chromium    headless Chromium renders the dashboard: its completed count and worker rows match
               /api/state; a screenshot lands in ARTEFACT_DIR/dashboard.png.
+  chromium-runs  the job also runs workflows (--workflow): the dashboard's Runs card lists both
+              runs, and opening each (#run=ID) draws its DAG with every step in the status
+              /api/runs/ID gives, a split's chunks counted; ARTEFACT_DIR/dashboard-runs.png.
 
 A missing tool is a skip (exit code 77, which ctest shows as skipped) unless the environment
 variable CI is set, where it is a failure: there cmake/install-deps.sh should have installed it.
@@ -54,6 +57,7 @@ TOOLS = {
     "promtool": ("DX_PROMTOOL", "promtool", "prometheus"),
     "prometheus": ("DX_PROMETHEUS", "prometheus", "prometheus"),
     "chromium": ("DX_CHROMIUM", "chromium", "chromium"),
+    "chromium-runs": ("DX_CHROMIUM", "chromium", "chromium"),
 }
 
 
@@ -158,12 +162,12 @@ def get_ok(url):
 class Job:
     """dx_observe_job in its own session (its worker processes with it)."""
 
-    def __init__(self, program, workdir):
+    def __init__(self, program, workdir, extra=()):
         self.release_file = os.path.join(workdir, "release")
         self.lines = queue.Queue()
         self.stdout = []
         self.stderr = []
-        self.proc = subprocess.Popen([program, self.release_file, str(JOB_DEADLINE)],
+        self.proc = subprocess.Popen([program, self.release_file, str(JOB_DEADLINE)] + list(extra),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, True), daemon=True).start()
@@ -205,6 +209,14 @@ class Job:
         held = int(self.wait_line(r"phase2 holding (\d+)", deadline, "phase2 holding K").group(1))
         log("phase 2: {} hold tasks submitted".format(held))
         return self.endpoint, self.completed
+
+    def workflows(self):
+        """After start() of a job run with --workflow: (the finished run's id, the held run's id)."""
+        deadline = time.monotonic() + PHASE1_TIMEOUT
+        done = self.wait_line(r"workflow done (\S+)", deadline, "workflow done ID").group(1)
+        held = self.wait_line(r"workflow held (\S+)", deadline, "workflow held ID").group(1)
+        log("workflow runs: {} (done), {} (held)".format(done, held))
+        return done, held
 
     def finish(self):
         """Releases phase 2 and waits for a clean exit."""
@@ -542,6 +554,80 @@ def test_chromium(job, src, artefacts, workdir):
     job.finish()
 
 
+class RunsParser(html.parser.HTMLParser):
+    """The Runs card of the dashboard's DOM: its run rows, and the steps of the DAG drawn."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = {}   # run id -> data-status
+        self.steps = {}  # step name -> {"status": ..., "chunks": ...}
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-run" in a:
+            self.rows[a["data-run"]] = a.get("data-status")
+        if tag == "g" and "data-step" in a:
+            self.steps[a["data-step"]] = {"status": a.get("data-status"), "chunks": a.get("data-chunks")}
+        if a.get("id") == "run-title":
+            self._in_title = True
+
+    def handle_endtag(self, tag):
+        if tag == "h3":
+            self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+
+def test_chromium_runs(job, src, artefacts, workdir):
+    chromium = find_tool("chromium")
+    endpoint, _ = job.start()
+    done, held = job.workflows()
+    base = "http://{}/".format(endpoint)
+    for run_id, expect_status in ((done, "SUCCEEDED"), (held, "RUNNING")):
+        url = base + "#run=" + urllib.parse.quote(run_id)
+        rc, dom, err = run_tool(chromium_args(chromium, os.path.join(workdir, "profile-runs-" + expect_status))
+                                + ["--dump-dom", url])
+        with open(os.path.join(artefacts, "dashboard-runs-{}.html".format(expect_status.lower())), "w") as f:
+            f.write(dom)
+        check(rc == 0 and "<html" in dom, "chromium --dump-dom {} (exit {}){}".format(
+            url, rc, "" if rc == 0 else ":\n" + err[-2000:]))
+        page = RunsParser()
+        page.feed(dom)
+        page.close()
+        check(set(page.rows) == {done, held}, "the Runs card lists both runs: {}".format(sorted(page.rows)))
+        check(page.rows.get(run_id) == expect_status,
+              "run {} is shown {} ({})".format(run_id, expect_status, page.rows.get(run_id)))
+        check(run_id in page.title, "the opened run's title names it: {!r}".format(page.title))
+        api = json.loads(get_ok(base + "api/runs/" + urllib.parse.quote(run_id)))
+        want = {s["name"]: s["status"] for s in api["steps"]}
+        drawn = {name: s["status"] for name, s in page.steps.items()}
+        check(drawn == want, "the DAG draws every step in its status: {} (the API: {})".format(drawn, want))
+        for s in api["steps"]:
+            if s.get("split"):
+                by = s["subtasks"]["by_status"]
+                total = s["subtasks"]["planned"] or s["subtasks"]["count"]
+                chunks = "{}/{}".format(by.get("SUCCEEDED", 0) + by.get("CACHED", 0), total)
+                check(page.steps[s["name"]]["chunks"] == chunks,
+                      "split step {} shows {} chunks done ({})".format(s["name"], chunks, page.steps[s["name"]]))
+    check(drawn.get("wait") == "RUNNING" and drawn.get("after") == "PENDING",
+          "the held run's first step is running, the next waits: {}".format(drawn))
+
+    shot = os.path.join(artefacts, "dashboard-runs.png")
+    if os.path.exists(shot):
+        os.remove(shot)
+    rc, out, err = run_tool(chromium_args(chromium, os.path.join(workdir, "profile-runs-shot"))
+                            + ["--window-size=1400,1500", "--screenshot=" + shot,
+                               base + "#run=" + urllib.parse.quote(done)])
+    check(rc == 0 and os.path.isfile(shot), "chromium --screenshot of the run (exit {}){}".format(
+        rc, "" if rc == 0 else ":\n" + err[-2000:]))
+    log("screenshot: " + shot)
+    job.finish()
+
+
 def main(argv):
     if len(argv) != 5 or argv[1] not in TOOLS:
         print(__doc__, file=sys.stderr)
@@ -553,11 +639,13 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="dx-observe-{}-".format(sub))
     job = None
     try:
-        job = Job(program, workdir)
+        job = Job(program, workdir, ["--workflow"] if sub == "chromium-runs" else [])
         if sub == "promtool":
             test_promtool(job, src, artefacts)
         elif sub == "prometheus":
             test_prometheus(job, src, artefacts, workdir)
+        elif sub == "chromium-runs":
+            test_chromium_runs(job, src, artefacts, workdir)
         else:
             test_chromium(job, src, artefacts, workdir)
         log("PASSED: {} ({:.1f} s)".format(sub, time.monotonic() - started))

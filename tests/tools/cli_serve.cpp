@@ -198,3 +198,61 @@ TEST_CASE("dx serve started after a head was killed gets the workers back and fi
   CHECK(serve.wait(30s) == 0);
   // The worker outlives both heads; it is this test's to end.
 }
+
+TEST_CASE("dx run --connect submits to dx serve and follows the run; dx cancel --connect cancels one", "[tools][serve]") {
+  const dx_support::temp_dir dir("dx_cli_connect");
+  const fs::path journal = dir.path() / "journal.sqlite";
+  const fs::path counter = dir.path() / "counter.txt";
+  const fs::path quick = dir.path() / "quick.json";
+  const fs::path slow = dir.path() / "slow.json";
+  const fs::path invalid = dir.path() / "invalid.json";
+  std::ofstream(quick) << chain_workflow(3, counter, 0.05);
+  std::ofstream(slow) << chain_workflow(3, dir.path() / "slow_counter.txt", 30);
+  std::ofstream(invalid) << R"({"name": "bad", "steps": [{"name": "a", "command": ["true"], "after": ["nope"]}]})";
+  const fs::path token = dir.path() / "dx.token";
+  std::ofstream(token) << "s3cret-token\n";
+  const std::string http = "127.0.0.1:" + std::to_string(free_port());
+
+  child serve({DX_CLI, "serve", "--listen", "127.0.0.1:0", "--http", http, "--workers", "1", "--journal",
+               journal.string(), "--token-file", token.string()},
+              dir.path() / "serve.txt");
+  std::string out;
+  REQUIRE(dx_support::wait_until(30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
+
+  // Succeeds: exit 0, the steps ran on serve's worker, once each; the run is in serve's journal.
+  CHECK(dx({"run", quick.string(), "--connect", http, "--token-file", token.string()}, &out) == 0);
+  INFO(out);
+  CHECK(out.find("SUCCEEDED") != std::string::npos);
+  CHECK(executions(counter) == std::map<std::string, int>{{"s0", 1}, {"s1", 1}, {"s2", 1}});
+  std::string listed;
+  CHECK(dx({"list", "--journal", journal.string()}, &listed) == 0);
+  CHECK(listed.find("SUCCEEDED") != std::string::npos);
+
+  // Invalid: exit 2 with the problem, naming the step. Without the token: refused, exit 1.
+  CHECK(dx({"run", invalid.string(), "--connect", http, "--token-file", token.string()}, &out) == 2);
+  CHECK(out.find("'a'") != std::string::npos);
+  CHECK(dx({"run", quick.string(), "--connect", http}, &out) == 1);
+
+  // Cancelled from another process while it runs: the follower exits 1, the run is CANCELLED.
+  child follower({DX_CLI, "run", slow.string(), "--connect", http, "--token-file", token.string()},
+                 dir.path() / "follower.txt");
+  std::string id;
+  REQUIRE(dx_support::wait_until(30s, [&] {
+    const std::string text = read_text(dir.path() / "follower.txt");
+    const auto at = text.find("run r-");
+    if (at == std::string::npos) return false;
+    id = text.substr(at + 4, text.find('\n', at) - at - 4);
+    return true;
+  }));
+  CHECK(dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 0);
+  CHECK(follower.wait(30s) == 1);
+  const auto status = status_of(id, journal);
+  REQUIRE(status.is_object());
+  CHECK(status["status"] == "CANCELLED");
+  // Cancelling it again: it has ended (exit 1); an unknown run: exit 2.
+  CHECK(dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 1);
+  CHECK(dx({"cancel", "r-nothing", "--connect", http, "--token-file", token.string()}, &out) == 2);
+
+  serve.signal(SIGTERM);
+  CHECK(serve.wait(30s) == 0);
+}

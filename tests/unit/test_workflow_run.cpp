@@ -377,3 +377,26 @@ TEST_CASE("workflow run: a long chain of steps and a failure at its head skip ev
   CHECK(run.status() == dx::workflow_status::failed);
   CHECK(status_of(run, "s19999") == dx::task_status::skipped);
 }
+
+TEST_CASE("workflow run: a step cancelled before the local threads started it ends CANCELLED, the run with it",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const std::string gate = (dir.path() / "gate").string();
+  dx::cluster cl{dx::options{}.threads(1)};
+  // The only thread holds the first step; the second waits in the executor's queue when the run is
+  // cancelled, so it never starts: the run must not wait for it.
+  dx::workflow wf{"queued"};
+  wf.step("holds", wait_for_file, gate, std::int64_t{1});
+  wf.step("queued", load, std::int64_t{2});
+  auto run = cl.start(wf, dx::run_options{}.without_journal());
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(gate + ".runs") < 1 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
+  REQUIRE(lines_of(gate + ".runs") == 1);
+  loads = 0;
+  CHECK(run.cancel());
+  std::ofstream(gate) << "open\n";
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::cancelled);
+  CHECK(status_of(run, "queued") == dx::task_status::cancelled);
+  CHECK(loads == 0);
+}

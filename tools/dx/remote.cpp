@@ -25,13 +25,19 @@ constexpr auto head_gone_limit = std::chrono::minutes(5);
 std::string api_error(const http_reply& r) {
   const json body = json::parse(r.body, nullptr, false);
   if (body.is_object()) {
-    std::string out = body.value("error", std::string());
+    std::string out = text(body, "error");
     if (body.contains("problems") && body["problems"].is_array())
       for (const auto& p : body["problems"])
         if (p.is_string()) out += "\n  " + p.get<std::string>();
     if (!out.empty()) return out;
   }
   return "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + r.body.substr(0, 500));
+}
+
+/// The string `key` of `object`, or "" when it is missing, null or not a string.
+std::string text(const json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 int exit_code_of(const std::string& status) {
@@ -73,22 +79,21 @@ int follow(const std::string& address, const std::string& token, const std::stri
       std::fprintf(stderr, "dx: run %s: the head's answer is not JSON\n", id.c_str());
       return 1;
     }
-    const std::string status = run.value("status", std::string("?"));
+    const std::string status = text(run, "status");
     std::size_t done = 0, all = 0;
     const json& steps = run.contains("steps") ? run["steps"] : json::array();
     for (const auto& s : steps) {
-      if (!s.is_object() || s.value("is_subtask", false)) continue;
+      if (!s.is_object() || (s.contains("is_subtask") && s["is_subtask"] == true)) continue;
       ++all;
-      const std::string st = s.value("status", std::string());
+      const std::string st = text(s, "status");
       done += (st == "SUCCEEDED" || st == "CACHED") ? 1 : 0;
     }
     if (ended(status)) {
       for (const auto& s : steps) {
         if (!s.is_object()) continue;
-        const std::string st = s.value("status", std::string());
+        const std::string st = text(s, "status");
         if (st == "FAILED" || st == "SKIPPED")
-          std::printf("  %s %s: %s\n", s.value("name", std::string()).c_str(), st.c_str(),
-                      s.value("error", std::string()).c_str());
+          std::printf("  %s %s: %s\n", text(s, "name").c_str(), st.c_str(), text(s, "error").c_str());
       }
       std::printf("%s %s\n", id.c_str(), status.c_str());
       std::fflush(stdout);
