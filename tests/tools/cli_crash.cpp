@@ -1,0 +1,295 @@
+// Crash tests of the dx command, run as a user runs it: `dx run` and `dx resume` as child
+// processes with a journal in a temporary folder and two local worker processes, killed with
+// SIGKILL at random moments or signalled, their journals cut at random bytes. What they leave is
+// read back with `dx status --json` and, for results, the journal itself. The steps come from
+// crash_steps.cpp (loaded with --plugin); each appends a line naming its task to a file of marks
+// every time it runs, which is how "never ran twice" is checked.
+#include "journal/journal.hpp"
+
+#include <dx/serialize.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli_process.hpp"
+#include "temp_dir.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <set>
+
+namespace {
+
+using namespace dx_cli_test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+const std::string dx_program = DX_CLI_PROGRAM;
+const std::string steps_plugin = DX_CRASH_STEPS;
+
+dx_process start_dx(const fs::path& dir, const std::string& tag, std::vector<std::string> args,
+                    bool own_group = false) {
+  return start_program(dx_program, dir, tag, args, own_group);
+}
+
+dx_outcome run_dx(const fs::path& dir, const std::string& tag, std::vector<std::string> args,
+                  std::chrono::milliseconds limit = 60s) {
+  return wait_exit(start_dx(dir, tag, std::move(args)), limit);
+}
+
+/// The arguments that run or resume with the journal `journal` on two worker processes.
+std::vector<std::string> with_workers(std::vector<std::string> args, const fs::path& journal) {
+  for (std::string a : {"--journal", journal.c_str(), "--workers", "2", "--plugin", steps_plugin.c_str()})
+    args.push_back(a);
+  return args;
+}
+
+std::string describe(const dx_outcome& o) {
+  return "exit code " + std::to_string(o.code) + (o.signal ? ", signal " + std::to_string(o.signal) : "") +
+         (o.timed_out ? ", timed out" : "") + "\n--- stdout ---\n" + o.out.substr(0, 4000) + "\n--- stderr ---\n" +
+         o.err.substr(0, 4000);
+}
+
+/// `dx status RUN --json`, parsed; fails the test when dx cannot say.
+json status_of(const fs::path& dir, const fs::path& journal, const std::string& run) {
+  const dx_outcome o = run_dx(dir, "status", {"status", run, "--json", "--journal", journal.string()});
+  INFO(describe(o));
+  REQUIRE(o.code == 0);
+  return json::parse(o.out);
+}
+
+/// The runs `dx list` shows, oldest first.
+std::vector<std::string> runs_in(const fs::path& dir, const fs::path& journal) {
+  const dx_outcome o = run_dx(dir, "list", {"list", "--journal", journal.string()});
+  INFO(describe(o));
+  REQUIRE(o.code == 0);
+  std::vector<std::string> ids;
+  std::istringstream lines(o.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("r-", 0) == 0) ids.push_back(line.substr(0, line.find(' ')));
+  return ids;
+}
+
+/// How many times each task ran: the lines of a marks file.
+std::map<std::string, int> marks_in(const fs::path& file) {
+  std::map<std::string, int> n;
+  std::ifstream in(file);
+  for (std::string key; std::getline(in, key);) ++n[key];
+  return n;
+}
+
+/// A workflow of `layers` x `width` steps, each (past the first layer) taking the results of two
+/// steps of the layer before, and one split step (with its aggregate) every other layer until
+/// `splits` of them, fed by a step of that layer and feeding the first step of a later layer.
+/// Split steps cut [0, 800) in chunks of 100, every tenth one with "chunk": "auto". Each step
+/// sleeps `work_us` and marks `marks`. Returns the JSON text.
+std::string crash_workflow(int width, int layers, int splits, int work_us, const fs::path& marks) {
+  const auto node = [](int layer, int i) {
+    std::string name = "n";
+    name += std::to_string(layer);
+    name += '_';
+    name += std::to_string(i);
+    return name;
+  };
+  json steps = json::array();
+  std::vector<std::string> aggregates;
+  int next_split = 0;
+  for (int l = 0; l < layers; ++l) {
+    for (int i = 0; i < width; ++i) {
+      const std::string name = node(l, i);
+      json s = {{"name", name}, {"parameters", {marks.string(), name, work_us}}};
+      if (l == 0) {
+        s["function"] = "crash.root";
+      } else {
+        s["function"] = "crash.node";
+        const std::string b = i == 0 && !aggregates.empty() ? aggregates.back() : node(l - 1, (i * 7 + 1) % width);
+        s["inputs"] = {{"3", node(l - 1, i)}, {"4", b}};
+      }
+      steps.push_back(s);
+    }
+    if (l % 2 == 1 && next_split < splits) {
+      const int k = next_split++;
+      const bool automatic = k % 10 == 9;
+      const std::string name = (automatic ? "autosplit" : "split") + std::to_string(k);
+      json sp = {{"name", name},
+                 {"function", "crash.part"},
+                 {"split", {{"range", {0, 800}}, {"chunk", automatic ? json("auto") : json(100)}}},
+                 {"parameters", {{"1", marks.string()}, {"2", name}, {"3", work_us}, {"4", k}}},
+                 {"after", {node(l, k % width)}}};
+      steps.push_back(sp);
+      const std::string agg = "agg" + std::to_string(k);
+      steps.push_back({{"name", agg}, {"aggregate", {{"of", name}, {"function", "crash.add"}}}});
+      aggregates.push_back(agg);
+    }
+  }
+  return json{{"name", "crash"}, {"steps", steps}}.dump();
+}
+
+void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+bool is_done(const std::string& status) { return status == "SUCCEEDED" || status == "CACHED"; }
+
+/// Every task's result bytes in a journal's run, by key.
+std::map<std::string, std::string> results_of(const fs::path& journal, const std::string& run) {
+  auto j = dx::detail::journal::open(journal, dx::detail::journal::open_mode::read_only);
+  std::map<std::string, std::string> out;
+  for (const auto& t : j->load(run).tasks)
+    if (t.result)
+      if (auto bytes = j->result(run, t.key)) out[t.key] = *bytes;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "dx: a head killed with SIGKILL at 20 random moments of a 2,000-step workflow with split steps, and resumed "
+    "with dx resume each time, ends as an uninterrupted run, and no task committed before a kill ran again",
+    "[cli][kill]") {
+  become_subreaper();
+  const auto began = clock::now();
+  const dx_support::temp_dir dir("dx_cli_kill");
+  const fs::path d = dir.path();
+  // 40 x 49 steps + 20 splits and their aggregates: 2,000 steps; 2 ms each.
+  constexpr int width = 40, layers = 49, splits = 20, work_us = 2000;
+  write_file(d / "ref.json", crash_workflow(width, layers, splits, work_us, d / "ref.marks"));
+  write_file(d / "kill.json", crash_workflow(width, layers, splits, work_us, d / "kill.marks"));
+  const fs::path ref_journal = d / "ref.sqlite", journal = d / "kill.sqlite";
+
+  // The uninterrupted run: its results, its length, and how long dx takes to start it.
+  const dx_process ref = start_dx(d, "ref", with_workers({"run", (d / "ref.json").string()}, ref_journal));
+  double startup = 0;
+  while (startup == 0 && ::waitpid(ref.pid, nullptr, WNOHANG) == 0 && clock::now() - ref.started < 60s) {
+    if (read_text(ref.out).find("run r-") != std::string::npos)
+      startup = std::chrono::duration<double>(clock::now() - ref.started).count();
+    std::this_thread::sleep_for(1ms);
+  }
+  const dx_outcome ref_end = wait_exit(ref, 120s);
+  INFO(describe(ref_end));
+  REQUIRE(ref_end.code == 0);
+  REQUIRE(startup > 0);
+  REQUIRE(reap_orphans(10s));
+  const std::string ref_id = runs_in(d, ref_journal).at(0);
+  const double work = std::max(0.2, ref_end.seconds - startup);
+
+  std::mt19937 rng(std::random_device{}());
+  const auto seed = std::uniform_int_distribution<unsigned>()(rng);
+  rng.seed(seed);
+  INFO("random seed " << seed);
+  std::string id;
+  std::map<std::string, int> frozen;  // tasks committed done before some kill: their runs then
+  constexpr int kills = 20;
+  int rounds = 0, mid_run = 0, found_running = 0;
+  double remaining = 1;  // share of the steps not done yet
+  bool finished = false;
+  // Kills before `dx run` has recorded the run do not count: the next round runs it again.
+  for (int round = 0; mid_run < kills && !finished && round < 2 * kills; ++round) {
+    const std::string tag = "round" + std::to_string(round);
+    ++rounds;
+    const dx_process head =
+        start_dx(d, tag,
+                 with_workers(id.empty() ? std::vector<std::string>{"run", (d / "kill.json").string()}
+                                         : std::vector<std::string>{"resume", id},
+                              journal));
+    // A moment from the start (loading, the workers joining) to the end of an even share of what
+    // is left: most kills find the run going, some find it starting, few find it ended.
+    const double share = remaining * work / (kills - mid_run);
+    const double delay = std::uniform_real_distribution<double>(0, startup + share)(rng);
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    ::kill(head.pid, SIGKILL);
+    const dx_outcome end = wait_exit(head, 30s);
+    INFO(tag << ", killed after " << delay << " s: " << describe(end));
+    CHECK(reap_orphans(20s));  // the head's workers leave once it is gone
+    if (id.empty()) {
+      const auto ids = runs_in(d, journal);
+      if (ids.empty()) {
+        std::printf("  %s: killed %.3f s after the start: no run yet\n", tag.c_str(), delay);
+        continue;
+      }
+      REQUIRE(ids.size() == 1);
+      id = ids[0];
+    }
+    // What the journal holds now, before the next resume, against what ran.
+    const json state = status_of(d, journal, id);
+    const auto marks = marks_in(d / "kill.marks");
+    std::size_t done = 0, running = 0, top = 0;
+    for (const auto& t : state["tasks"]) {
+      const std::string key = t["key"], status = t["status"];
+      if (!t["is_subtask"].get<bool>()) {
+        ++top;
+        if (is_done(status)) ++done;
+      }
+      if (status == "RUNNING") ++running;
+      if (!is_done(status)) continue;
+      const int now = marks.count(key) ? marks.at(key) : 0;
+      if (auto f = frozen.find(key); f != frozen.end()) {
+        INFO(tag << ": task " << key << " committed " << t["status"] << " before, when it had run " << f->second
+                 << " times");
+        CHECK(now == f->second);
+      } else {
+        frozen[key] = now;
+      }
+    }
+    finished = state["status"] == "SUCCEEDED";
+    if (!finished) ++mid_run;
+    if (running > 0) ++found_running;
+    remaining = top ? 1.0 - static_cast<double>(done) / static_cast<double>(top) : 1.0;
+    std::printf("  %s: killed %.3f s after the start: %s, %zu of %zu steps done, %zu tasks running\n", tag.c_str(),
+                delay, state["status"].get<std::string>().c_str(), done, top, running);
+  }
+  REQUIRE_FALSE(id.empty());
+  if (!finished) {
+    const dx_outcome last = wait_exit(start_dx(d, "last", with_workers({"resume", id}, journal)), 120s);
+    INFO(describe(last));
+    REQUIRE(last.code == 0);
+    CHECK(reap_orphans(10s));
+  }
+
+  // Nothing committed before a kill ran again, whatever ran after it.
+  const json state = status_of(d, journal, id);
+  CHECK(state["status"] == "SUCCEEDED");
+  const auto marks = marks_in(d / "kill.marks");
+  int reran = 0;
+  for (const auto& [key, n] : frozen) {
+    INFO("task " << key << " ran " << n << " times before it was committed");
+    CHECK((marks.count(key) ? marks.at(key) : 0) == n);
+  }
+  // Every task ran: those of the uninterrupted run (bar chunks the model cut otherwise), and
+  // every chunk and step of this one; some more than once (running at a kill).
+  const auto ref_marks = marks_in(d / "ref.marks");
+  for (const auto& [key, n] : ref_marks) {
+    INFO("task " << key);
+    CHECK(n == 1);
+    if (key.rfind("autosplit", 0) != 0) CHECK(marks.count(key) == 1);
+  }
+  for (const auto& t : state["tasks"]) {
+    const std::string key = t["key"];
+    INFO("task " << key);
+    CHECK(is_done(t["status"]));
+    const bool marking = key[0] == 'n' || (key.find('#') != std::string::npos && key.rfind("agg", 0) != 0);
+    if (marking) CHECK(marks.count(key) == 1);
+    if (marks.count(key) && marks.at(key) > 1) ++reran;
+  }
+
+  // The results are an uninterrupted run's: every step's, and every chunk's where the chunks
+  // are cut alike (a fixed size).
+  const auto expected = results_of(ref_journal, ref_id);
+  const auto got = results_of(journal, id);
+  int compared = 0;
+  for (const auto& [key, bytes] : expected) {
+    const bool subtask = key.find('#') != std::string::npos;
+    if (subtask && key.rfind("split", 0) != 0) continue;  // reductions, and chunks cut by the model
+    INFO("result of " << key);
+    REQUIRE(got.count(key) == 1);
+    CHECK(got.at(key) == bytes);
+    ++compared;
+  }
+  CHECK(compared >= 2000);
+  CHECK(mid_run >= kills - 1);  // the last may find it ended
+  std::printf(
+      "dx kill test: %d of %d kills mid-run (%d with tasks running), %zu tasks committed before a kill, %d tasks "
+      "ran again after a kill found them running, %d results equal to the uninterrupted run's; uninterrupted run "
+      "%.2f s (start %.2f s), whole test %.1f s\n",
+      mid_run, rounds, found_running, frozen.size(), reran, compared, ref_end.seconds, startup,
+      std::chrono::duration<double>(clock::now() - began).count());
+}
