@@ -128,6 +128,12 @@ class DX_API workflow_run {
   /// Cancels the run: running tasks are asked to stop, no new task starts, the run ends
   /// CANCELLED. Returns false when it had ended already. Does not block.
   bool cancel();
+  /// Stops the run in this process without ending it, as destroying its cluster does: no new
+  /// task starts, running tasks are asked to stop (their outcomes are ignored and they run again
+  /// on resume), and the journal says INTERRUPTED, so that resume() continues the run later, in
+  /// this process or another. For a program that stops on a signal (dx run on Ctrl-C). Returns
+  /// false when the run was not running. Does not wait for the tasks (wait() does).
+  bool interrupt();
 
  private:
   friend class cluster;

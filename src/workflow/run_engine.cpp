@@ -505,11 +505,11 @@ bool run_engine::try_cache_locked(std::size_t step) {
 
 // ---- control and views -----------------------------------------------------------------------------
 
-void run_engine::interrupt() {
+bool run_engine::interrupt() {
   std::vector<state_base*> stop;
   {
     std::lock_guard lock(mutex_);
-    if (status_ != workflow_status::running) return;
+    if (status_ != workflow_status::running) return false;
     stopping_ = true;
     set_run_status_locked(workflow_status::interrupted, "the cluster stopped");
     // Running tasks stay RUNNING in the journal (a resume runs them again); their work is
@@ -527,6 +527,7 @@ void run_engine::interrupt() {
   }
   std::lock_guard lock(mutex_);
   done_cv_.notify_all();
+  return true;
 }
 
 bool run_engine::cancel() {

@@ -57,7 +57,9 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
 
   /// Submits every step that can run. Call once, after create/resume.
   void start();
-  void interrupt();
+  /// Stops the run here without ending it (see workflow_run::interrupt); false when it was not
+  /// running.
+  bool interrupt();
   bool cancel();
 
   const std::string& id() const noexcept { return id_; }

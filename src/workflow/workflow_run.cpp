@@ -106,5 +106,9 @@ bool workflow_run::cancel() {
   engine(e_);
   return e_->cancel();
 }
+bool workflow_run::interrupt() {
+  engine(e_);
+  return e_->interrupt();
+}
 
 }  // namespace dx

@@ -286,6 +286,37 @@ TEST_CASE("workflow run: cancel stops the running steps and ends the run CANCELL
   CHECK(status_of(run, "after") == dx::task_status::cancelled);
 }
 
+TEST_CASE("workflow run: interrupt stops the running steps at once and leaves the run INTERRUPTED, to resume",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  auto wf = dx::workflow::from_json(R"({"name": "long", "steps": [
+      {"name": "first", "command": ["true"]},
+      {"name": "sleep", "command": ["sleep", "{seconds}"], "parameters": {"seconds": 30}, "after": ["first"]}]})");
+  std::string id;
+  {
+    dx::cluster cl;
+    auto run = cl.start(wf, opts);
+    id = run.id();
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    while (status_of(run, "sleep") != dx::task_status::running && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(2ms);
+    REQUIRE(status_of(run, "sleep") == dx::task_status::running);
+    const auto asked = std::chrono::steady_clock::now();
+    CHECK(run.interrupt());
+    CHECK_FALSE(run.interrupt());
+    REQUIRE(run.wait_for(20s));
+    CHECK(std::chrono::steady_clock::now() - asked < 10s);  // the 30 s command was stopped
+    CHECK(run.status() == dx::workflow_status::interrupted);
+    CHECK_FALSE(run.cancel());
+  }
+  std::vector<dx::task_state> tasks;
+  CHECK(dx::workflow_run::recorded(id, opts, &tasks).status == dx::workflow_status::interrupted);
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].status == dx::task_status::succeeded);
+  CHECK(tasks[1].status == dx::task_status::running);  // to run again on resume
+}
+
 TEST_CASE("workflow run: runs a dead head left RUNNING are INTERRUPTED when the journal is next opened to write",
           "[workflow-run]") {
   const dx_support::temp_dir dir("dx_wfrun");
