@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -77,7 +78,8 @@ constexpr const char* usage =
     "  -h, --help                 this text\n"
     "\n"
     "environment: DX_TOKEN (the token, when --token-file is not given), DX_LOG (log level).\n"
-    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
+    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT; a worker its head started\n"
+    "ignores SIGINT: its head stops it); 1 the head was lost or\n"
     "could not be reached for longer than --reconnect-for, or refused the worker for good (a wrong\n"
     "token, a bad name; a name taken by a live worker is tried again, as the head times the old\n"
     "one out); 2 a bad command line.\n"
@@ -177,6 +179,9 @@ void check_address(const std::string& option, const std::string& value) {
 constexpr std::chrono::milliseconds default_reconnect_for{5 * 60'000};
 constexpr std::chrono::milliseconds first_backoff{100};
 constexpr std::chrono::milliseconds max_backoff{5000};
+/// How long tasks asked to stop as the head stops this worker have to end (a command gets SIGTERM,
+/// then SIGKILL a second later).
+constexpr std::chrono::milliseconds stopped_tasks_grace{1500};
 
 /// What the thread waiting for SIGTERM and SIGINT shares with the joining loop.
 struct stop_state {
@@ -188,13 +193,18 @@ struct stop_state {
 
 /// Joins the head, and joins it again after losing it, until it stops this worker, a signal asks
 /// to leave (0), or it stays away longer than `reconnect_for` or refuses this worker for good (1).
-int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for) {
+int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for, bool started_by_head) {
   // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
-  // does no work in signal context.
+  // does no work in signal context. A worker its head started ignores SIGINT: a terminal's Ctrl-C
+  // reaches the head and its workers together, and the head stops them as it stops itself.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
+  if (started_by_head) {
+    std::signal(SIGINT, SIG_IGN);
+  } else {
+    sigaddset(&stop_signals, SIGINT);
+  }
   sigaddset(&stop_signals, SIGUSR2);  // sent by this process to end the waiting thread
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
@@ -246,7 +256,20 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
           std::lock_guard lock(stop.mutex);
           stop.current = nullptr;
         }
-        if (code == 0) return 0;  // the head stopped this worker, or it left
+        if (code == 0) {  // the head stopped this worker, or it left
+          // Nothing will take the results of tasks still running (the head is stopping): they
+          // are asked to stop, and one that ignores its stop token does not hold the process past
+          // a moment (a command's process group is ended within it).
+          worker->stop_tasks();
+          const auto until = clock::now() + stopped_tasks_grace;
+          while (worker->running_tasks() > 0 && clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          if (worker->running_tasks() > 0) {
+            std::fflush(stderr);
+            std::_Exit(0);
+          }
+          return 0;
+        }
         if (reconnect_for.count() == 0) {
           // The head is gone: nothing will collect results, so do not wait for running tasks.
           std::fflush(stderr);
@@ -379,7 +402,7 @@ int worker_main(int argc, char** argv) {
   if (parent && !detail::follow_parent(static_cast<pid_t>(std::atoll(parent)))) return 1;
   // A worker its head started ends with that head.
   if (!reconnect_for) reconnect_for = parent ? std::chrono::milliseconds(0) : default_reconnect_for;
-  return run_worker(cfg, *reconnect_for);
+  return run_worker(cfg, *reconnect_for, parent != nullptr);
 }
 
 }  // namespace dx
