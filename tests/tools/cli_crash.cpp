@@ -293,3 +293,94 @@ TEST_CASE(
       mid_run, rounds, found_running, frozen.size(), reran, compared, ref_end.seconds, startup,
       std::chrono::duration<double>(clock::now() - began).count());
 }
+
+// ---- exit codes and signals --------------------------------------------------------------------
+
+namespace {
+
+/// Steps that take a minute each (functions that ignore their stop token, and a command), and one
+/// quick one before them.
+const char* long_workflow = R"({"name": "long", "steps": [
+  {"name": "first", "function": "crash.nap", "parameters": [1]},
+  {"name": "nap1", "function": "crash.nap", "parameters": [60000], "after": ["first"]},
+  {"name": "nap2", "function": "crash.nap", "parameters": [60000], "after": ["first"]},
+  {"name": "nap3", "function": "crash.nap", "parameters": [60000], "after": ["first"]},
+  {"name": "sleep", "command": ["sleep", "60"], "after": ["first"]}]})";
+
+/// Waits (bounded) until the run of `journal` has `n` tasks RUNNING; returns its id.
+std::string wait_running(const fs::path& dir, const fs::path& journal, std::size_t n) {
+  const auto deadline = clock::now() + 30s;
+  while (clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    if (!fs::exists(journal)) continue;
+    const dx_outcome o = run_dx(dir, "status", {"status", "--json", "--journal", journal.string()});
+    if (o.code != 0) continue;  // no run yet
+    const json state = json::parse(o.out);
+    std::size_t running = 0;
+    for (const auto& t : state["tasks"]) running += t["status"] == "RUNNING" ? 1 : 0;
+    if (running >= n) return state["id"];
+  }
+  FAIL("the run did not get " << n << " tasks running within 30 s");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("dx run: SIGINT or SIGTERM ends the run INTERRUPTED promptly while long steps run, exit code 3",
+          "[cli][signals]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_signals");
+  const fs::path d = dir.path();
+  write_file(d / "long.json", long_workflow);
+  struct way {
+    const char* name;
+    int signal;
+    bool to_group;  // to dx's process group, as a terminal's Ctrl-C is: its workers get it too
+  };
+  for (const way w : {way{"SIGINT", SIGINT, false}, way{"SIGTERM", SIGTERM, false}, way{"Ctrl-C", SIGINT, true}}) {
+    DYNAMIC_SECTION(w.name) {
+      const fs::path journal = d / (std::string(w.name) + ".sqlite");
+      const dx_process head = start_dx(d, w.name, with_workers({"run", (d / "long.json").string()}, journal), true);
+      const std::string id = wait_running(d, journal, 4);
+      const auto sent = clock::now();
+      ::kill(w.to_group ? -head.pid : head.pid, w.signal);
+      const dx_outcome o = wait_exit(head, 30s);
+      const double took = std::chrono::duration<double>(clock::now() - sent).count();
+      INFO(describe(o) << "\nended " << took << " s after the signal");
+      CHECK(o.code == 3);
+      CHECK(took < 4);  // not the minute the steps take
+      CHECK_THAT(o.out, Catch::Contains(id + " INTERRUPTED"));
+      CHECK_THAT(o.err, Catch::Contains("interrupting the run"));
+      CHECK(reap_orphans(10s));
+      CHECK(status_of(d, journal, id)["status"] == "INTERRUPTED");
+      std::printf("dx run ended %.2f s after %s\n", took, w.name);
+    }
+  }
+}
+
+TEST_CASE("dx run: a second SIGINT or SIGTERM ends dx at once, by that signal; the run stays resumable",
+          "[cli][signals]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_signals");
+  const fs::path d = dir.path();
+  write_file(d / "long.json", long_workflow);
+  for (const int sig : {SIGINT, SIGTERM}) {
+    DYNAMIC_SECTION("signal " << sig) {
+      const fs::path journal = d / ("twice" + std::to_string(sig) + ".sqlite");
+      const dx_process head = start_dx(d, "twice", with_workers({"run", (d / "long.json").string()}, journal));
+      const std::string id = wait_running(d, journal, 4);
+      ::kill(head.pid, sig);
+      std::this_thread::sleep_for(100ms);  // the first is being handled: the steps are stopping
+      const auto second = clock::now();
+      ::kill(head.pid, sig);
+      const dx_outcome o = wait_exit(head, 30s);
+      const double took = std::chrono::duration<double>(clock::now() - second).count();
+      INFO(describe(o) << "\nended " << took << " s after the second signal");
+      CHECK(o.signal == sig);
+      CHECK(took < 1);
+      CHECK(reap_orphans(10s));  // its workers follow it
+      const json state = status_of(d, journal, id);
+      CHECK((state["status"] == "INTERRUPTED" || state["status"] == "RUNNING"));  // either resumes
+    }
+  }
+}

@@ -9,13 +9,17 @@
 #include <dx/dx.hpp>
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -134,6 +138,68 @@ dx::options cluster_options(const args& a) {
   return o;
 }
 
+/// SIGINT and SIGTERM while dx runs a workflow: the first interrupts the run (it ends INTERRUPTED,
+/// and `dx resume` continues it), a second ends dx at once. Both signals are blocked in every
+/// thread (the mask is set before any other thread starts, and threads inherit it) and one thread
+/// takes them with sigwait, so nothing runs in a signal handler. It lives until the process exits.
+class signal_watch {
+ public:
+  /// Blocks the signals and starts the thread that takes them. Call before any thread starts.
+  static signal_watch& start() {
+    static signal_watch* watch = new signal_watch;  // never destroyed: its thread may run until exit
+    return *watch;
+  }
+  /// The run a signal interrupts (an empty handle: none). A signal that came before interrupts it
+  /// now. Thread-safe.
+  void watch(dx::workflow_run run) {
+    std::lock_guard lock(mutex_);
+    run_ = std::move(run);
+    if (signalled_ && run_.valid()) run_.interrupt();
+  }
+  /// Whether a first signal came. Thread-safe.
+  bool signalled() {
+    std::lock_guard lock(mutex_);
+    return signalled_;
+  }
+
+ private:
+  signal_watch() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    std::thread([this] { take_signals(); }).detach();
+  }
+
+  void take_signals() {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals_, &sig) != 0) continue;
+      std::lock_guard lock(mutex_);
+      if (signalled_) {
+        // The second: dx ends now, as the signal's default action ends a process (its worker
+        // processes follow; the run is resumable as after a kill).
+        std::signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+        ::raise(sig);
+        std::_Exit(128 + sig);  // not reached
+      }
+      signalled_ = true;
+      std::fprintf(stderr, "dx: %s: interrupting the run (a second signal stops dx at once)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      if (run_.valid()) run_.interrupt();
+    }
+  }
+
+  sigset_t signals_;
+  std::mutex mutex_;
+  dx::workflow_run run_;
+  bool signalled_ = false;
+};
+
 /// Waits for the run, a line of progress every second; the failed tasks at the end.
 int follow(dx::workflow_run& run, dx::cluster& cl) {
   std::printf("run %s\n", run.id().c_str());
@@ -239,9 +305,14 @@ int main(int argc, char** argv) {
         std::printf("%s: valid, %zu steps\n", a.target.c_str(), wf.size());
         return 0;
       }
+      signal_watch& signals = signal_watch::start();
       dx::cluster cl{cluster_options(a)};
+      if (signals.signalled()) return 3;  // before the run started: nothing was recorded
       dx::workflow_run run = cl.start(wf, journal_of(a));
-      return follow(run, cl);
+      signals.watch(run);
+      const int code = follow(run, cl);
+      signals.watch({});
+      return code;
     }
     if (a.command == "resume") {
       if (a.target.empty()) bad("resume needs a run id (see 'dx list')");
@@ -250,9 +321,14 @@ int main(int argc, char** argv) {
       } catch (const std::exception& e) {
         bad(e.what());
       }
+      signal_watch& signals = signal_watch::start();
       dx::cluster cl{cluster_options(a)};
+      if (signals.signalled()) return 3;  // before the run went on: it stays as it was
       dx::workflow_run run = dx::workflow_run::resume(cl, a.target, journal_of(a));
-      return follow(run, cl);
+      signals.watch(run);
+      const int code = follow(run, cl);
+      signals.watch({});
+      return code;
     }
     if (a.command == "list") {
       dx::cluster none;
