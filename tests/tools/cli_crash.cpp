@@ -384,3 +384,136 @@ TEST_CASE("dx run: a second SIGINT or SIGTERM ends dx at once, by that signal; t
     }
   }
 }
+
+// ---- a damaged journal ----------------------------------------------------------------------------
+
+namespace {
+
+/// The results that must match after a resume: every step's and every fixed-size chunk's.
+bool comparable(const std::string& key) { return key.find('#') == std::string::npos || key.rfind("split", 0) == 0; }
+
+/// Copies the journal `from` (its database, -wal file and result files; not the -shm index, as
+/// after a reboot) to `to`.
+void copy_journal(const fs::path& from, const fs::path& to) {
+  fs::copy_file(from, to);
+  if (fs::exists(from.string() + "-wal")) fs::copy_file(from.string() + "-wal", to.string() + "-wal");
+  if (fs::exists(from.string() + ".results"))
+    fs::copy(from.string() + ".results", to.string() + ".results", fs::copy_options::recursive);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "dx: a journal whose -wal file or database file is cut at a random byte opens with a clear error naming it, or "
+    "resumes the run to the uninterrupted result; never a crash or a hang",
+    "[cli][truncated]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_cut");
+  const fs::path d = dir.path();
+  // The same workflow twice, told apart by their marks files (so the second is not CACHED): one
+  // uninterrupted run, then one killed a third of the way, in the same journal. The first is in
+  // the database file (checkpointed when its head closed the journal), the second mostly in the
+  // -wal file.
+  write_file(d / "ref.json", crash_workflow(20, 10, 4, 2000, d / "ref.marks"));
+  write_file(d / "wf.json", crash_workflow(20, 10, 4, 2000, d / "marks"));
+  const fs::path journal = d / "journal.sqlite";
+  const dx_outcome ref = run_dx(d, "ref", with_workers({"run", (d / "ref.json").string()}, journal), 120s);
+  INFO(describe(ref));
+  REQUIRE(ref.code == 0);
+  CHECK(reap_orphans(10s));
+  const std::string ref_id = runs_in(d, journal).at(0);
+  const auto expected = results_of(journal, ref_id);
+
+  const dx_process head = start_dx(d, "killed", with_workers({"run", (d / "wf.json").string()}, journal));
+  std::string id;
+  for (const auto deadline = clock::now() + 60s; clock::now() < deadline;) {
+    std::this_thread::sleep_for(50ms);
+    const auto ids = runs_in(d, journal);
+    if (ids.size() < 2) continue;
+    const json state = status_of(d, journal, ids[1]);
+    std::size_t done = 0;
+    for (const auto& t : state["tasks"]) done += is_done(t["status"]) ? 1 : 0;
+    if (done >= state["tasks"].size() / 3) {
+      id = ids[1];
+      break;
+    }
+  }
+  ::kill(head.pid, SIGKILL);
+  wait_exit(head, 10s);
+  CHECK(reap_orphans(10s));
+  REQUIRE_FALSE(id.empty());
+  const fs::path wal = journal.string() + "-wal";
+  REQUIRE(fs::exists(wal));
+  const auto wal_size = fs::file_size(wal), db_size = fs::file_size(journal);
+  const std::uintmax_t page = 4096;
+  REQUIRE(wal_size > 0);
+  REQUIRE(db_size >= 4 * page);
+
+  std::mt19937 rng(std::random_device{}());
+  const auto seed = std::uniform_int_distribution<unsigned>()(rng);
+  rng.seed(seed);
+  INFO("random seed " << seed);
+  struct cut {
+    bool wal;
+    std::uintmax_t at;
+  };
+  std::vector<cut> cuts{{true, 0}};
+  for (int i = 0; i < 4; ++i)
+    cuts.push_back({true, std::uniform_int_distribution<std::uintmax_t>(1, wal_size - 1)(rng)});
+  for (int i = 0; i < 3; ++i) {
+    cuts.push_back({false, std::uniform_int_distribution<std::uintmax_t>(1, db_size - 1)(rng)});
+    cuts.push_back({false, std::uniform_int_distribution<std::uintmax_t>(1, db_size / page - 1)(rng) * page});
+  }
+  int resumed = 0, refused = 0;
+  for (std::size_t n = 0; n < cuts.size(); ++n) {
+    const cut c = cuts[n];
+    INFO((c.wal ? "-wal file" : "database file") << " cut at byte " << c.at << " of " << (c.wal ? wal_size : db_size));
+    const fs::path copy = d / ("cut" + std::to_string(n)) / "journal.sqlite";
+    fs::create_directories(copy.parent_path());
+    copy_journal(journal, copy);
+    fs::resize_file(c.wal ? fs::path(copy.string() + "-wal") : copy, c.at);
+
+    const dx_outcome status = run_dx(d, "cut_status", {"status", id, "--json", "--journal", copy.string()}, 30s);
+    INFO("dx status: " << describe(status));
+    REQUIRE_FALSE(status.timed_out);
+    REQUIRE(status.signal == 0);
+    // The run is there, or it is not (its creation was in the tail cut off: exit code 2), or the
+    // journal cannot be read (exit code 1); dx says which, naming the file.
+    const bool lost = status.err.find("no run " + id + " in journal " + copy.string()) != std::string::npos;
+    if (status.code == 0) {
+      CHECK(json::parse(status.out)["id"] == id);
+    } else if (status.code == 2) {
+      CHECK(lost);
+    } else {
+      CHECK(status.code == 1);
+      CHECK_THAT(status.err, Catch::Contains(copy.string()));
+    }
+    // A -wal file cut anywhere loses only its tail: the journal opens.
+    if (c.wal) CHECK((status.code == 0 || lost));
+
+    const dx_outcome resume = run_dx(d, "cut_resume", with_workers({"resume", id}, copy), 120s);
+    INFO("dx resume: " << describe(resume));
+    REQUIRE_FALSE(resume.timed_out);
+    REQUIRE(resume.signal == 0);
+    CHECK(reap_orphans(10s));
+    if (resume.code == 0) {
+      ++resumed;
+      const auto got = results_of(copy, id);
+      for (const auto& [key, bytes] : expected) {
+        if (!comparable(key)) continue;
+        INFO("result of " << key);
+        REQUIRE(got.count(key) == 1);
+        CHECK(got.at(key) == bytes);
+      }
+    } else {
+      ++refused;
+      CHECK(resume.code == (lost ? 2 : 1));
+      CHECK_THAT(resume.err, Catch::Contains(copy.string()));
+    }
+    if (c.wal) CHECK((resume.code == 0 || lost));
+    std::printf("  %s cut at byte %ju of %ju: dx status exit code %d, dx resume exit code %d %s\n",
+                c.wal ? "-wal file" : "database file", c.at, c.wal ? wal_size : db_size, status.code, resume.code,
+                resume.err.substr(0, resume.err.find('\n')).c_str());
+  }
+  std::printf("dx cut journals: %d resumed, %d refused with the path named\n", resumed, refused);
+}

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -239,16 +240,46 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+/// The runs of the journal; exits 1 with the journal's own words (naming its file) when it cannot
+/// be read.
+std::vector<dx::run_summary> runs_of(const args& a) {
+  try {
+    dx::cluster none;
+    return none.runs(journal_of(a));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dx: %s\n", e.what());
+    std::exit(1);
+  }
+}
+
+/// The run `id` as its journal has it. Exits 2 when the journal has no such run (a wrong id, or
+/// --journal), 1 when the journal cannot be read (damaged, not a journal); the message names the
+/// file either way.
+dx::run_summary recorded_run(const args& a, const std::string& id, std::vector<dx::task_state>* tasks = nullptr) {
+  try {
+    return dx::workflow_run::recorded(id, journal_of(a), tasks);
+  } catch (const std::exception& e) {
+    bool listed = true;
+    try {
+      dx::cluster none;
+      const auto runs = none.runs(journal_of(a));
+      listed = std::any_of(runs.begin(), runs.end(), [&](const dx::run_summary& r) { return r.id == id; });
+    } catch (const std::exception&) {  // unreadable: the first message says why
+    }
+    std::fprintf(stderr, "dx: %s\n%s", e.what(), listed ? "" : "See 'dx list' for the runs of the journal.\n");
+    std::exit(listed ? 1 : 2);
+  }
+}
+
 int status(const args& a) {
   std::string id = a.target;
   if (id.empty()) {
-    dx::cluster none;
-    const auto runs = none.runs(journal_of(a));
+    const auto runs = runs_of(a);
     if (runs.empty()) bad("the journal has no run");
     id = runs.back().id;
   }
   std::vector<dx::task_state> tasks;
-  const dx::run_summary r = dx::workflow_run::recorded(id, journal_of(a), &tasks);
+  const dx::run_summary r = recorded_run(a, id, &tasks);
   if (a.json) {
     std::printf("{\"id\":%s,\"name\":%s,\"status\":\"%s\",\"tasks\":[", json_string(r.id).c_str(),
                 json_string(r.name).c_str(), std::string(dx::to_string(r.status)).c_str());
@@ -316,11 +347,7 @@ int main(int argc, char** argv) {
     }
     if (a.command == "resume") {
       if (a.target.empty()) bad("resume needs a run id (see 'dx list')");
-      try {
-        dx::workflow_run::recorded(a.target, journal_of(a));
-      } catch (const std::exception& e) {
-        bad(e.what());
-      }
+      recorded_run(a, a.target);
       signal_watch& signals = signal_watch::start();
       dx::cluster cl{cluster_options(a)};
       if (signals.signalled()) return 3;  // before the run went on: it stays as it was
@@ -331,8 +358,7 @@ int main(int argc, char** argv) {
       return code;
     }
     if (a.command == "list") {
-      dx::cluster none;
-      for (const auto& r : none.runs(journal_of(a)))
+      for (const auto& r : runs_of(a))
         std::printf("%s  %-10s  %s\n", r.id.c_str(), std::string(dx::to_string(r.status)).c_str(), r.name.c_str());
       return 0;
     }
