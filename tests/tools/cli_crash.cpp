@@ -517,3 +517,105 @@ TEST_CASE(
   }
   std::printf("dx cut journals: %d resumed, %d refused with the path named\n", resumed, refused);
 }
+
+// ---- a resumed split -----------------------------------------------------------------------------
+
+namespace {
+
+/// A chunk's part from `dx status --json`.
+std::pair<std::int64_t, std::int64_t> part_of(const json& task) {
+  return {task.at("parameters").at("start").get<std::int64_t>(), task.at("parameters").at("end").get<std::int64_t>()};
+}
+
+/// The chunks of split step `step` in a status, by key.
+std::map<std::string, json> chunks_of(const json& state, const std::string& step) {
+  std::map<std::string, json> out;
+  for (const auto& t : state["tasks"])
+    if (t["parent"] == step && t["is_subtask"].get<bool>()) out[t["key"]] = t;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "dx resume: a split step with a fixed chunk size keeps its chunks as they were cut and reloads the finished "
+    "ones",
+    "[cli][split]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_split");
+  const fs::path d = dir.path();
+  // 1,000 indices in chunks of 37: 28 chunks of 150 ms each, then their sum.
+  auto split_workflow = [&](const fs::path& marks) {
+    return json{{"name", "split"},
+                {"steps",
+                 {{{"name", "parts"},
+                   {"function", "crash.part"},
+                   {"split", {{"range", {0, 1000}}, {"chunk", 37}}},
+                   {"parameters", {{"1", marks.string()}, {"2", "parts"}, {"3", 150000}, {"4", 7}}}},
+                  {{"name", "total"}, {"aggregate", {{"of", "parts"}, {"function", "crash.add"}}}}}}}
+        .dump();
+  };
+  write_file(d / "ref.json", split_workflow(d / "ref.marks"));
+  write_file(d / "wf.json", split_workflow(d / "marks"));
+  const dx_outcome ref = run_dx(d, "ref", with_workers({"run", (d / "ref.json").string()}, d / "ref.sqlite"), 120s);
+  INFO(describe(ref));
+  REQUIRE(ref.code == 0);
+  CHECK(reap_orphans(10s));
+
+  // Killed with some chunks finished and others not.
+  const fs::path journal = d / "journal.sqlite";
+  const dx_process head = start_dx(d, "killed", with_workers({"run", (d / "wf.json").string()}, journal));
+  json before;
+  for (const auto deadline = clock::now() + 60s; clock::now() < deadline && before.is_null();) {
+    std::this_thread::sleep_for(20ms);
+    if (!fs::exists(journal)) continue;
+    const dx_outcome o = run_dx(d, "status", {"status", "--json", "--journal", journal.string()});
+    if (o.code != 0) continue;
+    const json state = json::parse(o.out);
+    std::size_t done = 0;
+    for (const auto& [key, t] : chunks_of(state, "parts")) done += t["status"] == "SUCCEEDED" ? 1 : 0;
+    if (done >= 4 && done < 20) before = state;
+  }
+  ::kill(head.pid, SIGKILL);
+  wait_exit(head, 10s);
+  CHECK(reap_orphans(10s));
+  REQUIRE_FALSE(before.is_null());
+  // What the journal has after the kill (a little more than `before`, perhaps).
+  const std::string id = before["id"];
+  const json killed = status_of(d, journal, id);
+  const auto marks_then = marks_in(d / "marks");
+  const auto cut = chunks_of(killed, "parts");
+  REQUIRE(cut.size() >= 4);
+
+  const dx_outcome resumed = wait_exit(start_dx(d, "resume", with_workers({"resume", id}, journal)), 120s);
+  INFO(describe(resumed));
+  REQUIRE(resumed.code == 0);
+  CHECK(reap_orphans(10s));
+  const json after = status_of(d, journal, id);
+  const auto chunks = chunks_of(after, "parts");
+  const auto marks = marks_in(d / "marks");
+  // The chunks as they were cut: the same parts under the same keys; the finished ones not run
+  // again; together 28 chunks of 37 (the last shorter) tiling the range in order.
+  int reloaded = 0;
+  for (const auto& [key, t] : cut) {
+    INFO("chunk " << key << " was " << t.dump());
+    REQUIRE(chunks.count(key) == 1);
+    CHECK(chunks.at(key)["parameters"] == t["parameters"]);
+    if (t["status"] == "SUCCEEDED") {
+      ++reloaded;
+      CHECK(marks.at(key) == marks_then.at(key));
+    }
+  }
+  CHECK(reloaded >= 4);
+  REQUIRE(chunks.size() == 28);
+  for (int i = 0; i < 28; ++i) {
+    const std::string key = "parts#" + std::to_string(i);
+    INFO("chunk " << key);
+    REQUIRE(chunks.count(key) == 1);
+    CHECK(chunks.at(key)["status"] == "SUCCEEDED");
+    CHECK(part_of(chunks.at(key)) == std::pair<std::int64_t, std::int64_t>{37 * i, std::min(37 * (i + 1), 1000)});
+    CHECK(marks.count(key) == 1);
+  }
+  CHECK(results_of(journal, id).at("total") ==
+        results_of(d / "ref.sqlite", runs_in(d, d / "ref.sqlite").at(0)).at("total"));
+}

@@ -8,6 +8,8 @@
 //   dx resume r-20261206T051500Z-3f9a1c2d --plugin ./libsteps.so
 #include <dx/dx.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -271,6 +273,13 @@ dx::run_summary recorded_run(const args& a, const std::string& id, std::vector<d
   }
 }
 
+/// A task's parameters as a JSON value: the object a split's chunk has ({"start":S,"end":E}),
+/// null for none, or a string when the journal holds something that is not JSON.
+std::string parameters_json(const std::string& p) {
+  if (p.empty()) return "null";
+  return nlohmann::json::accept(p) ? p : json_string(p);
+}
+
 int status(const args& a) {
   std::string id = a.target;
   if (id.empty()) {
@@ -287,10 +296,10 @@ int status(const args& a) {
       const auto& t = tasks[i];
       std::printf(
           "%s{\"key\":%s,\"parent\":%s,\"is_subtask\":%s,\"status\":\"%s\",\"attempts\":%u,"
-          "\"assigned_to\":%s,\"progress\":%.3f,\"error\":%s}",
+          "\"assigned_to\":%s,\"progress\":%.3f,\"error\":%s,\"parameters\":%s}",
           i ? "," : "", json_string(t.key).c_str(), json_string(t.parent).c_str(), t.is_subtask ? "true" : "false",
           std::string(dx::to_string(t.status)).c_str(), t.attempts, json_string(t.assigned_to).c_str(), t.progress,
-          json_string(t.error).c_str());
+          json_string(t.error).c_str(), parameters_json(t.parameters).c_str());
     }
     std::printf("]}\n");
   } else {
