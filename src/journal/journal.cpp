@@ -398,6 +398,16 @@ std::vector<run_record> journal::runs(bool unfinished_only) {
   return out;
 }
 
+std::optional<run_record> journal::find_run(std::string_view run) {
+  sqlite_statement s(impl_->db,
+                     "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
+  s.bind(1, run);
+  if (!s.step()) return std::nullopt;
+  run_record r{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
+  s.reset();
+  return r;
+}
+
 run_state journal::load(std::string_view run) {
   impl& j = *impl_;
   run_state state;

@@ -197,6 +197,10 @@ class journal {
   /// dx::error on a damaged file.
   std::vector<run_record> runs(bool unfinished_only = false);
 
+  /// The run `run`, without its tasks, or nullopt when the journal has no such run. Blocks for one
+  /// indexed read. Throws dx::error on a damaged file.
+  std::optional<run_record> find_run(std::string_view run);
+
   /// A run and all its task records. Throws dx::error naming the run and the journal when there
   /// is no such run, or on a damaged file. Blocks.
   run_state load(std::string_view run);
