@@ -78,11 +78,11 @@ constexpr const char* usage =
     "  -h, --help                 this text\n"
     "\n"
     "environment: DX_TOKEN (the token, when --token-file is not given), DX_LOG (log level).\n"
-    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT; a worker its head started\n"
-    "ignores SIGINT: its head stops it); 1 the head was lost or\n"
+    "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
     "could not be reached for longer than --reconnect-for, or refused the worker for good (a wrong\n"
     "token, a bad name; a name taken by a live worker is tried again, as the head times the old\n"
-    "one out); 2 a bad command line.\n"
+    "one out); 2 a bad command line. A worker its head started ignores SIGINT (its head stops it),\n"
+    "and ends at once on SIGTERM (exit code 1), which the system sends it when its head dies.\n"
     "\n"
     "example: dx-worker --connect head.lan:7700 --token-file dx.token --plugin ./libmytasks.so \\\n"
     "             --threads 16 --resources gpu=1\n";
@@ -191,8 +191,26 @@ struct stop_state {
   detail::worker_runtime* current = nullptr;  // joined and not yet lost
 };
 
+/// For a worker whose results nobody will collect (its head is gone, or stops it): asks its
+/// running tasks to stop, which ends commands' process groups, and waits until they have ended
+/// or stopped_tasks_grace passed; false when some still run (they ignore their stop token, and
+/// must not hold the process).
+bool stop_running_tasks(detail::worker_runtime& worker) {
+  worker.stop_tasks();
+  const auto until = std::chrono::steady_clock::now() + stopped_tasks_grace;
+  while (worker.running_tasks() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return worker.running_tasks() == 0;
+}
+
+[[noreturn]] void exit_now(int code) {
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
 /// Joins the head, and joins it again after losing it, until it stops this worker, a signal asks
 /// to leave (0), or it stays away longer than `reconnect_for` or refuses this worker for good (1).
+/// `started_by_head`: a head started this process as its worker (DX_WORKER_OF).
 int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for, bool started_by_head) {
   // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
   // does no work in signal context. A worker its head started ignores SIGINT: a terminal's Ctrl-C
@@ -213,6 +231,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
     int sig = 0;
     if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
     std::lock_guard lock(stop.mutex);
+    // A worker its head started gets SIGTERM from the kernel when that head dies (follow_parent;
+    // sent as the head's spawning thread exits, so the head may still look alive): there is no
+    // head to leave gracefully to, and leaving would wait for tasks nobody collects. It ends now.
+    if (started_by_head) {
+      if (stop.current) stop_running_tasks(*stop.current);
+      exit_now(1);
+    }
     stop.stopping = true;
     // Under the lock, so the loop cannot destroy the worker while it hands its tasks back.
     if (stop.current) stop.current->leave();
@@ -256,24 +281,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
           std::lock_guard lock(stop.mutex);
           stop.current = nullptr;
         }
-        if (code == 0) {  // the head stopped this worker, or it left
-          // Nothing will take the results of tasks still running (the head is stopping): they
-          // are asked to stop, and one that ignores its stop token does not hold the process past
-          // a moment (a command's process group is ended within it).
-          worker->stop_tasks();
-          const auto until = clock::now() + stopped_tasks_grace;
-          while (worker->running_tasks() > 0 && clock::now() < until)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-          if (worker->running_tasks() > 0) {
-            std::fflush(stderr);
-            std::_Exit(0);
-          }
+        if (code == 0) {  // the head stopped this worker (or it left): nothing takes results now
+          if (!stop_running_tasks(*worker)) exit_now(0);
           return 0;
         }
-        if (reconnect_for.count() == 0) {
-          // The head is gone: nothing will collect results, so do not wait for running tasks.
-          std::fflush(stderr);
-          std::_Exit(1);
+        if (reconnect_for.count() == 0) {  // the head is gone, and this worker waits for no other
+          stop_running_tasks(*worker);
+          exit_now(1);
         }
         why = worker->lost_reason();
         if (why.empty()) why = "the connection closed";
