@@ -118,7 +118,7 @@ struct journal::impl {
 
   std::filesystem::path path;
   open_mode mode;
-  std::int64_t schema_version = 0;     // as the file has it (a reader does not migrate)
+  std::int64_t schema_version = 0;     // as the file has it (a reader does not migrate; 0: an empty file)
   std::unique_ptr<journal_lock> lock;  // before db: released after the connection closes
   sqlite_db db;
   result_store files;
@@ -385,6 +385,7 @@ void journal::commit() {
 }
 
 std::vector<run_record> journal::runs(bool unfinished_only) {
+  if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db, unfinished_only
                                     ? "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs "
                                       "WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') "
@@ -399,6 +400,7 @@ std::vector<run_record> journal::runs(bool unfinished_only) {
 }
 
 std::optional<run_record> journal::find_run(std::string_view run) {
+  if (impl_->schema_version == 0) return std::nullopt;
   sqlite_statement s(impl_->db,
                      "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
   s.bind(1, run);
@@ -410,6 +412,8 @@ std::optional<run_record> journal::find_run(std::string_view run) {
 
 run_state journal::load(std::string_view run) {
   impl& j = *impl_;
+  if (j.schema_version == 0)
+    throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
   run_state state;
   // One read transaction: the run, its tasks and their results are of the same commit.
   sqlite_transaction snapshot(j.db, sqlite_transaction::kind::read);
@@ -453,6 +457,7 @@ run_state journal::load(std::string_view run) {
 
 std::optional<std::string> journal::result(std::string_view run, std::string_view key) {
   impl& j = *impl_;
+  if (j.schema_version == 0) return std::nullopt;
   sqlite_statement s(j.db, "SELECT size, sha256, bytes, file FROM results WHERE run = ? AND key = ?");
   s.bind(1, run);
   s.bind(2, key);
@@ -474,6 +479,7 @@ std::optional<std::string> journal::result(std::string_view run, std::string_vie
 }
 
 std::optional<result_ref> journal::cached(std::string_view cache_key) {
+  if (impl_->schema_version == 0) return std::nullopt;
   if (cache_key.empty()) return std::nullopt;
   sqlite_statement s(impl_->db,
                      "SELECT r.run, r.key, r.size, r.sha256, r.file FROM tasks t "
@@ -488,6 +494,7 @@ std::optional<result_ref> journal::cached(std::string_view cache_key) {
 }
 
 std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
+  if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db,
                      "SELECT seq, run, key, status, time_ms, detail FROM transitions "
                      "WHERE run = ? AND seq > ? ORDER BY seq LIMIT ?");

@@ -146,7 +146,9 @@ class journal {
   /// Results up to this size live in the database; bigger ones in files beside it.
   static constexpr std::size_t inline_result_limit = 64 * 1024;
 
-  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. Throws
+  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. An empty
+  /// file (what a writer killed before its first commit leaves) opens read-only as a journal
+  /// without runs, and is made a journal when opened to write. Throws
   /// dx::error naming the path and the problem: a folder that cannot be created, a journal
   /// another live process holds for writing (naming its pid), a missing journal (read_only), a
   /// file that is not SQLite, another application's database, a newer schema, a damaged file.

@@ -159,6 +159,12 @@ std::int64_t prepare_journal_schema(sqlite_db& db, schema_use use) {
   check_whole_pages(db);
 
   if (application_id == 0 && version == 0 && objects == 0) {
+    if (use == schema_use::read) {
+      // An empty file: what a writer killed before its first commit leaves, or a journal about to
+      // be created. A reader sees a journal without runs.
+      db.exec("PRAGMA query_only=1");
+      return 0;
+    }
     if (!writable) refuse(db, "it holds no journal yet (no run was ever recorded there)");
     create_schema(db);
   } else if (application_id != journal_application_id) {

@@ -33,7 +33,8 @@ enum class schema_use {
 /// query_only for a reader). Throws dx::error naming the file and the problem: not an SQLite
 /// file, another application's database, a newer schema, a damaged or truncated file, a journal
 /// never created (reader, requester), a schema too old to take requests (requester). Blocks (up
-/// to the busy timeout on another writer's locks). Returns the schema version the file now has.
+/// to the busy timeout on another writer's locks). Returns the schema version the file now has:
+/// 0 for an empty file a reader opened (a journal without runs: it has no tables).
 std::int64_t prepare_journal_schema(sqlite_db& db, schema_use use);
 
 }  // namespace dx::detail

@@ -636,6 +636,30 @@ TEST_CASE("open refuses files that are not dx journals it can read, naming the p
   SECTION("an empty path") { CHECK_THROWS_AS(journal::open("", write_mode), dx::error); }
 }
 
+TEST_CASE("An empty file, as a writer killed before its first commit leaves, reads as a journal without runs",
+          "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "empty.sqlite";
+  write_text(path, "");
+  {
+    auto r = journal::open(path, read_mode);
+    CHECK(r->runs().empty());
+    CHECK_FALSE(r->find_run("r-x").has_value());
+    CHECK_THAT(error_of([&] { r->load("r-x"); }), Catch::Contains("no run r-x in journal " + path.string()));
+    CHECK_FALSE(r->result("r-x", "a").has_value());
+    CHECK_FALSE(r->cached("abc").has_value());
+    CHECK(r->transitions("r-x").empty());
+    CHECK(r->open_requests().empty());
+  }
+  CHECK(fs::file_size(path) == 0);  // the reader left it alone
+  CHECK_THAT(error_of([&] { journal::open(path, journal::open_mode::request); }),
+             Catch::Contains(path.string()) && Catch::Contains("holds no journal yet"));
+  auto j = journal::open(path, write_mode);  // made a journal
+  const std::string run = j->create_run("now", "{}");
+  j->commit();
+  CHECK(journal::open(path, read_mode)->runs().size() == 1);
+}
+
 TEST_CASE("A result file changed, cut or removed on disk is an error naming the file", "[journal]") {
   temp_dir dir;
   const fs::path path = dir.path() / "j.sqlite";
