@@ -14,6 +14,10 @@
 #include "cli_process.hpp"
 #include "temp_dir.hpp"
 
+#include <poll.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -191,9 +195,10 @@ TEST_CASE(
                  with_workers(id.empty() ? std::vector<std::string>{"run", (d / "kill.json").string()}
                                          : std::vector<std::string>{"resume", id},
                               journal));
-    // A moment from the start (loading, the workers joining) to the end of an even share of what
-    // is left: most kills find the run going, some find it starting, few find it ended.
-    const double share = remaining * work / (kills - mid_run);
+    // A moment from the start (loading, the workers joining) to the end of a share of what is
+    // left (a little less than an even share, so that the last kills too find work left): most
+    // kills find the run going, some find it starting, few find it ended.
+    const double share = remaining * work / (kills - mid_run + 2);
     const double delay = std::uniform_real_distribution<double>(0, startup + share)(rng);
     std::this_thread::sleep_for(std::chrono::duration<double>(delay));
     ::kill(head.pid, SIGKILL);
@@ -618,4 +623,151 @@ TEST_CASE(
   }
   CHECK(results_of(journal, id).at("total") ==
         results_of(d / "ref.sqlite", runs_in(d, d / "ref.sqlite").at(0)).at("total"));
+}
+
+// ---- dx cancel from another process ---------------------------------------------------------------
+
+TEST_CASE("dx cancel: a run another dx process runs ends CANCELLED at once, and that dx exits 1", "[cli][cancel]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_cancel");
+  const fs::path d = dir.path();
+  write_file(d / "long.json", long_workflow);
+  const fs::path journal = d / "journal.sqlite";
+  const dx_process head = start_dx(d, "head", with_workers({"run", (d / "long.json").string()}, journal));
+  const std::string id = wait_running(d, journal, 4);
+
+  const auto asked = clock::now();
+  const dx_outcome cancel = run_dx(d, "cancel", {"cancel", id, "--journal", journal.string()});
+  const double took = std::chrono::duration<double>(clock::now() - asked).count();
+  INFO("dx cancel: " << describe(cancel) << "\nin " << took << " s");
+  CHECK(cancel.code == 0);
+  CHECK_THAT(cancel.out, Catch::Contains("run " + id + " CANCELLED"));
+  CHECK(took < 5);  // the head looks four times a second
+  const dx_outcome run = wait_exit(head, 30s);
+  INFO("dx run: " << describe(run));
+  CHECK(run.code == 1);
+  CHECK_THAT(run.out, Catch::Contains(id + " CANCELLED"));
+  CHECK(reap_orphans(10s));
+  const json state = status_of(d, journal, id);
+  CHECK(state["status"] == "CANCELLED");
+  for (const auto& t : state["tasks"])
+    if (t["key"] != "first") CHECK(t["status"] == "CANCELLED");
+  std::printf("dx cancel answered in %.2f s\n", took);
+
+  // Asked again: the run is not running; an unknown run is a bad command line.
+  const dx_outcome again = run_dx(d, "cancel", {"cancel", id, "--journal", journal.string()});
+  CHECK(again.code == 1);
+  CHECK_THAT(again.err, Catch::Contains("run " + id + " is not running: it ended CANCELLED"));
+  const dx_outcome unknown = run_dx(d, "cancel", {"cancel", "r-nope", "--journal", journal.string()});
+  CHECK(unknown.code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("no run r-nope in journal " + journal.string()));
+}
+
+TEST_CASE("dx cancel: a run whose head was killed, or was interrupted, is not running: exit 1, saying so",
+          "[cli][cancel]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_cancel");
+  const fs::path d = dir.path();
+  write_file(d / "long.json", long_workflow);
+  const fs::path journal = d / "journal.sqlite";
+  const dx_process head = start_dx(d, "head", with_workers({"run", (d / "long.json").string()}, journal));
+  const std::string id = wait_running(d, journal, 4);
+  ::kill(head.pid, SIGKILL);
+  wait_exit(head, 10s);
+  CHECK(reap_orphans(10s));
+  REQUIRE(status_of(d, journal, id)["status"] == "RUNNING");  // nobody has opened the journal since
+
+  const dx_outcome gone = run_dx(d, "cancel", {"cancel", id, "--journal", journal.string()});
+  INFO(describe(gone));
+  CHECK(gone.code == 1);
+  CHECK_THAT(gone.err, Catch::Contains("run " + id + " is not running: its head (process " + std::to_string(head.pid) +
+                                       ") is gone"));
+
+  // A head that stops on SIGTERM leaves it INTERRUPTED.
+  const dx_process second = start_dx(d, "second", with_workers({"resume", id}, journal));
+  wait_running(d, journal, 4);
+  ::kill(second.pid, SIGTERM);
+  CHECK(wait_exit(second, 30s).code == 3);
+  CHECK(reap_orphans(10s));
+  const dx_outcome interrupted = run_dx(d, "cancel", {"cancel", id, "--journal", journal.string()});
+  CHECK(interrupted.code == 1);
+  CHECK_THAT(interrupted.err, Catch::Contains("run " + id + " is not running: it was interrupted"));
+}
+
+// ---- the progress display ---------------------------------------------------------------------------
+
+TEST_CASE("dx run: on a terminal the progress is one updating line; otherwise a plain line a second",
+          "[cli][progress]") {
+  become_subreaper();
+  const dx_support::temp_dir dir("dx_cli_progress");
+  const fs::path d = dir.path();
+  // 2.4 s: a chain of steps, and a split of 4 chunks.
+  write_file(d / "wf.json", R"({"name": "progress", "steps": [
+    {"name": "a", "function": "crash.nap", "parameters": [600]},
+    {"name": "b", "function": "crash.nap", "parameters": [600], "after": ["a"]},
+    {"name": "parts", "function": "crash.part", "split": {"range": [0, 4], "chunk": 1},
+     "parameters": {"1": ")" + (d / "marks").string() +
+                                R"(", "2": "parts", "3": 600000, "4": 1}, "after": ["b"]},
+    {"name": "c", "function": "crash.nap", "parameters": [600], "after": ["parts"]}]})");
+
+  // Not a terminal: lines.
+  const dx_outcome plain = run_dx(d, "plain", with_workers({"run", (d / "wf.json").string()}, d / "plain.sqlite"), 60s);
+  INFO("plain: " << describe(plain));
+  REQUIRE(plain.code == 0);
+  CHECK_THAT(plain.out,
+             Catch::Contains("RUNNING: ") && Catch::Contains(" steps done, ") && Catch::Contains(" running, 0 failed"));
+  CHECK(plain.out.find('\r') == std::string::npos);
+  CHECK(plain.out.find("\x1b[") == std::string::npos);
+  CHECK(reap_orphans(10s));
+
+  // A terminal: dx writes to a pseudo-terminal 100 columns wide.
+  std::vector<std::string> argv_s{dx_program, "run", (d / "wf.json").string()};
+  for (auto& a : with_workers({}, d / "tty.sqlite")) argv_s.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s = child_environment(d);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  winsize size{};
+  size.ws_row = 24;
+  size.ws_col = 100;
+  int terminal = -1;
+  const pid_t pid = ::forkpty(&terminal, nullptr, nullptr, &size);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  std::string screen;
+  for (const auto deadline = clock::now() + 60s; clock::now() < deadline;) {
+    pollfd p{terminal, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(terminal, buf, sizeof buf);
+    if (n <= 0) break;  // EIO: dx closed the terminal's last descriptor
+    screen.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(terminal);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(reap_orphans(10s));
+  INFO("terminal: " << screen);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The run's id on a line, the progress on one line rewritten (\r, then erased to its end), the
+  // end on a line of its own.
+  CHECK_THAT(screen, Catch::Contains("run r-") && Catch::Contains("\rRUNNING ") && Catch::Contains(" steps, ") &&
+                         Catch::Contains("\x1b[K") &&
+                         Catch::Contains("\rSUCCEEDED 4/4 steps, 0 running, 0 failed, "
+                                         "chunks 4/4"));
+  CHECK(std::count(screen.begin(), screen.end(), '\r') >= 5);
+  std::size_t lines = 0;
+  for (std::size_t at = 0; (at = screen.find('\n', at)) != std::string::npos; ++at) ++lines;
+  CHECK(lines <= 4);  // the id, the progress once ended, the run's end (and a dashboard line at most)
+  for (std::size_t at = 0, end; at < screen.size(); at = end + 1) {
+    end = std::min(screen.find_first_of("\r\n", at), screen.size());
+    CHECK(end - at < 100);  // never wider than the terminal
+  }
 }
