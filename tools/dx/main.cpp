@@ -295,12 +295,15 @@ dx::options cluster_options(const args& a) {
 /// SIGINT and SIGTERM while dx runs a workflow: the first interrupts the run (it ends INTERRUPTED,
 /// and `dx resume` continues it), a second ends dx at once. Both signals are blocked in every
 /// thread (the mask is set before any other thread starts, and threads inherit it) and one thread
-/// takes them with sigwait, so nothing runs in a signal handler. It lives until the process exits.
+/// takes the first with sigwait, so nothing runs in a signal handler. That thread then gives the
+/// signals back their default action and unblocks them for itself alone: a second one ends the
+/// process whatever the thread is doing (an interrupt that takes long included). A signal the
+/// shell made dx ignore (a background job's SIGINT) stays ignored.
 class signal_watch {
  public:
   /// Blocks the signals and starts the thread that takes them. Call before any thread starts.
   static signal_watch& start() {
-    static signal_watch* watch = new signal_watch;  // never destroyed: its thread may run until exit
+    static signal_watch* watch = new signal_watch;  // never destroyed: its thread runs until exit
     return *watch;
   }
   /// The run a signal interrupts (an empty handle: none). A signal that came before interrupts it
@@ -319,33 +322,32 @@ class signal_watch {
  private:
   signal_watch() {
     sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
+    for (int sig : {SIGINT, SIGTERM}) {
+      struct sigaction now {};
+      if (::sigaction(sig, nullptr, &now) == 0 && now.sa_handler == SIG_IGN) continue;
+      sigaddset(&signals_, sig);
+    }
     pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
     std::thread([this] { take_signals(); }).detach();
   }
 
   void take_signals() {
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&signals_, &sig) != 0) continue;
+    int sig = 0;
+    while (sigwait(&signals_, &sig) != 0) {
+    }
+    // From here on a SIGINT or SIGTERM ends the process (its worker processes follow; the run is
+    // resumable, as after a kill): the default action, delivered to this thread.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &signals_, nullptr);
+    std::fprintf(stderr, "dx: %s: interrupting the run (a second signal stops dx at once)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    {
       std::lock_guard lock(mutex_);
-      if (signalled_) {
-        // The second: dx ends now, as the signal's default action ends a process (its worker
-        // processes follow; the run is resumable as after a kill).
-        std::signal(sig, SIG_DFL);
-        sigset_t one;
-        sigemptyset(&one);
-        sigaddset(&one, sig);
-        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-        ::raise(sig);
-        std::_Exit(128 + sig);  // not reached
-      }
       signalled_ = true;
-      std::fprintf(stderr, "dx: %s: interrupting the run (a second signal stops dx at once)\n",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM");
       if (run_.valid()) run_.interrupt();
     }
+    for (;;) ::pause();  // here to take the second signal
   }
 
   sigset_t signals_;
