@@ -80,6 +80,14 @@ struct run_summary {
   std::int64_t created_ms = 0, updated_ms = 0;  ///< milliseconds since the Unix epoch
 };
 
+/// What came of asking, through the journal, the process that runs a run to cancel it
+/// (workflow_run::request_cancel; `dx cancel`). A plain value.
+struct cancel_answer {
+  bool cancelled = false;                             ///< the run ended CANCELLED
+  workflow_status status = workflow_status::created;  ///< the run's status when the answer came
+  std::string message;                                ///< what came of it, in words (why not, when not)
+};
+
 /// A run of a workflow on a cluster (see the header comment). Copies share the run. Every member
 /// is thread-safe. The cluster must outlive the run's work: destroying the cluster interrupts its
 /// runs (INTERRUPTED in the journal, resumable).
@@ -99,6 +107,17 @@ class DX_API workflow_run {
   /// (a function not registered here); dx::error for a journal that cannot be opened. Blocks
   /// while it loads the journal.
   static workflow_run resume(cluster& cl, std::string_view id, const run_options& opts = {});
+
+  /// Asks the process that runs the run `id` of the journal `opts` names (another process, or
+  /// this one) to cancel it as cancel() does there: the request is written to the journal, where
+  /// that process's journal writer finds it within a fraction of a second. Waits up to `wait` for
+  /// the answer, and withdraws the request when none came. A run that is not running (it ended,
+  /// was interrupted, or its head is gone) is not asked: the answer says so. Throws
+  /// dx::workflow_error for a run the journal does not have; dx::error for a journal that cannot
+  /// be read or written (damaged, or written by a dx too old to take requests). Thread-safe;
+  /// blocks.
+  static cancel_answer request_cancel(std::string_view id, const run_options& opts,
+                                      std::chrono::milliseconds wait = std::chrono::seconds(10));
 
   bool valid() const noexcept { return e_ != nullptr; }
   /// The run's id, stable across resumes. Does not block.
@@ -128,6 +147,12 @@ class DX_API workflow_run {
   /// Cancels the run: running tasks are asked to stop, no new task starts, the run ends
   /// CANCELLED. Returns false when it had ended already. Does not block.
   bool cancel();
+  /// Stops the run in this process without ending it, as destroying its cluster does: no new
+  /// task starts, running tasks are asked to stop (their outcomes are ignored and they run again
+  /// on resume), and the journal says INTERRUPTED, so that resume() continues the run later, in
+  /// this process or another. For a program that stops on a signal (dx run on Ctrl-C). Returns
+  /// false when the run was not running. Does not wait for the tasks (wait() does).
+  bool interrupt();
 
  private:
   friend class cluster;

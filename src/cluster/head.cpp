@@ -137,7 +137,7 @@ void head_impl::shutdown() {
     std::lock_guard lock(mutex_);
     children = children_;
   }
-  for (pid_t pid : children) stop_process(pid, std::chrono::milliseconds(3000));
+  stop_processes(children, std::chrono::milliseconds(3000));
   {
     std::lock_guard lock(mutex_);
     ticker_stop_ = true;

@@ -63,6 +63,16 @@ void stop_process(pid_t pid, std::chrono::milliseconds grace) noexcept {
   }
 }
 
+void stop_processes(const std::vector<pid_t>& pids, std::chrono::milliseconds grace) noexcept {
+  std::vector<pid_t> left = pids;
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!left.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::erase_if(left, [](pid_t pid) { return process_exited(pid); });
+    if (!left.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (pid_t pid : left) stop_process(pid, std::chrono::milliseconds(0));
+}
+
 std::string current_program() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);

@@ -21,6 +21,8 @@ bool process_exited(pid_t pid) noexcept;
 
 /// Waits up to `grace` for `pid` to exit, then kills it (SIGKILL) and reaps it.
 void stop_process(pid_t pid, std::chrono::milliseconds grace) noexcept;
+/// stop_process for several at once: one `grace` for all of them, not one each.
+void stop_processes(const std::vector<pid_t>& pids, std::chrono::milliseconds grace) noexcept;
 
 /// The running program's path (/proc/self/exe).
 std::string current_program();

@@ -888,6 +888,8 @@ void worker_runtime::stop_tasks() {
   for (auto& [task, j] : impl_->jobs) j->stop->request_stop(nullptr);
 }
 
+std::size_t worker_runtime::running_tasks() const noexcept { return impl_->running.load(std::memory_order_relaxed); }
+
 std::string running_worker_id() { return running_on ? running_on->id_copy() : std::string(); }
 
 }  // namespace dx::detail

@@ -84,6 +84,8 @@ class worker_runtime {
   /// Asks every task this worker runs to stop (their dx::stop_token), so that destroying it does
   /// not wait for work nobody will collect. Thread-safe; does not block.
   void stop_tasks();
+  /// Tasks running now on this worker's threads. Thread-safe; does not block.
+  std::size_t running_tasks() const noexcept;
 
  private:
   std::shared_ptr<impl> impl_;

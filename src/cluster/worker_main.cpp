@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -80,7 +81,8 @@ constexpr const char* usage =
     "exit codes: 0 the head stopped the worker or it left (SIGTERM, SIGINT); 1 the head was lost or\n"
     "could not be reached for longer than --reconnect-for, or refused the worker for good (a wrong\n"
     "token, a bad name; a name taken by a live worker is tried again, as the head times the old\n"
-    "one out); 2 a bad command line.\n"
+    "one out); 2 a bad command line. A worker its head started ignores SIGINT (its head stops it),\n"
+    "and ends at once on SIGTERM (exit code 1), which the system sends it when its head dies.\n"
     "\n"
     "example: dx-worker --connect head.lan:7700 --token-file dx.token --plugin ./libmytasks.so \\\n"
     "             --threads 16 --resources gpu=1\n";
@@ -177,6 +179,9 @@ void check_address(const std::string& option, const std::string& value) {
 constexpr std::chrono::milliseconds default_reconnect_for{5 * 60'000};
 constexpr std::chrono::milliseconds first_backoff{100};
 constexpr std::chrono::milliseconds max_backoff{5000};
+/// How long tasks asked to stop as the head stops this worker have to end (a command gets SIGTERM,
+/// then SIGKILL a second later).
+constexpr std::chrono::milliseconds stopped_tasks_grace{1500};
 
 /// What the thread waiting for SIGTERM and SIGINT shares with the joining loop.
 struct stop_state {
@@ -186,15 +191,38 @@ struct stop_state {
   detail::worker_runtime* current = nullptr;  // joined and not yet lost
 };
 
+/// For a worker whose results nobody will collect (its head is gone, or stops it): asks its
+/// running tasks to stop, which ends commands' process groups, and waits until they have ended
+/// or stopped_tasks_grace passed; false when some still run (they ignore their stop token, and
+/// must not hold the process).
+bool stop_running_tasks(detail::worker_runtime& worker) {
+  worker.stop_tasks();
+  const auto until = std::chrono::steady_clock::now() + stopped_tasks_grace;
+  while (worker.running_tasks() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return worker.running_tasks() == 0;
+}
+
+[[noreturn]] void exit_now(int code) {
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
 /// Joins the head, and joins it again after losing it, until it stops this worker, a signal asks
 /// to leave (0), or it stays away longer than `reconnect_for` or refuses this worker for good (1).
-int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for) {
+/// `started_by_head`: a head started this process as its worker (DX_WORKER_OF).
+int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for, bool started_by_head) {
   // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
-  // does no work in signal context.
+  // does no work in signal context. A worker its head started ignores SIGINT: a terminal's Ctrl-C
+  // reaches the head and its workers together, and the head stops them as it stops itself.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
+  if (started_by_head) {
+    std::signal(SIGINT, SIG_IGN);
+  } else {
+    sigaddset(&stop_signals, SIGINT);
+  }
   sigaddset(&stop_signals, SIGUSR2);  // sent by this process to end the waiting thread
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
@@ -203,6 +231,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
     int sig = 0;
     if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
     std::lock_guard lock(stop.mutex);
+    // A worker its head started gets SIGTERM from the kernel when that head dies (follow_parent;
+    // sent as the head's spawning thread exits, so the head may still look alive): there is no
+    // head to leave gracefully to, and leaving would wait for tasks nobody collects. It ends now.
+    if (started_by_head) {
+      if (stop.current) stop_running_tasks(*stop.current);
+      exit_now(1);
+    }
     stop.stopping = true;
     // Under the lock, so the loop cannot destroy the worker while it hands its tasks back.
     if (stop.current) stop.current->leave();
@@ -246,11 +281,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
           std::lock_guard lock(stop.mutex);
           stop.current = nullptr;
         }
-        if (code == 0) return 0;  // the head stopped this worker, or it left
-        if (reconnect_for.count() == 0) {
-          // The head is gone: nothing will collect results, so do not wait for running tasks.
-          std::fflush(stderr);
-          std::_Exit(1);
+        if (code == 0) {  // the head stopped this worker (or it left): nothing takes results now
+          if (!stop_running_tasks(*worker)) exit_now(0);
+          return 0;
+        }
+        if (reconnect_for.count() == 0) {  // the head is gone, and this worker waits for no other
+          stop_running_tasks(*worker);
+          exit_now(1);
         }
         why = worker->lost_reason();
         if (why.empty()) why = "the connection closed";
@@ -379,7 +416,7 @@ int worker_main(int argc, char** argv) {
   if (parent && !detail::follow_parent(static_cast<pid_t>(std::atoll(parent)))) return 1;
   // A worker its head started ends with that head.
   if (!reconnect_for) reconnect_for = parent ? std::chrono::milliseconds(0) : default_reconnect_for;
-  return run_worker(cfg, *reconnect_for);
+  return run_worker(cfg, *reconnect_for, parent != nullptr);
 }
 
 }  // namespace dx

@@ -68,7 +68,40 @@ struct result_op {
   std::string sha256;
   std::string file;  // set by commit() for big results, before the transaction
 };
-using buffered_op = std::variant<create_run_op, run_status_op, record_op, result_op>;
+struct answer_op {
+  std::int64_t id;
+  std::string answer;
+  std::int64_t time_ms;
+};
+using buffered_op = std::variant<create_run_op, run_status_op, record_op, result_op, answer_op>;
+
+constexpr const char* request_columns = "id, run, what, requested_ms, requested_by, answered_ms, answer";
+
+run_request read_request(const sqlite_statement& s) {
+  return run_request{s.integer(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5), s.text(6)};
+}
+
+int sqlite_flags(journal::open_mode m) {
+  switch (m) {
+    case journal::open_mode::write:
+      return SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    case journal::open_mode::request:
+      return SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    default:
+      return SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  }
+}
+
+schema_use schema_use_of(journal::open_mode m) {
+  switch (m) {
+    case journal::open_mode::write:
+      return schema_use::write;
+    case journal::open_mode::request:
+      return schema_use::request;
+    default:
+      return schema_use::read;
+  }
+}
 
 }  // namespace
 
@@ -77,17 +110,15 @@ struct journal::impl {
       : path(p),
         mode(m),
         lock(std::move(l)),
-        db(p,
-           m == open_mode::write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-                                 : SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+        db(p, sqlite_flags(m),
            static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(wait.count(), 0, 3'600'000))),
         files(p.string() + ".results") {
-    schema_version = prepare_journal_schema(db, m == open_mode::write);
+    schema_version = prepare_journal_schema(db, schema_use_of(m));
   }
 
   std::filesystem::path path;
   open_mode mode;
-  std::int64_t schema_version = 0;     // as the file has it (a reader does not migrate)
+  std::int64_t schema_version = 0;     // as the file has it (a reader does not migrate; 0: an empty file)
   std::unique_ptr<journal_lock> lock;  // before db: released after the connection closes
   sqlite_db db;
   result_store files;
@@ -99,13 +130,9 @@ struct journal::impl {
 
   // Prepared once: a group of a thousand records runs these a thousand times.
   std::optional<sqlite_statement> insert_run, update_run_status, log_transition, log_if_changed, upsert_task,
-      old_result_file, upsert_result;
+      old_result_file, upsert_result, answer_request;
 
-  void require_writable(std::string_view what) const {
-    if (mode != open_mode::write) {
-      throw_error(error_kind::generic, fmt::format("cannot {}: journal {} is open read-only", what, path.string()));
-    }
-  }
+  void require_writable(std::string_view what) const { require_mode(open_mode::write, what); }
 
   void require_run(std::string_view run) {
     if (known_runs.count(std::string(run)) != 0) return;
@@ -136,6 +163,16 @@ struct journal::impl {
     upsert_result.emplace(db,
                           "INSERT OR REPLACE INTO results(run, key, size, sha256, bytes, file) "
                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    answer_request.emplace(db, "UPDATE requests SET answered_ms = ?2, answer = ?3 WHERE id = ?1 AND answered_ms = 0");
+  }
+
+  void require_mode(open_mode m, std::string_view what) const {
+    if (mode != m) {
+      throw_error(error_kind::generic, fmt::format("cannot {}: journal {} is open {}", what, path.string(),
+                                                   mode == open_mode::read_only ? "read-only"
+                                                   : mode == open_mode::write   ? "to write"
+                                                                                : "to make requests"));
+    }
   }
 
   void apply(const create_run_op& op) {
@@ -221,6 +258,14 @@ struct journal::impl {
     s.run();
   }
 
+  void apply(const answer_op& op) {
+    auto& s = *answer_request;
+    s.bind(1, op.id);
+    s.bind(2, op.time_ms);
+    s.bind(3, op.answer);
+    s.run();
+  }
+
   result_ref read_ref(const sqlite_statement& s, int first_column) const {
     result_ref ref;
     ref.run = s.text(first_column);
@@ -249,7 +294,7 @@ std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_m
                                                    path.string(), folder.string(), ec.message()));
     }
     lock = std::make_unique<journal_lock>(path);
-  } else {
+  } else {  // read-only or requests: the journal exists, a writer made it
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) {
       throw_error(error_kind::generic, fmt::format("cannot open journal {}: no such file", path.string()));
@@ -340,6 +385,7 @@ void journal::commit() {
 }
 
 std::vector<run_record> journal::runs(bool unfinished_only) {
+  if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db, unfinished_only
                                     ? "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs "
                                       "WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') "
@@ -353,8 +399,21 @@ std::vector<run_record> journal::runs(bool unfinished_only) {
   return out;
 }
 
+std::optional<run_record> journal::find_run(std::string_view run) {
+  if (impl_->schema_version == 0) return std::nullopt;
+  sqlite_statement s(impl_->db,
+                     "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
+  s.bind(1, run);
+  if (!s.step()) return std::nullopt;
+  run_record r{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
+  s.reset();
+  return r;
+}
+
 run_state journal::load(std::string_view run) {
   impl& j = *impl_;
+  if (j.schema_version == 0)
+    throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
   run_state state;
   // One read transaction: the run, its tasks and their results are of the same commit.
   sqlite_transaction snapshot(j.db, sqlite_transaction::kind::read);
@@ -398,6 +457,7 @@ run_state journal::load(std::string_view run) {
 
 std::optional<std::string> journal::result(std::string_view run, std::string_view key) {
   impl& j = *impl_;
+  if (j.schema_version == 0) return std::nullopt;
   sqlite_statement s(j.db, "SELECT size, sha256, bytes, file FROM results WHERE run = ? AND key = ?");
   s.bind(1, run);
   s.bind(2, key);
@@ -419,6 +479,7 @@ std::optional<std::string> journal::result(std::string_view run, std::string_vie
 }
 
 std::optional<result_ref> journal::cached(std::string_view cache_key) {
+  if (impl_->schema_version == 0) return std::nullopt;
   if (cache_key.empty()) return std::nullopt;
   sqlite_statement s(impl_->db,
                      "SELECT r.run, r.key, r.size, r.sha256, r.file FROM tasks t "
@@ -433,6 +494,7 @@ std::optional<result_ref> journal::cached(std::string_view cache_key) {
 }
 
 std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
+  if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db,
                      "SELECT seq, run, key, status, time_ms, detail FROM transitions "
                      "WHERE run = ? AND seq > ? ORDER BY seq LIMIT ?");
@@ -442,6 +504,73 @@ std::vector<transition> journal::transitions(std::string_view run, std::int64_t 
   std::vector<transition> out;
   while (s.step()) out.push_back(transition{s.integer(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.text(5)});
   return out;
+}
+
+std::int64_t journal::ask(std::string_view run, std::string_view what) {
+  impl& j = *impl_;
+  j.require_mode(open_mode::request, "make a request");
+  sqlite_transaction t(j.db);
+  {
+    sqlite_statement known(j.db, "SELECT 1 FROM runs WHERE id = ?");
+    known.bind(1, run);
+    if (!known.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
+    known.reset();
+  }
+  sqlite_statement s(j.db, "INSERT INTO requests(run, what, requested_ms, requested_by) VALUES(?, ?, ?, ?)");
+  s.bind(1, run);
+  s.bind(2, what);
+  s.bind(3, now_ms());
+  s.bind(4, static_cast<std::int64_t>(::getpid()));
+  s.run();
+  const std::int64_t id = sqlite3_last_insert_rowid(j.db.handle());
+  t.commit();
+  return id;
+}
+
+bool journal::withdraw(std::int64_t id, std::string_view why) {
+  impl& j = *impl_;
+  j.require_mode(open_mode::request, "withdraw a request");
+  sqlite_transaction t(j.db);
+  sqlite_statement s(j.db, "UPDATE requests SET answered_ms = ?2, answer = ?3 WHERE id = ?1 AND answered_ms = 0");
+  s.bind(1, id);
+  s.bind(2, now_ms());
+  s.bind(3, fmt::format("withdrawn: {}", why));
+  s.run();
+  const bool withdrawn = sqlite3_changes(j.db.handle()) > 0;
+  t.commit();
+  return withdrawn;
+}
+
+std::optional<run_request> journal::request(std::int64_t id) {
+  impl& j = *impl_;
+  if (j.schema_version < journal_requests_version) return std::nullopt;
+  sqlite_statement s(j.db, fmt::format("SELECT {} FROM requests WHERE id = ?", request_columns).c_str());
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  run_request r = read_request(s);
+  s.reset();
+  return r;
+}
+
+std::vector<run_request> journal::open_requests() {
+  impl& j = *impl_;
+  std::vector<run_request> out;
+  if (j.schema_version < journal_requests_version) return out;
+  sqlite_statement s(j.db,
+                     fmt::format("SELECT {} FROM requests WHERE answered_ms = 0 ORDER BY id", request_columns).c_str());
+  while (s.step()) out.push_back(read_request(s));
+  return out;
+}
+
+std::int64_t journal::last_request_id() {
+  impl& j = *impl_;
+  if (j.schema_version < journal_requests_version) return 0;
+  return j.db.query_int("SELECT coalesce(max(id), 0) FROM requests");
+}
+
+void journal::answer(std::int64_t id, std::string_view answer) {
+  impl_->require_mode(open_mode::write, "answer a request");
+  impl_->buffer.emplace_back(answer_op{id, std::string(answer), now_ms()});
 }
 
 const std::filesystem::path& journal::path() const noexcept { return impl_->path; }

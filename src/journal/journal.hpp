@@ -104,6 +104,18 @@ struct transition {
   std::string detail;
 };
 
+/// A request to the head of a run from another process (`dx cancel`), as the journal keeps it.
+/// The asker writes it; the head running the run reads it and records its answer.
+struct run_request {
+  std::int64_t id = 0;  ///< Increases with every request of the journal; never reused.
+  std::string run;
+  std::string what;               ///< "cancel".
+  std::int64_t requested_ms = 0;  ///< When it was made.
+  std::int64_t requested_by = 0;  ///< The asking process's pid.
+  std::int64_t answered_ms = 0;   ///< When it was answered (or withdrawn); 0 while it is open.
+  std::string answer;             ///< What came of it: "cancelled", why not, "withdrawn: ...".
+};
+
 /// True for the run statuses listed at run_record. Thread-safe; does not block.
 bool is_run_status(std::string_view status) noexcept;
 /// True for SUCCEEDED, FAILED and CANCELLED: runs a resume has nothing left to do for.
@@ -125,12 +137,18 @@ class journal {
   enum class open_mode {
     write,      ///< The one writer: takes "<path>.lock"; creates the file and its folders.
     read_only,  ///< Any number, alongside the writer; sees each commit whole, as it lands.
+    /// Any number, alongside the writer: a process that asks the writer something (dx cancel).
+    /// Takes no lock; writes requests only (ask, withdraw), each in a transaction of its own; the
+    /// journal must exist, with a schema that has requests.
+    request,
   };
 
   /// Results up to this size live in the database; bigger ones in files beside it.
   static constexpr std::size_t inline_result_limit = 64 * 1024;
 
-  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. Throws
+  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. An empty
+  /// file (what a writer killed before its first commit leaves) opens read-only as a journal
+  /// without runs, and is made a journal when opened to write. Throws
   /// dx::error naming the path and the problem: a folder that cannot be created, a journal
   /// another live process holds for writing (naming its pid), a missing journal (read_only), a
   /// file that is not SQLite, another application's database, a newer schema, a damaged file.
@@ -181,6 +199,10 @@ class journal {
   /// dx::error on a damaged file.
   std::vector<run_record> runs(bool unfinished_only = false);
 
+  /// The run `run`, without its tasks, or nullopt when the journal has no such run. Blocks for one
+  /// indexed read. Throws dx::error on a damaged file.
+  std::optional<run_record> find_run(std::string_view run);
+
   /// A run and all its task records. Throws dx::error naming the run and the journal when there
   /// is no such run, or on a damaged file. Blocks.
   run_state load(std::string_view run);
@@ -198,6 +220,25 @@ class journal {
   /// Up to `limit` rows of `run`'s transition log with seq > `after_seq`, in seq order: pass the
   /// last seq seen to page on. Blocks.
   std::vector<transition> transitions(std::string_view run, std::int64_t after_seq = 0, std::size_t limit = 1000);
+
+  /// Records a request (`what`: "cancel") to the head running `run`, in a transaction of its own,
+  /// and returns its id. Request mode only. Throws dx::error for another mode, an unknown run, or
+  /// a journal that cannot take it. Blocks (up to the lock wait, if the writer is committing).
+  std::int64_t ask(std::string_view run, std::string_view what);
+  /// Closes request `id` unanswered, with the answer "withdrawn: <why>", in a transaction of its
+  /// own; false when it was answered first (read its answer with request()). Request mode only.
+  /// Throws dx::error. Blocks.
+  bool withdraw(std::int64_t id, std::string_view why);
+  /// Request `id`, or nullopt (no such request, or a journal older than requests). Blocks.
+  std::optional<run_request> request(std::int64_t id);
+  /// The requests not answered yet, oldest first (none in a journal older than requests). Blocks
+  /// for one indexed read.
+  std::vector<run_request> open_requests();
+  /// The highest request id so far (0 for none). Blocks for one indexed read.
+  std::int64_t last_request_id();
+  /// Records `answer` to request `id` (buffered), unless it was answered or withdrawn first.
+  /// Write mode only. Throws dx::error for another mode. Does not block.
+  void answer(std::int64_t id, std::string_view answer);
 
   /// The database file, as given to open(). Does not block.
   const std::filesystem::path& path() const noexcept;

@@ -64,6 +64,21 @@ CREATE INDEX transitions_by_run ON transitions(run, seq);
 // needs to cut its split the same way).
 constexpr const char* schema_v2 = "ALTER TABLE tasks ADD COLUMN parameters TEXT NOT NULL DEFAULT '';";
 
+// Version 3: requests from other processes to the head of a run (dx cancel). The head looks for
+// open ones (answered_ms = 0) a few times a second, through the partial index; the table stays
+// small (a request per command a user types).
+constexpr const char* schema_v3 = R"sql(
+CREATE TABLE requests(
+  id INTEGER PRIMARY KEY,
+  run TEXT NOT NULL,
+  what TEXT NOT NULL,
+  requested_ms INTEGER NOT NULL,
+  requested_by INTEGER NOT NULL,
+  answered_ms INTEGER NOT NULL DEFAULT 0,
+  answer TEXT NOT NULL DEFAULT '');
+CREATE INDEX requests_open ON requests(id) WHERE answered_ms = 0;
+)sql";
+
 std::int64_t read_int(sqlite_db& db, const char* sql) {
   sqlite_statement s(db, sql);
   if (!s.step()) db.fail(SQLITE_CORRUPT, fmt::format("no value from \"{}\"", sql));
@@ -107,6 +122,7 @@ void create_schema(sqlite_db& db) {
   if (read_int(db, "SELECT count(*) FROM sqlite_master") != 0) refuse(db, "it changed while being created");
   db.exec(schema_v1);
   db.exec(schema_v2);
+  db.exec(schema_v3);
   db.exec(
       fmt::format("PRAGMA application_id={}; PRAGMA user_version={}", journal_application_id, journal_schema_version)
           .c_str());
@@ -135,14 +151,21 @@ std::int64_t read_application_id(sqlite_db& db) {
 
 }  // namespace
 
-std::int64_t prepare_journal_schema(sqlite_db& db, bool writable) {
+std::int64_t prepare_journal_schema(sqlite_db& db, schema_use use) {
+  const bool writable = use == schema_use::write;
   const std::int64_t application_id = read_application_id(db);
   const std::int64_t version = read_int(db, "PRAGMA user_version");
   const std::int64_t objects = read_int(db, "SELECT count(*) FROM sqlite_master");
   check_whole_pages(db);
 
   if (application_id == 0 && version == 0 && objects == 0) {
-    if (!writable) refuse(db, "it holds no journal yet (open it for writing once to create one)");
+    if (use == schema_use::read) {
+      // An empty file: what a writer killed before its first commit leaves, or a journal about to
+      // be created. A reader sees a journal without runs.
+      db.exec("PRAGMA query_only=1");
+      return 0;
+    }
+    if (!writable) refuse(db, "it holds no journal yet (no run was ever recorded there)");
     create_schema(db);
   } else if (application_id != journal_application_id) {
     refuse(db, application_id == 0
@@ -158,6 +181,8 @@ std::int64_t prepare_journal_schema(sqlite_db& db, bool writable) {
     refuse(db, fmt::format("it is damaged: schema version {} is not one dx ever wrote", version));
   }
   std::int64_t now_version = objects == 0 ? journal_schema_version : version;
+  // A writer migrates one version at a time, each in a transaction of its own: a crash between
+  // two leaves a journal of the version before, which the next writer takes on from there.
   if (writable && now_version == 1) {
     sqlite_transaction t(db);
     db.exec(schema_v2);
@@ -165,11 +190,27 @@ std::int64_t prepare_journal_schema(sqlite_db& db, bool writable) {
     t.commit();
     now_version = 2;
   }
+  if (writable && now_version == 2) {
+    sqlite_transaction t(db);
+    db.exec(schema_v3);
+    db.exec("PRAGMA user_version=3");
+    t.commit();
+    now_version = 3;
+  }
+  if (use == schema_use::request && now_version < journal_requests_version) {
+    refuse(db, fmt::format("its schema version is {}, which takes no requests: the dx that writes it is older than "
+                           "this one and cannot be asked to cancel a run",
+                           now_version));
+  }
 
   if (writable) {
     if (read_text(db, "PRAGMA journal_mode=WAL") != "wal") refuse(db, "SQLite cannot put it in WAL mode");
     // FULL: a commit returns after the WAL is on disk, so what commit() reported survives power
     // loss, not only a crash of the process.
+    db.exec("PRAGMA synchronous=FULL");
+  } else if (use == schema_use::request) {
+    // The writer put the file in WAL mode; a requester writes alongside it, never alone.
+    if (read_text(db, "PRAGMA journal_mode") != "wal") refuse(db, "it is not in WAL mode, so no dx is writing it");
     db.exec("PRAGMA synchronous=FULL");
   } else {
     db.exec("PRAGMA query_only=1");

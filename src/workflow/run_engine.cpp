@@ -96,7 +96,22 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
 
 // ---- scheduling ------------------------------------------------------------------------------------
 
+run_engine::~run_engine() {
+  if (journal_ && !id_.empty()) journal_->unwatch(id_);
+}
+
 void run_engine::start() {
+  if (journal_) {
+    // Another process asks through the journal (dx cancel); the journal's committing thread
+    // calls this, holding none of its locks.
+    journal_->watch(id_, [weak = weak_from_this()](const std::string& what) -> std::string {
+      auto e = weak.lock();
+      if (!e) return "not running: its head let it go";
+      if (what != "cancel") return fmt::format("not understood: '{}' (this dx takes 'cancel')", what);
+      if (e->cancel()) return "cancelled";
+      return fmt::format("not running: it is {}", to_string(e->status()));
+    });
+  }
   {
     std::lock_guard lock(mutex_);
     set_run_status_locked(workflow_status::running);
@@ -502,11 +517,11 @@ bool run_engine::try_cache_locked(std::size_t step) {
 
 // ---- control and views -----------------------------------------------------------------------------
 
-void run_engine::interrupt() {
+bool run_engine::interrupt() {
   std::vector<state_base*> stop;
   {
     std::lock_guard lock(mutex_);
-    if (status_ != workflow_status::running) return;
+    if (status_ != workflow_status::running) return false;
     stopping_ = true;
     set_run_status_locked(workflow_status::interrupted, "the cluster stopped");
     // Running tasks stay RUNNING in the journal (a resume runs them again); their work is
@@ -524,6 +539,7 @@ void run_engine::interrupt() {
   }
   std::lock_guard lock(mutex_);
   done_cv_.notify_all();
+  return true;
 }
 
 bool run_engine::cancel() {

@@ -97,9 +97,15 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   /// The run `id` of `journal`, to continue.
   static std::shared_ptr<run_engine> resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer);
 
-  /// Submits every step that can run. Call once, after create/resume.
+  /// Stops taking requests for the run from its journal.
+  ~run_engine();
+
+  /// Submits every step that can run, and takes the requests other processes make for the run
+  /// through its journal (dx cancel). Call once, after create/resume.
   void start();
-  void interrupt();
+  /// Stops the run here without ending it (see workflow_run::interrupt); false when it was not
+  /// running.
+  bool interrupt();
   bool cancel();
 
   const std::string& id() const noexcept { return id_; }

@@ -1,10 +1,14 @@
-// The shared, group-committed journal writer of a process's workflow runs.
+// The shared, group-committed journal writer of a process's workflow runs, and the requests of
+// other processes it takes for them.
 #include "workflow/run_journal.hpp"
 
 #include "common/log.hpp"
 
-#include <chrono>
+#include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <set>
 
 namespace dx::detail {
 
@@ -18,6 +22,206 @@ std::map<std::filesystem::path, std::weak_ptr<run_journal>>& open_journals() {
 
 }  // namespace
 
+class run_journal::core {
+ public:
+  core(std::unique_ptr<journal> j, std::filesystem::path path) : path_(std::move(path)), journal_(std::move(j)) {}
+
+  void change(change_fn change) noexcept {
+    bool wake = false;
+    {
+      std::lock_guard lock(queue_mutex_);
+      try {
+        queue_.push_back(std::move(change));
+      } catch (const std::exception& e) {  // no memory for the queue: the loss is logged
+        log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+        return;
+      }
+      wake = queue_.size() == 1;
+    }
+    if (wake) cv_.notify_one();
+  }
+
+  void change_now(const change_fn& change) {
+    std::lock_guard lock(db_mutex_);
+    apply_queued_locked();
+    change(*journal_);
+    journal_->commit();
+  }
+
+  void read(const change_fn& query) {
+    std::lock_guard lock(db_mutex_);
+    apply_queued_locked();
+    query(*journal_);
+  }
+
+  void flush() noexcept {
+    std::lock_guard lock(db_mutex_);
+    apply_queued_locked();
+    commit_locked();
+  }
+
+  void watch(const std::string& run, request_fn on_request) {
+    std::int64_t since = 0;
+    try {
+      read([&](journal& j) { since = j.last_request_id(); });
+    } catch (const std::exception& e) {  // the run goes on; requests made before may be taken for it
+      log(log_level::warn, "workflow journal {}: cannot read its requests: {}", path_.string(), e.what());
+    }
+    {
+      std::lock_guard lock(queue_mutex_);
+      watched_[run] = watched{std::move(on_request), since};
+    }
+    cv_.notify_all();
+  }
+
+  void unwatch(const std::string& run) {
+    std::lock_guard lock(queue_mutex_);
+    watched_.erase(run);
+  }
+
+  void stop() noexcept {
+    {
+      std::lock_guard lock(queue_mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  /// The committing thread: a group per burst of changes, and the requests of watched runs.
+  void commit_loop() {
+    using clock = std::chrono::steady_clock;
+    auto next_poll = clock::now();
+    for (;;) {
+      bool poll = false;
+      {
+        std::unique_lock lock(queue_mutex_);
+        const auto work = [&] { return !queue_.empty() || stop_; };
+        if (watched_.empty()) {
+          cv_.wait(lock, [&] { return work() || !watched_.empty(); });
+        } else {
+          cv_.wait_until(lock, next_poll, work);
+        }
+        // A short wait gathers the changes of one burst (a scheduler tick's completions) into a
+        // group.
+        if (!queue_.empty() && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
+        poll = !stop_ && !watched_.empty() && clock::now() >= next_poll;
+      }
+      if (poll) {
+        take_requests();
+        next_poll = clock::now() + request_poll;
+      }
+      bool stop = false;
+      {
+        std::lock_guard lock(db_mutex_);
+        apply_queued_locked();
+        commit_locked();
+      }
+      {
+        std::lock_guard lock(queue_mutex_);
+        stop = stop_ && queue_.empty();
+      }
+      if (stop) return;
+    }
+  }
+
+  double commit_seconds() const noexcept {
+    return static_cast<double>(commit_ns_.load(std::memory_order_relaxed)) * 1e-9;
+  }
+  std::uint64_t groups_committed() const noexcept { return groups_.load(std::memory_order_relaxed); }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  void apply_queued_locked() noexcept {
+    std::vector<change_fn> batch;
+    {
+      std::lock_guard lock(queue_mutex_);
+      batch.swap(queue_);
+    }
+    for (auto& c : batch) {
+      try {
+        c(*journal_);
+      } catch (const std::exception& e) {  // a run is not stopped by its record: the loss is logged
+        log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
+      }
+    }
+  }
+
+  void commit_locked() noexcept {
+    if (!journal_->has_uncommitted()) return;
+    const auto began = std::chrono::steady_clock::now();
+    try {
+      journal_->commit();
+    } catch (const std::exception& e) {
+      log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
+    }
+    groups_.fetch_add(1, std::memory_order_relaxed);
+    commit_ns_.fetch_add(
+        static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - began).count()),
+        std::memory_order_relaxed);
+  }
+
+  /// Answers the open requests of watched runs (committing thread, no lock held while a run's
+  /// callback runs: it may change and flush the journal).
+  void take_requests() noexcept {
+    std::vector<run_request> open;
+    try {
+      std::lock_guard lock(db_mutex_);
+      open = journal_->open_requests();
+    } catch (const std::exception& e) {
+      log(log_level::warn, "workflow journal {}: cannot read its requests: {}", path_.string(), e.what());
+      return;
+    }
+    // Answers queued before and committed since are no longer open: forget them.
+    std::set<std::int64_t> still_open;
+    for (const auto& r : open) still_open.insert(r.id);
+    std::erase_if(answered_, [&](std::int64_t id) { return still_open.count(id) == 0; });
+    for (const auto& r : open) {
+      if (answered_.count(r.id)) continue;
+      request_fn on_request;
+      bool earlier = false;
+      {
+        std::lock_guard lock(queue_mutex_);
+        auto w = watched_.find(r.run);
+        if (w == watched_.end()) continue;  // not a run of this process: its asker withdraws it
+        on_request = w->second.on_request;
+        earlier = r.id <= w->second.since;
+      }
+      std::string answer;
+      if (earlier) {
+        answer = "dropped: it was made of an earlier head of the run";
+      } else {
+        try {
+          answer = on_request(r.what);
+        } catch (const std::exception& e) {
+          answer = std::string("failed: ") + e.what();
+        }
+      }
+      log(log_level::info, "workflow run {}: request {} ({}) from process {}: {}", r.run, r.id, r.what, r.requested_by,
+          answer);
+      answered_.insert(r.id);
+      change([id = r.id, answer = std::move(answer)](journal& j) { j.answer(id, answer); });
+    }
+  }
+
+  struct watched {
+    request_fn on_request;
+    std::int64_t since = 0;  // requests up to this id were made before the watch began
+  };
+
+  const std::filesystem::path path_;
+  std::mutex db_mutex_;  // the journal itself: applying, committing, reading
+  std::unique_ptr<journal> journal_;
+  std::mutex queue_mutex_;  // the queue and the watches only: never held across I/O or a callback
+  std::condition_variable cv_;
+  std::vector<change_fn> queue_;
+  bool stop_ = false;
+  std::map<std::string, watched> watched_;
+  std::set<std::int64_t> answered_;  // answers queued, perhaps not committed yet (committing thread only)
+  std::atomic<std::uint64_t> groups_{0};
+  std::atomic<std::uint64_t> commit_ns_{0};
+};
+
 std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) {
   const std::filesystem::path resolved = std::filesystem::absolute(resolve_journal_path(path));
   std::lock_guard lock(open_mutex);
@@ -29,113 +233,34 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
     if (r.status == "CREATED" || r.status == "RUNNING")
       opened->set_run_status(r.id, "INTERRUPTED", "its head (pid " + std::to_string(r.head_pid) + ") is gone");
   opened->commit();
-  std::shared_ptr<run_journal> j(new run_journal(std::move(opened)));
-  j->path_ = resolved;
+  std::shared_ptr<run_journal> j(new run_journal(std::make_shared<core>(std::move(opened), resolved)));
   open_journals()[resolved] = j;
   return j;
 }
 
-run_journal::run_journal(std::unique_ptr<journal> j) : journal_(std::move(j)) {
-  committer_ = std::thread([this] { commit_loop(); });
+run_journal::run_journal(std::shared_ptr<core> c) : core_(std::move(c)) {
+  committer_ = std::thread([c = core_] { c->commit_loop(); });
 }
 
 run_journal::~run_journal() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  committer_.join();
-}
-
-void run_journal::change(change_fn change) noexcept {
-  bool wake = false;
-  {
-    std::lock_guard lock(queue_mutex_);
-    try {
-      queue_.push_back(std::move(change));
-    } catch (const std::exception& e) {  // no memory for the queue: the loss is logged
-      log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
-      return;
-    }
-    wake = queue_.size() == 1;
-  }
-  if (wake) cv_.notify_one();
-}
-
-void run_journal::apply_queued_locked() noexcept {
-  std::vector<change_fn> batch;
-  {
-    std::lock_guard lock(queue_mutex_);
-    batch.swap(queue_);
-  }
-  for (auto& c : batch) {
-    try {
-      c(*journal_);
-    } catch (const std::exception& e) {  // a run is not stopped by its record: the loss is logged
-      log(log_level::error, "workflow journal {}: a change was not recorded: {}", path_.string(), e.what());
-    }
+  core_->stop();
+  if (committer_.get_id() == std::this_thread::get_id()) {
+    // Let go inside a request's callback on the committing thread: it cannot join itself. It
+    // commits what is queued and ends on its own, holding the core until then.
+    committer_.detach();
+  } else {
+    committer_.join();
   }
 }
 
-void run_journal::commit_locked() noexcept {
-  if (!journal_->has_uncommitted()) return;
-  const auto began = std::chrono::steady_clock::now();
-  try {
-    journal_->commit();
-  } catch (const std::exception& e) {
-    log(log_level::error, "workflow journal {}: a group of changes was lost: {}", path_.string(), e.what());
-  }
-  groups_.fetch_add(1, std::memory_order_relaxed);
-  commit_ns_.fetch_add(
-      static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - began).count()),
-      std::memory_order_relaxed);
-}
-
-double run_journal::commit_seconds() const noexcept {
-  return static_cast<double>(commit_ns_.load(std::memory_order_relaxed)) * 1e-9;
-}
-
-void run_journal::change_now(const change_fn& change) {
-  std::lock_guard lock(db_mutex_);
-  apply_queued_locked();
-  change(*journal_);
-  journal_->commit();
-}
-
-void run_journal::read(const change_fn& query) {
-  std::lock_guard lock(db_mutex_);
-  apply_queued_locked();
-  query(*journal_);
-}
-
-void run_journal::flush() noexcept {
-  std::lock_guard lock(db_mutex_);
-  apply_queued_locked();
-  commit_locked();
-}
-
-void run_journal::commit_loop() {
-  for (;;) {
-    {
-      std::unique_lock lock(queue_mutex_);
-      cv_.wait(lock, [&] { return !queue_.empty() || stop_; });
-      // A short wait gathers the changes of one burst (a scheduler tick's completions) into a group.
-      if (!stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
-    }
-    bool stop = false;
-    {
-      std::lock_guard lock(db_mutex_);
-      apply_queued_locked();
-      commit_locked();
-    }
-    {
-      std::lock_guard lock(queue_mutex_);
-      stop = stop_ && queue_.empty();
-    }
-    if (stop) return;
-  }
-}
+void run_journal::change(change_fn change) noexcept { core_->change(std::move(change)); }
+void run_journal::change_now(const change_fn& change) { core_->change_now(change); }
+void run_journal::read(const change_fn& query) { core_->read(query); }
+void run_journal::flush() noexcept { core_->flush(); }
+void run_journal::watch(const std::string& run, request_fn on_request) { core_->watch(run, std::move(on_request)); }
+void run_journal::unwatch(const std::string& run) { core_->unwatch(run); }
+std::uint64_t run_journal::groups_committed() const noexcept { return core_->groups_committed(); }
+double run_journal::commit_seconds() const noexcept { return core_->commit_seconds(); }
+const std::filesystem::path& run_journal::path() const noexcept { return core_->path(); }
 
 }  // namespace dx::detail

@@ -1,18 +1,19 @@
 // The journal a process's workflow runs write to: one writer per journal file, shared by every run
 // of the process that names it. Runs queue their changes; a thread of its own applies each batch
 // and commits it as one group (one transaction, one fsync), so a run records a change without
-// waiting for the disk or for the group being committed.
+// waiting for the disk or for the group being committed. The same thread takes the requests other
+// processes write to the journal for the runs this process runs (dx cancel): it looks for new
+// ones a few times a second while a run is watched.
 #pragma once
 
 #include "journal/journal.hpp"
 
-#include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,28 +45,31 @@ class run_journal {
   /// Commits everything queued now and returns after its fsync; a commit that fails is logged
   /// (its changes are lost, as in the background commits). Thread-safe; blocks.
   void flush() noexcept;
+  /// What a watched run does with a request ("cancel"); returns the answer recorded for it.
+  using request_fn = std::function<std::string(const std::string& what)>;
+  /// Takes the requests made for `run` from now on: the committing thread calls `on_request`
+  /// with each (holding no lock of the journal, so it may change the journal and flush it) within
+  /// request_poll of the request, and records the answer. Requests made before the call were made
+  /// of an earlier head of the run: they are answered as dropped. Thread-safe; blocks for a read.
+  void watch(const std::string& run, request_fn on_request);
+  /// Stops taking requests for `run`. Thread-safe; does not block on I/O.
+  void unwatch(const std::string& run);
+  /// How often the committing thread looks for requests while a run is watched.
+  static constexpr std::chrono::milliseconds request_poll{250};
+
   /// Groups committed so far, and the seconds their commits took (for metrics). Thread-safe.
-  std::uint64_t groups_committed() const noexcept { return groups_.load(std::memory_order_relaxed); }
+  std::uint64_t groups_committed() const noexcept;
   double commit_seconds() const noexcept;
-  const std::filesystem::path& path() const noexcept { return path_; }
+  const std::filesystem::path& path() const noexcept;
 
  private:
-  explicit run_journal(std::unique_ptr<journal> j);
-  void commit_loop();
-  /// Applies the queued changes in order (db_mutex_ held).
-  void apply_queued_locked() noexcept;
-  /// Commits what was applied (db_mutex_ held); logs a failure.
-  void commit_locked() noexcept;
+  /// The journal, its queue and its watches, shared with the committing thread: the last owner
+  /// of the writer may let go on that thread (inside a request's callback), which then ends on
+  /// its own instead of being joined.
+  class core;
+  explicit run_journal(std::shared_ptr<core> c);
 
-  std::filesystem::path path_;
-  std::mutex db_mutex_;  // the journal itself: applying, committing, reading
-  std::unique_ptr<journal> journal_;
-  std::mutex queue_mutex_;  // the queue only: never held across I/O
-  std::condition_variable cv_;
-  std::vector<change_fn> queue_;
-  bool stop_ = false;
-  std::atomic<std::uint64_t> groups_{0};
-  std::atomic<std::uint64_t> commit_ns_{0};
+  std::shared_ptr<core> core_;
   std::thread committer_;
 };
 

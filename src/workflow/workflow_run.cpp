@@ -5,7 +5,14 @@
 
 #include "workflow/run_engine.hpp"
 
+#include <fmt/format.h>
+
+#include <signal.h>
+
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 namespace dx {
 
@@ -74,6 +81,63 @@ run_summary workflow_run::recorded(std::string_view id, const run_options& opts,
   return summary_of(state.run);
 }
 
+namespace {
+
+/// Whether process `pid` of this machine still runs (a zombie counts: its parent has not reaped it).
+bool process_alive(std::int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
+}  // namespace
+
+cancel_answer workflow_run::request_cancel(std::string_view id, const run_options& opts,
+                                           std::chrono::milliseconds wait) {
+  if (!opts.journaled) detail::throw_error(detail::error_kind::workflow, "a run without a journal cannot be asked");
+  const auto path = detail::resolve_journal_path(opts.journal);
+  std::optional<detail::run_record> run;
+  if (std::filesystem::exists(path)) run = reader(opts)->find_run(id);
+  if (!run)
+    detail::throw_error(detail::error_kind::workflow, fmt::format("no run {} in journal {}", id, path.string()));
+  cancel_answer a;
+  a.status = parse_run_status(run->status);
+  auto not_running = [&](const std::string& why) {
+    a.message = fmt::format("run {} is not running: {}", id, why);
+    return a;
+  };
+  if (detail::is_finished_run_status(run->status)) return not_running("it ended " + run->status);
+  if (run->status == "INTERRUPTED")
+    return not_running(fmt::format("it was interrupted (its head stopped); 'dx resume {}' continues it", id));
+  const std::int64_t head = run->head_pid;
+  const std::string gone =
+      fmt::format("its head (process {}) is gone; the next head to open the journal marks it INTERRUPTED", head);
+  if (!process_alive(head)) return not_running(gone);
+
+  auto j = detail::journal::open(path, detail::journal::open_mode::request);
+  const std::int64_t request = j->ask(id, "cancel");
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    const auto r = j->request(request);
+    if (r && r->answered_ms != 0) {
+      if (auto now = j->find_run(id)) a.status = parse_run_status(now->status);
+      a.cancelled = r->answer == "cancelled" && a.status == workflow_status::cancelled;
+      a.message = a.cancelled ? fmt::format("run {} CANCELLED", id)
+                              : fmt::format("run {} was not cancelled: {}", id, r->answer);
+      return a;
+    }
+    const bool alive = process_alive(head);
+    if (!alive || std::chrono::steady_clock::now() >= deadline) {
+      const std::string why =
+          alive ? fmt::format("its head (process {}) did not answer within {} ms", head, wait.count()) : gone;
+      if (j->withdraw(request, why)) {
+        if (auto now = j->find_run(id)) a.status = parse_run_status(now->status);
+        if (!alive) return not_running(why);
+        a.message = fmt::format("run {} was not cancelled: {}", id, why);
+        return a;
+      }
+      continue;  // answered meanwhile: read the answer
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 workflow_run workflow_run::resume(cluster& cl, std::string_view id, const run_options& opts) {
   return workflow_run(host_of(cl).resume(id, opts));
 }
@@ -94,6 +158,10 @@ std::string workflow_run::result_bytes(std::string_view step) const { return eng
 bool workflow_run::cancel() {
   engine(e_);
   return e_->cancel();
+}
+bool workflow_run::interrupt() {
+  engine(e_);
+  return e_->interrupt();
 }
 
 }  // namespace dx

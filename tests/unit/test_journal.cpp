@@ -281,9 +281,9 @@ TEST_CASE("A journal of schema version 1 reads as it is and is migrated when ope
     j->commit();
   }
   {
-    // What a dx of schema 1 wrote: no parameters column.
+    // What a dx of schema 1 wrote: no parameters column, no requests.
     sqlite_db db(path, SQLITE_OPEN_READWRITE, 1000);
-    db.exec("ALTER TABLE tasks DROP COLUMN parameters; PRAGMA user_version=1");
+    db.exec("ALTER TABLE tasks DROP COLUMN parameters; DROP TABLE requests; PRAGMA user_version=1");
   }
   {
     auto r = journal::open(path, read_mode);
@@ -309,6 +309,105 @@ TEST_CASE("A journal of schema version 1 reads as it is and is migrated when ope
   REQUIRE(state.tasks.size() == 2);
   CHECK(state.tasks[0].parameters.empty());
   CHECK(state.tasks[1].parameters == R"({"start":0,"end":5})");
+  CHECK(j->open_requests().empty());  // migrated through version 2 to 3: requests are there
+  CHECK(j->last_request_id() == 0);
+}
+
+TEST_CASE("A journal of schema version 2 reads as it is and is migrated to take requests when opened to write",
+          "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "v2.sqlite";
+  std::string run;
+  {
+    auto j = journal::open(path, write_mode);
+    run = j->create_run("old", "{}");
+    j->record(run, task("a", "SUCCEEDED"));
+    j->commit();
+  }
+  auto version = [&] {
+    sqlite_db db(path, SQLITE_OPEN_READONLY, 1000);
+    return db.query_int("PRAGMA user_version");
+  };
+  {
+    // What a dx of schema 2 wrote: no requests table.
+    sqlite_db db(path, SQLITE_OPEN_READWRITE, 1000);
+    db.exec("DROP TABLE requests; PRAGMA user_version=2");
+  }
+  {
+    auto r = journal::open(path, read_mode);
+    CHECK(r->load(run).tasks.size() == 1);
+    CHECK(r->open_requests().empty());
+    CHECK_FALSE(r->request(1).has_value());
+    CHECK(r->last_request_id() == 0);
+  }
+  // A journal a dx of schema 2 writes cannot be asked anything: that dx would not read it.
+  CHECK_THAT(error_of([&] { journal::open(path, journal::open_mode::request); }),
+             Catch::Contains(path.string()) && Catch::Contains("schema version is 2, which takes no requests"));
+  CHECK(version() == 2);  // neither a reader nor a requester changes the file
+  {
+    auto j = journal::open(path, write_mode);
+    CHECK(version() == 3);
+    CHECK(j->load(run).tasks.size() == 1);
+    auto r = journal::open(path, journal::open_mode::request);
+    const auto id = r->ask(run, "cancel");
+    REQUIRE(j->open_requests().size() == 1);
+    CHECK(j->open_requests()[0].id == id);
+  }
+}
+
+TEST_CASE(
+    "Requests: asked from another connection while the writer holds the journal, seen open by the writer, answered "
+    "once, withdrawn only while open",
+    "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "j.sqlite";
+  auto j = journal::open(path, write_mode);
+  const std::string run = j->create_run("asked", "{}");
+  j->commit();
+  CHECK(j->open_requests().empty());
+  CHECK(j->last_request_id() == 0);
+
+  auto r = journal::open(path, journal::open_mode::request);  // takes no lock: the writer holds it
+  const std::int64_t first = r->ask(run, "cancel");
+  CHECK(first > 0);
+  auto open = j->open_requests();
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].id == first);
+  CHECK(open[0].run == run);
+  CHECK(open[0].what == "cancel");
+  CHECK(open[0].requested_by == ::getpid());
+  CHECK(open[0].requested_ms > 0);
+  CHECK(open[0].answered_ms == 0);
+  CHECK(j->last_request_id() == first);
+  CHECK_THAT(error_of([&] { r->ask("r-nope", "cancel"); }),
+             Catch::Contains("no run r-nope") && Catch::Contains(path.string()));
+
+  j->answer(first, "cancelled");
+  CHECK(r->request(first)->answered_ms == 0);  // buffered until the commit
+  j->commit();
+  CHECK(r->request(first)->answer == "cancelled");
+  CHECK(r->request(first)->answered_ms > 0);
+  CHECK_FALSE(r->withdraw(first, "too late"));  // answered first: the answer stands
+  CHECK(r->request(first)->answer == "cancelled");
+
+  const std::int64_t second = r->ask(run, "cancel");
+  CHECK(second > first);
+  CHECK(r->withdraw(second, "nobody answered"));
+  CHECK(r->request(second)->answer == "withdrawn: nobody answered");
+  j->answer(second, "cancelled");  // withdrawn first: this answer is not recorded
+  j->commit();
+  CHECK(r->request(second)->answer == "withdrawn: nobody answered");
+  CHECK(j->open_requests().empty());
+  CHECK_FALSE(r->request(second + 1).has_value());
+
+  // Each mode writes only what it is for.
+  CHECK_THAT(error_of([&] { r->record(run, task("a", "RUNNING")); }), Catch::Contains("open to make requests"));
+  CHECK_THAT(error_of([&] { r->answer(first, "x"); }), Catch::Contains("open to make requests"));
+  CHECK_THAT(error_of([&] { j->ask(run, "cancel"); }), Catch::Contains("open to write"));
+  auto reader = journal::open(path, read_mode);
+  CHECK_THAT(error_of([&] { reader->ask(run, "cancel"); }), Catch::Contains("read-only"));
+  CHECK_THAT(error_of([&] { journal::open(dir.path() / "missing.sqlite", journal::open_mode::request); }),
+             Catch::Contains("no such file"));
 }
 
 TEST_CASE("record logs a transition when the status changes or a detail is given, not for progress alone",
@@ -535,6 +634,30 @@ TEST_CASE("open refuses files that are not dx journals it can read, naming the p
     CHECK_FALSE(fs::exists(path));
   }
   SECTION("an empty path") { CHECK_THROWS_AS(journal::open("", write_mode), dx::error); }
+}
+
+TEST_CASE("An empty file, as a writer killed before its first commit leaves, reads as a journal without runs",
+          "[journal]") {
+  temp_dir dir;
+  const fs::path path = dir.path() / "empty.sqlite";
+  write_text(path, "");
+  {
+    auto r = journal::open(path, read_mode);
+    CHECK(r->runs().empty());
+    CHECK_FALSE(r->find_run("r-x").has_value());
+    CHECK_THAT(error_of([&] { r->load("r-x"); }), Catch::Contains("no run r-x in journal " + path.string()));
+    CHECK_FALSE(r->result("r-x", "a").has_value());
+    CHECK_FALSE(r->cached("abc").has_value());
+    CHECK(r->transitions("r-x").empty());
+    CHECK(r->open_requests().empty());
+  }
+  CHECK(fs::file_size(path) == 0);  // the reader left it alone
+  CHECK_THAT(error_of([&] { journal::open(path, journal::open_mode::request); }),
+             Catch::Contains(path.string()) && Catch::Contains("holds no journal yet"));
+  auto j = journal::open(path, write_mode);  // made a journal
+  const std::string run = j->create_run("now", "{}");
+  j->commit();
+  CHECK(journal::open(path, read_mode)->runs().size() == 1);
 }
 
 TEST_CASE("A result file changed, cut or removed on disk is an error naming the file", "[journal]") {

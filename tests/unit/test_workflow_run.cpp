@@ -286,6 +286,70 @@ TEST_CASE("workflow run: cancel stops the running steps and ends the run CANCELL
   CHECK(status_of(run, "after") == dx::task_status::cancelled);
 }
 
+TEST_CASE("workflow run: interrupt stops the running steps at once and leaves the run INTERRUPTED, to resume",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  auto wf = dx::workflow::from_json(R"({"name": "long", "steps": [
+      {"name": "first", "command": ["true"]},
+      {"name": "sleep", "command": ["sleep", "{seconds}"], "parameters": {"seconds": 30}, "after": ["first"]}]})");
+  std::string id;
+  {
+    dx::cluster cl;
+    auto run = cl.start(wf, opts);
+    id = run.id();
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    while (status_of(run, "sleep") != dx::task_status::running && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(2ms);
+    REQUIRE(status_of(run, "sleep") == dx::task_status::running);
+    const auto asked = std::chrono::steady_clock::now();
+    CHECK(run.interrupt());
+    CHECK_FALSE(run.interrupt());
+    REQUIRE(run.wait_for(20s));
+    CHECK(std::chrono::steady_clock::now() - asked < 10s);  // the 30 s command was stopped
+    CHECK(run.status() == dx::workflow_status::interrupted);
+    CHECK_FALSE(run.cancel());
+  }
+  std::vector<dx::task_state> tasks;
+  CHECK(dx::workflow_run::recorded(id, opts, &tasks).status == dx::workflow_status::interrupted);
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].status == dx::task_status::succeeded);
+  CHECK(tasks[1].status == dx::task_status::running);  // to run again on resume
+}
+
+TEST_CASE("workflow run: request_cancel asks the head of a run through its journal, which cancels it",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  auto wf = dx::workflow::from_json(R"({"name": "long", "steps": [
+      {"name": "sleep", "command": ["sleep", "30"]},
+      {"name": "after", "command": ["true"], "after": ["sleep"]}]})");
+  dx::cluster cl;
+  auto run = cl.start(wf, opts);
+  const auto asked = std::chrono::steady_clock::now();
+  // The journal's writer (here, of this process) takes the request and cancels the run.
+  const dx::cancel_answer a = dx::workflow_run::request_cancel(run.id(), opts, 20s);
+  INFO(a.message);
+  CHECK(a.cancelled);
+  CHECK(a.status == dx::workflow_status::cancelled);
+  CHECK_THAT(a.message, Catch::Contains("CANCELLED"));
+  CHECK(std::chrono::steady_clock::now() - asked < 10s);
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::cancelled);
+  CHECK(status_of(run, "after") == dx::task_status::cancelled);
+
+  // A run that ended is not asked; a run the journal does not have is an error.
+  const dx::cancel_answer again = dx::workflow_run::request_cancel(run.id(), opts, 20s);
+  CHECK_FALSE(again.cancelled);
+  CHECK(again.status == dx::workflow_status::cancelled);
+  CHECK_THAT(again.message, Catch::Contains("is not running: it ended CANCELLED"));
+  CHECK_THROWS_AS(dx::workflow_run::request_cancel("r-nope", opts), dx::workflow_error);
+  auto j = dx::detail::journal::open(opts.journal, dx::detail::journal::open_mode::read_only);
+  REQUIRE(j->request(1).has_value());
+  CHECK(j->request(1)->answer == "cancelled");
+  CHECK(j->open_requests().empty());
+}
+
 TEST_CASE("workflow run: runs a dead head left RUNNING are INTERRUPTED when the journal is next opened to write",
           "[workflow-run]") {
   const dx_support::temp_dir dir("dx_wfrun");

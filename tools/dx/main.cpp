@@ -1,23 +1,34 @@
 // dx: workflows from the command line — check a JSON workflow, run it on local worker processes
-// with a journal, list the runs of a journal, show one, resume one whose head died.
+// with a journal, list the runs of a journal, show one, resume one whose head died, cancel one
+// another process runs.
 //
 //   dx validate pipeline.json --plugin ./libsteps.so
-//   dx run pipeline.json --workers 4 --plugin ./libsteps.so   # exit 0 succeeded, 1 failed
+//   dx run pipeline.json --workers 4 --plugin ./libsteps.so   # exit 0 succeeded, 1 failed, 3 interrupted
 //   dx list
 //   dx status r-20261206T051500Z-3f9a1c2d --json
 //   dx resume r-20261206T051500Z-3f9a1c2d --plugin ./libsteps.so
+//   dx cancel r-20261206T051500Z-3f9a1c2d                    # from another terminal
 #include <dx/dx.hpp>
 
 #include "commands.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -29,10 +40,11 @@ constexpr const char* usage =
     "usage: dx COMMAND [options]\n"
     "Checks and runs workflows (JSON, see docs/workflow-format.md) and shows their runs.\n"
     "\n"
-    "commands:\n"
+    "commands (dx COMMAND --help, or dx help COMMAND, for each one's options):\n"
     "  validate WF.json            check a workflow; print every problem, each naming its step\n"
-    "  run WF.json                 run it on local worker processes, journaled; print its progress\n"
+    "  run WF.json                 run it on local worker processes, journaled; show its progress\n"
     "  resume RUN                  continue a run whose head stopped or died, under its id\n"
+    "  cancel RUN                  cancel a run that a dx in another process (or this one) runs\n"
     "  list                        the runs of the journal, oldest first\n"
     "  status [RUN] [--json]       a run (default: the latest) and its tasks\n"
     "\n"
@@ -45,12 +57,107 @@ constexpr const char* usage =
     "  --http ADDR                 serve metrics and the dashboard there while running [none]\n"
     "                              e.g. --http 127.0.0.1:8787\n"
     "  --json                      status as JSON\n"
+    "  --wait DURATION             how long cancel waits for the run's head to answer [10s]\n"
     "  -h, --help                  this text\n"
     "\n"
     "exit codes: 0 the run succeeded (or the workflow is valid, or the command worked); 1 the run\n"
-    "failed or was cancelled; 2 a bad command line or an invalid workflow; 3 the run was interrupted.\n"
+    "failed or was cancelled, or the command did not work (a journal that cannot be read, a run to\n"
+    "cancel that is not running); 2 a bad command line, an invalid workflow or an unknown run id;\n"
+    "3 the run was interrupted (SIGINT or SIGTERM: a second one stops dx at once).\n"
     "\n"
     "example: dx run examples/workflows/thumbnails.json --workers 4 --journal runs.sqlite\n";
+
+/// `dx COMMAND --help`: what the command does, its options, its exit codes.
+struct command_help {
+  const char* name;
+  const char* text;
+};
+
+const command_help helps[] = {
+    {"validate",
+     "usage: dx validate WF.json [--plugin LIB.so]...\n"
+     "Checks a JSON workflow without running it: cycles, unknown steps and functions, parameters of\n"
+     "the wrong type, bad durations, splits and resources. Prints every problem, each naming its step.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --plugin LIB.so             a library of DX_REMOTE functions the steps name; repeatable [none]\n"
+     "\n"
+     "exit codes: 0 valid; 2 invalid (or a bad command line).\n"
+     "example: dx validate pipeline.json --plugin ./libsteps.so\n"},
+    {"run",
+     "usage: dx run WF.json [--workers N] [--plugin LIB.so]... [--journal PATH] [--http ADDR]\n"
+     "Runs a workflow on local worker processes, every change journaled, and shows its progress: one\n"
+     "updating line on a terminal (steps done, running, failed, chunks of split steps, time), a line\n"
+     "a second otherwise. The run's id comes first; `dx resume ID` continues it after a crash.\n"
+     "SIGINT or SIGTERM interrupts the run (it ends INTERRUPTED, resumable); a second one stops dx\n"
+     "at once.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --workers N                 local worker processes [2]. e.g. --workers 8\n"
+     "  --plugin LIB.so             a library of DX_REMOTE functions the steps name; repeatable [none]\n"
+     "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "  --http ADDR                 serve metrics and the dashboard there while running [none]\n"
+     "                              e.g. --http 127.0.0.1:8787\n"
+     "\n"
+     "exit codes: 0 succeeded; 1 failed or cancelled; 2 an invalid workflow or a bad command line;\n"
+     "3 interrupted.\n"
+     "example: dx run pipeline.json --workers 4 --plugin ./libsteps.so --journal runs.sqlite\n"},
+    {"resume",
+     "usage: dx resume RUN [--workers N] [--plugin LIB.so]... [--journal PATH] [--http ADDR]\n"
+     "Continues a run whose head stopped or died, under its id: steps and chunks that finished are\n"
+     "loaded from the journal, not run again; the others run. Shows its progress as dx run does.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --workers N                 local worker processes [2]\n"
+     "  --plugin LIB.so             a library of DX_REMOTE functions the steps name; repeatable [none]\n"
+     "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "  --http ADDR                 serve metrics and the dashboard there while running [none]\n"
+     "\n"
+     "exit codes: 0 succeeded; 1 failed or cancelled, or a journal that cannot be read; 2 an unknown\n"
+     "run, a run that ended already, or a bad command line; 3 interrupted.\n"
+     "example: dx resume r-20261206T051500-3f9a1c2d --plugin ./libsteps.so\n"},
+    {"cancel",
+     "usage: dx cancel RUN [--journal PATH] [--wait DURATION]\n"
+     "Cancels a run that a dx in another process runs (dx run, dx resume, or a program of yours): the\n"
+     "request goes through the journal, the run's head cancels it within a second (running steps are\n"
+     "stopped, the run ends CANCELLED) and dx cancel says so.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "  --wait DURATION             how long to wait for the head's answer [10s]. e.g. --wait 30s\n"
+     "\n"
+     "exit codes: 0 cancelled; 1 not cancelled (the run is not running: it ended, was interrupted or\n"
+     "its head is gone; or its head did not answer in time), or a journal that cannot be read;\n"
+     "2 an unknown run or a bad command line.\n"
+     "example: dx cancel r-20261206T051500-3f9a1c2d\n"},
+    {"list",
+     "usage: dx list [--journal PATH]\n"
+     "The runs of the journal, oldest first: id, status, workflow name.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "\n"
+     "exit codes: 0 listed; 1 a journal that cannot be read; 2 a bad command line.\n"
+     "example: dx list --journal runs.sqlite\n"},
+    {"status",
+     "usage: dx status [RUN] [--json] [--journal PATH]\n"
+     "A run (the latest when none is named) and its tasks: status, progress, errors; with --json,\n"
+     "each task's key, parent, status, attempts, worker, progress, error and parameters.\n"
+     "\n"
+     "options (default in brackets):\n"
+     "  --json                      as one JSON object\n"
+     "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "\n"
+     "exit codes: 0 shown; 1 a journal that cannot be read (its path named); 2 an unknown run or a bad\n"
+     "command line.\n"
+     "example: dx status --json\n"},
+};
+
+const command_help* help_of(const std::string& command) {
+  for (const auto& h : helps)
+    if (command == h.name) return &h;
+  return nullptr;
+}
 
 struct args {
   std::string command, target;
@@ -59,6 +166,7 @@ struct args {
   bool workers_given = false;
   std::string journal, http, listen, token_file, connect;
   bool json = false;
+  std::chrono::milliseconds wait{10'000};
 };
 
 [[noreturn]] void bad(const std::string& why) {
@@ -66,7 +174,48 @@ struct args {
   std::exit(2);
 }
 
+/// "250ms", "10s", "5m", "1h": a whole number and a unit; nullopt for anything else.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& v) {
+  std::size_t digits = 0;
+  while (digits < v.size() && v[digits] >= '0' && v[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 9) return std::nullopt;
+  const long long n = std::stoll(v.substr(0, digits));
+  const std::string unit = v.substr(digits);
+  if (unit == "ms") return std::chrono::milliseconds(n);
+  if (unit == "s") return std::chrono::milliseconds(n * 1000);
+  if (unit == "m") return std::chrono::milliseconds(n * 60'000);
+  if (unit == "h") return std::chrono::milliseconds(n * 3'600'000);
+  return std::nullopt;
+}
+
+/// -h or --help anywhere: the help of the command named (the first word that is not an option
+/// or an option's value), else the overview; exits 0.
+void answer_help(int argc, char** argv) {
+  bool asked = false;
+  std::string command;
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s == "-h" || s == "--help") {
+      asked = true;
+    } else if (s == "--plugin" || s == "--workers" || s == "--journal" || s == "--http" || s == "--wait") {
+      ++i;  // its value
+    } else if (command.empty() && !s.empty() && s[0] != '-') {
+      command = s;
+    }
+  }
+  if (!asked) return;
+  if (command.empty()) {
+    std::fputs(usage, stdout);
+  } else if (const command_help* h = help_of(command)) {
+    std::fputs(h->text, stdout);
+  } else {
+    bad("unknown command '" + command + "'");
+  }
+  std::exit(0);
+}
+
 args parse(int argc, char** argv) {
+  answer_help(argc, argv);
   args a;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
@@ -74,10 +223,7 @@ args parse(int argc, char** argv) {
       if (i + 1 >= argc) bad(s + " needs a value");
       return argv[++i];
     };
-    if (s == "-h" || s == "--help") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    } else if (s == "--plugin") {
+    if (s == "--plugin") {
       a.plugins.push_back(value());
     } else if (s == "--workers") {
       const std::string v = value();
@@ -98,6 +244,11 @@ args parse(int argc, char** argv) {
       a.connect = value();
     } else if (s == "--json") {
       a.json = true;
+    } else if (s == "--wait") {
+      const std::string v = value();
+      const auto d = parse_duration(v);
+      if (!d) bad("--wait: '" + v + "' is not a duration: a whole number with ms, s, m or h, e.g. 30s");
+      a.wait = *d;
     } else if (!s.empty() && s[0] == '-') {
       bad("unknown option '" + s + "'");
     } else if (a.command.empty()) {
@@ -109,6 +260,13 @@ args parse(int argc, char** argv) {
     }
   }
   if (a.command.empty()) bad("no command given");
+  if (a.command == "help") {  // dx help [COMMAND]
+    const command_help* h = a.target.empty() ? nullptr : help_of(a.target);
+    if (!a.target.empty() && !h) bad("unknown command '" + a.target + "'");
+    std::fputs(h ? h->text : usage, stdout);
+    std::exit(0);
+  }
+  if (!help_of(a.command)) bad("unknown command '" + a.command + "'");
   return a;
 }
 
@@ -155,26 +313,185 @@ void check_run_id(const std::string& id) {
     bad("'" + id + "' is not a run id (see 'dx list')");
 }
 
-/// Waits for the run, a line of progress every second; the failed tasks at the end.
+/// SIGINT and SIGTERM while dx runs a workflow: the first interrupts the run (it ends INTERRUPTED,
+/// and `dx resume` continues it), a second ends dx at once. Both signals are blocked in every
+/// thread (the mask is set before any other thread starts, and threads inherit it) and one thread
+/// takes the first with sigwait, so nothing runs in a signal handler. That thread then gives the
+/// signals back their default action and unblocks them for itself alone: a second one ends the
+/// process whatever the thread is doing (an interrupt that takes long included). A signal the
+/// shell made dx ignore (a background job's SIGINT) stays ignored.
+class signal_watch {
+ public:
+  /// Blocks the signals and starts the thread that takes them. Call before any thread starts.
+  static signal_watch& start() {
+    static signal_watch* watch = new signal_watch;  // never destroyed: its thread runs until exit
+    return *watch;
+  }
+  /// The run a signal interrupts (an empty handle: none). A signal that came before interrupts it
+  /// now. Thread-safe.
+  void watch(dx::workflow_run run) {
+    std::lock_guard lock(mutex_);
+    run_ = std::move(run);
+    if (signalled_ && run_.valid()) run_.interrupt();
+  }
+  /// Whether a first signal came. Thread-safe.
+  bool signalled() {
+    std::lock_guard lock(mutex_);
+    return signalled_;
+  }
+
+ private:
+  signal_watch() {
+    sigemptyset(&signals_);
+    for (int sig : {SIGINT, SIGTERM}) {
+      struct sigaction now {};
+      if (::sigaction(sig, nullptr, &now) == 0 && now.sa_handler == SIG_IGN) continue;
+      sigaddset(&signals_, sig);
+    }
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    std::thread([this] { take_signals(); }).detach();
+  }
+
+  void take_signals() {
+    int sig = 0;
+    while (sigwait(&signals_, &sig) != 0) {
+    }
+    // From here on a SIGINT or SIGTERM ends the process (its worker processes follow; the run is
+    // resumable, as after a kill): the default action, delivered to this thread.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &signals_, nullptr);
+    std::fprintf(stderr, "dx: %s: interrupting the run (a second signal stops dx at once)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    {
+      std::lock_guard lock(mutex_);
+      signalled_ = true;
+      if (run_.valid()) run_.interrupt();
+    }
+    for (;;) ::pause();  // here to take the second signal
+  }
+
+  sigset_t signals_;
+  std::mutex mutex_;
+  dx::workflow_run run_;
+  bool signalled_ = false;
+};
+
+/// Where a run stands, counted from its tasks.
+struct progress {
+  std::size_t steps = 0, done = 0, failed = 0;  // failed: failed, skipped or cancelled
+  std::size_t running = 0;                      // tasks running now (steps without subtasks, and subtasks)
+  std::size_t chunks = 0, chunks_done = 0;      // the chunks of split steps cut so far
+};
+
+progress progress_of(const std::vector<dx::task_state>& tasks) {
+  progress p;
+  std::vector<std::string> parents;
+  for (const auto& t : tasks)
+    if (t.is_subtask && (parents.empty() || parents.back() != t.parent)) parents.push_back(t.parent);
+  std::sort(parents.begin(), parents.end());
+  for (const auto& t : tasks) {
+    const bool finished = t.status == dx::task_status::succeeded || t.status == dx::task_status::cached;
+    const bool working = t.status == dx::task_status::running || t.status == dx::task_status::retrying;
+    if (t.is_subtask) {
+      p.running += working ? 1 : 0;
+      if (!t.parameters.empty()) {  // a split's chunk (an aggregate's reductions have none)
+        ++p.chunks;
+        p.chunks_done += finished ? 1 : 0;
+      }
+      continue;
+    }
+    ++p.steps;
+    p.done += finished ? 1 : 0;
+    p.failed += (t.status == dx::task_status::failed || t.status == dx::task_status::skipped ||
+                 t.status == dx::task_status::cancelled)
+                    ? 1
+                    : 0;
+    // A step with subtasks runs through them: they are counted instead.
+    if (working && !std::binary_search(parents.begin(), parents.end(), t.key)) ++p.running;
+  }
+  return p;
+}
+
+std::string elapsed_text(double seconds) {
+  char buf[32];
+  if (seconds < 60) {
+    std::snprintf(buf, sizeof buf, "%.1fs", seconds);
+  } else {
+    const auto s = static_cast<long>(seconds);
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  }
+  return buf;
+}
+
+/// A line of progress: "RUNNING: 12 of 40 steps done, 4 running, 0 failed, chunks 3 of 8 done,
+/// 2.5s" for logs, or shorter for a terminal ("RUNNING 12/40 steps, 4 running, 0 failed, chunks
+/// 3/8, 2.5s").
+std::string progress_line(dx::workflow_status status, const progress& p, double seconds, bool compact) {
+  const auto of = [&](std::size_t part, std::size_t whole) {
+    return std::to_string(part) + (compact ? "/" : " of ") + std::to_string(whole);
+  };
+  std::string line = std::string(dx::to_string(status)) + (compact ? " " : ": ") + of(p.done, p.steps) +
+                     (compact ? " steps, " : " steps done, ") + std::to_string(p.running) + " running, " +
+                     std::to_string(p.failed) + " failed";
+  if (p.chunks > 0) line += ", chunks " + of(p.chunks_done, p.chunks) + (compact ? "" : " done");
+  return line + ", " + elapsed_text(seconds);
+}
+
+/// The width of the terminal on standard output (80 when it does not say).
+std::size_t terminal_width() {
+  winsize w{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col > 0) return w.ws_col;
+  return 80;
+}
+
+/// Waits for the run and shows its progress: on a terminal one line, rewritten five times a second
+/// (cut to the terminal's width, so it never wraps); otherwise a line every second, for logs. Then
+/// the tasks that failed, and the run's end.
 int follow(dx::workflow_run& run, dx::cluster& cl) {
   std::printf("run %s\n", run.id().c_str());
   if (!cl.http_endpoint().empty()) std::printf("dashboard: http://%s/\n", cl.http_endpoint().c_str());
   std::fflush(stdout);
-  while (!run.wait_for(std::chrono::seconds(1))) {
-    std::size_t done = 0, all = 0;
-    for (const auto& t : run.steps()) {
-      if (t.is_subtask) continue;
-      ++all;
-      done += (t.status == dx::task_status::succeeded || t.status == dx::task_status::cached) ? 1 : 0;
+  const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  const auto began = std::chrono::steady_clock::now();
+  auto show = [&](bool last) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    std::string line = progress_line(run.status(), progress_of(run.steps()), seconds, terminal);
+    if (terminal) {
+      const std::size_t width = terminal_width();
+      if (line.size() >= width) line.resize(width - 1);
+      // Back to the start of the line, the new text, the rest of the old one erased.
+      std::printf("\r%s\x1b[K%s", line.c_str(), last ? "\n" : "");
+    } else if (!last) {
+      std::printf("%s\n", line.c_str());
     }
-    std::printf("%s: %zu of %zu steps done\n", std::string(dx::to_string(run.status())).c_str(), done, all);
     std::fflush(stdout);
-  }
+  };
+  while (!run.wait_for(terminal ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000))) show(false);
+  show(true);
   for (const auto& t : run.steps())
     if (t.status == dx::task_status::failed || t.status == dx::task_status::skipped)
       std::printf("  %s %s: %s\n", t.key.c_str(), std::string(dx::to_string(t.status)).c_str(), t.error.c_str());
   std::printf("%s %s\n", run.id().c_str(), std::string(dx::to_string(run.status())).c_str());
   return exit_code(run.status());
+}
+
+/// dx cancel: asks the run's head through the journal and says what came of it.
+int cancel(const args& a) {
+  if (a.target.empty()) bad("cancel needs a run id (see 'dx list')");
+  dx::cancel_answer answer;
+  try {
+    answer = dx::workflow_run::request_cancel(a.target, journal_of(a), a.wait);
+  } catch (const dx::workflow_error& e) {  // no such run
+    std::fprintf(stderr, "dx: %s\nSee 'dx list' for the runs of the journal.\n", e.what());
+    return 2;
+  }
+  if (!answer.cancelled) {
+    std::fprintf(stderr, "dx: %s\n", answer.message.c_str());
+    return 1;
+  }
+  std::printf("%s\n", answer.message.c_str());
+  return 0;
 }
 
 std::string json_string(const std::string& s) {
@@ -194,16 +511,53 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+/// The runs of the journal; exits 1 with the journal's own words (naming its file) when it cannot
+/// be read.
+std::vector<dx::run_summary> runs_of(const args& a) {
+  try {
+    dx::cluster none;
+    return none.runs(journal_of(a));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dx: %s\n", e.what());
+    std::exit(1);
+  }
+}
+
+/// The run `id` as its journal has it. Exits 2 when the journal has no such run (a wrong id, or
+/// --journal), 1 when the journal cannot be read (damaged, not a journal); the message names the
+/// file either way.
+dx::run_summary recorded_run(const args& a, const std::string& id, std::vector<dx::task_state>* tasks = nullptr) {
+  try {
+    return dx::workflow_run::recorded(id, journal_of(a), tasks);
+  } catch (const std::exception& e) {
+    bool listed = true;
+    try {
+      dx::cluster none;
+      const auto runs = none.runs(journal_of(a));
+      listed = std::any_of(runs.begin(), runs.end(), [&](const dx::run_summary& r) { return r.id == id; });
+    } catch (const std::exception&) {  // unreadable: the first message says why
+    }
+    std::fprintf(stderr, "dx: %s\n%s", e.what(), listed ? "" : "See 'dx list' for the runs of the journal.\n");
+    std::exit(listed ? 1 : 2);
+  }
+}
+
+/// A task's parameters as a JSON value: the object a split's chunk has ({"start":S,"end":E}),
+/// null for none, or a string when the journal holds something that is not JSON.
+std::string parameters_json(const std::string& p) {
+  if (p.empty()) return "null";
+  return nlohmann::json::accept(p) ? p : json_string(p);
+}
+
 int status(const args& a) {
   std::string id = a.target;
   if (id.empty()) {
-    dx::cluster none;
-    const auto runs = none.runs(journal_of(a));
+    const auto runs = runs_of(a);
     if (runs.empty()) bad("the journal has no run");
     id = runs.back().id;
   }
   std::vector<dx::task_state> tasks;
-  const dx::run_summary r = dx::workflow_run::recorded(id, journal_of(a), &tasks);
+  const dx::run_summary r = recorded_run(a, id, &tasks);
   if (a.json) {
     std::printf("{\"id\":%s,\"name\":%s,\"status\":\"%s\",\"tasks\":[", json_string(r.id).c_str(),
                 json_string(r.name).c_str(), std::string(dx::to_string(r.status)).c_str());
@@ -211,10 +565,10 @@ int status(const args& a) {
       const auto& t = tasks[i];
       std::printf(
           "%s{\"key\":%s,\"parent\":%s,\"is_subtask\":%s,\"status\":\"%s\",\"attempts\":%u,"
-          "\"assigned_to\":%s,\"progress\":%.3f,\"error\":%s}",
+          "\"assigned_to\":%s,\"progress\":%.3f,\"error\":%s,\"parameters\":%s}",
           i ? "," : "", json_string(t.key).c_str(), json_string(t.parent).c_str(), t.is_subtask ? "true" : "false",
           std::string(dx::to_string(t.status)).c_str(), t.attempts, json_string(t.assigned_to).c_str(), t.progress,
-          json_string(t.error).c_str());
+          json_string(t.error).c_str(), parameters_json(t.parameters).c_str());
     }
     std::printf("]}\n");
   } else {
@@ -263,20 +617,26 @@ int main(int argc, char** argv) {
         std::printf("%s: valid, %zu steps\n", a.target.c_str(), wf.size());
         return 0;
       }
+      signal_watch& signals = signal_watch::start();
       dx::cluster cl{cluster_options(a)};
+      if (signals.signalled()) return 3;  // before the run started: nothing was recorded
       dx::workflow_run run = cl.start(wf, journal_of(a));
-      return follow(run, cl);
+      signals.watch(run);
+      const int code = follow(run, cl);
+      signals.watch({});
+      return code;
     }
     if (a.command == "resume") {
       if (a.target.empty()) bad("resume needs a run id (see 'dx list')");
-      try {
-        dx::workflow_run::recorded(a.target, journal_of(a));
-      } catch (const std::exception& e) {
-        bad(e.what());
-      }
+      recorded_run(a, a.target);
+      signal_watch& signals = signal_watch::start();
       dx::cluster cl{cluster_options(a)};
+      if (signals.signalled()) return 3;  // before the run went on: it stays as it was
       dx::workflow_run run = dx::workflow_run::resume(cl, a.target, journal_of(a));
-      return follow(run, cl);
+      signals.watch(run);
+      const int code = follow(run, cl);
+      signals.watch({});
+      return code;
     }
     if (a.command == "serve") {
       if (a.listen.empty()) bad("serve needs --listen HOST:PORT (where workers join)");
@@ -293,12 +653,12 @@ int main(int argc, char** argv) {
       return dx_cli::cancel_connected(a.connect, a.token_file, a.target);
     }
     if (a.command == "list") {
-      dx::cluster none;
-      for (const auto& r : none.runs(journal_of(a)))
+      for (const auto& r : runs_of(a))
         std::printf("%s  %-10s  %s\n", r.id.c_str(), std::string(dx::to_string(r.status)).c_str(), r.name.c_str());
       return 0;
     }
     if (a.command == "status") return status(a);
+    if (a.command == "cancel") return cancel(a);
     bad("unknown command '" + a.command + "'");
   } catch (const dx::workflow_error& e) {
     std::fprintf(stderr, "dx: %s\n", e.what());
