@@ -420,10 +420,12 @@ std::optional<std::string> journal::result(std::string_view run, std::string_vie
 
 std::optional<result_ref> journal::cached(std::string_view cache_key) {
   if (cache_key.empty()) return std::nullopt;
+  // "cache_key <> ''" lets SQLite use the partial index tasks_by_cache_key (it cannot tell that a
+  // bound key is not empty); without it every lookup scans every task of every run.
   sqlite_statement s(impl_->db,
                      "SELECT r.run, r.key, r.size, r.sha256, r.file FROM tasks t "
                      "JOIN results r ON r.run = t.run AND r.key = t.key "
-                     "WHERE t.cache_key = ? AND t.status IN ('SUCCEEDED', 'CACHED') "
+                     "WHERE t.cache_key = ?1 AND t.cache_key <> '' AND t.status IN ('SUCCEEDED', 'CACHED') "
                      "ORDER BY t.updated_ms DESC, t.rowid DESC LIMIT 1");
   s.bind(1, cache_key);
   if (!s.step()) return std::nullopt;
