@@ -74,8 +74,8 @@ std::size_t run_engine::add_task(std::string key, std::size_t step) {
 }
 
 std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> writer) {
-  wf.validate();
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
+  // steps() validates as it resolves (it throws what validate() would): one analysis, not two.
   e->load_steps(wf);
   e->name_ = wf.name();
   const std::string definition = wf.to_json(-1);
@@ -103,7 +103,9 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
   if (is_finished_run_status(state.run.status))
     throw_error(error_kind::workflow,
                 fmt::format("run {} ended {}: there is nothing to resume", state.run.id, state.run.status));
-  const workflow wf = workflow::from_json(state.run.definition);
+  // Not from_json: load_steps' steps() checks the definition as from_json would (against this
+  // process's registry), and one analysis of a large workflow is what a resume waits for.
+  const workflow wf = workflow::parse(state.run.definition);
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->id_ = state.run.id;
   e->name_ = state.run.name;
