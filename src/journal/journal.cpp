@@ -434,6 +434,12 @@ std::optional<result_ref> journal::cached(std::string_view cache_key) {
   return ref;
 }
 
+void journal::each_cache_key(const std::function<void(std::string_view)>& fn) {
+  // Read from the index alone (it holds every non-empty key).
+  sqlite_statement s(impl_->db, "SELECT cache_key FROM tasks WHERE cache_key <> ''");
+  while (s.step()) fn(s.text(0));
+}
+
 std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
   sqlite_statement s(impl_->db,
                      "SELECT seq, run, key, status, time_ms, detail FROM transitions "

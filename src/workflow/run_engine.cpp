@@ -442,6 +442,7 @@ void run_engine::journal_task_locked(const task& t, const std::string& detail) {
   r.cache_key = t.cache_key;
   r.progress = progress_locked(k);
   if (t.chunk >= 0 && steps_[t.step].split) r.parameters = fmt::format(R"({{"start":{},"end":{}}})", t.first, t.last);
+  if (succeeded(t.status) && !t.cache_key.empty()) journal_->remember_cache_key(t.cache_key);
   journal_->change([run = id_, r = std::move(r), detail](journal& j) { j.record(run, r, detail); });
 }
 
@@ -486,6 +487,9 @@ bool run_engine::try_cache_locked(std::size_t step) {
   const workflow_step& s = steps_[step];
   if (!journal_ || !s.cache) return false;
   const std::string key = cache_key_locked(step);
+  // New work, as a rule: known not to be in the journal without asking it (a query, and a wait
+  // while a group is committed).
+  if (!journal_->may_hold_cache_key(key)) return false;
   std::optional<std::string> bytes;
   try {
     journal_->read([&](journal& j) {

@@ -29,13 +29,16 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
     if (r.status == "CREATED" || r.status == "RUNNING")
       opened->set_run_status(r.id, "INTERRUPTED", "its head (pid " + std::to_string(r.head_pid) + ") is gone");
   opened->commit();
-  std::shared_ptr<run_journal> j(new run_journal(std::move(opened)));
+  cache_filter keys;
+  opened->each_cache_key([&](std::string_view key) { keys.add(key); });
+  std::shared_ptr<run_journal> j(new run_journal(std::move(opened), std::move(keys)));
   j->path_ = resolved;
   open_journals()[resolved] = j;
   return j;
 }
 
-run_journal::run_journal(std::unique_ptr<journal> j) : journal_(std::move(j)) {
+run_journal::run_journal(std::unique_ptr<journal> j, cache_filter keys)
+    : journal_(std::move(j)), cache_keys_(std::move(keys)) {
   committer_ = std::thread([this] { commit_loop(); });
 }
 

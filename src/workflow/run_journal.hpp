@@ -5,6 +5,7 @@
 #pragma once
 
 #include "journal/journal.hpp"
+#include "workflow/cache_filter.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -44,13 +46,19 @@ class run_journal {
   /// Commits everything queued now and returns after its fsync; a commit that fails is logged
   /// (its changes are lost, as in the background commits). Thread-safe; blocks.
   void flush() noexcept;
+  /// Remembers that the journal holds (or is about to hold) a task with this cache key, so that
+  /// may_hold_cache_key answers true for it. Thread-safe; does not block.
+  void remember_cache_key(std::string_view key) noexcept { cache_keys_.add(key); }
+  /// False when no task of the journal has this cache key (its lookup would find nothing); true
+  /// when one may. Thread-safe; does not block (no query, no wait for a commit).
+  bool may_hold_cache_key(std::string_view key) const noexcept { return cache_keys_.may_hold(key); }
   /// Groups committed so far, and the seconds their commits took (for metrics). Thread-safe.
   std::uint64_t groups_committed() const noexcept { return groups_.load(std::memory_order_relaxed); }
   double commit_seconds() const noexcept;
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
-  explicit run_journal(std::unique_ptr<journal> j);
+  run_journal(std::unique_ptr<journal> j, cache_filter keys);
   void commit_loop();
   /// Applies the queued changes in order (db_mutex_ held).
   void apply_queued_locked() noexcept;
@@ -64,6 +72,7 @@ class run_journal {
   std::condition_variable cv_;
   std::vector<change_fn> queue_;
   bool stop_ = false;
+  cache_filter cache_keys_;  // the keys of the journal's tasks (loaded at open) and of those recorded since
   std::atomic<std::uint64_t> groups_{0};
   std::atomic<std::uint64_t> commit_ns_{0};
   std::thread committer_;
