@@ -128,10 +128,13 @@ void run_engine::start() {
   send_queued();
 }
 
-void run_engine::launch_ready_locked() {
-  if (launching_) return;  // the loop below, further up the stack, takes what was added
+void run_engine::launch_ready_locked(bool pump) {
+  if (launching_) return;         // the loop below, further up the stack, takes what was added
+  if (pumping_ && !pump) return;  // the thread in send_queued's pump takes it in order
   launching_ = true;
-  while (!ready_.empty() && !stopping_) {
+  // A slice at a time: send_queued submits it and comes back for the next, so the first tasks of a
+  // large run reach the workers while the rest are still being launched.
+  for (std::size_t n = 0; n < launch_slice && !ready_.empty() && !stopping_; ++n) {
     const std::size_t step = ready_.front();
     ready_.pop_front();
     if (tasks_[runs_[step].task].status == task_status::pending) launch_locked(step);

@@ -90,15 +90,36 @@ bool pause_unless_stopped(std::chrono::nanoseconds pause) {
 }  // namespace
 
 void run_engine::send_queued() {
+  // This thread launches what launch_ready_locked left while no other thread does (the pump); a
+  // thread that finds another pumping only sends what is queued and returns, so a thread that
+  // reports outcomes is not held up launching a large run's backlog.
+  bool pump = false;
+  struct pump_guard {
+    run_engine& e;
+    bool& pump;
+    ~pump_guard() {
+      if (!pump) return;
+      std::lock_guard lock(e.mutex_);
+      e.pumping_ = false;
+    }
+  } guard{*this, pump};
   for (;;) {
     std::vector<queued_submission> batch;
     bool stopping = false;
     {
       std::lock_guard lock(mutex_);
+      if (queued_.empty() && !ready_.empty() && !stopping_ && (pump || !pumping_)) {
+        pumping_ = pump = true;
+        launch_ready_locked(true);  // the next slice
+        finish_if_done_locked();
+      }
       batch.swap(queued_);
       stopping = stopping_;
+      if (batch.empty() && (!pump || ready_.empty() || stopping_)) {
+        if (pump) pumping_ = pump = false;
+        return;
+      }
     }
-    if (batch.empty()) return;
     for (auto& q : batch) {
       auto* state = static_cast<raw_result*>(q.state);
       if (stopping) {
