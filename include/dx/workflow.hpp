@@ -142,7 +142,8 @@ struct workflow_step {
 class workflow;
 namespace detail {
 struct workflow_impl;
-}
+class run_engine;
+}  // namespace detail
 
 /// A step of a workflow under construction, to chain settings on. Refers to its workflow (valid
 /// while that lives, moves included). Not thread-safe (build a workflow on one thread); does not
@@ -462,6 +463,8 @@ class DX_API workflow {
     }
   }
 
+  // A resumed run parses its recorded definition and analyses it once, through steps().
+  friend class detail::run_engine;
   static workflow parse(std::string_view text);
   step_ref add_function_step(std::string name, void (*fn)(), std::vector<detail::step_argument> args, const split* s,
                              std::size_t chunk_at);

@@ -22,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <system_error>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <variant>
@@ -127,6 +128,9 @@ struct journal::impl {
   std::unordered_set<std::string> known_runs;
   /// Files of results that the group being committed replaces; removed once it is committed.
   std::vector<std::string> replaced_files;
+  /// Runs this writer created and has stored no result file for: a result of theirs replaces no
+  /// file, so storing one needs no look for an old one.
+  std::unordered_set<std::string> runs_without_files;
 
   // Prepared once: a group of a thousand records runs these a thousand times.
   std::optional<sqlite_statement> insert_run, update_run_status, log_transition, log_if_changed, upsert_task,
@@ -209,39 +213,67 @@ struct journal::impl {
     log.run();
   }
 
-  void apply(const record_op& op) {
+  /// What the group being committed knows of a record before it is applied.
+  struct record_context {
+    /// The status the task had before this record: from an earlier record of the same group, or
+    /// empty when the task is new (its run created in this group); null when only the database
+    /// knows.
+    const std::string* before = nullptr;
+    /// The record whose values the task's row takes: the last of the group's records of the
+    /// task (every record holds the whole row, and the group commits whole), written where the
+    /// first is, so that tasks keep the order in which they were first recorded. Null for the
+    /// later records, which only log their transitions.
+    const task_record* row = nullptr;
+  };
+
+  void apply(const record_op& op, const record_context& c) {
     const task_record& t = op.task;
     // The log row first: it compares against the status recorded before this change.
-    auto& log = *log_if_changed;
-    log.bind(1, op.run);
-    log.bind(2, t.key);
-    log.bind(3, t.status);
-    log.bind(4, t.updated_ms);
-    log.bind(5, op.detail);
-    log.run();
+    if (c.before == nullptr) {
+      auto& log = *log_if_changed;
+      log.bind(1, op.run);
+      log.bind(2, t.key);
+      log.bind(3, t.status);
+      log.bind(4, t.updated_ms);
+      log.bind(5, op.detail);
+      log.run();
+    } else if (!op.detail.empty() || *c.before != t.status) {
+      auto& log = *log_transition;
+      log.bind(1, op.run);
+      log.bind(2, t.key);
+      log.bind(3, t.status);
+      log.bind(4, t.updated_ms);
+      log.bind(5, op.detail);
+      log.run();
+    }
+    if (c.row == nullptr) return;
+    const task_record& r = *c.row;
     auto& s = *upsert_task;
     s.bind(1, op.run);
-    s.bind(2, t.key);
-    s.bind(3, t.status);
-    s.bind(4, t.attempts);
-    s.bind(5, t.assigned_to);
-    s.bind(6, t.parent);
-    s.bind(7, std::int64_t{t.is_subtask ? 1 : 0});
-    s.bind(8, t.progress);
-    s.bind(9, t.error);
-    s.bind(10, t.cache_key);
-    s.bind(11, t.updated_ms);
-    s.bind(12, t.parameters);
+    s.bind(2, r.key);
+    s.bind(3, r.status);
+    s.bind(4, r.attempts);
+    s.bind(5, r.assigned_to);
+    s.bind(6, r.parent);
+    s.bind(7, std::int64_t{r.is_subtask ? 1 : 0});
+    s.bind(8, r.progress);
+    s.bind(9, r.error);
+    s.bind(10, r.cache_key);
+    s.bind(11, r.updated_ms);
+    s.bind(12, r.parameters);
     s.run();
   }
 
   void apply(const result_op& op) {
-    auto& old = *old_result_file;
-    old.bind(1, op.run);
-    old.bind(2, op.key);
-    if (old.step()) {
-      if (!old.is_null(0) && old.text(0) != op.file) replaced_files.push_back(old.text(0));
-      old.reset();
+    if (!op.file.empty()) runs_without_files.erase(op.run);
+    if (runs_without_files.count(op.run) == 0) {
+      auto& old = *old_result_file;
+      old.bind(1, op.run);
+      old.bind(2, op.key);
+      if (old.step()) {
+        if (!old.is_null(0) && old.text(0) != op.file) replaced_files.push_back(old.text(0));
+        old.reset();
+      }
     }
     auto& s = *upsert_result;
     s.bind(1, op.run);
@@ -316,6 +348,7 @@ std::string journal::create_run(std::string_view name, std::string_view definiti
   run.created_ms = run.updated_ms = now_ms();
   run.head_pid = ::getpid();
   impl_->known_runs.insert(run.id);
+  impl_->runs_without_files.insert(run.id);
   std::string id = run.id;
   impl_->buffer.emplace_back(create_run_op{std::move(run)});
   return id;
@@ -371,8 +404,39 @@ void journal::commit() {
       }
     }
     s.replaced_files.clear();
+    // A task recorded several times in one group (sent, then done, within a few milliseconds) has
+    // its row written once, with its last record's values; every record still logs its
+    // transition, compared with the record before it in the group when there is one (no query).
+    std::unordered_map<std::string_view, std::size_t> last_record;  // "<run> <key>" -> op index
+    std::vector<std::string> task_ids(group.size());
+    std::unordered_set<std::string_view> created;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (const auto* r = std::get_if<record_op>(&group[i])) {
+        task_ids[i] = r->run + ' ' + r->task.key;
+        last_record[task_ids[i]] = i;
+      } else if (const auto* c = std::get_if<create_run_op>(&group[i])) {
+        created.insert(c->run.id);
+      }
+    }
+    static const std::string new_task;  // the status of a task not recorded before: none
+    std::unordered_map<std::string_view, const std::string*> status_before;
     sqlite_transaction transaction(s.db);
-    for (const auto& op : group) std::visit([&s](const auto& o) { s.apply(o); }, op);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (const auto* r = std::get_if<record_op>(&group[i])) {
+        impl::record_context c;
+        auto [at, first] = status_before.try_emplace(task_ids[i], nullptr);
+        c.before = first ? (created.count(r->run) ? &new_task : nullptr) : at->second;
+        if (first) c.row = &std::get<record_op>(group[last_record[task_ids[i]]]).task;
+        s.apply(*r, c);
+        at->second = &r->task.status;
+      } else {
+        std::visit(
+            [&s](const auto& o) {
+              if constexpr (!std::is_same_v<std::decay_t<decltype(o)>, record_op>) s.apply(o);
+            },
+            group[i]);
+      }
+    }
     transaction.commit();
     // Only now are the old files unnamed by any committed row.
     for (const auto& name : s.replaced_files) s.files.remove(name);
@@ -380,6 +444,7 @@ void journal::commit() {
     // Runs created in the dropped group do not exist: forget them, and let require_run() ask the
     // database again for the others.
     s.known_runs.clear();
+    s.runs_without_files.clear();
     throw;
   }
 }
@@ -481,16 +546,24 @@ std::optional<std::string> journal::result(std::string_view run, std::string_vie
 std::optional<result_ref> journal::cached(std::string_view cache_key) {
   if (impl_->schema_version == 0) return std::nullopt;
   if (cache_key.empty()) return std::nullopt;
+  // "cache_key <> ''" lets SQLite use the partial index tasks_by_cache_key (it cannot tell that a
+  // bound key is not empty); without it every lookup scans every task of every run.
   sqlite_statement s(impl_->db,
                      "SELECT r.run, r.key, r.size, r.sha256, r.file FROM tasks t "
                      "JOIN results r ON r.run = t.run AND r.key = t.key "
-                     "WHERE t.cache_key = ? AND t.status IN ('SUCCEEDED', 'CACHED') "
+                     "WHERE t.cache_key = ?1 AND t.cache_key <> '' AND t.status IN ('SUCCEEDED', 'CACHED') "
                      "ORDER BY t.updated_ms DESC, t.rowid DESC LIMIT 1");
   s.bind(1, cache_key);
   if (!s.step()) return std::nullopt;
   result_ref ref = impl_->read_ref(s, 0);
   s.reset();
   return ref;
+}
+
+void journal::each_cache_key(const std::function<void(std::string_view)>& fn) {
+  // Read from the index alone (it holds every non-empty key).
+  sqlite_statement s(impl_->db, "SELECT cache_key FROM tasks WHERE cache_key <> ''");
+  while (s.step()) fn(s.text(0));
 }
 
 std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {

@@ -41,6 +41,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -216,6 +217,10 @@ class journal {
   /// CACHED, whose cache key is `cache_key` and which has a stored result; nullopt when none.
   /// Read it with result(ref.run, ref.key). Blocks.
   std::optional<result_ref> cached(std::string_view cache_key);
+
+  /// Calls `fn` with the cache key of every task that has one (each task once, in no particular
+  /// order): what a writer needs to know which keys cached() may find. Blocks.
+  void each_cache_key(const std::function<void(std::string_view)>& fn);
 
   /// Up to `limit` rows of `run`'s transition log with seq > `after_seq`, in seq order: pass the
   /// last seq seen to page on. Blocks.

@@ -6,7 +6,6 @@
 #include <dx/error.hpp>
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -21,16 +20,6 @@ namespace dx::detail {
 namespace {
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-std::string hex(const unsigned char* data, std::size_t n) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(2 * n, '0');
-  for (std::size_t i = 0; i < n; ++i) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 0xf];
-  }
-  return out;
-}
 
 /// A name part that is safe in any file system and readable: letters, digits, '-', '_' and '.'
 /// stay (but not a leading '.'), anything else becomes '_'; long names are cut, since the hash
@@ -59,15 +48,6 @@ void fsync_dir(const std::filesystem::path& dir) {
 }
 
 }  // namespace
-
-std::string sha256_hex(std::string_view bytes) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1) {
-    throw_error(error_kind::generic, "cannot compute a SHA-256: OpenSSL's EVP_Digest failed");
-  }
-  return hex(digest.data(), length);
-}
 
 void result_store::make_durable_dir(const std::filesystem::path& dir) {
   std::error_code ec;

@@ -9,6 +9,8 @@
 //   std::string back = files.read(name, bytes.size(), sha);   // throws if changed or missing
 #pragma once
 
+#include "common/sha256.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -16,9 +18,6 @@
 #include <utility>
 
 namespace dx::detail {
-
-/// The SHA-256 of `bytes` as 64 lowercase hex digits. Thread-safe; does not block.
-std::string sha256_hex(std::string_view bytes);
 
 /// The files of big results under one folder. Not thread-safe; const reads may run in parallel.
 class result_store {

@@ -5,9 +5,8 @@
 #include <dx/workflow.hpp>
 
 #include "cluster/registry.hpp"
+#include "common/sha256.hpp"
 #include "workflow/workflow_impl.hpp"
-
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -52,19 +51,6 @@ std::vector<std::string> placeholders_of(std::string_view arg) {
     const auto name = arg.substr(i + 1, close - i - 1);
     if (is_identifier(name)) out.emplace_back(name);
     i = close;
-  }
-  return out;
-}
-
-std::string sha256_hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < length; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
   }
   return out;
 }

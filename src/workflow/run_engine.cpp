@@ -53,8 +53,8 @@ std::size_t run_engine::add_task(std::string key, std::size_t step) {
 }
 
 std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> writer) {
-  wf.validate();
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
+  // steps() validates as it resolves (it throws what validate() would): one analysis, not two.
   e->load_steps(wf);
   e->name_ = wf.name();
   e->created_ms_ = e->updated_ms_ = unix_ms_now();
@@ -83,7 +83,9 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
   if (is_finished_run_status(state.run.status))
     throw_error(error_kind::workflow,
                 fmt::format("run {} ended {}: there is nothing to resume", state.run.id, state.run.status));
-  const workflow wf = workflow::from_json(state.run.definition);
+  // Not from_json: load_steps' steps() checks the definition as from_json would (against this
+  // process's registry), and one analysis of a large workflow is what a resume waits for.
+  const workflow wf = workflow::parse(state.run.definition);
   std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
   e->id_ = state.run.id;
   e->name_ = state.run.name;
@@ -123,10 +125,13 @@ void run_engine::start() {
   send_queued();
 }
 
-void run_engine::launch_ready_locked() {
-  if (launching_) return;  // the loop below, further up the stack, takes what was added
+void run_engine::launch_ready_locked(bool pump) {
+  if (launching_) return;         // the loop below, further up the stack, takes what was added
+  if (pumping_ && !pump) return;  // the thread in send_queued's pump takes it in order
   launching_ = true;
-  while (!ready_.empty() && !stopping_) {
+  // A slice at a time: send_queued submits it and comes back for the next, so the first tasks of a
+  // large run reach the workers while the rest are still being launched.
+  for (std::size_t n = 0; n < launch_slice && !ready_.empty() && !stopping_; ++n) {
     const std::size_t step = ready_.front();
     ready_.pop_front();
     if (tasks_[runs_[step].task].status == task_status::pending) launch_locked(step);
@@ -452,6 +457,7 @@ void run_engine::journal_task_locked(task& t, const std::string& detail) {
   r.cache_key = t.cache_key;
   r.progress = progress_locked(k);
   if (t.chunk >= 0 && steps_[t.step].split) r.parameters = fmt::format(R"({{"start":{},"end":{}}})", t.first, t.last);
+  if (succeeded(t.status) && !t.cache_key.empty()) journal_->remember_cache_key(t.cache_key);
   journal_->change([run = id_, r = std::move(r), detail](journal& j) { j.record(run, r, detail); });
 }
 
@@ -496,6 +502,9 @@ bool run_engine::try_cache_locked(std::size_t step) {
   const workflow_step& s = steps_[step];
   if (!journal_ || !s.cache) return false;
   const std::string key = cache_key_locked(step);
+  // New work, as a rule: known not to be in the journal without asking it (a query, and a wait
+  // while a group is committed).
+  if (!journal_->may_hold_cache_key(key)) return false;
   std::optional<std::string> bytes;
   try {
     journal_->read([&](journal& j) {

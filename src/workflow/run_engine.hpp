@@ -197,7 +197,13 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::size_t add_task(std::string key, std::size_t step);
 
   // scheduling (run_engine.cpp)
-  void launch_ready_locked();
+  /// Steps launched at most per launch_ready_locked: a slice's submissions are sent before the
+  /// next slice is launched.
+  static constexpr std::size_t launch_slice = 256;
+  /// Launches up to launch_slice ready steps; send_queued (which every caller runs after it,
+  /// without the lock) sends them and launches the rest. Does nothing while another thread pumps
+  /// (see send_queued), unless `pump` (that thread).
+  void launch_ready_locked(bool pump = false);
   void step_ended_locked(std::size_t step);
   void launch_locked(std::size_t step);
   bool reuse_resumed_locked(std::size_t step);
@@ -236,9 +242,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::size_t worker_threads() const;
 
   // submission (run_submit.cpp)
-  /// Submits to the head what submit_locked queued. Called without the lock, after every change
-  /// that may have queued work: the head reports synchronously (a task sent, a task it fails at
-  /// once), and its reports take the lock.
+  /// Submits to the head what submit_locked queued, and launches the ready steps that
+  /// launch_ready_locked left, a slice at a time, until none is left. Called without the lock,
+  /// after every change that may have queued work or readied steps: the head reports
+  /// synchronously (a task sent, a task it fails at once), and its reports take the lock.
   void send_queued();
   void submit_locked(std::size_t task, const std::string& function, std::vector<std::string> args,
                      const task_options& opts);
@@ -282,6 +289,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::size_t in_flight_ = 0;
   bool stopping_ = false;   // cancelled or interrupted: nothing new starts
   bool launching_ = false;  // launch_ready_locked is on the stack
+  bool pumping_ = false;    // a thread in send_queued launches the ready steps, slice by slice
 };
 
 }  // namespace dx::detail

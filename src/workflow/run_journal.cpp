@@ -233,12 +233,16 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
     if (r.status == "CREATED" || r.status == "RUNNING")
       opened->set_run_status(r.id, "INTERRUPTED", "its head (pid " + std::to_string(r.head_pid) + ") is gone");
   opened->commit();
-  std::shared_ptr<run_journal> j(new run_journal(std::make_shared<core>(std::move(opened), resolved)));
+  cache_filter keys;
+  opened->each_cache_key([&](std::string_view key) { keys.add(key); });
+  std::shared_ptr<run_journal> j(
+      new run_journal(std::make_shared<core>(std::move(opened), resolved), std::move(keys)));
   open_journals()[resolved] = j;
   return j;
 }
 
-run_journal::run_journal(std::shared_ptr<core> c) : core_(std::move(c)) {
+run_journal::run_journal(std::shared_ptr<core> c, cache_filter keys)
+    : core_(std::move(c)), cache_keys_(std::move(keys)) {
   committer_ = std::thread([c = core_] { c->commit_loop(); });
 }
 

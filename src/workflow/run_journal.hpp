@@ -7,6 +7,7 @@
 #pragma once
 
 #include "journal/journal.hpp"
+#include "workflow/cache_filter.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -57,6 +59,12 @@ class run_journal {
   /// How often the committing thread looks for requests while a run is watched.
   static constexpr std::chrono::milliseconds request_poll{250};
 
+  /// Remembers that the journal holds (or is about to hold) a task with this cache key, so that
+  /// may_hold_cache_key answers true for it. Thread-safe; does not block.
+  void remember_cache_key(std::string_view key) noexcept { cache_keys_.add(key); }
+  /// False when no task of the journal has this cache key (its lookup would find nothing); true
+  /// when one may. Thread-safe; does not block (no query, no wait for a commit).
+  bool may_hold_cache_key(std::string_view key) const noexcept { return cache_keys_.may_hold(key); }
   /// Groups committed so far, and the seconds their commits took (for metrics). Thread-safe.
   std::uint64_t groups_committed() const noexcept;
   double commit_seconds() const noexcept;
@@ -67,9 +75,10 @@ class run_journal {
   /// of the writer may let go on that thread (inside a request's callback), which then ends on
   /// its own instead of being joined.
   class core;
-  explicit run_journal(std::shared_ptr<core> c);
+  run_journal(std::shared_ptr<core> c, cache_filter keys);
 
   std::shared_ptr<core> core_;
+  cache_filter cache_keys_;  // the keys of the journal's tasks (loaded at open) and of those recorded since
   std::thread committer_;
 };
 

@@ -108,18 +108,39 @@ bool pause_unless_stopped(std::chrono::nanoseconds pause) {
 }  // namespace
 
 void run_engine::send_queued() {
+  // This thread launches what launch_ready_locked left while no other thread does (the pump); a
+  // thread that finds another pumping only sends what is queued and returns, so a thread that
+  // reports outcomes is not held up launching a large run's backlog.
+  bool pump = false;
+  struct pump_guard {
+    run_engine& e;
+    bool& pump;
+    ~pump_guard() {
+      if (!pump) return;
+      std::lock_guard lock(e.mutex_);
+      e.pumping_ = false;
+    }
+  } guard{*this, pump};
   for (;;) {
     std::vector<queued_submission> batch;
     std::vector<continuation*> outcomes;
     bool stopping = false;
     {
       std::lock_guard lock(mutex_);
+      if (queued_.empty() && !ready_.empty() && !stopping_ && (pump || !pumping_)) {
+        pumping_ = pump = true;
+        launch_ready_locked(true);  // the next slice
+        finish_if_done_locked();
+      }
       batch.swap(queued_);
       outcomes.swap(local_outcomes_);
       stopping = stopping_;
+      if (batch.empty() && outcomes.empty() && (!pump || ready_.empty() || stopping_)) {
+        if (pump) pumping_ = pump = false;
+        return;
+      }
     }
     for (continuation* c : outcomes) static_cast<local_outcome*>(c)->state->on_ready(c);
-    if (batch.empty() && outcomes.empty()) return;
     std::vector<std::pair<std::uint64_t, std::uint32_t>> submitted;  // the head's task id -> ours
     submitted.reserve(batch.size());
     for (auto& q : batch) {

@@ -435,6 +435,43 @@ TEST_CASE("record logs a transition when the status changes or a detail is given
   CHECK(j->load(run).tasks.at(0).progress == 0.6);
 }
 
+TEST_CASE("A task recorded several times in one group keeps its last record, each change of status logged once",
+          "[journal]") {
+  temp_dir dir;
+  auto j = journal::open(dir.path() / "j.sqlite", write_mode);
+  const std::string run = j->create_run("r", "{}");
+  // In the run's first group: new tasks, recorded twice each, interleaved.
+  j->record(run, task("a", "PENDING"));
+  j->record(run, task("b", "PENDING"));
+  task_record a = task("a", "RUNNING");
+  a.assigned_to = "w-1";
+  j->record(run, a);
+  j->commit();
+  // A later group: running, progress, done, all at once.
+  a.progress = 0.5;
+  j->record(run, a);
+  a.status = "SUCCEEDED";
+  a.progress = 1;
+  a.attempts = 3;
+  j->record(run, a);
+  j->record(run, task("b", "RUNNING"));
+  j->record(run, task("b", "RUNNING"));                // no change: no row in the log
+  j->record(run, task("b", "RUNNING"), "sent again");  // a detail: logged
+  j->commit();
+  std::vector<std::string> seen;
+  for (const auto& t : j->transitions(run)) seen.push_back(t.key + ":" + t.status + (t.detail.empty() ? "" : "!"));
+  CHECK(seen == std::vector<std::string>{":CREATED", "a:PENDING", "b:PENDING", "a:RUNNING", "a:SUCCEEDED", "b:RUNNING",
+                                         "b:RUNNING!"});
+  const auto tasks = j->load(run).tasks;
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].key == "a");  // tasks keep the order in which they were first recorded
+  CHECK(tasks[0].status == "SUCCEEDED");
+  CHECK(tasks[0].attempts == 3);
+  CHECK(tasks[0].progress == 1);
+  CHECK(tasks[0].assigned_to == "w-1");
+  CHECK(tasks[1].status == "RUNNING");
+}
+
 TEST_CASE("Transitions page by seq, one run at a time", "[journal]") {
   temp_dir dir;
   auto j = journal::open(dir.path() / "j.sqlite", write_mode);

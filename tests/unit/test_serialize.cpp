@@ -268,6 +268,69 @@ TEST_CASE("serialize: arithmetic types keep their edge values", "[serialize]") {
   REQUIRE(std::isnan(round_trip(std::numeric_limits<float>::quiet_NaN())));
 }
 
+namespace {
+
+/// The builtin codec of T writes what a Boost binary archive of `v` holds, and reads it back.
+template <class T>
+void require_archive_bytes(const T& v) {
+  std::string fast, boost_bytes;
+  dx::detail::builtin_codec<T>::write(fast, v);
+  dx::detail::archive_codec<T>::write(boost_bytes, v);
+  REQUIRE(fast == boost_bytes);
+  const T back = dx::detail::builtin_codec<T>::read(boost_bytes);
+  REQUIRE(std::memcmp(&back, &v, sizeof(T) < 10 ? sizeof(T) : 10) == 0);  // long double: 10 bytes matter
+  REQUIRE(dx::detail::archive_codec<T>::read(fast) == back);
+}
+
+template <class T>
+void require_archive_bytes_limits() {
+  require_archive_bytes<T>(std::numeric_limits<T>::lowest());
+  require_archive_bytes<T>(std::numeric_limits<T>::max());
+  require_archive_bytes<T>(T{});
+  require_archive_bytes<T>(static_cast<T>(1));
+  require_archive_bytes<T>(static_cast<T>(42));
+}
+
+}  // namespace
+
+TEST_CASE("serialize: the common scalars and strings are encoded as Boost binary archives of them", "[serialize]") {
+  require_archive_bytes(true);
+  require_archive_bytes(false);
+  require_archive_bytes_limits<char>();
+  require_archive_bytes_limits<signed char>();
+  require_archive_bytes_limits<unsigned char>();
+  require_archive_bytes_limits<short>();
+  require_archive_bytes_limits<unsigned short>();
+  require_archive_bytes_limits<int>();
+  require_archive_bytes_limits<unsigned>();
+  require_archive_bytes_limits<long>();
+  require_archive_bytes_limits<unsigned long>();
+  require_archive_bytes_limits<long long>();
+  require_archive_bytes_limits<unsigned long long>();
+  require_archive_bytes_limits<float>();
+  require_archive_bytes_limits<double>();
+  require_archive_bytes_limits<long double>();
+  for (const std::string& v : {std::string(), std::string("x"), std::string("a\0b", 3), std::string(1000, 'q')}) {
+    std::string fast, boost_bytes;
+    dx::detail::builtin_codec<std::string>::write(fast, v);
+    dx::detail::archive_codec<std::string>::write(boost_bytes, v);
+    REQUIRE(fast == boost_bytes);
+    REQUIRE(dx::detail::builtin_codec<std::string>::read(boost_bytes) == v);
+  }
+}
+
+TEST_CASE("serialize: a string whose length is longer than its bytes, or a bool other than 0 or 1, throws",
+          "[serialize]") {
+  std::string bytes = encode(std::string("hello"));
+  bytes.pop_back();
+  REQUIRE_THROWS_AS(dx::detail::read_value<std::string>(bytes), std::exception);
+  std::string huge(sizeof(std::size_t), '\x7f');
+  REQUIRE_THROWS_AS(dx::detail::read_value<std::string>(huge), std::exception);
+  REQUIRE_THROWS_AS(dx::detail::read_value<bool>(std::string(1, '\x02')), std::exception);
+  REQUIRE(dx::detail::read_value<bool>(std::string(1, '\x01')));
+  REQUIRE_THROWS_AS(dx::detail::read_value<double>(std::string(7, '\0')), std::exception);
+}
+
 TEST_CASE("serialize: enums", "[serialize]") {
   require_round_trip(colour::red);
   require_round_trip(colour::blue);

@@ -8,7 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/sha256.hpp"
 #include "journal/journal.hpp"
+#include "workflow/cache_filter.hpp"
 
 #include <nlohmann/json.hpp>
 #include "temp_dir.hpp"
@@ -209,6 +211,41 @@ TEST_CASE("workflow run: journaled, listed, and cached the second time", "[workf
   CHECK(runs[0].id == first.id());
   CHECK(runs[0].status == dx::workflow_status::succeeded);
   CHECK(runs[1].name == "cached");
+}
+
+TEST_CASE("workflow run: a journal opened again still offers what it holds to the cache", "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  dx::workflow wf{"cached"};
+  auto l = wf.step("load", load, std::int64_t{6});
+  wf.step("fit", fit, l, std::int64_t{2});
+  loads = 0;
+  fits = 0;
+  {
+    dx::cluster cl;
+    auto first = cl.start(wf, opts);
+    REQUIRE(first.wait_for(20s));
+    REQUIRE(first.status() == dx::workflow_status::succeeded);
+  }  // the run, its cluster and the journal's writer are gone: the next run opens it anew
+  dx::cluster cl;
+  auto second = cl.start(wf, opts);
+  REQUIRE(second.wait_for(20s));
+  CHECK(second.status() == dx::workflow_status::succeeded);
+  CHECK(loads == 1);
+  CHECK(fits == 1);
+  CHECK(status_of(second, "load") == dx::task_status::cached);
+  CHECK(status_of(second, "fit") == dx::task_status::cached);
+  CHECK(second.result<std::int64_t>("fit") == 62);
+}
+
+TEST_CASE("workflow run: the cache filter holds every key added, and few others", "[workflow-run]") {
+  const auto key = [](const char* set, int i) { return dx::detail::sha256_hex(std::string(set) + std::to_string(i)); };
+  dx::detail::cache_filter f;
+  for (int i = 0; i < 20000; ++i) f.add(key("added ", i));
+  for (int i = 0; i < 20000; ++i) REQUIRE(f.may_hold(key("added ", i)));
+  int false_positives = 0;
+  for (int i = 0; i < 20000; ++i) false_positives += f.may_hold(key("other ", i));
+  CHECK(false_positives < 20);  // about 1 in 100,000 at this load
 }
 
 TEST_CASE("workflow run: a run interrupted by its cluster resumes in another without rerunning what finished",

@@ -22,6 +22,12 @@ using json = nlohmann::json;
 /// How long a follower keeps asking a head that went away (it may be restarting).
 constexpr auto head_gone_limit = std::chrono::minutes(5);
 
+/// The string `key` of `object`, or "" when it is missing, null or not a string.
+std::string text(const json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 std::string api_error(const http_reply& r) {
   const json body = json::parse(r.body, nullptr, false);
   if (body.is_object()) {
@@ -32,12 +38,6 @@ std::string api_error(const http_reply& r) {
     if (!out.empty()) return out;
   }
   return "HTTP " + std::to_string(r.status) + (r.body.empty() ? "" : ": " + r.body.substr(0, 500));
-}
-
-/// The string `key` of `object`, or "" when it is missing, null or not a string.
-std::string text(const json& object, const char* key) {
-  const auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 int exit_code_of(const std::string& status) {
