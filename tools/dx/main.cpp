@@ -130,6 +130,12 @@ const command_help helps[] = {
      "its head is gone; or its head did not answer in time), or a journal that cannot be read;\n"
      "2 an unknown run or a bad command line.\n"
      "example: dx cancel r-20261206T051500-3f9a1c2d\n"},
+    {"serve",
+     "usage: dx serve --listen ADDR [--http ADDR] [--token-file FILE] [--workers N] [--journal PATH]\n"
+     "A long-lived head: workers join at ADDR (dx-worker --connect ADDR), runs arrive on its HTTP API\n"
+     "(dx run WF.json --connect HTTP_ADDR), and every run of the journal a previous head left\n"
+     "unfinished is resumed at start. SIGINT or SIGTERM stops it; its runs resume at the next start.\n"
+     "example: dx serve --listen 0.0.0.0:7700 --http 127.0.0.1:8787 --token-file dx.token\n"},
     {"list",
      "usage: dx list [--journal PATH]\n"
      "The runs of the journal, oldest first: id, status, workflow name.\n"
