@@ -3,7 +3,8 @@
 // records changes as they happen and calls commit() once per scheduler tick: the group becomes
 // one transaction with one fsync, so a head killed at any instant loses nothing that commit()
 // returned for, and a restarted head reloads finished tasks and their results instead of running
-// them again. Read-only openers (status views, `dx list`) work alongside the one writer.
+// them again. Read-only openers (status views, `dx list`) work alongside the one writer, and so do
+// requesters (`dx cancel`), which write requests to the writer and read its answers.
 //
 //   auto j = journal::open(resolve_journal_path(), journal::open_mode::write);
 //   const std::string run = j->create_run("nightly", definition_json);
