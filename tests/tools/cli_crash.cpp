@@ -683,9 +683,13 @@ TEST_CASE("dx cancel: a run whose head was killed, or was interrupted, is not ru
   CHECK_THAT(gone.err, Catch::Contains("run " + id + " is not running: its head (process " + std::to_string(head.pid) +
                                        ") is gone"));
 
-  // A head that stops on SIGTERM leaves it INTERRUPTED.
+  // A head that stops on SIGTERM leaves it INTERRUPTED. (The journal says RUNNING from the start:
+  // the resumed run is going once dx has printed its id.)
   const dx_process second = start_dx(d, "second", with_workers({"resume", id}, journal));
-  wait_running(d, journal, 4);
+  for (const auto deadline = clock::now() + 30s;
+       read_text(second.out).find("run " + id) == std::string::npos && clock::now() < deadline;)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE_THAT(read_text(second.out), Catch::Contains("run " + id));
   ::kill(second.pid, SIGTERM);
   CHECK(wait_exit(second, 30s).code == 3);
   CHECK(reap_orphans(10s));
