@@ -185,6 +185,9 @@ TEST_CASE(
   constexpr int kills = 20;
   int rounds = 0, mid_run = 0, found_running = 0;
   double remaining = 1;  // share of the steps not done yet
+  // How long a round of dx takes before the run moves (starting, loading the journal, the workers
+  // joining), learned from the rounds so far: the uninterrupted run's start first.
+  std::vector<double> dead{startup};
   bool finished = false;
   // Kills before `dx run` has recorded the run do not count: the next round runs it again.
   for (int round = 0; mid_run < kills && !finished && round < 2 * kills; ++round) {
@@ -199,7 +202,11 @@ TEST_CASE(
     // left (a little less than an even share, so that the last kills too find work left): most
     // kills find the run going, some find it starting, few find it ended.
     const double share = remaining * work / (kills - mid_run + 2);
-    const double delay = std::uniform_real_distribution<double>(0, startup + share)(rng);
+    std::vector<double> sorted = dead;
+    std::sort(sorted.begin(), sorted.end());
+    const double starting = sorted[sorted.size() / 2];
+    const double delay = std::uniform_real_distribution<double>(0, starting + share)(rng);
+    const double remaining_before = remaining;
     std::this_thread::sleep_for(std::chrono::duration<double>(delay));
     ::kill(head.pid, SIGKILL);
     const dx_outcome end = wait_exit(head, 30s);
@@ -239,6 +246,7 @@ TEST_CASE(
     if (!finished) ++mid_run;
     if (running > 0) ++found_running;
     remaining = top ? 1.0 - static_cast<double>(done) / static_cast<double>(top) : 1.0;
+    if (remaining < remaining_before) dead.push_back(std::max(0.0, delay - (remaining_before - remaining) * work));
     std::printf("  %s: killed %.3f s after the start: %s, %zu of %zu steps done, %zu tasks running\n", tag.c_str(),
                 delay, state["status"].get<std::string>().c_str(), done, top, running);
   }
