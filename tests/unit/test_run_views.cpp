@@ -262,7 +262,7 @@ TEST_CASE("workflow http: a run's views carry an ETag: an unchanged run answers 
   dx::cluster cl{dx::options{}.threads(1)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
-  for (const std::string path : {"/api/runs/" + run.id(), std::string("/api/runs")}) {
+  for (const std::string& path : {"/api/runs/" + run.id(), std::string("/api/runs")}) {
     const auto first = ask(cl, http_method::get, path);
     std::string etag;
     for (const auto& [k, v] : first.headers)
