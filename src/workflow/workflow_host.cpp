@@ -278,6 +278,10 @@ http_response workflow_host::start_over_http(const http_request& r) {
   try {
     run = start(*wf, run_options{});
   } catch (const workflow_error& e) {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return json_error(503, "the cluster is stopping: no workflow can start", runs_route);
+    }
     return json_error(400, e.what(), runs_route, json{{"problems", problems_of(e.what())}});
   } catch (const std::exception& e) {
     log(log_level::warn, "a workflow sent over HTTP could not start: {}", e.what());

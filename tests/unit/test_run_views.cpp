@@ -115,7 +115,8 @@ class journal_env {
 
 }  // namespace
 
-TEST_CASE("/api/runs lists the cluster's runs with their status, step counts and progress", "[workflow][http]") {
+TEST_CASE("workflow http: /api/runs lists the cluster's runs with their status, step counts and progress",
+          "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(2)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
@@ -134,7 +135,8 @@ TEST_CASE("/api/runs lists the cluster's runs with their status, step counts and
   CHECK(run.result<std::int64_t>("report") == 9 + 4950);
 }
 
-TEST_CASE("/api/runs/{id} shows each step with its status, dependencies and subtask counts", "[workflow][http]") {
+TEST_CASE("workflow http: /api/runs/{id} shows each step with its status, dependencies and subtask counts",
+          "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(2)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
@@ -175,7 +177,7 @@ TEST_CASE("/api/runs/{id} shows each step with its status, dependencies and subt
     for (const auto& d : s["dependencies"]) CHECK(at[d] < at[s["name"]]);
 }
 
-TEST_CASE("/api/runs/{id}?subtasks= pages a split's chunks, within bounds", "[workflow][http]") {
+TEST_CASE("workflow http: /api/runs/{id}?subtasks= pages a split's chunks, within bounds", "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(2)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
@@ -229,7 +231,8 @@ TEST_CASE("/api/runs/{id}?subtasks= pages a split's chunks, within bounds", "[wo
   CHECK_THAT(unknown_step.body, Catch::Contains("no step 'nope'"));
 }
 
-TEST_CASE("unknown runs and routes under /api/runs are 404 with a JSON error; wrong methods 405", "[workflow][http]") {
+TEST_CASE("workflow http: unknown runs and routes under /api/runs are 404 with a JSON error; wrong methods 405",
+          "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(1)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
@@ -255,11 +258,11 @@ TEST_CASE("unknown runs and routes under /api/runs are 404 with a JSON error; wr
   CHECK_FALSE(dx::detail::cluster_extensions::get(cl)->serve_http(other, allowed));
 }
 
-TEST_CASE("a run's views carry an ETag: an unchanged run answers 304", "[workflow][http]") {
+TEST_CASE("workflow http: a run's views carry an ETag: an unchanged run answers 304", "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(1)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
   REQUIRE(run.wait_for(20s));
-  for (const std::string path : {"/api/runs/" + run.id(), std::string("/api/runs")}) {
+  for (const std::string& path : {"/api/runs/" + run.id(), std::string("/api/runs")}) {
     const auto first = ask(cl, http_method::get, path);
     std::string etag;
     for (const auto& [k, v] : first.headers)
@@ -281,8 +284,9 @@ TEST_CASE("a run's views carry an ETag: an unchanged run answers 304", "[workflo
   CHECK(ask(cl, http_method::get, "/api/runs", {}, {}, allowed, {{"if-none-match", old_tag}}).status == 200);
 }
 
-TEST_CASE("POST /api/runs starts a workflow with the default journal; an invalid one is 400 with its problems",
-          "[workflow][http]") {
+TEST_CASE(
+    "workflow http: POST /api/runs starts a workflow with the default journal; an invalid one is 400 with its problems",
+    "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");
   const journal_env env((dir.path() / "journal.sqlite").string());
   dx::cluster cl{dx::options{}.threads(2)};
@@ -338,8 +342,10 @@ TEST_CASE("POST /api/runs starts a workflow with the default journal; an invalid
   CHECK(get_json(cl, "/api/runs")["runs"].size() == runs_before);
 }
 
-TEST_CASE("POST /api/runs/{id}/cancel cancels a running run: 200, then 409; refused without the right to write",
-          "[workflow][http]") {
+TEST_CASE(
+    "workflow http: POST /api/runs/{id}/cancel cancels a running run: 200, then 409; refused without the right to "
+    "write",
+    "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");
   const std::string gate = (dir.path() / "gate").string();
   dx::cluster cl{dx::options{}.threads(2)};
@@ -365,7 +371,7 @@ TEST_CASE("POST /api/runs/{id}/cancel cancels a running run: 200, then 409; refu
   CHECK((*step_named(view, "after"))["status"] == "CANCELLED");
 }
 
-TEST_CASE("a cluster keeps its runs while they go on and the last ended ones", "[workflow][http]") {
+TEST_CASE("workflow http: a cluster keeps its runs while they go on and the last ended ones", "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(2)};
   constexpr std::size_t started = 40;
   for (std::size_t i = 0; i < started; ++i) {
@@ -389,7 +395,7 @@ TEST_CASE("a cluster keeps its runs while they go on and the last ended ones", "
   CHECK(list["runs"].size() == 32);
 }
 
-TEST_CASE("dx_workflow_* metrics count runs, tasks by status and tasks finished", "[workflow][http]") {
+TEST_CASE("workflow http: dx_workflow_* metrics count runs, tasks by status and tasks finished", "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");
   dx::cluster cl{dx::options{}.threads(2)};
   auto run = cl.start(small_workflow(), dx::run_options{}.with_journal((dir.path() / "j.sqlite").string()));
