@@ -97,6 +97,9 @@ struct journal::impl {
   std::unordered_set<std::string> known_runs;
   /// Files of results that the group being committed replaces; removed once it is committed.
   std::vector<std::string> replaced_files;
+  /// Pages in the write-ahead log after the last commit, as SQLite's WAL hook reports them; set
+  /// only once take_over_checkpoints() installed the hook.
+  int wal_frames = 0;
   /// Runs this writer created and has stored no result file for: a result of theirs replaces no
   /// file, so storing one needs no look for an old one.
   std::unordered_set<std::string> runs_without_files;
@@ -344,6 +347,27 @@ void journal::store_result(std::string_view run, std::string_view key, std::stri
 }
 
 bool journal::has_uncommitted() const noexcept { return !impl_->buffer.empty(); }
+
+void journal::take_over_checkpoints() {
+  impl_->require_writable("manage its checkpoints");
+  // Replaces SQLite's own hook (the one that checkpoints at 1000 pages) with one that only counts.
+  sqlite3_wal_hook(
+      impl_->db.handle(),
+      [](void* frames, sqlite3*, const char*, int n) {
+        *static_cast<int*>(frames) = n;
+        return SQLITE_OK;
+      },
+      &impl_->wal_frames);
+}
+
+void journal::checkpoint(std::size_t pages) {
+  if (impl_->wal_frames <= 0 || static_cast<std::size_t>(impl_->wal_frames) < pages) return;
+  const int rc = sqlite3_wal_checkpoint_v2(impl_->db.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) impl_->db.fail(rc, "cannot checkpoint the write-ahead log");
+  impl_->wal_frames = 0;  // counted again from the next commit
+}
+
+std::size_t journal::wal_pages() const noexcept { return static_cast<std::size_t>(std::max(0, impl_->wal_frames)); }
 
 void journal::commit() {
   impl& s = *impl_;

@@ -178,6 +178,19 @@ class journal {
   /// True when changes wait for commit(). Does not block.
   bool has_uncommitted() const noexcept;
 
+  /// From now on commit() leaves the write-ahead log as it is, however long it grows (SQLite
+  /// otherwise copies it into the database, with an fsync, in whichever commit takes it past 1000
+  /// pages, so that one commit in many takes a checkpoint's time): the caller calls checkpoint()
+  /// instead, from a thread where its cost does not matter. Throws dx::error when read-only.
+  void take_over_checkpoints();
+  /// When the write-ahead log holds at least `pages` pages (4 KiB each), copies what no reader
+  /// still needs of it into the database (SQLite's PASSIVE checkpoint: it never waits for readers
+  /// or writers), so that later commits write it from its start again. Throws dx::error when
+  /// SQLite fails. Blocks on I/O.
+  void checkpoint(std::size_t pages = 1000);
+  /// The pages in the write-ahead log after the last commit (0 until one is made). Does not block.
+  std::size_t wal_pages() const noexcept;
+
   /// All runs (or those not SUCCEEDED, FAILED or CANCELLED), oldest first. Blocks. Throws
   /// dx::error on a damaged file.
   std::vector<run_record> runs(bool unfinished_only = false);

@@ -23,6 +23,8 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
   std::lock_guard lock(open_mutex);
   if (auto existing = open_journals()[resolved].lock()) return existing;
   std::unique_ptr<journal> opened = journal::open(resolved, journal::open_mode::write);
+  // Checkpoints are the committer's: never in a run's start, resume or final flush.
+  opened->take_over_checkpoints();
   // One writer at a time holds a journal: a run still CREATED or RUNNING when it is opened for
   // writing lost its head (killed, or the machine stopped). It waits for a resume.
   for (const auto& r : opened->runs(true))
@@ -132,6 +134,11 @@ void run_journal::commit_loop() {
       std::lock_guard lock(db_mutex_);
       apply_queued_locked();
       commit_locked();
+      try {
+        journal_->checkpoint();
+      } catch (const std::exception& e) {  // the log grows until a later checkpoint succeeds
+        log(log_level::warn, "workflow journal {}: {}", path_.string(), e.what());
+      }
     }
     {
       std::lock_guard lock(queue_mutex_);
