@@ -122,10 +122,19 @@ void run_engine::start() {
     set_run_status_locked(workflow_status::running);
     for (std::size_t i = 0; i < steps_.size(); ++i)
       if (runs_[i].unmet == 0) ready_.push_back(i);
-    launch_ready_locked();
+    pumping_ = true;  // the first slice here, the rest by a pump task (see send_queued)
+    launch_ready_locked(true);
     finish_if_done_locked();
   }
   send_queued();
+  {
+    std::lock_guard lock(mutex_);
+    if (ready_.empty() || stopping_) {
+      pumping_ = false;
+      return;
+    }
+  }
+  hand_pump_over();
 }
 
 void run_engine::launch_ready_locked(bool pump) {

@@ -50,6 +50,7 @@ run_journal::~run_journal() {
     stop_ = true;
   }
   cv_.notify_all();
+  room_cv_.notify_all();
   committer_.join();
 }
 
@@ -68,12 +69,18 @@ void run_journal::change(change_fn change) noexcept {
   if (wake) cv_.notify_one();
 }
 
+void run_journal::wait_for_room(std::size_t most) {
+  std::unique_lock lock(queue_mutex_);
+  room_cv_.wait(lock, [&] { return queue_.size() <= most || stop_; });
+}
+
 void run_journal::apply_queued_locked() noexcept {
   std::vector<change_fn> batch;
   {
     std::lock_guard lock(queue_mutex_);
     batch.swap(queue_);
   }
+  room_cv_.notify_all();
   for (auto& c : batch) {
     try {
       c(*journal_);

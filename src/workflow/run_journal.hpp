@@ -37,6 +37,10 @@ class run_journal {
   /// milliseconds. A change that throws is logged, not passed on (runs report from threads that
   /// cannot take an exception). Thread-safe; never waits for the disk.
   void change(change_fn change) noexcept;
+  /// Blocks while more than `most` changes wait to be applied, so that a run launching work
+  /// faster than the journal records it waits for the journal rather than letting it fall
+  /// behind (what a crash loses, and the queue's memory, stay bounded). Thread-safe.
+  void wait_for_room(std::size_t most);
   /// Applies what is queued, then `change`, and commits them, returning after the fsync. Throws
   /// what the change or the commit throws (dx::error). Thread-safe; blocks.
   void change_now(const change_fn& change);
@@ -68,8 +72,9 @@ class run_journal {
   std::filesystem::path path_;
   std::mutex db_mutex_;  // the journal itself: applying, committing, reading
   std::unique_ptr<journal> journal_;
-  std::mutex queue_mutex_;  // the queue only: never held across I/O
-  std::condition_variable cv_;
+  std::mutex queue_mutex_;           // the queue only: never held across I/O
+  std::condition_variable cv_;       // the committer waits for changes
+  std::condition_variable room_cv_;  // wait_for_room waits for the committer to take them
   std::vector<change_fn> queue_;
   bool stop_ = false;
   cache_filter cache_keys_;  // the keys of the journal's tasks (loaded at open) and of those recorded since
