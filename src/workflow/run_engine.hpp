@@ -121,11 +121,13 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     std::size_t unmet = 0;                // dependencies not succeeded yet
     bool ended = false;                   // counted in ended_steps_
     std::vector<std::size_t> subtasks;    // a split step's chunks, or an aggregate's reductions
-    std::deque<std::size_t> to_reduce;    // an aggregate: results waiting for a partner, in order
-    std::size_t open = 0;                 // subtasks not finished
-    std::size_t done = 0;                 // subtasks succeeded
-    std::int64_t done_positions = 0;      // a split's indices or items in chunks that succeeded
-    int shown_percent = -1;               // the parent's progress as last journaled
+    // An aggregate: results waiting for a partner, in order. A vector: a deque allocates as it is
+    // made, and every step has one.
+    std::vector<std::size_t> to_reduce;
+    std::size_t open = 0;             // subtasks not finished
+    std::size_t done = 0;             // subtasks succeeded
+    std::int64_t done_positions = 0;  // a split's indices or items in chunks that succeeded
+    int shown_percent = -1;           // the parent's progress as last journaled
     split_cut cut;
   };
 
@@ -203,8 +205,9 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::deque<task> tasks_;  // stable addresses; indices are task ids
   std::unordered_map<std::string, std::size_t> task_index_;
   std::unordered_map<std::string, task_record> resumed_;  // tasks the journal had, by key (resume only)
-  std::deque<std::size_t> ready_;                         // steps whose dependencies all succeeded
-  std::size_t ended_steps_ = 0, failed_steps_ = 0;        // failed: failed, skipped or cancelled
+  std::shared_ptr<void> leftovers_;                 // what resume read and no longer needs, freed once start() sent
+  std::deque<std::size_t> ready_;                   // steps whose dependencies all succeeded
+  std::size_t ended_steps_ = 0, failed_steps_ = 0;  // failed: failed, skipped or cancelled
   workflow_status status_ = workflow_status::created;
   /// A task submit_locked made ready for the head, submitted by send_queued.
   struct queued_submission {
