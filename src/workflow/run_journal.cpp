@@ -11,6 +11,7 @@ namespace dx::detail {
 namespace {
 
 std::mutex open_mutex;
+std::condition_variable closed_cv;  // a writer whose last holder let go has closed its journal
 std::map<std::filesystem::path, std::weak_ptr<run_journal>>& open_journals() {
   static std::map<std::filesystem::path, std::weak_ptr<run_journal>> m;
   return m;
@@ -20,8 +21,15 @@ std::map<std::filesystem::path, std::weak_ptr<run_journal>>& open_journals() {
 
 std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) {
   const std::filesystem::path resolved = std::filesystem::absolute(resolve_journal_path(path));
-  std::lock_guard lock(open_mutex);
-  if (auto existing = open_journals()[resolved].lock()) return existing;
+  std::unique_lock lock(open_mutex);
+  for (;;) {
+    const auto it = open_journals().find(resolved);
+    if (it == open_journals().end()) break;
+    if (auto existing = it->second.lock()) return existing;
+    // Its last holder let go and is closing it on another thread (a run's last reference can go
+    // on any thread): the file's lock is free once that is done.
+    closed_cv.wait(lock);
+  }
   std::unique_ptr<journal> opened = journal::open(resolved, journal::open_mode::write);
   // Checkpoints are the committer's: never in a run's start, resume or final flush.
   opened->take_over_checkpoints();
@@ -52,6 +60,14 @@ run_journal::~run_journal() {
   cv_.notify_all();
   room_cv_.notify_all();
   committer_.join();
+  journal_.reset();  // closes the file and releases its lock
+  if (path_.empty()) return;
+  {
+    std::lock_guard lock(open_mutex);
+    const auto it = open_journals().find(path_);
+    if (it != open_journals().end() && it->second.expired()) open_journals().erase(it);
+  }
+  closed_cv.notify_all();
 }
 
 void run_journal::change(change_fn change) noexcept {
