@@ -61,6 +61,7 @@ struct record_op {
   std::string run;
   task_record task;
   std::string detail;
+  bool is_new = false;  // record_new: the task has no earlier record
 };
 struct result_op {
   std::string run;
@@ -324,6 +325,12 @@ void journal::set_run_status(std::string_view run, std::string_view status, std:
 }
 
 void journal::record(std::string_view run, const task_record& task, std::string_view detail) {
+  record_task(run, task, detail, false);
+}
+
+void journal::record_new(std::string_view run, const task_record& task) { record_task(run, task, {}, true); }
+
+void journal::record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) {
   impl_->require_writable("record a task");
   if (task.key.empty()) throw_error(error_kind::generic, fmt::format("cannot record a task of run {}: empty key", run));
   if (!is_task_status(task.status)) {
@@ -333,7 +340,7 @@ void journal::record(std::string_view run, const task_record& task, std::string_
                             task.key, run, task.status));
   }
   impl_->require_run(run);
-  record_op op{std::string(run), task, std::string(detail)};
+  record_op op{std::string(run), task, std::string(detail), is_new};
   op.task.updated_ms = now_ms();
   op.task.result.reset();
   impl_->buffer.emplace_back(std::move(op));
@@ -404,7 +411,7 @@ void journal::commit() {
       if (const auto* r = std::get_if<record_op>(&group[i])) {
         impl::record_context c;
         auto [at, first] = status_before.try_emplace(task_ids[i], nullptr);
-        c.before = first ? (created.count(r->run) ? &new_task : nullptr) : at->second;
+        c.before = first ? (r->is_new || created.count(r->run) ? &new_task : nullptr) : at->second;
         if (first) c.row = &std::get<record_op>(group[last_record[task_ids[i]]]).task;
         s.apply(*r, c);
         at->second = &r->task.status;

@@ -164,6 +164,10 @@ class journal {
   /// unless the run was not created by this object (one indexed read then).
   void record(std::string_view run, const task_record& task, std::string_view detail = {});
 
+  /// record() for a task never recorded in `run` before (a run's tasks as it is created): its
+  /// transition is logged without looking for an earlier record. Throws as record().
+  void record_new(std::string_view run, const task_record& task);
+
   /// Stores the result of task `key` of `run` (buffered; copies `bytes`), replacing any earlier
   /// one. Results over inline_result_limit are written to their own file by commit(), before its
   /// transaction. Throws dx::error for an unknown run or when read-only. Does not block (beyond
@@ -225,6 +229,7 @@ class journal {
  private:
   struct impl;
   explicit journal(std::unique_ptr<impl> state);
+  void record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new);
   std::unique_ptr<impl> impl_;
 };
 

@@ -80,17 +80,21 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
   // steps() validates as it resolves (it throws what validate() would): one analysis, not two.
   e->load_steps(wf);
   e->name_ = wf.name();
-  const std::string definition = wf.to_json(-1);
   if (e->journal_) {
     // The run exists, durably, before any of its tasks runs; a journal that cannot take it fails
-    // the start.
-    e->journal_->change_now([&](journal& j) {
-      e->id_ = j.create_run(wf.name(), definition);
-      for (const task& t : e->tasks_) {
-        task_record r;
-        r.key = t.key;
-        r.status = "PENDING";
-        j.record(e->id_, r);
+    // the start. Its tasks' first records follow in the next group (a resume takes a task with
+    // no record for a PENDING one), where a task that also runs and ends has its row written once.
+    const std::string definition = wf.to_json(-1);
+    e->journal_->change_now([&](journal& j) { e->id_ = j.create_run(wf.name(), definition); });
+    std::vector<std::string> keys;
+    keys.reserve(e->tasks_.size());
+    for (const task& t : e->tasks_) keys.push_back(t.key);
+    e->journal_->change([run = e->id_, keys = std::move(keys)](journal& j) {
+      task_record r;
+      r.status = "PENDING";
+      for (const auto& key : keys) {
+        r.key = key;
+        j.record_new(run, r);
       }
     });
   } else {
