@@ -149,8 +149,9 @@ void run_journal::commit_loop() {
     {
       std::unique_lock lock(queue_mutex_);
       cv_.wait(lock, [&] { return !queue_.empty() || stop_; });
-      // A short wait gathers the changes of one burst (a scheduler tick's completions) into a group.
-      if (!stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
+      // A short wait gathers the changes of one burst (a scheduler tick's completions) into a group;
+      // a queue that is long already (the journal is behind) is a group as it is.
+      if (!stop_ && queue_.size() < 1024) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
     }
     bool stop = false;
     {
