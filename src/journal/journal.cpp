@@ -146,37 +146,39 @@ struct journal::impl {
                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   }
 
+  // The apply functions bind strings in place: each statement runs (and is reset) while the op it
+  // reads from is alive.
   void apply(const create_run_op& op) {
     auto& s = *insert_run;
-    s.bind(1, op.run.id);
-    s.bind(2, op.run.name);
-    s.bind(3, op.run.definition);
-    s.bind(4, op.run.status);
+    s.bind_in_place(1, op.run.id);
+    s.bind_in_place(2, op.run.name);
+    s.bind_in_place(3, op.run.definition);
+    s.bind_in_place(4, op.run.status);
     s.bind(5, op.run.created_ms);
     s.bind(6, op.run.head_pid);
     s.run();
     auto& log = *log_transition;
-    log.bind(1, op.run.id);
-    log.bind(2, std::string_view());
-    log.bind(3, op.run.status);
+    log.bind_in_place(1, op.run.id);
+    log.bind_in_place(2, std::string_view());
+    log.bind_in_place(3, op.run.status);
     log.bind(4, op.run.created_ms);
-    log.bind(5, std::string_view());
+    log.bind_in_place(5, std::string_view());
     log.run();
   }
 
   void apply(const run_status_op& op) {
     auto& s = *update_run_status;
-    s.bind(1, op.run);
-    s.bind(2, op.status);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, op.status);
     s.bind(3, op.time_ms);
     s.bind(4, static_cast<std::int64_t>(::getpid()));
     s.run();
     auto& log = *log_transition;
-    log.bind(1, op.run);
-    log.bind(2, std::string_view());
-    log.bind(3, op.status);
+    log.bind_in_place(1, op.run);
+    log.bind_in_place(2, std::string_view());
+    log.bind_in_place(3, op.status);
     log.bind(4, op.time_ms);
-    log.bind(5, op.detail);
+    log.bind_in_place(5, op.detail);
     log.run();
   }
 
@@ -198,36 +200,36 @@ struct journal::impl {
     // The log row first: it compares against the status recorded before this change.
     if (c.before == nullptr) {
       auto& log = *log_if_changed;
-      log.bind(1, op.run);
-      log.bind(2, t.key);
-      log.bind(3, t.status);
+      log.bind_in_place(1, op.run);
+      log.bind_in_place(2, t.key);
+      log.bind_in_place(3, t.status);
       log.bind(4, t.updated_ms);
-      log.bind(5, op.detail);
+      log.bind_in_place(5, op.detail);
       log.run();
     } else if (!op.detail.empty() || *c.before != t.status) {
       auto& log = *log_transition;
-      log.bind(1, op.run);
-      log.bind(2, t.key);
-      log.bind(3, t.status);
+      log.bind_in_place(1, op.run);
+      log.bind_in_place(2, t.key);
+      log.bind_in_place(3, t.status);
       log.bind(4, t.updated_ms);
-      log.bind(5, op.detail);
+      log.bind_in_place(5, op.detail);
       log.run();
     }
     if (c.row == nullptr) return;
     const task_record& r = *c.row;
     auto& s = *upsert_task;
-    s.bind(1, op.run);
-    s.bind(2, r.key);
-    s.bind(3, r.status);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, r.key);
+    s.bind_in_place(3, r.status);
     s.bind(4, r.attempts);
-    s.bind(5, r.assigned_to);
-    s.bind(6, r.parent);
+    s.bind_in_place(5, r.assigned_to);
+    s.bind_in_place(6, r.parent);
     s.bind(7, std::int64_t{r.is_subtask ? 1 : 0});
     s.bind(8, r.progress);
-    s.bind(9, r.error);
-    s.bind(10, r.cache_key);
+    s.bind_in_place(9, r.error);
+    s.bind_in_place(10, r.cache_key);
     s.bind(11, r.updated_ms);
-    s.bind(12, r.parameters);
+    s.bind_in_place(12, r.parameters);
     s.run();
   }
 
@@ -235,24 +237,24 @@ struct journal::impl {
     if (!op.file.empty()) runs_without_files.erase(op.run);
     if (runs_without_files.count(op.run) == 0) {
       auto& old = *old_result_file;
-      old.bind(1, op.run);
-      old.bind(2, op.key);
+      old.bind_in_place(1, op.run);
+      old.bind_in_place(2, op.key);
       if (old.step()) {
         if (!old.is_null(0) && old.text(0) != op.file) replaced_files.push_back(old.text(0));
         old.reset();
       }
     }
     auto& s = *upsert_result;
-    s.bind(1, op.run);
-    s.bind(2, op.key);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, op.key);
     s.bind(3, static_cast<std::int64_t>(op.bytes.size()));
-    s.bind(4, op.sha256);
+    s.bind_in_place(4, op.sha256);
     if (op.file.empty()) {
-      s.bind_blob(5, op.bytes);
+      s.bind_blob_in_place(5, op.bytes);
       s.bind_null(6);
     } else {
       s.bind_null(5);
-      s.bind(6, op.file);
+      s.bind_in_place(6, op.file);
     }
     s.run();
   }
