@@ -451,19 +451,23 @@ std::vector<run_record> journal::runs(bool unfinished_only) {
   return out;
 }
 
+run_record journal::run(std::string_view run) {
+  impl& j = *impl_;
+  sqlite_statement s(j.db,
+                     "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
+  s.bind(1, run);
+  if (!s.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
+  run_record out{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
+  s.reset();
+  return out;
+}
+
 run_state journal::load(std::string_view run) {
   impl& j = *impl_;
   run_state state;
   // One read transaction: the run, its tasks and their results are of the same commit.
   sqlite_transaction snapshot(j.db, sqlite_transaction::kind::read);
-  {
-    sqlite_statement s(j.db,
-                       "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
-    s.bind(1, run);
-    if (!s.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
-    state.run = run_record{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
-    s.reset();
-  }
+  state.run = this->run(run);
   // One query, so that a run of 100,000 subtasks loads in one pass.
   const std::string query = std::string(
                                 "SELECT t.key, t.status, t.attempts, t.assigned_to, t.parent, t.is_subtask, "

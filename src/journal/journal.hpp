@@ -202,6 +202,8 @@ class journal {
   /// A run and all its task records. Throws dx::error naming the run and the journal when there
   /// is no such run, or on a damaged file. Blocks.
   run_state load(std::string_view run);
+  /// The run's own record, without its tasks. Throws as load(). Blocks.
+  run_record run(std::string_view run);
 
   /// The result stored for task `key` of `run`, or nullopt when none is. Throws dx::error naming
   /// the file when a result file is missing, unreadable or does not match its SHA-256 (the caller

@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
+#include <tuple>
 
 namespace dx::detail {
 
@@ -104,24 +106,42 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
 }
 
 std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer) {
-  run_state state;
-  writer->read([&](journal& j) { state = j.load(id); });
-  if (is_finished_run_status(state.run.status))
-    throw_error(error_kind::workflow,
-                fmt::format("run {} ended {}: there is nothing to resume", state.run.id, state.run.status));
-  // Not from_json: load_steps' steps() checks the definition as from_json would (against this
-  // process's registry), and one analysis of a large workflow is what a resume waits for.
-  auto wf = std::make_shared<const workflow>(workflow::parse(state.run.definition));
-  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
-  e->id_ = state.run.id;
-  e->name_ = state.run.name;
-  e->load_steps(*wf);
-  e->resumed_.reserve(state.tasks.size());
-  for (auto& t : state.tasks) e->resumed_.emplace(t.key, std::move(t));
+  run_record run;
+  writer->read([&](journal& j) { run = j.run(id); });
+  if (is_finished_run_status(run.status))
+    throw_error(error_kind::workflow, fmt::format("run {} ended {}: there is nothing to resume", run.id, run.status));
+  // The tasks' records are read (on a thread of their own) while the definition is analysed here:
+  // the two take about as long, and nothing else runs yet. Nothing changes the run meanwhile: its
+  // head is gone, and this process is the journal's one writer.
+  using task_map = std::unordered_map<std::string, task_record>;
+  auto records = std::async(std::launch::async, [&writer, id = run.id] {
+    run_state state;
+    writer->read([&](journal& j) { state = j.load(id); });
+    auto tasks = std::make_shared<task_map>();
+    tasks->reserve(state.tasks.size());
+    for (auto& t : state.tasks) tasks->emplace(t.key, std::move(t));
+    return std::make_pair(std::move(tasks), std::make_shared<run_state>(std::move(state)));
+  });
+  std::shared_ptr<run_engine> e;
+  std::shared_ptr<const workflow> wf;
+  try {
+    // Not from_json: load_steps' steps() checks the definition as from_json would (against this
+    // process's registry), and one analysis of a large workflow is what a resume waits for.
+    wf = std::make_shared<const workflow>(workflow::parse(run.definition));
+    e.reset(new run_engine(cl, writer));
+    e->id_ = run.id;
+    e->name_ = run.name;
+    e->load_steps(*wf);
+  } catch (...) {
+    records.wait();  // it reads `writer`
+    throw;
+  }
+  auto [tasks, state] = records.get();
+  e->resumed_ = std::move(*tasks);
   // Freeing the definition's JSON and the records read (a tenth of a second for 100,000 steps)
   // waits until the first tasks are sent.
-  e->leftovers_ =
-      std::make_shared<std::pair<std::shared_ptr<const workflow>, run_state>>(std::move(wf), std::move(state));
+  e->leftovers_ = std::make_shared<std::tuple<std::shared_ptr<const workflow>, std::shared_ptr<run_state>, run_record>>(
+      std::move(wf), std::move(state), std::move(run));
   return e;
 }
 
