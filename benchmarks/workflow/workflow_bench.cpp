@@ -7,15 +7,15 @@
 // over to dx::worker_main first when started as one.
 //
 // Usage:
-//   dx_bench_workflow steps N ROUNDS [--dir DIR]
+//   dx_bench_workflow steps N ROUNDS [--only journal_on,plain_submit,journal_off] [--dir DIR]
 //       dx::options{}.local_processes(2) (the head's threads run tasks too, as by default),
 //       persist_cost_model(false). Each round, in an order that turns from round to round: a
 //       workflow of N independent steps of the registered no-op `noop_step(x)` journaled (a
 //       journal in DIR, one fsync per group), the same N calls through cl.submit + get(), and the
 //       workflow without a journal (run_options{}.without_journal()). Steps/s from cl.start() to
 //       wait() returning (building the dx::workflow is timed apart), from the first submit to the
-//       last get() for cl.submit. Every step's parameter is new in each run, so the journal's
-//       cache is asked and misses, as for new work.
+//       last get() for cl.submit, and the head's CPU time per step (all its threads). Every step's parameter is new in
+//       each run, so the journal's cache is asked and misses, as for new work.
 //   dx_bench_workflow resume N [--dir DIR]
 //       A child process (this binary, `resume-child`) starts a workflow of N independent steps of
 //       `mark_step(i)`, journaled; each run of a step appends "GENERATION KEY STEADY_NS" to a marks
@@ -40,6 +40,9 @@
 //       its dependencies; REPS runs in one cluster (the first cold). Makespan from cl.start() to
 //       wait(); ideal = tasks x 1 ms / 2 workers (as dask_tasks.py computes it), also with the
 //       measured cost of a 1 ms sleep.
+//   dx_bench_workflow define N
+//       What defining the workflow of `resume` costs, N steps: building it in C++, steps() (the
+//       analysis a run starts with), to_json and from_json (which validates).
 //
 // Output: RESULT lines of key=value pairs. Timing: std::chrono::steady_clock.
 
@@ -47,8 +50,12 @@
 
 #include "spawn_self.hpp"
 
+#include <sqlite3.h>
+
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,21 +179,32 @@ dx::workflow noop_workflow(std::size_t n, std::int64_t salt) {
 }
 
 struct timed_run {
-  double seconds = 0, build_seconds = 0;
+  double seconds = 0, build_seconds = 0, head_cpu = 0;
 };
+
+/// CPU seconds this process (the head: all its threads) has used so far.
+double head_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 timed_run run_workflow(dx::cluster& cl, std::size_t n, std::int64_t salt, const dx::run_options& opts) {
   const auto b0 = Clock::now();
   const dx::workflow wf = noop_workflow(n, salt);
+  const double c0 = head_cpu_seconds();
   const auto t0 = Clock::now();
   auto run = cl.start(wf, opts);
   run.wait();
   const auto t1 = Clock::now();
+  const double c1 = head_cpu_seconds();
   require_succeeded(run, "steps");
-  return {secs(t0, t1), secs(b0, t0)};
+  return {secs(t0, t1), secs(b0, t0), c1 - c0};
 }
 
 timed_run run_plain(dx::cluster& cl, std::size_t n, std::int64_t salt) {
+  const double c0 = head_cpu_seconds();
   const auto t0 = Clock::now();
   std::vector<dx::future<std::int64_t>> fs;
   fs.reserve(n);
@@ -194,9 +212,10 @@ timed_run run_plain(dx::cluster& cl, std::size_t n, std::int64_t salt) {
   std::int64_t sum = 0;
   for (auto& f : fs) sum += f.get();
   const auto t1 = Clock::now();
+  const double c1 = head_cpu_seconds();
   const auto nn = static_cast<std::int64_t>(n);
   if (sum != salt * nn + nn * (nn - 1) / 2) fail("plain submit: wrong results");
-  return {secs(t0, t1), 0};
+  return {secs(t0, t1), 0, c1 - c0};
 }
 
 int steps(int argc, char** argv) {
@@ -215,21 +234,28 @@ int steps(int argc, char** argv) {
   run_workflow(cl, std::min<std::size_t>(n, 2000), next_salt(), unjournaled);
 
   const char* names[] = {"journal_on", "plain_submit", "journal_off"};
+  const std::string only = "," + flag_value(argc, argv, "--only", "journal_on,plain_submit,journal_off") + ",";
   for (int r = 0; r < rounds; ++r) {
-    double s[3] = {0, 0, 0}, build[3] = {0, 0, 0};
+    double s[3] = {0, 0, 0}, build[3] = {0, 0, 0}, cpu[3] = {0, 0, 0};
     for (int k = 0; k < 3; ++k) {
       const int v = (k + r) % 3;
+      if (only.find("," + std::string(names[v]) + ",") == std::string::npos) continue;
       const timed_run t = v == 0   ? run_workflow(cl, n, next_salt(), journaled)
                           : v == 1 ? run_plain(cl, n, next_salt())
                                    : run_workflow(cl, n, next_salt(), unjournaled);
       s[v] = t.seconds;
       build[v] = t.build_seconds;
+      cpu[v] = t.head_cpu;
     }
     for (int v = 0; v < 3; ++v)
-      std::printf("RESULT mode=steps variant=%s round=%d steps=%zu seconds=%.4f steps_per_s=%.1f build_s=%.4f\n",
-                  names[v], r + 1, n, s[v], static_cast<double>(n) / s[v], build[v]);
-    std::printf("RESULT mode=steps_ratio round=%d on_vs_plain=%.4f off_vs_plain=%.4f\n", r + 1, s[1] / s[0],
-                s[1] / s[2]);
+      if (s[v] > 0)
+        std::printf(
+            "RESULT mode=steps variant=%s round=%d steps=%zu seconds=%.4f steps_per_s=%.1f build_s=%.4f "
+            "head_cpu_us_per_step=%.2f\n",
+            names[v], r + 1, n, s[v], static_cast<double>(n) / s[v], build[v], cpu[v] * 1e6 / static_cast<double>(n));
+    if (s[0] > 0 && s[1] > 0 && s[2] > 0)
+      std::printf("RESULT mode=steps_ratio round=%d on_vs_plain=%.4f off_vs_plain=%.4f\n", r + 1, s[1] / s[0],
+                  s[1] / s[2]);
     std::fflush(stdout);
   }
   return 0;
@@ -245,6 +271,7 @@ dx::workflow marking_workflow(std::size_t n) {
 
 /// The child: starts the run, writes its id, and waits (until it is killed).
 int resume_child(int, char** argv) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the benchmark, whatever becomes of it
   const std::string dir = argv[2];
   const auto n = static_cast<std::size_t>(std::atol(argv[3]));
   dx::cluster cl{dx::options{}.local_processes(2).persist_cost_model(false)};
@@ -255,6 +282,26 @@ int resume_child(int, char** argv) {
   std::filesystem::rename(dir + "/run.tmp", dir + "/run");
   run.wait();
   return 0;
+}
+
+/// The steps of run `id` the journal holds SUCCEEDED, counted by SQL (the journal's own reader
+/// loads every task: too slow to catch a run of 100,000 no-op steps half done); 0 while the
+/// journal is being created.
+std::size_t count_succeeded_now(const std::string& journal, const std::string& id) {
+  sqlite3* db = nullptr;
+  std::size_t n = 0;
+  if (sqlite3_open_v2(journal.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 1000);
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks WHERE run = ?1 AND status = 'SUCCEEDED'", -1, &s, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(s, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(s) == SQLITE_ROW) n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+    }
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db);
+  return n;
 }
 
 std::size_t count_succeeded(const std::string& id, const dx::run_options& opts, std::set<std::string>* keys) {
@@ -286,10 +333,11 @@ int resume(int argc, char** argv) {
   }
   const auto c1 = Clock::now();
   std::size_t at_kill = 0;
-  while ((at_kill = count_succeeded(id, opts, nullptr)) < n / 2) {
+  while ((at_kill = count_succeeded_now(dir.journal(), id)) < n / 2) {
     if (Clock::now() > limit) fail("the child's run did not get half done");
     int status = 0;
     if (::waitpid(child, &status, WNOHANG) == child) fail("the child ended before half its run was done");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   ::kill(child, SIGKILL);
   const auto c2 = Clock::now();
@@ -467,6 +515,25 @@ int dag(int argc, char** argv) {
   return 0;
 }
 
+// ---- define -------------------------------------------------------------------------------------
+
+int define(int, char** argv) {
+  const auto n = static_cast<std::size_t>(std::atol(argv[2]));
+  const auto b0 = Clock::now();
+  const dx::workflow wf = marking_workflow(n);
+  const auto b1 = Clock::now();
+  const auto steps = wf.steps();
+  const auto b2 = Clock::now();
+  const std::string text = wf.to_json(-1);
+  const auto b3 = Clock::now();
+  const auto back = dx::workflow::from_json(text);
+  const auto b4 = Clock::now();
+  if (steps.size() != n || back.size() != n) fail("define: steps lost");
+  std::printf("RESULT mode=define steps=%zu build_s=%.4f steps_s=%.4f to_json_s=%.4f json_bytes=%zu from_json_s=%.4f\n",
+              n, secs(b0, b1), secs(b1, b2), secs(b2, b3), text.size(), secs(b3, b4));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -477,11 +544,13 @@ int main(int argc, char** argv) {
   if (mode == "resume-child" && argc > 3) return resume_child(argc, argv);
   if (mode == "map_auto" && argc > 3) return map_auto(argc, argv);
   if (mode == "dag" && argc > 3) return dag(argc, argv);
+  if (mode == "define" && argc > 2) return define(argc, argv);
   std::fprintf(stderr,
-               "usage: %s steps N ROUNDS [--dir DIR]\n"
+               "usage: %s steps N ROUNDS [--only journal_on,plain_submit,journal_off] [--dir DIR]\n"
                "       %s resume N [--dir DIR]\n"
                "       %s map_auto N ROUNDS [--per-item M] [--dir DIR]\n"
-               "       %s dag DAG_FILE REPS [--journal on|off] [--dir DIR]\n",
-               argv[0], argv[0], argv[0], argv[0]);
+               "       %s dag DAG_FILE REPS [--journal on|off] [--dir DIR]\n"
+               "       %s define N\n",
+               argv[0], argv[0], argv[0], argv[0], argv[0]);
   return 1;
 }

@@ -61,6 +61,7 @@ struct record_op {
   std::string run;
   task_record task;
   std::string detail;
+  bool is_new = false;  // record_new: the task has no earlier record
 };
 struct result_op {
   std::string run;
@@ -128,6 +129,9 @@ struct journal::impl {
   std::unordered_set<std::string> known_runs;
   /// Files of results that the group being committed replaces; removed once it is committed.
   std::vector<std::string> replaced_files;
+  /// Pages in the write-ahead log after the last commit, as SQLite's WAL hook reports them; set
+  /// only once take_over_checkpoints() installed the hook.
+  int wal_frames = 0;
   /// Runs this writer created and has stored no result file for: a result of theirs replaces no
   /// file, so storing one needs no look for an old one.
   std::unordered_set<std::string> runs_without_files;
@@ -179,37 +183,39 @@ struct journal::impl {
     }
   }
 
+  // The apply functions bind strings in place: each statement runs (and is reset) while the op it
+  // reads from is alive.
   void apply(const create_run_op& op) {
     auto& s = *insert_run;
-    s.bind(1, op.run.id);
-    s.bind(2, op.run.name);
-    s.bind(3, op.run.definition);
-    s.bind(4, op.run.status);
+    s.bind_in_place(1, op.run.id);
+    s.bind_in_place(2, op.run.name);
+    s.bind_in_place(3, op.run.definition);
+    s.bind_in_place(4, op.run.status);
     s.bind(5, op.run.created_ms);
     s.bind(6, op.run.head_pid);
     s.run();
     auto& log = *log_transition;
-    log.bind(1, op.run.id);
-    log.bind(2, std::string_view());
-    log.bind(3, op.run.status);
+    log.bind_in_place(1, op.run.id);
+    log.bind_in_place(2, std::string_view());
+    log.bind_in_place(3, op.run.status);
     log.bind(4, op.run.created_ms);
-    log.bind(5, std::string_view());
+    log.bind_in_place(5, std::string_view());
     log.run();
   }
 
   void apply(const run_status_op& op) {
     auto& s = *update_run_status;
-    s.bind(1, op.run);
-    s.bind(2, op.status);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, op.status);
     s.bind(3, op.time_ms);
     s.bind(4, static_cast<std::int64_t>(::getpid()));
     s.run();
     auto& log = *log_transition;
-    log.bind(1, op.run);
-    log.bind(2, std::string_view());
-    log.bind(3, op.status);
+    log.bind_in_place(1, op.run);
+    log.bind_in_place(2, std::string_view());
+    log.bind_in_place(3, op.status);
     log.bind(4, op.time_ms);
-    log.bind(5, op.detail);
+    log.bind_in_place(5, op.detail);
     log.run();
   }
 
@@ -231,36 +237,36 @@ struct journal::impl {
     // The log row first: it compares against the status recorded before this change.
     if (c.before == nullptr) {
       auto& log = *log_if_changed;
-      log.bind(1, op.run);
-      log.bind(2, t.key);
-      log.bind(3, t.status);
+      log.bind_in_place(1, op.run);
+      log.bind_in_place(2, t.key);
+      log.bind_in_place(3, t.status);
       log.bind(4, t.updated_ms);
-      log.bind(5, op.detail);
+      log.bind_in_place(5, op.detail);
       log.run();
     } else if (!op.detail.empty() || *c.before != t.status) {
       auto& log = *log_transition;
-      log.bind(1, op.run);
-      log.bind(2, t.key);
-      log.bind(3, t.status);
+      log.bind_in_place(1, op.run);
+      log.bind_in_place(2, t.key);
+      log.bind_in_place(3, t.status);
       log.bind(4, t.updated_ms);
-      log.bind(5, op.detail);
+      log.bind_in_place(5, op.detail);
       log.run();
     }
     if (c.row == nullptr) return;
     const task_record& r = *c.row;
     auto& s = *upsert_task;
-    s.bind(1, op.run);
-    s.bind(2, r.key);
-    s.bind(3, r.status);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, r.key);
+    s.bind_in_place(3, r.status);
     s.bind(4, r.attempts);
-    s.bind(5, r.assigned_to);
-    s.bind(6, r.parent);
+    s.bind_in_place(5, r.assigned_to);
+    s.bind_in_place(6, r.parent);
     s.bind(7, std::int64_t{r.is_subtask ? 1 : 0});
     s.bind(8, r.progress);
-    s.bind(9, r.error);
-    s.bind(10, r.cache_key);
+    s.bind_in_place(9, r.error);
+    s.bind_in_place(10, r.cache_key);
     s.bind(11, r.updated_ms);
-    s.bind(12, r.parameters);
+    s.bind_in_place(12, r.parameters);
     s.run();
   }
 
@@ -268,24 +274,24 @@ struct journal::impl {
     if (!op.file.empty()) runs_without_files.erase(op.run);
     if (runs_without_files.count(op.run) == 0) {
       auto& old = *old_result_file;
-      old.bind(1, op.run);
-      old.bind(2, op.key);
+      old.bind_in_place(1, op.run);
+      old.bind_in_place(2, op.key);
       if (old.step()) {
         if (!old.is_null(0) && old.text(0) != op.file) replaced_files.push_back(old.text(0));
         old.reset();
       }
     }
     auto& s = *upsert_result;
-    s.bind(1, op.run);
-    s.bind(2, op.key);
+    s.bind_in_place(1, op.run);
+    s.bind_in_place(2, op.key);
     s.bind(3, static_cast<std::int64_t>(op.bytes.size()));
-    s.bind(4, op.sha256);
+    s.bind_in_place(4, op.sha256);
     if (op.file.empty()) {
-      s.bind_blob(5, op.bytes);
+      s.bind_blob_in_place(5, op.bytes);
       s.bind_null(6);
     } else {
       s.bind_null(5);
-      s.bind(6, op.file);
+      s.bind_in_place(6, op.file);
     }
     s.run();
   }
@@ -366,6 +372,12 @@ void journal::set_run_status(std::string_view run, std::string_view status, std:
 }
 
 void journal::record(std::string_view run, const task_record& task, std::string_view detail) {
+  record_task(run, task, detail, false);
+}
+
+void journal::record_new(std::string_view run, const task_record& task) { record_task(run, task, {}, true); }
+
+void journal::record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) {
   impl_->require_writable("record a task");
   if (task.key.empty()) throw_error(error_kind::generic, fmt::format("cannot record a task of run {}: empty key", run));
   if (!is_task_status(task.status)) {
@@ -375,7 +387,7 @@ void journal::record(std::string_view run, const task_record& task, std::string_
                             task.key, run, task.status));
   }
   impl_->require_run(run);
-  record_op op{std::string(run), task, std::string(detail)};
+  record_op op{std::string(run), task, std::string(detail), is_new};
   op.task.updated_ms = now_ms();
   op.task.result.reset();
   impl_->buffer.emplace_back(std::move(op));
@@ -389,6 +401,27 @@ void journal::store_result(std::string_view run, std::string_view key, std::stri
 }
 
 bool journal::has_uncommitted() const noexcept { return !impl_->buffer.empty(); }
+
+void journal::take_over_checkpoints() {
+  impl_->require_writable("manage its checkpoints");
+  // Replaces SQLite's own hook (the one that checkpoints at 1000 pages) with one that only counts.
+  sqlite3_wal_hook(
+      impl_->db.handle(),
+      [](void* frames, sqlite3*, const char*, int n) {
+        *static_cast<int*>(frames) = n;
+        return SQLITE_OK;
+      },
+      &impl_->wal_frames);
+}
+
+void journal::checkpoint(std::size_t pages) {
+  if (impl_->wal_frames <= 0 || static_cast<std::size_t>(impl_->wal_frames) < pages) return;
+  const int rc = sqlite3_wal_checkpoint_v2(impl_->db.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) impl_->db.fail(rc, "cannot checkpoint the write-ahead log");
+  impl_->wal_frames = 0;  // counted again from the next commit
+}
+
+std::size_t journal::wal_pages() const noexcept { return static_cast<std::size_t>(std::max(0, impl_->wal_frames)); }
 
 void journal::commit() {
   impl& s = *impl_;
@@ -425,7 +458,7 @@ void journal::commit() {
       if (const auto* r = std::get_if<record_op>(&group[i])) {
         impl::record_context c;
         auto [at, first] = status_before.try_emplace(task_ids[i], nullptr);
-        c.before = first ? (created.count(r->run) ? &new_task : nullptr) : at->second;
+        c.before = first ? (r->is_new || created.count(r->run) ? &new_task : nullptr) : at->second;
         if (first) c.row = &std::get<record_op>(group[last_record[task_ids[i]]]).task;
         s.apply(*r, c);
         at->second = &r->task.status;
@@ -475,6 +508,12 @@ std::optional<run_record> journal::find_run(std::string_view run) {
   return r;
 }
 
+run_record journal::run(std::string_view run) {
+  auto found = find_run(run);
+  if (!found) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, impl_->path.string()));
+  return std::move(*found);
+}
+
 run_state journal::load(std::string_view run) {
   impl& j = *impl_;
   if (j.schema_version == 0)
@@ -482,14 +521,7 @@ run_state journal::load(std::string_view run) {
   run_state state;
   // One read transaction: the run, its tasks and their results are of the same commit.
   sqlite_transaction snapshot(j.db, sqlite_transaction::kind::read);
-  {
-    sqlite_statement s(j.db,
-                       "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
-    s.bind(1, run);
-    if (!s.step()) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
-    state.run = run_record{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), s.integer(6)};
-    s.reset();
-  }
+  state.run = this->run(run);
   // One query, so that a run of 100,000 subtasks loads in one pass.
   const std::string query = std::string(
                                 "SELECT t.key, t.status, t.attempts, t.assigned_to, t.parent, t.is_subtask, "

@@ -183,6 +183,10 @@ class journal {
   /// unless the run was not created by this object (one indexed read then).
   void record(std::string_view run, const task_record& task, std::string_view detail = {});
 
+  /// record() for a task never recorded in `run` before (a run's tasks as it is created): its
+  /// transition is logged without looking for an earlier record. Throws as record().
+  void record_new(std::string_view run, const task_record& task);
+
   /// Stores the result of task `key` of `run` (buffered; copies `bytes`), replacing any earlier
   /// one. Results over inline_result_limit are written to their own file by commit(), before its
   /// transaction. Throws dx::error for an unknown run or when read-only. Does not block (beyond
@@ -197,6 +201,19 @@ class journal {
   /// True when changes wait for commit(). Does not block.
   bool has_uncommitted() const noexcept;
 
+  /// From now on commit() leaves the write-ahead log as it is, however long it grows (SQLite
+  /// otherwise copies it into the database, with an fsync, in whichever commit takes it past 1000
+  /// pages, so that one commit in many takes a checkpoint's time): the caller calls checkpoint()
+  /// instead, from a thread where its cost does not matter. Throws dx::error when read-only.
+  void take_over_checkpoints();
+  /// When the write-ahead log holds at least `pages` pages (4 KiB each), copies what no reader
+  /// still needs of it into the database (SQLite's PASSIVE checkpoint: it never waits for readers
+  /// or writers), so that later commits write it from its start again. Throws dx::error when
+  /// SQLite fails. Blocks on I/O.
+  void checkpoint(std::size_t pages = 1000);
+  /// The pages in the write-ahead log after the last commit (0 until one is made). Does not block.
+  std::size_t wal_pages() const noexcept;
+
   /// All runs (or those not SUCCEEDED, FAILED or CANCELLED), oldest first. Blocks. Throws
   /// dx::error on a damaged file.
   std::vector<run_record> runs(bool unfinished_only = false);
@@ -208,6 +225,8 @@ class journal {
   /// A run and all its task records. Throws dx::error naming the run and the journal when there
   /// is no such run, or on a damaged file. Blocks.
   run_state load(std::string_view run);
+  /// The run's own record, without its tasks. Throws as load(). Blocks.
+  run_record run(std::string_view run);
 
   /// The result stored for task `key` of `run`, or nullopt when none is. Throws dx::error naming
   /// the file when a result file is missing, unreadable or does not match its SHA-256 (the caller
@@ -254,6 +273,7 @@ class journal {
  private:
   struct impl;
   explicit journal(std::unique_ptr<impl> state);
+  void record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new);
   std::unique_ptr<impl> impl_;
 };
 

@@ -91,6 +91,18 @@ void sqlite_statement::bind_blob(int index, std::string_view bytes) {
   if (rc != SQLITE_OK) db_.fail(rc, "cannot bind a value");
 }
 
+void sqlite_statement::bind_in_place(int index, std::string_view text) {
+  const char* data = text.empty() ? "" : text.data();
+  const int rc = sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_STATIC, SQLITE_UTF8);
+  if (rc != SQLITE_OK) db_.fail(rc, "cannot bind a value");
+}
+
+void sqlite_statement::bind_blob_in_place(int index, std::string_view bytes) {
+  const char* data = bytes.empty() ? "" : bytes.data();
+  const int rc = sqlite3_bind_blob64(stmt_, index, data, bytes.size(), SQLITE_STATIC);
+  if (rc != SQLITE_OK) db_.fail(rc, "cannot bind a value");
+}
+
 void sqlite_statement::bind_null(int index) {
   const int rc = sqlite3_bind_null(stmt_, index);
   if (rc != SQLITE_OK) db_.fail(rc, "cannot bind a value");

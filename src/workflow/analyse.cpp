@@ -627,26 +627,32 @@ struct checker {
         }
       }
     }
+    // An explicit stack (a step and how many of its edges were followed), not recursion: a chain of
+    // a million steps must not exhaust the thread's stack.
     std::vector<int> color(n, 0);
-    std::vector<std::size_t> path;
-    std::function<void(std::size_t)> visit = [&](std::size_t v) {
-      color[v] = 1;
-      path.push_back(v);
-      for (std::size_t w : next[v]) {
+    std::vector<std::pair<std::size_t, std::size_t>> path;
+    for (std::size_t root = 0; root < n; ++root) {
+      if (color[root] != 0) continue;
+      color[root] = 1;
+      path.emplace_back(root, 0);
+      while (!path.empty()) {
+        auto& [v, edge] = path.back();
+        if (edge == next[v].size()) {
+          color[v] = 2;
+          path.pop_back();
+          continue;
+        }
+        const std::size_t w = next[v][edge++];
         if (color[w] == 1) {
           std::string cycle = "cycle: ";
-          auto from = std::find(path.begin(), path.end(), w);
-          for (auto it = from; it != path.end(); ++it) cycle += in_quotes(result.steps[*it].name) + " -> ";
+          auto from = std::find_if(path.begin(), path.end(), [&](const auto& p) { return p.first == w; });
+          for (auto it = from; it != path.end(); ++it) cycle += in_quotes(result.steps[it->first].name) + " -> ";
           problem(cycle + in_quotes(result.steps[w].name) + " (each runs after the one before it)");
         } else if (color[w] == 0) {
-          visit(w);
+          color[w] = 1;
+          path.emplace_back(w, 0);  // `v` and `edge` are not used past this point: the vector may move
         }
       }
-      path.pop_back();
-      color[v] = 2;
-    };
-    for (std::size_t i = 0; i < n; ++i) {
-      if (color[i] == 0) visit(i);
     }
   }
 

@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
+#include <tuple>
 
 namespace dx::detail {
 
@@ -32,6 +34,8 @@ run_engine::run_engine(cluster& cl, std::shared_ptr<run_journal> writer)
 void run_engine::load_steps(const workflow& wf) {
   steps_ = wf.steps();
   runs_.resize(steps_.size());
+  step_index_.reserve(steps_.size());
+  task_index_.reserve(steps_.size());
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     step_index_[steps_[i].name] = i;
     runs_[i].task = add_task(steps_[i].name, i);
@@ -58,17 +62,21 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
   e->load_steps(wf);
   e->name_ = wf.name();
   e->created_ms_ = e->updated_ms_ = unix_ms_now();
-  const std::string definition = wf.to_json(-1);
   if (e->journal_) {
     // The run exists, durably, before any of its tasks runs; a journal that cannot take it fails
-    // the start.
-    e->journal_->change_now([&](journal& j) {
-      e->id_ = j.create_run(wf.name(), definition);
-      for (const task& t : e->tasks_) {
-        task_record r;
-        r.key = t.key;
-        r.status = "PENDING";
-        j.record(e->id_, r);
+    // the start. Its tasks' first records follow in the next group (a resume takes a task with
+    // no record for a PENDING one), where a task that also runs and ends has its row written once.
+    const std::string definition = wf.to_json(-1);
+    e->journal_->change_now([&](journal& j) { e->id_ = j.create_run(wf.name(), definition); });
+    std::vector<std::string> keys;
+    keys.reserve(e->tasks_.size());
+    for (const task& t : e->tasks_) keys.push_back(t.key);
+    e->journal_->change([run = e->id_, keys = std::move(keys)](journal& j) {
+      task_record r;
+      r.status = "PENDING";
+      for (const auto& key : keys) {
+        r.key = key;
+        j.record_new(run, r);
       }
     });
   } else {
@@ -78,21 +86,44 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
 }
 
 std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer) {
-  run_state state;
-  writer->read([&](journal& j) { state = j.load(id); });
-  if (is_finished_run_status(state.run.status))
-    throw_error(error_kind::workflow,
-                fmt::format("run {} ended {}: there is nothing to resume", state.run.id, state.run.status));
-  // Not from_json: load_steps' steps() checks the definition as from_json would (against this
-  // process's registry), and one analysis of a large workflow is what a resume waits for.
-  const workflow wf = workflow::parse(state.run.definition);
-  std::shared_ptr<run_engine> e(new run_engine(cl, std::move(writer)));
-  e->id_ = state.run.id;
-  e->name_ = state.run.name;
-  e->created_ms_ = state.run.created_ms;
-  e->updated_ms_ = unix_ms_now();
-  e->load_steps(wf);
-  for (auto& t : state.tasks) e->resumed_.emplace(t.key, std::move(t));
+  run_record run;
+  writer->read([&](journal& j) { run = j.run(id); });
+  if (is_finished_run_status(run.status))
+    throw_error(error_kind::workflow, fmt::format("run {} ended {}: there is nothing to resume", run.id, run.status));
+  // The tasks' records are read (on a thread of their own) while the definition is analysed here:
+  // the two take about as long, and nothing else runs yet. Nothing changes the run meanwhile: its
+  // head is gone, and this process is the journal's one writer.
+  using task_map = std::unordered_map<std::string, task_record>;
+  auto records = std::async(std::launch::async, [&writer, id = run.id] {
+    run_state state;
+    writer->read([&](journal& j) { state = j.load(id); });
+    auto tasks = std::make_shared<task_map>();
+    tasks->reserve(state.tasks.size());
+    for (auto& t : state.tasks) tasks->emplace(t.key, std::move(t));
+    return std::make_pair(std::move(tasks), std::make_shared<run_state>(std::move(state)));
+  });
+  std::shared_ptr<run_engine> e;
+  std::shared_ptr<const workflow> wf;
+  try {
+    // Not from_json: load_steps' steps() checks the definition as from_json would (against this
+    // process's registry), and one analysis of a large workflow is what a resume waits for.
+    wf = std::make_shared<const workflow>(workflow::parse(run.definition));
+    e.reset(new run_engine(cl, writer));
+    e->id_ = run.id;
+    e->name_ = run.name;
+    e->created_ms_ = run.created_ms;
+    e->updated_ms_ = unix_ms_now();
+    e->load_steps(*wf);
+  } catch (...) {
+    records.wait();  // it reads `writer`
+    throw;
+  }
+  auto [tasks, state] = records.get();
+  e->resumed_ = std::move(*tasks);
+  // Freeing the definition's JSON and the records read (a tenth of a second for 100,000 steps)
+  // waits until the first tasks are sent.
+  e->leftovers_ = std::make_shared<std::tuple<std::shared_ptr<const workflow>, std::shared_ptr<run_state>, run_record>>(
+      std::move(wf), std::move(state), std::move(run));
   return e;
 }
 
@@ -119,10 +150,20 @@ void run_engine::start() {
     set_run_status_locked(workflow_status::running);
     for (std::size_t i = 0; i < steps_.size(); ++i)
       if (runs_[i].unmet == 0) ready_.push_back(i);
-    launch_ready_locked();
+    pumping_ = true;  // the first slice here, the rest by a pump task (see send_queued)
+    launch_ready_locked(true);
     finish_if_done_locked();
   }
   send_queued();
+  leftovers_.reset();
+  {
+    std::lock_guard lock(mutex_);
+    if (ready_.empty() || stopping_) {
+      pumping_ = false;
+      return;
+    }
+  }
+  hand_pump_over();
 }
 
 void run_engine::launch_ready_locked(bool pump) {
@@ -130,8 +171,12 @@ void run_engine::launch_ready_locked(bool pump) {
   if (pumping_ && !pump) return;  // the thread in send_queued's pump takes it in order
   launching_ = true;
   // A slice at a time: send_queued submits it and comes back for the next, so the first tasks of a
-  // large run reach the workers while the rest are still being launched.
-  for (std::size_t n = 0; n < launch_slice && !ready_.empty() && !stopping_; ++n) {
+  // large run reach the workers while the rest are still being launched. A slice is launch_slice
+  // submissions, or 16 times as many steps when most submit nothing (finished before a resume,
+  // cached), which cost little.
+  const std::size_t queued_before = queued_.size();
+  for (std::size_t n = 0;
+       queued_.size() - queued_before < launch_slice && n < 16 * launch_slice && !ready_.empty() && !stopping_; ++n) {
     const std::size_t step = ready_.front();
     ready_.pop_front();
     if (tasks_[runs_[step].task].status == task_status::pending) launch_locked(step);

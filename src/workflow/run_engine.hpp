@@ -184,11 +184,13 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
     std::size_t unmet = 0;                // dependencies not succeeded yet
     bool ended = false;                   // counted in ended_steps_
     std::vector<std::size_t> subtasks;    // a split step's chunks, or an aggregate's reductions
-    std::deque<std::size_t> to_reduce;    // an aggregate: results waiting for a partner, in order
-    std::size_t open = 0;                 // subtasks not finished
-    std::size_t done = 0;                 // subtasks succeeded
-    std::int64_t done_positions = 0;      // a split's indices or items in chunks that succeeded
-    int shown_percent = -1;               // the parent's progress as last journaled
+    // An aggregate: results waiting for a partner, in order. A vector: a deque allocates as it is
+    // made, and every step has one.
+    std::vector<std::size_t> to_reduce;
+    std::size_t open = 0;             // subtasks not finished
+    std::size_t done = 0;             // subtasks succeeded
+    std::int64_t done_positions = 0;  // a split's indices or items in chunks that succeeded
+    int shown_percent = -1;           // the parent's progress as last journaled
     split_cut cut;
   };
 
@@ -200,6 +202,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   /// Steps launched at most per launch_ready_locked: a slice's submissions are sent before the
   /// next slice is launched.
   static constexpr std::size_t launch_slice = 256;
+  /// The pump launches the next slice once at most this many changes wait for the journal (some
+  /// 1,000 to 4,000 steps' worth: a few tenths of a second at most of finished work to redo after
+  /// a crash).
+  static constexpr std::size_t journal_lag = 4096;
   /// Launches up to launch_slice ready steps; send_queued (which every caller runs after it,
   /// without the lock) sends them and launches the rest. Does nothing while another thread pumps
   /// (see send_queued), unless `pump` (that thread).
@@ -242,11 +248,15 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::size_t worker_threads() const;
 
   // submission (run_submit.cpp)
-  /// Submits to the head what submit_locked queued, and launches the ready steps that
-  /// launch_ready_locked left, a slice at a time, until none is left. Called without the lock,
-  /// after every change that may have queued work or readied steps: the head reports
-  /// synchronously (a task sent, a task it fails at once), and its reports take the lock.
-  void send_queued();
+  /// Submits to the head what submit_locked queued. Called without the lock, after every change
+  /// that may have queued work or readied steps: the head reports synchronously (a task sent, a
+  /// task it fails at once), and its reports take the lock. With `pump` (the caller is the pump
+  /// task: pumping_ was set for it), also launches the ready steps launch_ready_locked left, a
+  /// slice at a time, until none is left; without, hands them to a pump task on the local
+  /// executor when nobody pumps.
+  void send_queued(bool pump = false);
+  /// Posts the pump (pumping_ set for it) as a task of the local executor.
+  void hand_pump_over();
   void submit_locked(std::size_t task, const std::string& function, std::vector<std::string> args,
                      const task_options& opts);
   std::vector<std::string> function_args_locked(const workflow_step& s, const std::string* chunk_bytes);
@@ -264,8 +274,9 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::deque<task> tasks_;  // stable addresses; indices are task ids
   std::unordered_map<std::string, std::size_t> task_index_;
   std::unordered_map<std::string, task_record> resumed_;  // tasks the journal had, by key (resume only)
-  std::deque<std::size_t> ready_;                         // steps whose dependencies all succeeded
-  std::size_t ended_steps_ = 0, failed_steps_ = 0;        // failed: failed, skipped or cancelled
+  std::shared_ptr<void> leftovers_;                 // what resume read and no longer needs, freed once start() sent
+  std::deque<std::size_t> ready_;                   // steps whose dependencies all succeeded
+  std::size_t ended_steps_ = 0, failed_steps_ = 0;  // failed: failed, skipped or cancelled
   workflow_status status_ = workflow_status::created;
   std::int64_t created_ms_ = 0, updated_ms_ = 0;  // Unix milliseconds
   std::uint64_t version_ = 0;                     // see run_summary_view::version
@@ -289,7 +300,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::size_t in_flight_ = 0;
   bool stopping_ = false;   // cancelled or interrupted: nothing new starts
   bool launching_ = false;  // launch_ready_locked is on the stack
-  bool pumping_ = false;    // a thread in send_queued launches the ready steps, slice by slice
+  bool pumping_ = false;    // a thread in send_queued launches the ready steps, slice by slice (or will)
 };
 
 }  // namespace dx::detail

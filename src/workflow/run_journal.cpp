@@ -15,6 +15,7 @@ namespace dx::detail {
 namespace {
 
 std::mutex open_mutex;
+std::condition_variable closed_cv;  // a writer whose last holder let go has closed its journal
 std::map<std::filesystem::path, std::weak_ptr<run_journal>>& open_journals() {
   static std::map<std::filesystem::path, std::weak_ptr<run_journal>> m;
   return m;
@@ -39,6 +40,11 @@ class run_journal::core {
       wake = queue_.size() == 1;
     }
     if (wake) cv_.notify_one();
+  }
+
+  void wait_for_room(std::size_t most) {
+    std::unique_lock lock(queue_mutex_);
+    room_cv_.wait(lock, [&] { return queue_.size() <= most || stop_; });
   }
 
   void change_now(const change_fn& change) {
@@ -85,6 +91,7 @@ class run_journal::core {
       stop_ = true;
     }
     cv_.notify_all();
+    room_cv_.notify_all();
   }
 
   /// The committing thread: a group per burst of changes, and the requests of watched runs.
@@ -102,8 +109,9 @@ class run_journal::core {
           cv_.wait_until(lock, next_poll, work);
         }
         // A short wait gathers the changes of one burst (a scheduler tick's completions) into a
-        // group.
-        if (!queue_.empty() && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
+        // group; a queue that is long already (the journal is behind) is a group as it is.
+        if (!queue_.empty() && !stop_ && queue_.size() < 1024)
+          cv_.wait_for(lock, std::chrono::milliseconds(2), [&] { return stop_; });
         poll = !stop_ && !watched_.empty() && clock::now() >= next_poll;
       }
       if (poll) {
@@ -115,13 +123,19 @@ class run_journal::core {
         std::lock_guard lock(db_mutex_);
         apply_queued_locked();
         commit_locked();
+        try {
+          journal_->checkpoint();
+        } catch (const std::exception& e) {  // the log grows until a later checkpoint succeeds
+          log(log_level::warn, "workflow journal {}: {}", path_.string(), e.what());
+        }
       }
       {
         std::lock_guard lock(queue_mutex_);
         stop = stop_ && queue_.empty();
       }
-      if (stop) return;
+      if (stop) break;
     }
+    close();
   }
 
   double commit_seconds() const noexcept {
@@ -137,6 +151,7 @@ class run_journal::core {
       std::lock_guard lock(queue_mutex_);
       batch.swap(queue_);
     }
+    room_cv_.notify_all();
     for (auto& c : batch) {
       try {
         c(*journal_);
@@ -159,6 +174,20 @@ class run_journal::core {
         static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - began).count()),
         std::memory_order_relaxed);
+  }
+
+  /// Closes the file (releasing its lock) and lets a writer waiting in at() open it again.
+  void close() noexcept {
+    {
+      std::lock_guard lock(db_mutex_);
+      journal_.reset();
+    }
+    {
+      std::lock_guard lock(open_mutex);
+      const auto it = open_journals().find(path_);
+      if (it != open_journals().end() && it->second.expired()) open_journals().erase(it);
+    }
+    closed_cv.notify_all();
   }
 
   /// Answers the open requests of watched runs (committing thread, no lock held while a run's
@@ -212,8 +241,9 @@ class run_journal::core {
   const std::filesystem::path path_;
   std::mutex db_mutex_;  // the journal itself: applying, committing, reading
   std::unique_ptr<journal> journal_;
-  std::mutex queue_mutex_;  // the queue and the watches only: never held across I/O or a callback
-  std::condition_variable cv_;
+  std::mutex queue_mutex_;           // the queue and the watches only: never held across I/O or a callback
+  std::condition_variable cv_;       // the committer waits for changes
+  std::condition_variable room_cv_;  // wait_for_room waits for the committer to take them
   std::vector<change_fn> queue_;
   bool stop_ = false;
   std::map<std::string, watched> watched_;
@@ -224,9 +254,18 @@ class run_journal::core {
 
 std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) {
   const std::filesystem::path resolved = std::filesystem::absolute(resolve_journal_path(path));
-  std::lock_guard lock(open_mutex);
-  if (auto existing = open_journals()[resolved].lock()) return existing;
+  std::unique_lock lock(open_mutex);
+  for (;;) {
+    const auto it = open_journals().find(resolved);
+    if (it == open_journals().end()) break;
+    if (auto existing = it->second.lock()) return existing;
+    // Its last holder let go and its committing thread is closing it (a run's last reference can
+    // go on any thread): the file's lock is free once that is done.
+    closed_cv.wait(lock);
+  }
   std::unique_ptr<journal> opened = journal::open(resolved, journal::open_mode::write);
+  // Checkpoints are the committer's: never in a run's start, resume or final flush.
+  opened->take_over_checkpoints();
   // One writer at a time holds a journal: a run still CREATED or RUNNING when it is opened for
   // writing lost its head (killed, or the machine stopped). It waits for a resume.
   for (const auto& r : opened->runs(true))
@@ -235,8 +274,7 @@ std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) 
   opened->commit();
   cache_filter keys;
   opened->each_cache_key([&](std::string_view key) { keys.add(key); });
-  std::shared_ptr<run_journal> j(
-      new run_journal(std::make_shared<core>(std::move(opened), resolved), std::move(keys)));
+  std::shared_ptr<run_journal> j(new run_journal(std::make_shared<core>(std::move(opened), resolved), std::move(keys)));
   open_journals()[resolved] = j;
   return j;
 }
@@ -258,6 +296,7 @@ run_journal::~run_journal() {
 }
 
 void run_journal::change(change_fn change) noexcept { core_->change(std::move(change)); }
+void run_journal::wait_for_room(std::size_t most) { core_->wait_for_room(most); }
 void run_journal::change_now(const change_fn& change) { core_->change_now(change); }
 void run_journal::read(const change_fn& query) { core_->read(query); }
 void run_journal::flush() noexcept { core_->flush(); }

@@ -38,6 +38,10 @@ class run_journal {
   /// milliseconds. A change that throws is logged, not passed on (runs report from threads that
   /// cannot take an exception). Thread-safe; never waits for the disk.
   void change(change_fn change) noexcept;
+  /// Blocks while more than `most` changes wait to be applied, so that a run launching work
+  /// faster than the journal records it waits for the journal rather than letting it fall
+  /// behind (what a crash loses, and the queue's memory, stay bounded). Thread-safe.
+  void wait_for_room(std::size_t most);
   /// Applies what is queued, then `change`, and commits them, returning after the fsync. Throws
   /// what the change or the commit throws (dx::error). Thread-safe; blocks.
   void change_now(const change_fn& change);

@@ -335,20 +335,19 @@ void run_engine::reduce_more_locked(std::size_t step) {
       submit_locked(k, "dx.command", {std::move(bytes)}, s.options);
       return;
     }
-    std::deque<std::size_t> level;
+    std::vector<std::size_t> level;
     level.swap(r.to_reduce);
-    while (level.size() >= 2) {
-      const std::size_t a = level.front();
-      level.pop_front();
-      const std::size_t b = level.front();
-      level.pop_front();
+    std::size_t next = 0;
+    while (level.size() - next >= 2) {
+      const std::size_t a = level[next++];
+      const std::size_t b = level[next++];
       const std::size_t k = add_task(fmt::format("{}#{}", s.name, r.subtasks.size()), step);
       r.subtasks.push_back(k);
       ++r.open;
       r.to_reduce.push_back(k);
       submit_locked(k, agg.function, {*tasks_[a].result, *tasks_[b].result}, s.options);
     }
-    if (!level.empty()) r.to_reduce.push_back(level.front());  // the odd one moves up as it is
+    if (next < level.size()) r.to_reduce.push_back(level[next]);  // the odd one moves up as it is
   } catch (const std::exception& e) {
     task_failed_locked(r.task, e.what(), task_status::failed);
   }

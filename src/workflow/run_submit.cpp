@@ -107,11 +107,11 @@ bool pause_unless_stopped(std::chrono::nanoseconds pause) {
 
 }  // namespace
 
-void run_engine::send_queued() {
-  // This thread launches what launch_ready_locked left while no other thread does (the pump); a
-  // thread that finds another pumping only sends what is queued and returns, so a thread that
-  // reports outcomes is not held up launching a large run's backlog.
-  bool pump = false;
+void run_engine::send_queued(bool pump) {
+  // The pump launches what launch_ready_locked left, a slice at a time, sending each before the
+  // next: a task of the local executor. Never a thread that reports outcomes (the transport's):
+  // while it launched, no frame would be read or sent, and workers would take the head for dead;
+  // nor the thread that starts the run, which would wait for the whole run to be launched.
   struct pump_guard {
     run_engine& e;
     bool& pump;
@@ -124,23 +124,34 @@ void run_engine::send_queued() {
   for (;;) {
     std::vector<queued_submission> batch;
     std::vector<continuation*> outcomes;
-    bool stopping = false;
+    bool stopping = false, hand_over = false;
+    // The pump launches no faster than the journal records: it waits while the journal is behind.
+    if (pump && journal_) journal_->wait_for_room(journal_lag);
     {
       std::lock_guard lock(mutex_);
-      if (queued_.empty() && !ready_.empty() && !stopping_ && (pump || !pumping_)) {
-        pumping_ = pump = true;
+      if (pump && queued_.empty() && !ready_.empty() && !stopping_) {
         launch_ready_locked(true);  // the next slice
         finish_if_done_locked();
       }
       batch.swap(queued_);
       outcomes.swap(local_outcomes_);
       stopping = stopping_;
-      if (batch.empty() && outcomes.empty() && (!pump || ready_.empty() || stopping_)) {
+      if (batch.empty() && outcomes.empty()) {
+        if (pump && !ready_.empty() && !stopping_) continue;  // launched steps that sent nothing
         if (pump) pumping_ = pump = false;
-        return;
+        hand_over = !ready_.empty() && !stopping_ && !pumping_;
+        if (hand_over) pumping_ = true;
       }
     }
     for (continuation* c : outcomes) static_cast<local_outcome*>(c)->state->on_ready(c);
+    if (hand_over) {
+      hand_pump_over();
+      return;
+    }
+    if (batch.empty()) {
+      if (outcomes.empty()) return;
+      continue;
+    }
     std::vector<std::pair<std::uint64_t, std::uint32_t>> submitted;  // the head's task id -> ours
     submitted.reserve(batch.size());
     for (auto& q : batch) {
@@ -159,6 +170,17 @@ void run_engine::send_queued() {
       std::lock_guard lock(mutex_);
       for (const auto& [head_task, k] : submitted) head_tasks_[head_task] = k;
     }
+  }
+}
+
+void run_engine::hand_pump_over() {
+  try {
+    cl_.local().post(priority::high, [weak = weak_from_this()] {
+      if (auto e = weak.lock()) e->send_queued(true);
+    });
+  } catch (...) {  // the executor is stopping: so is the cluster, which interrupts the run
+    std::lock_guard lock(mutex_);
+    pumping_ = false;
   }
 }
 

@@ -472,6 +472,55 @@ TEST_CASE("A task recorded several times in one group keeps its last record, eac
   CHECK(tasks[1].status == "RUNNING");
 }
 
+TEST_CASE("A journal that took over its checkpoints lets the write-ahead log grow until checkpoint()", "[journal]") {
+  temp_dir dir;
+  std::string run;
+  int tasks = 0;
+  {
+    auto j = journal::open(dir.path() / "j.sqlite", write_mode);
+    j->take_over_checkpoints();
+    run = j->create_run("r", "{}");
+    j->commit();
+    // SQLite alone would have checkpointed at 1000 pages.
+    for (int g = 0; g < 400 && j->wal_pages() <= 1500; ++g) {
+      for (int i = 0; i < 200; ++i) j->record(run, task(numbered("t", tasks++), "SUCCEEDED"));
+      j->commit();
+    }
+    REQUIRE(j->wal_pages() > 1500);
+    j->checkpoint(2000);  // fewer pages than asked: nothing done
+    j->record(run, task(numbered("t", tasks++), "RUNNING"));
+    j->commit();
+    REQUIRE(j->wal_pages() > 1500);
+    j->checkpoint();
+    j->record(run, task(numbered("t", tasks++), "RUNNING"));
+    j->commit();
+    CHECK(j->wal_pages() < 100);  // written from the log's start again
+  }
+  auto reader = journal::open(dir.path() / "j.sqlite", journal::open_mode::read_only);
+  CHECK(reader->load(run).tasks.size() == static_cast<std::size_t>(tasks));
+}
+
+TEST_CASE("record_new logs a new task's first transition and is followed like any record", "[journal]") {
+  temp_dir dir;
+  auto j = journal::open(dir.path() / "j.sqlite", write_mode);
+  const std::string run = j->create_run("r", "{}");
+  j->commit();  // the run in a group of its own: its tasks are new to the journal, not to the group
+  j->record_new(run, task("a", "PENDING"));
+  j->record_new(run, task("b", "PENDING"));
+  j->record(run, task("b", "RUNNING"));
+  j->commit();
+  j->record(run, task("a", "PENDING"));  // no change
+  j->record(run, task("a", "SUCCEEDED"));
+  j->commit();
+  std::vector<std::string> seen;
+  for (const auto& t : j->transitions(run)) seen.push_back(t.key + ":" + t.status);
+  CHECK(seen == std::vector<std::string>{":CREATED", "a:PENDING", "b:PENDING", "b:RUNNING", "a:SUCCEEDED"});
+  const auto tasks = j->load(run).tasks;
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].status == "SUCCEEDED");
+  CHECK(tasks[1].status == "RUNNING");
+}
+
 TEST_CASE("Transitions page by seq, one run at a time", "[journal]") {
   temp_dir dir;
   auto j = journal::open(dir.path() / "j.sqlite", write_mode);

@@ -191,6 +191,28 @@ TEST_CASE("The example workflows parse, validate and round-trip through JSON", "
   }
 }
 
+TEST_CASE("Steps defined before what they depend on come in topological order, each with its own fields",
+          "[workflow]") {
+  // Defined d, c, b, a, e: a chain written backwards, and one free step.
+  auto steps = dx::workflow::from_json(R"({"name": "backwards", "steps": [
+      {"name": "d", "command": ["echo", "d"], "after": ["c"]},
+      {"name": "c", "command": ["echo", "c"], "after": ["b"]},
+      {"name": "b", "command": ["echo", "b"], "after": ["a"]},
+      {"name": "a", "command": ["echo", "a"]},
+      {"name": "e", "command": ["echo", "e"]}]})")
+                   .steps();
+  std::vector<std::string> order;
+  for (auto& s : steps) {
+    order.push_back(s.name);
+    CHECK(s.command == std::vector<std::string>{"echo", s.name});
+  }
+  CHECK(order == std::vector<std::string>{"a", "b", "c", "d", "e"});
+  CHECK(steps[0].depends_on.empty());
+  CHECK(steps[1].depends_on == std::vector<std::string>{"a"});
+  CHECK(steps[3].depends_on == std::vector<std::string>{"c"});
+  CHECK(steps[4].depends_on.empty());
+}
+
 TEST_CASE("Steps come resolved, in topological order, with defaults applied", "[workflow]") {
   using namespace std::chrono_literals;
   auto steps = dx::workflow::from_json(example("train.json")).steps();

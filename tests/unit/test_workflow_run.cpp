@@ -11,6 +11,7 @@
 #include "common/sha256.hpp"
 #include "journal/journal.hpp"
 #include "workflow/cache_filter.hpp"
+#include "workflow/run_journal.hpp"
 
 #include <nlohmann/json.hpp>
 #include "temp_dir.hpp"
@@ -236,6 +237,22 @@ TEST_CASE("workflow run: a journal opened again still offers what it holds to th
   CHECK(status_of(second, "load") == dx::task_status::cached);
   CHECK(status_of(second, "fit") == dx::task_status::cached);
   CHECK(second.result<std::int64_t>("fit") == 62);
+}
+
+TEST_CASE("workflow run: a journal being closed on one thread is opened again on another once it is closed",
+          "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto path = dir.path() / "journal.sqlite";
+  auto first = dx::detail::run_journal::at(path);
+  // A change that takes a while, so that closing the writer (which applies it first) does too.
+  first->change([](dx::detail::journal&) { std::this_thread::sleep_for(300ms); });
+  std::thread closer([w = std::move(first)]() mutable { w.reset(); });  // the last holder, elsewhere
+  std::this_thread::sleep_for(50ms);
+  std::shared_ptr<dx::detail::run_journal> second;
+  CHECK_NOTHROW(second = dx::detail::run_journal::at(path));  // waits for the close, not "in use"
+  closer.join();
+  REQUIRE(second);
+  CHECK(second.get() != nullptr);
 }
 
 TEST_CASE("workflow run: the cache filter holds every key added, and few others", "[workflow-run]") {
