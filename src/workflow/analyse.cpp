@@ -8,6 +8,8 @@
 #include "common/sha256.hpp"
 #include "workflow/workflow_impl.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -612,6 +614,26 @@ struct checker {
     out.aggregate = std::move(agg);
   }
 
+  /// "cycle: 'a' -> 'b' -> 'a' (...)"; a long cycle shows its first and last steps and how many
+  /// are between, so that a cycle through a large workflow does not make a message of megabytes.
+  template <class It>
+  std::string cycle_text(It from, It to, std::size_t back_to) const {
+    const auto length = static_cast<std::size_t>(to - from);
+    constexpr std::size_t shown_at_each_end = 5;
+    std::string text = length > 2 * shown_at_each_end ? fmt::format("cycle of {} steps: ", length) : "cycle: ";
+    std::size_t i = 0;
+    for (auto it = from; it != to; ++it, ++i) {
+      if (length > 2 * shown_at_each_end && i == shown_at_each_end) {
+        text += fmt::format("... ({} more) -> ", length - 2 * shown_at_each_end);
+        it += static_cast<std::ptrdiff_t>(length - 2 * shown_at_each_end - 1);
+        i += length - 2 * shown_at_each_end - 1;
+        continue;
+      }
+      text += in_quotes(result.steps[it->first].name) + " -> ";
+    }
+    return text + in_quotes(result.steps[back_to].name) + " (each runs after the one before it)";
+  }
+
   void cycles() {
     // Depth-first over "runs before" edges (a dependency to its dependent), in file order.
     const std::size_t n = result.steps.size();
@@ -644,10 +666,8 @@ struct checker {
         }
         const std::size_t w = next[v][edge++];
         if (color[w] == 1) {
-          std::string cycle = "cycle: ";
-          auto from = std::find_if(path.begin(), path.end(), [&](const auto& p) { return p.first == w; });
-          for (auto it = from; it != path.end(); ++it) cycle += in_quotes(result.steps[it->first].name) + " -> ";
-          problem(cycle + in_quotes(result.steps[w].name) + " (each runs after the one before it)");
+          const auto from = std::find_if(path.begin(), path.end(), [&](const auto& p) { return p.first == w; });
+          problem(cycle_text(from, path.end(), w));
         } else if (color[w] == 0) {
           color[w] = 1;
           path.emplace_back(w, 0);  // `v` and `edge` are not used past this point: the vector may move
