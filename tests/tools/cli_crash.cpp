@@ -320,20 +320,27 @@ const char* long_workflow = R"({"name": "long", "steps": [
   {"name": "nap3", "function": "crash.nap", "parameters": [60000], "after": ["first"]},
   {"name": "sleep", "command": ["sleep", "60"], "after": ["first"]}]})";
 
-/// Waits (bounded) until the run of `journal` has `n` tasks RUNNING; returns its id.
+/// Waits (bounded) until the run of `journal` has handed its `n` long steps to the workers (READY
+/// or RUNNING) and at least two of them run; returns its id. Not all `n` RUNNING: a worker that
+/// joined late may find the steps already placed on the other, queued behind its running ones.
 std::string wait_running(const fs::path& dir, const fs::path& journal, std::size_t n) {
   const auto deadline = clock::now() + 30s;
+  std::size_t running = 0, sent = 0;
   while (clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);
     if (!fs::exists(journal)) continue;
     const dx_outcome o = run_dx(dir, "status", {"status", "--json", "--journal", journal.string()});
     if (o.code != 0) continue;  // no run yet
     const json state = json::parse(o.out);
-    std::size_t running = 0;
-    for (const auto& t : state["tasks"]) running += t["status"] == "RUNNING" ? 1 : 0;
-    if (running >= n) return state["id"];
+    running = sent = 0;
+    for (const auto& t : state["tasks"]) {
+      running += t["status"] == "RUNNING" ? 1 : 0;
+      sent += t["status"] == "RUNNING" || t["status"] == "READY" ? 1 : 0;
+    }
+    if (sent >= n && running >= 2) return state["id"];
   }
-  FAIL("the run did not get " << n << " tasks running within 30 s");
+  FAIL("the run did not send its " << n << " steps with two running within 30 s (sent " << sent << ", running "
+                                   << running << ")");
   return {};
 }
 
