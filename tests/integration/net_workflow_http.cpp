@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_client.hpp"
+#include "scoped_env.hpp"
 #include "temp_dir.hpp"
 
 #include <chrono>
@@ -89,25 +90,6 @@ json wait_ended(const std::string& ep, const std::string& id) {
   return v;
 }
 
-/// DX_JOURNAL set for the scope (runs posted over HTTP use the default journal), then restored.
-class journal_env {
- public:
-  explicit journal_env(const std::string& path) {
-    if (const char* old = std::getenv("DX_JOURNAL")) old_ = old;
-    ::setenv("DX_JOURNAL", path.c_str(), 1);
-  }
-  ~journal_env() {
-    if (old_.empty()) {
-      ::unsetenv("DX_JOURNAL");
-    } else {
-      ::setenv("DX_JOURNAL", old_.c_str(), 1);
-    }
-  }
-
- private:
-  std::string old_;
-};
-
 dx::options served() {
   return dx::options{}.threads(2).local_processes(1).http("127.0.0.1:0").persist_cost_model(false);
 }
@@ -184,7 +166,8 @@ TEST_CASE("workflow http: a run is listed and shown while it runs and after; met
 
 TEST_CASE("workflow http: with a token, a workflow is posted and cancelled only with it", "[net][workflow-http]") {
   const dx_support::temp_dir dir("dx_wfhttp");
-  const journal_env env((dir.path() / "journal.sqlite").string());
+  // Runs started over HTTP use the default journal.
+  const dx_support::scoped_env env("DX_JOURNAL", (dir.path() / "journal.sqlite").string());
   const std::string gate = (dir.path() / "gate").string();
   dx::cluster cl{served().token("s3cret-token")};
   const std::string ep = cl.http_endpoint();
@@ -230,7 +213,8 @@ TEST_CASE("workflow http: with a token, a workflow is posted and cancelled only 
 TEST_CASE("workflow http: without a token, changes are taken from this machine under a loopback name only",
           "[net][workflow-http]") {
   const dx_support::temp_dir dir("dx_wfhttp");
-  const journal_env env((dir.path() / "journal.sqlite").string());
+  // Runs started over HTTP use the default journal.
+  const dx_support::scoped_env env("DX_JOURNAL", (dir.path() / "journal.sqlite").string());
   dx::cluster cl{served()};
   const std::string ep = cl.http_endpoint();
   // A name of another site that resolves to this machine (DNS rebinding): refused.

@@ -199,7 +199,8 @@ TEST_CASE("dx serve started after a head was killed gets the workers back and fi
   // The worker outlives both heads; it is this test's to end.
 }
 
-TEST_CASE("dx run --connect submits to dx serve and follows the run; dx cancel --connect cancels one", "[tools][serve]") {
+TEST_CASE("dx run --connect submits to dx serve and follows the run; dx cancel --connect cancels one",
+          "[tools][serve]") {
   const dx_support::temp_dir dir("dx_cli_connect");
   const fs::path journal = dir.path() / "journal.sqlite";
   const fs::path counter = dir.path() / "counter.txt";
@@ -217,7 +218,8 @@ TEST_CASE("dx run --connect submits to dx serve and follows the run; dx cancel -
                journal.string(), "--token-file", token.string()},
               dir.path() / "serve.txt");
   std::string out;
-  REQUIRE(dx_support::wait_until(30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
+  REQUIRE(dx_support::wait_until(
+      30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
 
   // Succeeds: exit 0, the steps ran on serve's worker, once each; the run is in serve's journal.
   CHECK(dx({"run", quick.string(), "--connect", http, "--token-file", token.string()}, &out) == 0);

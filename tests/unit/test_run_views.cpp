@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "scoped_env.hpp"
 #include "temp_dir.hpp"
 
 #include <chrono>
@@ -93,25 +94,6 @@ dx::workflow small_workflow() {
       {"name": "total", "aggregate": {"of": "parts", "function": "views_test::add"}},
       {"name": "report", "function": "views_test::add", "inputs": {"0": "seed", "1": "total"}}]})");
 }
-
-/// DX_JOURNAL set for the scope (runs started over HTTP use the default journal), then restored.
-class journal_env {
- public:
-  explicit journal_env(const std::string& path) {
-    if (const char* old = std::getenv("DX_JOURNAL")) old_ = old;
-    ::setenv("DX_JOURNAL", path.c_str(), 1);
-  }
-  ~journal_env() {
-    if (old_.empty()) {
-      ::unsetenv("DX_JOURNAL");
-    } else {
-      ::setenv("DX_JOURNAL", old_.c_str(), 1);
-    }
-  }
-
- private:
-  std::string old_;
-};
 
 }  // namespace
 
@@ -288,7 +270,8 @@ TEST_CASE(
     "workflow http: POST /api/runs starts a workflow with the default journal; an invalid one is 400 with its problems",
     "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");
-  const journal_env env((dir.path() / "journal.sqlite").string());
+  // Runs started over HTTP use the default journal.
+  const dx_support::scoped_env env("DX_JOURNAL", (dir.path() / "journal.sqlite").string());
   dx::cluster cl{dx::options{}.threads(2)};
   // Before any run exists, a cluster serving HTTP has made its extension; one of local threads
   // makes it on its first run.
