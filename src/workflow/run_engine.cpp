@@ -35,7 +35,6 @@ void run_engine::load_steps(const workflow& wf) {
   steps_ = wf.steps();
   runs_.resize(steps_.size());
   step_index_.reserve(steps_.size());
-  task_index_.reserve(steps_.size());
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     step_index_[steps_[i].name] = i;
     runs_[i].task = add_task(steps_[i].name, i);
@@ -52,8 +51,8 @@ std::size_t run_engine::add_task(std::string key, std::size_t step) {
   task& t = tasks_.emplace_back();
   t.key = std::move(key);
   t.step = step;
-  task_index_[t.key] = tasks_.size() - 1;
-  return tasks_.size() - 1;
+  t.id = tasks_.size() - 1;
+  return t.id;
 }
 
 std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, std::shared_ptr<run_journal> writer) {
@@ -490,7 +489,7 @@ void run_engine::journal_task_locked(task& t, const std::string& detail) {
     if (counters_) counters_->finished[static_cast<std::size_t>(t.status)].fetch_add(1, std::memory_order_relaxed);
   }
   if (!journal_) return;
-  const std::size_t k = task_index_.at(t.key);
+  const std::size_t k = t.id;
   task_record r;
   r.key = t.key;
   r.status = std::string(to_string(t.status));

@@ -146,6 +146,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
  private:
   struct task {
     std::string key;
+    std::size_t id = 0;       // its index in tasks_
     std::size_t step = 0;     // index in steps_
     std::int64_t chunk = -1;  // the chunk of a split step's subtask
     // A split subtask's part: [first, last) positions in the split's range or items.
@@ -271,8 +272,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::vector<step_run> runs_;
   mutable std::mutex mutex_;
   mutable std::condition_variable done_cv_;
-  std::deque<task> tasks_;  // stable addresses; indices are task ids
-  std::unordered_map<std::string, std::size_t> task_index_;
+  std::deque<task> tasks_;                                // stable addresses; indices are task ids
   std::unordered_map<std::string, task_record> resumed_;  // tasks the journal had, by key (resume only)
   std::shared_ptr<void> leftovers_;                 // what resume read and no longer needs, freed once start() sent
   std::deque<std::size_t> ready_;                   // steps whose dependencies all succeeded
