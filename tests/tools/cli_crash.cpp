@@ -344,6 +344,20 @@ std::string wait_running(const fs::path& dir, const fs::path& journal, std::size
   return {};
 }
 
+/// A `dx run` of long_workflow (written into `dir` if it is not there) journaled at `journal`,
+/// once its long steps are handed to the workers and running: its process and the run's id.
+struct long_run {
+  dx_process head;
+  std::string id;
+};
+long_run start_long_run(const fs::path& dir, const std::string& name, const fs::path& journal, bool own_group = false) {
+  if (!fs::exists(dir / "long.json")) write_file(dir / "long.json", long_workflow);
+  long_run r;
+  r.head = start_dx(dir, name, with_workers({"run", (dir / "long.json").string()}, journal), own_group);
+  r.id = wait_running(dir, journal, 4);
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("dx run: SIGINT or SIGTERM ends the run INTERRUPTED promptly while long steps run, exit code 3",
@@ -351,7 +365,6 @@ TEST_CASE("dx run: SIGINT or SIGTERM ends the run INTERRUPTED promptly while lon
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_signals");
   const fs::path d = dir.path();
-  write_file(d / "long.json", long_workflow);
   struct way {
     const char* name;
     int signal;
@@ -360,8 +373,7 @@ TEST_CASE("dx run: SIGINT or SIGTERM ends the run INTERRUPTED promptly while lon
   for (const way w : {way{"SIGINT", SIGINT, false}, way{"SIGTERM", SIGTERM, false}, way{"Ctrl-C", SIGINT, true}}) {
     DYNAMIC_SECTION(w.name) {
       const fs::path journal = d / (std::string(w.name) + ".sqlite");
-      const dx_process head = start_dx(d, w.name, with_workers({"run", (d / "long.json").string()}, journal), true);
-      const std::string id = wait_running(d, journal, 4);
+      const auto [head, id] = start_long_run(d, w.name, journal, true);
       const auto sent = clock::now();
       ::kill(w.to_group ? -head.pid : head.pid, w.signal);
       const dx_outcome o = wait_exit(head, 30s);
@@ -383,12 +395,10 @@ TEST_CASE("dx run: a second SIGINT or SIGTERM ends dx at once, by that signal; t
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_signals");
   const fs::path d = dir.path();
-  write_file(d / "long.json", long_workflow);
   for (const int sig : {SIGINT, SIGTERM}) {
     DYNAMIC_SECTION("signal " << sig) {
       const fs::path journal = d / ("twice" + std::to_string(sig) + ".sqlite");
-      const dx_process head = start_dx(d, "twice", with_workers({"run", (d / "long.json").string()}, journal));
-      const std::string id = wait_running(d, journal, 4);
+      const auto [head, id] = start_long_run(d, "twice", journal);
       ::kill(head.pid, sig);
       std::this_thread::sleep_for(100ms);  // the first is being handled: the steps are stopping
       const auto second = clock::now();
@@ -646,10 +656,8 @@ TEST_CASE("dx cancel: a run another dx process runs ends CANCELLED at once, and 
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_cancel");
   const fs::path d = dir.path();
-  write_file(d / "long.json", long_workflow);
   const fs::path journal = d / "journal.sqlite";
-  const dx_process head = start_dx(d, "head", with_workers({"run", (d / "long.json").string()}, journal));
-  const std::string id = wait_running(d, journal, 4);
+  const auto [head, id] = start_long_run(d, "head", journal);
 
   const auto asked = clock::now();
   const dx_outcome cancel = run_dx(d, "cancel", {"cancel", id, "--journal", journal.string()});
@@ -683,10 +691,8 @@ TEST_CASE("dx cancel: a run whose head was killed, or was interrupted, is not ru
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_cancel");
   const fs::path d = dir.path();
-  write_file(d / "long.json", long_workflow);
   const fs::path journal = d / "journal.sqlite";
-  const dx_process head = start_dx(d, "head", with_workers({"run", (d / "long.json").string()}, journal));
-  const std::string id = wait_running(d, journal, 4);
+  const auto [head, id] = start_long_run(d, "head", journal);
   ::kill(head.pid, SIGKILL);
   wait_exit(head, 10s);
   CHECK(reap_orphans(10s));
