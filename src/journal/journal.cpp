@@ -3,6 +3,7 @@
 // journal_lock.cpp's, big results result_store.cpp's.
 #include "journal/journal.hpp"
 
+#include "common/unix_time.hpp"
 #include "journal/journal_lock.hpp"
 #include "journal/journal_schema.hpp"
 #include "journal/result_store.hpp"
@@ -30,11 +31,6 @@
 namespace dx::detail {
 
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string new_run_id() {
   const std::time_t now = std::time(nullptr);
@@ -351,7 +347,7 @@ std::string journal::create_run(std::string_view name, std::string_view definiti
   run.name = name;
   run.definition = definition_json;
   run.status = "CREATED";
-  run.created_ms = run.updated_ms = now_ms();
+  run.created_ms = run.updated_ms = unix_ms_now();
   run.head_pid = ::getpid();
   impl_->known_runs.insert(run.id);
   impl_->runs_without_files.insert(run.id);
@@ -368,7 +364,7 @@ void journal::set_run_status(std::string_view run, std::string_view status, std:
                                                  run, status));
   }
   impl_->require_run(run);
-  impl_->buffer.emplace_back(run_status_op{std::string(run), std::string(status), std::string(detail), now_ms()});
+  impl_->buffer.emplace_back(run_status_op{std::string(run), std::string(status), std::string(detail), unix_ms_now()});
 }
 
 void journal::record(std::string_view run, const task_record& task, std::string_view detail) {
@@ -388,7 +384,7 @@ void journal::record_task(std::string_view run, const task_record& task, std::st
   }
   impl_->require_run(run);
   record_op op{std::string(run), task, std::string(detail), is_new};
-  op.task.updated_ms = now_ms();
+  op.task.updated_ms = unix_ms_now();
   op.task.result.reset();
   impl_->buffer.emplace_back(std::move(op));
 }
@@ -624,7 +620,7 @@ std::int64_t journal::ask(std::string_view run, std::string_view what) {
   sqlite_statement s(j.db, "INSERT INTO requests(run, what, requested_ms, requested_by) VALUES(?, ?, ?, ?)");
   s.bind(1, run);
   s.bind(2, what);
-  s.bind(3, now_ms());
+  s.bind(3, unix_ms_now());
   s.bind(4, static_cast<std::int64_t>(::getpid()));
   s.run();
   const std::int64_t id = sqlite3_last_insert_rowid(j.db.handle());
@@ -638,7 +634,7 @@ bool journal::withdraw(std::int64_t id, std::string_view why) {
   sqlite_transaction t(j.db);
   sqlite_statement s(j.db, "UPDATE requests SET answered_ms = ?2, answer = ?3 WHERE id = ?1 AND answered_ms = 0");
   s.bind(1, id);
-  s.bind(2, now_ms());
+  s.bind(2, unix_ms_now());
   s.bind(3, fmt::format("withdrawn: {}", why));
   s.run();
   const bool withdrawn = sqlite3_changes(j.db.handle()) > 0;
@@ -675,7 +671,7 @@ std::int64_t journal::last_request_id() {
 
 void journal::answer(std::int64_t id, std::string_view answer) {
   impl_->require_mode(open_mode::write, "answer a request");
-  impl_->buffer.emplace_back(answer_op{id, std::string(answer), now_ms()});
+  impl_->buffer.emplace_back(answer_op{id, std::string(answer), unix_ms_now()});
 }
 
 const std::filesystem::path& journal::path() const noexcept { return impl_->path; }

@@ -6,6 +6,7 @@
 
 #include "cluster/cluster_access.hpp"
 #include "common/log.hpp"
+#include "common/unix_time.hpp"
 #include "journal/result_store.hpp"
 #include "workflow/run_status.hpp"
 
@@ -18,13 +19,6 @@
 #include <tuple>
 
 namespace dx::detail {
-
-namespace {
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 // ---- creating and resuming -------------------------------------------------------------------------
 
