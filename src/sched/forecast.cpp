@@ -40,7 +40,7 @@ forecast_result scheduler::forecast(double now) const {
     sw.w = &w;
     for (std::uint32_t i = 0; i < w.threads; ++i) sw.free.push(now);
     sw.finish = now;
-    sw.bucket = {w.cls, w.bucket};
+    sw.bucket = {w.cls, w.bucket, w.distance};
     if (s.in_buckets(w)) by_bucket[sw.bucket].insert({now, ws.size() - 1});
     total_speed += w.threads / std::max(s.worker_factor(w), 1e-9);
   }
@@ -72,7 +72,10 @@ forecast_result scheduler::forecast(double now) const {
     }
     double duration = p.mean * sw.w->factor;  // the learned speed, whatever the policy assumes
     s.gather_inputs(t, inputs);
-    double start = std::max(sw.free.top(), ready + state::transfer_cost(inputs, sw.w->id));
+    // Half a round trip to reach the worker (unless it is there already) and half to report back.
+    const double one_way = sw.w->round_trip / 2;
+    const bool there = t.state == task_state::sent || t.state == task_state::running;
+    double start = std::max(sw.free.top(), ready + (there ? 0 : one_way) + state::transfer_cost(inputs, sw.w->id));
     if (t.state == task_state::running && t.started_at >= 0) {
       duration = std::max(duration - (now - t.started_at), 0.1 * duration);
       start = now;
@@ -81,11 +84,11 @@ forecast_result scheduler::forecast(double now) const {
     const double end = start + duration;
     sw.free.push(end);
     if (indexed) by_bucket[sw.bucket].insert({sw.free.top(), idx});
-    sw.finish = std::max(sw.finish, end);
+    sw.finish = std::max(sw.finish, end + one_way);
     const double sd = p.mean > 0 ? p.sd / p.mean * duration : 0;
     sw.variance += sd * sd;
     ++sw.queued;
-    finish_at[t.id] = end;
+    finish_at[t.id] = end + one_way;
     if (crit) critical_input[t.id] = crit;
     total_work += duration / std::max(s.worker_factor(*sw.w), 1e-9);
   };
@@ -100,8 +103,9 @@ forecast_result scheduler::forecast(double now) const {
     auto consider = [&](std::size_t idx) {
       const sim_worker& sw = ws[idx];
       if (!s.in_buckets(*sw.w) || !s.can_host(*sw.w, t)) return;
-      const double f = std::max(sw.free.top(), ready + state::transfer_cost(inputs, sw.w->id)) +
-                       s.predict_class(t, sw.w->cls).mean * s.worker_factor(*sw.w);
+      const double one_way = sw.w->round_trip / 2;
+      const double f = std::max(sw.free.top(), ready + one_way + state::transfer_cost(inputs, sw.w->id)) +
+                       s.predict_class(t, sw.w->cls).mean * s.worker_factor(*sw.w) + one_way;
       if (f < best_finish) {
         best_finish = f;
         best = idx;
@@ -176,6 +180,7 @@ forecast_result scheduler::forecast(double now) const {
     f.id = sw.w->id;
     f.name = sw.w->name;
     f.backlog_seconds = sw.w->load();
+    f.round_trip_seconds = sw.w->round_trip;
     f.queued = sw.w->held.size() + sw.w->sent;
     mean_finish += sw.finish - now;
     if (!last || sw.finish > last->finish) last = &sw;

@@ -178,9 +178,9 @@ void scheduler::state::steal_for(worker_rec& thief, double now) {
   if (!victim->held.empty()) {
     task_rec& t = tasks.at(victim->held.begin()->id);
     if (!can_host(thief, t)) return;
-    const double start_there = wait_on(*victim, now);
-    const double finish_there = start_there + t.charge;
-    const double finish_here = cfg.round_trip_seconds + transfer_to(t, thief) + predict_on(t, thief);
+    const double start_there = std::max(wait_on(*victim, now), victim->round_trip / 2);
+    const double finish_there = start_there + t.charge + victim->round_trip / 2;
+    const double finish_here = thief.round_trip + transfer_to(t, thief) + predict_on(t, thief);
     if (policy->takes_held(finish_here, finish_there)) {
       unhold(t);
       hold_on(t, thief);
@@ -194,8 +194,9 @@ void scheduler::state::steal_for(worker_rec& thief, double now) {
     if (!unstarted_on(*victim, *it)) continue;
     task_rec& t = tasks.at(it->second);
     if (t.move_pending || t.move_tried || !can_host(thief, t)) continue;
-    const double finish_there = wait_on(*victim, now);
-    const double finish_here = 2 * cfg.round_trip_seconds + transfer_to(t, thief) + predict_on(t, thief);
+    // Its start there (plus the report's way back) against the move's answer and a send here.
+    const double finish_there = wait_on(*victim, now) + victim->round_trip / 2;
+    const double finish_here = victim->round_trip + thief.round_trip + transfer_to(t, thief) + predict_on(t, thief);
     if (finish_here >= finish_there) return;
     if (!policy->asks_move(t)) return;
     t.move_pending = true;

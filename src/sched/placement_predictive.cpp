@@ -10,8 +10,9 @@ namespace dx::sched {
 
 namespace {
 
-/// The worker where `t` is predicted to finish first, among the best of each speed bucket and
-/// the workers holding its inputs. no_worker when no active worker can host it.
+/// The worker where `t` is predicted to finish first (as the head learns it: round trips
+/// included), among the least loaded of each bucket of speed and distance and the workers
+/// holding its inputs. no_worker when no active worker can host it.
 worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish_out, double& transfer_out) {
   worker_id best = no_worker;
   double best_finish = infinity, best_transfer = 0;
@@ -25,7 +26,7 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
       memo_duration = s.predict_class(t, w.cls).mean;
     }
     const double transfer = scheduler::state::transfer_cost(s.inputs_scratch, w.id);
-    const double finish = std::max(w.load(), transfer) + memo_duration * s.worker_factor(w);
+    const double finish = s.finish_on(w, transfer, memo_duration * s.worker_factor(w));
     if (finish < best_finish || (finish == best_finish && w.id < best)) {
       best = w.id;
       best_finish = finish;
@@ -54,7 +55,8 @@ class predictive_policy : public placement_policy {
     if (w != no_worker) {
       // What placements cost in transfers against compute, for the network_bound alert.
       s.transfer_window += transfer;
-      s.compute_window += std::max(0.0, finish - std::max(s.worker(w).load(), transfer));
+      const worker_rec& chosen = s.worker(w);
+      s.compute_window += std::max(0.0, finish - chosen.round_trip - std::max(chosen.load(), transfer));
     }
     return w;
   }

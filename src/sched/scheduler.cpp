@@ -46,7 +46,11 @@ scheduler::state::~state() = default;
 scheduler::scheduler(config cfg, cost_model& model) : s_(std::make_unique<state>(cfg, model)) {}
 scheduler::~scheduler() = default;
 
-void scheduler::set_round_trip(double seconds) { s_->cfg.round_trip_seconds = seconds; }
+void scheduler::set_round_trip(double seconds) {
+  s_->cfg.round_trip_seconds = seconds;
+  for (auto& [id, w] : s_->workers)
+    if (!w.round_trip_measured) s_->set_round_trip(w, seconds);
+}
 
 void scheduler::decide(double now, std::vector<decision>& out) {
   state& s = *s_;

@@ -114,8 +114,9 @@ struct alert_event {
 struct worker_forecast {
   worker_id id = 0;
   std::string name;
-  double backlog_seconds = 0;  // predicted work placed there, not finished, per thread
-  std::size_t queued = 0;      // placed there and not finished (held here or sent)
+  double backlog_seconds = 0;     // predicted work placed there, not finished, per thread
+  double round_trip_seconds = 0;  // its link's, as the window counts it
+  std::size_t queued = 0;         // placed there and not finished (held here or sent)
 };
 
 struct forecast_result {
@@ -137,12 +138,20 @@ struct forecast_result {
 struct config {
   policy kind = policy::predictive;
   std::uint64_t seed = 1;
-  /// Predicted seconds of work sent ahead to each thread of a worker, beyond what it runs;
-  /// enough to hide a round trip. At least one task per thread is always sent ahead.
+  /// Predicted seconds of work sent to each thread of a worker beyond its round trip and the
+  /// jitter margin. At least one task per thread is always sent.
   double send_ahead_seconds = 0.002;
   std::uint32_t max_sent_per_thread = 256;
-  /// Round trip head -> worker -> head used to size the window (learned live from the caller).
+  /// Round trip head -> worker -> head assumed for a worker until worker_round_trip() reports
+  /// one measured (each worker's own: a cluster's workers sit at different distances).
   double round_trip_seconds = 0.0002;
+  /// A worker's window covers its round trip plus this many times its jitter (the mean deviation
+  /// of its round trips): late replies then rarely leave a thread idle.
+  double jitter_margin = 4;
+  /// Bytes of arguments and inputs of the tasks sent to one worker and not finished there; past
+  /// it the window closes (at least one task per thread is still sent). Bounds what a far worker,
+  /// whose window spans many tasks, makes the head and the worker hold.
+  std::uint64_t max_sent_bytes_per_worker = std::uint64_t{256} << 20;
   bool rebalance = true;
   /// Alert thresholds.
   double saturation_wait_seconds = 10;  // predicted wait for a new task on the least busy worker
@@ -209,6 +218,11 @@ class scheduler {
   /// A heartbeat: what the worker runs and has queued, by its own count.
   void load_report(worker_id w, std::uint32_t running, std::uint32_t queued, double now);
   void transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds);
+  /// The round trip to `w` as measured on the caller's clock (smoothed) and its jitter: its
+  /// window, the placements that would wait on it, and moves from and to it count with them.
+  /// Another worker's figures are never changed.
+  void worker_round_trip(worker_id w, double round_trip_seconds, double jitter_seconds);
+  /// The round trip assumed for workers that have no measured one (the simulator's fixed links).
   void set_round_trip(double seconds);
 
   // ---- decisions -----------------------------------------------------------------------------------

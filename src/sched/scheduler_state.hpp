@@ -164,7 +164,14 @@ struct worker_rec {
   int bucket = 0;
   double backlog = 0;  // predicted seconds of placed, unfinished tasks
   double sent_seconds = 0;
+  std::uint64_t sent_bytes = 0;  // inputs of the tasks sent there, not finished
   std::uint32_t sent = 0;
+  // Its link: the round trip (measured, else the configured one) and jitter the window covers,
+  // and the bucket of distance it is indexed in.
+  double round_trip = 0;
+  double jitter = 0;
+  bool round_trip_measured = false;
+  int distance = 0;
   std::uint32_t running = 0;
   std::vector<task_id> running_ids;  // known to run (task_started), at most its threads
   std::set<queue_key> held;
@@ -179,10 +186,15 @@ struct worker_rec {
   double load() const { return backlog / threads; }
 };
 
+/// Workers of one class, of similar speed and at a similar distance: the least loaded of them is
+/// the one a task placed there finishes first on.
 struct bucket_key {
   model_index cls;
   int speed;
-  bool operator<(const bucket_key& o) const { return cls != o.cls ? cls < o.cls : speed < o.speed; }
+  int distance;
+  bool operator<(const bucket_key& o) const {
+    return std::tie(cls, speed, distance) < std::tie(o.cls, o.speed, o.distance);
+  }
 };
 
 struct scheduler::state {
@@ -223,7 +235,9 @@ struct scheduler::state {
   bool recost = false;
   double last_alert_check = -infinity;
   double transfer_window = 0, compute_window = 0;
-  model_index reference_class;  // ranks are in run times on an average worker of this class
+  double total_backlog = 0;           // over every worker: the ready work placed and not finished
+  std::uint32_t indexed_threads = 0;  // threads of the workers in the load index
+  model_index reference_class;        // ranks are in run times on an average worker of this class
 
   state(config c, cost_model& cm);
   ~state();
@@ -252,6 +266,15 @@ struct scheduler::state {
 
   // ---- workers and resources (workers.cpp) -------------------------------------------------------
   int speed_bucket(double factor) const;
+  /// Round trips under a millisecond share bucket 0; beyond, a bucket per factor of about 1.4.
+  static int distance_bucket(double round_trip);
+  /// Sets w's round trip, moving it to the bucket of its new distance.
+  void set_round_trip(worker_rec& w, double round_trip);
+  /// The time from placing t on w until the head learns it finished: the round trip, the
+  /// transfers of inputs it lacks, and its run time after the work placed there before it.
+  double finish_on(const worker_rec& w, double transfer, double duration) const {
+    return std::max(w.load(), transfer + w.round_trip / 2) + duration + w.round_trip / 2;
+  }
   bool in_buckets(const worker_rec& w) const { return w.active && !w.draining; }
   void unindex(worker_rec& w);
   void index(worker_rec& w);

@@ -90,6 +90,7 @@ void scheduler::state::unsend(task_rec& t) {
   }
   --w.sent;
   w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
+  w.sent_bytes -= std::min(w.sent_bytes, t.features.input_bytes);
   for (auto [r, amount] : t.needs) w.used[r] -= amount;
   if (t.charged_fallback && probes_in_flight[t.kind] > 0) --probes_in_flight[t.kind];
   discharge(t, w);
@@ -107,6 +108,7 @@ void scheduler::state::send(task_rec& t, worker_rec& w) {
   t.sent_seq = next_sent_seq++;
   ++w.sent;
   w.sent_seconds += t.charge;
+  w.sent_bytes += t.features.input_bytes;
   if (w.unstarted.size() > 2 * static_cast<std::size_t>(w.sent) + 64)
     std::erase_if(w.unstarted, [&](const auto& e) { return !unstarted_on(w, e); });
   w.unstarted.emplace_back(t.sent_seq, t.id);
@@ -121,12 +123,18 @@ bool scheduler::state::unstarted_on(const worker_rec& w, const std::pair<std::ui
          it->second.sent_seq == e.first;
 }
 
-/// How much a worker may have sent ahead.
+/// How much a worker may have sent ahead: per thread, enough predicted work to cover its own
+/// round trip and a margin for its jitter (so a far worker's threads do not wait a round trip for
+/// each task), at least one task per thread, and no more than its even share of the work placed
+/// (a far worker never holds what the others could finish first) nor the byte budget.
 bool scheduler::state::window_open(const worker_rec& w) const {
   if (w.sent >= cfg.max_sent_per_thread * w.threads) return false;
   if (!policy->paces_sending()) return true;  // sends what it places
   if (w.sent < w.threads) return true;
-  return w.sent_seconds / w.threads < cfg.round_trip_seconds + cfg.send_ahead_seconds;
+  if (w.sent_bytes >= cfg.max_sent_bytes_per_worker) return false;
+  double cover = w.round_trip + cfg.jitter_margin * w.jitter + cfg.send_ahead_seconds;
+  if (indexed_threads > 0) cover = std::min(cover, std::max(total_backlog / indexed_threads, cfg.send_ahead_seconds));
+  return w.sent_seconds / w.threads < cover;
 }
 
 void scheduler::state::fill(worker_rec& w, double now) {

@@ -15,30 +15,49 @@ int scheduler::state::speed_bucket(double factor) const {
   return static_cast<int>(std::lround(4.0 * std::log2(std::max(factor, 1e-6))));
 }
 
+int scheduler::state::distance_bucket(double round_trip) {
+  if (!(round_trip > 0.001)) return 0;
+  return 1 + static_cast<int>(std::lround(2.0 * std::log2(round_trip / 0.001)));
+}
+
+void scheduler::state::set_round_trip(worker_rec& w, double round_trip) {
+  w.round_trip = round_trip;
+  const int d = distance_bucket(round_trip);
+  if (d == w.distance) return;
+  const bool indexed = w.bucket_set != nullptr;
+  if (indexed) unindex(w);
+  w.distance = d;
+  if (indexed) index(w);
+}
+
 // Buckets are never erased (an empty one is skipped), so a worker keeps a pointer to its own.
 void scheduler::state::unindex(worker_rec& w) {
   if (!w.bucket_set) return;
   w.bucket_set->erase({w.load(), w.id});
   w.bucket_set = nullptr;
+  indexed_threads -= w.threads;
 }
 
 void scheduler::state::index(worker_rec& w) {
   if (!in_buckets(w)) return;
-  w.bucket_set = &buckets[{w.cls, w.bucket}];
+  w.bucket_set = &buckets[{w.cls, w.bucket, w.distance}];
   w.bucket_set->insert({w.load(), w.id});
+  indexed_threads += w.threads;
 }
 
 void scheduler::state::add_backlog(worker_rec& w, double delta) {
+  const double before = w.backlog;
   if (!w.bucket_set) {
     w.backlog = std::max(0.0, w.backlog + delta);
     if (w.backlog < 1e-12) w.backlog = 0;
-    return;
+  } else {
+    auto node = w.bucket_set->extract({w.load(), w.id});
+    w.backlog += delta;
+    if (w.backlog < 1e-12) w.backlog = 0;
+    node.value().first = w.load();
+    w.bucket_set->insert(std::move(node));
   }
-  auto node = w.bucket_set->extract({w.load(), w.id});
-  w.backlog += delta;
-  if (w.backlog < 1e-12) w.backlog = 0;
-  node.value().first = w.load();
-  w.bucket_set->insert(std::move(node));
+  total_backlog = std::max(0.0, total_backlog + (w.backlog - before));
 }
 
 void scheduler::state::refresh_factor(worker_rec& w) {
@@ -143,6 +162,8 @@ void scheduler::worker_joined(const worker_spec& spec, double now) {
   w.factor = s.policy->learns() ? s.m.worker_factor(w.model) : spec.true_factor;
   w.placed_factor = w.factor;
   w.bucket = s.speed_bucket(w.factor);
+  if (!w.round_trip_measured) w.round_trip = s.cfg.round_trip_seconds;
+  w.distance = s.distance_bucket(w.round_trip);
   s.index(w);
   if (fresh) s.join_order.push_back(spec.id);
   s.hungry.insert(spec.id);
@@ -235,6 +256,18 @@ void scheduler::load_report(worker_id w, std::uint32_t running, std::uint32_t qu
   // A worker with a free thread looks for work again at each report: what was placed elsewhere
   // since it went idle may be better run here now (see steal_for).
   if (wr.sent < wr.threads && s_->in_buckets(wr)) s_->hungry.insert(w);
+}
+
+void scheduler::worker_round_trip(worker_id id, double round_trip, double jitter) {
+  state& s = *s_;
+  auto it = s.workers.find(id);
+  if (it == s.workers.end() || !std::isfinite(round_trip) || round_trip < 0) return;
+  worker_rec& w = it->second;
+  const bool grew = round_trip > w.round_trip;
+  s.set_round_trip(w, round_trip);
+  w.jitter = std::isfinite(jitter) && jitter > 0 ? jitter : 0;
+  w.round_trip_measured = true;
+  if (grew && s.in_buckets(w)) s.hungry.insert(id);  // its window may have grown
 }
 
 void scheduler::transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds) {
