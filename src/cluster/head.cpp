@@ -76,6 +76,7 @@ void head_impl::start() {
     s->conn = c;
     if (h) h->track_pending(c);
     c->set_handler(s);
+    s->challenged_at = head_clock::now();  // the hello that answers it is the first round trip
     c->send(wire::encode(wire::challenge_msg{s->nonce, h && !h->token_.empty()}));
   });
   ticker_ = std::thread([this] { tick(); });

@@ -17,6 +17,7 @@
 
 #include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
+#include "cluster/round_trip.hpp"
 #include "cluster/worker.hpp"
 #include "observe/alert_rules.hpp"
 #include "observe/exposition.hpp"
@@ -71,6 +72,9 @@ struct worker_rec {
   std::uint64_t stored_bytes = 0;
   // Bytes over its connections that ended (the one now open is counted by the connection).
   std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
+  // The round trip to it (pings in heartbeats), for its window, placement and deadlines.
+  round_trip_meter round_trip;
+  std::uint64_t next_ping = 1;
 };
 
 struct arg_slot {
@@ -131,6 +135,7 @@ struct session final : transport::handler {
   std::weak_ptr<head_impl> head;
   std::shared_ptr<transport::connection> conn;  // until on_closed
   std::string nonce;
+  std::chrono::steady_clock::time_point challenged_at{};
   worker_rec* worker = nullptr;  // set after the handshake (guarded by the head's lock)
   bool authed = false;
   void on_frame(transport::connection& c, wire::frame&& f) override;
@@ -205,6 +210,13 @@ class head_impl final : public head_core, public observe::head_view_source {
   std::string next_local_name();
   std::size_t active_workers_locked() const;
   void heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d);
+  /// Sends w a heartbeat that pings it (and tells it the silence deadline it is held to).
+  void ping_locked(worker_rec& w);
+  /// How long w may stay silent before it is taken for lost: the configured timeout, plus room
+  /// for its link's measured round trip and jitter (a far worker is not a dead one).
+  std::chrono::nanoseconds silence_deadline_locked(const worker_rec& w) const;
+  /// The link's share of a deadline: two round trips plus their jitter margin, capped.
+  std::chrono::nanoseconds link_allowance_locked(const worker_rec& w) const;
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m);
   void tick();
 

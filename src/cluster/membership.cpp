@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <dx/error.hpp>
+#include <limits>
 
 namespace dx::detail {
 
@@ -202,8 +203,34 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   spec.threads = static_cast<std::uint32_t>(rec.threads);
   spec.capacity = rec.resources;
   sched_->worker_joined(spec, now_seconds());
+  // The challenge and this hello were one exchange: the first measure of its link, so that its
+  // window fits it from the first dispatch. A ping follows at once for a second.
+  if (s.challenged_at != head_clock::time_point{})
+    rec.round_trip.add(std::chrono::duration<double>(head_clock::now() - s.challenged_at).count());
+  sched_->worker_round_trip(rec.sid, rec.round_trip.seconds(), rec.round_trip.jitter());
+  ping_locked(rec);
   workers_cv_.notify_all();
   dispatch_locked(d);
+}
+
+void head_impl::ping_locked(worker_rec& w) {
+  wire::heartbeat_msg ping;
+  ping.ping = w.next_ping++;
+  ping.deadline_ms = static_cast<std::uint32_t>(
+      std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(silence_deadline_locked(w)).count(),
+                             std::numeric_limits<std::uint32_t>::max()));
+  w.round_trip.pinged(ping.ping, head_clock::now());
+  w.conn->send(wire::encode(ping));
+}
+
+std::chrono::nanoseconds head_impl::link_allowance_locked(const worker_rec& w) const {
+  const double seconds = 2 * (w.round_trip.seconds() + 4 * w.round_trip.jitter());
+  const auto cap = 3 * std::chrono::duration<double>(opts_.heartbeat_timeout()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(std::min(seconds, cap)));
+}
+
+std::chrono::nanoseconds head_impl::silence_deadline_locked(const worker_rec& w) const {
+  return opts_.heartbeat_timeout() + link_allowance_locked(w);
 }
 
 std::string head_impl::name_for_locked(const wire::hello_msg& h, std::string& refusal) const {
@@ -267,6 +294,8 @@ std::size_t head_impl::active_workers_locked() const {
 /// A heartbeat: load, running tasks, transfers measured; an idle worker with open tasks lost them.
 void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, deferred& d) {
   const double now = now_seconds();
+  if (m.echo && w.round_trip.echoed(m.echo, head_clock::now(), silence_deadline_locked(w)))
+    sched_->worker_round_trip(w.sid, w.round_trip.seconds(), w.round_trip.jitter());
   sched_->load_report(w.sid, m.running, m.queued, now);
   w.running_reported = m.running;
   w.memory_bytes = m.memory_bytes;
@@ -370,16 +399,24 @@ void head_impl::tick() {
       no_handshake.push_back(std::move(c));
       return true;
     });
+    std::vector<std::string> silent_why;
     for (auto& [id, w] : workers_) {
       if (w->state == worker_state::gone || !w->conn) continue;
-      if (now - w->last_seen > opts_.heartbeat_timeout()) {
+      const auto deadline = silence_deadline_locked(*w);
+      if (now - w->last_seen > deadline) {
         silent.push_back(w->conn);
+        silent_why.push_back(
+            fmt::format("no heartbeat for {} ms (the deadline: {} ms, with {} ms for its round trip of {:.1f} ms)",
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - w->last_seen).count(),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(deadline).count(),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(link_allowance_locked(*w)).count(),
+                        w->round_trip.seconds() * 1e3));
       } else {
-        w->conn->send(wire::encode(wire::heartbeat_msg{}));
+        ping_locked(*w);
       }
     }
     lock.unlock();
-    for (auto& c : silent) c->close(fmt::format("no heartbeat for {} ms", opts_.heartbeat_timeout().count()));
+    for (std::size_t i = 0; i < silent.size(); ++i) silent[i]->close(silent_why[i]);
     for (auto& c : no_handshake) {
       const std::string why = fmt::format("no handshake within {} ms", opts_.heartbeat_timeout().count());
       log(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);

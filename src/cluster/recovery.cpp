@@ -128,7 +128,8 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
 /// completion of the old attempt is ignored, so no future waits forever on it.
 void head_impl::requeue_stale_locked(worker_rec& w, deferred& d) {
   const double now = now_seconds();
-  const auto cutoff = head_clock::now() - 4 * opts_.heartbeat_interval();
+  // Tasks still on their way there, or whose report is on its way back, are not stale.
+  const auto cutoff = head_clock::now() - 4 * opts_.heartbeat_interval() - link_allowance_locked(w);
   std::vector<std::uint64_t> stale;
   for (auto id : sched_->tasks_on(w.sid)) {
     auto it = tasks_.find(id);

@@ -124,6 +124,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::uint64_t inline_limit = 64 * 1024;
   std::chrono::milliseconds heartbeat_every{500};
   std::chrono::milliseconds heartbeat_timeout{10'000};
+  std::chrono::milliseconds welcomed_timeout{10'000};  // before the head's deadline for this link
   clock::time_point last_from_head = clock::now();
   std::shared_ptr<transport::connection> head;
   std::string data_address;
@@ -310,32 +311,52 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
             id, jobs.size(), st[0], st[1], st[2], st[3], done_batch.done.size(), got_tasks.load(), got_frames.load(),
             sent_tasks.load(), sent_frames.load());
       }
-      wire::heartbeat_msg hb;
-      hb.running = running.load(std::memory_order_relaxed);
-      hb.queued = static_cast<std::uint32_t>(jobs.size());
-      hb.stored_bytes = stored_bytes;
-      hb.memory_bytes = resident_memory_bytes();
-      const auto now = clock::now();
-      for (auto& [note, ended] : transfer_notes) {
-        note.age_us = static_cast<std::uint64_t>(
-            std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(now - ended).count()));
-        hb.transfers.push_back(std::move(note));
-      }
-      transfer_notes.clear();
-      const auto now_ns = now.time_since_epoch().count();
-      for (auto& [task, j] : jobs) {
-        if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
-        const std::int64_t since = j->started_ns.load(std::memory_order_relaxed);
-        if (since == 0) continue;
-        hb.running_tasks.push_back({task, j->msg.attempt,
-                                    static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns - since) / 1000),
-                                    j->thread.load(std::memory_order_relaxed)});
-      }
+      wire::heartbeat_msg hb = heartbeat_locked();
       auto conn = head;
       lock.unlock();
       if (conn) conn->send(wire::encode(hb));
       lock.lock();
     }
+  }
+
+  /// What this worker runs, holds and measured, for the head.
+  wire::heartbeat_msg heartbeat_locked() {
+    wire::heartbeat_msg hb;
+    hb.running = running.load(std::memory_order_relaxed);
+    hb.queued = static_cast<std::uint32_t>(jobs.size());
+    hb.stored_bytes = stored_bytes;
+    hb.memory_bytes = resident_memory_bytes();
+    const auto now = clock::now();
+    for (auto& [note, ended] : transfer_notes) {
+      note.age_us = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(now - ended).count()));
+      hb.transfers.push_back(std::move(note));
+    }
+    transfer_notes.clear();
+    const auto now_ns = now.time_since_epoch().count();
+    for (auto& [task, j] : jobs) {
+      if (j->state.load(std::memory_order_relaxed) != job_state::running) continue;
+      const std::int64_t since = j->started_ns.load(std::memory_order_relaxed);
+      if (since == 0) continue;
+      hb.running_tasks.push_back({task, j->msg.attempt,
+                                  static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ns - since) / 1000),
+                                  j->thread.load(std::memory_order_relaxed)});
+    }
+    return hb;
+  }
+
+  /// A ping from the head: answered at once (the head times the exchange on its own clock), and
+  /// the head's deadline for this link is ours for the head too.
+  void answer_ping(transport::connection& c, const wire::heartbeat_msg& ping) {
+    wire::heartbeat_msg hb;
+    {
+      std::lock_guard lock(mutex);
+      if (ping.deadline_ms) heartbeat_timeout = std::max(welcomed_timeout, std::chrono::milliseconds(ping.deadline_ms));
+      if (!ping.ping) return;
+      hb = heartbeat_locked();
+    }
+    hb.echo = ping.ping;
+    c.send(wire::encode(hb));
   }
 
   // ---- messages from the head ---------------------------------------------------------------------
@@ -367,7 +388,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           std::lock_guard lock(mutex);
           id = m.worker_id;
           if (m.heartbeat_ms) heartbeat_every = std::chrono::milliseconds(m.heartbeat_ms);
-          if (m.heartbeat_timeout_ms) heartbeat_timeout = std::chrono::milliseconds(m.heartbeat_timeout_ms);
+          if (m.heartbeat_timeout_ms)
+            heartbeat_timeout = welcomed_timeout = std::chrono::milliseconds(m.heartbeat_timeout_ms);
           inline_limit = m.inline_result_limit;
           welcomed = true;
           cv.notify_all();
@@ -405,6 +427,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           return;
         }
         case wire::msg::heartbeat:
+          answer_ping(c, wire::decode<wire::heartbeat_msg>(f));
           return;
         case wire::msg::steal:
           give_up(c, wire::decode<wire::steal_msg>(f));

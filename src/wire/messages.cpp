@@ -232,7 +232,8 @@ void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
-  ar & m.running & m.queued & m.stored_bytes & m.memory_bytes & m.running_tasks & m.transfers;
+  ar & m.running & m.queued & m.stored_bytes & m.memory_bytes & m.running_tasks & m.transfers & m.ping & m.echo &
+      m.deadline_ms;
 }
 template <class A>
 void serialize(A& ar, dx::wire::transfer_note& m, unsigned) {

@@ -189,6 +189,9 @@ struct transfer_note {
   bool operator==(const transfer_note&) const = default;
 };
 
+/// Both ways. From a worker: its load, running tasks and transfers. From the head: a ping the
+/// worker answers at once with a heartbeat echoing its number (the head's round trip to it),
+/// and how long the head waits for a silent worker (the worker waits as long for the head).
 struct heartbeat_msg {
   static constexpr msg type = msg::heartbeat;
   std::uint32_t running = 0;
@@ -197,6 +200,9 @@ struct heartbeat_msg {
   std::uint64_t memory_bytes = 0;  // resident set of the worker process
   std::vector<running_task> running_tasks;
   std::vector<transfer_note> transfers;  // since the previous heartbeat
+  std::uint64_t ping = 0;                // head -> worker: answer with echo = ping (0: none)
+  std::uint64_t echo = 0;                // worker -> head: the ping this heartbeat answers
+  std::uint32_t deadline_ms = 0;         // head -> worker: the silence either side tolerates (0: as welcomed)
 
   bool operator==(const heartbeat_msg&) const = default;
 };
