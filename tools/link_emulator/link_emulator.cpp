@@ -39,6 +39,8 @@ using boost::system::error_code;
 // bounded amount of memory and the sender feels back-pressure as it would on a real link.
 constexpr std::size_t max_held_bytes = std::size_t{16} << 20;
 constexpr std::size_t max_chunk_bytes = std::size_t{64} << 10;
+// How long a closing connection waits for its peers to close after the last byte has crossed.
+constexpr std::chrono::seconds linger_limit{2};
 
 struct host_port {
   std::string host, port;
@@ -152,7 +154,8 @@ class session : public std::enable_shared_from_this<session> {
         client_(std::move(client)),
         server_(client_.get_executor()),
         up_(client_, server_, true),
-        down_(server_, client_, false) {}
+        down_(server_, client_, false),
+        linger_timer_(client_.get_executor()) {}
 
   void start() {
     asio::async_connect(server_, owner_.target, [self = shared_from_this()](error_code ec, const tcp::endpoint&) {
@@ -183,6 +186,7 @@ class session : public std::enable_shared_from_this<session> {
     server_.close(ignored);
     up_.timer.cancel();
     down_.timer.cancel();
+    linger_timer_.cancel();
     owner_.open_connections.fetch_sub(1, std::memory_order_relaxed);
     owner_.sessions.erase(shared_from_this());
   }
@@ -193,12 +197,20 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void read(direction& d) {
-    if (closed_ || draining_ || d.reading || d.ended || owner_.stalled || d.held_bytes >= max_held_bytes) return;
+    if (closed_ || d.reading || d.ended) return;
+    if (!lingering_ && (draining_ || owner_.stalled || d.held_bytes >= max_held_bytes)) return;
     d.reading = true;
     d.read_buffer.resize(read_size(profile_of(d)));
     d.from.async_read_some(asio::buffer(d.read_buffer), [self = shared_from_this(), &d](error_code ec, std::size_t n) {
       d.reading = false;
       if (self->closed_) return;
+      if (self->lingering_) {
+        // Bytes sent after the other side was shut go nowhere; reading them is what keeps the
+        // close from turning into a reset.
+        if (ec) d.ended = true;
+        if (self->up_.ended && self->down_.ended) return self->close();
+        return self->read(d);
+      }
       if (n > 0) self->hold(d, n, clock::now());
       // EOF or an error: what is held still crosses, then both sides close.
       if (ec) {
@@ -256,7 +268,22 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void close_if_drained() {
-    if (draining_ && up_.held.empty() && down_.held.empty()) close();
+    if (draining_ && !lingering_ && up_.held.empty() && down_.held.empty()) linger();
+  }
+
+  // Closing a socket that has unread bytes sends a reset, which can destroy the bytes just
+  // delivered before the peer reads them. So both sides get a FIN after their last byte, and the
+  // sockets close once both peers have closed too (or after linger_limit).
+  void linger() {
+    lingering_ = true;
+    error_code ignored;
+    client_.shutdown(tcp::socket::shutdown_send, ignored);
+    server_.shutdown(tcp::socket::shutdown_send, ignored);
+    if (up_.ended && down_.ended) return close();
+    linger_timer_.expires_after(linger_limit);
+    linger_timer_.async_wait([self = shared_from_this()](error_code) { self->close(); });
+    read(up_);
+    read(down_);
   }
 
   detail::proxy& owner_;
@@ -264,8 +291,10 @@ class session : public std::enable_shared_from_this<session> {
   tcp::socket server_;
   direction up_;    // client to target
   direction down_;  // target to client
+  asio::steady_timer linger_timer_;
   bool connected_ = false;
-  bool draining_ = false;
+  bool draining_ = false;   // a sender has closed: no more reads, held bytes still cross
+  bool lingering_ = false;  // held bytes have crossed and FINs are sent: waiting for the peers to close
   bool closed_ = false;
 };
 
