@@ -256,9 +256,10 @@ class session : public std::enable_shared_from_this<session> {
     }
     asio::async_write(d.to, asio::buffer(next.bytes), [self = shared_from_this(), &d](error_code ec, std::size_t n) {
       d.sending = false;
+      // Counted even when a cut came first: the peer may already have read these bytes.
+      self->owner_.forwarded.fetch_add(n, std::memory_order_relaxed);
       if (self->closed_) return;
       if (ec) return self->close();
-      self->owner_.forwarded.fetch_add(n, std::memory_order_relaxed);
       d.held_bytes -= d.held.front().bytes.size();
       d.held.pop_front();
       self->read(d);
