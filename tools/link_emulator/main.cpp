@@ -43,6 +43,9 @@ one a line, each answered with a line "ok" (or a message on standard error):
   bandwidth BYTES/S      bandwidth cap of both directions (0: unlimited)
   stats                  prints "connections N bytes B"
   quit                   exits, as does the end of standard input
+Standard input must stay open for as long as the link is needed: from a script, start dx-link as
+a coprocess or with a pipe or FIFO on its input, not with </dev/null. Connections are not delayed
+while they open, only the bytes they carry.
 
 exit codes: 0 done; 1 the address could not be bound or --to not resolved; 2 bad options
 example: dx-link --to 127.0.0.1:7700 --delay-ms 25 --jitter-ms 5 --bandwidth 1.25e8
