@@ -66,6 +66,12 @@ struct worker_info {
   worker_state state = worker_state::active;
   std::size_t tasks_assigned = 0;  ///< dispatched there and not finished yet
   std::int64_t pid = 0;            ///< the worker's process id on its machine
+  /// The round trip head -> worker -> head, smoothed over the head's pings (a few a second, on the
+  /// head's clock), and its jitter (the mean deviation of those pings from it). The worker's
+  /// window of work sent ahead, the placements that wait on it and its silence deadline grow
+  /// with them.
+  double round_trip_seconds = 0;
+  double round_trip_jitter_seconds = 0;
 };
 
 class workflow;

@@ -384,6 +384,8 @@ std::vector<worker_info> head_impl::workers() const {
     i.state = w->state;
     i.tasks_assigned = w->state == worker_state::gone ? 0 : sched_->sent_count(w->sid);
     i.pid = w->pid;
+    i.round_trip_seconds = w->round_trip.seconds();
+    i.round_trip_jitter_seconds = w->round_trip.jitter();
     out.push_back(std::move(i));
   }
   std::stable_sort(out.begin(), out.end(),

@@ -182,6 +182,10 @@ void head_impl::collect(exposition& out) const {
              [](const worker_rec& w) { return w.stored_bytes; });
   per_worker("dx_worker_heartbeat_age_seconds", "Seconds since the worker was last heard from.",
              [&](const worker_rec& w) { return std::chrono::duration<double>(now - w.last_seen).count(); });
+  per_worker("dx_worker_rtt_seconds", "Round trip head -> worker -> head, smoothed over the head's pings.",
+             [](const worker_rec& w) { return w.round_trip.seconds(); });
+  per_worker("dx_worker_rtt_jitter_seconds", "Mean deviation of the worker's round trips from the smoothed one.",
+             [](const worker_rec& w) { return w.round_trip.jitter(); });
   per_worker("dx_worker_predicted_backlog_seconds", "Predicted work placed on the worker, per thread.",
              [&](const worker_rec& w) { return backlog_of(fc, w.sid); });
   if (out.family("dx_worker_resource_capacity", metric_type::gauge, "Resources the worker declared.")) {

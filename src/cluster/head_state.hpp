@@ -215,6 +215,9 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// How long w may stay silent before it is taken for lost: the configured timeout, plus room
   /// for its link's measured round trip and jitter (a far worker is not a dead one).
   std::chrono::nanoseconds silence_deadline_locked(const worker_rec& w) const;
+  /// How long a connection may take to complete the handshake: the silence deadline, plus a
+  /// second for the one round trip a far worker's answer needs (unknown before it answers).
+  std::chrono::nanoseconds handshake_deadline() const { return opts_.heartbeat_timeout() + std::chrono::seconds(1); }
   /// The link's share of a deadline: two round trips plus their jitter margin, capped.
   std::chrono::nanoseconds link_allowance_locked(const worker_rec& w) const;
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m);

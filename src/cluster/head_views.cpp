@@ -57,6 +57,8 @@ observe::state_record head_impl::view_state() const {
     r.stored_bytes = w->stored_bytes;
     r.resources = w->resources;
     r.heartbeat_age_seconds = std::chrono::duration<double>(now - w->last_seen).count();
+    r.rtt_seconds = w->round_trip.seconds();
+    r.rtt_jitter_seconds = w->round_trip.jitter();
     r.backlog_seconds = backlog_of(fc, w->sid);
     r.pid = w->pid;
   }

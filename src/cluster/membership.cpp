@@ -395,7 +395,7 @@ void head_impl::tick() {
       bool joined = false;
       for (const auto& [id, w] : workers_) joined = joined || w->conn == c;
       if (joined) return true;
-      if (now - p.since <= opts_.heartbeat_timeout()) return false;
+      if (now - p.since <= handshake_deadline()) return false;
       no_handshake.push_back(std::move(c));
       return true;
     });
@@ -418,7 +418,9 @@ void head_impl::tick() {
     lock.unlock();
     for (std::size_t i = 0; i < silent.size(); ++i) silent[i]->close(silent_why[i]);
     for (auto& c : no_handshake) {
-      const std::string why = fmt::format("no handshake within {} ms", opts_.heartbeat_timeout().count());
+      const std::string why =
+          fmt::format("no handshake within {} ms",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(handshake_deadline()).count());
       log(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);
       c->close(why);
     }

@@ -266,6 +266,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       c->set_handler(h);
       c->send(wire::encode(wire::challenge_msg{h->nonce, o && !o->cfg.token.empty()}));
     });
+    // Behind a NAT, a proxy or a tunnel, peers reach this worker at another address than it binds.
+    if (!cfg.data_advertise.empty()) data_address = cfg.data_advertise;
     auto h = std::make_shared<head_handler>();
     h->owner = weak;
     auto conn = net->connect(cfg.connect, h);

@@ -27,7 +27,8 @@ struct worker_config {
   std::size_t threads = 1;
   std::map<std::string, double> resources;
   double slowdown = 1.0;
-  std::string data_listen;  // where peers fetch results; empty: chosen from `connect`
+  std::string data_listen;     // where peers fetch results; empty: chosen from `connect`
+  std::string data_advertise;  // the address peers are told to fetch from; empty: the bound one
   transport_kind transport = transport_kind::tcp;
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::chrono::milliseconds connect_timeout{10'000};

@@ -64,6 +64,9 @@ constexpr const char* usage =
     "  --listen HOST:PORT         where other workers fetch results from this one [127.0.0.1:0 when\n"
     "                             the head is on loopback, else 0.0.0.0:0 (any free port)]\n"
     "                             e.g. --listen 10.0.0.5:7800\n"
+    "  --advertise HOST:PORT      the address other workers are told to fetch results from, when\n"
+    "                             they reach this worker through a NAT, a proxy or a tunnel\n"
+    "                             [the address --listen bound]. e.g. --advertise 203.0.113.7:7800\n"
     "  --max-frame-size BYTES     largest message accepted, at least 1024 [268435456 (256 MiB)]\n"
     "                             e.g. --max-frame-size 1073741824\n"
     "  --slowdown F               run each task F times as long, F >= 1; a testing aid for\n"
@@ -374,6 +377,9 @@ int worker_main(int argc, char** argv) {
       } else if (a == "--listen") {
         cfg.data_listen = value();
         check_address(a, cfg.data_listen);
+      } else if (a == "--advertise") {
+        cfg.data_advertise = value();
+        check_address(a, cfg.data_advertise);
       } else if (a == "--max-frame-size") {
         cfg.max_frame_size = parse_count(a, value(), 1024, std::numeric_limits<std::uint64_t>::max(),
                                          "a number of bytes of at least 1024");

@@ -84,6 +84,8 @@ std::string state_json(const state_record& s) {
                        {"resources", w.resources},
                        {"heartbeat_age_seconds", w.heartbeat_age_seconds},
                        {"backlog_seconds", w.backlog_seconds},
+                       {"rtt_seconds", w.rtt_seconds},
+                       {"rtt_jitter_seconds", w.rtt_jitter_seconds},
                        {"pid", w.pid}});
   }
   j["tasks"] = {{"submitted", submitted},

@@ -33,6 +33,7 @@ struct worker_record {
   std::uint64_t completed = 0, failed = 0, memory_bytes = 0, stored_bytes = 0;
   std::map<std::string, double> resources;
   double heartbeat_age_seconds = 0, backlog_seconds = 0;
+  double rtt_seconds = 0, rtt_jitter_seconds = 0;
   std::int64_t pid = 0;
 };
 

@@ -124,15 +124,20 @@ bool scheduler::state::unstarted_on(const worker_rec& w, const std::pair<std::ui
 }
 
 /// How much a worker may have sent ahead: per thread, enough predicted work to cover its own
-/// round trip and a margin for its jitter (so a far worker's threads do not wait a round trip for
-/// each task), at least one task per thread, and no more than its even share of the work placed
+/// round trip, a margin for its jitter and the task it runs (so a far worker's threads do not
+/// wait a round trip for each task), at least one task per thread, and no more than its even share of the work placed
 /// (a far worker never holds what the others could finish first) nor the byte budget.
 bool scheduler::state::window_open(const worker_rec& w) const {
   if (w.sent >= cfg.max_sent_per_thread * w.threads) return false;
   if (!policy->paces_sending()) return true;  // sends what it places
   if (w.sent < w.threads) return true;
   if (w.sent_bytes >= cfg.max_sent_bytes_per_worker) return false;
-  double cover = w.round_trip + cfg.jitter_margin * w.jitter + cfg.send_ahead_seconds;
+  const double link = w.round_trip + cfg.jitter_margin * w.jitter;
+  double cover = link + cfg.send_ahead_seconds;
+  // Sent work counts whole tasks, the running one too: on a far link, a window that a running
+  // task fills would leave the thread idle a round trip after each task. One task more keeps the
+  // next one there (on a near link the round trip is less than the send-ahead: nothing to hide).
+  if (link > cfg.send_ahead_seconds && w.sent > 0) cover += w.sent_seconds / w.sent;
   if (indexed_threads > 0) cover = std::min(cover, std::max(total_backlog / indexed_threads, cfg.send_ahead_seconds));
   return w.sent_seconds / w.threads < cover;
 }

@@ -1,5 +1,6 @@
 #include "net_functions.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,6 +30,20 @@ std::string big_string(int bytes) {
   return s;
 }
 std::size_t length_of(std::string s) { return s.size(); }
+std::size_t total_length8(std::string a, std::string b, std::string c, std::string d, std::string e, std::string f,
+                          std::string g, std::string h) {
+  return a.size() + b.size() + c.size() + d.size() + e.size() + f.size() + g.size() + h.size();
+}
+int logged_sleep(std::string path, int id, int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open " + path);
+  const std::string line = std::to_string(id) + " " + std::to_string(::getpid()) + "\n";
+  const bool whole = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!whole) throw std::runtime_error("cannot append to " + path);
+  return static_cast<int>(::getpid());
+}
 int pid_of_runner() { return static_cast<int>(::getpid()); }
 long widen(int x) { return x; }
 std::map<std::string, int> count_words(std::vector<std::string> words) {
@@ -77,6 +92,8 @@ DX_REMOTE(net_test::throw_out_of_range);
 DX_REMOTE(net_test::sleep_ms_then);
 DX_REMOTE(net_test::big_string);
 DX_REMOTE(net_test::length_of);
+DX_REMOTE(net_test::total_length8);
+DX_REMOTE(net_test::logged_sleep);
 DX_REMOTE(net_test::pid_of_runner);
 DX_REMOTE(net_test::widen);
 DX_REMOTE_AS("net_test.count_words", net_test::count_words);

@@ -25,6 +25,12 @@ int throw_out_of_range(int x);
 int sleep_ms_then(int ms, int value);
 std::string big_string(int bytes);
 std::size_t length_of(std::string s);
+/// The total length of eight strings: a task with eight inputs.
+std::size_t total_length8(std::string a, std::string b, std::string c, std::string d, std::string e, std::string f,
+                          std::string g, std::string h);
+/// Sleeps `ms`, then appends "<id> <pid>" as a line to the file at `path` (O_APPEND: one whole line
+/// per run, whichever process runs it), so a test counts every run, not only the committed ones.
+int logged_sleep(std::string path, int id, int ms);
 int pid_of_runner();
 /// x as a long: a result whose type differs from the int parameters that take it.
 long widen(int x);
