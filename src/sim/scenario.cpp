@@ -25,9 +25,9 @@ const char* to_string(leave_kind k) noexcept {
 
 const char* to_string(scheduler_call c) noexcept {
   static constexpr const char* names[scheduler_call_count] = {
-      "decide",        "task_submitted",    "task_ready",     "task_started",    "task_finished",
-      "task_returned", "move_answered",     "worker_joined",  "worker_draining", "worker_left",
-      "load_report",   "transfer_measured", "set_round_trip", "forecast",        "take_alerts"};
+      "decide",         "task_submitted", "task_ready",      "task_started",     "task_finished", "task_returned",
+      "move_answered",  "worker_joined",  "worker_draining", "worker_left",      "load_report",   "transfer_measured",
+      "set_round_trip", "forecast",       "take_alerts",     "worker_round_trip"};
   const auto i = static_cast<std::size_t>(c);
   return i < scheduler_call_count ? names[i] : "?";
 }
@@ -38,6 +38,13 @@ std::vector<worker_def> make_cluster(const cluster_options& o) {
   out.reserve(o.workers);
   const double lo = std::min(o.min_speed, o.max_speed), hi = std::max(o.min_speed, o.max_speed);
   std::uniform_real_distribution<double> u(std::log(lo), std::log(hi));
+  // Round trips come from a stream of their own: adding them leaves the speeds of a seed as they were.
+  std::mt19937_64 rtt_rng(o.seed ^ 0x5851f42d4c957f2dull);
+  const double rtt_lo = std::max(0.0, std::min(o.min_round_trip, o.max_round_trip)),
+               rtt_hi = std::max(o.min_round_trip, o.max_round_trip);
+  const bool log_uniform = rtt_lo > 0;
+  std::uniform_real_distribution<double> rtt(log_uniform ? std::log(rtt_lo) : 0.0,
+                                             log_uniform ? std::log(rtt_hi) : rtt_hi);
   for (std::size_t i = 0; i < o.workers; ++i) {
     worker_def w;
     // Appended rather than "w" + to_string(i): GCC 12 warns falsely (-Wrestrict) on the latter.
@@ -47,6 +54,11 @@ std::vector<worker_def> make_cluster(const cluster_options& o) {
     w.speed = hi > lo ? std::exp(u(rng)) : lo;
     w.bandwidth = o.bandwidth;
     w.latency = o.latency;
+    if (rtt_hi > 0) {
+      const double x = rtt(rtt_rng);
+      w.head_latency = (log_uniform ? std::exp(x) : x) / 2;
+    }
+    w.head_jitter = o.head_jitter;
     w.capacity = o.capacity;
     out.push_back(std::move(w));
   }

@@ -3,6 +3,8 @@
 // statistics are in scenario.cpp.
 #include "sim/simulator.hpp"
 
+#include "cluster/round_trip.hpp"
+
 #include <dx/error.hpp>
 
 #include <algorithm>
@@ -47,11 +49,12 @@ enum class ev : std::uint8_t {
   draining_msg,  // worker -> head
   left_msg,      // worker -> head
   tick,
-  heartbeat,
-  heartbeat_msg,
+  heartbeat,  // the head pings every worker
+  ping_msg,   // head -> worker
+  echo_msg,   // worker -> head: the ping's number and the worker's load
 };
 
-constexpr bool periodic(ev e) { return e == ev::tick || e == ev::heartbeat || e == ev::heartbeat_msg; }
+constexpr bool periodic(ev e) { return e == ev::tick || e == ev::heartbeat || e == ev::ping_msg || e == ev::echo_msg; }
 
 struct event {
   double time = 0;
@@ -60,7 +63,7 @@ struct event {
   bool flag = false;
   std::uint32_t worker = 0;
   std::uint32_t attempt = 0;
-  std::uint64_t arg = 0;  // task, slot, wave or heartbeat batch
+  std::uint64_t arg = 0;  // task, slot, wave, or running and queued (echo_msg)
 };
 
 // Min-heap order: earlier time first, then earlier insertion, so equal times replay identically.
@@ -118,11 +121,42 @@ struct task_state {
   double ready_time = 0;
 };
 
-struct load_entry {
-  worker_id w;
-  std::uint32_t running;
-  std::uint32_t queued;
+// One direction of a worker's link to the head. Messages leave in order and arrive in order: a
+// message delayed by jitter holds back the ones sent after it, as on one TCP connection.
+struct link_direction {
+  double latency = 0;
+  double jitter = 0;  // mean extra delay, exponential
+  std::uint64_t rng = 0;
+  double last_arrival = 0;
+
+  double arrival(double now) {
+    double t = now + latency;
+    if (jitter > 0) t += jitter * -std::log1p(-uniform());
+    last_arrival = std::max(last_arrival, t);
+    return last_arrival;
+  }
+  // splitmix64: a few bytes of state per link, so ten thousand workers cost nothing.
+  double uniform() {
+    std::uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
+  }
 };
+
+struct head_link {
+  link_direction down, up;  // head -> worker, worker -> head
+  dx::detail::round_trip_meter meter;
+  std::uint32_t next_ping = 1;
+};
+
+// The meter keeps time on a steady clock, as the live head does: virtual seconds map onto it.
+dx::detail::round_trip_meter::clock::time_point at(double seconds) {
+  return dx::detail::round_trip_meter::clock::time_point(
+      std::chrono::duration_cast<dx::detail::round_trip_meter::clock::duration>(
+          std::chrono::duration<double>(seconds)));
+}
 
 constexpr std::size_t max_alerts = 10'000;
 
@@ -154,6 +188,14 @@ class engine {
       for (const auto& [name, amount] : workers[w].capacity) capacity_[w][resource_index(name)] = amount;
     ws_.resize(workers.size());
     for (worker_state& s : ws_) s.in_use.assign(resource_names_.size(), 0);
+    links_.resize(workers.size());
+    for (std::size_t w = 0; w < workers.size(); ++w) {
+      head_link& l = links_[w];
+      l.down.latency = l.up.latency = std::max(0.0, workers[w].head_latency.value_or(o.head_latency));
+      l.down.jitter = l.up.jitter = std::max(0.0, workers[w].head_jitter);
+      l.down.rng = o.link_seed * 0x9e3779b97f4a7c15ull + 2 * w;
+      l.up.rng = o.link_seed * 0x9e3779b97f4a7c15ull + 2 * w + 1;
+    }
     if (o.record_starts) r_.starts.resize(workers.size());
     r_.policy = o.scheduler.kind;
     r_.tasks = n_;
@@ -221,6 +263,26 @@ class engine {
     if (!periodic(type)) ++pending_;
   }
 
+  // A message on w's link to the head, sent now.
+  void to_worker(std::uint32_t w, ev type, std::uint32_t attempt = 0, std::uint64_t arg = 0) {
+    push(links_[w].down.arrival(now_), type, w, attempt, arg);
+  }
+  void to_head(std::uint32_t w, ev type, std::uint32_t attempt = 0, std::uint64_t arg = 0, bool flag = false) {
+    push(links_[w].up.arrival(now_), type, w, attempt, arg, flag);
+  }
+
+  void ping(std::uint32_t w) {
+    head_link& l = links_[w];
+    l.meter.pinged(l.next_ping, at(now_));
+    to_worker(w, ev::ping_msg, l.next_ping++);
+  }
+
+  void report_round_trip(std::uint32_t w) {
+    const auto& m = links_[w].meter;
+    timed(call::worker_round_trip, [&] { sched_.worker_round_trip(w, m.seconds(), m.jitter()); });
+    dirty_ = true;
+  }
+
   std::uint32_t resource_index(const std::string& name) {
     auto [it, fresh] = resource_ids_.emplace(name, static_cast<std::uint32_t>(resource_names_.size()));
     if (fresh) resource_names_.push_back(name);
@@ -274,7 +336,7 @@ class engine {
         ++ts.attempt;
         ++r_.attempts;
         ts.sent_to = d.to;
-        push(now_ + o_.head_latency, ev::run_msg, d.to, ts.attempt, d.task);
+        to_worker(d.to, ev::run_msg, ts.attempt, d.task);
         break;
       }
       case sched::decision_kind::move:
@@ -283,7 +345,7 @@ class engine {
           return;
         }
         ++r_.moves_requested;
-        push(now_ + o_.head_latency, ev::move_msg, d.from, 0, d.task);
+        to_worker(d.from, ev::move_msg, 0, d.task);
         break;
       case sched::decision_kind::recompute:
         if (!ts.done || ts.recompute_pending) {
@@ -450,6 +512,9 @@ class engine {
         r_.forecast.predicted_remaining = f.remaining_seconds;
         r_.forecast.predicted_sd = f.remaining_sd;
         r_.forecast.lower_bound = f.lower_bound;
+        r_.forecast.round_trips.assign(defs_.size(), 0);
+        for (const sched::worker_forecast& wf : f.workers)
+          if (wf.id < defs_.size()) r_.forecast.round_trips[wf.id] = wf.round_trip_seconds;
       }
     }
   }
@@ -457,11 +522,17 @@ class engine {
   void handle(const event& e) {
     const std::uint32_t w = e.worker;
     switch (e.type) {
-      case ev::join:
+      case ev::join: {
         ws_[w].ph = phase::active;
         timed(call::worker_joined, [&] { sched_.worker_joined(spec_of(w), now_); });
-        dirty_ = true;
+        // The handshake was one exchange over the link: its first sample, so that the window fits
+        // the link from the first dispatch. A ping follows at once for a second.
+        head_link& l = links_[w];
+        l.meter.add(l.down.arrival(now_) + l.up.arrival(now_) - 2 * now_);
+        report_round_trip(w);
+        ping(w);
         break;
+      }
       case ev::leave:
         begin_leave(w);
         break;
@@ -532,20 +603,23 @@ class engine {
         if (pending_ == 0 && now_ - last_progress_ > o_.stall_timeout) stalled_ = true;
         push(now_ + o_.tick, ev::tick);
         break;
-      case ev::heartbeat: {
-        std::vector<load_entry> batch;
+      case ev::heartbeat:
         for (std::uint32_t i = 0; i < ws_.size(); ++i)
-          if (reachable(i)) batch.push_back({i, ws_[i].running, static_cast<std::uint32_t>(ws_[i].fifo.size())});
-        heartbeats_.push_back(std::move(batch));
-        push(now_ + o_.head_latency, ev::heartbeat_msg);
+          if (reachable(i)) ping(i);
         push(now_ + o_.heartbeat, ev::heartbeat);
         break;
-      }
-      case ev::heartbeat_msg: {
-        for (const load_entry& l : heartbeats_.front())
-          if (!ws_[l.w].declared_lost)
-            timed(call::load_report, [&] { sched_.load_report(l.w, l.running, l.queued, now_); });
-        heartbeats_.pop_front();
+      case ev::ping_msg:
+        // Answered at once with the worker's load, zombies included (the head ignores them).
+        if (ws_[w].ph == phase::active || ws_[w].ph == phase::draining)
+          to_head(w, ev::echo_msg, e.attempt,
+                  (std::uint64_t{ws_[w].running} << 32) | static_cast<std::uint32_t>(ws_[w].fifo.size()));
+        break;
+      case ev::echo_msg: {
+        if (ws_[w].declared_lost) break;
+        const auto no_deadline = std::chrono::nanoseconds::max();
+        if (links_[w].meter.echoed(e.attempt, at(now_), no_deadline)) report_round_trip(w);
+        const auto running = static_cast<std::uint32_t>(e.arg >> 32), queued = static_cast<std::uint32_t>(e.arg);
+        timed(call::load_report, [&] { sched_.load_report(w, running, queued, now_); });
         dirty_ = true;
         break;
       }
@@ -571,7 +645,7 @@ class engine {
       s.fifo.emplace_back(t, attempt);
       try_start(w);
     } else if (s.ph == phase::draining) {
-      push(now_ + o_.head_latency, ev::returned_msg, w, attempt, t);
+      to_head(w, ev::returned_msg, attempt, t);
     } else {
       ++r_.lost_messages;
     }
@@ -590,7 +664,7 @@ class engine {
         given_up = true;
         break;
       }
-    push(now_ + o_.head_latency, ev::answer_msg, w, 0, t, given_up);
+    to_head(w, ev::answer_msg, 0, t, given_up);
     if (given_up) update_blocked(w);
   }
 
@@ -684,7 +758,7 @@ class engine {
     if (total_bytes) fetch = std::max(fetch, max_latency + static_cast<double>(total_bytes) / def.bandwidth);
 
     if (o_.record_starts) r_.starts[w].push_back({t, now_, tasks_[t].ready_time, g_.tasks[t].priority});
-    push(now_ + o_.head_latency, ev::started_msg, w, attempt, t);
+    to_head(w, ev::started_msg, attempt, t);
     push(now_ + fetch + sl.run_seconds, ev::run_done, w, 0, si);
   }
 
@@ -703,7 +777,7 @@ class engine {
     ++r_.runs_completed;
     r_.work_seconds += sl.run_seconds;
     s.local.insert_or_assign(sl.task, now_);
-    push(now_ + o_.head_latency, ev::finished_msg, w, 0, si);
+    to_head(w, ev::finished_msg, 0, si);
     if (s.ph == phase::draining && s.running == 0)
       go_away(w);
     else
@@ -714,8 +788,8 @@ class engine {
     worker_state& s = ws_[w];
     if (s.ph != phase::active) return;
     s.ph = phase::draining;
-    push(now_ + o_.head_latency, ev::draining_msg, w);
-    for (const auto& [t, attempt] : s.fifo) push(now_ + o_.head_latency, ev::returned_msg, w, attempt, t);
+    to_head(w, ev::draining_msg);
+    for (const auto& [t, attempt] : s.fifo) to_head(w, ev::returned_msg, attempt, t);
     s.fifo.clear();
     update_blocked(w);
     if (s.running == 0) go_away(w);
@@ -727,7 +801,7 @@ class engine {
     s.local.clear();
     lose_results(w);
     update_blocked(w);
-    push(now_ + o_.head_latency, ev::left_msg, w);
+    to_head(w, ev::left_msg);
   }
 
   void crash(std::uint32_t w) {
@@ -801,7 +875,9 @@ class engine {
       if (ts.commits > 1 + ts.recomputes) r_.duplicate_commits += ts.commits - 1u - ts.recomputes;
     r_.workers.reserve(defs_.size());
     for (std::size_t w = 0; w < defs_.size(); ++w)
-      r_.workers.push_back({defs_[w].name, defs_[w].speed, defs_[w].threads, ws_[w].busy, ws_[w].tasks_run});
+      r_.workers.push_back({defs_[w].name, defs_[w].speed, defs_[w].threads, ws_[w].busy, ws_[w].tasks_run,
+                            links_[w].meter.seconds(), links_[w].meter.jitter(),
+                            static_cast<std::size_t>(links_[w].meter.samples())});
     r_.accuracy = model_.accuracy();
     for (task_id t = 0; t < n_ && r_.unfinished.size() < 20; ++t)
       if (!tasks_[t].done || tasks_[t].recompute_pending) r_.unfinished.push_back(describe(t));
@@ -847,7 +923,7 @@ class engine {
   std::vector<slot> slots_;
   std::vector<std::uint32_t> free_slots_;
   std::set<std::uint32_t> blocked_;  // ordered: kicks happen in worker order
-  std::deque<std::vector<load_entry>> heartbeats_;
+  std::vector<head_link> links_;
 
   std::vector<event> heap_;
   std::uint64_t seq_ = 0;

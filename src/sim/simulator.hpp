@@ -15,9 +15,14 @@
 //   fmt::print("{:.3f} s, exactly once: {}\n", r.makespan, r.exactly_once());
 //
 // The model of the runtime, in short:
-// - Head <-> worker messages take `head_latency` one way; messages between a pair keep their
-//   order. The head submits tasks, tracks readiness, calls decide() after every batch of events
-//   at one virtual time and every `tick`, and applies the decisions.
+// - Head <-> worker messages take the worker's own one-way `head_latency` (options::head_latency
+//   when it has none) plus, with `head_jitter`, a random extra delay per message; messages on one
+//   link keep their order in each direction. The head submits tasks, tracks readiness, calls
+//   decide() after every batch of events at one virtual time and every `tick`, and applies the
+//   decisions.
+// - The head measures each worker's round trip as a live head does (cluster/round_trip.hpp): the
+//   handshake is the first sample, then a ping at join and every `heartbeat`, echoed at once with
+//   the worker's load; the smoothed round trip and its jitter go to worker_round_trip().
 // - A worker keeps a FIFO of the tasks it was sent and runs up to `threads` at once, the first
 //   whose inputs exist somewhere (a task whose input was lost waits in the FIFO without holding a
 //   thread). A started task first fetches the inputs it lacks (inputs of a task are fetched
@@ -50,6 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +77,11 @@ struct worker_def {
   double speed = 1;
   double bandwidth = 1.25e9;  ///< bytes per second
   double latency = 50e-6;     ///< seconds; a link costs the larger latency of its two ends
+  /// One way to and from the head, in seconds; unset: options::head_latency.
+  std::optional<double> head_latency;
+  /// Mean extra delay of each message to or from the head, in seconds (exponential, drawn from
+  /// options::link_seed; a message never overtakes an earlier one on the same link).
+  double head_jitter = 0;
   sched::resource_map capacity;
   double join_time = 0;
   double leave_time = std::numeric_limits<double>::infinity();
@@ -85,10 +96,17 @@ struct cluster_options {
   double max_speed = 1;
   double bandwidth = 1.25e9;
   double latency = 50e-6;
+  /// Each worker's round trip to the head is log-uniform in [min_round_trip, max_round_trip]
+  /// seconds (uniform when min_round_trip is 0), as volunteers far apart would be; both 0: every
+  /// worker uses options::head_latency.
+  double min_round_trip = 0;
+  double max_round_trip = 0;
+  double head_jitter = 0;  ///< worker_def::head_jitter of every worker
   sched::resource_map capacity;
   std::uint64_t seed = 1;
 };
-/// Workers named w0, w1, ..., all present from time 0.
+/// Workers named w0, w1, ..., all present from time 0. The round trips are drawn from a stream of
+/// their own, so a cluster's speeds do not change when round trips are added.
 std::vector<worker_def> make_cluster(const cluster_options& o);
 
 struct churn_options {
@@ -113,12 +131,15 @@ double estimate_makespan(const graph& g, const std::vector<worker_def>& workers)
 
 struct options {
   /// The scheduler's settings; `scheduler.kind` is the policy under test and `scheduler.seed`
-  /// seeds it (the sim itself draws nothing at run time: the graph and cluster carry every draw).
+  /// seeds it (the graph and cluster carry every other draw but the links' jitter).
   sched::config scheduler;
-  double head_latency = 100e-6;  ///< one way, head <-> worker
-  double loss_detection = 0.5;   ///< from a crash to worker_left(lost) at the head
-  double tick = 0.010;           ///< decide() at least this often, so rebalancing and alerts run
-  double heartbeat = 0.5;        ///< load_report period per worker
+  double head_latency = 100e-6;  ///< one way, head <-> worker, for workers without their own
+  /// Seeds the links' jitter (worker_def::head_jitter), the only draws the sim makes at run time;
+  /// each link has its own stream, so one worker's traffic does not change another's delays.
+  std::uint64_t link_seed = 1;
+  double loss_detection = 0.5;  ///< from a crash to worker_left(lost) at the head
+  double tick = 0.010;          ///< decide() at least this often, so rebalancing and alerts run
+  double heartbeat = 0.5;       ///< the head pings each worker this often; the echo is its load report
   std::uint64_t inline_limit = 64 << 10;
   /// 0: every task submitted at time 0. Else tasks are submitted in id order, `wave_size` at a
   /// time, one wave every `wave_interval` seconds.
@@ -147,6 +168,11 @@ struct worker_result {
   std::uint32_t threads = 1;
   double busy_seconds = 0;  ///< run time of the tasks it finished (fetching excluded)
   std::size_t tasks_run = 0;
+  /// The head's measurement of its round trip at the end: smoothed, its jitter (mean deviation)
+  /// and the samples taken (the handshake's included).
+  double round_trip_seconds = 0;
+  double round_trip_jitter = 0;
+  std::size_t round_trip_samples = 0;
 };
 
 struct transfer_stats {
@@ -165,6 +191,9 @@ struct forecast_check {
   double lower_bound = 0;
   double actual_remaining = 0;
   double relative_error = 0;  ///< (predicted - actual) / actual
+  /// The round trip the scheduler counted for each worker then (forecast_result::workers), by
+  /// worker index; 0 for a worker it did not list (not joined, or gone).
+  std::vector<double> round_trips;
 };
 
 /// The model's prediction for one accepted completion, made just before the scheduler heard of
@@ -192,8 +221,9 @@ enum class scheduler_call : std::uint8_t {
   set_round_trip,
   forecast,
   take_alerts,
+  worker_round_trip,
 };
-inline constexpr std::size_t scheduler_call_count = 15;
+inline constexpr std::size_t scheduler_call_count = 16;
 const char* to_string(scheduler_call c) noexcept;
 
 struct call_cost {

@@ -35,6 +35,13 @@ cluster
   --bandwidth B        bytes/s per worker link (default 1.25e9)
   --latency-us U       per-worker link latency in microseconds (default 50)
   --head-latency-us U  one-way head <-> worker latency in microseconds (default 100)
+  --round-trip-ms A:B  each worker's own round trip to the head, log-uniform in [A, B]
+                       milliseconds (uniform when A is 0; A alone: every worker the same), e.g.
+                       --round-trip-ms 20:300 for volunteers far apart (default: twice
+                       --head-latency-us for every worker)
+  --jitter-ms J        mean extra delay of each message to or from the head, in milliseconds,
+                       exponential; a message never overtakes an earlier one on its link
+                       (default 0)
   --churn              late joins (10%), graceful leaves (5%), crashes (3%) and workers wrongly
                        presumed lost (2%) during the first 70% of the estimated makespan
 graph
@@ -147,6 +154,18 @@ cli parse(int argc, char** argv) {
     } else if (a == "--head-latency-us") {
       c.head_latency = parse_number<double>(a, value()) * 1e-6;
       if (!(c.head_latency >= 0)) throw bad_args("--head-latency-us must not be negative");
+    } else if (a == "--round-trip-ms") {
+      const std::string_view v = value();
+      const auto colon = v.find(':');
+      c.cluster.min_round_trip = parse_number<double>(a, v.substr(0, colon)) * 1e-3;
+      c.cluster.max_round_trip = colon == std::string_view::npos ? c.cluster.min_round_trip
+                                                                 : parse_number<double>(a, v.substr(colon + 1)) * 1e-3;
+      if (!(c.cluster.min_round_trip >= 0) || !(c.cluster.max_round_trip >= c.cluster.min_round_trip) ||
+          !(c.cluster.max_round_trip > 0))
+        throw bad_args("--round-trip-ms needs 0 <= A <= B and B > 0");
+    } else if (a == "--jitter-ms") {
+      c.cluster.head_jitter = parse_number<double>(a, value()) * 1e-3;
+      if (!(c.cluster.head_jitter >= 0)) throw bad_args("--jitter-ms must not be negative");
     } else if (a == "--churn") {
       c.churn = true;
     } else if (a == "--graph") {
@@ -257,6 +276,10 @@ int main_impl(int argc, char** argv) {
   double fastest = workers.front().speed;
   for (const auto& w : workers) fastest = std::min(fastest, w.speed);
   const double bound = std::max(work / capacity, cp * fastest);
+  // The head's round trips as configured (workers without their own use --head-latency-us).
+  const bool own_round_trips = c.cluster.max_round_trip > 0;
+  const double rtt_lo = own_round_trips ? c.cluster.min_round_trip : 2 * c.head_latency,
+               rtt_hi = own_round_trips ? c.cluster.max_round_trip : 2 * c.head_latency;
 
   std::vector<run> runs;
   for (dx::sched::policy p : c.policies) {
@@ -267,6 +290,7 @@ int main_impl(int argc, char** argv) {
     o.scheduler.seed = c.seed;
     o.scheduler.rebalance = c.rebalance;
     o.head_latency = c.head_latency;
+    o.link_seed = c.seed;
     if (c.waves) {
       o.wave_size = c.waves;
       o.wave_interval = std::max(1e-3, 0.1 * estimate);
@@ -294,10 +318,12 @@ int main_impl(int argc, char** argv) {
         "\"critical_path_seconds\":{}}},",
         json_string(g.shape), g.tasks.size(), g.edges(), g.depth(), g.kinds.size(), json_number(work), json_number(cp));
     out += fmt::format(
-        "\"cluster\":{{\"workers\":{},\"threads\":{},\"min_speed\":{},\"max_speed\":{},\"churn\":{}}},"
+        "\"cluster\":{{\"workers\":{},\"threads\":{},\"min_speed\":{},\"max_speed\":{},\"churn\":{},"
+        "\"min_round_trip\":{},\"max_round_trip\":{},\"jitter\":{}}},"
         "\"lower_bound_seconds\":{},\"seed\":{},\"runs\":[",
         workers.size(), c.cluster.threads, json_number(c.cluster.min_speed), json_number(c.cluster.max_speed),
-        c.churn ? "true" : "false", json_number(bound), c.seed);
+        c.churn ? "true" : "false", json_number(rtt_lo), json_number(rtt_hi), json_number(c.cluster.head_jitter),
+        json_number(bound), c.seed);
     for (std::size_t i = 0; i < runs.size(); ++i) {
       const dx::sim::result& r = runs[i].r;
       out += i ? "," : "";
@@ -333,9 +359,13 @@ int main_impl(int argc, char** argv) {
 
   fmt::print("graph {}: {} tasks, {} edges, depth {}, {} kinds; work {:.1f} s, critical path {:.3f} s\n", g.shape,
              g.tasks.size(), g.edges(), g.depth(), g.kinds.size(), work, cp);
-  fmt::print("cluster: {} workers x {} threads, speeds {}:{}{}; lower bound {:.3f} s (built in {:.2f} s)\n\n",
-             workers.size(), c.cluster.threads, c.cluster.min_speed, c.cluster.max_speed, c.churn ? ", churn" : "",
-             bound, build_seconds);
+  fmt::print(
+      "cluster: {} workers x {} threads, speeds {}:{}, round trips {}{} ms{}{}; lower bound {:.3f} s (built in "
+      "{:.2f} s)\n\n",
+      workers.size(), c.cluster.threads, c.cluster.min_speed, c.cluster.max_speed, 1e3 * rtt_lo,
+      rtt_hi > rtt_lo ? fmt::format(":{}", 1e3 * rtt_hi) : "",
+      c.cluster.head_jitter > 0 ? fmt::format(" + jitter {} ms", 1e3 * c.cluster.head_jitter) : "",
+      c.churn ? ", churn" : "", bound, build_seconds);
   fmt::print("{:<13} {:>10} {:>7} {:>13} {:>9} {:>12} {:>12} {:>11} {:>7}  {}\n", "policy", "makespan", "/oracle",
              "moves req/ok", "forecast", "decisions/s", "sched CPU s", "forecast s", "wall s", "MAPE by kind (median)");
   for (const run& rr : runs) {
