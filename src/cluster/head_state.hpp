@@ -17,7 +17,7 @@
 
 #include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
-#include "cluster/round_trip.hpp"
+#include "sched/round_trip_meter.hpp"
 #include "cluster/worker.hpp"
 #include "observe/alert_rules.hpp"
 #include "observe/exposition.hpp"
@@ -73,7 +73,7 @@ struct worker_rec {
   // Bytes over its connections that ended (the one now open is counted by the connection).
   std::uint64_t bytes_to_final = 0, bytes_from_final = 0;
   // The round trip to it (pings in heartbeats), for its window, placement and deadlines.
-  round_trip_meter round_trip;
+  sched::round_trip_meter round_trip;
   std::uint64_t next_ping = 1;
 };
 

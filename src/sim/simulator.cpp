@@ -3,7 +3,7 @@
 // statistics are in scenario.cpp.
 #include "sim/simulator.hpp"
 
-#include "cluster/round_trip.hpp"
+#include "sched/round_trip_meter.hpp"
 
 #include <dx/error.hpp>
 
@@ -147,14 +147,14 @@ struct link_direction {
 
 struct head_link {
   link_direction down, up;  // head -> worker, worker -> head
-  dx::detail::round_trip_meter meter;
+  dx::sched::round_trip_meter meter;
   std::uint32_t next_ping = 1;
 };
 
 // The meter keeps time on a steady clock, as the live head does: virtual seconds map onto it.
-dx::detail::round_trip_meter::clock::time_point at(double seconds) {
-  return dx::detail::round_trip_meter::clock::time_point(
-      std::chrono::duration_cast<dx::detail::round_trip_meter::clock::duration>(
+dx::sched::round_trip_meter::clock::time_point at(double seconds) {
+  return dx::sched::round_trip_meter::clock::time_point(
+      std::chrono::duration_cast<dx::sched::round_trip_meter::clock::duration>(
           std::chrono::duration<double>(seconds)));
 }
 

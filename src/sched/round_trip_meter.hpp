@@ -1,10 +1,10 @@
-// A worker's round trip as the head measures it: pings carry a number the head chose, the worker
-// echoes it, and the time between is a sample on the head's clock alone (a worker's clock, or a
-// timestamp it makes up, is never read). Samples are smoothed much as TCP smooths them (RFC 6298),
-// a mean and a mean deviation each moving by a quarter of each error: pings come twice a second,
-// not with every packet, so the mean follows faster than TCP's eighth. The first is taken whole. An echo of a number
-// not outstanding, echoed twice, or taking longer than the deadline given is ignored, so a misbehaving worker can only
-// make itself look slower, never faster than it answers, and never change another worker's figures.
+// A worker's round trip as the head (and the simulator playing it) measures it: pings carry a number the head chose,
+// the worker echoes it, and the time between is a sample on the head's clock alone (a worker's clock, or a timestamp it
+// makes up, is never read). Samples are smoothed much as TCP smooths them (RFC 6298), a mean and a mean deviation each
+// moving by a quarter of each error: pings come twice a second, not with every packet, so the mean follows faster than
+// TCP's eighth. The first is taken whole. An echo of a number not outstanding, echoed twice, or taking longer than the
+// deadline given is ignored, so a misbehaving worker can only make itself look slower, never faster than it answers,
+// and never change another worker's figures.
 #pragma once
 
 #include <array>
@@ -12,7 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace dx::detail {
+namespace dx::sched {
 
 class round_trip_meter {
  public:
@@ -68,4 +68,4 @@ class round_trip_meter {
   std::uint64_t samples_ = 0;
 };
 
-}  // namespace dx::detail
+}  // namespace dx::sched
