@@ -128,6 +128,20 @@ void scheduler::state::retry_unplaceable(double now) {
 }
 
 void scheduler::state::replace_held(double now) {
+  // Tasks sent to far workers on a guess (probes of a kind just learned) count at what they are now
+  // predicted to take: their guessed charge would keep those windows shut until they finish, a
+  // round trip lost. (Near workers lose nothing by waiting, and keep their start order.)
+  for (auto& [id, t] : tasks)
+    if (t.charged_fallback && (t.state == task_state::sent || t.state == task_state::running) && far(worker(t.where))) {
+      worker_rec& w = worker(t.where);
+      w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
+      discharge(t, w);
+      if (probes_in_flight[t.kind] > 0) --probes_in_flight[t.kind];
+      charge(t, w);
+      if (t.charged_fallback) ++probes_in_flight[t.kind];
+      w.sent_seconds += t.charge;
+      hungry.insert(w.id);
+    }
   for (auto& [id, w] : workers) {
     std::vector<task_id> ids;
     for (const queue_key& k : w.held) ids.push_back(k.id);
@@ -161,11 +175,8 @@ double scheduler::state::wait_on(const worker_rec& w, double now) const {
   return std::max(queued, soonest);
 }
 
-/// An idle worker takes work: first a task still held here for another worker (free: that
-/// worker never saw it), else a sent task the victim has not started (confirm protocol).
-void scheduler::state::steal_for(worker_rec& thief, double now) {
-  if (!policy->steals() || thief.stealing) return;
-  // The most loaded worker of each bucket is a candidate victim.
+/// The most loaded other worker of any bucket, or nullptr.
+worker_rec* scheduler::state::busiest_but(const worker_rec& thief) {
   worker_rec* victim = nullptr;
   for (auto& [k, set] : buckets) {
     if (set.empty()) continue;
@@ -174,18 +185,32 @@ void scheduler::state::steal_for(worker_rec& thief, double now) {
     if (!victim || w.load() > victim->load()) victim = &w;
   }
   // Draining workers hold nothing: fill() sends them nothing, leave() returns their held tasks.
-  if (!victim || victim->backlog <= 0) return;
+  return victim && victim->backlog > 0 ? victim : nullptr;
+}
+
+/// The first task held for `victim` moves to `thief` when it would finish sooner there (free:
+/// the victim never saw it). Returns whether it moved.
+bool scheduler::state::take_held(worker_rec& thief, worker_rec& victim, double now) {
+  if (victim.held.empty()) return false;
+  task_rec& t = tasks.at(victim.held.begin()->id);
+  if (!can_host(thief, t)) return false;
+  const double start_there = std::max(wait_on(victim, now), victim.round_trip / 2);
+  const double finish_there = start_there + t.charge + victim.round_trip / 2;
+  const double finish_here = finish_on(thief, transfer_to(t, thief), predict_on(t, thief));
+  if (!policy->takes_held(finish_here, finish_there)) return false;
+  unhold(t);
+  hold_on(t, thief);
+  return true;
+}
+
+/// An idle worker takes work: first a task still held here for another worker (free: that
+/// worker never saw it), else a sent task the victim has not started (confirm protocol).
+void scheduler::state::steal_for(worker_rec& thief, double now) {
+  if (!policy->steals() || thief.stealing) return;
+  worker_rec* victim = busiest_but(thief);
+  if (!victim) return;
   if (!victim->held.empty()) {
-    task_rec& t = tasks.at(victim->held.begin()->id);
-    if (!can_host(thief, t)) return;
-    const double start_there = std::max(wait_on(*victim, now), victim->round_trip / 2);
-    const double finish_there = start_there + t.charge + victim->round_trip / 2;
-    const double finish_here = thief.round_trip + transfer_to(t, thief) + predict_on(t, thief);
-    if (policy->takes_held(finish_here, finish_there)) {
-      unhold(t);
-      hold_on(t, thief);
-      fill(thief, now);
-    }
+    if (take_held(thief, *victim, now)) fill(thief, now);
     return;
   }
   if (victim->sent <= victim->threads) return;  // everything there is probably running

@@ -268,6 +268,9 @@ struct scheduler::state {
   int speed_bucket(double factor) const;
   /// Round trips under a millisecond share bucket 0; beyond, a bucket per factor of about 1.4.
   static int distance_bucket(double round_trip);
+  /// A worker whose link (round trip and jitter margin) is longer than the send-ahead: the window,
+  /// not the send-ahead, is what keeps its threads busy.
+  bool far(const worker_rec& w) const { return w.round_trip + cfg.jitter_margin * w.jitter > cfg.send_ahead_seconds; }
   /// Sets w's round trip, moving it to the bucket of its new distance.
   void set_round_trip(worker_rec& w, double round_trip);
   /// The time from placing t on w until the head learns it finished: the round trip, the
@@ -306,6 +309,8 @@ struct scheduler::state {
   static constexpr double overrun_ratio = 8;
   double wait_on(const worker_rec& w, double now) const;
   void steal_for(worker_rec& thief, double now);
+  worker_rec* busiest_but(const worker_rec& thief);
+  bool take_held(worker_rec& thief, worker_rec& victim, double now);
   /// The move asked for `t` is over (answered, or the task left its worker): the thief may ask again.
   void release_move(task_rec& t);
 

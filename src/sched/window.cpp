@@ -132,12 +132,11 @@ bool scheduler::state::window_open(const worker_rec& w) const {
   if (!policy->paces_sending()) return true;  // sends what it places
   if (w.sent < w.threads) return true;
   if (w.sent_bytes >= cfg.max_sent_bytes_per_worker) return false;
-  const double link = w.round_trip + cfg.jitter_margin * w.jitter;
-  double cover = link + cfg.send_ahead_seconds;
+  double cover = w.round_trip + cfg.jitter_margin * w.jitter + cfg.send_ahead_seconds;
   // Sent work counts whole tasks, the running one too: on a far link, a window that a running
   // task fills would leave the thread idle a round trip after each task. One task more keeps the
   // next one there (on a near link the round trip is less than the send-ahead: nothing to hide).
-  if (link > cfg.send_ahead_seconds && w.sent > 0) cover += w.sent_seconds / w.sent;
+  if (far(w) && w.sent > 0) cover += w.sent_seconds / w.sent;
   if (indexed_threads > 0) cover = std::min(cover, std::max(total_backlog / indexed_threads, cfg.send_ahead_seconds));
   return w.sent_seconds / w.threads < cover;
 }
@@ -160,7 +159,25 @@ void scheduler::state::fill(worker_rec& w, double now) {
     send(*next, w);
   }
   policy->offer_held(*this, w);
-  if (cfg.rebalance && w.sent < w.threads && w.held.empty()) steal_for(w, now);
+  if (!cfg.rebalance || !w.held.empty()) return;
+  if (w.sent < w.threads) {
+    steal_for(w, now);
+    return;
+  }
+  // A far worker with room in its window and nothing of its own takes work held for a busier one
+  // that would finish here first, now: waiting until it idles costs it a round trip, and near the
+  // end leaves it idle while the other works through its queue. (A near worker waits until it
+  // idles: it loses nothing by it, and what it starts stays in priority order.)
+  if (!policy->paces_sending() || !policy->steals() || w.stealing) return;
+  if (!far(w)) return;
+  while (window_open(w) && w.held.empty()) {
+    worker_rec* victim = busiest_but(w);
+    if (!victim || !take_held(w, *victim, now)) break;
+    task_rec* next = &tasks.at(w.held.begin()->id);
+    if (!fits_now(w, *next)) break;
+    if (task_rec* better = higher_priority_elsewhere(w, next->priority)) next = better;
+    send(*next, w);
+  }
 }
 
 }  // namespace dx::sched
