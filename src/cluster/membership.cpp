@@ -308,6 +308,12 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
     sched_->task_started(r.task_id, w.sid, it->second.running_since);
   }
   for (const wire::transfer_note& note : m.transfers) {
+    if (note.from.empty()) {
+      // From the head: the worker timed the body alone; the head adds the way there.
+      const double seconds = static_cast<double>(note.micros) * 1e-6 + w.round_trip.seconds() / 2;
+      sched_->head_transfer_measured(w.sid, note.bytes, seconds);
+      continue;
+    }
     for (const auto& [id, from] : workers_)
       if (from->data_address == note.from && from->sid != sched::no_worker) {
         const double seconds = static_cast<double>(note.micros) * 1e-6;
@@ -323,7 +329,9 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
         break;
       }
   }
-  if (m.running == 0 && m.queued == 0 && sched_->sent_count(w.sid) > 0) requeue_stale_locked(w, d);
+  // Idle with tasks open: their dispatch was lost, unless it is still arriving (a large frame on a
+  // slow link takes as long as it takes).
+  if (m.running == 0 && m.queued == 0 && m.receiving == 0 && sched_->sent_count(w.sid) > 0) requeue_stale_locked(w, d);
 }
 
 void head_impl::leaving_locked(worker_rec& w, const wire::leaving_msg& m) {

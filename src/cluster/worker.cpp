@@ -328,6 +328,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     hb.queued = static_cast<std::uint32_t>(jobs.size());
     hb.stored_bytes = stored_bytes;
     hb.memory_bytes = resident_memory_bytes();
+    if (head) hb.receiving = head->receiving();
     const auto now = clock::now();
     for (auto& [note, ended] : transfer_notes) {
       note.age_us = static_cast<std::uint64_t>(
@@ -346,6 +347,19 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     }
     return hb;
   }
+
+  /// A large frame of tasks from the head measures its link's bandwidth: the next heartbeat
+  /// reports how long its body took (a transfer note from nobody: the head).
+  void note_head_transfer(const wire::frame& f) {
+    if (f.body_size() < head_transfer_bytes || f.receive_us == 0) return;
+    std::lock_guard lock(mutex);
+    if (transfer_notes.size() >= max_transfer_notes) return;
+    wire::transfer_note note;
+    note.bytes = f.body_size();
+    note.micros = f.receive_us;
+    transfer_notes.emplace_back(std::move(note), clock::now());
+  }
+  static constexpr std::uint64_t head_transfer_bytes = std::uint64_t{1} << 20;
 
   /// A ping from the head: answered at once (the head times the exchange on its own clock), and
   /// the head's deadline for this link is ours for the head too.
@@ -405,9 +419,11 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           return;
         }
         case wire::msg::run_task:
+          note_head_transfer(f);
           run_task(wire::decode<wire::run_task_msg>(f));
           return;
         case wire::msg::run_tasks: {
+          note_head_transfer(f);
           auto batch = wire::decode<wire::run_tasks_msg>(f);
           got_frames.fetch_add(1);
           got_tasks.fetch_add(batch.tasks.size());

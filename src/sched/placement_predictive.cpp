@@ -25,7 +25,7 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
       memo_cls = w.cls;
       memo_duration = s.predict_class(t, w.cls).mean;
     }
-    const double transfer = scheduler::state::transfer_cost(s.inputs_scratch, w.id);
+    const double transfer = scheduler::state::transfer_cost(s.inputs_scratch, w.id) + s.arguments_cost(t, w);
     const double finish = s.finish_on(w, transfer, memo_duration * s.worker_factor(w));
     if (finish < best_finish || (finish == best_finish && w.id < best)) {
       best = w.id;
@@ -33,8 +33,11 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
       best_transfer = transfer;
     }
   };
-  if (!t.needs.empty()) {
-    // Few tasks declare resources; only some workers can host them: look at all.
+  const bool data_heavy =
+      t.caller_bytes >= cost_model::impl::small_transfer_bytes && s.head_link != cost_model::impl::no_index;
+  if (!t.needs.empty() || data_heavy) {
+    // Few tasks declare resources, and only some workers can host them; a task with large
+    // arguments costs what each worker's own link makes it: look at all.
     for (auto& [id, w] : s.workers) consider(w);
   } else {
     for (auto& [k, set] : s.buckets)

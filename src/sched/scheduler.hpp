@@ -60,7 +60,7 @@ struct task_spec {
   task_id id = 0;
   std::string kind;               // function name or user tag
   std::vector<task_id> inputs;    // tasks whose results it reads (submitted earlier)
-  std::uint64_t input_bytes = 0;  // bytes of inputs that are not tasks (sent with it)
+  std::uint64_t input_bytes = 0;  // bytes of inputs that are not tasks (sent with it, by the caller)
   double size_hint = 0;           // dx::hint
   int priority = 0;               // higher first
   resource_map needs;             // empty: limited by threads only
@@ -218,6 +218,9 @@ class scheduler {
   /// A heartbeat: what the worker runs and has queued, by its own count.
   void load_report(worker_id w, std::uint32_t running, std::uint32_t queued, double now);
   void transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds);
+  /// `bytes` sent by the caller (a task's arguments) reached `to` in `seconds`: the link from the
+  /// caller to that worker, which placement charges a task's arguments at.
+  void head_transfer_measured(worker_id to, std::uint64_t bytes, double seconds);
   /// The round trip to `w` as measured on the caller's clock (smoothed) and its jitter: its
   /// window, the placements that would wait on it, and moves from and to it count with them.
   /// Another worker's figures are never changed.

@@ -59,6 +59,7 @@ struct task_rec {
   std::vector<task_id> inputs;
   std::vector<task_id> dependents;
   task_features features;
+  std::uint64_t caller_bytes = 0;  // of its arguments, sent by the caller with it
   int priority = 0;
   std::vector<std::pair<std::uint32_t, double>> needs;
   double true_seconds = 0;
@@ -238,6 +239,8 @@ struct scheduler::state {
   double total_backlog = 0;           // over every worker: the ready work placed and not finished
   std::uint32_t indexed_threads = 0;  // threads of the workers in the load index
   model_index reference_class;        // ranks are in run times on an average worker of this class
+  // The caller's end of the links its arguments travel (the cost model's "head"), once measured.
+  model_index head_link = cost_model::impl::no_index;
 
   state(config c, cost_model& cm);
   ~state();
@@ -261,6 +264,9 @@ struct scheduler::state {
   };
   void gather_inputs(const task_rec& t, std::vector<remote_input>& out) const;
   static double transfer_cost(const std::vector<remote_input>& inputs, worker_id w);
+  /// What sending t's arguments from the caller to w costs, on that link as measured (arguments
+  /// under 64 KiB travel with the dispatch and are not counted).
+  double arguments_cost(const task_rec& t, const worker_rec& w) const;
   double transfer_to(const task_rec& t, const worker_rec& w) const;
   mutable std::vector<remote_input> inputs_scratch;
 

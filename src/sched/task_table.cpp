@@ -57,6 +57,7 @@ void scheduler::task_submitted(const task_spec& spec, double) {
   t.seq = s.next_seq++;
   t.features.size_hint = spec.size_hint;
   t.features.input_bytes = spec.input_bytes;
+  t.caller_bytes = spec.input_bytes;
   t.root = true;
   for (task_id in : spec.inputs) {
     auto p = s.tasks.find(in);

@@ -270,6 +270,14 @@ void scheduler::worker_round_trip(worker_id id, double round_trip, double jitter
   if (grew && s.in_buckets(w)) s.hungry.insert(id);  // its window may have grown
 }
 
+void scheduler::head_transfer_measured(worker_id to, std::uint64_t bytes, double seconds) {
+  state& s = *s_;
+  auto t = s.workers.find(to);
+  if (t == s.workers.end()) return;
+  if (s.head_link == cost_model::impl::no_index) s.head_link = s.m.worker_index("head", s.reference_class);
+  s.m.observe_transfer(s.head_link, t->second.model, bytes, seconds);
+}
+
 void scheduler::transfer_measured(worker_id from, worker_id to, std::uint64_t bytes, double seconds) {
   state& s = *s_;
   auto f = s.workers.find(from);

@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <deque>
@@ -184,6 +185,7 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   std::array<char, wire::header_size> in_header_{};
   wire::frame in_frame_;
   std::shared_ptr<std::string> in_payload_;
+  std::chrono::steady_clock::time_point body_started_{};  // when the frame being read had its header
   std::unique_ptr<char[]> discard_buffer_;
   std::vector<out_entry> writing_;
   std::vector<asio::const_buffer> write_buffers_;
@@ -370,6 +372,8 @@ void tcp_connection::on_header(const error_code& ec) {
     return do_close(why, close_mode::failed, log_level::off);
   }
   if (h.archive_size == 0 && h.payload_size == 0) return on_body(error_code{});
+  body_started_ = std::chrono::steady_clock::now();
+  set_receiving(h.archive_size + h.payload_size);
   const std::array<asio::mutable_buffer, 2> body{asio::buffer(in_frame_.archive),
                                                  in_payload_ ? asio::buffer(*in_payload_) : asio::mutable_buffer{}};
   asio::async_read(socket_, body, read_fully{},
@@ -382,6 +386,11 @@ void tcp_connection::on_body(const error_code& ec) {
   wire::frame f = std::move(in_frame_);
   f.payload = std::move(in_payload_);
   in_frame_ = wire::frame{};
+  set_receiving(0);
+  if (f.body_size() > 0)
+    f.receive_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - body_started_)
+            .count());
   count_received(f);
   deliver(std::move(f));
   if (!closed_) return read_header();

@@ -50,6 +50,9 @@ class connection {
   /// Bytes of frames (headers included) queued for sending and received so far.
   std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
   std::uint64_t bytes_received() const noexcept { return bytes_received_.load(std::memory_order_relaxed); }
+  /// The body size of a frame being received now (its header arrived, its body has not), or 0:
+  /// a peer that has not seen a frame yet may still be receiving it.
+  std::uint64_t receiving() const noexcept { return receiving_.load(std::memory_order_relaxed); }
 
  protected:
   void count_sent(const wire::frame& f) noexcept {
@@ -58,10 +61,12 @@ class connection {
   void count_received(const wire::frame& f) noexcept {
     bytes_received_.fetch_add(wire::header_size + f.body_size(), std::memory_order_relaxed);
   }
+  void set_receiving(std::uint64_t body_bytes) noexcept { receiving_.store(body_bytes, std::memory_order_relaxed); }
 
  private:
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<std::uint64_t> bytes_received_{0};
+  std::atomic<std::uint64_t> receiving_{0};
 };
 
 struct config {

@@ -27,6 +27,10 @@ struct frame {
   /// Large bytes sent after the archive without copying; shared so a sender may keep a result
   /// and send it to many peers.
   std::shared_ptr<const std::string> payload;
+  /// Set by a transport on a received frame: microseconds from its header's arrival to its body's
+  /// last byte, which for a large body is how long it took on the wire (its link's bandwidth).
+  /// Not sent.
+  std::uint64_t receive_us = 0;
 
   std::uint64_t body_size() const noexcept { return archive.size() + (payload ? payload->size() : 0); }
 };

@@ -178,9 +178,10 @@ struct running_task {
   bool operator==(const running_task&) const = default;
 };
 
-/// A result fetched from a peer, as its heartbeat reports it (the head learns link costs).
+/// A result fetched from a peer, or a large frame of tasks from the head, as a worker's heartbeat
+/// reports it (the head learns link costs).
 struct transfer_note {
-  std::string from;  // the holder's data address
+  std::string from;  // the holder's data address; empty: the head
   std::uint64_t bytes = 0;
   std::uint64_t micros = 0;
   std::uint64_t task_id = 0;  // whose result moved
@@ -203,6 +204,7 @@ struct heartbeat_msg {
   std::uint64_t ping = 0;                // head -> worker: answer with echo = ping (0: none)
   std::uint64_t echo = 0;                // worker -> head: the ping this heartbeat answers
   std::uint32_t deadline_ms = 0;         // head -> worker: the silence either side tolerates (0: as welcomed)
+  std::uint64_t receiving = 0;           // worker -> head: bytes of a frame from the head it is receiving
 
   bool operator==(const heartbeat_msg&) const = default;
 };

@@ -85,9 +85,10 @@ void for_each_sample(F&& f) {
                   {transfer_note{"127.0.0.1:40123", 1u << 20, 830, 1041, 12000}},
                   0,
                   17,
-                  0},
+                  0,
+                  4u << 20},
     nullptr);
-  f("heartbeat-ping", heartbeat_msg{0, 0, 0, 0, {}, {}, 18, 0, 12000}, nullptr);
+  f("heartbeat-ping", heartbeat_msg{0, 0, 0, 0, {}, {}, 18, 0, 12000, 0}, nullptr);
   f("leaving", leaving_msg{{handed_back{1050, 1}, handed_back{1051, 2}}}, nullptr);
   f("shutdown", shutdown_msg{"the head is stopping"}, nullptr);
   f("run-tasks",

@@ -312,3 +312,31 @@ TEST_CASE("far workers: a worker that echoes pings it was never sent changes no 
   CHECK(honest > 0.08);
   CHECK(honest < 0.3);
 }
+
+TEST_CASE("far workers: the head learns the bandwidth of a worker's link from the arguments it sends", "[net][far]") {
+  far_cluster fc(dx::options{}.heartbeat(50ms, 5s));
+  // 4 MiB/s towards the worker, a 20 ms round trip.
+  dx::link::profile slow = delay_of(10ms);
+  slow.bytes_per_second = 4 << 20;
+  std::string head = fc.cl.endpoint();
+  fc.links.push_back(std::make_unique<dx::link::emulator>(head, delay_of(10ms), slow));
+  fc.pids.push_back(
+      spawn_self({"--dx-worker", "--connect", fc.links.back()->address(), "--name", "thin", "--reconnect-for", "0"}));
+  fc.cl.wait_for_workers(1, 20s);
+  // An argument of 4 MiB takes about a second on that link.
+  auto f = fc.cl.submit(net_test::length_of, std::string(4 << 20, 'x'));
+  REQUIRE(f.wait_for(30s) == dx::future_status::ready);
+  CHECK(f.get() == std::size_t{4} << 20);
+  // The worker's next heartbeat reports how long the frame took.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  dx::prediction p;
+  while (std::chrono::steady_clock::now() < deadline) {
+    p = fc.cl.cost_model_snapshot().predict_transfer("head", "thin", 4 << 20);
+    if (p.samples > 0) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(p.samples > 0);
+  INFO("predicted for 4 MiB: " << p.mean << " s");
+  CHECK(p.mean > 0.5);
+  CHECK(p.mean < 3);
+}

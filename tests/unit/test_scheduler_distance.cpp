@@ -245,3 +245,47 @@ TEST_CASE("distance: the forecast counts each worker's round trip", "[sched][for
   // Task 2 waits for task 1's report (0.1 s after it ends), then travels there and back.
   CHECK(g.s.forecast(g.now).remaining_seconds == Approx(1.1 + 0.1 + 1.0 + 0.1).margin(1e-6));
 }
+
+TEST_CASE("distance: a worker on a slow link from the caller gets compute-heavy, data-light tasks", "[sched]") {
+  harness h;
+  h.join(1, 1);
+  h.join(2, 1);
+  // Worker 2's link from the caller carries 1 MiB/s, worker 1's 1 GiB/s.
+  for (int i = 0; i < 5; ++i) {
+    h.s.head_transfer_measured(2, 4 << 20, 4.0);
+    h.s.head_transfer_measured(1, 4 << 20, 0.004);
+  }
+  auto submit = [&](task_id id, double seconds, std::uint64_t argument_bytes) {
+    task_spec t;
+    t.id = id;
+    t.kind = "k";
+    t.input_bytes = argument_bytes;
+    t.true_seconds = seconds;
+    h.seconds[id] = seconds;
+    h.s.task_submitted(t, h.now);
+    h.s.task_ready(id, h.now);
+    h.decide();
+  };
+  submit(1, 1.0, 0);        // worker 1 (the tie goes to the lower id)
+  submit(2, 0.1, 8 << 20);  // 8 MiB of arguments: 8 s to worker 2, a second's wait on worker 1
+  submit(3, 0.1, 0);        // no data: worker 2, idle
+  CHECK(h.s.placed_on(1) == 1);
+  CHECK(h.s.placed_on(2) == 1);
+  CHECK(h.s.placed_on(3) == 2);
+  // Without the link's measure the same data-heavy task would go to the idle worker.
+  harness blind;
+  blind.join(1, 1);
+  blind.join(2, 1);
+  blind.add(1, 1.0);
+  blind.decide();
+  task_spec heavy;
+  heavy.id = 2;
+  heavy.kind = "k";
+  heavy.input_bytes = 8 << 20;
+  heavy.true_seconds = 0.1;
+  blind.seconds[2] = 0.1;
+  blind.s.task_submitted(heavy, blind.now);
+  blind.s.task_ready(2, blind.now);
+  blind.decide();
+  CHECK(blind.s.placed_on(2) == 2);
+}
