@@ -12,8 +12,8 @@
 //       the ideal (TASKS x MS / workers) and their ratio.
 //   dx_bench_far_live memory DX_LINK TASKS ONE_WAY_MS...
 //       the same cluster; TASKS no-op tasks submitted at once (queued at the head, a window of them
-//       sent to each worker), then all got. Peak resident memory of the head process (VmHWM) at
-//       the end, and the time taken.
+//       sent to each worker), then 3 s of running; the head's resident memory (VmRSS) then and at
+//       its peak (VmHWM), and how many had finished. The rest is cancelled.
 //
 // Output: RESULT lines of key=value pairs. Timing: std::chrono::steady_clock.
 
@@ -177,11 +177,13 @@ std::string links_label(const std::vector<double>& one_way_ms) {
   return s;
 }
 
-long vm_hwm_kib() {
+/// A field of /proc/self/status in KiB ("VmRSS:", "VmHWM:").
+long vm_kib(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
+  const std::size_t n = std::strlen(field);
   while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+    if (line.compare(0, n, field) == 0) return std::atol(line.c_str() + n);
   return 0;
 }
 
@@ -232,13 +234,22 @@ int main(int argc, char** argv) {
         links_label(one_way).c_str(), tasks, ms, warm ? 1 : 0, wall, ideal, ideal / wall, rtts.c_str(),
         timeline.c_str());
   } else if (mode == "memory") {
+    // Every task submitted (queued at the head, a window of them sent to each worker), then 3 s of
+    // running; the head's resident memory then and at its peak. The rest is cancelled.
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<dx::future<int>> fs;
     fs.reserve(static_cast<std::size_t>(tasks));
     for (int i = 0; i < tasks; ++i) fs.push_back(fc.cl->submit(noop, i));
-    for (auto& f : fs) f.get();
-    std::printf("RESULT mode=memory system=dx links_ms=%s tasks=%d head_peak_rss_kib=%ld wall_s=%.3f\n",
-                links_label(one_way).c_str(), tasks, vm_hwm_kib(), seconds_since(t0));
+    const double submit_s = seconds_since(t0);
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::size_t done = 0;
+    for (auto& f : fs) done += f.is_ready();
+    const long rss = vm_kib("VmRSS:"), peak = vm_kib("VmHWM:");
+    for (auto& f : fs) f.cancel();
+    std::printf(
+        "RESULT mode=memory system=dx links_ms=%s tasks=%d submit_s=%.3f done_after_3s=%zu head_rss_kib=%ld "
+        "head_peak_rss_kib=%ld\n",
+        links_label(one_way).c_str(), tasks, submit_s, done, rss, peak);
   } else {
     return usage();
   }
