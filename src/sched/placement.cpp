@@ -62,9 +62,8 @@ double scheduler::state::transfer_cost(const std::vector<remote_input>& inputs, 
   return total;
 }
 
-double scheduler::state::arguments_cost(const task_rec& t, const worker_rec& w) const {
-  if (t.caller_bytes < cost_model::impl::small_transfer_bytes) return 0;
-  return m.predict_transfer(head_link, w.model, t.caller_bytes).mean;
+double scheduler::state::link_cost(std::uint64_t caller_bytes, const worker_rec& w) const {
+  return m.predict_transfer(head_link, w.model, caller_bytes).mean;
 }
 
 double scheduler::state::transfer_to(const task_rec& t, const worker_rec& w) const {

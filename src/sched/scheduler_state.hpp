@@ -266,7 +266,10 @@ struct scheduler::state {
   static double transfer_cost(const std::vector<remote_input>& inputs, worker_id w);
   /// What sending t's arguments from the caller to w costs, on that link as measured (arguments
   /// under 64 KiB travel with the dispatch and are not counted).
-  double arguments_cost(const task_rec& t, const worker_rec& w) const;
+  double arguments_cost(const task_rec& t, const worker_rec& w) const {
+    return t.caller_bytes < cost_model::impl::small_transfer_bytes ? 0 : link_cost(t.caller_bytes, w);
+  }
+  double link_cost(std::uint64_t caller_bytes, const worker_rec& w) const;
   double transfer_to(const task_rec& t, const worker_rec& w) const;
   mutable std::vector<remote_input> inputs_scratch;
 

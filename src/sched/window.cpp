@@ -133,11 +133,14 @@ bool scheduler::state::window_open(const worker_rec& w) const {
   if (w.sent < w.threads) return true;
   if (w.sent_bytes >= cfg.max_sent_bytes_per_worker) return false;
   double cover = w.round_trip + cfg.jitter_margin * w.jitter + cfg.send_ahead_seconds;
-  // Sent work counts whole tasks, the running one too: on a far link, a window that a running
-  // task fills would leave the thread idle a round trip after each task. One task more keeps the
-  // next one there (on a near link the round trip is less than the send-ahead: nothing to hide).
-  if (far(w) && w.sent > 0) cover += w.sent_seconds / w.sent;
-  if (indexed_threads > 0) cover = std::min(cover, std::max(total_backlog / indexed_threads, cfg.send_ahead_seconds));
+  if (far(w)) {
+    // Sent work counts whole tasks, the running one too: on a far link, a window that a running
+    // task fills would leave the thread idle a round trip after each task. One task more keeps
+    // the next one there. (On a near link the round trip is less than the send-ahead: nothing to
+    // hide, and the window is about one task anyway.)
+    if (w.sent > 0) cover += w.sent_seconds / w.sent;
+    if (indexed_threads > 0) cover = std::min(cover, std::max(total_backlog / indexed_threads, cfg.send_ahead_seconds));
+  }
   return w.sent_seconds / w.threads < cover;
 }
 
