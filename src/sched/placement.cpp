@@ -134,10 +134,16 @@ void scheduler::state::retry_unplaceable(double now) {
 void scheduler::state::replace_held(double now) {
   // Tasks sent to far workers on a guess (probes of a kind just learned) count at what they are now
   // predicted to take: their guessed charge would keep those windows shut until they finish, a
-  // round trip lost. (Near workers lose nothing by waiting, and keep their start order.)
-  for (auto& [id, t] : tasks)
-    if (t.charged_fallback && (t.state == task_state::sent || t.state == task_state::running) && far(worker(t.where))) {
-      worker_rec& w = worker(t.where);
+  // round trip lost. (Near workers lose nothing by waiting, and keep their start order.) Only what
+  // far workers were sent is looked at: this runs whenever a kind becomes calibrated.
+  for (auto& [id, w] : workers) {
+    if (!w.active || !far(w)) continue;
+    std::vector<task_id> there(w.running_ids.begin(), w.running_ids.end());
+    for (const auto& e : w.unstarted)
+      if (unstarted_on(w, e)) there.push_back(e.second);
+    for (task_id tid : there) {
+      task_rec& t = tasks.at(tid);
+      if (!t.charged_fallback) continue;
       w.sent_seconds = std::max(0.0, w.sent_seconds - t.charge);
       discharge(t, w);
       if (probes_in_flight[t.kind] > 0) --probes_in_flight[t.kind];
@@ -146,6 +152,7 @@ void scheduler::state::replace_held(double now) {
       w.sent_seconds += t.charge;
       hungry.insert(w.id);
     }
+  }
   for (auto& [id, w] : workers) {
     std::vector<task_id> ids;
     for (const queue_key& k : w.held) ids.push_back(k.id);

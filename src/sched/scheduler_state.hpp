@@ -234,6 +234,7 @@ struct scheduler::state {
   std::map<int, std::map<worker_id, std::uint32_t>> held_levels;  // priority -> worker -> held count
   std::size_t live_tasks = 0;
   bool recost = false;
+  std::set<std::pair<model_index, model_index>> calibrated_once;  // (kind, class) pairs calibrated so far
   double last_alert_check = -infinity;
   double transfer_window = 0, compute_window = 0;
   double total_backlog = 0;           // over every worker: the ready work placed and not finished

@@ -128,7 +128,13 @@ void scheduler::task_finished(task_id id, worker_id w, double, double seconds, s
   if (s.policy->learns() && wit != s.workers.end()) {
     const bool was_calibrated = s.m.calibrated(t.kind, wit->second.cls);
     s.m.observe(t.kind, wit->second.model, t.features, seconds);
-    if (!was_calibrated && s.m.calibrated(t.kind, wit->second.cls)) s.recost = true;
+    // Held work is placed again when a kind is first calibrated on a class (it was placed on a
+    // guess). A kind calibrated again after a regime restart (noisy, very short tasks restart
+    // often) leaves it alone: re-placing every held task dozens of times a second stalls a head
+    // with a deep queue, and what was placed on the old regime's figures is no guess.
+    if (!was_calibrated && s.m.calibrated(t.kind, wit->second.cls) &&
+        s.calibrated_once.emplace(t.kind, wit->second.cls).second)
+      s.recost = true;
     s.refresh_factor(wit->second);
   }
   if (t.state == task_state::cancelled) return;  // a late result: the caller gave the task up
