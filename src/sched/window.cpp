@@ -123,10 +123,11 @@ bool scheduler::state::unstarted_on(const worker_rec& w, const std::pair<std::ui
          it->second.sent_seq == e.first;
 }
 
-/// How much a worker may have sent ahead: per thread, enough predicted work to cover its own
-/// round trip, a margin for its jitter and the task it runs (so a far worker's threads do not
-/// wait a round trip for each task), at least one task per thread, and no more than its even share of the work placed
-/// (a far worker never holds what the others could finish first) nor the byte budget.
+/// How much a worker may have sent ahead: at least one task per thread; then, per thread, enough
+/// predicted work to cover its own round trip and a margin for its jitter, within the byte budget.
+/// A far worker also gets the task it runs on top (so its threads do not wait a round trip for
+/// each task), and no more than its even share of the work placed (so it never holds what the
+/// others could finish first).
 bool scheduler::state::window_open(const worker_rec& w) const {
   if (w.sent >= cfg.max_sent_per_thread * w.threads) return false;
   if (!policy->paces_sending()) return true;  // sends what it places
