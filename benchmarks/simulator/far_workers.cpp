@@ -38,14 +38,6 @@ struct link_setting {
   bool seeded;  // its draws depend on the seed
 };
 
-sim::graph independent(std::size_t n, double seconds) {
-  sim::graph g;
-  g.shape = "independent";
-  g.kinds.push_back({"work", seconds, 0});
-  g.tasks.resize(n);
-  return g;
-}
-
 struct cell {
   std::vector<double> cold, warm, dask, bound;  // efficiencies, one per seed
 };
@@ -85,7 +77,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<cell>> cells(std::size(links), std::vector<cell>(std::size(durations)));
   for (std::size_t l = 0; l < std::size(links); ++l) {
     for (std::size_t d = 0; d < std::size(durations); ++d) {
-      const sim::graph g = independent(tasks, durations[d]);
+      const sim::graph g = sim::independent(tasks, durations[d]);
       const double ideal = g.total_work() / static_cast<double>(workers * threads);
       for (std::uint64_t seed = 1; seed <= (links[l].seeded ? seeds : 1); ++seed) {
         sim::cluster_options c;

@@ -219,6 +219,14 @@ graph wavefront(std::size_t rows, std::size_t cols, const graph_options& o) {
   return b.take();
 }
 
+graph independent(std::size_t tasks, double seconds) {
+  graph g;
+  g.shape = "independent";
+  g.kinds.push_back({"work", seconds, 0});
+  g.tasks.resize(tasks);
+  return g;
+}
+
 graph chains(std::size_t count, std::size_t length, const graph_options& o) {
   builder b("chains", o);
   b.reserve(count * length);

@@ -99,6 +99,9 @@ graph map_reduce(std::size_t maps, std::size_t reduces, const graph_options& o =
 graph tree_reduction(std::size_t leaves, std::size_t fan_in, const graph_options& o = {});
 /// A rows x cols grid; cell (r, c) reads (r, c - 1) and (r - 1, c). Id of (r, c) = r * cols + c.
 graph wavefront(std::size_t rows, std::size_t cols, const graph_options& o = {});
+/// `tasks` independent tasks of one kind taking exactly `seconds` each on a worker of factor 1
+/// (no noise, no size): the simplest load, whose ideal makespan is work / threads.
+graph independent(std::size_t tasks, double seconds);
 /// `count` independent chains of `length` tasks, interleaved: task i reads task i - count.
 graph chains(std::size_t count, std::size_t length, const graph_options& o = {});
 

@@ -154,8 +154,7 @@ struct head_link {
 // The meter keeps time on a steady clock, as the live head does: virtual seconds map onto it.
 dx::sched::round_trip_meter::clock::time_point at(double seconds) {
   return dx::sched::round_trip_meter::clock::time_point(
-      std::chrono::duration_cast<dx::sched::round_trip_meter::clock::duration>(
-          std::chrono::duration<double>(seconds)));
+      std::chrono::duration_cast<dx::sched::round_trip_meter::clock::duration>(std::chrono::duration<double>(seconds)));
 }
 
 constexpr std::size_t max_alerts = 10'000;

@@ -39,6 +39,18 @@ std::vector<decision> drain(harness& h, worker_id w, double seconds_each) {
   return moves;
 }
 
+/// Submits a ready task of `seconds` whose arguments, sent by the caller, are `bytes` long.
+void add_with_bytes(harness& h, task_id id, double seconds, std::uint64_t bytes) {
+  task_spec t;
+  t.id = id;
+  t.kind = "k";
+  t.input_bytes = bytes;
+  t.true_seconds = seconds;
+  h.seconds[id] = seconds;
+  h.s.task_submitted(t, h.now);
+  h.s.task_ready(id, h.now);
+}
+
 }  // namespace
 
 TEST_CASE("distance: a worker's window grows with its round trip and shrinks when its link gets faster", "[sched]") {
@@ -182,32 +194,14 @@ TEST_CASE("distance: a worker's window stops at its byte budget, one task per th
   harness h(c);
   h.join(1, 2);
   h.s.worker_round_trip(1, 0.2, 0);
-  for (task_id id = 1; id <= 50; ++id) {
-    task_spec t;
-    t.id = id;
-    t.kind = "k";
-    t.input_bytes = 400;
-    t.true_seconds = 0.01;
-    h.seconds[id] = 0.01;
-    h.s.task_submitted(t, h.now);
-    h.s.task_ready(id, h.now);
-  }
+  for (task_id id = 1; id <= 50; ++id) add_with_bytes(h, id, 0.01, 400);
   // Two for the threads (800 bytes), one more while under 1000, then closed.
   CHECK(sent_to(h, 1) == 3);
   c.max_sent_bytes_per_worker = 100;
   harness tiny(c);
   tiny.join(1, 2);
   tiny.s.worker_round_trip(1, 0.2, 0);
-  for (task_id id = 1; id <= 10; ++id) {
-    task_spec t;
-    t.id = id;
-    t.kind = "k";
-    t.input_bytes = 400;
-    t.true_seconds = 0.01;
-    tiny.seconds[id] = 0.01;
-    tiny.s.task_submitted(t, tiny.now);
-    tiny.s.task_ready(id, tiny.now);
-  }
+  for (task_id id = 1; id <= 10; ++id) add_with_bytes(tiny, id, 0.01, 400);
   CHECK(sent_to(tiny, 1) == 2);  // one per thread whatever the budget
 }
 
@@ -256,14 +250,7 @@ TEST_CASE("distance: a worker on a slow link from the caller gets compute-heavy,
     h.s.head_transfer_measured(1, 4 << 20, 0.004);
   }
   auto submit = [&](task_id id, double seconds, std::uint64_t argument_bytes) {
-    task_spec t;
-    t.id = id;
-    t.kind = "k";
-    t.input_bytes = argument_bytes;
-    t.true_seconds = seconds;
-    h.seconds[id] = seconds;
-    h.s.task_submitted(t, h.now);
-    h.s.task_ready(id, h.now);
+    add_with_bytes(h, id, seconds, argument_bytes);
     h.decide();
   };
   submit(1, 1.0, 0);        // worker 1 (the tie goes to the lower id)
@@ -278,14 +265,7 @@ TEST_CASE("distance: a worker on a slow link from the caller gets compute-heavy,
   blind.join(2, 1);
   blind.add(1, 1.0);
   blind.decide();
-  task_spec heavy;
-  heavy.id = 2;
-  heavy.kind = "k";
-  heavy.input_bytes = 8 << 20;
-  heavy.true_seconds = 0.1;
-  blind.seconds[2] = 0.1;
-  blind.s.task_submitted(heavy, blind.now);
-  blind.s.task_ready(2, blind.now);
+  add_with_bytes(blind, 2, 0.1, 8 << 20);
   blind.decide();
   CHECK(blind.s.placed_on(2) == 2);
 }

@@ -18,15 +18,6 @@ namespace {
 using dx::sched::policy;
 namespace sim = dx::sim;
 
-// `n` independent tasks of exactly `seconds` each on a worker of factor 1.
-sim::graph independent(std::size_t n, double seconds) {
-  sim::graph g;
-  g.shape = "independent";
-  g.kinds.push_back({"work", seconds, 0});
-  g.tasks.resize(n);
-  return g;
-}
-
 std::vector<sim::worker_def> workers(std::size_t n, std::uint32_t threads, double one_way, double jitter = 0) {
   sim::cluster_options c;
   c.workers = n;
@@ -56,7 +47,7 @@ std::string unfinished(const sim::result& r) {
 }  // namespace
 
 TEST_CASE("a task on a far worker finishes no earlier than its round trip plus its duration", "[sim][far]") {
-  const sim::graph g = independent(1, 0.010);
+  const sim::graph g = sim::independent(1, 0.010);
   const auto ws = workers(1, 1, 0.100);
   dx::cost_model m;
   const sim::result r = sim::simulate(g, ws, m, with_policy(policy::predictive));
@@ -66,7 +57,7 @@ TEST_CASE("a task on a far worker finishes no earlier than its round trip plus i
 }
 
 TEST_CASE("each worker's messages take its own latency", "[sim][far]") {
-  const sim::graph g = independent(2, 0.010);
+  const sim::graph g = sim::independent(2, 0.010);
   auto ws = workers(2, 1, 0.0001);
   ws[1].head_latency = 0.100;  // w0 keeps 100 us, w1 is 100 ms away
   sim::options o = with_policy(policy::round_robin);
@@ -83,7 +74,7 @@ TEST_CASE("each worker's messages take its own latency", "[sim][far]") {
 }
 
 TEST_CASE("a worker without a latency of its own uses options::head_latency", "[sim][far]") {
-  const sim::graph g = independent(1, 0.010);
+  const sim::graph g = sim::independent(1, 0.010);
   sim::cluster_options c;
   c.workers = 1;
   const auto ws = sim::make_cluster(c);
@@ -97,7 +88,7 @@ TEST_CASE("a worker without a latency of its own uses options::head_latency", "[
 }
 
 TEST_CASE("the head's measured round trip converges to the link's, and the scheduler counts it", "[sim][far]") {
-  const sim::graph g = independent(400, 0.010);
+  const sim::graph g = sim::independent(400, 0.010);
   auto ws = workers(2, 1, 0.0001);
   ws[1].head_latency = 0.050;
   sim::options o = with_policy(policy::predictive);
@@ -160,7 +151,7 @@ TEST_CASE("make_cluster draws round trips in the range and leaves the speeds as 
 }
 
 TEST_CASE("with 200 ms round trips, 400 tasks of 10 ms on two threads reach 85% of the ideal", "[sim][far]") {
-  const sim::graph g = independent(400, 0.010);
+  const sim::graph g = sim::independent(400, 0.010);
   const auto ws = workers(2, 1, 0.100);
   const double ideal = g.total_work() / 2;
   REQUIRE(ideal == Approx(2.0));
@@ -182,7 +173,7 @@ TEST_CASE("jitter never reorders the messages on a link", "[sim][far]") {
   // One worker, one thread, identical independent tasks: they are sent in id order, so they start
   // in id order unless a run message overtook an earlier one. Jitter of twice the task duration
   // would reorder almost every pair.
-  const sim::graph g = independent(300, 0.010);
+  const sim::graph g = sim::independent(300, 0.010);
   const auto ws = workers(1, 1, 0.050, 0.020);
   sim::options o = with_policy(policy::round_robin);
   o.record_starts = true;
