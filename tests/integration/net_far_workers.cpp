@@ -168,7 +168,7 @@ TEST_CASE("far workers: a far worker gets a window of work and every task runs o
   CHECK(by_pid[far_pid] >= 30);
 }
 
-TEST_CASE("far workers: work sent ahead to a far worker is taken back when a near worker idles; each task runs once",
+TEST_CASE("far workers: work sent ahead to a far worker is taken back when a near worker idles, each task runs once",
           "[net][far]") {
   dx_support::temp_dir dir;
   const auto log = (dir.path() / "runs.txt").string();
@@ -241,7 +241,7 @@ TEST_CASE("far workers: a task with 8 inputs held by a far worker gathers them i
 }
 
 TEST_CASE(
-    "far workers: a 300 ms link keeps its worker; a link stalled past the deadline loses it and its tasks "
+    "far workers: a 300 ms link keeps its worker, a link stalled past the deadline loses it and its tasks "
     "run elsewhere",
     "[net][far]") {
   dx_support::temp_dir dir;

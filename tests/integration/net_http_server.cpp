@@ -123,7 +123,7 @@ TEST_CASE("http server: methods other than GET, HEAD and POST are refused with A
   CHECK(s.calls == 1);
 }
 
-TEST_CASE("http server: a POST body of 4 MiB is read whole; a larger one is refused from its Content-Length",
+TEST_CASE("http server: a POST body of 4 MiB is read whole, a larger one is refused from its Content-Length",
           "[net][http]") {
   echo_server s;
   const std::string full(http_limits::post_body_bytes, 'b');

@@ -106,7 +106,7 @@ TEST_CASE("names: a worker's name is its id in workers(), errors, metrics, trace
   CHECK(trace.str().find("\"alpha\"") != std::string::npos);
 }
 
-TEST_CASE("names: a second live worker with a name is refused; the name is free again once its worker left",
+TEST_CASE("names: a second live worker with a name is refused, the name is free again once its worker left",
           "[net][names]") {
   DX_TRANSPORTS();
   dx::cluster cl{head_for(kind)};
@@ -217,7 +217,7 @@ std::string read_all(const std::filesystem::path& p) {
 
 // Without --reconnect-for 0 it tries again until the name is free (net_reconnect.cpp).
 TEST_CASE(
-    "names: dx-worker --reconnect-for 0 with a name already live prints why and exits with 1; the head keeps "
+    "names: dx-worker --reconnect-for 0 with a name already live prints why and exits with 1, the head keeps "
     "serving",
     "[net][names]") {
   auto owner = std::make_unique<dx::cluster>(head_for(dx::transport_kind::tcp));

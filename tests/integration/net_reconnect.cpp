@@ -202,7 +202,7 @@ TEST_CASE("reconnect: a dx-worker whose head stays away exits 1 once --reconnect
                                   Catch::Contains("not back within 1s (--reconnect-for)"));
 }
 
-TEST_CASE("reconnect: a head never reached is tried for --reconnect-for; 0 gives up at once", "[net][reconnect]") {
+TEST_CASE("reconnect: a head never reached is tried for --reconnect-for, 0 gives up at once", "[net][reconnect]") {
   dx_support::temp_dir dir("dx_reconnect_never");
   const std::string address = "127.0.0.1:" + std::to_string(free_port());
   {

@@ -112,7 +112,7 @@ std::map<std::uint64_t, std::map<int, std::string>> attempts_in_trace(dx::cluste
 }  // namespace
 
 TEST_CASE(
-    "retries: a remote task that throws twice succeeds on its third attempt, after the pauses; every attempt "
+    "retries: a remote task that throws twice succeeds on its third attempt, after the pauses, every attempt "
     "is in the trace and the metrics",
     "[net][retry]") {
   DX_TRANSPORTS();
@@ -202,7 +202,7 @@ TEST_CASE("retries: remote exceptions pass the filters by their type's and its b
   CHECK(plain.starts().size() == 1);
 }
 
-TEST_CASE("retries: a time limit covers every attempt and pause; a cancel during a pause ends the task",
+TEST_CASE("retries: a time limit covers every attempt and pause, a cancel during a pause ends the task",
           "[net][retry]") {
   DX_TRANSPORTS();
   dx::cluster cl{two_workers(kind)};

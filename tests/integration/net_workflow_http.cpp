@@ -96,7 +96,7 @@ dx::options served() {
 
 }  // namespace
 
-TEST_CASE("workflow http: a run is listed and shown while it runs and after; metrics and traces name it",
+TEST_CASE("workflow http: a run is listed and shown while it runs and after, metrics and traces name it",
           "[net][workflow-http]") {
   const dx_support::temp_dir dir("dx_wfhttp");
   const std::string gate = (dir.path() / "gate").string();

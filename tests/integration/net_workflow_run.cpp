@@ -110,7 +110,7 @@ std::int64_t busy_part(dx::chunk c) {
 DX_REMOTE(wfnet_test::busy_part);
 
 TEST_CASE(
-    "workflow run on workers: tasks name the worker that ran them; chunk auto starts from the model once it "
+    "workflow run on workers: tasks name the worker that ran them, chunk auto starts from the model once it "
     "knows the step",
     "[net][workflow-run]") {
   const dx_support::temp_dir dir("dx_wfnet");

@@ -390,7 +390,7 @@ TEST_CASE("dx run: SIGINT or SIGTERM ends the run INTERRUPTED promptly while lon
   }
 }
 
-TEST_CASE("dx run: a second SIGINT or SIGTERM ends dx at once, by that signal; the run stays resumable",
+TEST_CASE("dx run: a second SIGINT or SIGTERM ends dx at once, by that signal, the run stays resumable",
           "[cli][signals]") {
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_signals");
@@ -435,7 +435,7 @@ void copy_journal(const fs::path& from, const fs::path& to) {
 
 TEST_CASE(
     "dx: a journal whose -wal file or database file is cut at a random byte opens with a clear error naming it, or "
-    "resumes the run to the uninterrupted result; never a crash or a hang",
+    "resumes the run to the uninterrupted result, never a crash or a hang",
     "[cli][truncated]") {
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_cut");
@@ -721,7 +721,7 @@ TEST_CASE("dx cancel: a run whose head was killed, or was interrupted, is not ru
 
 // ---- the progress display ---------------------------------------------------------------------------
 
-TEST_CASE("dx run: on a terminal the progress is one updating line; otherwise a plain line a second",
+TEST_CASE("dx run: on a terminal the progress is one updating line, otherwise a plain line a second",
           "[cli][progress]") {
   become_subreaper();
   const dx_support::temp_dir dir("dx_cli_progress");

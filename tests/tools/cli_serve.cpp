@@ -199,7 +199,7 @@ TEST_CASE("dx serve started after a head was killed gets the workers back and fi
   // The worker outlives both heads; it is this test's to end.
 }
 
-TEST_CASE("dx run --connect submits to dx serve and follows the run; dx cancel --connect cancels one",
+TEST_CASE("dx run --connect submits to dx serve and follows the run, dx cancel --connect cancels one",
           "[tools][serve]") {
   const dx_support::temp_dir dir("dx_cli_connect");
   const fs::path journal = dir.path() / "journal.sqlite";

@@ -518,7 +518,7 @@ TEST_CASE("null keys are dropped and null values skipped", "[aggregate]") {
   CHECK(out["nu"].int64_at(1) == 0);
 }
 
-TEST_CASE("first follows row order across partitions; nunique merges sets exactly", "[aggregate]") {
+TEST_CASE("first follows row order across partitions, nunique merges sets exactly", "[aggregate]") {
   const table a{{"k", std::vector<std::string>{"東京", "Zürich"}},
                 {"v", std::vector<std::optional<std::string>>{std::nullopt, "x"}}};
   const table b{{"k", std::vector<std::string>{"東京", "東京"}},

@@ -61,7 +61,7 @@ TEST_CASE("as_completed hands futures back in the order they become ready, not t
   CHECK(stream.size() == 0);
 }
 
-TEST_CASE("as_completed hands back a failed future like a ready one; its get() rethrows", "[as_completed]") {
+TEST_CASE("as_completed hands back a failed future like a ready one, its get() rethrows", "[as_completed]") {
   std::vector<dx::promise<int>> ps(3);
   auto stream = dx::as_completed(futures_of(ps));
   ps[1].set_exception(std::make_exception_ptr(dx_test::test_error("item 1")));

@@ -868,8 +868,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "One writer per journal: a second is refused naming the holder's pid; a killed holder's lock is taken "
-    "over; readers work alongside",
+    "One writer per journal: a second is refused naming the holder's pid, a killed holder's lock is taken "
+    "over, readers work alongside",
     "[journal]") {
   temp_dir dir;
   const fs::path path = dir.path() / "j.sqlite";

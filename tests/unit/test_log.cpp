@@ -147,7 +147,7 @@ TEST_CASE("The sink is called from many threads one call at a time", "[log]") {
   dx::set_log_level(before);
 }
 
-TEST_CASE("An alert with no on_alert callback is logged as a warning; with one, only at info", "[log][alert]") {
+TEST_CASE("An alert with no on_alert callback is logged as a warning, with one, only at info", "[log][alert]") {
   captured_log log;
   dx::metrics registry;
   dx::detail::observe::alert_center center(registry);

@@ -68,7 +68,7 @@ TEST_CASE("counters, gauges and histograms hold what was recorded", "[metrics]")
   CHECK_FALSE(m.value("no_such_metric").has_value());
 }
 
-TEST_CASE("adding a series again returns the same series; labels are one set per family", "[metrics]") {
+TEST_CASE("adding a series again returns the same series, labels are one set per family", "[metrics]") {
   dx::metrics m;
   dx::counter a = m.add_counter("app_hits_total", "Hits", {{"path", "/"}, {"code", "200"}});
   dx::counter b = m.add_counter("app_hits_total", "Hits", {{"code", "200"}, {"path", "/"}});  // other order
@@ -111,7 +111,7 @@ TEST_CASE("bad metric definitions are errors that say what is wrong", "[metrics]
   CHECK(has_line(m.render(), "app_h4_bucket{le=\"+Inf\"} 1"));
 }
 
-TEST_CASE("label values and help text are escaped; special values are spelled as Prometheus does", "[metrics]") {
+TEST_CASE("label values and help text are escaped, special values are spelled as Prometheus does", "[metrics]") {
   dx::metrics m;
   m.add_gauge("app_odd", "Help with \\ and\nnewline", {{"v", "a\"b\\c\nd"}}).set(std::nan(""));
   m.add_gauge("app_big", "big").set(std::numeric_limits<double>::infinity());

@@ -59,7 +59,7 @@ struct flaky {
 
 }  // namespace
 
-TEST_CASE("retry_policy: pauses grow by the factor up to max_backoff; jitter only shortens them", "[retry]") {
+TEST_CASE("retry_policy: pauses grow by the factor up to max_backoff, jitter only shortens them", "[retry]") {
   const dx::retry_policy p{.max_attempts = 10, .initial_backoff = 100ms, .factor = 2, .max_backoff = 1s, .jitter = 0.5};
   using dx::detail::backoff_before;
   CHECK(backoff_before(p, 1) == 100ms);
@@ -237,7 +237,7 @@ TEST_CASE("local retries: each attempt gets the arguments and the future's value
   CHECK(runs == 3);
 }
 
-TEST_CASE("local retries: a cancel or time limit during a pause ends the task; wait_idle waits for pauses", "[retry]") {
+TEST_CASE("local retries: a cancel or time limit during a pause ends the task, wait_idle waits for pauses", "[retry]") {
   dx::cluster cl;
   std::atomic<int> runs{0};
   auto always = [&runs] {
@@ -281,7 +281,7 @@ TEST_CASE("local retries: arguments that cannot be copied are refused at submit 
   CHECK(cl.submit([](std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(5)).get() == 5);
 }
 
-TEST_CASE("local retries: cl.map with retries runs each input alone; a flaky input runs again, the others once",
+TEST_CASE("local retries: cl.map with retries runs each input alone, a flaky input runs again, the others once",
           "[retry]") {
   dx::cluster cl;
   std::vector<std::atomic<int>> runs(50);

@@ -213,7 +213,7 @@ TEST_CASE("workflow http: /api/runs/{id}?subtasks= pages a split's chunks, withi
   CHECK_THAT(unknown_step.body, Catch::Contains("no step 'nope'"));
 }
 
-TEST_CASE("workflow http: unknown runs and routes under /api/runs are 404 with a JSON error; wrong methods 405",
+TEST_CASE("workflow http: unknown runs and routes under /api/runs are 404 with a JSON error, wrong methods 405",
           "[workflow][http]") {
   dx::cluster cl{dx::options{}.threads(1)};
   auto run = cl.start(small_workflow(), dx::run_options{}.without_journal());
@@ -267,7 +267,7 @@ TEST_CASE("workflow http: a run's views carry an ETag: an unchanged run answers 
 }
 
 TEST_CASE(
-    "workflow http: POST /api/runs starts a workflow with the default journal; an invalid one is 400 with its problems",
+    "workflow http: POST /api/runs starts a workflow with the default journal, an invalid one is 400 with its problems",
     "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");
   // Runs started over HTTP use the default journal.
@@ -326,7 +326,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "workflow http: POST /api/runs/{id}/cancel cancels a running run: 200, then 409; refused without the right to "
+    "workflow http: POST /api/runs/{id}/cancel cancels a running run: 200, then 409, refused without the right to "
     "write",
     "[workflow][http]") {
   const dx_support::temp_dir dir("dx_run_views");

@@ -845,7 +845,7 @@ TEST_CASE("task cancelled: a sent task frees its window slot and its worker is t
   CHECK(h.double_runs == 0);
 }
 
-TEST_CASE("task cancelled: a timed-out task reads as failed; finished tasks are not changed", "[sched][cancel]") {
+TEST_CASE("task cancelled: a timed-out task reads as failed, finished tasks are not changed", "[sched][cancel]") {
   harness h;
   h.join(1, 2);
   h.add(1);

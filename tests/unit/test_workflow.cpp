@@ -625,7 +625,7 @@ TEST_CASE("Edit distance ranks the suggested names", "[workflow]") {
   CHECK(p[0].starts_with("step 'a': unknown function 'exmaple.ad' (closest registered: example.add, "));
 }
 
-TEST_CASE("A stop token is not a JSON parameter; unregistered functions and bad strings are refused", "[workflow]") {
+TEST_CASE("A stop token is not a JSON parameter, unregistered functions and bad strings are refused", "[workflow]") {
   const auto* f = dx::detail::find_remote("wft.with_token");
   REQUIRE(f);
   REQUIRE(f->from_json);

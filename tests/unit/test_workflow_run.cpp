@@ -115,7 +115,7 @@ std::size_t lines_of(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("workflow run: steps run in order with their inputs; the result is the last step's", "[workflow-run]") {
+TEST_CASE("workflow run: steps run in order with their inputs, the result is the last step's", "[workflow-run]") {
   dx::cluster cl;
   dx::workflow wf{"train"};
   auto l = wf.step("load", load, std::int64_t{4});
