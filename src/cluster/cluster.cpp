@@ -49,6 +49,10 @@ cluster::cluster(const options& opts)
     // (starting a run over HTTP needs no run to have been started in C++ first).
     if (!opts.http().empty()) extensions_->get_or_make_registered();
     head_ = detail::head_core::create(opts, *local_, *metrics_, alerts_->center(), extensions_);
+    // The HTTP endpoint is open already, and its routes reach this cluster's head through the
+    // extension slot, under its lock: taking that lock once the head is set orders this write
+    // before every request that comes after (a run started over HTTP reads head_).
+    (void)extensions_->get();
   }
   detail::metrics_access::add_collector(
       *metrics_, [slot = std::weak_ptr<detail::extension_slot>(extensions_)](detail::exposition& out) {
