@@ -4,6 +4,7 @@
 #include "sim/simulator.hpp"
 
 #include "sim/graphs.hpp"
+#include "sim_test_support.hpp"
 
 #include <dx/error.hpp>
 
@@ -20,6 +21,7 @@ namespace {
 
 using dx::sched::policy;
 namespace sim = dx::sim;
+using sim_test::unfinished;
 
 sim::options with_policy(policy p, std::uint64_t seed = 1) {
   sim::options o;
@@ -44,12 +46,6 @@ sim::graph_options seeded(std::uint64_t seed, double noise_sigma = 0.08) {
   o.seed = seed;
   o.noise_sigma = noise_sigma;
   return o;
-}
-
-std::string unfinished(const sim::result& r) {
-  std::string s;
-  for (const std::string& u : r.unfinished) s += u + "\n";
-  return s;
 }
 
 }  // namespace

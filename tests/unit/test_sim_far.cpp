@@ -4,6 +4,7 @@
 #include "sim/simulator.hpp"
 
 #include "sim/graphs.hpp"
+#include "sim_test_support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,6 +18,7 @@ namespace {
 
 using dx::sched::policy;
 namespace sim = dx::sim;
+using sim_test::unfinished;
 
 std::vector<sim::worker_def> workers(std::size_t n, std::uint32_t threads, double one_way, double jitter = 0) {
   sim::cluster_options c;
@@ -36,12 +38,6 @@ sim::options with_policy(policy p, std::uint64_t seed = 1) {
   o.scheduler.seed = seed;
   o.link_seed = seed;
   return o;
-}
-
-std::string unfinished(const sim::result& r) {
-  std::string s;
-  for (const std::string& u : r.unfinished) s += u + "\n";
-  return s;
 }
 
 }  // namespace
