@@ -126,6 +126,12 @@ class DX_API cluster {
         }
       }
     }
+    if (opts.replication || opts.deadlines)
+      detail::throw_error(detail::error_kind::generic,
+                          head_ ? "dx: replicate and deadline options need a registered function (DX_REMOTE): "
+                                  "only its copies can run on distinct workers"
+                                : "dx: replicate and deadline options need a distributed cluster and a registered "
+                                  "function (DX_REMOTE)");
     const priority p = detail::local_priority(opts.priority);
     auto result = [&] {
       if constexpr (detail::callable_with_v<fn_type, A...>) {

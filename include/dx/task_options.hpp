@@ -6,6 +6,8 @@
 //   cl.submit(dx::task_options{}.with_kind("etl.parse"), run_step, s); // learned and shown apart
 //   cl.submit(dx::task_options{}.with_timeout(2s), simulate, 1, 1000);  // dx::timeout after 2 s
 //   cl.submit(dx::task_options{}.with_retries({.max_attempts = 5}), fetch, url); // again if it throws
+//   cl.submit(dx::task_options{}.with_replicate({.copies = 3, .quorum = 2}), f, x);  // 2 of 3 agree
+//   cl.submit(dx::task_options{}.with_deadline({.soft_factor = 3}), f, x);  // a twin for a straggler
 //
 // Priorities order the ready tasks (higher first; the default is 0), then the scheduler prefers
 // tasks on the longest predicted path to the end of the graph. Resources are amounts a task holds
@@ -15,6 +17,7 @@
 #pragma once
 
 #include <dx/hint.hpp>
+#include <dx/replicate.hpp>
 #include <dx/retry.hpp>
 
 #include <chrono>
@@ -60,6 +63,11 @@ struct task_options {
   /// retry_on() and never_retry_on(); shared, so copying options (and submitting with them)
   /// copies no filters.
   std::shared_ptr<const detail::retry_rules> retries;
+  /// Copies on distinct workers and the quorum their results must reach (null: one run). See
+  /// dx/replicate.hpp; registered functions only.
+  std::shared_ptr<const dx::replicate> replication;
+  /// When a copy is late (null: never). See dx/replicate.hpp; registered functions only.
+  std::shared_ptr<const dx::deadline> deadlines;
 
   /// Higher runs first among ready tasks (default 0). Not thread-safe; does not block.
   task_options& with_priority(int p) noexcept {
@@ -103,6 +111,20 @@ struct task_options {
     r->policy = p;
     r->policy_set = true;
     retries = std::move(r);
+    return *this;
+  }
+  /// Runs the task as copies on distinct workers and accepts the result a quorum of them agree on
+  /// (dx/replicate.hpp). Registered functions only: submit throws dx::error for a local callable,
+  /// for a quorum over the copies, and for a comparator no DX_COMPARATOR registered. Not
+  /// thread-safe; does not block.
+  task_options& with_replicate(const dx::replicate& r) {
+    replication = std::make_shared<const dx::replicate>(r);
+    return *this;
+  }
+  /// Speculative and reissued copies of a late task (dx/replicate.hpp). Registered functions
+  /// only. Not thread-safe; does not block.
+  task_options& with_deadline(const dx::deadline& d) {
+    deadlines = std::make_shared<const dx::deadline>(d);
     return *this;
   }
   /// Retries only exceptions of these types (or derived from them; a worker's exception by its

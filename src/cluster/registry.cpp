@@ -1,5 +1,5 @@
-// The process-wide table of registered functions (DX_REMOTE), filled during static
-// initialisation, read afterwards.
+// The process-wide table of registered functions (DX_REMOTE) and result comparators
+// (DX_COMPARATOR), filled during static initialisation, read afterwards.
 #include <dx/remote.hpp>
 #include <dx/table.hpp>
 
@@ -20,6 +20,7 @@ struct registry {
   std::mutex mutex;
   std::unordered_map<std::string, remote_function> by_name;
   std::unordered_map<void (*)(), const remote_function*> by_address;
+  std::unordered_map<std::string, result_comparator> comparators;  // DX_COMPARATOR
 };
 // A function-local static: registrations run during other translation units' static
 // initialisation, in an order the linker chooses.
@@ -62,6 +63,46 @@ bool register_remote_json(const char* name, void (*address)(), json_argument_con
     return true;
   } catch (...) {
     return false;
+  }
+}
+
+bool register_remote_tolerance(const char* name, void (*address)(), result_tolerance compare) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto it = r.by_name.find(name);
+    if (it == r.by_name.end() || it->second.address != address) return false;
+    it->second.tolerance = compare;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool register_comparator(const char* name, result_comparator compare) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto [it, inserted] = r.comparators.try_emplace(name, compare);
+    if (!inserted && it->second != compare) {
+      std::fprintf(stderr, "dx: DX_COMPARATOR name '%s' is taken by another comparator; this registration is ignored\n",
+                   name);
+      return false;
+    }
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+result_comparator find_comparator(std::string_view name) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto it = r.comparators.find(std::string(name));
+    return it == r.comparators.end() ? nullptr : it->second;
+  } catch (...) {
+    return nullptr;
   }
 }
 

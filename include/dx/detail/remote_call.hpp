@@ -8,6 +8,7 @@
 #include <dx/chunk.hpp>
 #include <dx/detail/json_view.hpp>
 #include <dx/detail/map_chunk.hpp>
+#include <dx/detail/result_compare.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/export.hpp>
 #include <dx/serialize.hpp>
@@ -50,6 +51,9 @@ struct remote_function {
   std::size_t arity = 0;
   json_argument_converter from_json = nullptr;
   const json_param* json_params = nullptr;
+  /// How two of its results compare within a tolerance (replicated tasks); null when its result
+  /// type holds no numbers.
+  result_tolerance tolerance = nullptr;
 };
 
 /// Adds `fn` to the process-wide registry (static initialisation). Registering the same function
@@ -62,6 +66,9 @@ DX_PLUGIN_API bool register_remote(const char* name, remote_invoker invoke, void
 /// Returns false when `name` is not registered to `address`. Thread-safe; does not block.
 DX_PLUGIN_API bool register_remote_json(const char* name, void (*address)(), json_argument_converter convert,
                                         const json_param* params) noexcept;
+/// Adds to the registration of `address` under `name` how its results compare within a
+/// tolerance. Returns false when `name` is not registered to `address`. Thread-safe; does not block.
+DX_PLUGIN_API bool register_remote_tolerance(const char* name, void (*address)(), result_tolerance compare) noexcept;
 /// The function registered under `name`, or nullptr. Thread-safe; does not block.
 DX_PLUGIN_API const remote_function* find_remote(std::string_view name) noexcept;
 /// The registration of the function at `address`, or nullptr. Thread-safe; does not block.
@@ -234,6 +241,10 @@ bool register_remote_function(const char* name) noexcept {
   if (registered) {
     register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
     register_json_of<F>(name, static_cast<typename sig::params*>(nullptr));  // what workflow steps send
+    if constexpr (!std::is_void_v<typename sig::result>) {
+      if constexpr (tolerance_of<typename sig::result>() != nullptr)
+        register_remote_tolerance(name, reinterpret_cast<void (*)()>(F), tolerance_of<typename sig::result>());
+    }
   }
   return registered;
 }
