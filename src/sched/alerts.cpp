@@ -26,6 +26,14 @@ void scheduler::state::raise_unplaceable(const task_rec& t, double now) {
   for (auto& [name, idx] : resource_names)
     for (auto [r, amount] : t.needs)
       if (r == idx) need += fmt::format("{}{}={}", need.empty() ? "" : ", ", name, amount);
+  if (t.needs.empty()) {  // a copy whose spread leaves no worker
+    raise(alert_kind::unplaceable, fmt::format("task {}", t.id),
+          fmt::format("task {} ({}) is a copy that must run on a worker (or host) none of its other copies ran on, "
+                      "and no such worker is active: it waits for one to join",
+                      t.id, m.kind_name(t.kind)),
+          0, 0, now);
+    return;
+  }
   raise(alert_kind::unplaceable, fmt::format("task {}", t.id),
         fmt::format("task {} ({}) needs {} and no worker has that much", t.id, m.kind_name(t.kind), need), 0, 0, now);
 }
@@ -143,6 +151,8 @@ const char* to_string(alert_kind k) noexcept {
       return "worker_lost";
     case alert_kind::unplaceable:
       return "unplaceable";
+    case alert_kind::worker_quarantined:
+      return "worker_quarantined";
     case alert_kind::rule:
       return "rule";
   }

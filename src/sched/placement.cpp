@@ -81,7 +81,7 @@ void scheduler::state::place(task_rec& t, double now) {
     t.state = task_state::ready;
     t.where = no_worker;
     unplaceable.push_back(t.id);
-    if (!t.needs.empty() && any_active_worker() && !any_can_host(t)) raise_unplaceable(t, now);
+    if ((!t.needs.empty() || t.constrained) && any_active_worker() && !any_can_host(t)) raise_unplaceable(t, now);
     return;
   }
   worker_rec& w = worker(w_id);

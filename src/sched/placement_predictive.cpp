@@ -35,9 +35,9 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
   };
   const bool data_heavy =
       t.caller_bytes >= cost_model::impl::small_transfer_bytes && s.head_link != cost_model::impl::no_index;
-  if (!t.needs.empty() || data_heavy) {
-    // Few tasks declare resources, and only some workers can host them; a task with large
-    // arguments costs what each worker's own link makes it: look at all.
+  if (!t.needs.empty() || data_heavy || t.constrained) {
+    // Few tasks declare resources or must spread (copies), and only some workers can host them;
+    // a task with large arguments costs what each worker's own link makes it: look at all.
     for (auto& [id, w] : s.workers) consider(w);
   } else {
     for (auto& [k, set] : s.buckets)

@@ -65,6 +65,13 @@ struct task_spec {
   int priority = 0;               // higher first
   resource_map needs;             // empty: limited by threads only
   double true_seconds = 0;        // oracle only: its run time on a worker of factor 1
+  /// Copies of one task (replication) share a group, their original's id: no two tasks of a
+  /// group are placed on one worker at once, nor on workers of one host with `spread_hosts`.
+  task_id spread_group = 0;
+  bool spread_hosts = false;
+  /// Workers it must not be placed on (those that already ran a copy of it), and with
+  /// `spread_hosts` their hosts too.
+  std::vector<worker_id> avoid;
 };
 
 struct worker_spec {
@@ -74,6 +81,7 @@ struct worker_spec {
   std::uint32_t threads = 1;
   resource_map capacity;   // "cpu" defaults to threads
   double true_factor = 1;  // oracle only: its run-time multiplier
+  std::string host;        // the machine it runs on (copies spread over hosts); empty: its own
 };
 
 enum class decision_kind : std::uint8_t {
@@ -188,6 +196,8 @@ class scheduler {
   void task_started(task_id t, worker_id w, double now);
   /// Finished on `w` after `seconds` of run time with a result of `result_bytes`. `held_on_worker`:
   /// the result stays there (else it went to the caller, which sends it along with dependents).
+  /// `w` = no_worker: the caller settled t's result itself, without a run of t's own (a quorum
+  /// of its copies agreed); nothing is learned from it.
   void task_finished(task_id t, worker_id w, double now, double seconds, std::uint64_t result_bytes,
                      bool held_on_worker);
   /// Failed on `w`; `retry`: place it again, else it is done with. `w` = no_worker: the caller
@@ -255,7 +265,11 @@ class scheduler {
   std::size_t sent_count(worker_id w) const;
   /// Tasks whose result `w` holds, in id order. O(tasks known): for recovery, not for a hot path.
   std::vector<task_id> results_on(worker_id w) const;
-  /// False when the task needs resources no active worker has (it waits for such a worker).
+  /// The predicted run time of t on a worker of factor 1 (the cost model's, for t's kind and
+  /// size; 0 for a task not known).
+  double predicted_seconds(task_id t) const;
+  /// False when the task needs resources no active worker has, or its spread over workers or
+  /// hosts finds no active worker left (it waits for such a worker).
   bool hostable(task_id t) const;
   std::size_t decisions_made() const noexcept;
   std::size_t moves_confirmed() const noexcept;

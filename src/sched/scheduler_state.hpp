@@ -80,6 +80,14 @@ struct task_rec {
   bool forgotten = false;
   bool result_remote = false;  // the result stayed on a worker (else the caller has it)
   bool root = false;           // no task inputs (dask_like holds these at the scheduler)
+  bool constrained = false;    // has a spread group or workers to avoid (state::constraints)
+};
+
+/// Where a constrained task may not go (task_spec::spread_group, spread_hosts, avoid).
+struct placement_constraint {
+  task_id group = 0;
+  bool spread_hosts = false;
+  std::vector<worker_id> avoid;
 };
 
 /// Tasks by id. Ids are counters (the head's and the simulator's are), so a table of pages
@@ -183,6 +191,7 @@ struct worker_rec {
   bool stealing = false;                                         // a move towards it is pending
   std::uint32_t reported_running = 0, reported_queued = 0;       // its last load report
   bool reported = false;
+  std::uint32_t host = 0;  // index of its host (state::hosts)
 
   double load() const { return backlog / threads; }
 };
@@ -212,6 +221,14 @@ struct scheduler::state {
   std::map<bucket_key, std::set<std::pair<double, worker_id>>> buckets;
   std::vector<worker_id> join_order;  // every worker ever joined, in order (the baselines' turns)
   std::map<std::string, std::uint32_t> resource_names;
+  // Constrained tasks (copies of a replicated task), their groups' members, and hosts by name.
+  std::unordered_map<task_id, placement_constraint> constraints;
+  struct spread_group {
+    std::vector<task_id> members;
+    std::vector<worker_id> ran_on;  // workers where a member finished
+  };
+  std::unordered_map<task_id, spread_group> spread_groups;
+  std::map<std::string, std::uint32_t> hosts;
 
   std::vector<task_id> to_place;         // ready, not placed yet
   std::vector<task_id> unplaceable;      // needs no worker can meet
@@ -296,6 +313,10 @@ struct scheduler::state {
   void refresh_factor(worker_rec& w);
   std::uint32_t resource_index(const std::string& name);
   bool can_host(const worker_rec& w, const task_rec& t) const;
+  /// Whether a constrained task's spread and avoid lists allow w.
+  bool spread_allows(const worker_rec& w, const task_rec& t) const;
+  /// Forgets t's constraint when it has one (t leaves the table).
+  void drop_constraint(const task_rec& t);
   bool fits_now(const worker_rec& w, const task_rec& t) const;
   static constexpr std::uint32_t probe_limit = 4;
   bool any_active_worker() const;

@@ -69,6 +69,11 @@ void scheduler::task_submitted(const task_spec& spec, double) {
   }
   for (auto& [name, amount] : spec.needs)
     if (amount > 0) t.needs.emplace_back(s.resource_index(name), amount);
+  if (spec.spread_group != 0 || !spec.avoid.empty()) {
+    t.constrained = true;
+    s.constraints[spec.id] = placement_constraint{spec.spread_group, spec.spread_hosts, spec.avoid};
+    if (spec.spread_group != 0) s.spread_groups[spec.spread_group].members.push_back(spec.id);
+  }
   const prediction p = s.predict_class(t, s.reference_class);
   t.predicted = p.mean;
   t.rank = t.predicted + state::cold_tie_break(t, p);
@@ -144,13 +149,21 @@ void scheduler::task_finished(task_id id, worker_id w, double, double seconds, s
     s.unhold(t);  // finished from an attempt the caller still accepted
   }
   s.move_thief.erase(id);
+  if (t.constrained && wit != s.workers.end()) {
+    // Its group's other members never run where it ran, even once it is done.
+    auto c = s.constraints.find(id);
+    if (c != s.constraints.end() && c->second.group != 0) s.spread_groups[c->second.group].ran_on.push_back(w);
+  }
   t.state = task_state::done;
   t.result_bytes = result_bytes;
   t.holders.clear();
   t.result_remote = held_on_worker;
   if (held_on_worker) t.holders.push_back(w);
   if (s.live_tasks > 0) --s.live_tasks;
-  if (t.forgotten) s.tasks.erase(it);
+  if (t.forgotten) {
+    s.drop_constraint(t);
+    s.tasks.erase(it);
+  }
 }
 
 void scheduler::task_failed(task_id id, worker_id w, double, bool retry) {
@@ -189,7 +202,10 @@ void scheduler::task_cancelled(task_id id, double, bool timed_out) {
     s.out.push_back({decision_kind::cancel, id, no_worker, was_on});
     ++s.decisions;
   }
-  if (t.forgotten) s.tasks.erase(it);
+  if (t.forgotten) {
+    s.drop_constraint(t);
+    s.tasks.erase(it);
+  }
 }
 
 void scheduler::task_returned(task_id id, worker_id w, double) {
@@ -215,8 +231,10 @@ void scheduler::task_forgotten(task_id id) {
   if (it == s.tasks.end()) return;
   it->second.forgotten = true;
   if (it->second.state == task_state::done || it->second.state == task_state::failed ||
-      it->second.state == task_state::cancelled)
+      it->second.state == task_state::cancelled) {
+    s.drop_constraint(it->second);
     s.tasks.erase(it);
+  }
 }
 
 void scheduler::holder_lost(task_id id, worker_id w) {
@@ -335,8 +353,13 @@ std::vector<task_id> scheduler::results_on(worker_id w) const {
 
 bool scheduler::hostable(task_id id) const {
   auto it = s_->tasks.find(id);
-  if (it == s_->tasks.end() || it->second.needs.empty()) return true;
+  if (it == s_->tasks.end() || (it->second.needs.empty() && !it->second.constrained)) return true;
   return s_->any_can_host(it->second);
+}
+
+double scheduler::predicted_seconds(task_id id) const {
+  auto it = s_->tasks.find(id);
+  return it == s_->tasks.end() ? 0 : it->second.predicted;
 }
 
 }  // namespace dx::sched

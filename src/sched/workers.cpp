@@ -102,7 +102,47 @@ std::uint32_t scheduler::state::resource_index(const std::string& name) {
 bool scheduler::state::can_host(const worker_rec& w, const task_rec& t) const {
   for (auto [r, amount] : t.needs)
     if (r >= w.capacity.size() || w.capacity[r] + 1e-9 < amount) return false;
+  return !t.constrained || spread_allows(w, t);
+}
+
+bool scheduler::state::spread_allows(const worker_rec& w, const task_rec& t) const {
+  auto c = constraints.find(t.id);
+  if (c == constraints.end()) return true;
+  const placement_constraint& pc = c->second;
+  const auto same_place = [&](worker_id other) {
+    if (other == w.id) return true;
+    return pc.spread_hosts && other < by_id.size() && by_id[other] && by_id[other]->host == w.host;
+  };
+  for (worker_id a : pc.avoid)
+    if (same_place(a)) return false;
+  if (pc.group == 0) return true;
+  auto g = spread_groups.find(pc.group);
+  if (g == spread_groups.end()) return true;
+  for (worker_id r : g->second.ran_on)
+    if (same_place(r)) return false;
+  for (task_id m : g->second.members) {
+    if (m == t.id) continue;
+    auto mt = tasks.find(m);
+    if (mt == tasks.end()) continue;
+    const task_state st = mt->second.state;
+    const bool placed = st == task_state::held || st == task_state::sent || st == task_state::running;
+    if (placed && mt->second.where != no_worker && same_place(mt->second.where)) return false;
+  }
   return true;
+}
+
+void scheduler::state::drop_constraint(const task_rec& t) {
+  if (!t.constrained) return;
+  auto c = constraints.find(t.id);
+  if (c == constraints.end()) return;
+  if (c->second.group != 0) {
+    auto g = spread_groups.find(c->second.group);
+    if (g != spread_groups.end()) {
+      std::erase(g->second.members, t.id);
+      if (g->second.members.empty()) spread_groups.erase(g);
+    }
+  }
+  constraints.erase(c);
 }
 
 bool scheduler::state::fits_now(const worker_rec& w, const task_rec& t) const {
@@ -164,6 +204,9 @@ void scheduler::worker_joined(const worker_spec& spec, double now) {
   w.bucket = s.speed_bucket(w.factor);
   if (!w.round_trip_measured) w.round_trip = s.cfg.round_trip_seconds;
   w.distance = s.distance_bucket(w.round_trip);
+  // A worker without a host name is a machine of its own.
+  const std::string host = spec.host.empty() ? "\x01" + spec.name : spec.host;
+  w.host = s.hosts.try_emplace(host, static_cast<std::uint32_t>(s.hosts.size())).first->second;
   s.index(w);
   if (fresh) s.join_order.push_back(spec.id);
   s.hungry.insert(spec.id);
