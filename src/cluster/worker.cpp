@@ -17,6 +17,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <typeinfo>
 #include <unordered_map>
@@ -133,6 +134,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::uint64_t stored_bytes = 0;
   std::unordered_map<std::uint64_t, std::shared_ptr<job>> jobs;  // by task id: not finished
   std::atomic<std::uint32_t> running{0};
+  std::atomic<std::size_t> answers_unsent{0};  // answers taken out of `jobs`, not yet given to the connection
+  // --corrupt-results: a draw in [0, 1) per result, from any task thread.
+  std::mutex corrupt_mutex;
+  std::mt19937_64 corrupt_rng{std::random_device{}()};
+  double corrupt_draw() {
+    std::lock_guard lock(corrupt_mutex);
+    return std::uniform_real_distribution<double>(0, 1)(corrupt_rng);
+  }
   wire::tasks_done_msg done_batch;
   std::atomic<std::uint64_t> got_frames{0}, got_tasks{0}, sent_frames{0}, sent_tasks{0};
 
@@ -325,7 +334,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   wire::heartbeat_msg heartbeat_locked() {
     wire::heartbeat_msg hb;
     hb.running = running.load(std::memory_order_relaxed);
-    hb.queued = static_cast<std::uint32_t>(jobs.size());
+    // A task whose answer is not yet handed to the connection still counts: a heartbeat sent
+    // from this thread could otherwise overtake the answer and tell the head the worker is idle.
+    hb.queued = static_cast<std::uint32_t>(jobs.size() + answers_unsent.load(std::memory_order_acquire));
     hb.stored_bytes = stored_bytes;
     hb.memory_bytes = resident_memory_bytes();
     if (head) hb.receiving = head->receiving();
@@ -721,10 +732,12 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<transport::connection> conn;
     {
       std::lock_guard lock(mutex);
+      answers_unsent.fetch_add(1, std::memory_order_acq_rel);
       jobs.erase(finished_task);
       conn = head;
     }
     if (conn) conn->send(std::move(f));
+    answers_unsent.fetch_sub(1, std::memory_order_acq_rel);
   }
 
   void schedule(const std::shared_ptr<job>& j) {
@@ -795,13 +808,19 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       send_to_head(wire::encode(failure), j.msg.task_id);
       return;
     }
+    if (cfg.corrupt_results > 0 && !result.empty() && corrupt_draw() < cfg.corrupt_results) {
+      // One byte anywhere, changed to any other value: two corrupted copies rarely agree.
+      const auto at = static_cast<std::size_t>(corrupt_draw() * static_cast<double>(result.size()));
+      const auto flip = static_cast<unsigned char>(1 + static_cast<int>(corrupt_draw() * 255));
+      result[at] = static_cast<char>(static_cast<unsigned char>(result[at]) ^ flip);
+    }
     wire::task_done_msg done;
     done.task_id = j.msg.task_id;
     done.attempt = j.msg.attempt;
     done.result_size = result.size();
     done.duration_ns = failure.duration_ns;
     done.thread = thread;
-    if (result.size() <= inline_limit) {
+    if (result.size() <= inline_limit || j.msg.result_to_head) {
       done.inline_result = true;
       report_done(done, std::move(result));
       return;
@@ -825,6 +844,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     bool first = false;
     {
       std::lock_guard lock(mutex);
+      answers_unsent.fetch_add(1, std::memory_order_acq_rel);
       jobs.erase(done.task_id);
       first = done_batch.done.empty();
       done_batch.done.push_back(done);
@@ -849,6 +869,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       sent_tasks.fetch_add(batch.done.size());
       conn->send(wire::encode(batch));
     }
+    answers_unsent.fetch_sub(batch.done.size(), std::memory_order_acq_rel);
   }
 
   // ---- leaving and stopping -------------------------------------------------------------------------

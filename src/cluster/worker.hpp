@@ -27,6 +27,9 @@ struct worker_config {
   std::size_t threads = 1;
   std::map<std::string, double> resources;
   double slowdown = 1.0;
+  /// The share of its results it changes on purpose before sending them (a testing aid for
+  /// replication: a worker that is sometimes wrong).
+  double corrupt_results = 0.0;
   std::string data_listen;     // where peers fetch results; empty: chosen from `connect`
   std::string data_advertise;  // the address peers are told to fetch from; empty: the bound one
   transport_kind transport = transport_kind::tcp;

@@ -71,6 +71,8 @@ constexpr const char* usage =
     "                             e.g. --max-frame-size 1073741824\n"
     "  --slowdown F               run each task F times as long, F >= 1; a testing aid for\n"
     "                             heterogeneous clusters on one machine [1]. e.g. --slowdown 3\n"
+    "  --corrupt-results P        change a share P (0 to 1) of the results it sends, one byte each;\n"
+    "                             a testing aid for replicated tasks [0]. e.g. --corrupt-results 0.1\n"
     "  --reconnect-for DURATION   when the head is lost or cannot be reached, keep trying to join\n"
     "                             it again (backoff from 100ms doubling to 5s) for this long, then\n"
     "                             exit 1; a head restarted on the same address gets the worker back.\n"
@@ -387,6 +389,10 @@ int worker_main(int argc, char** argv) {
         const std::string v = value();
         cfg.slowdown = parse_number(a, v, "a factor of at least 1 (e.g. 3)");
         if (cfg.slowdown < 1) bad_value(a, v, "a factor of at least 1 (e.g. 3)");
+      } else if (a == "--corrupt-results") {
+        const std::string v = value();
+        cfg.corrupt_results = parse_number(a, v, "a share from 0 to 1 (e.g. 0.1)");
+        if (!(cfg.corrupt_results >= 0 && cfg.corrupt_results <= 1)) bad_value(a, v, "a share from 0 to 1 (e.g. 0.1)");
       } else if (a == "--reconnect-for") {
         reconnect_for = parse_duration(a, value());
       } else if (a == "--log-level") {

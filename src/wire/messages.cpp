@@ -205,7 +205,7 @@ void serialize(A& ar, dx::wire::arg_ref& m, unsigned) {
 }
 template <class A>
 void serialize(A& ar, dx::wire::run_task_msg& m, unsigned) {
-  ar & m.task_id & m.attempt & m.function & m.args;
+  ar & m.task_id & m.attempt & m.function & m.args & m.result_to_head;
 }
 template <class A>
 void serialize(A& ar, dx::wire::task_done_msg& m, unsigned) {

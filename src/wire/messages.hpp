@@ -105,6 +105,7 @@ struct run_task_msg {
   std::uint32_t attempt = 0;
   std::string function;
   std::vector<arg_ref> args;
+  bool result_to_head = false;  // send the result with the completion whatever its size (a copy to compare)
 
   bool operator==(const run_task_msg&) const = default;
 };
