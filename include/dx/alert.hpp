@@ -19,14 +19,15 @@ namespace dx {
 using metric_labels = detail::metric_labels;
 
 enum class alert_kind : std::uint8_t {
-  saturation,        ///< every worker is backed up: more workers would finish sooner
-  imbalance,         ///< one worker's backlog far above the mean while another idles
-  network_bound,     ///< moving inputs is predicted to cost more than computing
-  straggler,         ///< a task has run past 2x its prediction
-  prediction_drift,  ///< a kind's recent prediction error is far above its usual
-  worker_lost,       ///< a worker went away without leaving
-  unplaceable,       ///< a task needs resources no worker has
-  rule,              ///< a user's alert_rule over a metric (subject: the rule's name)
+  saturation,          ///< every worker is backed up: more workers would finish sooner
+  imbalance,           ///< one worker's backlog far above the mean while another idles
+  network_bound,       ///< moving inputs is predicted to cost more than computing
+  straggler,           ///< a task has run past 2x its prediction
+  prediction_drift,    ///< a kind's recent prediction error is far above its usual
+  worker_lost,         ///< a worker went away without leaving
+  unplaceable,         ///< a task needs resources no worker has
+  worker_quarantined,  ///< a worker's results were invalid too often: it receives no more work
+  rule,                ///< a user's alert_rule over a metric (subject: the rule's name)
 };
 
 /// Number of alert kinds (for tables indexed by kind).

@@ -45,9 +45,21 @@ struct map_options;
 
 /// Where a worker is in its life.
 enum class worker_state : std::uint8_t {
-  active,   ///< receives work
-  leaving,  ///< finishing its running tasks, receives no more
-  gone,     ///< left or was lost
+  active,       ///< receives work
+  leaving,      ///< finishing its running tasks, receives no more
+  gone,         ///< left or was lost
+  quarantined,  ///< let go because too many of its results were invalid (replicated tasks); may not join again
+};
+
+/// A worker's record of results checked against other workers' copies (replicated tasks), kept
+/// under its name and saved beside the cost model.
+struct worker_reliability {
+  std::uint64_t valid = 0;              ///< results that agreed with the canonical result
+  std::uint64_t invalid = 0;            ///< results that disagreed with it
+  std::uint64_t lost = 0;               ///< attempts lost with the worker
+  std::uint64_t late = 0;               ///< copies answered after their hard deadline
+  std::uint64_t consecutive_valid = 0;  ///< valid results since its last invalid one
+  bool quarantined = false;
 };
 
 /// One worker of a cluster as the head sees it.
@@ -72,6 +84,8 @@ struct worker_info {
   /// with them.
   double round_trip_seconds = 0;
   double round_trip_jitter_seconds = 0;
+  /// Its results checked against other workers' copies (see dx/replicate.hpp).
+  worker_reliability reliability;
 };
 
 class workflow;

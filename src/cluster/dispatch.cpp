@@ -90,6 +90,12 @@ void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worke
   }
   t.dispatched_at = head_clock::now();
   t.running_since = -1;
+  if (t.copy_of) {
+    m.result_to_head = true;  // compared at the head
+    const auto hard = t.replicas->deadline.hard;
+    if (hard.count() > 0)
+      add_timer_locked(task_timer{t.dispatched_at + hard, t.id, 0, m.attempt, timer_kind::hard_deadline});
+  }
   if (t.future && t.future->wants_notes) note_locked(t, {remote_result::note::kind::sent, m.attempt, w.id, {}}, d);
   log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
 }

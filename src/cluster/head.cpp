@@ -33,6 +33,8 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
     } catch (const std::exception& e) {
       log(log_level::warn, "starting with an empty cost model: {}", e.what());
     }
+    reliability_path_ = model_path_.string() + ".reliability";
+    load_reliability();
   }
   // The public choices in the order of dx::scheduling_policy (the oracle is the simulator's).
   constexpr sched::policy policies[] = {sched::policy::predictive, sched::policy::round_robin, sched::policy::random,
@@ -175,11 +177,18 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
   result.state().set_executor(local_.impl());
   std::vector<local_dep*> local_deps;
   deferred d;
+  // Checked before anything is recorded: a bad replication throws dx::error to the caller.
+  std::shared_ptr<replica_set> replicas =
+      opts.replication || opts.deadlines ? replica_set_for(opts, fn, opts.kind.empty() ? fn.name : opts.kind) : nullptr;
   {
     std::lock_guard lock(mutex_);
     const std::uint64_t id = next_task_++;
     result.task_id = id;
     task_entry& t = tasks_[id];
+    if (replicas) {
+      replicas->task = id;
+      t.replicas = std::move(replicas);
+    }
     t.id = id;
     t.function = fn.name;
     const std::string& kind = opts.kind.empty() ? fn.name : opts.kind;
@@ -386,6 +395,14 @@ std::vector<worker_info> head_impl::workers() const {
     i.pid = w->pid;
     i.round_trip_seconds = w->round_trip.seconds();
     i.round_trip_jitter_seconds = w->round_trip.jitter();
+    if (auto r = reliability_.find(w->id); r != reliability_.end()) {
+      i.reliability.valid = r->second.valid;
+      i.reliability.invalid = r->second.invalid;
+      i.reliability.lost = r->second.lost;
+      i.reliability.late = r->second.late;
+      i.reliability.consecutive_valid = r->second.consecutive_valid;
+      i.reliability.quarantined = r->second.quarantined;
+    }
     out.push_back(std::move(i));
   }
   std::stable_sort(out.begin(), out.end(),
@@ -416,6 +433,7 @@ double head_impl::now_seconds() const { return std::chrono::duration<double>(hea
 void head_impl::save_model_locked() {
   if (!opts_.persist_cost_model() || model_saved_) return;
   model_saved_ = true;
+  save_reliability_locked();
   try {
     model_.save(model_path_);
     log(log_level::info, "cost model saved to {}", model_path_.string());

@@ -50,6 +50,7 @@ void head_impl::record_attempt_locked(const task_entry& t, const worker_rec& w, 
 /// The attempt of t on w ended without an answer: from when it started running (or was sent,
 /// when no heartbeat said it had started) until now.
 void head_impl::record_lost_attempt_locked(const task_entry& t, const worker_rec& w) {
+  ++reliability_locked(w.id).lost;
   const double now = now_seconds();
   const bool started = t.running_since >= 0;
   const double from = started ? t.running_since : std::chrono::duration<double>(t.dispatched_at - epoch_).count();
@@ -261,6 +262,8 @@ const char* state_name(worker_state s) noexcept {
       return "leaving";
     case worker_state::gone:
       return "gone";
+    case worker_state::quarantined:
+      return "quarantined";
   }
   return "?";
 }

@@ -29,6 +29,7 @@
 #include "wire/messages.hpp"
 
 #include <dx/cost_model.hpp>
+#include <dx/replicate.hpp>
 
 #include <sys/types.h>
 
@@ -77,6 +78,46 @@ struct worker_rec {
   std::uint64_t next_ping = 1;
 };
 
+/// A worker's record of results checked against their copies, kept by name for the head's life
+/// and saved beside the cost model (reliability.cpp).
+struct reliability_rec {
+  std::uint64_t valid = 0;              // agreed with the canonical result
+  std::uint64_t invalid = 0;            // disagreed with it
+  std::uint64_t lost = 0;               // attempts lost with the worker (it went away while running them)
+  std::uint64_t late = 0;               // copies answered after their hard deadline
+  std::uint64_t consecutive_valid = 0;  // valid results since its last invalid one (adaptive trust)
+  bool quarantined = false;             // receives no work
+};
+
+/// The copies of a replicated task (or one with deadlines), shared by the task and its copies
+/// (replication.cpp). The task itself never runs: its copies do, and it takes the result a
+/// quorum of them agree on.
+struct replica_set {
+  std::uint64_t task = 0;  // the task whose copies these are
+  dx::replicate rules;
+  dx::deadline deadline;
+  std::string kind;  // the scheduler's kind for the copies
+  std::vector<std::pair<std::string, double>> needs;
+  int priority = 0;
+  double size_hint = 0;
+  std::uint32_t max_copies = 0;
+  result_tolerance tolerance = nullptr;
+  result_comparator comparator = nullptr;
+  std::uint32_t issued = 0;
+  std::vector<std::uint64_t> live;         // copies issued and not answered (or given up)
+  std::vector<sched::worker_id> answered;  // workers that answered (later copies avoid them)
+  struct answer {
+    std::string worker;
+    std::shared_ptr<const std::string> bytes;  // null for an error
+    std::string error;                         // "type: message" of an exception
+    std::exception_ptr exception;
+  };
+  std::vector<answer> answers;
+  std::vector<std::vector<std::size_t>> groups;  // answers that agree, by index; first: the representative
+  bool settled = false;                          // the task committed or failed
+  std::shared_ptr<const std::string> canonical;
+};
+
 struct arg_slot {
   std::string bytes;           // known value (or encoded local dependency)
   std::uint64_t ref = 0;       // a remote result of this head
@@ -114,6 +155,13 @@ struct task_entry {
   bool fetching = false;
   std::size_t pending_dependents = 0;  // dependents not finished that need the data
   std::size_t lineage_refs = 0;        // the future + dependents still in the table
+  // Replication (replication.cpp): the set of copies, on the task and on each copy; a copy
+  // names its task and, past its hard deadline, is overdue (reissued, not cancelled); a copy
+  // given a speculative twin is not given another.
+  std::shared_ptr<replica_set> replicas;
+  std::uint64_t copy_of = 0;
+  bool overdue = false;
+  bool speculated = false;
 };
 
 /// Work to do once the head's lock is released: delivering into futures runs user continuations.
@@ -303,6 +351,37 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// t no longer waits out a retry's pause (the pause ended, or t was given up meanwhile).
   void end_pause_locked(task_entry& t);
 
+  // replication.cpp: copies of replicated tasks, their quorum, deadlines, workers' reliability
+  /// Checks the options of a replicated task and makes its set of copies (throws dx::error).
+  std::shared_ptr<replica_set> replica_set_for(const task_options& opts, const remote_function& fn,
+                                               const std::string& kind) const;
+  /// t (a replicated task) is ready: its first copies are issued instead.
+  void issue_copies_locked(task_entry& t, std::uint32_t n);
+  /// A copy answered (its result, or the exception it threw): the quorum is checked.
+  void copy_answered_locked(task_entry& copy, worker_rec& w, std::shared_ptr<const std::string> bytes,
+                            std::exception_ptr error, std::string error_text, deferred& d);
+  /// Decides what the answers so far make of the task: committed, failed, or more copies.
+  void evaluate_quorum_locked(replica_set& set, sched::worker_id last, deferred& d);
+  /// The task takes `bytes` as its result, as if it had run: future, dependents, once.
+  void commit_result_locked(task_entry& t, std::shared_ptr<const std::string> bytes, deferred& d);
+  /// Gives the copies of `set` up (all, or those not overdue), telling their workers.
+  void cancel_copies_locked(replica_set& set, bool keep_overdue);
+  /// Drops copy c (it will not answer), then sees whether its task needs another.
+  void drop_copy_locked(task_entry& c, deferred& d);
+  /// Whether two answers agree under the set's comparison.
+  bool agree(const replica_set& set, const replica_set::answer& a, const replica_set::answer& b) const;
+  /// A copy's deadline came: a speculative twin (soft) or a reissue (hard).
+  void copy_deadline_locked(task_entry& c, bool hard, deferred& d);
+  /// Starts copy c's soft deadline once its worker says it runs.
+  void copy_started_locked(task_entry& c);
+  reliability_rec& reliability_locked(const std::string& worker) { return reliability_[worker]; }
+  /// w's result was checked: valid or not. An invalid one may quarantine w.
+  void record_checked_locked(const std::string& worker, bool valid, deferred& d);
+  /// Takes w out of the scheduler's workers for good: its work goes elsewhere, an alert says why.
+  void quarantine_locked(worker_rec& w, const std::string& why, deferred& d);
+  void load_reliability();
+  void save_reliability_locked() const;
+
   // recovery.cpp: lost workers, lost results, lost inputs, lost completions
   /// t's result is lost and still needed (delivery found no holder, an input was lost): run it
   /// again. Does nothing unless t is done.
@@ -378,11 +457,13 @@ class head_impl final : public head_core, public observe::head_view_source {
   // Time limits (task_options::with_timeout) and retry pauses, earliest first. A timer whose task
   // finished (or, for a pause, whose token is not the task's retry_timer) is dropped when it
   // comes up.
+  enum class timer_kind : std::uint8_t { limit, pause, soft_deadline, hard_deadline };
   struct task_timer {
     head_clock::time_point at;
     std::uint64_t task = 0;
-    std::int64_t limit_ns = 0;  // a time limit; 0: a retry's pause
-    std::uint64_t token = 0;    // a pause's token
+    std::int64_t limit_ns = 0;  // a time limit; 0: a retry's pause or a copy's deadline
+    std::uint64_t token = 0;    // a pause's token, or the attempt of a copy's deadline
+    timer_kind kind = timer_kind::limit;
     bool operator>(const task_timer& o) const noexcept { return at > o.at; }
   };
   void add_timer_locked(const task_timer& timer);
@@ -393,6 +474,12 @@ class head_impl final : public head_core, public observe::head_view_source {
   std::size_t sweep_timers_at_ = 1024;
   std::uint64_t next_timer_ = 1;
   std::uint64_t late_results_ = 0;  // completions of tasks given up (cancelled, timed out)
+  // Workers' reliability by name (replication.cpp), saved beside the cost model.
+  std::map<std::string, reliability_rec> reliability_;
+  std::filesystem::path reliability_path_;
+  std::uint64_t copies_issued_ = 0, copies_speculative_ = 0, copies_reissued_ = 0, trusted_alone_ = 0;
+  std::uint64_t quorums_failed_ = 0;
+  std::uint64_t replica_draws_ = 0x9e3779b97f4a7c15ULL;  // adaptive replication's coin (splitmix64 state)
   std::uint64_t next_task_ = 1;
   std::uint64_t next_request_ = 1;
   // Worker names: the head's own threads prove themselves with head_key_; the workers the head

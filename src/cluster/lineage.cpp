@@ -11,7 +11,14 @@
 namespace dx::detail {
 
 /// Ready tasks belong to the scheduler until it decides where they run.
-void head_impl::make_ready_locked(task_entry& t) { sched_->task_ready(t.id, now_seconds()); }
+/// A replicated task never runs itself: its copies are issued instead (once).
+void head_impl::make_ready_locked(task_entry& t) {
+  if (t.replicas && !t.copy_of) {
+    if (t.replicas->issued == 0) issue_copies_locked(t, t.replicas->rules.adaptive ? 1 : t.replicas->rules.copies);
+    return;
+  }
+  sched_->task_ready(t.id, now_seconds());
+}
 
 std::size_t head_impl::runnable_locked() const {
   std::size_t n = 0;
@@ -61,6 +68,17 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
     observe::kind_stats::count_on(k.completed_on, w.sid);
     k.durations.observe(seconds);
     record_attempt_locked(t, w, now, seconds, m.thread, m.attempt, observe::attempt_end::done);
+  }
+  if (t.copy_of) {
+    // A copy's result is compared at the head, which asked for it with the completion.
+    sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, false);
+    if (!m.inline_result) {
+      w.to_release.push_back(t.id);
+      copy_answered_locked(t, w, nullptr, nullptr, "its result was not sent to the head", d);
+      return;
+    }
+    copy_answered_locked(t, w, payload ? std::move(payload) : std::make_shared<const std::string>(), nullptr, {}, d);
+    return;
   }
   t.result_size = m.result_size;
   if (t.future && t.future->wants_notes && !t.delivered) {
@@ -136,6 +154,12 @@ void head_impl::task_failed_locked(worker_rec& w, const wire::task_failed_msg& m
       if (!e) e = std::make_exception_ptr(remote_error(m.type_name, m.type_bases, m.message, w.id));
       if (t.retries && retry_locked(t, w, e, d)) return;
   }
+  if (t.copy_of) {
+    // An exception is an answer too: copies that throw alike agree.
+    sched_->task_failed(t.id, w.sid, now_seconds(), false);
+    copy_answered_locked(t, w, nullptr, e, m.type_name + ": " + m.message, d);
+    return;
+  }
   fail_locked(t.id, e, d, &w);
 }
 
@@ -153,6 +177,10 @@ void head_impl::fail_locked(std::uint64_t id, std::exception_ptr e, deferred& d,
   if (it == tasks_.end()) return;
   task_entry& t = it->second;
   if (is_finished_locked(id)) return;
+  if (t.copy_of) {  // a copy that will not answer (an input failed, the cluster stops)
+    drop_copy_locked(t, d);
+    return;
+  }
   const sched::worker_id sent_to = sched_->sent_to(id);
   sched_->task_failed(id, sent_to, now_seconds(), false);
   if (observe_) {
@@ -171,6 +199,10 @@ void head_impl::settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, 
   const std::uint64_t id = t.id;
   t.error = e;
   end_pause_locked(t);
+  if (t.replicas && !t.copy_of) {  // its copies are given up with it
+    t.replicas->settled = true;
+    cancel_copies_locked(*t.replicas, false);
+  }
   count_finished_locked(t);
   if (t.future && !t.delivered) {
     if (t.future->state().try_add_ref()) d.errors.emplace_back(t.future, e);
@@ -184,6 +216,10 @@ bool head_impl::stop_locked(std::uint64_t id, std::exception_ptr outcome, bool t
   auto it = tasks_.find(id);
   if (it == tasks_.end() || is_finished_locked(id)) return false;
   task_entry& t = it->second;
+  if (t.copy_of) {
+    drop_copy_locked(t, d);
+    return false;
+  }
   // The scheduler frees its slot and, if a worker has it, decides to tell that worker.
   sched_->task_cancelled(id, now_seconds(), timed_out);
   if (observe_) {

@@ -202,6 +202,7 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   spec.name = rec.id;  // the cost model learns its speed under its name
   spec.threads = static_cast<std::uint32_t>(rec.threads);
   spec.capacity = rec.resources;
+  spec.host = h.host;  // copies that must run on distinct hosts tell machines apart by it
   sched_->worker_joined(spec, now_seconds());
   // The challenge and this hello were one exchange: the first measure of its link, so that its
   // window fits it from the first dispatch. A ping follows at once for a second.
@@ -248,9 +249,23 @@ std::string head_impl::name_for_locked(const wire::hello_msg& h, std::string& re
   }
   const auto live = [&](const std::string& name) {
     auto it = workers_.find(name);
-    return it != workers_.end() && it->second->state != worker_state::gone ? it->second.get() : nullptr;
+    return it != workers_.end() && it->second->state != worker_state::gone &&
+                   it->second->state != worker_state::quarantined
+               ? it->second.get()
+               : nullptr;
+  };
+  const auto quarantined = [&](const std::string& name) {
+    auto it = reliability_.find(name);
+    return it != reliability_.end() && it->second.quarantined;
   };
   if (!h.name.empty()) {
+    if (!own && quarantined(h.name)) {
+      refusal = fmt::format(
+          "worker '{}' is quarantined: too many of its results disagreed with other workers' copies (dx::cluster "
+          "workers() shows its record); it may not join this cluster",
+          h.name);
+      return {};
+    }
     if (const worker_rec* other = live(h.name)) {
       refusal = fmt::format(
           "a worker named '{}' is already connected (pid {}); two live workers cannot share a name: pick "
@@ -265,7 +280,7 @@ std::string head_impl::name_for_locked(const wire::hello_msg& h, std::string& re
   const std::string host = host_part(h.host);
   for (std::size_t n = 1;; ++n) {
     std::string name = fmt::format("{}-{}", host, n);
-    if (!live(name) && !reserved_names_.contains(name)) return name;
+    if (!live(name) && !reserved_names_.contains(name) && !quarantined(name)) return name;
   }
 }
 
@@ -275,7 +290,7 @@ void head_impl::on_closed(session& s, const std::string& reason) {
     std::lock_guard lock(mutex_);
     worker_rec* w = s.worker;
     s.worker = nullptr;
-    if (!w || w->state == worker_state::gone) return;
+    if (!w || w->state == worker_state::gone || w->state == worker_state::quarantined) return;
     if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
     remove_worker_locked(*w, d);
     dispatch_locked(d);
@@ -303,9 +318,11 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
   for (const wire::running_task& r : m.running_tasks) {
     auto it = tasks_.find(r.task_id);
     if (it == tasks_.end() || !current_attempt_locked(it->second, w, r.attempt)) continue;
+    const bool first_seen = it->second.running_since < 0;
     it->second.running_since = now - static_cast<double>(r.elapsed_us) * 1e-6;
     it->second.running_thread = r.thread;
     sched_->task_started(r.task_id, w.sid, it->second.running_since);
+    if (first_seen && it->second.copy_of) copy_started_locked(it->second);
   }
   for (const wire::transfer_note& note : m.transfers) {
     if (note.from.empty()) {

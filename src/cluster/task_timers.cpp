@@ -1,6 +1,7 @@
 // Time-driven task events at the head: time limits (task_options::with_timeout) stop a task that
-// has not finished in time, and retries (task_options::with_retries) run a task that threw again
-// once its pause is over. Both wait in one heap that the tick serves.
+// has not finished in time, retries (task_options::with_retries) run a task that threw again once
+// its pause is over, and a replicated task's copies meet their deadlines (replication.cpp). All
+// wait in one heap that the tick serves.
 #include "cluster/head_state.hpp"
 #include "common/log.hpp"
 
@@ -30,7 +31,16 @@ std::string describe_exception(const std::exception_ptr& e) {
 bool head_impl::timer_live_locked(const task_timer& timer) const {
   auto it = tasks_.find(timer.task);
   if (it == tasks_.end() || is_finished_locked(timer.task)) return false;
-  return timer.limit_ns != 0 || it->second.retry_timer == timer.token;
+  switch (timer.kind) {
+    case timer_kind::limit:
+      return true;
+    case timer_kind::pause:
+      return it->second.retry_timer == timer.token;
+    case timer_kind::soft_deadline:
+    case timer_kind::hard_deadline:  // only for the dispatch it was set for
+      return it->second.attempt == timer.token && sched_->sent_to(timer.task) != sched::no_worker;
+  }
+  return false;
 }
 
 void head_impl::add_timer_locked(const task_timer& timer) {
@@ -73,7 +83,7 @@ bool head_impl::retry_locked(task_entry& t, worker_rec& w, const std::exception_
   }
   log(log_level::info, "task {} ({}) threw on {} (attempt {} of {}); running it again in {}", t.id, t.function, w.id,
       t.thrown, t.retries->policy.max_attempts, describe_limit(pause.count()));
-  add_timer_locked(task_timer{head_clock::now() + pause, t.id, 0, t.retry_timer});
+  add_timer_locked(task_timer{head_clock::now() + pause, t.id, 0, t.retry_timer, timer_kind::pause});
   if (t.future && t.future->wants_notes)
     note_locked(t, {remote_result::note::kind::retrying, t.attempt, w.id, describe_exception(e)}, d);
   return true;
@@ -92,7 +102,11 @@ void head_impl::fire_timers_locked(deferred& d) {
     timers_.pop();
     if (!timer_live_locked(due)) continue;
     task_entry& t = tasks_.at(due.task);
-    if (due.limit_ns == 0) {
+    if (due.kind == timer_kind::soft_deadline || due.kind == timer_kind::hard_deadline) {
+      copy_deadline_locked(t, due.kind == timer_kind::hard_deadline, d);
+      continue;
+    }
+    if (due.kind == timer_kind::pause) {
       end_pause_locked(t);
       requeue_locked(t, d);  // ready again once its inputs are (a lost one is recomputed first)
       continue;
