@@ -125,7 +125,7 @@ struct workflow_step {
   std::map<std::string, std::string> inputs;
   std::vector<std::string> after;       ///< steps that must succeed first, as written
   std::vector<std::string> depends_on;  ///< after, inputs and the aggregated step, once each
-  task_options options;                 ///< priority, resources, timeout, retries
+  task_options options;                 ///< priority, resources, timeout, retries, replication, deadlines
   std::optional<dx::split> split;
   std::optional<dx::aggregate> aggregate;
   bool cache = true;
@@ -158,7 +158,8 @@ class DX_API step_ref {
     (add_after(others), ...);
     return *this;
   }
-  /// Takes priority, resources, timeout and the retry policy from `o`; throws dx::workflow_error
+  /// Takes priority, resources, timeout, the retry policy, replication and deadlines (a hard
+  /// deadline in whole milliseconds, rounded up) from `o`; throws dx::workflow_error
   /// for what a workflow cannot express (a kind, a hint, exception filters). Not thread-safe;
   /// does not block.
   step_ref& with(const task_options& o);

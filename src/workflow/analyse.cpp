@@ -2,6 +2,7 @@
 // steps, cycles, functions and their parameters against the registry, resources against workers'
 // capacities; then the topological order and each step's digest.
 #include <dx/remote.hpp>
+#include <dx/replicate.hpp>
 #include <dx/workflow.hpp>
 
 #include "cluster/registry.hpp"
@@ -24,10 +25,11 @@ namespace dx::detail {
 
 namespace {
 
-const std::set<std::string> step_fields{"name",     "function", "command",   "parameters", "parameter_names",
-                                        "after",    "inputs",   "resources", "retries",    "timeout",
-                                        "priority", "split",    "aggregate", "cache"};
-const std::set<std::string> default_fields{"resources", "retries", "timeout", "priority", "cache"};
+const std::set<std::string> step_fields{"name",      "function",  "command",   "parameters", "parameter_names", "after",
+                                        "inputs",    "resources", "retries",   "timeout",    "priority",        "split",
+                                        "aggregate", "cache",     "replicate", "deadline"};
+const std::set<std::string> default_fields{"resources", "retries",   "timeout", "priority",
+                                           "cache",     "replicate", "deadline"};
 const std::set<std::string> top_fields{"name", "description", "priority", "tags", "metadata", "defaults", "steps"};
 const std::set<std::string> split_placeholders{"start", "end", "item", "items_file"};
 
@@ -166,6 +168,198 @@ struct checker {
         o.with_retries(p);
       }
     }
+    if (const auto* r = field(s, "replicate")) {
+      if (auto rep = read_replicate(who, *r)) o.with_replicate(*rep);
+    }
+    if (const auto* d = field(s, "deadline")) {
+      if (auto dl = read_deadline(who, *d)) o.with_deadline(*dl);
+    }
+  }
+
+  // A finite number of at least 0, else a problem naming `what`.
+  std::optional<double> non_negative(const std::string& who, const std::string& what, const ordered_json& v) {
+    if (v.is_number() && v.get<double>() >= 0 && std::isfinite(v.get<double>())) return v.get<double>();
+    problem(who + ": " + what + " must be a finite number of at least 0, got " +
+            v.dump(-1, ' ', false, ordered_json::error_handler_t::replace));
+    return std::nullopt;
+  }
+
+  // An integer from `low` to `high`, else nothing (the caller names the range).
+  static std::optional<std::uint32_t> integer_in(const ordered_json& v, std::int64_t low, std::int64_t high) {
+    if (!v.is_number_integer()) return std::nullopt;
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(high)) return std::nullopt;
+    const auto n = v.get<std::int64_t>();
+    if (n < low || n > high) return std::nullopt;
+    return static_cast<std::uint32_t>(n);
+  }
+
+  std::optional<comparison> read_comparison(const std::string& who, const ordered_json& v) {
+    const auto shape = [&] {
+      problem(who +
+              ": replicate.compare must be \"exact\", {\"tolerance\": {\"rel\": x, \"abs\": y}} or "
+              "{\"comparator\": \"name\"}, got " +
+              v.dump(-1, ' ', false, ordered_json::error_handler_t::replace));
+      return std::nullopt;
+    };
+    if (v.is_string()) {
+      if (v.get_ref<const std::string&>() == "exact") return comparison::exact();
+      return shape();
+    }
+    if (!v.is_object() || v.size() != 1) return shape();
+    const auto it = v.begin();
+    if (it.key() == "tolerance") {
+      if (!it->is_object()) {
+        problem(who + ": replicate.compare.tolerance must be an object {\"rel\": x, \"abs\": y}, got " +
+                it->dump(-1, ' ', false, ordered_json::error_handler_t::replace));
+        return std::nullopt;
+      }
+      comparison c = comparison::tolerance(0, 0);
+      bool ok = true;
+      for (auto t = it->begin(); t != it->end(); ++t) {
+        if (t.key() == "rel" || t.key() == "abs") {
+          if (auto x = non_negative(who, "replicate.compare.tolerance." + t.key(), *t)) {
+            (t.key() == "rel" ? c.relative : c.absolute) = *x;
+          } else {
+            ok = false;
+          }
+        } else {
+          problem(who + ": replicate.compare.tolerance has an unknown field " + in_quotes(t.key()) +
+                  " (it takes rel, abs)");
+          ok = false;
+        }
+      }
+      return ok ? std::optional<comparison>(c) : std::nullopt;
+    }
+    if (it.key() == "comparator") {
+      if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+        problem(who + ": replicate.compare.comparator must be the registered name of a comparator, got " +
+                it->dump(-1, ' ', false, ordered_json::error_handler_t::replace));
+        return std::nullopt;
+      }
+      const auto& name = it->get_ref<const std::string&>();
+      if (with_registry && !find_comparator(name)) {
+        problem(who + ": replicate.compare.comparator " + in_quotes(name) +
+                " is not registered in this process (DX_COMPARATOR)");
+        return std::nullopt;
+      }
+      return comparison::named(name);
+    }
+    return shape();
+  }
+
+  // "replicate": copies on distinct workers, a quorum of agreeing results. An omitted copies is
+  // max(2, quorum), an omitted quorum min(2, copies), an omitted max_copies 0 (dx chooses).
+  std::optional<replicate> read_replicate(const std::string& who, const ordered_json& v) {
+    if (!v.is_object()) {
+      problem(who +
+              ": replicate must be an object {\"copies\", \"quorum\", \"max_copies\", \"compare\", "
+              "\"distinct_hosts\", \"adaptive\"}, got " +
+              std::string(v.type_name()));
+      return std::nullopt;
+    }
+    replicate r;
+    bool ok = true;
+    const ordered_json *copies = nullptr, *quorum = nullptr, *max_copies = nullptr;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      const auto& k = it.key();
+      if (k == "copies") {
+        copies = &*it;
+      } else if (k == "quorum") {
+        quorum = &*it;
+      } else if (k == "max_copies") {
+        max_copies = &*it;
+      } else if (k == "compare") {
+        if (auto c = read_comparison(who, *it)) {
+          r.compare = std::move(*c);
+        } else {
+          ok = false;
+        }
+      } else if (k == "distinct_hosts" || k == "adaptive") {
+        if (it->is_boolean()) {
+          (k == "adaptive" ? r.adaptive : r.distinct_hosts) = it->get<bool>();
+        } else {
+          problem(who + ": replicate." + k + " must be true or false, got " +
+                  it->dump(-1, ' ', false, ordered_json::error_handler_t::replace));
+          ok = false;
+        }
+      } else {
+        problem(who + ": replicate has an unknown field " + in_quotes(k) +
+                " (it takes copies, quorum, max_copies, compare, distinct_hosts, adaptive)");
+        ok = false;
+      }
+    }
+    const auto got = [](const ordered_json* j) {
+      return j->dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+    };
+    constexpr std::int64_t most_copies = 100, most_issued = 1000;
+    bool copies_known = false;  // given and valid: the quorum and max_copies are checked against it
+    if (copies) {
+      if (auto n = integer_in(*copies, 1, most_copies)) {
+        r.copies = *n;
+        copies_known = true;
+      } else {
+        problem(who + ": replicate.copies must be an integer from 1 to " + std::to_string(most_copies) + ", got " +
+                got(copies));
+        ok = false;
+      }
+    }
+    if (quorum) {
+      // Against the copies given; with none given, copies follows the quorum (up to 100).
+      const std::int64_t top = copies_known ? r.copies : most_copies;
+      if (auto n = integer_in(*quorum, 1, top)) {
+        r.quorum = *n;
+        if (!copies) r.copies = std::max<std::uint32_t>(2, r.quorum);
+      } else {
+        problem(who + ": replicate.quorum must be an integer from 1 to " +
+                (copies_known ? "copies (" + std::to_string(r.copies) + ")" : std::to_string(most_copies)) + ", got " +
+                got(quorum));
+        ok = false;
+      }
+    } else {
+      r.quorum = std::min<std::uint32_t>(2, r.copies);
+    }
+    if (max_copies) {
+      const bool against_copies = copies_known || !copies;
+      if (auto n = integer_in(*max_copies, against_copies ? r.copies : 1, most_issued)) {
+        r.max_copies = *n;
+      } else {
+        problem(who + ": replicate.max_copies must be an integer from " +
+                (against_copies ? "copies (" + std::to_string(r.copies) + ")" : std::string("1")) + " to " +
+                std::to_string(most_issued) + ", got " + got(max_copies));
+        ok = false;
+      }
+    }
+    return ok ? std::optional<replicate>(std::move(r)) : std::nullopt;
+  }
+
+  // "deadline": a speculative twin past soft_factor times the prediction, a reissue after hard.
+  std::optional<deadline> read_deadline(const std::string& who, const ordered_json& v) {
+    if (!v.is_object()) {
+      problem(who + ": deadline must be an object {\"soft_factor\", \"hard\"}, got " + std::string(v.type_name()));
+      return std::nullopt;
+    }
+    deadline d;
+    bool ok = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      const auto& k = it.key();
+      if (k == "soft_factor") {
+        if (auto x = non_negative(who, "deadline.soft_factor", *it)) {
+          d.soft_factor = *x;
+        } else {
+          ok = false;
+        }
+      } else if (k == "hard") {
+        if (auto t = duration(who, "deadline.hard", *it)) {
+          d.hard = *t;
+        } else {
+          ok = false;
+        }
+      } else {
+        problem(who + ": deadline has an unknown field " + in_quotes(k) + " (it takes soft_factor, hard)");
+        ok = false;
+      }
+    }
+    return ok ? std::optional<deadline>(d) : std::nullopt;
   }
 
   std::optional<split> read_split(const std::string& who, const ordered_json& v) {
@@ -399,7 +593,8 @@ struct checker {
         for (auto it = d->begin(); it != d->end(); ++it) {
           if (!default_fields.count(it.key())) {
             problem("defaults: field " + in_quotes(it.key()) +
-                    " cannot have a default (defaults take resources, retries, timeout, priority, cache)");
+                    " cannot have a default (defaults take resources, retries, timeout, priority, cache, replicate, "
+                    "deadline)");
           }
         }
       }

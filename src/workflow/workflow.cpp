@@ -51,6 +51,37 @@ ordered_json split_json(const split& s) {
   return j;
 }
 
+// The JSON form analyse() reads back into an equal dx::replicate (max_copies 0, dx's choice, is
+// left out).
+ordered_json replicate_json(const replicate& r) {
+  ordered_json j = ordered_json::object();
+  j["copies"] = r.copies;
+  j["quorum"] = r.quorum;
+  if (r.max_copies != 0) j["max_copies"] = r.max_copies;
+  switch (r.compare.kind) {
+    case comparison::kind_t::exact:
+      j["compare"] = "exact";
+      break;
+    case comparison::kind_t::tolerance:
+      j["compare"] = {{"tolerance", {{"rel", r.compare.relative}, {"abs", r.compare.absolute}}}};
+      break;
+    case comparison::kind_t::named:
+      j["compare"] = {{"comparator", r.compare.name}};
+      break;
+  }
+  j["distinct_hosts"] = r.distinct_hosts;
+  j["adaptive"] = r.adaptive;
+  return j;
+}
+
+// A hard deadline is written in whole milliseconds, rounded up, as a timeout is.
+ordered_json deadline_json(const deadline& d) {
+  ordered_json j = ordered_json::object();
+  j["soft_factor"] = d.soft_factor;
+  j["hard"] = detail::format_workflow_duration(d.hard);
+  return j;
+}
+
 ordered_json parse_fragment(const std::string& text) {
   ordered_json v;
   std::string error;
@@ -354,6 +385,8 @@ step_ref& step_ref::with(const task_options& o) {
     r["max_backoff"] = detail::format_workflow_duration(p.max_backoff);
     s["retries"] = std::move(r);
   }
+  if (o.replication) s["replicate"] = replicate_json(*o.replication);
+  if (o.deadlines) s["deadline"] = deadline_json(*o.deadlines);
   return *this;
 }
 

@@ -5,6 +5,7 @@
 #include <dx/archive.hpp>
 #include <dx/detail/remote_submit.hpp>
 #include <dx/remote.hpp>
+#include <dx/replicate.hpp>
 
 #include "workflow/arguments.hpp"
 #include "workflow/workflow_impl.hpp"
@@ -63,6 +64,7 @@ int takes_pair(std::pair<int, int> p) { return p.first + p.second; }
 int with_token(dx::stop_token, int n) { return n * 2; }
 int unregistered(int n) { return n; }
 int small(short s, unsigned char c) { return s + c; }
+bool same_sign(const double& a, const double& b) { return (a < 0) == (b < 0); }
 
 }  // namespace wft
 
@@ -76,6 +78,7 @@ DX_REMOTE_AS("wft.every_kind", wft::every_kind);
 DX_REMOTE_AS("wft.takes_pair", wft::takes_pair);
 DX_REMOTE_AS("wft.small", wft::small);
 DX_REMOTE_AS("wft.with_token", wft::with_token);
+DX_COMPARATOR("wft.same_sign", wft::same_sign);
 
 namespace {
 
@@ -308,6 +311,223 @@ TEST_CASE("A workflow built in C++ round-trips through JSON", "[workflow]") {
   CHECK_THROWS_AS(wf.command("x", {"true"}).with(dx::task_options{}.with_kind("k")), dx::workflow_error);
   CHECK_THROWS_AS(wf.command("y", {"true"}).with(dx::task_options{}.retry_on<std::runtime_error>()),
                   dx::workflow_error);
+}
+
+TEST_CASE("Steps ask for replication and deadlines, each their own or from the defaults", "[workflow][replicate]") {
+  using namespace std::chrono_literals;
+  auto steps = dx::workflow::from_json(R"({"name": "w",
+    "defaults": {"replicate": {"copies": 3, "quorum": 2, "compare": {"tolerance": {"rel": 1e-9, "abs": 0.5}}},
+                 "deadline": {"soft_factor": 2.5, "hard": "90s"}},
+    "steps": [
+      {"name": "own", "function": "example.add", "parameters": [1, 2],
+       "replicate": {"copies": 4, "quorum": 3, "max_copies": 9, "compare": {"comparator": "wft.same_sign"},
+                     "distinct_hosts": true, "adaptive": true},
+       "deadline": {"hard": "2m"}},
+      {"name": "defaulted", "function": "example.add", "parameters": [1, 2]},
+      {"name": "cmd", "command": ["echo", "x"], "replicate": {"copies": 2, "compare": "exact"},
+       "deadline": {"soft_factor": 0}},
+      {"name": "copies_only", "command": ["true"], "replicate": {"copies": 1}},
+      {"name": "quorum_only", "command": ["true"], "replicate": {"quorum": 5}},
+      {"name": "empty", "command": ["true"], "replicate": {}, "deadline": {}}]})")
+                   .steps();
+  REQUIRE(steps.size() == 6);
+  const auto& own = steps[0].options;
+  REQUIRE(own.replication);
+  CHECK(own.replication->copies == 4);
+  CHECK(own.replication->quorum == 3);
+  CHECK(own.replication->max_copies == 9);
+  CHECK(own.replication->compare.kind == dx::comparison::kind_t::named);
+  CHECK(own.replication->compare.name == "wft.same_sign");
+  CHECK(own.replication->distinct_hosts);
+  CHECK(own.replication->adaptive);
+  REQUIRE(own.deadlines);
+  CHECK(own.deadlines->soft_factor == 0);  // the step's own deadline replaces the default whole
+  CHECK(own.deadlines->hard == std::chrono::nanoseconds(2min));
+
+  const auto& defaulted = steps[1].options;
+  REQUIRE(defaulted.replication);
+  CHECK(defaulted.replication->copies == 3);
+  CHECK(defaulted.replication->quorum == 2);
+  CHECK(defaulted.replication->max_copies == 0);  // dx chooses
+  CHECK(defaulted.replication->compare.kind == dx::comparison::kind_t::tolerance);
+  CHECK(defaulted.replication->compare.relative == 1e-9);
+  CHECK(defaulted.replication->compare.absolute == 0.5);
+  CHECK_FALSE(defaulted.replication->distinct_hosts);
+  CHECK_FALSE(defaulted.replication->adaptive);
+  REQUIRE(defaulted.deadlines);
+  CHECK(defaulted.deadlines->soft_factor == 2.5);
+  CHECK(defaulted.deadlines->hard == std::chrono::nanoseconds(90s));
+
+  // A command runs as the registered function dx.command, through the same submission: it is
+  // replicated like any function.
+  const auto& cmd = steps[2].options;
+  REQUIRE(cmd.replication);
+  CHECK(cmd.replication->copies == 2);
+  CHECK(cmd.replication->quorum == 2);
+  CHECK(cmd.replication->compare.kind == dx::comparison::kind_t::exact);
+  REQUIRE(cmd.deadlines);
+  CHECK(cmd.deadlines->soft_factor == 0);
+  CHECK(cmd.deadlines->hard == std::chrono::nanoseconds(0));
+
+  // An omitted quorum is min(2, copies), an omitted copies max(2, quorum).
+  CHECK(steps[3].options.replication->copies == 1);
+  CHECK(steps[3].options.replication->quorum == 1);
+  CHECK(steps[4].options.replication->copies == 5);
+  CHECK(steps[4].options.replication->quorum == 5);
+  const auto& empty = steps[5].options;
+  REQUIRE(empty.replication);
+  CHECK(empty.replication->copies == 2);
+  CHECK(empty.replication->quorum == 2);
+  CHECK(empty.replication->compare.kind == dx::comparison::kind_t::exact);
+  REQUIRE(empty.deadlines);
+  CHECK(empty.deadlines->soft_factor == 0);
+  CHECK(empty.deadlines->hard == std::chrono::nanoseconds(0));
+
+  // Without either, a step has neither.
+  auto plain = dx::workflow::from_json(one_step(R"({"name": "a", "command": ["true"]})")).steps();
+  CHECK_FALSE(plain[0].options.replication);
+  CHECK_FALSE(plain[0].options.deadlines);
+}
+
+TEST_CASE("Each bad replicate or deadline is reported with its step and field", "[workflow][replicate]") {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {R"("replicate": 2)",
+       "step 'a': replicate must be an object {\"copies\", \"quorum\", \"max_copies\", "
+       "\"compare\", \"distinct_hosts\", \"adaptive\"}, got number"},
+      {R"("replicate": {"copies": 0})", "step 'a': replicate.copies must be an integer from 1 to 100, got 0"},
+      {R"("replicate": {"copies": 101})", "step 'a': replicate.copies must be an integer from 1 to 100, got 101"},
+      {R"("replicate": {"copies": 2.5})", "step 'a': replicate.copies must be an integer from 1 to 100, got 2.5"},
+      {R"("replicate": {"copies": "3"})", "step 'a': replicate.copies must be an integer from 1 to 100, got \"3\""},
+      {R"("replicate": {"copies": 18446744073709551615})",
+       "step 'a': replicate.copies must be an integer from 1 to 100, got 18446744073709551615"},
+      {R"("replicate": {"copies": 3, "quorum": 4})",
+       "step 'a': replicate.quorum must be an integer from 1 to copies (3), got 4"},
+      {R"("replicate": {"quorum": 0})", "step 'a': replicate.quorum must be an integer from 1 to 100, got 0"},
+      {R"("replicate": {"quorum": 101})", "step 'a': replicate.quorum must be an integer from 1 to 100, got 101"},
+      {R"("replicate": {"copies": 3, "max_copies": 2})",
+       "step 'a': replicate.max_copies must be an integer from copies (3) to 1000, got 2"},
+      {R"("replicate": {"max_copies": 1001})",
+       "step 'a': replicate.max_copies must be an integer from copies (2) to 1000, got 1001"},
+      {R"("replicate": {"max_copies": 0})",
+       "step 'a': replicate.max_copies must be an integer from copies (2) to 1000, got 0"},
+      {R"("replicate": {"compare": "close"})",
+       "step 'a': replicate.compare must be \"exact\", {\"tolerance\": {\"rel\": x, \"abs\": y}} or "
+       "{\"comparator\": \"name\"}, got \"close\""},
+      {R"("replicate": {"compare": {"tolerance": {"rel": 1}, "comparator": "x"}})",
+       "step 'a': replicate.compare must be \"exact\""},
+      {R"("replicate": {"compare": {"exact": true}})", "step 'a': replicate.compare must be \"exact\""},
+      {R"("replicate": {"compare": {"tolerance": 0.1}})",
+       "step 'a': replicate.compare.tolerance must be an object {\"rel\": x, \"abs\": y}, got 0.1"},
+      {R"("replicate": {"compare": {"tolerance": {"rel": -1}}})",
+       "step 'a': replicate.compare.tolerance.rel must be a finite number of at least 0, got -1"},
+      {R"("replicate": {"compare": {"tolerance": {"abs": "0.1"}}})",
+       "step 'a': replicate.compare.tolerance.abs must be a finite number of at least 0, got \"0.1\""},
+      {R"("replicate": {"compare": {"tolerance": {"relative": 0.1}}})",
+       "step 'a': replicate.compare.tolerance has an unknown field 'relative' (it takes rel, abs)"},
+      {R"("replicate": {"compare": {"comparator": 7}})",
+       "step 'a': replicate.compare.comparator must be the registered name of a comparator, got 7"},
+      {R"("replicate": {"compare": {"comparator": "wft.nowhere"}})",
+       "step 'a': replicate.compare.comparator 'wft.nowhere' is not registered in this process (DX_COMPARATOR)"},
+      {R"("replicate": {"distinct_hosts": 1})", "step 'a': replicate.distinct_hosts must be true or false, got 1"},
+      {R"("replicate": {"adaptive": "yes"})", "step 'a': replicate.adaptive must be true or false, got \"yes\""},
+      {R"("replicate": {"copy": 2})",
+       "step 'a': replicate has an unknown field 'copy' (it takes copies, quorum, max_copies, compare, "
+       "distinct_hosts, adaptive)"},
+      {R"("deadline": "60s")", "step 'a': deadline must be an object {\"soft_factor\", \"hard\"}, got string"},
+      {R"("deadline": {"soft_factor": -0.5})",
+       "step 'a': deadline.soft_factor must be a finite number of at least 0, got -0.5"},
+      {R"("deadline": {"soft_factor": true})",
+       "step 'a': deadline.soft_factor must be a finite number of at least 0, got true"},
+      {R"("deadline": {"hard": "1.5s"})", "step 'a': deadline.hard \"1.5s\" is not a duration"},
+      {R"("deadline": {"hard": 60})", "step 'a': deadline.hard 60 is not a duration"},
+      {R"("deadline": {"soft": 2})", "step 'a': deadline has an unknown field 'soft' (it takes soft_factor, hard)"},
+  };
+  for (const auto& [field, message] : cases) {
+    INFO(field);
+    for (const char* kind : {R"("command": ["true"])", R"("function": "example.add", "parameters": [1, 2])"}) {
+      const auto p = problems_of(one_step(R"({"name": "a", )" + std::string(kind) + ", " + field + "}"));
+      CHECK(p.size() == 1);
+      CHECK(has_problem(p, message));
+    }
+    // The same in the defaults is reported for the step that takes it.
+    const auto p =
+        problems_of(R"({"name": "w", "defaults": {)" + field + R"(}, "steps": [{"name": "a", "command": ["true"]}]})");
+    CHECK(p.size() == 1);
+    CHECK(has_problem(p, message));
+  }
+  // Every problem of one replicate at once.
+  auto p = problems_of(one_step(
+      R"({"name": "a", "command": ["true"], "replicate": {"copies": 0, "adaptive": 1, "x": 1}, "deadline": {"hard": "1"}})"));
+  CHECK(p.size() == 4);
+  // A comparator's registration is a matter of the process that runs the workflow: a shape-only
+  // check does not ask for it.
+  CHECK_NOTHROW(dx::workflow::from_json_unchecked(
+      one_step(R"({"name": "a", "command": ["true"], "replicate": {"compare": {"comparator": "wft.nowhere"}}})")));
+}
+
+TEST_CASE("Replication and deadlines round-trip through JSON and the C++ builder", "[workflow][replicate]") {
+  using namespace std::chrono_literals;
+  // JSON as written comes back as written, and again through the journal's one-line form.
+  const std::string text = one_step(
+      R"({"name": "a", "command": ["true"], "replicate": {"copies": 3, "quorum": 2, "max_copies": 7, "compare": {"tolerance": {"rel": 0.001, "abs": 0}}, "distinct_hosts": true, "adaptive": false}, "deadline": {"soft_factor": 3, "hard": "60s"}})");
+  const dx::workflow wf = dx::workflow::from_json(text);
+  CHECK(parsed(wf.to_json()) == parsed(text));
+  CHECK(dx::workflow::from_json(wf.to_json(-1)).to_json() == wf.to_json());
+
+  // Built in C++: the validated form equals what was given, field by field.
+  const std::vector<dx::replicate> given{
+      {.copies = 4,
+       .quorum = 3,
+       .max_copies = 12,
+       .compare = dx::comparison::named("wft.same_sign"),
+       .distinct_hosts = true,
+       .adaptive = true},
+      {.copies = 2, .quorum = 1, .compare = dx::comparison::tolerance(1e-9, 0.25)},
+      {.copies = 1, .quorum = 1},
+      {},
+  };
+  const std::vector<dx::deadline> deadlines{
+      {.soft_factor = 2.5, .hard = 90s}, {.hard = 1500ms}, {}, {.soft_factor = 4}};
+  dx::workflow built{"built"};
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    auto s = built.step("s" + std::to_string(i), wft::add, 1.0, 2.0);
+    s.with(dx::task_options{}.with_replicate(given[i]).with_deadline(deadlines[i]));
+  }
+  built.command("cmd", {"true"}).with(dx::task_options{}.with_replicate(given[1]));
+  CHECK(built.problems().empty());
+  const dx::workflow back = dx::workflow::from_json(built.to_json(-1));
+  CHECK(back.to_json() == built.to_json());
+  const auto steps = back.steps();
+  REQUIRE(steps.size() == given.size() + 1);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    INFO(steps[i].name);
+    const dx::replicate& want = i < given.size() ? given[i] : given[1];
+    REQUIRE(steps[i].options.replication);
+    const dx::replicate& got = *steps[i].options.replication;
+    CHECK(got.copies == want.copies);
+    CHECK(got.quorum == want.quorum);
+    CHECK(got.max_copies == want.max_copies);
+    CHECK(got.compare.kind == want.compare.kind);
+    CHECK(got.compare.relative == want.compare.relative);
+    CHECK(got.compare.absolute == want.compare.absolute);
+    CHECK(got.compare.name == want.compare.name);
+    CHECK(got.distinct_hosts == want.distinct_hosts);
+    CHECK(got.adaptive == want.adaptive);
+    if (i < deadlines.size()) {
+      REQUIRE(steps[i].options.deadlines);
+      CHECK(steps[i].options.deadlines->soft_factor == deadlines[i].soft_factor);
+      CHECK(steps[i].options.deadlines->hard == deadlines[i].hard);
+    } else {
+      CHECK_FALSE(steps[i].options.deadlines);
+    }
+  }
+  const auto j = parsed(built.to_json());
+  CHECK(j["steps"][0]["replicate"]["compare"] == nlohmann::json{{"comparator", "wft.same_sign"}});
+  CHECK(j["steps"][1]["replicate"]["compare"] == nlohmann::json{{"tolerance", {{"rel", 1e-9}, {"abs", 0.25}}}});
+  CHECK(j["steps"][2]["replicate"]["compare"] == "exact");
+  CHECK_FALSE(j["steps"][2]["replicate"].contains("max_copies"));  // 0: dx chooses
+  CHECK(j["steps"][0]["deadline"] == nlohmann::json{{"soft_factor", 2.5}, {"hard", "90s"}});
+  CHECK(j["steps"][1]["deadline"]["hard"] == "1500ms");
 }
 
 TEST_CASE("Each validation error names its step and problem", "[workflow]") {

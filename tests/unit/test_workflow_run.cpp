@@ -214,6 +214,33 @@ TEST_CASE("workflow run: journaled, listed, and cached the second time", "[workf
   CHECK(runs[1].name == "cached");
 }
 
+TEST_CASE("workflow run: a step's replicate and deadline are kept in the journal's definition", "[workflow-run]") {
+  const dx_support::temp_dir dir("dx_wfrun");
+  const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
+  dx::cluster cl;  // no workers: the step runs once, on the local threads
+  dx::workflow wf{"replicated"};
+  wf.step("load", load, std::int64_t{5})
+      .with(dx::task_options{}
+                .with_replicate({.copies = 3, .quorum = 2, .compare = dx::comparison::tolerance(1e-6, 0.5)})
+                .with_deadline({.soft_factor = 2.5, .hard = 45s}));
+  auto run = cl.start(wf, opts);
+  REQUIRE(run.wait_for(20s));
+  CHECK(run.status() == dx::workflow_status::succeeded);
+  CHECK(run.result<std::int64_t>("load") == 50);
+  auto j = dx::detail::journal::open(opts.journal, dx::detail::journal::open_mode::read_only);
+  const auto steps = dx::workflow::from_json(j->run(run.id()).definition).steps();
+  REQUIRE(steps.size() == 1);
+  REQUIRE(steps[0].options.replication);
+  CHECK(steps[0].options.replication->copies == 3);
+  CHECK(steps[0].options.replication->quorum == 2);
+  CHECK(steps[0].options.replication->compare.kind == dx::comparison::kind_t::tolerance);
+  CHECK(steps[0].options.replication->compare.relative == 1e-6);
+  CHECK(steps[0].options.replication->compare.absolute == 0.5);
+  REQUIRE(steps[0].options.deadlines);
+  CHECK(steps[0].options.deadlines->soft_factor == 2.5);
+  CHECK(steps[0].options.deadlines->hard == std::chrono::nanoseconds(45s));
+}
+
 TEST_CASE("workflow run: a journal opened again still offers what it holds to the cache", "[workflow-run]") {
   const dx_support::temp_dir dir("dx_wfrun");
   const auto opts = dx::run_options{}.with_journal((dir.path() / "journal.sqlite").string());
