@@ -264,6 +264,18 @@ async function main() {
   const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
   check(r.mode === 'canvas' && total === BIG && r.visible > 0, `the 10,000 steps are laid out and drawn on the canvas (${r.visible} boxes in view)`);
   log(`first render of the 10,000-step run: ${r.total.toFixed(0)} ms after navigation (fetch+layout+draw ${r.fetchAndDraw.toFixed(0)} ms); timing is not asserted`);
+  // Events as /api/events sends them recolour the DAG without a refetch; an unknown shape refetches.
+  const before = await bp.evaluate(() => performance.getEntriesByType('resource').filter((e) => /api\/runs\/r-/.test(e.name)).length);
+  const counts = await bp.evaluate((id) => {
+    window.dxDashboard.applyEvents({ events: [{ type: 'task', run: id, key: 's5', status: 'SUCCEEDED', attempts: 1, worker: 'vm-1' },
+                                              { type: 'task', run: id, key: 's6', status: 'FAILED', attempts: 3, worker: 'vm-2' }] });
+    return new Promise((r) => requestAnimationFrame(() => r(JSON.parse(document.getElementById('dag-canvas').dataset.counts))));
+  }, bigId);
+  const after = await bp.evaluate(() => performance.getEntriesByType('resource').filter((e) => /api\/runs\/r-/.test(e.name)).length);
+  check(counts.SUCCEEDED === 1 && counts.FAILED === 1 && after === before, 'task events recolour steps in place: ' + JSON.stringify(counts));
+  await bp.evaluate(() => window.dxDashboard.applyEvents({ something: 'else' }));
+  await bp.waitForFunction((n) => performance.getEntriesByType('resource').filter((e) => /api\/runs\/r-/.test(e.name)).length > n, { timeout: 5000 }, after);
+  check(true, 'a message of an unknown shape makes the page refetch the run');
   await bp.click('#dag-canvas', { offset: { x: 20, y: 20 } });
   await bp.waitForSelector('#step-panel[data-step="gate"]:not([hidden])', { timeout: 5000 });
   check(true, 'a click on the canvas opens the step under it (gate)');
