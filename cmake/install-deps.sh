@@ -23,9 +23,35 @@ packages=(
   prometheus
   chromium
   fonts-dejavu-core
+  # The browser test of the dashboard (tests/browser, ctest -L browser): Node.js runs
+  # puppeteer-core (from the npm registry, below), which drives Debian's Chromium. npm too,
+  # unless the nodejs installed brings its own (NodeSource's does, and conflicts with Debian's).
+  nodejs
 )
 # shellcheck disable=SC2206
 packages+=(${DX_DEPS_EXTRA:-})
+
+# puppeteer-core, at the exact version tests/browser/package-lock.json pins, into
+# tests/browser/node_modules: never a browser of its own (PUPPETEER_SKIP_DOWNLOAD, --ignore-scripts).
+# Skipped with a message when npm is missing or the registry cannot be reached (the test then skips).
+install_browser_test_modules() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+  local want
+  want="$(sed -n 's/.*"puppeteer-core": *"\([0-9][0-9.]*\)".*/\1/p' "$dir/package.json" | head -n 1)"
+  if [ -f "$dir/node_modules/puppeteer-core/package.json" ] &&
+     grep -q "\"version\": *\"$want\"" "$dir/node_modules/puppeteer-core/package.json"; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "dx: npm is missing: the browser test (ctest -L browser) will be skipped" >&2
+    return 0
+  fi
+  echo "dx: installing puppeteer-core $want into $dir/node_modules"
+  if ! (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund); then
+    echo "dx: npm ci failed: the browser test (ctest -L browser) will be skipped" >&2
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,7 +61,12 @@ for p in "${packages[@]}"; do
   fi
 done
 
+if ! command -v npm >/dev/null 2>&1 && [ "$(dpkg-query -W -f='${Status}' npm 2>/dev/null)" != "install ok installed" ]; then
+  missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_browser_test_modules
   exit 0
 fi
 
@@ -64,3 +95,4 @@ if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+install_browser_test_modules
