@@ -39,7 +39,9 @@ class dask_like_policy final : public placement_policy {
       }
     }
     if (!any_holder) {
-      if (!t.needs.empty()) {
+      // A task that needs resources or must avoid some workers (a copy of a replicated task)
+      // looks at every worker: the first of each speed bucket may be one it cannot go to.
+      if (!t.needs.empty() || t.constrained) {
         for (auto& [id, w] : s.workers) consider(w);
       } else {
         for (auto& [k, set] : s.buckets)
@@ -53,7 +55,8 @@ class dask_like_policy final : public placement_policy {
   bool orders_by_rank() const override { return false; }
 
   bool hold_at_scheduler(state& s, task_rec& t) override {
-    if (!t.root || !t.needs.empty()) return false;
+    // Held tasks go to whichever worker asks next: not those that cannot go anywhere.
+    if (!t.root || !t.needs.empty() || t.constrained) return false;
     t.state = task_state::ready;
     t.where = no_worker;
     roots_.insert(s.key(t));
