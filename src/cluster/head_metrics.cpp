@@ -200,10 +200,40 @@ void head_impl::collect(exposition& out) const {
       out.sample("dx_worker_state", {{"worker", id}, {"state", state_name(w->state)}}, 1);
   }
   if (out.family("dx_workers", metric_type::gauge, "Workers by state.")) {
-    std::size_t by[3] = {};
+    constexpr int states = static_cast<int>(worker_state::offline) + 1;
+    std::size_t by[states] = {};
     for (const auto& [id, w] : workers_) ++by[static_cast<int>(w->state)];
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < states; ++i)
       out.sample("dx_workers", {{"state", state_name(static_cast<worker_state>(i))}}, static_cast<double>(by[i]));
+  }
+  // Replication: workers' records of checked results, and the copies issued.
+  if (out.family("dx_worker_results_total", metric_type::counter,
+                 "Results of a worker checked against other workers' copies (valid, invalid), its attempts lost "
+                 "with it (lost) and its copies answered past their hard deadline (late).")) {
+    for (const auto& [name, r] : reliability_) {
+      out.sample("dx_worker_results_total", {{"worker", name}, {"outcome", "valid"}}, static_cast<double>(r.valid));
+      out.sample("dx_worker_results_total", {{"worker", name}, {"outcome", "invalid"}}, static_cast<double>(r.invalid));
+      out.sample("dx_worker_results_total", {{"worker", name}, {"outcome", "lost"}}, static_cast<double>(r.lost));
+      out.sample("dx_worker_results_total", {{"worker", name}, {"outcome", "late"}}, static_cast<double>(r.late));
+    }
+  }
+  if (out.family("dx_worker_consecutive_valid", metric_type::gauge,
+                 "Valid results of the worker since its last invalid one (adaptive replication trusts from 10).")) {
+    for (const auto& [name, r] : reliability_)
+      out.sample("dx_worker_consecutive_valid", {{"worker", name}}, static_cast<double>(r.consecutive_valid));
+  }
+  if (out.family("dx_worker_quarantined", metric_type::gauge, "1 for a worker quarantined for invalid results.")) {
+    for (const auto& [name, r] : reliability_)
+      out.sample("dx_worker_quarantined", {{"worker", name}}, r.quarantined ? 1 : 0);
+  }
+  if (out.family("dx_replica_copies_total", metric_type::counter,
+                 "Copies of replicated tasks issued: all, speculative twins (soft deadline), reissues (hard "
+                 "deadline); lone results trusted by adaptive replication; tasks failed for want of a quorum.")) {
+    out.sample("dx_replica_copies_total", {{"reason", "issued"}}, static_cast<double>(copies_issued_));
+    out.sample("dx_replica_copies_total", {{"reason", "speculative"}}, static_cast<double>(copies_speculative_));
+    out.sample("dx_replica_copies_total", {{"reason", "reissued"}}, static_cast<double>(copies_reissued_));
+    out.sample("dx_replica_copies_total", {{"reason", "trusted_alone"}}, static_cast<double>(trusted_alone_));
+    out.sample("dx_replica_copies_total", {{"reason", "no_quorum"}}, static_cast<double>(quorums_failed_));
   }
   // Links.
   if (out.family("dx_link_bytes_total", metric_type::counter,
@@ -264,6 +294,8 @@ const char* state_name(worker_state s) noexcept {
       return "gone";
     case worker_state::quarantined:
       return "quarantined";
+    case worker_state::offline:
+      return "offline";
   }
   return "?";
 }

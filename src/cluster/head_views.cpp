@@ -61,6 +61,14 @@ observe::state_record head_impl::view_state() const {
     r.rtt_jitter_seconds = w->round_trip.jitter();
     r.backlog_seconds = backlog_of(fc, w->sid);
     r.pid = w->pid;
+    if (auto rel = reliability_.find(id); rel != reliability_.end()) {
+      r.valid = rel->second.valid;
+      r.invalid = rel->second.invalid;
+      r.lost = rel->second.lost;
+      r.late = rel->second.late;
+      r.consecutive_valid = rel->second.consecutive_valid;
+      r.quarantined = rel->second.quarantined;
+    }
   }
   std::stable_sort(s.workers.begin(), s.workers.end(),
                    [](const observe::worker_record& a, const observe::worker_record& b) {

@@ -86,6 +86,13 @@ std::string state_json(const state_record& s) {
                        {"backlog_seconds", w.backlog_seconds},
                        {"rtt_seconds", w.rtt_seconds},
                        {"rtt_jitter_seconds", w.rtt_jitter_seconds},
+                       {"reliability",
+                        {{"valid", w.valid},
+                         {"invalid", w.invalid},
+                         {"lost", w.lost},
+                         {"late", w.late},
+                         {"consecutive_valid", w.consecutive_valid},
+                         {"quarantined", w.quarantined}}},
                        {"pid", w.pid}});
   }
   j["tasks"] = {{"submitted", submitted},

@@ -35,6 +35,9 @@ struct worker_record {
   double heartbeat_age_seconds = 0, backlog_seconds = 0;
   double rtt_seconds = 0, rtt_jitter_seconds = 0;
   std::int64_t pid = 0;
+  // Its results checked against other workers' copies (replicated tasks).
+  std::uint64_t valid = 0, invalid = 0, lost = 0, late = 0, consecutive_valid = 0;
+  bool quarantined = false;
 };
 
 struct running_record {

@@ -3,6 +3,7 @@
 // --corrupt-results), tolerance and named comparisons, adaptive replication, speculative twins of
 // a late copy (soft deadline) and copies reissued past a hard deadline whose late answer is still
 // checked. Workers are copies of this binary started by hand so each can get its own flags.
+#include "http_client.hpp"
 #include "spawn_self.hpp"
 #include "temp_dir.hpp"
 
@@ -170,7 +171,8 @@ TEST_CASE("a worker that corrupts its results never makes a canonical result wro
           "[net][replicate]") {
   const dx_support::temp_dir dir("dx_rep_corrupt");
   const std::string marks = (dir.path() / "marks").string();
-  live_cluster lc(dx::options{}, {one_thread(), one_thread(), one_thread({"--corrupt-results", "1"})});
+  live_cluster lc(dx::options{}.http("127.0.0.1:0"),
+                  {one_thread(), one_thread(), one_thread({"--corrupt-results", "1"})});
   const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2});
   std::vector<dx::future<std::int64_t>> fs;
   for (std::int64_t i = 1; i <= 60; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
@@ -190,6 +192,13 @@ TEST_CASE("a worker that corrupts its results never makes a canonical result wro
     CHECK(good.reliability.valid > 0);
     CHECK_FALSE(good.reliability.quarantined);
   }
+  // Metrics and the state the dashboard reads say so.
+  const std::string metrics = dx_support::http::get(lc.cl.http_endpoint(), "/metrics").body;
+  CHECK_THAT(metrics, Catch::Contains("dx_worker_quarantined{worker=\"" + bad.id + "\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("dx_worker_results_total{worker=\"" + bad.id + "\",outcome=\"invalid\"}"));
+  CHECK_THAT(metrics, Catch::Contains("dx_workers{state=\"quarantined\"} 1"));
+  const std::string state = dx_support::http::get(lc.cl.http_endpoint(), "/api/state").body;
+  CHECK_THAT(state, Catch::Contains("\"quarantined\":true"));
   // Work goes on without it.
   auto after = lc.cl.submit(opts, rep_test::square, marks, std::int64_t{1000});
   REQUIRE(after.wait_for(30s) == dx::future_status::ready);
