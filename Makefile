@@ -24,11 +24,11 @@ demo: build
 
 # Builds and runs the whole test suite (unit, stress, package).
 test: build
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 # The suite without the long stress cases.
 test-quick: build
-	ctest --test-dir $(BUILD) --output-on-failure -LE stress
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE stress
 
 # The suite under ThreadSanitizer, and under AddressSanitizer + UndefinedBehaviorSanitizer.
 tsan: deps
