@@ -49,6 +49,7 @@ enum class worker_state : std::uint8_t {
   leaving,      ///< finishing its running tasks, receives no more
   gone,         ///< left or was lost
   quarantined,  ///< let go because too many of its results were invalid (replicated tasks); may not join again
+  offline,      ///< its link is lost; it keeps its work for options::offline_grace, receives nothing new
 };
 
 /// A worker's record of results checked against other workers' copies (replicated tasks), kept

@@ -128,6 +128,20 @@ class options {
   std::chrono::milliseconds heartbeat_interval() const noexcept { return heartbeat_interval_; }
   std::chrono::milliseconds heartbeat_timeout() const noexcept { return heartbeat_timeout_; }
 
+  /// How long a worker whose link is lost keeps the work sent to it (default 0: the work moves at
+  /// once). A volunteer's machine may go offline for a while (a laptop closed, a network down)
+  /// and go on computing: within this time it joins again under its name, says what it still
+  /// holds, and sends the answers it computed while away; what it no longer holds, and all of its
+  /// work once this time has passed, is placed elsewhere. Meanwhile it is shown `offline` and
+  /// receives nothing new. Workers the head starts itself never wait. A task's own hard deadline
+  /// (dx/replicate.hpp) still moves it sooner. Setter not thread-safe, getter thread-safe; neither
+  /// blocks.
+  options& offline_grace(std::chrono::milliseconds grace) noexcept {
+    offline_grace_ = grace;
+    return *this;
+  }
+  std::chrono::milliseconds offline_grace() const noexcept { return offline_grace_; }
+
   /// A task that was on this many workers that died fails with dx::worker_lost (default 3).
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& allowed_failures(std::size_t n) noexcept {
@@ -228,6 +242,7 @@ class options {
   std::chrono::milliseconds heartbeat_interval_{500};
   std::chrono::milliseconds heartbeat_timeout_{10'000};
   std::size_t allowed_failures_ = 3;
+  std::chrono::milliseconds offline_grace_{0};
   std::size_t inline_result_limit_ = 64 * 1024;
   std::string worker_program_;
   scheduling_policy scheduling_ = scheduling_policy::predictive;

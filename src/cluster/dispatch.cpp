@@ -33,7 +33,11 @@ void head_impl::dispatch_locked(deferred& d) {
       case sched::decision_kind::move: {
         worker_rec* victim = by_sid_locked(dec.from);
         auto it = tasks_.find(dec.task);
-        if (!victim || !victim->conn || it == tasks_.end()) continue;
+        if (!victim || it == tasks_.end()) continue;
+        if (!victim->conn) {  // offline: it cannot be asked, so the task stays there
+          sched_->move_answered(dec.task, dec.from, false, now_seconds());
+          continue;
+        }
         victim->conn->send(wire::encode(wire::steal_msg{dec.task, it->second.attempt}));
         log(log_level::debug, "asking {} to give task {} up for {}", victim->id, dec.task, dec.to);
         break;

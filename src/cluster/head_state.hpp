@@ -76,6 +76,13 @@ struct worker_rec {
   // The round trip to it (pings in heartbeats), for its window, placement and deadlines.
   sched::round_trip_meter round_trip;
   std::uint64_t next_ping = 1;
+  // Offline (options::offline_grace): since when its link is lost; its work waits for it until then
+  // plus the grace.
+  head_clock::time_point offline_since{};
+  // Joined again from offline: until its resume_msg says what it holds, the scheduler places
+  // nothing new there.
+  bool awaiting_resume = false;
+  sched::worker_spec spec;  // as it last joined, for the scheduler once it resumes
 };
 
 /// A worker's record of results checked against their copies, kept by name for the head's life
@@ -269,6 +276,13 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// The link's share of a deadline: two round trips plus their jitter margin, capped.
   std::chrono::nanoseconds link_allowance_locked(const worker_rec& w) const;
   void leaving_locked(worker_rec& w, const wire::leaving_msg& m);
+  /// w's link is lost and it may come back (options::offline_grace): its work stays, placed
+  /// nowhere new, until it joins again or the grace runs out (tick).
+  void go_offline_locked(worker_rec& w, const std::string& reason, deferred& d);
+  /// w joined again from offline and says what it still holds: the rest of its work moves.
+  void resume_locked(worker_rec& w, const wire::resume_msg& m, deferred& d);
+  /// The handshake of w, offline, joining again with its work: it takes its record back.
+  void resume_join_locked(session& s, transport::connection& c, worker_rec& w, const wire::hello_msg& h);
   void tick();
 
   // dispatch.cpp: the scheduler's decisions become frames
@@ -395,6 +409,9 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// t is waiting again after it finished: counted open, its inputs needed again, requeued.
   void restart_locked(task_entry& t, deferred& d);
   void remove_worker_locked(worker_rec& w, deferred& d);
+  /// Results the head was fetching from w, which it can no longer answer: asked of another holder,
+  /// or recomputed.
+  void abandon_fetches_from_locked(worker_rec& w, deferred& d);
   void input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lost_input, deferred& d);
   void requeue_stale_locked(worker_rec& w, deferred& d);
 

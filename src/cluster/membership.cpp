@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <dx/error.hpp>
 #include <limits>
+#include <set>
 
 namespace dx::detail {
 
@@ -124,6 +125,9 @@ void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) 
       case wire::msg::steal_reply:
         steal_reply_locked(*w, wire::decode<wire::steal_reply_msg>(f));
         break;
+      case wire::msg::resume:
+        resume_locked(*w, wire::decode<wire::resume_msg>(f), d);
+        break;
       default:
         lock.unlock();
         protocol_violation(
@@ -163,6 +167,17 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
     c.close("not a worker");
     return;
   }
+  // The same process back on a new connection before this head saw its old one close (its side
+  // timed the link out first): the old connection is done with, its work kept for it.
+  if (h.resuming && !h.name.empty() && opts_.offline_grace().count() > 0) {
+    auto it = workers_.find(h.name);
+    if (it != workers_.end() && it->second->state == worker_state::active && !it->second->local &&
+        it->second->pid == h.pid && it->second->conn && it->second->conn != s.conn) {
+      auto old = it->second->conn;
+      go_offline_locked(*it->second, "it joined again on a new connection", d);
+      old->close("the worker joined again on a new connection");
+    }
+  }
   std::string refusal;
   const std::string name = name_for_locked(h, refusal);
   if (name.empty()) {
@@ -171,6 +186,24 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
     c.close(refusal);
     return;
   }
+  auto away = workers_.find(name);
+  const bool offline = away != workers_.end() && away->second->state == worker_state::offline;
+  if (h.resuming && !offline) {
+    const std::string why = fmt::format(
+        "this head holds no work for worker '{}' (it was away longer than options::offline_grace, or the head is "
+        "not the one it left): join afresh",
+        name);
+    log(log_level::info, "worker {} asked to take its place back: {}", name, why);
+    c.send(wire::encode(wire::reject_msg{why}));
+    c.close(why);
+    return;
+  }
+  if (offline && h.resuming) {
+    resume_join_locked(s, c, *away->second, h);
+    return;
+  }
+  // A new process under the name of one that is offline: what the old one held is lost.
+  if (offline) remove_worker_locked(*away->second, d);
   // One record per name: a worker that left or was lost and joins again under its name takes its
   // record back, with its scheduler id (and so its counters and history); the rest is new.
   auto [it, fresh] = workers_.try_emplace(name);
@@ -203,6 +236,7 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   spec.threads = static_cast<std::uint32_t>(rec.threads);
   spec.capacity = rec.resources;
   spec.host = h.host;  // copies that must run on distinct hosts tell machines apart by it
+  rec.spec = spec;
   sched_->worker_joined(spec, now_seconds());
   // The challenge and this hello were one exchange: the first measure of its link, so that its
   // window fits it from the first dispatch. A ping follows at once for a second.
@@ -212,6 +246,78 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   ping_locked(rec);
   workers_cv_.notify_all();
   dispatch_locked(d);
+}
+
+void head_impl::resume_join_locked(session& s, transport::connection& c, worker_rec& w, const wire::hello_msg& h) {
+  const auto away_for =
+      std::chrono::duration_cast<std::chrono::milliseconds>(head_clock::now() - w.offline_since).count();
+  w.conn = s.conn;
+  w.state = worker_state::active;
+  w.awaiting_resume = true;  // nothing new is placed there until it says what it holds
+  w.last_seen = head_clock::now();
+  w.pid = h.pid;
+  w.data_address = h.data_address;
+  s.authed = true;
+  s.worker = &w;
+  wire::welcome_msg wm{w.id, static_cast<std::uint32_t>(opts_.heartbeat_interval().count()),
+                       static_cast<std::uint32_t>(opts_.heartbeat_timeout().count()), opts_.inline_result_limit(),
+                       true};
+  c.send(wire::encode(wm));
+  log(log_level::info, "worker {} is back from {} after {} ms offline; it keeps its work", w.id, c.remote_address(),
+      away_for);
+  if (s.challenged_at != head_clock::time_point{})
+    w.round_trip.add(std::chrono::duration<double>(head_clock::now() - s.challenged_at).count());
+  sched_->worker_round_trip(w.sid, w.round_trip.seconds(), w.round_trip.jitter());
+  ping_locked(w);
+  workers_cv_.notify_all();
+}
+
+void head_impl::resume_locked(worker_rec& w, const wire::resume_msg& m, deferred& d) {
+  if (!w.awaiting_resume) return;  // said once, as it joins again
+  w.awaiting_resume = false;
+  std::set<std::pair<std::uint64_t, std::uint32_t>> held;
+  for (const auto& t : m.held) held.emplace(t.task_id, t.attempt);
+  const double now = now_seconds();
+  // Sent there and no longer held (lost on the way, or never received): placed again.
+  std::size_t kept = 0, moved = 0;
+  for (auto id : sched_->tasks_on(w.sid)) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) continue;
+    task_entry& t = it->second;
+    if (held.erase({id, t.attempt}) > 0) {
+      ++kept;
+      continue;
+    }
+    ++moved;
+    t.handed_back.push_back(t.attempt);
+    sched_->task_returned(id, w.sid, now);
+    requeue_locked(t, d);
+  }
+  // Held there and no longer wanted from it (cancelled, or run elsewhere meanwhile): dropped.
+  wire::cancel_msg drop;
+  for (const auto& [task, attempt] : held) drop.task_ids.push_back(task);
+  if (!drop.task_ids.empty()) w.conn->send(wire::encode(drop));
+  log(log_level::info, "worker {} holds {} of the tasks sent to it; {} placed again, {} it holds dropped", w.id, kept,
+      moved, drop.task_ids.size());
+  sched_->worker_back(w.sid, now);
+}
+
+void head_impl::go_offline_locked(worker_rec& w, const std::string& reason, deferred& d) {
+  // A link lost again before the worker said what it holds does not restart its grace.
+  if (!w.awaiting_resume) w.offline_since = head_clock::now();
+  w.awaiting_resume = false;
+  w.state = worker_state::offline;
+  if (w.conn) {
+    w.bytes_to_final += w.conn->bytes_sent();
+    w.bytes_from_final += w.conn->bytes_received();
+  }
+  w.conn.reset();
+  sched_->worker_draining(w.sid, now_seconds());  // nothing new goes there; what it was sent stays
+  abandon_fetches_from_locked(w, d);
+  log(log_level::info, "worker {} is offline ({}): the {} tasks sent to it wait up to {} ms for it to join again", w.id,
+      reason, sched_->sent_count(w.sid), opts_.offline_grace().count());
+  workers_cv_.notify_all();
+  idle_cv_.notify_all();
 }
 
 void head_impl::ping_locked(worker_rec& w) {
@@ -250,7 +356,7 @@ std::string head_impl::name_for_locked(const wire::hello_msg& h, std::string& re
   const auto live = [&](const std::string& name) {
     auto it = workers_.find(name);
     return it != workers_.end() && it->second->state != worker_state::gone &&
-                   it->second->state != worker_state::quarantined
+                   it->second->state != worker_state::quarantined && it->second->state != worker_state::offline
                ? it->second.get()
                : nullptr;
   };
@@ -290,9 +396,18 @@ void head_impl::on_closed(session& s, const std::string& reason) {
     std::lock_guard lock(mutex_);
     worker_rec* w = s.worker;
     s.worker = nullptr;
-    if (!w || w->state == worker_state::gone || w->state == worker_state::quarantined) return;
-    if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
-    remove_worker_locked(*w, d);
+    // A record that moved on to another connection (joined again) is not this one's to end.
+    if (!w || w->conn != s.conn || w->state == worker_state::gone || w->state == worker_state::quarantined ||
+        w->state == worker_state::offline)
+      return;
+    // A worker the head started, or its own threads, never comes back: no grace for them.
+    if (w->state == worker_state::active && !shutting_down_ && opts_.offline_grace().count() > 0 && !w->local &&
+        !reserved_names_.contains(w->id)) {
+      go_offline_locked(*w, reason, d);
+    } else {
+      if (!shutting_down_) log(log_level::info, "worker {} removed: {}", w->id, reason);
+      remove_worker_locked(*w, d);
+    }
     dispatch_locked(d);
     flush_releases_locked();
   }
@@ -424,6 +539,25 @@ void head_impl::tick() {
       no_handshake.push_back(std::move(c));
       return true;
     });
+    {
+      deferred gone;
+      bool expired = false;
+      for (auto& [id, w] : workers_) {
+        if (w->state != worker_state::offline || now - w->offline_since <= opts_.offline_grace()) continue;
+        log(log_level::warn, "worker {} stayed offline longer than {} ms (options::offline_grace): its work moves", id,
+            opts_.offline_grace().count());
+        remove_worker_locked(*w, gone);
+        expired = true;
+      }
+      if (expired) {
+        dispatch_locked(gone);
+        flush_releases_locked();
+        lock.unlock();
+        gone.run();
+        lock.lock();
+        if (ticker_stop_) break;
+      }
+    }
     std::vector<std::string> silent_why;
     for (auto& [id, w] : workers_) {
       if (w->state == worker_state::gone || !w->conn) continue;

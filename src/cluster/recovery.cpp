@@ -96,6 +96,18 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
     task_entry& t = it->second;
     if (!available_locked(t)) result_lost_locked(t, d);
   }
+  abandon_fetches_from_locked(w, d);
+  w.to_release.clear();
+  if (w.conn) {
+    w.bytes_to_final += w.conn->bytes_sent();
+    w.bytes_from_final += w.conn->bytes_received();
+  }
+  w.conn.reset();
+  workers_cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
+void head_impl::abandon_fetches_from_locked(worker_rec& w, deferred& d) {
   std::vector<std::uint64_t> refetch;
   for (auto it = fetches_.begin(); it != fetches_.end();) {
     if (it->second.from == &w) {
@@ -106,21 +118,12 @@ void head_impl::remove_worker_locked(worker_rec& w, deferred& d) {
     }
   }
   for (auto id : refetch) {
-    // The value was being fetched from w: ask another holder, or recompute it.
     auto t = tasks_.find(id);
     if (t == tasks_.end()) continue;
     t->second.fetching = false;
     if (t->second.future && !t->second.delivered && phase_locked(id) == sched::phase::done)
       deliver_locked(t->second, d);
   }
-  w.to_release.clear();
-  if (w.conn) {
-    w.bytes_to_final += w.conn->bytes_sent();
-    w.bytes_from_final += w.conn->bytes_received();
-  }
-  w.conn.reset();
-  workers_cv_.notify_all();
-  idle_cv_.notify_all();
 }
 
 /// A worker that reports nothing queued or running while tasks sent to it long before are still

@@ -128,6 +128,19 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::chrono::milliseconds welcomed_timeout{10'000};  // before the head's deadline for this link
   clock::time_point last_from_head = clock::now();
   std::shared_ptr<transport::connection> head;
+  // Away from the head with its work (worker_config::keep_work_offline): tasks go on, answers wait.
+  bool offline = false;
+  bool resuming = false;                           // the handshake in progress asks to take this worker's place back
+  bool resumed = false;                            // and the head said yes
+  bool link_closed = false;                        // that handshake's connection closed before an answer
+  std::shared_ptr<transport::connection> joining;  // its connection, until the head answers
+  // Failures reported while offline, sent once the head takes this worker back.
+  struct held_answer {
+    std::uint64_t task = 0;
+    std::uint32_t attempt = 0;
+    wire::frame f;
+  };
+  std::vector<held_answer> held_answers;
   std::string data_address;
 
   std::unordered_map<std::uint64_t, std::shared_ptr<const std::string>> store;
@@ -178,8 +191,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     void on_frame(transport::connection& c, wire::frame&& f) override {
       if (auto o = owner.lock()) o->from_head(c, std::move(f));
     }
-    void on_closed(transport::connection&, const std::string& reason) override {
-      if (auto o = owner.lock()) o->head_lost(reason);
+    void on_closed(transport::connection& c, const std::string& reason) override {
+      if (auto o = owner.lock()) o->head_lost(&c, reason);
     }
   };
 
@@ -307,9 +320,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     while (!ticker_stop) {
       cv.wait_for(lock, heartbeat_every);
       if (ticker_stop) break;
+      if (offline) continue;  // nobody to beat for
       if (clock::now() - last_from_head > heartbeat_timeout) {
         lock.unlock();
-        head_lost(fmt::format("no message from the head for {} ms", heartbeat_timeout.count()));
+        head_lost(nullptr, fmt::format("no message from the head for {} ms", heartbeat_timeout.count()));
         lock.lock();
         continue;
       }
@@ -400,7 +414,11 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           wire::hello_msg h;
           h.role = wire::peer_role::worker;
           if (!cfg.token.empty()) h.proof = prove(cfg.token, m.nonce);
-          h.name = cfg.name;
+          {
+            std::lock_guard lock(mutex);
+            h.resuming = resuming;
+            h.name = resuming ? id : cfg.name;  // back under the name the head knows it by
+          }
           h.threads = static_cast<std::uint32_t>(cfg.threads);
           h.resources = cfg.resources;
           h.data_address = data_address;
@@ -419,6 +437,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
             heartbeat_timeout = welcomed_timeout = std::chrono::milliseconds(m.heartbeat_timeout_ms);
           inline_limit = m.inline_result_limit;
           welcomed = true;
+          if (resuming && m.resumed) resumed = true;  // rejoin() takes it from here
           cv.notify_all();
           return;
         }
@@ -476,10 +495,35 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  void head_lost(const std::string& reason) {
+  /// The head's connection `c` (nullptr: the current one) is lost. A worker that keeps its work
+  /// goes offline (wait() returns 2, rejoin() takes its place back); any other ends (wait()
+  /// returns 1).
+  void head_lost(const transport::connection* c, const std::string& reason) {
+    std::shared_ptr<transport::connection> dropped;
     {
       std::lock_guard lock(mutex);
       if (finished) return;
+      if (offline) {  // the connection of an attempt to join again
+        if (!c || c == joining.get()) {
+          link_closed = true;
+          cv.notify_all();
+        }
+        return;
+      }
+      if (c && head && head.get() != c) return;  // one this worker no longer uses
+      if (cfg.keep_work_offline && welcomed && !leaving) {
+        offline = true;
+        dropped = std::move(head);
+        head.reset();
+        lost_why = reason;
+        cv.notify_all();
+      }
+    }
+    if (dropped) {
+      log(log_level::info, "worker {}: the head is lost ({}); its {} tasks go on while it joins again", id_copy(),
+          reason, jobs_count());
+      dropped->close(reason);
+      return;
     }
     log(log_level::info, "worker {}: the head is gone ({})", id_copy(), reason);
     {
@@ -487,6 +531,66 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       if (lost_why.empty()) lost_why = reason;
     }
     finish(1);
+  }
+
+  std::size_t jobs_count() {
+    std::lock_guard lock(mutex);
+    return jobs.size();
+  }
+
+  /// Joins the head again after wait() returned 2, keeping this worker's work: true when the head
+  /// took it back, false when it holds nothing for it (it was away past its grace, or it is
+  /// another head): the caller starts afresh. Throws dx::error when the head cannot be reached.
+  bool rejoin() {
+    auto h = std::make_shared<head_handler>();
+    h->owner = weak_from_this();
+    {
+      std::lock_guard lock(mutex);
+      welcomed = false;
+      rejected.clear();
+      resuming = true;
+      resumed = false;
+      link_closed = false;
+    }
+    std::shared_ptr<transport::connection> conn;
+    try {
+      conn = net->connect(cfg.connect, h);
+    } catch (...) {
+      std::lock_guard lock(mutex);
+      resuming = false;
+      throw;
+    }
+    std::unique_lock lock(mutex);
+    joining = conn;
+    const bool answered =
+        cv.wait_for(lock, cfg.connect_timeout, [&] { return resumed || !rejected.empty() || link_closed || finished; });
+    joining.reset();
+    resuming = false;
+    if (resumed) {
+      // What it holds, then what it answered while away, before anything else it sends.
+      wire::resume_msg m;
+      for (auto& [task, j] : jobs)
+        if (j->state.load() != job_state::handed_back) m.held.push_back({task, j->msg.attempt});
+      for (const auto& d : done_batch.done) m.held.push_back({d.task_id, d.attempt});
+      for (const auto& a : held_answers) m.held.push_back({a.task, a.attempt});
+      std::vector<held_answer> answers = std::move(held_answers);
+      held_answers.clear();
+      head = conn;
+      offline = false;
+      last_from_head = clock::now();
+      lock.unlock();
+      conn->send(wire::encode(m));
+      for (auto& a : answers) conn->send(std::move(a.f));
+      flush_done();
+      return true;
+    }
+    const std::string refusal = rejected;
+    const bool closed = link_closed;
+    lock.unlock();
+    conn->close("not taken back");
+    if (!refusal.empty() || (answered && !closed)) return false;
+    throw_error(error_kind::generic, fmt::format("cannot join the head at {} again: {}", cfg.connect,
+                                                 closed ? "the connection closed" : "no answer to the handshake"));
   }
 
   void finish(int code) {
@@ -732,8 +836,14 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<transport::connection> conn;
     {
       std::lock_guard lock(mutex);
+      auto it = jobs.find(finished_task);
+      if (offline) {  // kept for the head, and told to it when it takes this worker back
+        held_answers.push_back({finished_task, it == jobs.end() ? 0 : it->second->msg.attempt, std::move(f)});
+        if (it != jobs.end()) jobs.erase(it);
+        return;
+      }
       answers_unsent.fetch_add(1, std::memory_order_acq_rel);
-      jobs.erase(finished_task);
+      if (it != jobs.end()) jobs.erase(it);
       conn = head;
     }
     if (conn) conn->send(std::move(f));
@@ -861,6 +971,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<transport::connection> conn;
     {
       std::lock_guard lock(mutex);
+      if (offline) return;  // the answers wait for the head to take this worker back
       std::swap(batch, done_batch);
       conn = head;
     }
@@ -918,9 +1029,11 @@ void worker_runtime::start() { impl_->start(); }
 
 int worker_runtime::wait() {
   std::unique_lock lock(impl_->mutex);
-  impl_->cv.wait(lock, [&] { return impl_->finished; });
-  return impl_->exit_code;
+  impl_->cv.wait(lock, [&] { return impl_->finished || impl_->offline; });
+  return impl_->finished ? impl_->exit_code : 2;
 }
+
+bool worker_runtime::rejoin() { return impl_->rejoin(); }
 
 void worker_runtime::leave() { impl_->leave(); }
 

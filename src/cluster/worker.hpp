@@ -35,6 +35,9 @@ struct worker_config {
   transport_kind transport = transport_kind::tcp;
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::chrono::milliseconds connect_timeout{10'000};
+  /// When the head's link is lost, tasks go on and their answers wait (wait() returns 2) for
+  /// rejoin(): a head with options::offline_grace takes the worker back with its work.
+  bool keep_work_offline = false;
 };
 
 /// The longest worker name a head accepts, in bytes.
@@ -70,9 +73,13 @@ class worker_runtime {
   /// Connects and completes the handshake; throws dx::error naming the address, or
   /// dx::protocol_error when the head rejects this worker.
   void start();
-  /// Blocks until the head sends shutdown (returns 0) or is lost (returns 1), or leave()
-  /// completed (returns 0).
+  /// Blocks until the head sends shutdown (returns 0) or is lost (returns 1; 2 with
+  /// keep_work_offline: the worker holds its work, see rejoin()), or leave() completed (returns 0).
   int wait();
+  /// After wait() returned 2: joins the head again, keeping the work; true when the head took it
+  /// back (wait() again), false when the head holds nothing for it (start a new worker_runtime).
+  /// Throws dx::error when the head cannot be reached. Blocks up to the connect timeout.
+  bool rejoin();
   /// Graceful leave: queued tasks go back to the head, running ones finish, then it disconnects.
   void leave();
   /// Abrupt stop, as if the process died: connections close, nothing is handed back.

@@ -76,6 +76,8 @@ constexpr const char* usage =
     "  --reconnect-for DURATION   when the head is lost or cannot be reached, keep trying to join\n"
     "                             it again (backoff from 100ms doubling to 5s) for this long, then\n"
     "                             exit 1; a head restarted on the same address gets the worker back.\n"
+    "                             Meanwhile its tasks go on and their answers wait: a head with\n"
+    "                             options::offline_grace takes it back with its work.\n"
     "                             A duration is a number with ms, s, m or h; 0 exits at once\n"
     "                             [5m; 0 for a worker its head started]. e.g. --reconnect-for 30s\n"
     "  --log-level LEVEL          debug, info, warn, error or off [$DX_LOG, else warn]\n"
@@ -262,14 +264,31 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
   std::chrono::milliseconds backoff = first_backoff;
   std::minstd_rand rng{std::random_device{}()};
   bool joined_once = false;
+  // A worker that lost its head and still holds its work (tasks going on, answers waiting):
+  // joined again, the head may take it back with that work (options::offline_grace).
+  std::unique_ptr<detail::worker_runtime> holding;
   for (;;) {
     std::string why;
     bool for_good = false;
     {
-      auto worker = std::make_unique<detail::worker_runtime>(cfg);
+      std::unique_ptr<detail::worker_runtime> worker = std::move(holding);
+      bool back = false;   // taken back with its work
+      bool fresh = false;  // a new worker_runtime, holding nothing
       try {
-        worker->start();
-        detail::log(detail::log_level::info, "worker {} joined {}", worker->id(), cfg.connect);
+        if (worker) {
+          back = worker->rejoin();
+          if (!back) {  // the head holds nothing for it: its work is nobody's now
+            stop_running_tasks(*worker);
+            worker.reset();
+          }
+        }
+        if (!worker) {
+          worker = std::make_unique<detail::worker_runtime>(cfg);
+          fresh = true;
+          worker->start();
+        }
+        detail::log(detail::log_level::info, "worker {} {} {}", worker->id(), back ? "taken back by" : "joined",
+                    cfg.connect);
         {
           std::lock_guard lock(stop.mutex);
           if (stop.stopping) {
@@ -296,16 +315,22 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
         }
         why = worker->lost_reason();
         if (why.empty()) why = "the connection closed";
+        if (code == 2) holding = std::move(worker);  // offline with its work
       } catch (const protocol_error& e) {
         why = e.what();
         for_good = !detail::rejection_may_pass(worker->rejection());
       } catch (const std::exception& e) {
         why = e.what();
+        if (worker && !fresh) holding = std::move(worker);  // the head not reached yet: it keeps its work
       }
       // Results held for the old head are of no use to the next one; running tasks are asked to
       // stop so that this returns soon (a task that ignores its stop token delays the next join).
-      worker->stop_tasks();
+      if (worker) worker->stop_tasks();
     }
+    // Its work is given up with the head.
+    const auto give_up = [&] {
+      if (holding) stop_running_tasks(*holding);
+    };
     const auto now = clock::now();
     const bool first_miss = !away;
     if (first_miss) {
@@ -313,11 +338,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
       away_since = now;
     }
     if (for_good || reconnect_for.count() == 0) {
+      give_up();
       std::fprintf(stderr, "dx-worker: %s\n", why.c_str());
       return 1;
     }
     const auto deadline = away_since + reconnect_for;
     if (now >= deadline) {
+      give_up();
       std::fprintf(stderr, "dx-worker: gave up on the head at %s: not %s within %s (--reconnect-for); last: %s\n",
                    cfg.connect.c_str(), joined_once ? "back" : "reached", show_duration(reconnect_for).c_str(),
                    why.c_str());
@@ -337,7 +364,10 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
                                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
     backoff = std::min(backoff * 2, max_backoff);
     std::unique_lock lock(stop.mutex);
-    if (stop.cv.wait_for(lock, pause, [&] { return stop.stopping; })) return 0;
+    if (stop.cv.wait_for(lock, pause, [&] { return stop.stopping; })) {
+      give_up();
+      return 0;
+    }
   }
 }
 
@@ -428,6 +458,8 @@ int worker_main(int argc, char** argv) {
   if (parent && !detail::follow_parent(static_cast<pid_t>(std::atoll(parent)))) return 1;
   // A worker its head started ends with that head.
   if (!reconnect_for) reconnect_for = parent ? std::chrono::milliseconds(0) : default_reconnect_for;
+  // A worker that waits for its head keeps its work meanwhile, for a head that waits for it.
+  cfg.keep_work_offline = reconnect_for->count() > 0;
   return run_worker(cfg, *reconnect_for, parent != nullptr);
 }
 

@@ -190,6 +190,8 @@ class scheduler {
   /// The worker stops taking new work (graceful leave); what it was sent and did not start comes
   /// back through task_returned().
   void worker_draining(worker_id w, double now);
+  /// A draining worker takes work again (it was offline and came back with what it was sent).
+  void worker_back(worker_id w, double now);
   void task_submitted(const task_spec& t, double now);
   /// All its inputs are available: it can be placed.
   void task_ready(task_id t, double now);

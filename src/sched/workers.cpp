@@ -229,6 +229,17 @@ void scheduler::worker_draining(worker_id id, double now) {
   s.place_pending(now);
 }
 
+void scheduler::worker_back(worker_id id, double now) {
+  state& s = *s_;
+  auto it = s.workers.find(id);
+  if (it == s.workers.end() || !it->second.active || !it->second.draining) return;
+  worker_rec& w = it->second;
+  w.draining = false;
+  s.index(w);
+  s.hungry.insert(id);
+  s.retry_unplaceable(now);
+}
+
 void scheduler::worker_left(worker_id id, bool lost, double now) {
   state& s = *s_;
   auto it = s.workers.find(id);

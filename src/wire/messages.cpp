@@ -189,11 +189,11 @@ void serialize(A& ar, dx::wire::challenge_msg& m, unsigned) {
 template <class A>
 void serialize(A& ar, dx::wire::hello_msg& m, unsigned) {
   dx::wire::decoding::enum_field(ar, m.role, dx::wire::peer_role::worker, dx::wire::peer_role::peer, "peer role");
-  ar & m.proof & m.name & m.threads & m.resources & m.data_address & m.pid & m.host & m.head_key;
+  ar & m.proof & m.name & m.threads & m.resources & m.data_address & m.pid & m.host & m.head_key & m.resuming;
 }
 template <class A>
 void serialize(A& ar, dx::wire::welcome_msg& m, unsigned) {
-  ar & m.worker_id & m.heartbeat_ms & m.heartbeat_timeout_ms & m.inline_result_limit;
+  ar & m.worker_id & m.heartbeat_ms & m.heartbeat_timeout_ms & m.inline_result_limit & m.resumed;
 }
 template <class A>
 void serialize(A& ar, dx::wire::reject_msg& m, unsigned) {
@@ -275,6 +275,10 @@ template <class A>
 void serialize(A& ar, dx::wire::cancel_msg& m, unsigned) {
   ar & m.task_ids;
 }
+template <class A>
+void serialize(A& ar, dx::wire::resume_msg& m, unsigned) {
+  ar & m.held;
+}
 
 // clang-format on
 
@@ -286,7 +290,7 @@ const char* msg_name(std::uint16_t type) noexcept {
   static constexpr const char* names[] = {"?",          "challenge", "hello",       "welcome",  "reject",
                                           "run_task",   "task_done", "task_failed", "fetch",    "fetch_reply",
                                           "release",    "heartbeat", "leaving",     "shutdown", "run_tasks",
-                                          "tasks_done", "steal",     "steal_reply", "cancel"};
+                                          "tasks_done", "steal",     "steal_reply", "cancel",   "resume"};
   return type <= max_msg_type ? names[type] : "unknown";
 }
 
@@ -399,6 +403,7 @@ DX_WIRE_MESSAGE(tasks_done_msg)
 DX_WIRE_MESSAGE(steal_msg)
 DX_WIRE_MESSAGE(steal_reply_msg)
 DX_WIRE_MESSAGE(cancel_msg)
+DX_WIRE_MESSAGE(resume_msg)
 #undef DX_WIRE_MESSAGE
 
 }  // namespace dx::wire

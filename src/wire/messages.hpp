@@ -41,8 +41,9 @@ enum class msg : std::uint16_t {
   steal = 16,
   steal_reply = 17,
   cancel = 18,
+  resume = 19,
 };
-inline constexpr std::uint16_t max_msg_type = 18;
+inline constexpr std::uint16_t max_msg_type = 19;
 
 const char* msg_name(std::uint16_t type) noexcept;
 
@@ -67,6 +68,9 @@ struct hello_msg {
   std::int64_t pid = 0;
   std::string host;      // the worker's host name: the head names an unnamed worker after it
   std::string head_key;  // the head's own threads: a secret of that head, proving it; else empty
+  /// The worker lost its link to this head and still holds work of it (tasks queued, running or
+  /// answered while it was away): it asks to take its place back (welcome_msg::resumed).
+  bool resuming = false;
 
   bool operator==(const hello_msg&) const = default;
 };
@@ -77,6 +81,9 @@ struct welcome_msg {
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t heartbeat_timeout_ms = 0;
   std::uint64_t inline_result_limit = 0;
+  /// The head kept this worker's place while it was away (options::offline_grace): it answers
+  /// with a resume_msg listing what it holds, then its answers.
+  bool resumed = false;
 
   bool operator==(const welcome_msg&) const = default;
 };
@@ -280,15 +287,25 @@ struct cancel_msg {
   bool operator==(const cancel_msg&) const = default;
 };
 
+/// A worker taken back after a time away (welcome_msg::resumed): the tasks it still holds, queued,
+/// running or answered since. The head places the others it had sent there again.
+struct resume_msg {
+  static constexpr msg type = msg::resume;
+  std::vector<handed_back> held;
+
+  bool operator==(const resume_msg&) const = default;
+};
+
 /// A body that does not decode as the type its header names: dx::decode_error (a
 /// dx::protocol_error), raised through dx::detail::throw_error with error_kind::decode.
 using decode_error = dx::decode_error;
 
 /// Every message struct in type order: `std::tuple_element_t<t - 1, message_types>` is the struct of
 /// message type t, for t in 1..max_msg_type.
-using message_types = std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg,
-                                 task_failed_msg, fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg,
-                                 shutdown_msg, run_tasks_msg, tasks_done_msg, steal_msg, steal_reply_msg, cancel_msg>;
+using message_types =
+    std::tuple<challenge_msg, hello_msg, welcome_msg, reject_msg, run_task_msg, task_done_msg, task_failed_msg,
+               fetch_msg, fetch_reply_msg, release_msg, heartbeat_msg, leaving_msg, shutdown_msg, run_tasks_msg,
+               tasks_done_msg, steal_msg, steal_reply_msg, cancel_msg, resume_msg>;
 static_assert(std::tuple_size_v<message_types> == max_msg_type);
 
 template <class M>

@@ -44,6 +44,7 @@ void for_each_sample(F&& f) {
     nullptr);
   f("hello-peer", hello_msg{peer_role::peer, "", "", 0, {}, "", 4243}, nullptr);
   f("welcome", welcome_msg{"worker-3", 500, 5000, 64 * 1024}, nullptr);
+  f("welcome-resumed", welcome_msg{"worker-3", 500, 5000, 64 * 1024, true}, nullptr);
   f("reject", reject_msg{"authentication failed: wrong or missing token"}, nullptr);
   f("run-task",
     run_task_msg{1042,
@@ -105,6 +106,7 @@ void for_each_sample(F&& f) {
   f("steal", steal_msg{2003, 1}, nullptr);
   f("steal-reply", steal_reply_msg{2003, 1, true}, nullptr);
   f("cancel", cancel_msg{{2003, 2004}}, nullptr);
+  f("resume", resume_msg{{{2005, 1}, {2006, 3}}}, nullptr);
 }
 
 }  // namespace dx::fuzz
