@@ -79,6 +79,19 @@ bool register_remote_tolerance(const char* name, void (*address)(), result_toler
   }
 }
 
+bool register_remote_preview(const char* name, void (*address)(), result_preview preview) noexcept {
+  try {
+    registry& r = the_registry();
+    std::lock_guard lock(r.mutex);
+    auto it = r.by_name.find(name);
+    if (it == r.by_name.end() || it->second.address != address) return false;
+    it->second.preview = preview;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 bool register_comparator(const char* name, result_comparator compare) noexcept {
   try {
     registry& r = the_registry();

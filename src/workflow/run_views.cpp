@@ -187,6 +187,31 @@ std::string runs_json(const std::vector<run_summary_view>& runs) {
   return dump(json{{"runs", std::move(list)}});
 }
 
+step_view::result_view result_view_of(const step_view& s, const std::string& bytes) {
+  // Enough for a glance in the step's panel; the whole result is the API's (workflow_run::result).
+  constexpr std::size_t limit = 2048;
+  step_view::result_view r;
+  r.bytes = bytes.size();
+  if (!s.command.empty()) {
+    // A command's output: its end is what one looks at, as in a log.
+    r.tail = true;
+    r.truncated = bytes.size() > limit;
+    std::size_t from = r.truncated ? bytes.size() - limit : 0;
+    while (from < bytes.size() && (static_cast<unsigned char>(bytes[from]) & 0xC0) == 0x80) ++from;
+    r.preview = bytes.substr(from);
+    return r;
+  }
+  if (const remote_function* f = find_remote(s.function); f && f->preview) {
+    try {
+      r.preview = f->preview(std::span<const char>(bytes.data(), bytes.size()), limit);
+      r.truncated = r.preview->size() >= limit;
+    } catch (const std::exception&) {
+      r.preview.reset();  // shown as binary: its size alone
+    }
+  }
+  return r;
+}
+
 std::string run_json(const run_detail_view& v) {
   json j = summary_json(v.run);
   json steps = json::array();
@@ -209,6 +234,12 @@ std::string run_json(const run_detail_view& v) {
       sj["subtasks"] = {{"count", s.subtasks},
                         {"planned", s.split && s.chunks_planned ? json(s.chunks_planned) : json(nullptr)},
                         {"by_status", counts_json(s.subtask_status)}};
+    }
+    if (s.result) {
+      sj["result"] = {{"bytes", s.result->bytes},
+                      {"preview", s.result->preview ? json(*s.result->preview) : json(nullptr)},
+                      {"truncated", s.result->truncated},
+                      {"tail", s.result->tail}};
     }
     steps.push_back(std::move(sj));
   }

@@ -50,7 +50,19 @@ struct step_view {
   status_counts subtask_status;
   /// A split's chunks in all once its cut is decided (0: not yet known, while it measures).
   std::uint64_t chunks_planned = 0;
+  /// Its result, for the one step a request names (?step=NAME) once it succeeded.
+  struct result_view {
+    std::uint64_t bytes = 0;             // the result's size (a command's: its standard output's)
+    std::optional<std::string> preview;  // a short text; none for a result type without one
+    bool truncated = false;              // the preview is part of it
+    bool tail = false;                   // ... its end (a command's output), else its start
+  };
+  std::optional<result_view> result;
 };
+
+/// The result view of a step whose result is `bytes` (a command's: its output as text; a
+/// function's: encoded). Thread-safe; does not block.
+step_view::result_view result_view_of(const step_view& s, const std::string& bytes);
 
 /// Which subtasks of a step a request pages through (?subtasks=STEP&offset=&limit=&status=).
 struct subtask_query {

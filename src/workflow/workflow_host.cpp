@@ -250,7 +250,22 @@ std::optional<http_response> workflow_host::serve_http(const http_request& r, co
   }
   run_detail_view view = run->detail(q ? &*q : nullptr);
   if (q && !view.subtasks) return json_error(404, fmt::format("run {} has no step '{}'", rest, q->step), run_route);
-  return conditional(r, fmt::format("\"{}\"", view.run.version), run_route, [&] { return run_json(view); });
+  // ?step=NAME: that step's result too (its size and a preview), once it succeeded.
+  if (auto it = r.query.find("step"); it != r.query.end()) {
+    auto s =
+        std::find_if(view.steps.begin(), view.steps.end(), [&](const step_view& v) { return v.name == it->second; });
+    if (s == view.steps.end())
+      return json_error(404, fmt::format("run {} has no step '{}'", rest, it->second), run_route);
+    if (succeeded(s->status)) {
+      try {
+        s->result = result_view_of(*s, run->result_bytes(s->name));
+      } catch (const std::exception&) {
+        // Lost with a worker, or not kept: the panel shows the step without it.
+      }
+    }
+  }
+  return conditional(r, fmt::format("\"{}{}\"", view.run.version, r.query.count("step") ? "-s" : ""), run_route,
+                     [&] { return run_json(view); });
 }
 
 http_response workflow_host::start_over_http(const http_request& r) {

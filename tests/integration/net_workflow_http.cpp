@@ -143,6 +143,16 @@ TEST_CASE("workflow http: a run is listed and shown while it runs and after, met
   CHECK(http_test::get(ep, "/api/runs/" + run.id() + "?subtasks=parts&limit=5000").status == 400);
   CHECK(http_test::get(ep, "/api/runs/r-none").status == 404);
   CHECK(run.result<std::int64_t>("total") == 399 * 400 / 2);
+  // ?step=NAME adds that step's result: its size and a preview; a split step has none.
+  const json with_total = get_json(ep, "/api/runs/" + run.id() + "?step=total");
+  const json& total = step_named(with_total, "total");
+  REQUIRE(total.contains("result"));
+  CHECK(total["result"]["preview"] == std::to_string(399 * 400 / 2));
+  CHECK(total["result"]["bytes"].get<std::uint64_t>() > 0);
+  CHECK(total["result"]["truncated"] == false);
+  CHECK_FALSE(step_named(with_total, "hold").contains("result"));  // only the step asked for
+  CHECK_FALSE(step_named(get_json(ep, "/api/runs/" + run.id() + "?step=parts"), "parts").contains("result"));
+  CHECK(http_test::get(ep, "/api/runs/" + run.id() + "?step=nope").status == 404);
 
   const std::string metrics = http_test::get(ep, "/metrics").body;
   CHECK_THAT(metrics, Catch::Contains("dx_workflow_runs{status=\"SUCCEEDED\"} 1"));
@@ -162,6 +172,28 @@ TEST_CASE("workflow http: a run is listed and shown while it runs and after, met
   CHECK(names.count("hold") == 1);
   CHECK(names.count("parts#0") == 1);
   CHECK(names.count("parts#19") == 1);
+}
+
+TEST_CASE("workflow http: a command step's result shows the end of its output", "[net][workflow-http]") {
+  const dx_support::temp_dir dir("dx_wfhttp_cmd");
+  dx::cluster cl{served()};
+  const std::string ep = cl.http_endpoint();
+  // 3,000 lines of output: more than a preview holds, so it shows their end.
+  const std::string wf =
+      json{{"name", "talk"},
+           {"steps", json::array({{{"name", "say"}, {"command", {"sh", "-c", "seq 1 3000; echo last line"}}}})}}
+          .dump();
+  auto run = cl.start(dx::workflow::from_json(wf), dx::run_options{});
+  REQUIRE(run.wait_for(30s));
+  REQUIRE(run.status() == dx::workflow_status::succeeded);
+  const json got = get_json(ep, "/api/runs/" + run.id() + "?step=say");
+  const json& r = step_named(got, "say")["result"];
+  CHECK(r["tail"] == true);
+  CHECK(r["truncated"] == true);
+  CHECK(r["bytes"].get<std::size_t>() > 10000);
+  const std::string preview = r["preview"].get<std::string>();
+  CHECK(preview.size() <= 2048);
+  CHECK_THAT(preview, Catch::EndsWith("2999\n3000\nlast line\n"));
 }
 
 TEST_CASE("workflow http: with a token, a workflow is posted and cancelled only with it", "[net][workflow-http]") {

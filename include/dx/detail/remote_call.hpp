@@ -9,6 +9,7 @@
 #include <dx/detail/json_view.hpp>
 #include <dx/detail/map_chunk.hpp>
 #include <dx/detail/result_compare.hpp>
+#include <dx/detail/result_preview.hpp>
 #include <dx/detail/shared_state.hpp>
 #include <dx/export.hpp>
 #include <dx/serialize.hpp>
@@ -54,6 +55,9 @@ struct remote_function {
   /// How two of its results compare within a tolerance (replicated tasks); null when its result
   /// type holds no numbers.
   result_tolerance tolerance = nullptr;
+  /// A short text of one of its results, for the workflow pages; null when its result type has
+  /// none (dx/detail/result_preview.hpp).
+  result_preview preview = nullptr;
 };
 
 /// Adds `fn` to the process-wide registry (static initialisation). Registering the same function
@@ -69,6 +73,9 @@ DX_PLUGIN_API bool register_remote_json(const char* name, void (*address)(), jso
 /// Adds to the registration of `address` under `name` how its results compare within a
 /// tolerance. Returns false when `name` is not registered to `address`. Thread-safe; does not block.
 DX_PLUGIN_API bool register_remote_tolerance(const char* name, void (*address)(), result_tolerance compare) noexcept;
+/// Adds to the registration of `address` under `name` how its results are previewed. Returns
+/// false when `name` is not registered to `address`. Thread-safe; does not block.
+DX_PLUGIN_API bool register_remote_preview(const char* name, void (*address)(), result_preview preview) noexcept;
 /// The function registered under `name`, or nullptr. Thread-safe; does not block.
 DX_PLUGIN_API const remote_function* find_remote(std::string_view name) noexcept;
 /// The registration of the function at `address`, or nullptr. Thread-safe; does not block.
@@ -244,6 +251,8 @@ bool register_remote_function(const char* name) noexcept {
     if constexpr (!std::is_void_v<typename sig::result>) {
       if constexpr (tolerance_of<typename sig::result>() != nullptr)
         register_remote_tolerance(name, reinterpret_cast<void (*)()>(F), tolerance_of<typename sig::result>());
+      if constexpr (preview_of<typename sig::result>() != nullptr)
+        register_remote_preview(name, reinterpret_cast<void (*)()>(F), preview_of<typename sig::result>());
     }
   }
   return registered;
