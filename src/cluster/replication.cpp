@@ -24,8 +24,13 @@ namespace {
 /// Consecutive valid results before a worker's lone result may be trusted (BOINC's threshold),
 /// and the largest share of invalid results among its checked ones that still allows it: a
 /// worker wrong one time in ten earns streaks of ten often enough, and would then be believed.
+/// The share is judged on a record long enough to show it (1 / the share: 100 checked results):
+/// a worker wrong one time in ten starts with ten valid results a third of the time, and trusted
+/// then it would be believed many times over while the copies that could catch it are still out;
+/// with 100 it does so once in 40,000.
 constexpr std::uint64_t trust_after = 10;
 constexpr double trust_max_invalid_share = 0.01;
+constexpr std::uint64_t trust_min_checked = 100;
 /// A worker is quarantined once it has this many invalid results and they are this share of its
 /// checked ones.
 constexpr std::uint64_t quarantine_min_invalid = 4;
@@ -177,12 +182,14 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
     if (!winner && g.size() >= r.quorum) winner = &g;
   }
   // Adaptive replication: the one copy issued so far answered; a worker with a long clean record
-  // is believed alone, with probability 1 - 1/n (n: its consecutive valid results).
+  // (at least 100 checked results, at most 1% invalid) is believed alone, with probability
+  // 1 - 1/n (n: its consecutive valid results).
   if (!winner && r.adaptive && set.answers.size() == 1 && set.answers[0].bytes && set.live.empty() && r.quorum > 1) {
     const reliability_rec& rec = reliability_locked(set.answers[0].worker);
     const std::uint64_t n = rec.consecutive_valid;
-    const bool clean =
-        static_cast<double>(rec.invalid) <= trust_max_invalid_share * static_cast<double>(rec.valid + rec.invalid);
+    const std::uint64_t checked = rec.valid + rec.invalid;
+    const bool clean = checked >= trust_min_checked &&
+                       static_cast<double>(rec.invalid) <= trust_max_invalid_share * static_cast<double>(checked);
     replica_draws_ += 0x9e3779b97f4a7c15ULL;
     std::uint64_t z = replica_draws_;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -296,6 +296,36 @@ TEST_CASE("adaptive replication trusts workers with a clean record and runs fewe
   CHECK(second < 260);  // full replication would be 400
 }
 
+TEST_CASE("adaptive replication trusts no worker before 100 of its results were checked", "[net][replicate]") {
+  // Ten valid results in a row are too few to tell a worker wrong one time in ten from a good one
+  // (it has such a start a third of the time): trusted then, its wrong results would be accepted
+  // while the copies that could catch it are still out.
+  const dx_support::temp_dir dir("dx_rep_adaptive_record");
+  const std::string marks = (dir.path() / "marks").string();
+  live_cluster lc(dx::options{}, {one_thread(), one_thread()});
+  const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
+    std::vector<dx::future<std::int64_t>> fs;
+    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
+    for (std::int64_t i = 0; i < n; ++i) {
+      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
+      CHECK(fs[i].get() == (from + i) * (from + i));
+    }
+    std::size_t runs = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
+    return runs;
+  };
+  CHECK(run_batch(0, 40) == 80);
+  for (const auto& w : lc.cl.workers()) CHECK(w.reliability.consecutive_valid == 40);
+  // 40 valid results in a row each, 40 checked: still replicated, every one.
+  CHECK(run_batch(1000, 40) == 80);
+  for (const auto& w : lc.cl.workers()) {
+    CHECK(w.reliability.valid == 80);
+    CHECK(w.reliability.invalid == 0);
+  }
+}
+
 TEST_CASE("a copy that runs far past its prediction gets a speculative twin, and the first result wins",
           "[net][replicate]") {
   const dx_support::temp_dir dir("dx_rep_soft");
