@@ -262,6 +262,7 @@ int quorum(const std::string& mode, std::uint64_t tasks, std::uint64_t iters, st
   std::uint64_t wrong = 0, failed = 0;
   double half_s[2] = {};
   std::uint64_t exec_at_half = 0;
+  std::string tenths;  // executions so far as each tenth of the results is in (in submission order)
   const std::uint64_t half = tasks / 2;
   for (int h = 0; h < 2; ++h) {
     const std::uint64_t from = h == 0 ? 0 : half, to = h == 0 ? half : tasks;
@@ -275,6 +276,8 @@ int quorum(const std::string& mode, std::uint64_t tasks, std::uint64_t iters, st
       } catch (const std::exception&) {
         ++failed;
       }
+      if (tasks >= 10 && (i + 1) % (tasks / 10) == 0)
+        tenths += (tenths.empty() ? "" : ",") + std::to_string(vc.executions(0, workers));
     }
     half_s[h] = seconds_since(h0);
     if (h == 0) exec_at_half = vc.executions(0, workers);
@@ -302,12 +305,12 @@ int quorum(const std::string& mode, std::uint64_t tasks, std::uint64_t iters, st
   std::printf(
       "RESULT mode=quorum replication=%s tasks=%llu iters=%llu workers=%zu bad=%zu corrupt=%s total_s=%.4f "
       "first_half_s=%.4f second_half_s=%.4f wrong=%llu failed=%llu executions=%llu executions_bad=%llu "
-      "work_ratio=%.4f work_ratio_second_half=%.4f quarantined=%zu quarantine=%s records=%s\n",
+      "work_ratio=%.4f work_ratio_second_half=%.4f executions_at_tenths=%s quarantined=%zu quarantine=%s records=%s\n",
       mode.c_str(), static_cast<unsigned long long>(tasks), static_cast<unsigned long long>(iters), workers, bad,
       p.c_str(), total_s, half_s[0], half_s[1], static_cast<unsigned long long>(wrong),
       static_cast<unsigned long long>(failed), static_cast<unsigned long long>(exec_all),
       static_cast<unsigned long long>(exec_bad), static_cast<double>(exec_all) / static_cast<double>(tasks),
-      static_cast<double>(exec_all - exec_at_half) / static_cast<double>(tasks - half), n_quarantined,
+      static_cast<double>(exec_all - exec_at_half) / static_cast<double>(tasks - half), tenths.c_str(), n_quarantined,
       quarantines.c_str(), records.c_str());
   return 0;
 }
