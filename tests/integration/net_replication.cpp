@@ -326,6 +326,44 @@ TEST_CASE("adaptive replication trusts no worker before 100 of its results were 
   }
 }
 
+TEST_CASE("adaptive replication counts answers in a disagreement not settled yet against their workers",
+          "[net][replicate]") {
+  // An invalid result is known one copy later than a valid one (the copy that breaks the tie):
+  // until then a worker wrong one time in ten would show a record of valid results alone.
+  const dx_support::temp_dir dir("dx_rep_adaptive_disputed");
+  const std::string marks = (dir.path() / "marks").string();
+  live_cluster lc(dx::options{}, {one_thread(), one_thread()});
+  const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
+    std::vector<dx::future<std::int64_t>> fs;
+    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
+    for (std::int64_t i = 0; i < n; ++i) {
+      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
+      CHECK(fs[i].get() == (from + i) * (from + i));
+    }
+    std::size_t runs = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
+    return runs;
+  };
+  CHECK(run_batch(0, 100) == 200);  // 100 checked results each: trusted from here
+  // Two tasks whose copies disagree (each names its process) and whose third copy has nowhere to
+  // go (two workers): their disagreements stay open.
+  std::vector<dx::future<std::vector<double>>> open;
+  for (std::int64_t i = 0; i < 2; ++i)
+    open.push_back(lc.cl.submit(dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .max_copies = 3}),
+                                rep_test::vector_of, marks, 500 + i));
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
+       std::chrono::steady_clock::now() < deadline && runs_in(marks)["500"].size() + runs_in(marks)["501"].size() < 4;)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(200ms);  // the answers reach the head
+  // 2 open of 102: over 1%, so neither worker is believed alone.
+  CHECK(run_batch(1000, 40) == 80);
+  // Given up, they no longer count: trusted again.
+  for (auto& f : open) f.cancel();
+  CHECK(run_batch(2000, 40) < 60);
+}
+
 TEST_CASE("a copy that runs far past its prediction gets a speculative twin, and the first result wins",
           "[net][replicate]") {
   const dx_support::temp_dir dir("dx_rep_soft");
