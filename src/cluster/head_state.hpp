@@ -88,8 +88,10 @@ struct reliability_rec {
   std::uint64_t consecutive_valid = 0;  // valid results since its last invalid one (adaptive trust)
   bool quarantined = false;             // receives no work
   // Its answers to tasks whose copies disagree and that have not settled yet: neither valid nor
-  // invalid so far, they count against it for adaptive trust until they are (not saved).
+  // invalid so far, they count against it for adaptive trust until they are, weighed by the share
+  // of its settled disagreements it lost (not saved).
   std::uint64_t disputed = 0;
+  std::uint64_t disputes_won = 0, disputes_lost = 0;
 };
 
 /// The copies of a replicated task (or one with deadlines), shared by the task and its copies

@@ -28,9 +28,10 @@ namespace {
 /// a worker wrong one time in ten starts with ten valid results a third of the time, and trusted
 /// then it would be believed many times over while the copies that could catch it are still out;
 /// with 100 it does so once in 40,000. Answers in a disagreement not settled yet count as invalid
-/// for this: an invalid result is known one copy later than a valid one (the copy that breaks the
-/// tie), and while the work queued waits, a worker wrong one time in ten could show 200 valid
-/// results and no invalid one.
+/// for this, in the share of its settled disagreements the worker lost (one half before any, by
+/// Laplace's rule): an invalid result is known one copy later than a valid one (the copy that
+/// breaks the tie), and while the work queued waits, a worker wrong one time in ten could show 200
+/// valid results and no invalid one; a good worker loses few of the disagreements it is part of.
 constexpr std::uint64_t trust_after = 10;
 constexpr double trust_max_invalid_share = 0.01;
 constexpr std::uint64_t trust_min_checked = 100;
@@ -200,7 +201,9 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
     const reliability_rec& rec = reliability_locked(set.answers[0].worker);
     const std::uint64_t n = rec.consecutive_valid;
     const std::uint64_t checked = rec.valid + rec.invalid + rec.disputed;
-    const bool clean = checked >= trust_min_checked && static_cast<double>(rec.invalid + rec.disputed) <=
+    const double likely_lost = static_cast<double>(rec.disputed) * static_cast<double>(rec.disputes_lost + 1) /
+                               static_cast<double>(rec.disputes_won + rec.disputes_lost + 2);
+    const bool clean = checked >= trust_min_checked && static_cast<double>(rec.invalid) + likely_lost <=
                                                            trust_max_invalid_share * static_cast<double>(checked);
     replica_draws_ += 0x9e3779b97f4a7c15ULL;
     std::uint64_t z = replica_draws_;
@@ -214,6 +217,12 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
   }
   if (winner) {
     set.settled = true;
+    if (!set.disputants.empty()) {
+      for (std::size_t i = 0; i < set.answers.size(); ++i) {
+        reliability_rec& rec = reliability_locked(set.answers[i].worker);
+        ++(std::find(winner->begin(), winner->end(), i) != winner->end() ? rec.disputes_won : rec.disputes_lost);
+      }
+    }
     end_disputes_locked(set);
     const replica_set::answer& rep = set.answers[winner->front()];
     const bool checked = winner->size() > 1 || set.answers.size() > 1;

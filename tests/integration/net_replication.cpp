@@ -347,17 +347,24 @@ TEST_CASE("adaptive replication counts answers in a disagreement not settled yet
     return runs;
   };
   CHECK(run_batch(0, 100) == 200);  // 100 checked results each: trusted from here
-  // Two tasks whose copies disagree (each names its process) and whose third copy has nowhere to
+  // Four tasks whose copies disagree (each names its process) and whose third copy has nowhere to
   // go (two workers): their disagreements stay open.
   std::vector<dx::future<std::vector<double>>> open;
-  for (std::int64_t i = 0; i < 2; ++i)
+  for (std::int64_t i = 0; i < 4; ++i)
     open.push_back(lc.cl.submit(dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .max_copies = 3}),
                                 rep_test::vector_of, marks, 500 + i));
+  const auto open_runs = [&] {
+    std::size_t n = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= 500 && std::stoll(key) < 504) n += pids.size();
+    return n;
+  };
   for (const auto deadline = std::chrono::steady_clock::now() + 20s;
-       std::chrono::steady_clock::now() < deadline && runs_in(marks)["500"].size() + runs_in(marks)["501"].size() < 4;)
+       std::chrono::steady_clock::now() < deadline && open_runs() < 8;)
     std::this_thread::sleep_for(10ms);
   std::this_thread::sleep_for(200ms);  // the answers reach the head
-  // 2 open of 102: over 1%, so neither worker is believed alone.
+  // 4 open of 104, weighed one half each (neither worker has lost or won a disagreement yet): 2
+  // of 104 likely invalid, over 1%, so neither worker is believed alone.
   CHECK(run_batch(1000, 40) == 80);
   // Given up, they no longer count: trusted again.
   for (auto& f : open) f.cancel();
