@@ -288,6 +288,9 @@ int quorum(const std::string& mode, std::uint64_t tasks, std::uint64_t iters, st
   done = true;
   watch.join();
   const std::uint64_t exec_all = vc.executions(0, workers), exec_bad = vc.executions(0, bad);
+  // The head's view: copies issued (cancelled ones included) and results believed alone.
+  const double copies = cl.metrics().value("dx_replica_copies_total").value_or(-1);
+  const double trusted = cl.metrics().value("dx_replica_trusted_alone_total").value_or(-1);
   std::string records, quarantines;
   for (const auto& w : cl.workers()) {
     const auto& r = w.reliability;
@@ -305,13 +308,14 @@ int quorum(const std::string& mode, std::uint64_t tasks, std::uint64_t iters, st
   std::printf(
       "RESULT mode=quorum replication=%s tasks=%llu iters=%llu workers=%zu bad=%zu corrupt=%s total_s=%.4f "
       "first_half_s=%.4f second_half_s=%.4f wrong=%llu failed=%llu executions=%llu executions_bad=%llu "
-      "work_ratio=%.4f work_ratio_second_half=%.4f executions_at_tenths=%s quarantined=%zu quarantine=%s records=%s\n",
+      "work_ratio=%.4f work_ratio_second_half=%.4f executions_at_tenths=%s copies_issued=%.0f trusted_alone=%.0f "
+      "quarantined=%zu quarantine=%s records=%s\n",
       mode.c_str(), static_cast<unsigned long long>(tasks), static_cast<unsigned long long>(iters), workers, bad,
       p.c_str(), total_s, half_s[0], half_s[1], static_cast<unsigned long long>(wrong),
       static_cast<unsigned long long>(failed), static_cast<unsigned long long>(exec_all),
       static_cast<unsigned long long>(exec_bad), static_cast<double>(exec_all) / static_cast<double>(tasks),
-      static_cast<double>(exec_all - exec_at_half) / static_cast<double>(tasks - half), tenths.c_str(), n_quarantined,
-      quarantines.c_str(), records.c_str());
+      static_cast<double>(exec_all - exec_at_half) / static_cast<double>(tasks - half), tenths.c_str(), copies, trusted,
+      n_quarantined, quarantines.c_str(), records.c_str());
   return 0;
 }
 
