@@ -72,9 +72,9 @@ struct replicate {
   comparison compare = comparison::exact();
   /// Copies on distinct hosts (the host part of each worker's address), not only distinct workers.
   bool distinct_hosts = false;
-  /// Issues one copy at first; a result from a worker with n consecutive valid results (n >= 10)
-  /// is accepted alone with probability 1 - 1/n (BOINC's rule), else further copies are issued up
-  /// to the quorum. Workers without such a record are always replicated.
+  /// Issues one copy; a result from a worker with n >= 10 consecutive valid results, 100 checked and
+  /// at most 1% invalid, is accepted alone with probability 1 - 1/n (BOINC's rule), else copies are
+  /// issued up to the quorum. Workers without such a record are always replicated.
   bool adaptive = false;
 };
 

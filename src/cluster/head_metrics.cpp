@@ -139,6 +139,30 @@ void head_impl::collect(exposition& out) const {
                  "Results that came after their task was cancelled or timed out, discarded: from workers, and from "
                  "local tasks of this process."))
     out.sample("dx_late_results_total", {}, static_cast<double>(late_results_ + late_completions()));
+  // Replicated tasks and deadlines (replication.cpp).
+  auto total = [&](const char* name, const char* help, std::uint64_t value) {
+    if (out.family(name, metric_type::counter, help)) out.sample(name, {}, static_cast<double>(value));
+  };
+  total("dx_replica_copies_total",
+        "Copies of replicated tasks and tasks with deadlines issued to workers, the first ones included.",
+        copies_issued_);
+  total("dx_replica_speculative_total", "Speculative twins of copies past their soft deadline (part of the copies).",
+        copies_speculative_);
+  total("dx_replica_reissued_total", "Copies issued again past their hard deadline (part of the copies).",
+        copies_reissued_);
+  total("dx_replica_trusted_alone_total", "Results of a trusted worker accepted alone (adaptive replication).",
+        trusted_alone_);
+  total("dx_replica_quorum_failures_total", "Replicated tasks that failed for want of a quorum.", quorums_failed_);
+  if (out.family("dx_worker_results_checked_total", metric_type::counter,
+                 "Results of a worker checked against other workers' copies, valid or invalid (by name, kept "
+                 "across runs beside the cost model).")) {
+    for (const auto& [id, r] : reliability_) {
+      out.sample("dx_worker_results_checked_total", {{"worker", id}, {"outcome", "valid"}},
+                 static_cast<double>(r.valid));
+      out.sample("dx_worker_results_checked_total", {{"worker", id}, {"outcome", "invalid"}},
+                 static_cast<double>(r.invalid));
+    }
+  }
   std::vector<std::uint64_t> running;
   const std::vector<std::uint64_t> assigned = assigned_by_kind_locked(&running);
   if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {

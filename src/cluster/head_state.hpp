@@ -94,6 +94,11 @@ struct reliability_rec {
   std::uint64_t late = 0;               // copies answered after their hard deadline
   std::uint64_t consecutive_valid = 0;  // valid results since its last invalid one (adaptive trust)
   bool quarantined = false;             // receives no work
+  // Its answers to tasks whose copies disagree and that have not settled yet: neither valid nor
+  // invalid so far, they count against it for adaptive trust until they are, weighed by the share
+  // of its settled disagreements it lost (not saved).
+  std::uint64_t disputed = 0;
+  std::uint64_t disputes_won = 0, disputes_lost = 0;
 };
 
 /// The copies of a replicated task (or one with deadlines), shared by the task and its copies
@@ -123,6 +128,9 @@ struct replica_set {
   std::vector<std::vector<std::size_t>> groups;  // answers that agree, by index; first: the representative
   bool settled = false;                          // the task committed or failed
   std::shared_ptr<const std::string> canonical;
+  // The workers whose answers count as disputed (reliability_rec::disputed) while the answers
+  // disagree and the task has not settled: every answer's once there are two groups.
+  std::vector<std::string> disputants;
 };
 
 struct arg_slot {
@@ -389,6 +397,8 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// Starts copy c's soft deadline once its worker says it runs.
   void copy_started_locked(task_entry& c);
   reliability_rec& reliability_locked(const std::string& worker) { return reliability_[worker]; }
+  /// The set settles (committed, failed or given up): its disputed answers no longer count as such.
+  void end_disputes_locked(replica_set& set);
   /// w's result was checked: valid or not. An invalid one may quarantine w.
   void record_checked_locked(const std::string& worker, bool valid, deferred& d);
   /// Takes w out of the scheduler's workers for good: its work goes elsewhere, an alert says why.

@@ -201,6 +201,7 @@ void head_impl::settle_unsuccessful_locked(task_entry& t, std::exception_ptr e, 
   end_pause_locked(t);
   if (t.replicas && !t.copy_of) {  // its copies are given up with it
     t.replicas->settled = true;
+    end_disputes_locked(*t.replicas);
     cancel_copies_locked(*t.replicas, false);
   }
   count_finished_locked(t);

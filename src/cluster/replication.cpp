@@ -24,8 +24,17 @@ namespace {
 /// Consecutive valid results before a worker's lone result may be trusted (BOINC's threshold),
 /// and the largest share of invalid results among its checked ones that still allows it: a
 /// worker wrong one time in ten earns streaks of ten often enough, and would then be believed.
+/// The share is judged on a record long enough to show it (1 / the share: 100 checked results):
+/// a worker wrong one time in ten starts with ten valid results a third of the time, and trusted
+/// then it would be believed many times over while the copies that could catch it are still out;
+/// with 100 it does so once in 40,000. Answers in a disagreement not settled yet count as invalid
+/// for this, in the share of its settled disagreements the worker lost (one half before any, by
+/// Laplace's rule): an invalid result is known one copy later than a valid one (the copy that
+/// breaks the tie), and while the work queued waits, a worker wrong one time in ten could show 200
+/// valid results and no invalid one; a good worker loses few of the disagreements it is part of.
 constexpr std::uint64_t trust_after = 10;
 constexpr double trust_max_invalid_share = 0.01;
+constexpr std::uint64_t trust_min_checked = 100;
 /// A worker is quarantined once it has this many invalid results and they are this share of its
 /// checked ones.
 constexpr std::uint64_t quarantine_min_invalid = 4;
@@ -162,6 +171,15 @@ void head_impl::copy_answered_locked(task_entry& copy, worker_rec& w, std::share
     }
   }
   if (!placed) set.groups.push_back({index});
+  if (set.groups.size() > 1) {
+    // A disagreement: every answer so far (this one alone when it was already there) counts as
+    // disputed for its worker until the task settles.
+    const std::size_t from = set.disputants.empty() ? 0 : index;
+    for (std::size_t i = from; i <= index; ++i) {
+      set.disputants.push_back(set.answers[i].worker);
+      ++reliability_locked(set.answers[i].worker).disputed;
+    }
+  }
   evaluate_quorum_locked(set, w.sid, d);
 }
 
@@ -177,12 +195,16 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
     if (!winner && g.size() >= r.quorum) winner = &g;
   }
   // Adaptive replication: the one copy issued so far answered; a worker with a long clean record
-  // is believed alone, with probability 1 - 1/n (n: its consecutive valid results).
+  // (at least 100 checked results, at most 1% invalid) is believed alone, with probability
+  // 1 - 1/n (n: its consecutive valid results).
   if (!winner && r.adaptive && set.answers.size() == 1 && set.answers[0].bytes && set.live.empty() && r.quorum > 1) {
     const reliability_rec& rec = reliability_locked(set.answers[0].worker);
     const std::uint64_t n = rec.consecutive_valid;
-    const bool clean =
-        static_cast<double>(rec.invalid) <= trust_max_invalid_share * static_cast<double>(rec.valid + rec.invalid);
+    const std::uint64_t checked = rec.valid + rec.invalid + rec.disputed;
+    const double likely_lost = static_cast<double>(rec.disputed) * static_cast<double>(rec.disputes_lost + 1) /
+                               static_cast<double>(rec.disputes_won + rec.disputes_lost + 2);
+    const bool clean = checked >= trust_min_checked && static_cast<double>(rec.invalid) + likely_lost <=
+                                                           trust_max_invalid_share * static_cast<double>(checked);
     replica_draws_ += 0x9e3779b97f4a7c15ULL;
     std::uint64_t z = replica_draws_;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -195,6 +217,13 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
   }
   if (winner) {
     set.settled = true;
+    if (!set.disputants.empty()) {
+      for (std::size_t i = 0; i < set.answers.size(); ++i) {
+        reliability_rec& rec = reliability_locked(set.answers[i].worker);
+        ++(std::find(winner->begin(), winner->end(), i) != winner->end() ? rec.disputes_won : rec.disputes_lost);
+      }
+    }
+    end_disputes_locked(set);
     const replica_set::answer& rep = set.answers[winner->front()];
     const bool checked = winner->size() > 1 || set.answers.size() > 1;
     if (checked)
@@ -222,6 +251,7 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
   if (still_out > 0) return;
   // No quorum can form any more: the task fails naming the disagreement.
   set.settled = true;
+  end_disputes_locked(set);
   ++quorums_failed_;
   std::string groups;
   for (const auto& g : set.groups) {
@@ -237,6 +267,14 @@ void head_impl::evaluate_quorum_locked(replica_set& set, sched::worker_id last, 
       t.id, t.function, r.quorum, set.issued, set.answers.size(), set.groups.size(), groups);
   log(log_level::warn, "{}", what);
   fail_locked(t.id, make_error(error_kind::generic, what), d, by_sid_locked(last));
+}
+
+void head_impl::end_disputes_locked(replica_set& set) {
+  for (const std::string& worker : set.disputants) {
+    reliability_rec& r = reliability_locked(worker);
+    if (r.disputed > 0) --r.disputed;
+  }
+  set.disputants.clear();
 }
 
 void head_impl::commit_result_locked(task_entry& t, std::shared_ptr<const std::string> bytes, deferred& d) {

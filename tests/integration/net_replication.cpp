@@ -203,6 +203,14 @@ TEST_CASE("a worker that corrupts its results never makes a canonical result wro
   auto after = lc.cl.submit(opts, rep_test::square, marks, std::int64_t{1000});
   REQUIRE(after.wait_for(30s) == dx::future_status::ready);
   CHECK(after.get() == 1'000'000);
+  // The metrics say so too.
+  const dx::metrics& m = lc.cl.metrics();
+  CHECK(m.value("dx_replica_copies_total").value_or(0) >= 122);  // 61 tasks, two copies each at least
+  CHECK(m.value("dx_replica_quorum_failures_total") == 0.0);
+  CHECK(m.value("dx_replica_trusted_alone_total") == 0.0);
+  CHECK(m.value("dx_worker_results_checked_total", {{"worker", bad.id}, {"outcome", "invalid"}}) ==
+        static_cast<double>(bad.reliability.invalid));
+  CHECK(m.value("dx_worker_results_checked_total", {{"worker", bad.id}, {"outcome", "valid"}}) == 0.0);
 }
 
 TEST_CASE("when no quorum can form the task fails naming the disagreement and the workers", "[net][replicate]") {
@@ -303,6 +311,81 @@ TEST_CASE("adaptive replication trusts workers with a clean record and runs fewe
   INFO("second batch: " << second << " runs for 200 tasks");
   CHECK(second >= 200);
   CHECK(second < 260);  // full replication would be 400
+}
+
+TEST_CASE("adaptive replication trusts no worker before 100 of its results were checked", "[net][replicate]") {
+  // Ten valid results in a row are too few to tell a worker wrong one time in ten from a good one
+  // (it has such a start a third of the time): trusted then, its wrong results would be accepted
+  // while the copies that could catch it are still out.
+  const dx_support::temp_dir dir("dx_rep_adaptive_record");
+  const std::string marks = (dir.path() / "marks").string();
+  live_cluster lc(dx::options{}, {one_thread(), one_thread()});
+  const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
+    std::vector<dx::future<std::int64_t>> fs;
+    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
+    for (std::int64_t i = 0; i < n; ++i) {
+      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
+      CHECK(fs[i].get() == (from + i) * (from + i));
+    }
+    std::size_t runs = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
+    return runs;
+  };
+  CHECK(run_batch(0, 40) == 80);
+  for (const auto& w : lc.cl.workers()) CHECK(w.reliability.consecutive_valid == 40);
+  // 40 valid results in a row each, 40 checked: still replicated, every one.
+  CHECK(run_batch(1000, 40) == 80);
+  for (const auto& w : lc.cl.workers()) {
+    CHECK(w.reliability.valid == 80);
+    CHECK(w.reliability.invalid == 0);
+  }
+}
+
+TEST_CASE("adaptive replication counts answers in a disagreement not settled yet against their workers",
+          "[net][replicate]") {
+  // An invalid result is known one copy later than a valid one (the copy that breaks the tie):
+  // until then a worker wrong one time in ten would show a record of valid results alone.
+  const dx_support::temp_dir dir("dx_rep_adaptive_disputed");
+  const std::string marks = (dir.path() / "marks").string();
+  live_cluster lc(dx::options{}, {one_thread(), one_thread()});
+  const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
+    std::vector<dx::future<std::int64_t>> fs;
+    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
+    for (std::int64_t i = 0; i < n; ++i) {
+      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
+      CHECK(fs[i].get() == (from + i) * (from + i));
+    }
+    std::size_t runs = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
+    return runs;
+  };
+  CHECK(run_batch(0, 100) == 200);  // 100 checked results each: trusted from here
+  // Four tasks whose copies disagree (each names its process) and whose third copy has nowhere to
+  // go (two workers): their disagreements stay open.
+  std::vector<dx::future<std::vector<double>>> open;
+  for (std::int64_t i = 0; i < 4; ++i)
+    open.push_back(lc.cl.submit(dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .max_copies = 3}),
+                                rep_test::vector_of, marks, 500 + i));
+  const auto open_runs = [&] {
+    std::size_t n = 0;
+    for (const auto& [key, pids] : runs_in(marks))
+      if (std::stoll(key) >= 500 && std::stoll(key) < 504) n += pids.size();
+    return n;
+  };
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
+       std::chrono::steady_clock::now() < deadline && open_runs() < 8;)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(200ms);  // the answers reach the head
+  // 4 open of 104, weighed one half each (neither worker has lost or won a disagreement yet): 2
+  // of 104 likely invalid, over 1%, so neither worker is believed alone.
+  CHECK(run_batch(1000, 40) == 80);
+  // Given up, they no longer count: trusted again.
+  for (auto& f : open) f.cancel();
+  CHECK(run_batch(2000, 40) < 60);
 }
 
 TEST_CASE("a copy that runs far past its prediction gets a speculative twin, and the first result wins",
