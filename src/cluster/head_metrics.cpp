@@ -153,16 +153,6 @@ void head_impl::collect(exposition& out) const {
   total("dx_replica_trusted_alone_total", "Results of a trusted worker accepted alone (adaptive replication).",
         trusted_alone_);
   total("dx_replica_quorum_failures_total", "Replicated tasks that failed for want of a quorum.", quorums_failed_);
-  if (out.family("dx_worker_results_checked_total", metric_type::counter,
-                 "Results of a worker checked against other workers' copies, valid or invalid (by name, kept "
-                 "across runs beside the cost model).")) {
-    for (const auto& [id, r] : reliability_) {
-      out.sample("dx_worker_results_checked_total", {{"worker", id}, {"outcome", "valid"}},
-                 static_cast<double>(r.valid));
-      out.sample("dx_worker_results_checked_total", {{"worker", id}, {"outcome", "invalid"}},
-                 static_cast<double>(r.invalid));
-    }
-  }
   std::vector<std::uint64_t> running;
   const std::vector<std::uint64_t> assigned = assigned_by_kind_locked(&running);
   if (out.family("dx_tasks_pending", metric_type::gauge, "Tasks at the head: waiting for inputs or for a worker.")) {
@@ -249,15 +239,6 @@ void head_impl::collect(exposition& out) const {
   if (out.family("dx_worker_quarantined", metric_type::gauge, "1 for a worker quarantined for invalid results.")) {
     for (const auto& [name, r] : reliability_)
       out.sample("dx_worker_quarantined", {{"worker", name}}, r.quarantined ? 1 : 0);
-  }
-  if (out.family("dx_replica_copies_total", metric_type::counter,
-                 "Copies of replicated tasks issued: all, speculative twins (soft deadline), reissues (hard "
-                 "deadline); lone results trusted by adaptive replication; tasks failed for want of a quorum.")) {
-    out.sample("dx_replica_copies_total", {{"reason", "issued"}}, static_cast<double>(copies_issued_));
-    out.sample("dx_replica_copies_total", {{"reason", "speculative"}}, static_cast<double>(copies_speculative_));
-    out.sample("dx_replica_copies_total", {{"reason", "reissued"}}, static_cast<double>(copies_reissued_));
-    out.sample("dx_replica_copies_total", {{"reason", "trusted_alone"}}, static_cast<double>(trusted_alone_));
-    out.sample("dx_replica_copies_total", {{"reason", "no_quorum"}}, static_cast<double>(quorums_failed_));
   }
   // Links.
   if (out.family("dx_link_bytes_total", metric_type::counter,

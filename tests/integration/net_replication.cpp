@@ -208,9 +208,9 @@ TEST_CASE("a worker that corrupts its results never makes a canonical result wro
   CHECK(m.value("dx_replica_copies_total").value_or(0) >= 122);  // 61 tasks, two copies each at least
   CHECK(m.value("dx_replica_quorum_failures_total") == 0.0);
   CHECK(m.value("dx_replica_trusted_alone_total") == 0.0);
-  CHECK(m.value("dx_worker_results_checked_total", {{"worker", bad.id}, {"outcome", "invalid"}}) ==
+  CHECK(m.value("dx_worker_results_total", {{"worker", bad.id}, {"outcome", "invalid"}}) ==
         static_cast<double>(bad.reliability.invalid));
-  CHECK(m.value("dx_worker_results_checked_total", {{"worker", bad.id}, {"outcome", "valid"}}) == 0.0);
+  CHECK(m.value("dx_worker_results_total", {{"worker", bad.id}, {"outcome", "valid"}}) == 0.0);
 }
 
 TEST_CASE("when no quorum can form the task fails naming the disagreement and the workers", "[net][replicate]") {
