@@ -36,9 +36,11 @@ constexpr std::uint64_t trust_after = 10;
 constexpr double trust_max_invalid_share = 0.01;
 constexpr std::uint64_t trust_min_checked = 100;
 /// A worker is quarantined once it has this many invalid results and they are this share of its
-/// checked ones.
-constexpr std::uint64_t quarantine_min_invalid = 4;
-constexpr double quarantine_share = 0.3;
+/// checked ones. Between trust (at most 1% invalid) and this, a worker is always replicated; a
+/// worker wrong one time in ten is let go after about 50 checked results rather than costing a
+/// second copy of everything it runs for as long as it stays.
+constexpr std::uint64_t quarantine_min_invalid = 5;
+constexpr double quarantine_share = 0.05;
 /// Copies in all for a task with deadlines only: the first and up to three reissues or twins.
 constexpr std::uint32_t deadline_only_copies = 4;
 

@@ -333,10 +333,13 @@ TEST_CASE("adaptive replication trusts no worker before 100 of its results were 
       if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
     return runs;
   };
-  CHECK(run_batch(0, 40) == 80);
+  // Two runs of each task at least (a completion lost on a loaded machine may add a third run;
+  // never fewer, which only a result believed alone would give).
+  CHECK(run_batch(0, 40) >= 80);
   for (const auto& w : lc.cl.workers()) CHECK(w.reliability.consecutive_valid == 40);
   // 40 valid results in a row each, 40 checked: still replicated, every one.
-  CHECK(run_batch(1000, 40) == 80);
+  CHECK(run_batch(1000, 40) >= 80);
+  CHECK(lc.cl.metrics().value("dx_replica_trusted_alone_total") == 0.0);
   for (const auto& w : lc.cl.workers()) {
     CHECK(w.reliability.valid == 80);
     CHECK(w.reliability.invalid == 0);
@@ -363,7 +366,7 @@ TEST_CASE("adaptive replication counts answers in a disagreement not settled yet
       if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
     return runs;
   };
-  CHECK(run_batch(0, 100) == 200);  // 100 checked results each: trusted from here
+  CHECK(run_batch(0, 100) >= 200);  // 100 checked results each: trusted from here
   // Four tasks whose copies disagree (each names its process) and whose third copy has nowhere to
   // go (two workers): their disagreements stay open.
   std::vector<dx::future<std::vector<double>>> open;
@@ -382,7 +385,9 @@ TEST_CASE("adaptive replication counts answers in a disagreement not settled yet
   std::this_thread::sleep_for(200ms);  // the answers reach the head
   // 4 open of 104, weighed one half each (neither worker has lost or won a disagreement yet): 2
   // of 104 likely invalid, over 1%, so neither worker is believed alone.
-  CHECK(run_batch(1000, 40) == 80);
+  const double alone_before = lc.cl.metrics().value("dx_replica_trusted_alone_total").value_or(-1);
+  CHECK(run_batch(1000, 40) >= 80);
+  CHECK(lc.cl.metrics().value("dx_replica_trusted_alone_total").value_or(-1) == alone_before);
   // Given up, they no longer count: trusted again.
   for (auto& f : open) f.cancel();
   CHECK(run_batch(2000, 40) < 60);
