@@ -66,30 +66,31 @@ bool register_remote_json(const char* name, void (*address)(), json_argument_con
   }
 }
 
-bool register_remote_tolerance(const char* name, void (*address)(), result_tolerance compare) noexcept {
+namespace {
+
+/// Sets one further field of the registration of `address` under `name`.
+template <class Field>
+bool set_registered(const char* name, void (*address)(), Field remote_function::*field, Field value) noexcept {
   try {
     registry& r = the_registry();
     std::lock_guard lock(r.mutex);
     auto it = r.by_name.find(name);
     if (it == r.by_name.end() || it->second.address != address) return false;
-    it->second.tolerance = compare;
+    it->second.*field = value;
     return true;
   } catch (...) {
     return false;
   }
 }
 
+}  // namespace
+
+bool register_remote_tolerance(const char* name, void (*address)(), result_tolerance compare) noexcept {
+  return set_registered(name, address, &remote_function::tolerance, compare);
+}
+
 bool register_remote_preview(const char* name, void (*address)(), result_preview preview) noexcept {
-  try {
-    registry& r = the_registry();
-    std::lock_guard lock(r.mutex);
-    auto it = r.by_name.find(name);
-    if (it == r.by_name.end() || it->second.address != address) return false;
-    it->second.preview = preview;
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return set_registered(name, address, &remote_function::preview, preview);
 }
 
 bool register_comparator(const char* name, result_comparator compare) noexcept {

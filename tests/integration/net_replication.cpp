@@ -125,6 +125,21 @@ std::map<std::string, std::vector<int>> runs_in(const std::filesystem::path& mar
   return out;
 }
 
+/// Squares of [from, from + n) submitted with `opts` and checked; how many times they ran in all.
+std::size_t square_batch(live_cluster& lc, const dx::task_options& opts, const std::string& marks, std::int64_t from,
+                         std::int64_t n) {
+  std::vector<dx::future<std::int64_t>> fs;
+  for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
+  for (std::int64_t i = 0; i < n; ++i) {
+    REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
+    CHECK(fs[i].get() == (from + i) * (from + i));
+  }
+  std::size_t runs = 0;
+  for (const auto& [key, pids] : runs_in(marks))
+    if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
+  return runs;
+}
+
 std::vector<std::string> one_thread(std::vector<std::string> extra = {}) {
   std::vector<std::string> flags{"--threads", "1"};
   flags.insert(flags.end(), extra.begin(), extra.end());
@@ -292,18 +307,7 @@ TEST_CASE("adaptive replication trusts workers with a clean record and runs fewe
   const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
   // The first batch earns the workers their records: nobody is trusted before ten checked
   // results in a row.
-  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
-    std::vector<dx::future<std::int64_t>> fs;
-    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
-    for (std::int64_t i = 0; i < n; ++i) {
-      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
-      CHECK(fs[i].get() == (from + i) * (from + i));
-    }
-    std::size_t runs = 0;
-    for (const auto& [key, pids] : runs_in(marks))
-      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
-    return runs;
-  };
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) { return square_batch(lc, opts, marks, from, n); };
   const std::size_t first = run_batch(0, 100);
   INFO("first batch: " << first << " runs for 100 tasks");
   CHECK(first >= 100);
@@ -321,18 +325,7 @@ TEST_CASE("adaptive replication trusts no worker before 100 of its results were 
   const std::string marks = (dir.path() / "marks").string();
   live_cluster lc(dx::options{}, {one_thread(), one_thread()});
   const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
-  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
-    std::vector<dx::future<std::int64_t>> fs;
-    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
-    for (std::int64_t i = 0; i < n; ++i) {
-      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
-      CHECK(fs[i].get() == (from + i) * (from + i));
-    }
-    std::size_t runs = 0;
-    for (const auto& [key, pids] : runs_in(marks))
-      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
-    return runs;
-  };
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) { return square_batch(lc, opts, marks, from, n); };
   // Two runs of each task at least (a completion lost on a loaded machine may add a third run;
   // never fewer, which only a result believed alone would give).
   CHECK(run_batch(0, 40) >= 80);
@@ -354,18 +347,7 @@ TEST_CASE("adaptive replication counts answers in a disagreement not settled yet
   const std::string marks = (dir.path() / "marks").string();
   live_cluster lc(dx::options{}, {one_thread(), one_thread()});
   const auto opts = dx::task_options{}.with_replicate({.copies = 2, .quorum = 2, .adaptive = true});
-  const auto run_batch = [&](std::int64_t from, std::int64_t n) {
-    std::vector<dx::future<std::int64_t>> fs;
-    for (std::int64_t i = from; i < from + n; ++i) fs.push_back(lc.cl.submit(opts, rep_test::square, marks, i));
-    for (std::int64_t i = 0; i < n; ++i) {
-      REQUIRE(fs[i].wait_for(60s) == dx::future_status::ready);
-      CHECK(fs[i].get() == (from + i) * (from + i));
-    }
-    std::size_t runs = 0;
-    for (const auto& [key, pids] : runs_in(marks))
-      if (std::stoll(key) >= from && std::stoll(key) < from + n) runs += pids.size();
-    return runs;
-  };
+  const auto run_batch = [&](std::int64_t from, std::int64_t n) { return square_batch(lc, opts, marks, from, n); };
   CHECK(run_batch(0, 100) >= 200);  // 100 checked results each: trusted from here
   // Four tasks whose copies disagree (each names its process) and whose third copy has nowhere to
   // go (two workers): their disagreements stay open.
