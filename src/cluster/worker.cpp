@@ -562,8 +562,8 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     }
     std::unique_lock lock(mutex);
     joining = conn;
-    const bool answered =
-        cv.wait_for(lock, cfg.connect_timeout, [&] { return resumed || !rejected.empty() || link_closed || finished; });
+    const bool answered = cv.wait_for(
+        lock, cfg.connect_timeout, [&] { return resumed || welcomed || !rejected.empty() || link_closed || finished; });
     joining.reset();
     resuming = false;
     if (resumed) {
