@@ -245,6 +245,10 @@ class head_impl final : public head_core, public observe::head_view_source {
   http_response serve_http(const http_request& r) const;
   /// Whether `r` may change the cluster (see http_write_access).
   http_write_access write_access(const http_request& r) const;
+  /// Whether `r` may read (GET /api/*, /metrics, the WebSocket, POST /api/workflows/validate):
+  /// always on a loopback endpoint or without a token; otherwise with the HTTP token (also as
+  /// "?token=" when `query_token`, for the WebSocket, which browsers cannot give headers).
+  http_write_access read_access(const http_request& r, bool query_token) const;
 
  private:
   // membership.cpp
@@ -432,6 +436,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   observe::alert_center& alerts_;  // thread-safe; its lock is taken after mutex_, never before
   const bool observe_;
   std::string token_;
+  std::string http_token_;  // what HTTP clients give: options::http_token, else token_
   std::unique_ptr<transport::transport> net_;
   std::string endpoint_;
 
