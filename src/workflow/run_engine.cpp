@@ -124,15 +124,25 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
 
 // ---- scheduling ------------------------------------------------------------------------------------
 
-run_engine::~run_engine() { stop_watching(); }
-
-void run_engine::stop_watching() {
+run_engine::~run_engine() {
+  bool watching = false;
   {
     std::lock_guard lock(mutex_);
-    if (!watching_) return;
-    watching_ = false;
+    watching = std::exchange(watching_, false);
   }
-  journal_->unwatch(id_);  // outside the lock: a request being answered takes it
+  if (watching) journal_->unwatch(id_);
+}
+
+void run_engine::retire() {
+  bool watching = false;
+  {
+    std::lock_guard lock(mutex_);
+    retired_ = true;
+    stopping_ = true;
+    events_.reset();
+    watching = std::exchange(watching_, false);
+  }
+  if (watching) journal_->unwatch(id_);  // outside the lock: a request being answered takes it
 }
 
 void run_engine::publish_to(std::shared_ptr<run_event_feed> feed) {
@@ -493,6 +503,7 @@ void run_engine::changed_locked() {
 void run_engine::set_run_status_locked(workflow_status s, const std::string& detail) {
   status_ = s;
   changed_locked();
+  if (retired_) return;
   if (events_ && events_->wanted()) {
     run_event e;
     e.kind = run_event::type::run;
@@ -534,7 +545,7 @@ void run_engine::journal_task_locked(task& t, const std::string& detail) {
     t.counted_end = true;
     if (counters_) counters_->finished[static_cast<std::size_t>(t.status)].fetch_add(1, std::memory_order_relaxed);
   }
-  if (!journal_) return;
+  if (!journal_ || retired_) return;
   const std::size_t k = t.id;
   task_record r;
   r.key = t.key;
@@ -552,7 +563,7 @@ void run_engine::journal_task_locked(task& t, const std::string& detail) {
 }
 
 void run_engine::journal_result_locked(const task& t) {
-  if (!journal_ || !t.result) return;
+  if (!journal_ || retired_ || !t.result) return;
   journal_->change([run = id_, key = t.key, bytes = *t.result](journal& j) { j.store_result(run, key, bytes); });
 }
 

@@ -144,9 +144,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void count_into(std::shared_ptr<workflow_counters> counters);
   /// Where the run reports its changes for /api/events (its host's feed). Call before start().
   void publish_to(std::shared_ptr<run_event_feed> feed);
-  /// Stops taking requests for the run from its journal (a newer engine of the same run, a
-  /// resume, takes them). Thread-safe.
-  void stop_watching();
+  /// A newer engine of the same run (a resume) takes over: this one takes no more requests from
+  /// the journal, writes nothing more to it nor to the event feed, and starts nothing. Call once
+  /// the run has ended here. Thread-safe.
+  void retire();
   std::string result_bytes(std::string_view step);
   const std::shared_ptr<run_journal>& journal_writer() const noexcept { return journal_; }
 
@@ -304,6 +305,7 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::shared_ptr<run_event_feed> events_;        // null: no host feed
   std::shared_ptr<const std::string> shared_id_;  // id_, shared by the run's events
   bool watching_ = false;                         // registered with the journal for requests
+  bool retired_ = false;                          // see retire()
   // The head's task ids of this run's submissions -> the task, for the names in traces.
   std::unordered_map<std::uint64_t, std::uint32_t> head_tasks_;
   /// A task submit_locked made ready for the head, submitted by send_queued.

@@ -55,6 +55,8 @@ class run_event_feed final : public websocket_feed {
   void drain(std::vector<std::string>& out) override;
   void listeners(std::size_t n) override;
   void set_wake(std::function<void()> wake) override;
+  /// {"events": []}: the client is subscribed, every change after it is sent.
+  std::string greeting() const override { return R"({"events":[]})"; }
 
   /// Events pushed and lost (over max_pending) since the feed was made. Thread-safe.
   std::uint64_t pushed() const noexcept { return pushed_.load(std::memory_order_relaxed); }

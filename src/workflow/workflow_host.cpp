@@ -59,12 +59,12 @@ std::shared_ptr<run_engine> workflow_host::resume(std::string_view id, const run
 std::shared_ptr<run_engine> workflow_host::resume_from(std::string_view id, std::shared_ptr<run_journal> journal,
                                                        const std::shared_ptr<run_engine>& old) {
   if (old && !old->has_ended())
-    throw_error(error_kind::workflow, fmt::format("run {} is {} here: there is nothing to resume", id,
-                                                  to_string(old->status())));
+    throw_error(error_kind::workflow,
+                fmt::format("run {} is {} here: there is nothing to resume", id, to_string(old->status())));
   auto e = run_engine::resume(cl_, id, std::move(journal));
   // The engine that ran it before takes no more requests from the journal, and leaves the list:
   // the run is listed once, as the new engine has it.
-  if (old) old->stop_watching();
+  if (old) old->retire();
   add(e);
   e->start();
   return e;
@@ -250,7 +250,8 @@ std::optional<http_response> workflow_host::serve_http(const http_request& r, co
   // Reading runs follows the head's read rule as writing follows its write rule.
   const bool runs_path = r.path == runs_route || r.path.rfind("/api/runs/", 0) == 0;
   if (runs_path && r.method != http_method::post && !access.allowed)
-    return json_error(access.status, access.reason, r.path == runs_route || r.path == "/api/runs/" ? runs_route : run_route);
+    return json_error(access.status, access.reason,
+                      r.path == runs_route || r.path == "/api/runs/" ? runs_route : run_route);
   if (r.path == events_route) {
     if (r.method == http_method::post) return method_not_allowed("GET", events_route);
     if (!access.allowed) return json_error(access.status, access.reason, events_route);
@@ -423,15 +424,14 @@ http_response workflow_host::resume_over_http(const std::string& id) {
       if (now == workflow_status::succeeded)
         return refuse(fmt::format("run {} SUCCEEDED: there is nothing to resume", id), to_string(now));
       journal = old->journal_writer();
-      if (!journal)
-        return refuse(fmt::format("run {} has no journal: it cannot be resumed", id), to_string(now));
+      if (!journal) return refuse(fmt::format("run {} has no journal: it cannot be resumed", id), to_string(now));
     } else {
       // A run of the default journal (where POST /api/runs writes) that this cluster does not have.
       const auto path = resolve_journal_path();
       if (!std::filesystem::exists(path))
-        return json_error(404, fmt::format("this cluster has no run '{}' (and there is no journal at {})", id,
-                                           path.string()),
-                          resume_route);
+        return json_error(
+            404, fmt::format("this cluster has no run '{}' (and there is no journal at {})", id, path.string()),
+            resume_route);
       journal = run_journal::at(path);
       std::optional<run_record> rec;
       journal->read([&](detail::journal& j) { rec = j.find_run(id); });
@@ -442,8 +442,7 @@ http_response workflow_host::resume_over_http(const std::string& id) {
         return refuse(fmt::format("run {} SUCCEEDED: there is nothing to resume", id), rec->status);
       if ((rec->status == "RUNNING" || rec->status == "CREATED") && rec->head_pid != ::getpid() &&
           process_alive(rec->head_pid))
-        return refuse(fmt::format("run {} is {} in another process ({})", id, rec->status, rec->head_pid),
-                      rec->status);
+        return refuse(fmt::format("run {} is {} in another process ({})", id, rec->status, rec->head_pid), rec->status);
     }
   } catch (const std::exception& e) {
     return json_error(500, fmt::format("the journal cannot be read: {}", e.what()), resume_route);
