@@ -66,6 +66,7 @@ void head_impl::start() {
           return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
         },
         std::chrono::seconds(10), ws);
+    http_loopback_.store(http_->loopback(), std::memory_order_release);
     log(log_level::info, "dashboard at http://{}/, metrics at http://{}/metrics", http_->endpoint(), http_->endpoint());
     if (!http_->loopback()) {
       if (http_token_.empty())

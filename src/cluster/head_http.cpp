@@ -65,7 +65,7 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(
 }  // namespace
 
 http_write_access head_impl::read_access(const http_request& r, bool query_token) const {
-  if (http_token_.empty() || !http_ || http_->loopback()) return {true, 200, {}};
+  if (http_token_.empty() || http_loopback_.load(std::memory_order_acquire)) return {true, 200, {}};
   if (query_token) {
     if (auto it = r.query.find("token"); it != r.query.end()) {
       if (tokens_equal(it->second, http_token_)) return {true, 200, {}};
@@ -145,8 +145,8 @@ http_response head_impl::serve_http(const http_request& r) const {
       body = access.reason + "\n";
     }
     http_response denial{access.status, api ? "application/json" : "text/plain; charset=utf-8", std::move(body)};
-    const bool known = r.path == "/metrics" || r.path == "/api/state" || r.path == "/api/tasks" ||
-                       r.path == "/api/trace" || events;
+    const bool known =
+        r.path == "/metrics" || r.path == "/api/state" || r.path == "/api/tasks" || r.path == "/api/trace" || events;
     denial.route = known ? r.path : "(unknown)";
     return authenticate(std::move(denial));
   }

@@ -33,6 +33,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -437,6 +438,9 @@ class head_impl final : public head_core, public observe::head_view_source {
   const bool observe_;
   std::string token_;
   std::string http_token_;  // what HTTP clients give: options::http_token, else token_
+  // Whether the HTTP endpoint is bound to a loopback address: false (the stricter rule) until
+  // http_ is made, since the server may answer before its constructor has returned.
+  std::atomic<bool> http_loopback_{false};
   std::unique_ptr<transport::transport> net_;
   std::string endpoint_;
 
