@@ -30,9 +30,9 @@ std::int64_t chunk_sum(dx::chunk c) {
   return s;
 }
 std::int64_t add(std::int64_t a, std::int64_t b) { return a + b; }
-/// A chunk that takes 200 us, so that a run of many makes events at a rate a reader keeps up with.
+/// A chunk that takes 1 ms, so that a run of many makes events at a rate a reader keeps up with.
 std::int64_t paced_chunk(dx::chunk c) {
-  std::this_thread::sleep_for(200us);
+  std::this_thread::sleep_for(1ms);
   return chunk_sum(c);
 }
 }  // namespace events_test
@@ -44,13 +44,24 @@ DX_REMOTE(events_test::add);
 namespace {
 
 /// A split of `chunks` chunks of one index each, and its aggregate.
-dx::workflow split_workflow(int chunks, const char* function = "events_test::chunk_sum") {
-  return dx::workflow::from_json(
-      json{{"name", "events"},
-           {"steps",
-            json::array({{{"name", "parts"}, {"function", function}, {"split", {{"range", {0, chunks}}, {"chunk", 1}}}},
-                         {{"name", "total"}, {"aggregate", {{"of", "parts"}, {"function", "events_test::add"}}}}})}}
-          .dump());
+dx::workflow split_workflow(int chunks) {
+  return dx::workflow::from_json(json{
+      {"name", "events"},
+      {"steps", json::array({{{"name", "parts"},
+                              {"function", "events_test::chunk_sum"},
+                              {"split", {{"range", {0, chunks}}, {"chunk", 1}}}},
+                             {{"name", "total"}, {"aggregate", {{"of", "parts"}, {"function", "events_test::add"}}}}})}}
+                                     .dump());
+}
+
+/// A split of `chunks` chunks of 1 ms each, without an aggregate (whose reductions would come in
+/// one burst at the end): events at an even pace.
+dx::workflow paced_workflow(int chunks) {
+  return dx::workflow::from_json(json{{"name", "paced"},
+                                      {"steps", json::array({{{"name", "parts"},
+                                                              {"function", "events_test::paced_chunk"},
+                                                              {"split", {{"range", {0, chunks}}, {"chunk", 1}}}}})}}
+                                     .dump());
 }
 
 dx::options served() { return dx::options{}.threads(2).http("127.0.0.1:0").persist_cost_model(false); }
@@ -197,7 +208,7 @@ TEST_CASE("events: the upgrade needs the token where reading does, and a page of
 }
 
 TEST_CASE("events: a client that does not read is dropped while the run and the other clients go on", "[net][events]") {
-  dx::cluster cl{served().websocket_queue_bytes(std::size_t{2} << 20)};
+  dx::cluster cl{served().websocket_queue_bytes(std::size_t{4} << 20)};
   const std::string ep = cl.http_endpoint();
   // A tiny receive window, never read: what the head sends piles up in its queue.
   ws_test::client slow(ep, "/api/events", {}, 4096);
@@ -206,15 +217,18 @@ TEST_CASE("events: a client that does not read is dropped while the run and the 
   REQUIRE(fast.accepted());
   subscribed(fast);
 
-  // Some 9 MB of events in about two seconds: far more than the slow client's queue and socket
-  // buffers hold, at a pace the other client keeps up with on a busy machine.
-  auto run = cl.start(split_workflow(20'000, "events_test::paced_chunk"), dx::run_options{}.without_journal());
+  // Some 6.5 MB of events over five seconds (1.3 MB/s): more than the slow client's queue (4 MiB)
+  // and socket buffers hold, at a pace the other client keeps up with even on a busy machine (it
+  // may fall three seconds behind before it is dropped too). A burst faster than a client reads
+  // (the 10,000 reductions of an aggregate at the end) would drop a client that reads as fast as
+  // it can but has no core to itself.
+  auto run = cl.start(paced_workflow(10'000), dx::run_options{}.without_journal());
   const heard h = listen_until_ended(fast, run.id());
   REQUIRE(run.wait_for(60s));
   CHECK(run.status() == dx::workflow_status::succeeded);
   REQUIRE_FALSE(h.run_statuses.empty());
   CHECK(h.run_statuses.back() == "SUCCEEDED");
-  CHECK(h.last_task.count("parts#19999") == 1);
+  CHECK(h.last_task.count("parts#9999") == 1);
   CHECK(metric(ep, "dx_http_websocket_dropped_total") >= 1);
   CHECK(eventually([&] { return metric(ep, "dx_http_websocket_clients") == 1; }));
   // The slow client finds, after what it had received, that it was closed.
