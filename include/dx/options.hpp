@@ -62,7 +62,8 @@ class options {
 
   /// The shared secret a worker must prove it knows (HMAC-SHA256 challenge) before anything else
   /// is accepted, and that the HTTP routes which change the cluster require ("Authorization:
-  /// Bearer <token>"). Empty: no authentication, which is fine on loopback only.
+  /// Bearer <token>", unless http_token names another). Empty: no authentication, which is fine on
+  /// loopback only.
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& token(std::string secret) {
     token_ = std::move(secret);
@@ -193,18 +194,59 @@ class options {
   bool persist_cost_model() const noexcept { return persist_cost_model_; }
 
   /// Serves the head's metrics (/metrics, Prometheus format), state (/api/state, JSON), recent
-  /// task events (/api/tasks), workflow runs (/api/runs) and a live dashboard (/) over HTTP at
-  /// "host:port" ("127.0.0.1:0" picks a free port; cluster::http_endpoint() tells which). Off by
-  /// default. Reading needs no authentication: keep it on loopback unless the network is trusted.
-  /// The routes that start or cancel runs need the cluster's token (token, token_file) when it
-  /// has one, else a client on this machine (docs/http-api.md). Setting it makes the cluster
+  /// task events (/api/tasks), workflow runs (/api/runs), their changes live (/api/events, a
+  /// WebSocket) and a dashboard (/) over HTTP at "host:port" ("127.0.0.1:0" picks a free port;
+  /// cluster::http_endpoint() tells which). Off by default. Setting it makes the cluster
   /// distributed (a head; its own threads run registered functions).
+  ///
+  /// Who may do what (docs/http-api.md): the routes that change the cluster (start, cancel,
+  /// resume runs) need the HTTP token (http_token, else the cluster's token) when there is one,
+  /// else a client on this machine. Reading (GET /api/*, the WebSocket, /metrics) is open on a
+  /// loopback address; bound to any other address ("0.0.0.0:8787") with a token, reading needs
+  /// the token too (/metrics stays open with metrics_open(true)).
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& http(std::string address) {
     http_ = std::move(address);
     return *this;
   }
   const std::string& http() const noexcept { return http_; }
+
+  /// The token HTTP clients give ("Authorization: Bearer <token>", or "?token=" for the
+  /// WebSocket) when it should not be the one workers prove they know. Empty (the default): the
+  /// cluster's token (token, token_file). Setter not thread-safe, getter thread-safe; neither
+  /// blocks.
+  options& http_token(std::string secret) {
+    http_token_ = std::move(secret);
+    return *this;
+  }
+  const std::string& http_token() const noexcept { return http_token_; }
+
+  /// Keeps GET /metrics open to anyone who reaches the HTTP endpoint even where reading needs the
+  /// token (an address other than loopback, with a token), so that a Prometheus without the token
+  /// can scrape it (default false). Setter not thread-safe, getter thread-safe; neither blocks.
+  options& metrics_open(bool yes) noexcept {
+    metrics_open_ = yes;
+    return *this;
+  }
+  bool metrics_open() const noexcept { return metrics_open_; }
+
+  /// At most this many clients of the WebSocket /api/events at once (default 16; over it an
+  /// upgrade is answered 503). Setter not thread-safe, getter thread-safe; neither blocks.
+  options& websocket_clients(std::size_t n) noexcept {
+    websocket_clients_ = n;
+    return *this;
+  }
+  std::size_t websocket_clients() const noexcept { return websocket_clients_; }
+
+  /// Bytes of events a WebSocket client may leave unread (default 8 MiB): one message more and
+  /// the head drops that client (close code 1008, "too slow"; counted in
+  /// dx_http_websocket_dropped_total), so a slow reader never holds the head's memory or time.
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
+  options& websocket_queue_bytes(std::size_t n) noexcept {
+    websocket_queue_bytes_ = n;
+    return *this;
+  }
+  std::size_t websocket_queue_bytes() const noexcept { return websocket_queue_bytes_; }
 
   /// Whether the head keeps its runtime metrics (per kind and worker counts, durations, the task
   /// history) at all (default true). Off only to measure what they cost.
@@ -249,6 +291,10 @@ class options {
   std::string cost_model_file_;
   bool persist_cost_model_ = true;
   std::string http_;
+  std::string http_token_;
+  bool metrics_open_ = false;
+  std::size_t websocket_clients_ = 16;
+  std::size_t websocket_queue_bytes_ = std::size_t{8} << 20;
   bool metrics_ = true;
   std::size_t task_history_ = 100'000;
 };

@@ -102,8 +102,9 @@ class DX_API workflow_run {
   static run_summary recorded(std::string_view id, const run_options& opts, std::vector<task_state>* tasks = nullptr);
 
   /// Continues the run `id` of the journal `opts` names, in this cluster: steps and subtasks that
-  /// finished are loaded with their results, the others run. The run keeps its id. Throws
-  /// dx::workflow_error for an unknown or finished run, or a definition this process cannot run
+  /// succeeded are loaded with their results, the others run (a run that failed or was cancelled
+  /// runs again what did not succeed). The run keeps its id. Throws dx::workflow_error for an
+  /// unknown run, one that succeeded, or a definition this process cannot run
   /// (a function not registered here); dx::error for a journal that cannot be opened. Blocks
   /// while it loads the journal.
   static workflow_run resume(cluster& cl, std::string_view id, const run_options& opts = {});

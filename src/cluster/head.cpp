@@ -53,13 +53,31 @@ void head_impl::start() {
   // The token before the HTTP endpoint, whose write routes check it (and never change it after).
   if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
   if (token_.empty()) token_ = opts_.token();
+  http_token_ = opts_.http_token().empty() ? token_ : opts_.http_token();
   if (!opts_.http().empty()) {
     // First: a busy port fails the cluster's construction before any thread or worker starts.
-    http_ = std::make_unique<http_server>(opts_.http(), [self](const http_request& r) {
-      if (auto h = self.lock()) return h->serve_http(r);
-      return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
-    });
+    websocket_settings ws;
+    ws.max_clients = opts_.websocket_clients();
+    ws.queue_bytes = opts_.websocket_queue_bytes();
+    http_ = std::make_unique<http_server>(
+        opts_.http(),
+        [self](const http_request& r) {
+          if (auto h = self.lock()) return h->serve_http(r);
+          return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
+        },
+        std::chrono::seconds(10), ws);
+    http_loopback_.store(http_->loopback(), std::memory_order_release);
     log(log_level::info, "dashboard at http://{}/, metrics at http://{}/metrics", http_->endpoint(), http_->endpoint());
+    if (!http_->loopback()) {
+      if (http_token_.empty())
+        log(log_level::warn,
+            "the HTTP endpoint at {} is reachable from other machines and the cluster has no token: anyone who "
+            "reaches it reads the cluster (changes are taken from this machine only)",
+            http_->endpoint());
+      else if (opts_.metrics_open())
+        log(log_level::info, "the HTTP endpoint at {} needs the token for everything but the page and /metrics",
+            http_->endpoint());
+    }
   }
   collector_key_ = metrics_access::add_collector(metrics_, [self](exposition& out) {
     if (auto h = self.lock()) h->collect(out);

@@ -287,6 +287,12 @@ void head_impl::collect(exposition& out) const {
       out.sample("dx_http_requests_total", {{"path", key.first}, {"code", std::to_string(key.second)}},
                  static_cast<double>(n));
   }
+  if (http_ && out.family("dx_http_websocket_clients", metric_type::gauge,
+                          "Clients of the WebSocket /api/events connected now."))
+    out.sample("dx_http_websocket_clients", {}, static_cast<double>(http_->websocket_clients()));
+  if (http_ && out.family("dx_http_websocket_dropped_total", metric_type::counter,
+                          "WebSocket clients dropped for leaving more than options::websocket_queue_bytes unread."))
+    out.sample("dx_http_websocket_dropped_total", {}, static_cast<double>(http_->websocket_dropped()));
 }
 
 const char* state_name(worker_state s) noexcept {

@@ -33,6 +33,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -260,6 +261,10 @@ class head_impl final : public head_core, public observe::head_view_source {
   http_response serve_http(const http_request& r) const;
   /// Whether `r` may change the cluster (see http_write_access).
   http_write_access write_access(const http_request& r) const;
+  /// Whether `r` may read (GET /api/*, /metrics, the WebSocket, POST /api/workflows/validate):
+  /// always on a loopback endpoint or without a token; otherwise with the HTTP token (also as
+  /// "?token=" when `query_token`, for the WebSocket, which browsers cannot give headers).
+  http_write_access read_access(const http_request& r, bool query_token) const;
 
  private:
   // membership.cpp
@@ -459,6 +464,10 @@ class head_impl final : public head_core, public observe::head_view_source {
   observe::alert_center& alerts_;  // thread-safe; its lock is taken after mutex_, never before
   const bool observe_;
   std::string token_;
+  std::string http_token_;  // what HTTP clients give: options::http_token, else token_
+  // Whether the HTTP endpoint is bound to a loopback address: false (the stricter rule) until
+  // http_ is made, since the server may answer before its constructor has returned.
+  std::atomic<bool> http_loopback_{false};
   std::unique_ptr<transport::transport> net_;
   std::string endpoint_;
 

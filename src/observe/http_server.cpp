@@ -8,8 +8,10 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -21,6 +23,7 @@ namespace {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
@@ -123,13 +126,224 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   http_counts counts;
   std::vector<std::weak_ptr<struct http_session>> sessions;
   std::once_flag stop_once;
+  bool loopback = true;
+
+  // WebSocket clients. `feeds` and `ticking` belong to the server's thread; the counts are read by
+  // metrics from any thread (relaxed: they are reports, nothing is ordered by them).
+  websocket_settings ws;
+  struct feed_clients {
+    std::shared_ptr<websocket_feed> feed;
+    std::vector<std::shared_ptr<struct ws_session>> clients;
+  };
+  std::vector<feed_clients> feeds;
+  std::vector<std::weak_ptr<struct ws_session>> ws_sessions;  // every one, joined or still in its handshake
+  std::optional<asio::steady_timer> tick_timer;
+  bool ticking = false;
+  bool stopped = false;  // the server's thread: stop() ran, no client joins any more
+  std::atomic<std::size_t> ws_clients{0};
+  std::atomic<std::uint64_t> ws_dropped{0};
+  /// What a feed's wake function reaches: the server until it stops (then nothing), so that a
+  /// wake from another thread never posts to an io_context that is gone.
+  struct waker {
+    std::mutex mutex;
+    http_server::impl* server = nullptr;  // null once the server stopped
+    std::atomic<bool> posted{false};      // a drain is posted and has not run yet
+  };
+  std::shared_ptr<waker> wake = std::make_shared<waker>();
 
   void count(const std::string& path, unsigned status) {
     std::lock_guard lock(mutex);
     ++counts.by_path_and_code[{path, status}];
   }
   void accept_next();
+  void join(const std::shared_ptr<struct ws_session>& s);
+  void leave(struct ws_session* s);
+  void tick();
+  void drain_feeds();
 };
+
+/// One WebSocket client: a bounded queue of messages shared with the feed's other clients, one
+/// write at a time, and a read always pending (for the close frame, pongs and the idle timeout).
+struct ws_session : std::enable_shared_from_this<ws_session> {
+  ws_session(std::shared_ptr<http_server::impl> s, beast::tcp_stream stream, std::shared_ptr<websocket_feed> f)
+      : server(std::move(s)), ws(std::move(stream)), feed(std::move(f)) {}
+
+  std::shared_ptr<http_server::impl> server;
+  websocket::stream<beast::tcp_stream> ws;
+  std::shared_ptr<websocket_feed> feed;
+  beast::flat_buffer in;
+  std::deque<std::shared_ptr<const std::string>> queue;  // the front is being written while `writing`
+  std::size_t queued = 0;                                // bytes in `queue`
+  bool writing = false;
+  bool closing = false;  // dropped: nothing more is queued; a close frame follows the write under way
+  bool joined = false;   // among its feed's clients
+  bool left = false;
+  std::optional<asio::steady_timer> cut_timer;
+
+  void start(http::request<http::string_body> req) {
+    // The WebSocket stream keeps its own timeouts: the HTTP deadline must not cut it later.
+    beast::get_lowest_layer(ws).expires_never();
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = server->deadline;
+    t.idle_timeout = server->ws.idle_timeout;
+    t.keep_alive_pings = true;
+    ws.set_option(t);
+    ws.set_option(
+        websocket::stream_base::decorator([](websocket::response_type& res) { res.set(http::field::server, "dx"); }));
+    ws.read_message_max(4096);  // clients have nothing to say; a large message ends the connection
+    ws.async_accept(req, [self = shared_from_this()](const error_code& ec) {
+      if (ec) return self->end();
+      self->joined = true;
+      self->server->join(self);
+      self->read();
+    });
+  }
+
+  void read() {
+    ws.async_read(in, [self = shared_from_this()](const error_code& ec, std::size_t) {
+      if (ec) return self->end();
+      self->in.consume(self->in.size());
+      self->read();
+    });
+  }
+
+  void push(const std::shared_ptr<const std::string>& m) {
+    if (closing || left) return;
+    // An empty queue takes any message (a batch may be larger than a small limit).
+    if (!queue.empty() && queued + m->size() > server->ws.queue_bytes) return drop();
+    queue.push_back(m);
+    queued += m->size();
+    if (!writing) write_next();
+  }
+
+  void write_next() {
+    writing = true;
+    ws.text(true);
+    ws.async_write(asio::buffer(*queue.front()),
+                   [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_written(ec); });
+  }
+
+  void on_written(const error_code& ec) {
+    writing = false;
+    if (!queue.empty()) {
+      queued -= queue.front()->size();
+      queue.pop_front();
+    }
+    if (ec) return end();
+    if (closing) return send_close();
+    if (!queue.empty()) write_next();
+  }
+
+  /// The client reads too slowly: what waits for it is freed now, a close frame follows the
+  /// message being written, and the connection is cut if that does not happen soon.
+  void drop() {
+    closing = true;
+    server->ws_dropped.fetch_add(1, std::memory_order_relaxed);
+    while (queue.size() > (writing ? 1u : 0u)) {
+      queued -= queue.back()->size();
+      queue.pop_back();
+    }
+    cut_timer.emplace(server->io);
+    cut_timer->expires_after(std::chrono::seconds(2));
+    cut_timer->async_wait([self = shared_from_this()](const error_code& ec) {
+      if (!ec) self->cut();
+    });
+    if (!writing) send_close();
+  }
+
+  void send_close() {
+    writing = true;  // a close frame is a write: nothing else is written after it
+    ws.async_close(websocket::close_reason(websocket::close_code::policy_error, "too slow"),
+                   [self = shared_from_this()](const error_code&) { self->end(); });
+  }
+
+  /// The connection is over (closed, failed, timed out or cut).
+  void end() {
+    if (cut_timer) cut_timer->cancel();
+    cut();
+    if (!left) {
+      left = true;
+      queue.clear();
+      queued = 0;
+      server->leave(this);
+    }
+  }
+
+  void cut() {
+    error_code ignored;
+    auto& sock = beast::get_lowest_layer(ws).socket();
+    sock.shutdown(tcp::socket::shutdown_both, ignored);
+    sock.close(ignored);
+  }
+};
+
+void http_server::impl::join(const std::shared_ptr<ws_session>& s) {
+  if (stopped) return s->cut();
+  auto it = std::find_if(feeds.begin(), feeds.end(), [&](const feed_clients& f) { return f.feed == s->feed; });
+  if (it == feeds.end()) {
+    it = feeds.insert(feeds.end(), feed_clients{s->feed, {}});
+    s->feed->set_wake([w = wake] {
+      std::lock_guard lock(w->mutex);
+      if (!w->server || w->posted.exchange(true, std::memory_order_acq_rel)) return;
+      asio::post(w->server->io, [server = w->server] {
+        server->wake->posted.store(false, std::memory_order_release);
+        server->drain_feeds();
+      });
+    });
+  }
+  it->clients.push_back(s);
+  it->feed->listeners(it->clients.size());
+  if (std::string hello = it->feed->greeting(); !hello.empty())
+    s->push(std::make_shared<const std::string>(std::move(hello)));
+  if (!ticking) {
+    ticking = true;
+    tick();
+  }
+}
+
+void http_server::impl::leave(ws_session* s) {
+  ws_clients.fetch_sub(1, std::memory_order_relaxed);
+  if (!s->joined) return;
+  for (auto& f : feeds) {
+    const auto before = f.clients.size();
+    std::erase_if(f.clients, [&](const auto& c) { return c.get() == s; });
+    if (f.clients.size() != before) f.feed->listeners(f.clients.size());
+  }
+}
+
+void http_server::impl::drain_feeds() {
+  std::vector<std::string> messages;
+  for (std::size_t i = 0; i < feeds.size(); ++i) {
+    if (feeds[i].clients.empty()) continue;
+    messages.clear();
+    feeds[i].feed->drain(messages);
+    if (messages.empty()) continue;
+    // A client may leave while it is pushed to (a write fails at once): push to a copy.
+    const auto clients = feeds[i].clients;
+    for (auto& m : messages) {
+      const auto shared = std::make_shared<const std::string>(std::move(m));
+      for (const auto& c : clients) c->push(shared);
+    }
+  }
+}
+
+void http_server::impl::tick() {
+  drain_feeds();
+  const bool any = std::any_of(feeds.begin(), feeds.end(), [](const feed_clients& f) { return !f.clients.empty(); });
+  if (!any || stopped) {
+    ticking = false;
+    return;
+  }
+  if (!tick_timer) tick_timer.emplace(io);
+  tick_timer->expires_after(ws.tick);
+  tick_timer->async_wait([this](const error_code& ec) {
+    if (ec) {
+      ticking = false;
+      return;
+    }
+    tick();
+  });
+}
 
 struct http_session : std::enable_shared_from_this<http_session> {
   http_session(std::shared_ptr<http_server::impl> s, tcp::socket sock) : server(std::move(s)), stream(std::move(sock)) {
@@ -217,13 +431,35 @@ struct http_session : std::enable_shared_from_this<http_session> {
     target->body = std::move(req.body());
     target->peer = peer;
     target->peer_loopback = peer_loopback;
+    target->websocket = !head && websocket::is_upgrade(req);
     http_response r;
     try {
       r = server->serve(*target);
     } catch (const std::exception& e) {
       r = http_response{500, "text/plain; charset=utf-8", fmt::format("internal error: {}\n", e.what())};
     }
-    server->count(r.status == 404 ? std::string("(unknown)") : !r.route.empty() ? r.route : target->path, r.status);
+    const std::string label = r.status == 404 ? std::string("(unknown)") : !r.route.empty() ? r.route : target->path;
+    if (r.websocket) {
+      if (!target->websocket) {
+        r = http_response{426,
+                          "text/plain; charset=utf-8",
+                          "this route is a WebSocket: ask to upgrade\n",
+                          {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}};
+      } else if (server->stopped || server->ws_clients.load(std::memory_order_relaxed) >= server->ws.max_clients) {
+        r = http_response{503, "text/plain; charset=utf-8",
+                          fmt::format("too many WebSocket clients (at most {})\n", server->ws.max_clients)};
+      } else {
+        server->count(label, 101);
+        server->ws_clients.fetch_add(1, std::memory_order_relaxed);
+        auto feed = std::move(r.websocket);
+        auto ws = std::make_shared<ws_session>(server, std::move(stream), std::move(feed));
+        std::erase_if(server->ws_sessions, [](const auto& w) { return w.expired(); });
+        server->ws_sessions.push_back(ws);
+        ws->start(parser->release());
+        return;  // this session is done: the WebSocket has the connection
+      }
+    }
+    server->count(label, r.status);
     write(r, head, req.version(), req.keep_alive());
   }
 
@@ -298,9 +534,12 @@ void http_server::impl::accept_next() {
   });
 }
 
-http_server::http_server(const std::string& address, handler h, std::chrono::milliseconds deadline)
+http_server::http_server(const std::string& address, handler h, std::chrono::milliseconds deadline,
+                         websocket_settings ws)
     : impl_(std::make_shared<impl>()) {
   impl_->deadline = deadline;
+  impl_->ws = ws;
+  impl_->wake->server = impl_.get();
   auto fail = [&](const std::string& why) {
     throw_error(error_kind::generic, fmt::format("cannot serve HTTP on {}: {}", address, why));
   };
@@ -320,11 +559,7 @@ http_server::http_server(const std::string& address, handler h, std::chrono::mil
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) fail(ec.message());
   impl_->bound = transport::endpoint_string(impl_->acceptor.local_endpoint());
-  if (!ep.address().is_loopback())
-    log(log_level::warn,
-        "the HTTP endpoint at {} is reachable from other machines: its pages and read routes need no "
-        "authentication",
-        impl_->bound);
+  impl_->loopback = ep.address().is_loopback();
   impl_->accept_next();
   impl_->thread = std::thread([i = impl_.get()] { i->io.run(); });
 }
@@ -332,6 +567,13 @@ http_server::http_server(const std::string& address, handler h, std::chrono::mil
 http_server::~http_server() { stop(); }
 
 std::string http_server::endpoint() const { return impl_->bound; }
+bool http_server::loopback() const noexcept { return impl_->loopback; }
+std::size_t http_server::websocket_clients() const noexcept {
+  return impl_->ws_clients.load(std::memory_order_relaxed);
+}
+std::uint64_t http_server::websocket_dropped() const noexcept {
+  return impl_->ws_dropped.load(std::memory_order_relaxed);
+}
 
 http_counts http_server::counts() const {
   std::lock_guard lock(impl_->mutex);
@@ -342,9 +584,19 @@ void http_server::stop() {
   std::call_once(impl_->stop_once, [this] {
     // Closing the acceptor and every socket ends all pending operations; the thread returns once
     // their handlers have run, and no session is left behind.
+    {
+      // No wake posts to the io_context from now on (it may be gone once this returns).
+      std::lock_guard lock(impl_->wake->mutex);
+      impl_->wake->server = nullptr;
+    }
     asio::post(impl_->io, [i = impl_] {
       error_code ignored;
       i->acceptor.close(ignored);
+      i->stopped = true;
+      if (i->tick_timer) i->tick_timer->cancel();
+      for (auto& w : i->ws_sessions)
+        if (auto c = w.lock()) c->end();
+      i->ws_sessions.clear();
       std::vector<std::shared_ptr<http_session>> open;
       {
         std::lock_guard lock(i->mutex);

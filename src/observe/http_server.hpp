@@ -7,6 +7,10 @@
 // anything is read or allocated), a body needs Content-Length (411: no chunked uploads), other
 // methods 405 with Allow, 64 connections at once (503), and 10 s for a request to arrive whole
 // (from its first byte: a slow sender cannot stretch it) and 10 s for the answer to leave.
+//
+// A handler may also accept a WebSocket upgrade by answering with a websocket_feed: the server
+// then pushes that feed's messages to the client (websocket_settings says how often, how many
+// clients, and how many bytes a client may leave unread before it is dropped).
 #pragma once
 
 #include <chrono>
@@ -23,6 +27,8 @@ namespace dx::detail {
 
 enum class http_method : std::uint8_t { get, head, post };
 
+class websocket_feed;
+
 struct http_request {
   http_method method = http_method::get;
   std::string path;                          // decoded, without the query
@@ -32,6 +38,7 @@ struct http_request {
   std::string body;
   std::string peer;            // the client's address ("127.0.0.1:53211")
   bool peer_loopback = false;  // whether that address is a loopback one
+  bool websocket = false;      // a GET asking to upgrade to a WebSocket
 
   /// The value of header `lower_case_name`, or "" when it is absent.
   const std::string& header(const std::string& lower_case_name) const;
@@ -46,6 +53,47 @@ struct http_response {
   /// How the request is counted in dx_http_requests_total when it is not its path: a route with
   /// parameters names its pattern ("/api/runs/{id}"), so the label's values stay few.
   std::string route = {};
+  /// Set on the answer to a WebSocket upgrade (http_request::websocket): the server accepts it
+  /// (status and body are then not sent) and pushes this feed's messages to the client. Over the
+  /// client limit the answer is 503 instead; a request that is no upgrade gets 426.
+  std::shared_ptr<websocket_feed> websocket = {};
+};
+
+/// Text messages that every WebSocket client of a route receives, from the moment it joins. The
+/// server drains the feed once a tick while it has a client (and at once when the feed wakes it),
+/// and sends each message drained to each of its clients.
+class websocket_feed {
+ public:
+  virtual ~websocket_feed() = default;
+  /// Appends the messages gathered since the last call to `out`, each one WebSocket text message.
+  /// Called on the server's thread.
+  virtual void drain(std::vector<std::string>& out) = 0;
+  /// `n` clients listen now (0: nothing need be gathered). Called on the server's thread.
+  virtual void listeners(std::size_t n) = 0;
+  /// Gives the feed a function that asks the server to drain it soon, before the next tick (a
+  /// batch is full). That function is thread-safe, does not block, and may be called under the
+  /// caller's locks; it does nothing once the server stopped. Called on the server's thread,
+  /// before the feed's first client is accepted.
+  virtual void set_wake(std::function<void()> wake) = 0;
+  /// The first message a client receives, once it is among the listeners (empty: none): from it
+  /// on, the client receives every message drained. Called on the server's thread.
+  virtual std::string greeting() const { return {}; }
+};
+
+/// How the server treats WebSocket clients.
+struct websocket_settings {
+  /// Clients at once (over: the upgrade is answered 503).
+  std::size_t max_clients = 16;
+  /// Bytes of messages a client may have waiting to be sent (the one being written included; a
+  /// client with nothing waiting takes a message of any size); one more message and the client is
+  /// dropped (its waiting messages freed, a close frame "too slow" (1008) after the message being
+  /// written, the connection cut if that does not leave within 2 s).
+  std::size_t queue_bytes = std::size_t{8} << 20;
+  /// How often the feeds are drained.
+  std::chrono::milliseconds tick{50};
+  /// A client that sends nothing (not even the answer to a ping, which the server sends after
+  /// half of it) for this long is closed.
+  std::chrono::milliseconds idle_timeout{30'000};
 };
 
 /// Counts of what the server answered, for dx_http_requests_total.
@@ -67,14 +115,22 @@ class http_server {
   /// Listens at "host:port" (port 0: any) and serves on its own thread. Throws dx::error naming
   /// the address when it cannot listen. `h` runs on that thread, one request at a time.
   /// `deadline`: how long a request may take to arrive whole, and an answer to leave.
-  http_server(const std::string& address, handler h, std::chrono::milliseconds deadline = std::chrono::seconds(10));
+  http_server(const std::string& address, handler h, std::chrono::milliseconds deadline = std::chrono::seconds(10),
+              websocket_settings ws = {});
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
   /// The bound address, "127.0.0.1:8787".
   std::string endpoint() const;
+  /// Whether the bound address is a loopback one (127.0.0.0/8, ::1): only this machine reaches
+  /// it. "0.0.0.0" is not. Thread-safe.
+  bool loopback() const noexcept;
   http_counts counts() const;
+  /// WebSocket clients connected now, and those dropped so far for reading too slowly.
+  /// Thread-safe.
+  std::size_t websocket_clients() const noexcept;
+  std::uint64_t websocket_dropped() const noexcept;
   /// Closes the listener and every connection; waits for the thread. Idempotent.
   void stop();
 

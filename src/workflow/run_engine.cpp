@@ -81,7 +81,9 @@ std::shared_ptr<run_engine> run_engine::create(cluster& cl, const workflow& wf, 
 std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id, std::shared_ptr<run_journal> writer) {
   run_record run;
   writer->read([&](journal& j) { run = j.run(id); });
-  if (is_finished_run_status(run.status))
+  // A run that failed or was cancelled runs again what did not succeed; one that succeeded has
+  // nothing left to run.
+  if (run.status == "SUCCEEDED")
     throw_error(error_kind::workflow, fmt::format("run {} ended {}: there is nothing to resume", run.id, run.status));
   // The tasks' records are read (on a thread of their own) while the definition is analysed here:
   // the two take about as long, and nothing else runs yet. Nothing changes the run meanwhile: its
@@ -123,11 +125,38 @@ std::shared_ptr<run_engine> run_engine::resume(cluster& cl, std::string_view id,
 // ---- scheduling ------------------------------------------------------------------------------------
 
 run_engine::~run_engine() {
-  if (journal_ && !id_.empty()) journal_->unwatch(id_);
+  bool watching = false;
+  {
+    std::lock_guard lock(mutex_);
+    watching = std::exchange(watching_, false);
+  }
+  if (watching) journal_->unwatch(id_);
+}
+
+void run_engine::retire() {
+  bool watching = false;
+  {
+    std::lock_guard lock(mutex_);
+    retired_ = true;
+    stopping_ = true;
+    events_.reset();
+    watching = std::exchange(watching_, false);
+  }
+  if (watching) journal_->unwatch(id_);  // outside the lock: a request being answered takes it
+}
+
+void run_engine::publish_to(std::shared_ptr<run_event_feed> feed) {
+  std::lock_guard lock(mutex_);
+  events_ = std::move(feed);
+  shared_id_ = std::make_shared<const std::string>(id_);
 }
 
 void run_engine::start() {
   if (journal_) {
+    {
+      std::lock_guard lock(mutex_);
+      watching_ = true;
+    }
     // Another process asks through the journal (dx cancel); the journal's committing thread
     // calls this, holding none of its locks.
     journal_->watch(id_, [weak = weak_from_this()](const std::string& what) -> std::string {
@@ -306,6 +335,7 @@ void run_engine::finished(std::size_t k, std::uint64_t sending, std::string byte
     std::lock_guard lock(mutex_);
     if (!outcome_current_locked(k, sending, drop)) return;
     if (!worker.empty()) tasks_[k].assigned_to = worker;
+    attempt_event_locked(tasks_[k], false, true);
     if (!stopping_) {
       if (drop && drop->is_ready() && drop->has_error()) {
         // On the local threads, a time limit settles the future while the call may still end
@@ -329,6 +359,7 @@ void run_engine::failed(std::size_t k, std::uint64_t sending, std::exception_ptr
     std::lock_guard lock(mutex_);
     if (!outcome_current_locked(k, sending, drop)) return;
     task& t = tasks_[k];
+    attempt_event_locked(t, false, false);
     if (!stopping_ || status_ == workflow_status::cancelled) {
       bool was_cancel = false;
       try {
@@ -357,6 +388,7 @@ void run_engine::sent(std::size_t k, std::uint64_t sending, std::uint32_t attemp
   t.attempts = std::max(t.attempts, t.attempts_before + attempt);
   changed_locked();
   t.status = task_status::running;
+  attempt_event_locked(t, true, true);
   if (changed) journal_task_locked(t);
 }
 
@@ -471,18 +503,49 @@ void run_engine::changed_locked() {
 void run_engine::set_run_status_locked(workflow_status s, const std::string& detail) {
   status_ = s;
   changed_locked();
+  if (retired_) return;
+  if (events_ && events_->wanted()) {
+    run_event e;
+    e.kind = run_event::type::run;
+    e.status = static_cast<std::uint8_t>(s);
+    e.run = shared_id_;
+    events_->push(std::move(e));
+  }
   if (journal_)
     journal_->change(
         [run = id_, status = std::string(to_string(s)), detail](journal& j) { j.set_run_status(run, status, detail); });
 }
 
+void run_engine::attempt_event_locked(const task& t, bool start, bool ok) {
+  if (!events_ || !events_->wanted()) return;
+  run_event e;
+  e.kind = start ? run_event::type::attempt_start : run_event::type::attempt_end;
+  e.ok = ok;
+  e.attempts = t.attempts;
+  e.run = shared_id_;
+  e.key = t.key;
+  e.worker = t.assigned_to;
+  events_->push(std::move(e));
+}
+
 void run_engine::journal_task_locked(task& t, const std::string& detail) {
   changed_locked();
+  if (events_ && events_->wanted()) {
+    run_event e;
+    e.kind = run_event::type::task;
+    e.status = static_cast<std::uint8_t>(t.status);
+    e.attempts = t.attempts;
+    e.run = shared_id_;
+    e.key = t.key;
+    e.worker = t.assigned_to;
+    if (!t.error.empty() && !succeeded(t.status)) e.error = t.error;
+    events_->push(std::move(e));
+  }
   if (ended(t.status) && !t.counted_end) {
     t.counted_end = true;
     if (counters_) counters_->finished[static_cast<std::size_t>(t.status)].fetch_add(1, std::memory_order_relaxed);
   }
-  if (!journal_) return;
+  if (!journal_ || retired_) return;
   const std::size_t k = t.id;
   task_record r;
   r.key = t.key;
@@ -500,7 +563,7 @@ void run_engine::journal_task_locked(task& t, const std::string& detail) {
 }
 
 void run_engine::journal_result_locked(const task& t) {
-  if (!journal_ || !t.result) return;
+  if (!journal_ || retired_ || !t.result) return;
   journal_->change([run = id_, key = t.key, bytes = *t.result](journal& j) { j.store_result(run, key, bytes); });
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "cluster/cluster_extension.hpp"
+#include "workflow/run_events.hpp"
 #include "workflow/run_journal.hpp"
 #include "workflow/run_views.hpp"
 
@@ -63,8 +64,10 @@ class workflow_host final : public cluster_extension {
   /// The run `id` of this cluster, or nullptr. Thread-safe.
   std::shared_ptr<run_engine> find(std::string_view id) const;
 
-  /// GET /api/runs, GET /api/runs/{id}, POST /api/runs, POST /api/runs/{id}/cancel
-  /// (workflow_host.cpp; docs/http-api.md).
+  /// GET /api/runs, GET /api/runs/{id}, POST /api/runs, POST /api/runs/{id}/cancel and
+  /// /resume, POST /api/workflows/validate, GET /api/events (a WebSocket) (workflow_host.cpp;
+  /// docs/http-api.md). `access` is the head's verdict for this request: the write rule for the
+  /// POSTs that change the cluster, the read rule for the others.
   std::optional<http_response> serve_http(const http_request& r, const http_write_access& access) override;
   /// dx_workflow_runs, dx_workflow_tasks, dx_workflow_tasks_finished_total and the journals'
   /// dx_workflow_journal_commits_total and dx_workflow_journal_commit_seconds_total.
@@ -82,9 +85,18 @@ class workflow_host final : public cluster_extension {
   std::vector<std::shared_ptr<run_engine>> prune_locked() const;
   /// POST /api/runs: validates the body and starts it with the default run options.
   http_response start_over_http(const http_request& r);
+  /// POST /api/workflows/validate: every problem of the body, nothing started.
+  http_response validate_over_http(const http_request& r);
+  /// POST /api/runs/{id}/resume.
+  http_response resume_over_http(const std::string& id);
+  /// Resumes the run `id` of `journal` here, in place of `old` (an engine of the same run that
+  /// ended here, or null).
+  std::shared_ptr<run_engine> resume_from(std::string_view id, std::shared_ptr<run_journal> journal,
+                                          const std::shared_ptr<run_engine>& old);
 
   cluster& cl_;
   std::shared_ptr<workflow_counters> counters_ = std::make_shared<workflow_counters>();
+  std::shared_ptr<run_event_feed> events_ = std::make_shared<run_event_feed>();
   mutable std::mutex mutex_;
   mutable std::vector<entry> runs_;
   bool closed_ = false;
@@ -130,6 +142,12 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void label_tasks(std::span<const std::uint64_t> head_tasks, std::vector<std::string>& labels) const;
   /// Where the run counts the tasks that end (its host's counters).
   void count_into(std::shared_ptr<workflow_counters> counters);
+  /// Where the run reports its changes for /api/events (its host's feed). Call before start().
+  void publish_to(std::shared_ptr<run_event_feed> feed);
+  /// A newer engine of the same run (a resume) takes over: this one takes no more requests from
+  /// the journal, writes nothing more to it nor to the event feed, and starts nothing. Call once
+  /// the run has ended here. Thread-safe.
+  void retire();
   std::string result_bytes(std::string_view step);
   const std::shared_ptr<run_journal>& journal_writer() const noexcept { return journal_; }
 
@@ -221,8 +239,11 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   void set_run_status_locked(workflow_status s, const std::string& detail = {});
   /// Something the views show changed (a status, a worker, an attempt).
   void changed_locked();
-  /// Records t's change: in the views' version, the counts of ended tasks, and the journal.
+  /// Records t's change: in the views' version, the counts of ended tasks, the journal, and the
+  /// event feed.
   void journal_task_locked(task& t, const std::string& detail = {});
+  /// An attempt of t was sent (start) or gave its outcome: an event when a client listens.
+  void attempt_event_locked(const task& t, bool start, bool ok);
   void journal_result_locked(const task& t);
   /// A task's result bytes, read from the journal when it finished before a resume (nullptr
   /// when it has none, or it was lost: the caller runs what needed it again).
@@ -281,6 +302,10 @@ class run_engine : public std::enable_shared_from_this<run_engine> {
   std::int64_t created_ms_ = 0, updated_ms_ = 0;  // Unix milliseconds
   std::uint64_t version_ = 0;                     // see run_summary_view::version
   std::shared_ptr<workflow_counters> counters_;
+  std::shared_ptr<run_event_feed> events_;        // null: no host feed
+  std::shared_ptr<const std::string> shared_id_;  // id_, shared by the run's events
+  bool watching_ = false;                         // registered with the journal for requests
+  bool retired_ = false;                          // see retire()
   // The head's task ids of this run's submissions -> the task, for the names in traces.
   std::unordered_map<std::uint64_t, std::uint32_t> head_tasks_;
   /// A task submit_locked made ready for the head, submitted by send_queued.

@@ -12,8 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <filesystem>
 #include <set>
+
+#include <signal.h>
+#include <unistd.h>
 
 namespace dx::detail {
 
@@ -48,7 +53,18 @@ std::shared_ptr<run_engine> workflow_host::start(const workflow& wf, const run_o
 
 std::shared_ptr<run_engine> workflow_host::resume(std::string_view id, const run_options& opts) {
   if (!opts.journaled) throw_error(error_kind::workflow, "a run without a journal cannot be resumed");
-  auto e = run_engine::resume(cl_, id, run_journal::at(opts.journal));
+  return resume_from(id, run_journal::at(opts.journal), find(id));
+}
+
+std::shared_ptr<run_engine> workflow_host::resume_from(std::string_view id, std::shared_ptr<run_journal> journal,
+                                                       const std::shared_ptr<run_engine>& old) {
+  if (old && !old->has_ended())
+    throw_error(error_kind::workflow,
+                fmt::format("run {} is {} here: there is nothing to resume", id, to_string(old->status())));
+  auto e = run_engine::resume(cl_, id, std::move(journal));
+  // The engine that ran it before takes no more requests from the journal, and leaves the list:
+  // the run is listed once, as the new engine has it.
+  if (old) old->retire();
   add(e);
   e->start();
   return e;
@@ -56,11 +72,21 @@ std::shared_ptr<run_engine> workflow_host::resume(std::string_view id, const run
 
 void workflow_host::add(const std::shared_ptr<run_engine>& run) {
   run->count_into(counters_);
+  run->publish_to(events_);
   std::vector<std::shared_ptr<run_engine>> released;
   {
     std::lock_guard lock(mutex_);
     if (closed_) throw_error(error_kind::workflow, "the cluster is stopping: no workflow can start");
-    released = prune_locked();
+    for (auto& e : runs_) {
+      auto r = e.run.lock();
+      if (r && r->id() == run->id()) {
+        released.push_back(std::move(e.held));
+        e.run.reset();
+      }
+    }
+    std::erase_if(runs_, [](const entry& e) { return !e.held && e.run.expired(); });
+    auto pruned = prune_locked();
+    released.insert(released.end(), pruned.begin(), pruned.end());
     runs_.push_back({run, run});
   }
 }
@@ -177,13 +203,67 @@ std::vector<std::string> problems_of(const std::string& what) {
   return out;
 }
 
+/// The body parsed as JSON, or the 400 that names where it is not JSON: the byte, line and column
+/// of the first error (nlohmann's position: the byte read when the error was found, 1-based).
+std::optional<http_response> not_json(const std::string& body, const std::string& route) {
+  try {
+    [[maybe_unused]] const json parsed = json::parse(body);
+    return std::nullopt;
+  } catch (const json::parse_error& e) {
+    const std::size_t byte = std::min<std::size_t>(e.byte, body.size() + 1);
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i + 1 < byte && i < body.size(); ++i) {
+      if (body[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 2:
+    // syntax error while parsing value - invalid literal; last read: '{x'"; the part after the
+    // position says what was wrong.
+    std::string what = e.what();
+    if (const auto colon = what.find(": "); colon != std::string::npos) what = what.substr(colon + 2);
+    const std::string why =
+        fmt::format("the body is not JSON: at byte {} (line {}, column {}): {}", byte, line, column, what);
+    return json_error(400, why, route,
+                      json{{"valid", false},
+                           {"problems", json::array({why})},
+                           {"position", {{"byte", byte}, {"line", line}, {"column", column}}}});
+  }
+}
+
+/// Whether process `pid` of this machine still runs.
+bool process_alive(std::int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
 constexpr const char* runs_route = "/api/runs";
 constexpr const char* run_route = "/api/runs/{id}";
 constexpr const char* cancel_route = "/api/runs/{id}/cancel";
+constexpr const char* resume_route = "/api/runs/{id}/resume";
+constexpr const char* validate_route = "/api/workflows/validate";
+constexpr const char* events_route = "/api/events";
 
 }  // namespace
 
 std::optional<http_response> workflow_host::serve_http(const http_request& r, const http_write_access& access) {
+  // Reading runs follows the head's read rule as writing follows its write rule.
+  const bool runs_path = r.path == runs_route || r.path.rfind("/api/runs/", 0) == 0;
+  if (runs_path && r.method != http_method::post && !access.allowed)
+    return json_error(access.status, access.reason,
+                      r.path == runs_route || r.path == "/api/runs/" ? runs_route : run_route);
+  if (r.path == events_route) {
+    if (r.method == http_method::post) return method_not_allowed("GET", events_route);
+    if (!access.allowed) return json_error(access.status, access.reason, events_route);
+    http_response out = json_answer(200, {}, events_route);
+    out.websocket = events_;
+    return out;
+  }
+  if (r.path == validate_route) {
+    if (r.method != http_method::post) return method_not_allowed("POST", validate_route);
+    if (!access.allowed) return json_error(access.status, access.reason, validate_route);
+    return validate_over_http(r);
+  }
   if (r.path == "/api/runs" || r.path == "/api/runs/") {
     if (r.method != http_method::post) {
       std::vector<run_summary_view> views;
@@ -220,6 +300,13 @@ std::optional<http_response> workflow_host::serve_http(const http_request& r, co
                         json{{"id", id}, {"status", to_string(now)}});
     }
     return json_answer(200, json{{"id", id}, {"status", to_string(run->status())}}.dump(), cancel_route);
+  }
+  static constexpr std::string_view resume_suffix = "/resume";
+  if (rest.size() > resume_suffix.size() &&
+      rest.compare(rest.size() - resume_suffix.size(), std::string::npos, resume_suffix) == 0) {
+    if (r.method != http_method::post) return method_not_allowed("POST", resume_route);
+    if (!access.allowed) return json_error(access.status, access.reason, resume_route);
+    return resume_over_http(rest.substr(0, rest.size() - resume_suffix.size()));
   }
   if (rest.empty() || rest.find('/') != std::string::npos)
     return json_error(404, fmt::format("no route at {}: see /api/runs and /api/runs/{{id}}", r.path), run_route);
@@ -272,6 +359,7 @@ http_response workflow_host::start_over_http(const http_request& r) {
   if (r.body.empty())
     return json_error(400, "the body must be a workflow in JSON (docs/workflow-format.md)", runs_route,
                       json{{"problems", json::array({"the request has no body"})}});
+  if (auto bad = not_json(r.body, runs_route)) return std::move(*bad);
   std::vector<std::string> problems;
   std::optional<workflow> wf;
   try {
@@ -308,6 +396,87 @@ http_response workflow_host::start_over_http(const http_request& r) {
       runs_route);
   out.headers.emplace_back("Location", url);
   return out;
+}
+
+http_response workflow_host::validate_over_http(const http_request& r) {
+  if (r.body.empty())
+    return json_error(400, "the body must be a workflow in JSON (docs/workflow-format.md)", validate_route,
+                      json{{"valid", false}, {"problems", json::array({"the request has no body"})}});
+  if (auto bad = not_json(r.body, validate_route)) return std::move(*bad);
+  // The checks POST /api/runs makes, against this process's registry; nothing is started.
+  std::vector<std::string> problems;
+  std::optional<workflow> wf;
+  try {
+    wf.emplace(workflow::from_json_unchecked(r.body));
+    problems = wf->problems();
+  } catch (const workflow_error& e) {
+    problems = problems_of(e.what());
+  }
+  json out{{"valid", problems.empty()}};
+  if (wf) {
+    out["name"] = wf->name();
+    out["steps"] = wf->size();
+  }
+  out["problems"] = problems;
+  return json_answer(200, out.dump(-1, ' ', false, json::error_handler_t::replace), validate_route);
+}
+
+http_response workflow_host::resume_over_http(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return json_error(503, "the cluster is stopping: no run can be resumed", resume_route);
+  }
+  auto refuse = [&](const std::string& why, std::string_view status) {
+    return json_error(409, why, resume_route, json{{"id", id}, {"status", status}});
+  };
+  std::shared_ptr<run_engine> old = find(id);
+  std::shared_ptr<run_journal> journal;
+  try {
+    if (old) {
+      const workflow_status now = old->status();
+      if (now == workflow_status::running || now == workflow_status::created)
+        return refuse(fmt::format("run {} is {}: there is nothing to resume", id, to_string(now)), to_string(now));
+      if (now == workflow_status::succeeded)
+        return refuse(fmt::format("run {} SUCCEEDED: there is nothing to resume", id), to_string(now));
+      journal = old->journal_writer();
+      if (!journal) return refuse(fmt::format("run {} has no journal: it cannot be resumed", id), to_string(now));
+    } else {
+      // A run of the default journal (where POST /api/runs writes) that this cluster does not have.
+      const auto path = resolve_journal_path();
+      if (!std::filesystem::exists(path))
+        return json_error(
+            404, fmt::format("this cluster has no run '{}' (and there is no journal at {})", id, path.string()),
+            resume_route);
+      journal = run_journal::at(path);
+      std::optional<run_record> rec;
+      journal->read([&](detail::journal& j) { rec = j.find_run(id); });
+      if (!rec)
+        return json_error(404, fmt::format("neither this cluster nor the journal {} has a run '{}'", path.string(), id),
+                          resume_route);
+      if (rec->status == "SUCCEEDED")
+        return refuse(fmt::format("run {} SUCCEEDED: there is nothing to resume", id), rec->status);
+      if ((rec->status == "RUNNING" || rec->status == "CREATED") && rec->head_pid != ::getpid() &&
+          process_alive(rec->head_pid))
+        return refuse(fmt::format("run {} is {} in another process ({})", id, rec->status, rec->head_pid), rec->status);
+    }
+  } catch (const std::exception& e) {
+    return json_error(500, fmt::format("the journal cannot be read: {}", e.what()), resume_route);
+  }
+  std::shared_ptr<run_engine> run;
+  try {
+    run = resume_from(id, std::move(journal), old);
+  } catch (const workflow_error& e) {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return json_error(503, "the cluster is stopping: no run can be resumed", resume_route);
+    }
+    auto now = find(id);
+    return refuse(e.what(), now ? to_string(now->status()) : std::string_view("UNKNOWN"));
+  } catch (const std::exception& e) {
+    log(log_level::warn, "run {} could not be resumed over HTTP: {}", id, e.what());
+    return json_error(500, fmt::format("the run could not be resumed: {}", e.what()), resume_route);
+  }
+  return json_answer(200, json{{"id", run->id()}, {"status", to_string(run->status())}}.dump(), resume_route);
 }
 
 // ---- metrics and traces ----------------------------------------------------------------------------

@@ -24,7 +24,20 @@ TEST_CASE("options have the documented defaults", "[options]") {
   CHECK(o.persist_cost_model());
   CHECK(o.metrics());
   CHECK(o.task_history() == 100'000);
+  CHECK(o.http_token().empty());
+  CHECK(!o.metrics_open());
+  CHECK(o.websocket_clients() == 16);
+  CHECK(o.websocket_queue_bytes() == std::size_t{8} << 20);
   CHECK(!o.distributed());
+}
+
+TEST_CASE("the HTTP endpoint's settings chain", "[options]") {
+  const auto o = dx::options{}.http_token("web").metrics_open(true).websocket_clients(2).websocket_queue_bytes(4096);
+  CHECK(o.http_token() == "web");
+  CHECK(o.metrics_open());
+  CHECK(o.websocket_clients() == 2);
+  CHECK(o.websocket_queue_bytes() == 4096);
+  CHECK(!o.distributed());  // only http() makes a head
 }
 
 TEST_CASE("options setters chain and each sets its own setting", "[options]") {
