@@ -8,8 +8,8 @@
 // It starts `dx serve` with two local workers, its HTTP endpoint on 127.0.0.1:0 and a token, opens
 // the dashboard and: checks the worker table; types a workflow with a mistake into the editor and
 // sees the problem next to its step, then a good one, submits it and watches every step turn
-// SUCCEEDED (over the WebSocket /api/events when the head has it, else by polling); opens a step's
-// panel; submits a long run and cancels it with the Cancel button; checks that a POST without the
+// SUCCEEDED over the WebSocket /api/events; opens a step's panel with its result's preview; submits
+// a long run, cancels it with the Cancel button and runs it again with Resume; checks that a POST without the
 // token is refused (401) from the page and from outside; opens a run of 10,000 steps and times its
 // first render. Screenshots land in DIR. With --bench N it only times the 10,000-step render N times
 // and prints the median. Exit 0: passed, 1: failed, 77: Chromium, node or puppeteer-core is absent
@@ -223,14 +223,16 @@ async function main() {
   check(true, 'every step of the submitted run turns SUCCEEDED in the DAG');
   await page.waitForFunction((id) => { const tr = document.querySelector('#runs tr[data-run="' + id + '"]'); return tr && tr.dataset.status === 'SUCCEEDED'; }, { timeout: 15000 }, first);
   check(true, 'the runs table shows the run SUCCEEDED');
-  const live = await page.evaluate(() => document.body.dataset.live);
-  log('updates came by: ' + (live === 'ws' ? 'the WebSocket /api/events' : 'polling /api/runs (the head has no /api/events)'));
+  const live = await page.evaluate(() => ({ mode: document.body.dataset.live, events: Number(document.body.dataset.events || 0) }));
+  check(live.mode === 'ws' && live.events > 0, 'the page heard the run over the WebSocket /api/events (' + live.events + ' events), not by polling');
 
   // A step's panel: its worker and attempts.
   await page.click('#dag g.step[data-step="report"]');
   await page.waitForSelector('#step-panel[data-step="report"]:not([hidden])', { timeout: 5000 });
   const panel = await page.$eval('#step-panel', (p) => p.textContent);
   check(/attempts/.test(panel) && /worker/.test(panel), 'a click opens the step\'s panel with its attempts and worker');
+  await page.waitForFunction(() => { const pre = document.querySelector('#step-panel pre.result'); return pre && /report/.test(pre.textContent); }, { timeout: 5000 });
+  check(true, 'the panel previews the step\'s result (the end of its output)');
   await shot(page, 'dashboard-run.png');
 
   // A long run, cancelled with the button.
@@ -249,6 +251,15 @@ async function main() {
   }, { timeout: 30000 }, second);
   check(true, 'the Cancel button cancels the long run (' + second + ')');
   await shot(page, 'dashboard-cancelled.png');
+  // Resumed with the button, it runs again; cancelled again from outside, the page hears it.
+  await page.waitForFunction(() => !document.getElementById('run-resume').disabled, { timeout: 5000 });
+  await page.click('#run-resume');
+  await page.waitForFunction(() => { const g = document.querySelector('#dag g.step[data-step="wait"]'); return document.getElementById('run-status').textContent === 'RUNNING' && g && g.dataset.status === 'RUNNING'; }, { timeout: 30000 });
+  check(true, 'the Resume button runs the cancelled run again');
+  const again = await request(base, 'POST', 'api/runs/' + second + '/cancel', '', TOKEN);
+  check(again.status === 200, 'cancelled again over the API (' + again.status + ')');
+  await page.waitForFunction(() => document.getElementById('run-status').textContent === 'CANCELLED', { timeout: 30000 });
+  check(true, 'and the page shows it cancelled');
 
   // Without the token: refused.
   const fromPage = await page.evaluate(() => fetch('api/runs', { method: 'POST', body: '{}' }).then((r) => r.status));
