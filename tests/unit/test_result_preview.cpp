@@ -47,4 +47,7 @@ TEST_CASE("a range of numbers shows its first items and its count", "[preview]")
 TEST_CASE("other types have no preview", "[preview]") {
   CHECK(dx::detail::preview_of<std::map<std::string, int>>() == nullptr);
   CHECK(dx::detail::preview_of<std::vector<std::string>>() == nullptr);
+  STATIC_REQUIRE_FALSE(dx::detail::has_preview_v<std::map<std::string, int>>);
+  STATIC_REQUIRE(dx::detail::has_preview_v<std::vector<double>>);
+  STATIC_REQUIRE(dx::detail::has_preview_v<std::string>);
 }

@@ -249,9 +249,9 @@ bool register_remote_function(const char* name) noexcept {
     register_map_chunk_of<F>(F, name);  // what cluster::map sends (dx/detail/map_chunk.hpp)
     register_json_of<F>(name, static_cast<typename sig::params*>(nullptr));  // what workflow steps send
     if constexpr (!std::is_void_v<typename sig::result>) {
-      if constexpr (tolerance_of<typename sig::result>() != nullptr)
+      if constexpr (has_tolerance_v<typename sig::result>)
         register_remote_tolerance(name, reinterpret_cast<void (*)()>(F), tolerance_of<typename sig::result>());
-      if constexpr (preview_of<typename sig::result>() != nullptr)
+      if constexpr (has_preview_v<typename sig::result>)
         register_remote_preview(name, reinterpret_cast<void (*)()>(F), preview_of<typename sig::result>());
     }
   }

@@ -46,6 +46,11 @@ inline bool within(double a, double b, double rel, double abs) noexcept {
   return std::fabs(a - b) <= std::max(abs, rel * std::max(std::fabs(a), std::fabs(b)));
 }
 
+/// Whether results of type T compare within a tolerance (a constant that does not compare function
+/// pointers, which sanitizer builds cannot do at compile time).
+template <class T>
+inline constexpr bool has_tolerance_v = is_number_v<T> || (number_range<T> && std::is_default_constructible_v<T>);
+
 /// The tolerance comparison of results of type T: numbers and ranges of numbers; null otherwise.
 template <class T>
 constexpr result_tolerance tolerance_of() {

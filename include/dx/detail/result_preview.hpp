@@ -40,6 +40,12 @@ inline std::string preview_text(const std::string& text, std::size_t limit) {
   return text.substr(0, end) + "\xE2\x80\xA6";
 }
 
+/// Whether results of type T have a preview (a constant that does not compare function pointers,
+/// which sanitizer builds cannot do at compile time).
+template <class T>
+inline constexpr bool has_preview_v = std::is_same_v<T, bool> || is_number_v<T> || std::is_same_v<T, std::string> ||
+                                      (number_range<T> && std::is_default_constructible_v<T>);
+
 /// The preview of results of type T: numbers, bool, strings and ranges of numbers; null otherwise.
 template <class T>
 constexpr result_preview preview_of() {
