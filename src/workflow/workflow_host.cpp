@@ -237,6 +237,17 @@ std::optional<http_response> not_json(const std::string& body, const std::string
 /// Whether process `pid` of this machine still runs.
 bool process_alive(std::int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
+/// The workflow in `body` (into `wf`, when it parses) and every problem found in it: what
+/// POST /api/runs and POST /api/workflows/validate check.
+std::vector<std::string> read_workflow(const std::string& body, std::optional<workflow>& wf) {
+  try {
+    wf.emplace(workflow::from_json_unchecked(body));
+    return wf->problems();
+  } catch (const workflow_error& e) {
+    return problems_of(e.what());
+  }
+}
+
 constexpr const char* runs_route = "/api/runs";
 constexpr const char* run_route = "/api/runs/{id}";
 constexpr const char* cancel_route = "/api/runs/{id}/cancel";
@@ -360,14 +371,8 @@ http_response workflow_host::start_over_http(const http_request& r) {
     return json_error(400, "the body must be a workflow in JSON (docs/workflow-format.md)", runs_route,
                       json{{"problems", json::array({"the request has no body"})}});
   if (auto bad = not_json(r.body, runs_route)) return std::move(*bad);
-  std::vector<std::string> problems;
   std::optional<workflow> wf;
-  try {
-    wf.emplace(workflow::from_json_unchecked(r.body));
-    problems = wf->problems();
-  } catch (const workflow_error& e) {
-    problems = problems_of(e.what());
-  }
+  const std::vector<std::string> problems = read_workflow(r.body, wf);
   if (!problems.empty())
     return json_error(400,
                       problems.size() == 1 ? std::string("the workflow is not valid: 1 problem")
@@ -404,14 +409,8 @@ http_response workflow_host::validate_over_http(const http_request& r) {
                       json{{"valid", false}, {"problems", json::array({"the request has no body"})}});
   if (auto bad = not_json(r.body, validate_route)) return std::move(*bad);
   // The checks POST /api/runs makes, against this process's registry; nothing is started.
-  std::vector<std::string> problems;
   std::optional<workflow> wf;
-  try {
-    wf.emplace(workflow::from_json_unchecked(r.body));
-    problems = wf->problems();
-  } catch (const workflow_error& e) {
-    problems = problems_of(e.what());
-  }
+  const std::vector<std::string> problems = read_workflow(r.body, wf);
   json out{{"valid", problems.empty()}};
   if (wf) {
     out["name"] = wf->name();
