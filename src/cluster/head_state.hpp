@@ -83,7 +83,6 @@ struct worker_rec {
   // Joined again from offline: until its resume_msg says what it holds, the scheduler places
   // nothing new there.
   bool awaiting_resume = false;
-  sched::worker_spec spec;  // as it last joined, for the scheduler once it resumes
 };
 
 /// A worker's record of results checked against their copies, kept by name for the head's life

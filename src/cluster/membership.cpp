@@ -236,7 +236,6 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   spec.threads = static_cast<std::uint32_t>(rec.threads);
   spec.capacity = rec.resources;
   spec.host = h.host;  // copies that must run on distinct hosts tell machines apart by it
-  rec.spec = spec;
   sched_->worker_joined(spec, now_seconds());
   // The challenge and this hello were one exchange: the first measure of its link, so that its
   // window fits it from the first dispatch. A ping follows at once for a second.
