@@ -16,7 +16,7 @@ configure: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) $(CMAKE_FLAGS)
 
 build: configure
-	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD)
 
 # Builds Release and runs the main example.
 demo: build
@@ -24,11 +24,11 @@ demo: build
 
 # Builds and runs the whole test suite (unit, stress, package).
 test: build
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure
 
 # The suite without the long stress cases.
 test-quick: build
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE stress
+	ctest --test-dir $(BUILD) --output-on-failure -LE stress
 
 # The suite under ThreadSanitizer, and under AddressSanitizer + UndefinedBehaviorSanitizer.
 tsan: deps
@@ -52,7 +52,7 @@ fuzz:
 	DX_DEPS_EXTRA="clang libclang-rt-14-dev $(DX_DEPS_EXTRA)" bash cmake/install-deps.sh
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDX_FUZZ=ON \
 	  -DDX_BUILD_EXAMPLES=OFF -DDX_BUILD_BENCHMARKS=OFF $(LAUNCHER)
-	cmake --build $(FUZZ_BUILD) --target dx_fuzz_wire -j $(JOBS)
+	cmake --build $(FUZZ_BUILD) --target dx_fuzz_wire
 	rm -rf $(FUZZ_BUILD)/fuzz-corpus && mkdir -p $(FUZZ_BUILD)/fuzz-corpus $(FUZZ_BUILD)/fuzz-artifacts
 	cp tests/fuzz/corpus/* $(FUZZ_BUILD)/fuzz-corpus/
 	$(FUZZ_BUILD)/tests/fuzz/dx_fuzz_wire -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
