@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <random>
 
 #include <chrono>
@@ -21,6 +23,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
 
 using namespace std::chrono_literals;
 
@@ -231,18 +235,39 @@ TEST_CASE("workflow run: a head killed at random moments and resumed each time r
     for (std::string k; std::getline(in, k);) ++n[k];
     return n;
   };
+  auto total_marks = [&] {
+    const auto n = marks();
+    return std::accumulate(n.begin(), n.end(), 0, [](int sum, const auto& m) { return sum + m.second; });
+  };
   std::map<std::string, int> frozen;  // steps committed SUCCEEDED, with their runs at that moment
   bool finished = false;
   int killed_mid_run = 0;  // kills that found the run unfinished
   for (int round = 0; round < 12 && !finished; ++round) {
+    const int before = total_marks();
     const pid_t head = dx_support::spawn_self({"workflow child: runs or resumes the killable workflow"},
                                               {"DX_TEST_DIR=" + d, "DX_LOG=error"});
     const bool last = round == 11;
+    bool exited = false;
     if (!last) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(60, 400)(rng)));
-      ::kill(head, SIGKILL);
+      // The kill lands at a random moment after this head has made progress (a run recorded and a
+      // step run): a slow start (a sanitizer build, a busy machine) must not use up every kill
+      // before the run exists.
+      const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      int status = 0;
+      while (std::chrono::steady_clock::now() < limit) {
+        if (::waitpid(head, &status, WNOHANG) == head) {
+          exited = true;
+          break;
+        }
+        if (total_marks() > before && std::filesystem::exists(d + "/run")) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      if (!exited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 250)(rng)));
+        ::kill(head, SIGKILL);
+      }
     }
-    const bool exited = dx_support::reap_child(head, std::chrono::seconds(60));
+    if (!exited) exited = dx_support::reap_child(head, std::chrono::seconds(60));
     if (last) REQUIRE(exited);
     std::string id;
     std::ifstream(d + "/run") >> id;
