@@ -33,6 +33,7 @@
 #include <dx/task_graph.hpp>
 #include <dx/task_group.hpp>
 #include <dx/task_options.hpp>
+#include <dx/tls.hpp>
 #include <dx/version.hpp>
 #include <dx/when_all.hpp>
 #include <dx/when_any.hpp>

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <dx/detail/chrono.hpp>
+#include <dx/tls.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +79,16 @@ class options {
     return *this;
   }
   const std::string& token_file() const noexcept { return token_file_; }
+
+  /// Mutual TLS on every link of the cluster: workers joining the head, workers fetching results
+  /// from each other, local_processes() workers, and the HTTP endpoint (https, wss). See
+  /// dx/tls.hpp. Off by default; a head listening on an address other than loopback without it
+  /// logs a warning. Setter not thread-safe, getter thread-safe; neither blocks.
+  options& tls(tls_options settings) {
+    tls_ = std::move(settings);
+    return *this;
+  }
+  const tls_options& tls() const noexcept { return tls_; }
 
   /// Whether the head's own threads also run registered functions (default true).
   /// Setter not thread-safe, getter thread-safe; neither blocks.
@@ -276,6 +287,7 @@ class options {
   std::string listen_;
   std::string token_;
   std::string token_file_;
+  tls_options tls_;
   bool head_runs_tasks_ = true;
   std::size_t local_processes_ = 0;
   std::size_t threads_per_process_ = 1;

@@ -5,6 +5,7 @@
 #include "cluster/process.hpp"
 #include "common/log.hpp"
 #include "observe/head_views.hpp"
+#include "transport/address.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -84,6 +85,7 @@ void head_impl::start() {
   });
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
+  if (opts_.transport() == transport_kind::tcp) tc.tls = transport::make_tls_credentials(opts_.tls());
   net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
                                                          : transport::make_tcp_transport(tc);
   const std::string listen_at = opts_.listen().empty() ? "127.0.0.1:0" : opts_.listen();
@@ -99,6 +101,14 @@ void head_impl::start() {
     s->challenged_at = head_clock::now();  // the hello that answers it is the first round trip
     c->send(wire::encode(wire::challenge_msg{s->nonce, h && !h->token_.empty()}));
   });
+  if (opts_.transport() == transport_kind::tcp && !tc.tls) {
+    const auto at = transport::parse_address(endpoint_);
+    if (at && !transport::is_loopback_host(at->host))
+      log(log_level::warn,
+          "workers join at {} without TLS: the token proves who joins, but tasks and results cross the network "
+          "readable (options::tls, dx/tls.hpp)",
+          endpoint_);
+  }
   ticker_ = std::thread([this] { tick(); });
   if (opts_.head_runs_tasks()) {
     worker_config wc = worker_template();
@@ -127,6 +137,7 @@ worker_config head_impl::worker_template() const {
   wc.transport = opts_.transport();
   wc.max_frame_size = opts_.max_frame_size();
   wc.threads = opts_.threads_per_process();
+  wc.tls = opts_.tls();
   return wc;
 }
 

@@ -33,6 +33,13 @@ void head_impl::spawn_processes(std::size_t n) {
                                   next_local_name(),
                                   "--reconnect-for",
                                   "0"};
+    if (opts_.transport() == transport_kind::tcp && opts_.tls().enabled()) {
+      const tls_options& tls = opts_.tls();
+      for (const auto& [flag, file] : {std::pair{"--tls-cert", tls.certificate},
+                                       std::pair{"--tls-key", tls.private_key}, std::pair{"--tls-ca", tls.ca}})
+        if (!file.empty()) args.insert(args.end(), {flag, file});
+      if (tls.min_version == tls_version::tls1_2) args.insert(args.end(), {"--tls-min-version", "1.2"});
+    }
     const pid_t pid = spawn_process(program, args, env);
     std::lock_guard lock(mutex_);
     children_.push_back(pid);

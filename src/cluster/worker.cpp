@@ -7,6 +7,7 @@
 #include "common/process_stats.hpp"
 #include "core/executor_impl.hpp"
 #include "core/type_names.hpp"
+#include "transport/address.hpp"
 #include "transport/transport.hpp"
 #include "wire/messages.hpp"
 
@@ -77,7 +78,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::string id;
   bool welcomed = false;
   std::string rejected;
+  static constexpr const char* tls_hint =
+      " (no challenge came from the head: does it require TLS? --tls-cert, --tls-key, --tls-ca)";
   std::string lost_why;
+  bool challenged = false;  // the head's challenge arrived: the link works at least that far
   bool finished = false;
   int exit_code = 0;
   bool leaving = false;
@@ -229,6 +233,15 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     transport::config tc;
     tc.max_frame_size = cfg.max_frame_size;
     tc.connect_timeout = cfg.connect_timeout;
+    if (cfg.transport == transport_kind::tcp) {
+      tc.tls = transport::make_tls_credentials(cfg.tls);
+      const auto at = transport::parse_address(cfg.connect);
+      if (!tc.tls && cfg.head_key.empty() && at && !transport::is_loopback_host(at->host))
+        log(log_level::warn,
+            "worker: connecting to {} without TLS: the token proves who joins, but tasks and results cross the "
+            "network readable (dx-worker --tls-cert, --tls-key, --tls-ca)",
+            cfg.connect);
+    }
     net = cfg.transport == transport_kind::in_process ? transport::make_in_process_transport(tc)
                                                       : transport::make_tcp_transport(tc);
     if (cfg.executor) {
@@ -258,18 +271,23 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     }
     std::unique_lock lock(mutex);
     if (!cv.wait_for(lock, cfg.connect_timeout, [&] { return welcomed || !rejected.empty() || finished; })) {
+      const std::string hint = challenged || cfg.tls.enabled() ? "" : tls_hint;
       lock.unlock();
       conn->close("no welcome from the head");
       throw_error(error_kind::generic,
-                  fmt::format("cannot join the head at {}: no answer to the handshake", cfg.connect));
+                  fmt::format("cannot join the head at {}: no answer to the handshake{}", cfg.connect, hint));
     }
     if (!rejected.empty()) {
       const std::string why = rejected;
       lock.unlock();
       throw_error(error_kind::protocol, fmt::format("the head at {} rejected this worker: {}", cfg.connect, why));
     }
-    if (!welcomed)
-      throw_error(error_kind::generic, fmt::format("cannot join the head at {}: connection closed", cfg.connect));
+    if (!welcomed) {
+      std::string why = lost_why.empty() ? "connection closed" : lost_why;
+      // A head that wants TLS waits for a TLS hello this worker never sends, then hangs up.
+      if (!challenged && !cfg.tls.enabled()) why += tls_hint;
+      throw_error(error_kind::generic, fmt::format("cannot join the head at {}: {}", cfg.connect, why));
+    }
     lock.unlock();
     ticker = std::thread([this] { tick(); });
   }
@@ -370,6 +388,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       switch (static_cast<wire::msg>(f.type)) {
         case wire::msg::challenge: {
           auto m = wire::decode<wire::challenge_msg>(f);
+          {
+            std::lock_guard lock(mutex);
+            challenged = true;
+          }
           wire::hello_msg h;
           h.role = wire::peer_role::worker;
           if (!cfg.token.empty()) h.proof = prove(cfg.token, m.nonce);

@@ -35,6 +35,8 @@ struct worker_config {
   transport_kind transport = transport_kind::tcp;
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::chrono::milliseconds connect_timeout{10'000};
+  /// TLS on the link to the head and on the result port (TCP only).
+  tls_options tls;
   /// When the head's link is lost, tasks go on and their answers wait (wait() returns 2) for
   /// rejoin(): a head with options::offline_grace takes the worker back with its work.
   bool keep_work_offline = false;

@@ -80,6 +80,13 @@ constexpr const char* usage =
     "                             options::offline_grace takes it back with its work.\n"
     "                             A duration is a number with ms, s, m or h; 0 exits at once\n"
     "                             [5m; 0 for a worker its head started]. e.g. --reconnect-for 30s\n"
+    "  --tls-cert FILE            this worker's certificate (PEM), signed by the cluster's authority;\n"
+    "                             with --tls-key and --tls-ca, the links to the head and to other\n"
+    "                             workers are mutual TLS. The files are read again when they change\n"
+    "                             or on SIGHUP [none: plain TCP]. e.g. --tls-cert worker.pem\n"
+    "  --tls-key FILE             the private key of --tls-cert (PEM) [none]\n"
+    "  --tls-ca FILE              the authority whose certificates the head and peers must show [none]\n"
+    "  --tls-min-version V        1.2 or 1.3, the oldest TLS accepted [1.3]\n"
     "  --log-level LEVEL          debug, info, warn, error or off [$DX_LOG, else warn]\n"
     "                             e.g. --log-level info\n"
     "  -h, --help                 this text\n"
@@ -231,12 +238,18 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
     sigaddset(&stop_signals, SIGINT);
   }
   sigaddset(&stop_signals, SIGUSR2);  // sent by this process to end the waiting thread
+  sigaddset(&stop_signals, SIGHUP);   // read the TLS certificates again
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   stop_state stop;
   std::thread signal_waiter([&] {
     int sig = 0;
-    if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
+    for (;;) {
+      if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
+      if (sig != SIGHUP) break;
+      dx::reload_tls();
+      detail::log(detail::log_level::info, "SIGHUP: the TLS certificates are read again before the next connection");
+    }
     std::lock_guard lock(stop.mutex);
     // A worker its head started gets SIGTERM from the kernel when that head dies (follow_parent;
     // sent as the head's spawning thread exits, so the head may still look alive): there is no
@@ -423,6 +436,20 @@ int worker_main(int argc, char** argv) {
         const std::string v = value();
         cfg.corrupt_results = parse_number(a, v, "a share from 0 to 1 (e.g. 0.1)");
         if (!(cfg.corrupt_results >= 0 && cfg.corrupt_results <= 1)) bad_value(a, v, "a share from 0 to 1 (e.g. 0.1)");
+      } else if (a == "--tls-cert") {
+        cfg.tls.certificate = value();
+      } else if (a == "--tls-key") {
+        cfg.tls.private_key = value();
+      } else if (a == "--tls-ca") {
+        cfg.tls.ca = value();
+      } else if (a == "--tls-min-version") {
+        const std::string v = value();
+        if (v == "1.2")
+          cfg.tls.min_version = tls_version::tls1_2;
+        else if (v == "1.3")
+          cfg.tls.min_version = tls_version::tls1_3;
+        else
+          bad_value(a, v, "1.2 or 1.3");
       } else if (a == "--reconnect-for") {
         reconnect_for = parse_duration(a, value());
       } else if (a == "--log-level") {
@@ -438,6 +465,8 @@ int worker_main(int argc, char** argv) {
       }
     }
     if (cfg.connect.empty()) throw usage_error("--connect HOST:PORT is required");
+    if (cfg.tls.enabled() && (cfg.tls.ca.empty() || cfg.tls.certificate.empty() || cfg.tls.private_key.empty()))
+      throw usage_error("TLS needs all of --tls-cert, --tls-key and --tls-ca");
     if (cfg.token.empty())
       if (const char* t = std::getenv("DX_TOKEN")) cfg.token = t;
   } catch (const std::exception& e) {

@@ -30,6 +30,14 @@ inline std::optional<host_port> parse_address(const std::string& address) {
   return host_port{std::move(host), port};
 }
 
+/// Whether `host` (a name or an address, as in "host:port") is this machine's loopback.
+inline bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host.ends_with(".localhost")) return true;
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
 inline std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
   const auto address = ep.address();
   if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());

@@ -11,11 +11,17 @@
 //   to Asio's 64 buffers per call.
 // - Everything but send(), close(), set_handler() and remote_address() runs on the io thread,
 //   so per-connection state needs no lock; the outbox is the one piece shared with senders.
+// - With TLS (config::tls), a connection is an SSL stream over its socket: an accepted one is
+//   handed to on_accept only once its handshake has passed (a peer whose certificate fails is
+//   refused and logged with the reason); an opened one completes its handshake before connect()
+//   returns, or, when connect() runs on the io thread, before its first frame goes out. Small
+//   pieces of a write are gathered into one record.
 #include "transport/transport.hpp"
 
 #include "common/log.hpp"
 #include "transport/address.hpp"
 #include "transport/asio.hpp"
+#include "transport/tls.hpp"
 #include "wire/frame.hpp"
 
 #include <dx/error.hpp>
@@ -45,6 +51,8 @@ namespace dx::transport {
 namespace {
 
 using tcp = asio::ip::tcp;
+using tls_stream = asio::ssl::stream<tcp::socket>;
+using handshake_done = std::function<void(std::optional<std::string>)>;
 using boost::system::error_code;
 using detail::log;
 using detail::log_level;
@@ -52,6 +60,10 @@ using detail::log_level;
 /// How long a connection closed with close() may take to send what was queued before it and
 /// to see the peer's end of stream, before the socket is closed regardless.
 constexpr std::chrono::seconds linger_timeout{5};
+
+/// With TLS, the pieces of a write smaller than this are copied into one buffer, so that frame
+/// headers and small bodies travel as one record rather than one record each.
+constexpr std::size_t tls_gather_below = 16384;
 
 /// Bytes a single read may ask for: the destination buffer bounds it anyway; Asio's default
 /// (64 KiB per call) would split a large payload into thousands of reads.
@@ -128,7 +140,8 @@ enum class close_mode {
 
 class tcp_connection final : public connection, public std::enable_shared_from_this<tcp_connection> {
  public:
-  tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, std::shared_ptr<handler> h, std::string remote);
+  tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, std::shared_ptr<handler> h, std::string remote,
+                 std::shared_ptr<asio::ssl::context> tls);
 
   void send(wire::frame f) override;
   void close(const std::string& reason) override;
@@ -136,7 +149,28 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void set_handler(std::shared_ptr<handler> h) override;
 
   // The rest runs on the io thread only.
-  tcp::socket& socket() noexcept { return socket_; }
+  tcp::socket& socket() noexcept { return tls_ ? tls_->next_layer() : socket_; }
+  bool is_tls() const noexcept { return tls_ != nullptr; }
+  /// Runs the TLS handshake of a connected socket; nothing is written before it passes. `done`
+  /// gets the reason it failed, or nothing. A zero `limit`: the caller's own deadline bounds it.
+  void handshake(asio::ssl::stream_base::handshake_type type, const std::string& host, std::chrono::milliseconds limit,
+                 handshake_done done);
+  /// A handshake of a connection that already has its handler failed: closes it with `reason`.
+  void handshake_failed(const std::string& reason) { do_close(reason, close_mode::failed, log_level::warn); }
+
+  // What asio::async_read needs of a stream, over the socket or the TLS stream.
+  struct stream_adapter {
+    tcp_connection* c;
+    using executor_type = tcp::socket::executor_type;
+    executor_type get_executor() { return c->socket().get_executor(); }
+    template <class Buffers, class Handler>
+    void async_read_some(const Buffers& b, Handler&& h) {
+      if (c->tls_)
+        c->tls_->async_read_some(b, std::forward<Handler>(h));
+      else
+        c->socket_.async_read_some(b, std::forward<Handler>(h));
+    }
+  };
   void set_remote(std::string remote) { remote_ = std::move(remote); }
   /// Starts the read loop of a connection registered with the engine.
   void start() { read_header(); }
@@ -157,6 +191,7 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void deliver_closed(const std::string& reason);
 
   void start_flush();
+  void gather_small_pieces();
   void write_window();
   void on_written(const error_code& ec, std::size_t n);
 
@@ -164,8 +199,12 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void close_socket();
 
   std::shared_ptr<engine> engine_;
-  tcp::socket socket_;
+  tcp::socket socket_;                               // unused (never opened) with TLS: the stream owns the socket
+  std::shared_ptr<asio::ssl::context> tls_context_;  // kept for the life of the stream
+  std::unique_ptr<tls_stream> tls_;
+  stream_adapter stream_{this};
   asio::steady_timer linger_timer_;
+  asio::steady_timer handshake_timer_;
   // Written before the connection is handed to anyone, read-only afterwards.
   std::string remote_;
 
@@ -187,7 +226,9 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   std::shared_ptr<std::string> in_payload_;
   std::chrono::steady_clock::time_point body_started_{};  // when the frame being read had its header
   std::unique_ptr<char[]> discard_buffer_;
+  bool ready_ = true;  // false while a TLS handshake runs: writes wait for it
   std::vector<out_entry> writing_;
+  std::string gathered_;  // TLS: the small pieces of the write in progress, copied together
   std::vector<asio::const_buffer> write_buffers_;
   std::size_t write_pos_ = 0;
 
@@ -239,6 +280,9 @@ class engine : public std::enable_shared_from_this<engine> {
   }
 
   const config& cfg() const noexcept { return cfg_; }
+  const tls_options& tls_settings() const noexcept { return cfg_.tls->options(); }
+  /// The TLS context a new connection is made with; null without TLS.
+  std::shared_ptr<asio::ssl::context> tls_context() { return cfg_.tls ? cfg_.tls->current() : nullptr; }
   asio::io_context& io() noexcept { return io_; }
   bool on_io_thread() noexcept { return io_.get_executor().running_in_this_thread(); }
   // acquire: pairs with the release in stop(); listen/connect also recheck it on the io thread.
@@ -276,6 +320,7 @@ class engine : public std::enable_shared_from_this<engine> {
 
   void accept_next(const std::shared_ptr<listener>& l);
   void on_accepted(const std::shared_ptr<listener>& l, const error_code& ec, tcp::socket s);
+  void hand_over(const std::shared_ptr<listener>& l, const std::shared_ptr<tcp_connection>& c);
   void begin_connect(const std::shared_ptr<connect_op>& op, const host_port& hp);
   void finish_connect(const std::shared_ptr<connect_op>& op, std::optional<std::string> error);
   std::shared_ptr<connection> connect_here(const std::string& address, const host_port& hp, std::shared_ptr<handler> h);
@@ -299,12 +344,58 @@ class engine : public std::enable_shared_from_this<engine> {
 // ---- tcp_connection -------------------------------------------------------------------------
 
 tcp_connection::tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, std::shared_ptr<handler> h,
-                               std::string remote)
+                               std::string remote, std::shared_ptr<asio::ssl::context> tls)
     : engine_(std::move(e)),
-      socket_(std::move(socket)),
+      socket_(engine_->io()),
+      tls_context_(std::move(tls)),
       linger_timer_(engine_->io()),
+      handshake_timer_(engine_->io()),
       remote_(std::move(remote)),
-      handler_(std::move(h)) {}
+      handler_(std::move(h)) {
+  if (tls_context_)
+    tls_ = std::make_unique<tls_stream>(std::move(socket), *tls_context_);
+  else
+    socket_ = std::move(socket);
+}
+
+void tcp_connection::handshake(asio::ssl::stream_base::handshake_type type, const std::string& host,
+                               std::chrono::milliseconds limit, handshake_done done) {
+  ready_ = false;
+  if (type == asio::ssl::stream_base::client) {
+    error_code not_an_address;
+    (void)asio::ip::make_address(host, not_an_address);
+    if (!host.empty() && not_an_address) SSL_set_tlsext_host_name(tls_->native_handle(), host.c_str());  // SNI
+    if (engine_->cfg().tls && engine_->tls_settings().verify_peer_name && !host.empty())
+      tls_->set_verify_callback(asio::ssl::host_name_verification(host));
+  }
+  auto timed_out = std::make_shared<bool>(false);
+  if (limit.count() > 0) {
+    handshake_timer_.expires_after(limit);
+    handshake_timer_.async_wait([self = shared_from_this(), timed_out](const error_code& ec) {
+      if (ec || self->ready_ || self->socket_closed_) return;
+      *timed_out = true;
+      error_code ignored;
+      self->socket().cancel(ignored);
+    });
+  }
+  tls_->async_handshake(type,
+                        [self = shared_from_this(), limit, timed_out, done = std::move(done)](const error_code& ec) {
+                          self->handshake_timer_.cancel();
+                          if (ec) {
+                            if (*timed_out) return done(fmt::format("no TLS handshake within {} ms", limit.count()));
+                            return done(describe_tls_error(ec, self->tls_->native_handle()));
+                          }
+                          self->ready_ = true;
+                          done(std::nullopt);
+                          // Frames sent while the handshake ran go out now.
+                          bool pending = false;
+                          {
+                            std::lock_guard lk(self->out_mutex_);
+                            pending = self->write_in_flight_;
+                          }
+                          if (pending) self->start_flush();
+                        });
+}
 
 void tcp_connection::send(wire::frame f) {
   if (f.archive.size() > UINT32_MAX) {
@@ -344,7 +435,7 @@ void tcp_connection::force_close(const std::string& reason) {
 }
 
 void tcp_connection::read_header() {
-  asio::async_read(socket_, asio::buffer(in_header_),
+  asio::async_read(stream_, asio::buffer(in_header_),
                    [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_header(ec); });
 }
 
@@ -352,6 +443,11 @@ void tcp_connection::on_header(const error_code& ec) {
   if (closed_) return discard_input(ec);
   if (ec) return on_read_error(ec);
   const wire::frame_header h = wire::decode_header(in_header_.data());
+  if (!tls_ && in_header_[0] == 0x16 && in_header_[1] == 0x03) {  // a TLS handshake record
+    const std::string why = "a TLS client on a plain TCP port (give this side TLS too: options::tls, --tls-cert)";
+    log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+    return do_close(why, close_mode::failed, log_level::off);
+  }
   if (auto why = wire::check_header(h, engine_->cfg().max_frame_size)) {
     log(log_level::warn, "closing the connection with {}: {}", remote_, *why);
     return do_close(*why, close_mode::failed, log_level::off);
@@ -376,7 +472,7 @@ void tcp_connection::on_header(const error_code& ec) {
   set_receiving(h.archive_size + h.payload_size);
   const std::array<asio::mutable_buffer, 2> body{asio::buffer(in_frame_.archive),
                                                  in_payload_ ? asio::buffer(*in_payload_) : asio::mutable_buffer{}};
-  asio::async_read(socket_, body, read_fully{},
+  asio::async_read(stream_, body, read_fully{},
                    [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_body(ec); });
 }
 
@@ -398,7 +494,9 @@ void tcp_connection::on_body(const error_code& ec) {
 }
 
 void tcp_connection::on_read_error(const error_code& ec) {
-  if (ec == asio::error::eof) return do_close("connection closed by peer", close_mode::failed);
+  if (ec == asio::error::eof || is_tls_truncation(ec)) return do_close("connection closed by peer", close_mode::failed);
+  if (ec.category() == asio::error::get_ssl_category())
+    return do_close(fmt::format("connection lost: TLS: {}", describe_tls_error(ec, nullptr)), close_mode::failed);
   do_close(fmt::format("connection lost: {}", ec.message()), close_mode::failed);
 }
 
@@ -408,7 +506,7 @@ void tcp_connection::discard_input(const error_code& ec) {
   if (socket_closed_) return;
   if (ec) return close_socket();
   if (!discard_buffer_) discard_buffer_ = std::make_unique<char[]>(16384);
-  socket_.async_read_some(asio::buffer(discard_buffer_.get(), 16384),
+  stream_.async_read_some(asio::buffer(discard_buffer_.get(), 16384),
                           [self = shared_from_this()](const error_code& ec, std::size_t) { self->discard_input(ec); });
 }
 
@@ -469,6 +567,7 @@ void tcp_connection::deliver_closed(const std::string& reason) {
 }
 
 void tcp_connection::start_flush() {
+  if (!ready_) return;  // the handshake's end calls again; write_in_flight_ stays set meanwhile
   bool idle = false;
   {
     std::lock_guard lk(out_mutex_);
@@ -484,7 +583,7 @@ void tcp_connection::start_flush() {
     // A graceful close waits for the queued frames, then ends the stream.
     if (lingering_ && !socket_closed_) {
       error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
     return;
   }
@@ -494,16 +593,46 @@ void tcp_connection::start_flush() {
     if (!e.frame.archive.empty()) write_buffers_.push_back(asio::buffer(e.frame.archive));
     if (e.frame.payload && !e.frame.payload->empty()) write_buffers_.push_back(asio::buffer(*e.frame.payload));
   }
+  if (tls_) gather_small_pieces();
   write_pos_ = 0;
   write_window();
+}
+
+void tcp_connection::gather_small_pieces() {
+  std::size_t small = 0;
+  for (const auto& b : write_buffers_)
+    if (b.size() < tls_gather_below) small += b.size();
+  gathered_.clear();
+  gathered_.reserve(small);  // reserved once: the buffers below point into it
+  std::vector<asio::const_buffer> out;
+  out.reserve(write_buffers_.size());
+  std::size_t run = std::string::npos;  // where the run of small pieces being gathered starts
+  auto end_run = [&] {
+    if (run == std::string::npos) return;
+    out.push_back(asio::buffer(gathered_.data() + run, gathered_.size() - run));
+    run = std::string::npos;
+  };
+  for (const auto& b : write_buffers_) {
+    if (b.size() >= tls_gather_below) {
+      end_run();
+      out.push_back(b);
+      continue;
+    }
+    if (run == std::string::npos) run = gathered_.size();
+    gathered_.append(static_cast<const char*>(b.data()), b.size());
+  }
+  end_run();
+  write_buffers_.swap(out);
 }
 
 void tcp_connection::write_window() {
   const asio::const_buffer* first = write_buffers_.data() + write_pos_;
   const asio::const_buffer* last = write_buffers_.data() + write_buffers_.size();
-  socket_.async_write_some(
-      buffer_window{first, last},
-      [self = shared_from_this()](const error_code& ec, std::size_t n) { self->on_written(ec, n); });
+  auto done = [self = shared_from_this()](const error_code& ec, std::size_t n) { self->on_written(ec, n); };
+  if (tls_)
+    tls_->async_write_some(buffer_window{first, last}, std::move(done));
+  else
+    socket_.async_write_some(buffer_window{first, last}, std::move(done));
 }
 
 void tcp_connection::on_written(const error_code& ec, std::size_t n) {
@@ -522,6 +651,7 @@ void tcp_connection::on_written(const error_code& ec, std::size_t n) {
   }
   writing_.clear();
   write_buffers_.clear();
+  gathered_.clear();
   if (ec) {
     if (!closed_)
       do_close(fmt::format("connection lost: {}", ec.message()), close_mode::failed);
@@ -553,7 +683,7 @@ void tcp_connection::do_close(const std::string& reason, close_mode mode, log_le
     lingering_ = true;
     if (!flush_first) {
       error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
     linger_timer_.expires_after(linger_timeout);
     linger_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
@@ -570,9 +700,10 @@ void tcp_connection::close_socket() {
   if (socket_closed_) return;
   socket_closed_ = true;
   linger_timer_.cancel();
+  handshake_timer_.cancel();
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket().close(ignored);
   engine_->remove(this);
 }
 
@@ -641,16 +772,31 @@ void engine::on_accepted(const std::shared_ptr<listener>& l, const error_code& e
   s.set_option(tcp::no_delay(true), opt_ec);
   const tcp::endpoint remote = s.remote_endpoint(opt_ec);
   if (!opt_ec) {
-    auto c = std::make_shared<tcp_connection>(shared_from_this(), std::move(s), nullptr, endpoint_string(remote));
+    auto c = std::make_shared<tcp_connection>(shared_from_this(), std::move(s), nullptr, endpoint_string(remote),
+                                              tls_context());
     add(c);
-    if (auto what = call_user([&] { l->on_accept(c); })) {
-      log(log_level::warn, "the accept handler threw: {}", *what);
-      c->force_close(fmt::format("the accept handler threw: {}", *what));
+    if (c->is_tls()) {
+      c->handshake(asio::ssl::stream_base::server, "", cfg_.handshake_timeout,
+                   [self = shared_from_this(), l, c](std::optional<std::string> failed) {
+                     if (!failed) return self->hand_over(l, c);
+                     log(log_level::warn, "refused a TLS connection from {}: {}", c->remote_address(), *failed);
+                     c->force_close(*failed);
+                   });
     } else {
-      c->start();
+      hand_over(l, c);
     }
   }
   accept_next(l);
+}
+
+void engine::hand_over(const std::shared_ptr<listener>& l, const std::shared_ptr<tcp_connection>& c) {
+  if (stopped() || !l->acceptor.is_open()) return c->force_close("transport stopped");
+  if (auto what = call_user([&] { l->on_accept(c); })) {
+    log(log_level::warn, "the accept handler threw: {}", *what);
+    c->force_close(fmt::format("the accept handler threw: {}", *what));
+  } else {
+    c->start();
+  }
 }
 
 std::shared_ptr<connection> engine::connect(const std::string& address, std::shared_ptr<handler> h) {
@@ -663,7 +809,8 @@ std::shared_ptr<connection> engine::connect(const std::string& address, std::sha
   if (on_io_thread()) return connect_here(address, *hp, std::move(h));
 
   auto op = std::make_shared<connect_op>(io_);
-  op->conn = std::make_shared<tcp_connection>(shared_from_this(), tcp::socket(io_), std::move(h), address);
+  op->conn =
+      std::make_shared<tcp_connection>(shared_from_this(), tcp::socket(io_), std::move(h), address, tls_context());
   if (!post([self = shared_from_this(), op, hp = *hp] { self->begin_connect(op, hp); }))
     fail("the transport is stopped");
   std::unique_lock lk(op->m);
@@ -688,12 +835,21 @@ void engine::begin_connect(const std::shared_ptr<connect_op>& op, const host_por
   });
   op->resolver.async_resolve(
       hp.host, hp.port,
-      [self = shared_from_this(), op](const error_code& ec, const tcp::resolver::results_type& results) {
+      [self = shared_from_this(), op, host = hp.host](const error_code& ec,
+                                                      const tcp::resolver::results_type& results) {
         if (op->finished) return;
         if (ec) return self->finish_connect(op, ec.message());
-        asio::async_connect(op->conn->socket(), results, [self, op](const error_code& ec, const tcp::endpoint&) {
+        asio::async_connect(op->conn->socket(), results, [self, op, host](const error_code& ec, const tcp::endpoint&) {
           if (op->finished) return;
-          self->finish_connect(op, ec ? std::optional<std::string>(ec.message()) : std::nullopt);
+          if (ec || !op->conn->is_tls())
+            return self->finish_connect(op, ec ? std::optional<std::string>(ec.message()) : std::nullopt);
+          // The connect timeout, already running, bounds the handshake too.
+          op->conn->handshake(asio::ssl::stream_base::client, host, std::chrono::milliseconds(0),
+                              [self, op](std::optional<std::string> failed) {
+                                if (op->finished) return;
+                                if (failed) *failed = "TLS: " + *failed;
+                                self->finish_connect(op, std::move(failed));
+                              });
         });
       });
 }
@@ -742,7 +898,7 @@ std::shared_ptr<connection> engine::connect_here(const std::string& address, con
   tcp::resolver resolver(io_);
   const auto results = resolver.resolve(hp.host, hp.port, ec);
   if (ec) fail(ec.message());
-  auto c = std::make_shared<tcp_connection>(shared_from_this(), tcp::socket(io_), std::move(h), address);
+  auto c = std::make_shared<tcp_connection>(shared_from_this(), tcp::socket(io_), std::move(h), address, tls_context());
   const auto deadline = std::chrono::steady_clock::now() + cfg_.connect_timeout;
   ec = asio::error::host_not_found;
   for (const auto& entry : results) {
@@ -762,7 +918,16 @@ std::shared_ptr<connection> engine::connect_here(const std::string& address, con
     fail(ec.message());
   }
   add(c);
-  c->start();
+  if (!c->is_tls()) {
+    c->start();
+    return c;
+  }
+  // This thread cannot wait for its own handshake: frames sent meanwhile wait for it, and a
+  // failure closes the connection with the reason (the handler's on_closed).
+  c->handshake(asio::ssl::stream_base::client, hp.host, cfg_.connect_timeout, [c](std::optional<std::string> failed) {
+    if (failed) return c->handshake_failed("TLS: " + *failed);
+    c->start();
+  });
   return c;
 }
 

@@ -16,6 +16,8 @@
 
 #include "wire/frame.hpp"
 
+#include <dx/tls.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -69,9 +71,16 @@ class connection {
   std::atomic<std::uint64_t> receiving_{0};
 };
 
+class tls_credentials;
+
 struct config {
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::chrono::milliseconds connect_timeout{5000};
+  /// TCP only: when set, every connection (accepted or opened) is TLS with these credentials, and
+  /// a peer whose certificate does not pass is refused before its first frame.
+  std::shared_ptr<tls_credentials> tls;
+  /// How long an accepted TLS connection may take to complete its handshake.
+  std::chrono::milliseconds handshake_timeout{10'000};
 };
 
 /// Called for each accepted connection, on the transport's thread; it must call set_handler.
@@ -91,6 +100,10 @@ class transport {
 };
 
 std::unique_ptr<transport> make_tcp_transport(const config& cfg);
+
+/// The credentials a TCP transport's config::tls holds: the files of `opts` read now (a bad file
+/// throws dx::error naming it) and again whenever they change. Null when `opts` asks for no TLS.
+std::shared_ptr<tls_credentials> make_tls_credentials(const tls_options& opts);
 std::unique_ptr<transport> make_in_process_transport(const config& cfg);
 
 }  // namespace dx::transport

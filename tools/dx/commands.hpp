@@ -2,6 +2,8 @@
 // `--connect` forms of run and cancel (its clients, over the head's HTTP API).
 #pragma once
 
+#include <dx/tls.hpp>
+
 #include <cstddef>
 #include <string>
 
@@ -13,6 +15,7 @@ struct serve_settings {
   std::string journal;      // the journal path, or the default
   std::string token_file;   // the cluster's token (workers' and API writers'), or none
   std::size_t workers = 0;  // local worker processes besides the ones that join
+  dx::tls_options tls;      // mutual TLS for the workers that join (and the HTTP API), or none
 };
 
 /// Runs a head until SIGINT or SIGTERM: resumes every unfinished run of the journal, takes new runs

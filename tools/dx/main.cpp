@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -105,6 +106,10 @@ const command_help helps[] = {
      "                              e.g. --listen 0.0.0.0:7700\n"
      "  --token-file FILE           the token workers (and --connect) present [none]\n"
      "  --connect HTTP_ADDR         a dx serve's HTTP address: run the workflow there [none]\n"
+     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS\n"
+     "                              (dx/tls.hpp); the files are read again when they change [none]\n"
+     "  --tls-key FILE              the private key of --tls-cert [none]\n"
+     "  --tls-ca FILE               the authority whose certificates workers must show [none]\n"
      "  --plugin LIB.so             a library of DX_REMOTE functions the steps name; repeatable [none]\n"
      "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
      "  --http ADDR                 serve metrics and the dashboard there while running [none]\n"
@@ -148,12 +153,17 @@ const command_help helps[] = {
      "usage: dx serve --listen ADDR [--http ADDR] [--token-file FILE] [--workers N] [--journal PATH]\n"
      "A long-lived head: workers join at ADDR (dx-worker --connect ADDR), runs arrive on its HTTP API\n"
      "(dx run WF.json --connect HTTP_ADDR), and every run of the journal a previous head left\n"
-     "unfinished is resumed at start. SIGINT or SIGTERM stops it; its runs resume at the next start.\n"
+     "unfinished is resumed at start. SIGINT or SIGTERM stops it; its runs resume at the next start;\n"
+     "SIGHUP reads the TLS certificates again.\n"
      "\n"
      "options (default in brackets):\n"
      "  --listen ADDR               where workers join (required). e.g. --listen 0.0.0.0:7700\n"
      "  --http ADDR                 the HTTP API and dashboard [none: runs cannot be posted]\n"
      "  --token-file FILE           the token workers and HTTP clients present [none]\n"
+     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS\n"
+     "                              (dx/tls.hpp); the files are read again when they change [none]\n"
+     "  --tls-key FILE              the private key of --tls-cert [none]\n"
+     "  --tls-ca FILE               the authority whose certificates workers must show [none]\n"
      "  --workers N                 local worker processes besides those that join [0]\n"
      "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
      "\n"
@@ -195,6 +205,7 @@ struct args {
   std::size_t workers = 2;
   bool workers_given = false;
   std::string journal, http, listen, token_file, connect;
+  dx::tls_options tls;
   bool json = false;
   std::chrono::milliseconds wait{10'000};
 };
@@ -202,6 +213,17 @@ struct args {
 [[noreturn]] void bad(const std::string& why) {
   std::fprintf(stderr, "dx: %s\nTry 'dx --help'.\n", why.c_str());
   std::exit(2);
+}
+
+/// Whether "host:port" names this machine's loopback (a warning is due for anything else sent
+/// in the clear).
+bool is_loopback_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  return ::inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
 /// "250ms", "10s", "5m", "1h": a whole number and a unit; nullopt for anything else.
@@ -227,7 +249,8 @@ void answer_help(int argc, char** argv) {
     const std::string s = argv[i];
     if (s == "-h" || s == "--help") {
       asked = true;
-    } else if (s == "--plugin" || s == "--workers" || s == "--journal" || s == "--http" || s == "--wait") {
+    } else if (s == "--plugin" || s == "--workers" || s == "--journal" || s == "--http" || s == "--wait" ||
+               s == "--tls-cert" || s == "--tls-key" || s == "--tls-ca") {
       ++i;  // its value
     } else if (command.empty() && !s.empty() && s[0] != '-') {
       command = s;
@@ -272,6 +295,12 @@ args parse(int argc, char** argv) {
       a.token_file = value();
     } else if (s == "--connect") {
       a.connect = value();
+    } else if (s == "--tls-cert") {
+      a.tls.certificate = value();
+    } else if (s == "--tls-key") {
+      a.tls.private_key = value();
+    } else if (s == "--tls-ca") {
+      a.tls.ca = value();
     } else if (s == "--json") {
       a.json = true;
     } else if (s == "--wait") {
@@ -297,6 +326,13 @@ args parse(int argc, char** argv) {
     std::exit(0);
   }
   if (!help_of(a.command)) bad("unknown command '" + a.command + "'");
+  if (a.tls.enabled() && (a.tls.certificate.empty() || a.tls.private_key.empty() || a.tls.ca.empty()))
+    bad("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  if (!a.connect.empty() && !is_loopback_address(a.connect))
+    std::fprintf(stderr,
+                 "dx: warning: talking to %s over plain HTTP: the token and the workflow cross the network "
+                 "readable\n",
+                 a.connect.c_str());
   return a;
 }
 
@@ -332,6 +368,7 @@ dx::options cluster_options(const args& a) {
   if (a.listen.empty() || a.workers_given) o.local_processes(a.workers);
   if (!a.listen.empty()) o.listen(a.listen);
   if (!a.token_file.empty()) o.token_file(a.token_file);
+  if (a.tls.enabled()) o.tls(a.tls);
   if (!a.http.empty()) o.http(a.http);
   return o;
 }
@@ -675,6 +712,7 @@ int main(int argc, char** argv) {
       settings.http = a.http;
       settings.journal = a.journal;
       settings.token_file = a.token_file;
+      settings.tls = a.tls;
       settings.workers = a.workers_given ? a.workers : 0;
       return dx_cli::serve(settings);
     }

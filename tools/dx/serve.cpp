@@ -38,11 +38,13 @@ int serve(const serve_settings& s) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // not a stop: read the TLS certificates again
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   dx::options o = dx::options{}.listen(s.listen).head_runs_tasks(false);
   if (!s.http.empty()) o.http(s.http);
   if (!s.token_file.empty()) o.token_file(s.token_file);
+  if (s.tls.enabled()) o.tls(s.tls);
   if (s.workers > 0) o.local_processes(s.workers);
   dx::cluster cl{o};
   std::printf("dx serve: workers join at %s\n", cl.endpoint().c_str());
@@ -68,6 +70,11 @@ int serve(const serve_settings& s) {
   for (;;) {
     timespec tick{1, 0};
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig == SIGHUP) {
+      dx::reload_tls();
+      std::printf("dx serve: SIGHUP: TLS certificates are read again for new connections\n");
+      std::fflush(stdout);
+    }
     if (sig == SIGINT || sig == SIGTERM) {
       std::printf("dx serve: stopping; unfinished runs are INTERRUPTED and resume at the next start\n");
       std::fflush(stdout);
