@@ -16,26 +16,27 @@ configure: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) $(CMAKE_FLAGS)
 
 build: configure
-	cmake --build $(BUILD)
+	cmake --build $(BUILD) -j $(JOBS)
 
 # Builds Release and runs the main example.
 demo: build
 	$(BUILD)/examples/quickstart
 
-# Builds and runs the whole test suite (unit, stress, package).
+# Builds and runs the whole test suite (unit, stress, package). Tests run $(JOBS) at a time, but
+# the ones that start processes, open sockets or measure time run alone (RUN_SERIAL).
 test: build
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 # The suite without the long stress cases.
 test-quick: build
-	ctest --test-dir $(BUILD) --output-on-failure -LE stress
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE stress
 
 # The suite under ThreadSanitizer, and under AddressSanitizer + UndefinedBehaviorSanitizer.
 tsan: deps
-	cmake --preset tsan $(LAUNCHER) && cmake --build --preset tsan -j $(JOBS) && ctest --preset tsan
+	cmake --preset tsan $(LAUNCHER) && cmake --build --preset tsan -j $(JOBS) && ctest --preset tsan -j $(JOBS)
 
 asan: deps
-	cmake --preset asan $(LAUNCHER) && cmake --build --preset asan -j $(JOBS) && ctest --preset asan
+	cmake --preset asan $(LAUNCHER) && cmake --build --preset asan -j $(JOBS) && ctest --preset asan -j $(JOBS)
 
 # Local-task benchmarks: dx side by side with oneTBB and OpenMP (see benchmarks/RESULTS.md).
 bench: build
