@@ -32,6 +32,8 @@
 //       taken from TCP_INFO of the head's sockets. Then (or first, with --raw-first) a blocking TCP ping-pong
 //       over 127.0.0.1 with TCP_NODELAY between this process and a forked child, `calls` round
 //       trips of msg_bytes (0: the larger of the dx request and reply per call, at least 64 B).
+//   --tls DIR (throughput, latency, fetch): mutual TLS on every link, with DIR/head.pem, head.key
+//       and ca.pem (the worker processes use the same certificate). See run_tls.py.
 //   dx_bench_distributed fetch [MiB=255] [--raw-first]
 //       cluster of local_processes(1), head_runs_tasks(false), max_frame_size 512 MiB;
 //       f = cl.submit(make_bytes, n); cl.wait_idle() (the worker made the string and reported
@@ -311,7 +313,17 @@ bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
-dx::options two_workers() { return dx::options{}.local_processes(2).threads_per_process(1).head_runs_tasks(false); }
+dx::tls_options g_tls;  // --tls DIR: head.pem, head.key and ca.pem of DIR; workers are started with them
+
+/// `o` with TLS on every link when --tls was given.
+dx::options secured(dx::options o) {
+  if (g_tls.enabled()) o.tls(g_tls);
+  return o;
+}
+
+dx::options two_workers() {
+  return secured(dx::options{}.local_processes(2).threads_per_process(1).head_runs_tasks(false));
+}
 bool g_metrics_off = false;  // --metrics-off (throughput only)
 
 // Submits n no-ops (arguments first..first+n-1), waits for all with when_all; checks the sum.
@@ -458,7 +470,7 @@ int latency(long calls, long msg_arg, bool raw_first) {
   std::size_t msg = msg_arg > 0 ? static_cast<std::size_t>(msg_arg) : 64;
   if (raw_first) report_latency("raw_tcp", raw_pingpong(calls, msg, warm), msg, msg, msg);
 
-  dx::cluster cl{dx::options{}.local_processes(1).head_runs_tasks(false)};
+  dx::cluster cl{secured(dx::options{}.local_processes(1).head_runs_tasks(false))};
   for (long i = 0; i < warm; ++i)
     if (cl.submit(noop, static_cast<int>(i)).get() != static_cast<int>(i)) die("wrong result");
   cl.wait_idle();
@@ -495,7 +507,8 @@ int fetch(long mib, bool raw_first) {
   };
   if (raw_first) raw();
   {
-    dx::cluster cl{dx::options{}.local_processes(1).head_runs_tasks(false).max_frame_size(std::uint64_t{512} << 20)};
+    dx::cluster cl{
+        secured(dx::options{}.local_processes(1).head_runs_tasks(false).max_frame_size(std::uint64_t{512} << 20))};
     // warm-up: a smaller fetch over the same path
     if (cl.submit(make_bytes, std::uint64_t{1} << 20).get().size() != (std::size_t{1} << 20)) die("warm-up");
     auto f = cl.submit(make_bytes, static_cast<std::uint64_t>(bytes));
@@ -547,6 +560,11 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   const bool raw_first = has_flag(argc, argv, "--raw-first");
   g_metrics_off = has_flag(argc, argv, "--metrics-off");
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--tls") == 0) {
+      const std::string dir = argv[i + 1];
+      g_tls = dx::tls_options{.certificate = dir + "/head.pem", .private_key = dir + "/head.key", .ca = dir + "/ca.pem"};
+    }
   if (mode == "throughput") return throughput(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 1));
   if (mode == "timeout_overhead") return timeout_overhead(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 5));
   if (mode == "cancel") return cancel_queued(arg_long(argc, argv, 2, 100000));
