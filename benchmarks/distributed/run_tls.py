@@ -30,7 +30,8 @@ openssl x509 -req -in head.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out hea
 
 
 def summary(xs):
-    return f"{statistics.median(xs):,.1f} [{min(xs):,.1f}-{max(xs):,.1f}]"
+    digits = 3 if statistics.median(xs) < 10 else 1
+    return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
 
 
 def main():

@@ -7,6 +7,7 @@
 #include "cluster/process.hpp"
 #include "cluster/worker.hpp"
 #include "common/log.hpp"
+#include "transport/transport.hpp"
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -467,6 +468,9 @@ int worker_main(int argc, char** argv) {
     if (cfg.connect.empty()) throw usage_error("--connect HOST:PORT is required");
     if (cfg.tls.enabled() && (cfg.tls.ca.empty() || cfg.tls.certificate.empty() || cfg.tls.private_key.empty()))
       throw usage_error("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+    // A file that cannot be used fails now, not as a head that cannot be reached, tried again
+    // for --reconnect-for.
+    if (cfg.tls.enabled()) (void)transport::make_tls_credentials(cfg.tls);
     if (cfg.token.empty())
       if (const char* t = std::getenv("DX_TOKEN")) cfg.token = t;
   } catch (const std::exception& e) {

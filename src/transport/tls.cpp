@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 namespace dx {
 
@@ -43,6 +46,15 @@ std::string openssl_reason(const boost::system::error_code& ec) {
   // the reason is what a reader needs.
   if (const auto paren = why.find(" ("); paren != std::string::npos) why.erase(paren);
   return why;
+}
+
+/// OpenSSL says "system lib" for a file it cannot open; the reader needs the system's words.
+void check_readable(const char* what, const std::string& path) {
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+    return;
+  }
+  fail(fmt::format("cannot read the {} {}: {}", what, path, std::strerror(errno)));
 }
 
 }  // namespace
@@ -92,6 +104,8 @@ std::shared_ptr<asio::ssl::context> tls_credentials::build() const {
                                     opts_.min_version == tls_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1)
     fail("cannot set the oldest protocol version");
   if (!opts_.certificate.empty()) {
+    check_readable("certificate", opts_.certificate);
+    check_readable("private key", opts_.private_key);
     ctx->use_certificate_chain_file(opts_.certificate, ec);
     if (ec) fail(fmt::format("cannot read the certificate {}: {}", opts_.certificate, openssl_reason(ec)));
     ctx->use_private_key_file(opts_.private_key, ssl::context::pem, ec);
@@ -111,6 +125,7 @@ std::shared_ptr<asio::ssl::context> tls_credentials::build() const {
         log(log_level::warn, "TLS: the certificate {} is not valid yet: peers will refuse it", opts_.certificate);
     }
   }
+  check_readable("certificate authority", opts_.ca);
   ctx->load_verify_file(opts_.ca, ec);
   if (ec) fail(fmt::format("cannot read the certificate authority {}: {}", opts_.ca, openssl_reason(ec)));
   auto mode = ssl::verify_peer;
