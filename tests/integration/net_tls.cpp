@@ -215,14 +215,7 @@ TEST_CASE("tls: a bad file is an error naming it at start, and a warning on a re
   CHECK_THROWS_WITH(tr::make_tls_credentials(key_only), Catch::Matchers::Contains("without its certificate"));
 
   const dx_support::temp_dir dir("dx_tls_reload");
-  namespace fs = std::filesystem;
-  dx::tls_options own;
-  own.certificate = (dir.path() / "cert.pem").string();
-  own.private_key = (dir.path() / "key.pem").string();
-  own.ca = (dir.path() / "ca.pem").string();
-  fs::copy_file(pki.file("head.pem"), own.certificate);
-  fs::copy_file(pki.file("head.key"), own.private_key);
-  fs::copy_file(pki.file("ca.pem"), own.ca);
+  const dx::tls_options own = pki.copy_into(dir.path(), "head");
   captured_log log;
   auto server_side = tls_transport(own);
   server srv(*server_side, true, true);
@@ -236,14 +229,7 @@ TEST_CASE("tls: a bad file is an error naming it at start, and a warning on a re
 TEST_CASE("tls: certificates changed on disk serve new connections, and open ones go on", "[transport][tls]") {
   const auto& pki = test_pki::get();
   const dx_support::temp_dir dir("dx_tls_reload");
-  namespace fs = std::filesystem;
-  dx::tls_options own;
-  own.certificate = (dir.path() / "cert.pem").string();
-  own.private_key = (dir.path() / "key.pem").string();
-  own.ca = (dir.path() / "ca.pem").string();
-  fs::copy_file(pki.file("head.pem"), own.certificate);
-  fs::copy_file(pki.file("head.key"), own.private_key);
-  fs::copy_file(pki.file("ca.pem"), own.ca);
+  const dx::tls_options own = pki.copy_into(dir.path(), "head");
   auto server_side = tls_transport(own);
   server srv(*server_side, true, true);
 
@@ -256,8 +242,8 @@ TEST_CASE("tls: certificates changed on disk serve new connections, and open one
   CHECK_FALSE(try_link(*rogue, srv).empty());
 
   // The server now trusts other-ca instead (replaced as deployment tools do: write, then rename).
-  fs::copy_file(pki.file("other-ca.pem"), dir.path() / "ca.new");
-  fs::rename(dir.path() / "ca.new", own.ca);
+  std::filesystem::copy_file(pki.file("other-ca.pem"), dir.path() / "ca.new");
+  std::filesystem::rename(dir.path() / "ca.new", own.ca);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // files are looked at once a second
   CHECK(try_link(*rogue, srv).empty());
   CHECK_FALSE(try_link(*worker, srv).empty());  // a new connection of the cluster's authority: refused

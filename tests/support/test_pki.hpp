@@ -40,6 +40,21 @@ class test_pki {
     return o;
   }
 
+  /// options(name, ca) copied into `dir` as cert.pem, key.pem and ca.pem, for a test that changes
+  /// them.
+  dx::tls_options copy_into(const std::filesystem::path& dir, const std::string& name,
+                            const std::string& ca = "ca") const {
+    const dx::tls_options from = options(name, ca);
+    dx::tls_options o;
+    o.certificate = (dir / "cert.pem").string();
+    o.private_key = (dir / "key.pem").string();
+    o.ca = (dir / "ca.pem").string();
+    std::filesystem::copy_file(from.certificate, o.certificate);
+    std::filesystem::copy_file(from.private_key, o.private_key);
+    std::filesystem::copy_file(from.ca, o.ca);
+    return o;
+  }
+
  private:
   test_pki() : dir_("dx_pki") {
     const std::string script = R"(set -e
