@@ -27,6 +27,10 @@ packages=(
   # puppeteer-core (from the npm registry, below), which drives Debian's Chromium. npm too,
   # unless the nodejs installed brings its own (NodeSource's does, and conflicts with Debian's).
   nodejs
+  # A single-node Slurm for the srun test (tests/integration/slurm_job.sh, ctest -L integration):
+  # the daemons and munge, configured by the test in a temporary folder.
+  slurm-wlm
+  munge
 )
 # shellcheck disable=SC2206
 packages+=(${DX_DEPS_EXTRA:-})

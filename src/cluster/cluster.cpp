@@ -6,6 +6,7 @@
 #include "cluster/cluster_alerts.hpp"
 #include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
+#include "cluster/slurm.hpp"
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
 #include "observe/runtime_stats.hpp"
@@ -32,17 +33,41 @@ void become_worker_if_spawned() {
   char* argv[] = {arg0, flag, nullptr};
   std::exit(worker_main(2, argv));
 }
+
+/// Under srun (a step of several tasks, see cluster/slurm.hpp), task 0's cluster is the head of
+/// the others, listening where they look for it; any other task that reaches a cluster
+/// constructor becomes a worker here. Settings the program gave explicitly win.
+options adopt_slurm_step(const options& opts) {
+  if (std::getenv("DX_WORKER_OF")) return opts;  // a worker a head started: become_worker_if_spawned
+  const auto step = detail::slurm_step_from_environment();
+  if (!step) return opts;
+  if (!step->is_head()) {
+    static char arg0[] = "dx-worker";
+    static char flag[] = "--dx-worker";
+    char* argv[] = {arg0, flag, nullptr};
+    std::exit(worker_main(2, argv));
+  }
+  options o = opts;
+  if (o.listen().empty()) {
+    const char* listen = std::getenv("DX_LISTEN");
+    o.listen(listen && *listen ? std::string(listen) : fmt::format("0.0.0.0:{}", step->port));
+  }
+  if (o.token().empty() && o.token_file().empty()) o.token(step->token);
+  if (!o.tls().enabled()) o.tls(step->tls);
+  return o;
+}
 }  // namespace
 
 cluster::cluster() : cluster(options{}) {}
 
-cluster::cluster(const options& opts)
-    : options_(opts),
+cluster::cluster(const options& given)
+    : options_(adopt_slurm_step(given)),
       metrics_(std::make_unique<dx::metrics>()),
-      local_(std::make_unique<executor>(local_threads(opts))),
-      alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, opts.heartbeat_interval())),
+      local_(std::make_unique<executor>(local_threads(given))),
+      alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, given.heartbeat_interval())),
       extensions_(std::make_shared<detail::extension_slot>(*this)) {
   detail::init_log_from_environment();  // a bad DX_LOG is reported as the cluster starts
+  const options& opts = options_;
   if (opts.distributed()) {
     become_worker_if_spawned();
     // Made before the HTTP endpoint opens, so that its routes answer from the first request
@@ -53,6 +78,17 @@ cluster::cluster(const options& opts)
     // extension slot, under its lock: taking that lock once the head is set orders this write
     // before every request that comes after (a run started over HTTP reads head_).
     (void)extensions_->get();
+    if (const auto step = detail::slurm_step_from_environment()) {
+      // Every other task of the step joins; the program starts with all of them, or with those
+      // that came within a minute (a warning names how many are missing).
+      const auto expected = static_cast<std::size_t>(step->tasks - 1);
+      try {
+        wait_for_workers(expected, std::chrono::seconds(60));
+      } catch (const std::exception& e) {
+        detail::log(detail::log_level::warn, "Slurm: {} of the step's {} worker tasks joined within 60 s: {}",
+                    workers().size(), expected, e.what());
+      }
+    }
   }
   detail::metrics_access::add_collector(
       *metrics_, [slot = std::weak_ptr<detail::extension_slot>(extensions_)](detail::exposition& out) {

@@ -5,6 +5,7 @@
 
 #include "cluster/auth.hpp"
 #include "cluster/process.hpp"
+#include "cluster/slurm.hpp"
 #include "cluster/worker.hpp"
 #include "common/log.hpp"
 #include "transport/transport.hpp"
@@ -38,7 +39,13 @@ namespace dx {
 bool is_worker(int argc, char** argv) noexcept {
   for (int i = 1; i < argc; ++i)
     if (argv[i] && std::strcmp(argv[i], "--dx-worker") == 0) return true;
-  return false;
+  try {
+    // Under srun every task but the first is a worker of the first (cluster/slurm.hpp).
+    const auto step = detail::slurm_step_from_environment();
+    return step && !step->is_head() && !std::getenv("DX_WORKER_OF");
+  } catch (const std::exception&) {
+    return false;  // the cluster constructor reports the malformed variable
+  }
 }
 
 namespace {
@@ -392,6 +399,21 @@ int worker_main(int argc, char** argv) {
   detail::worker_config cfg;
   std::vector<std::string> plugins;
   std::optional<std::chrono::milliseconds> reconnect_for;
+  bool threads_given = false;
+  // A task of an srun step that became a worker through dx::is_worker has the program's own
+  // arguments (srun gives every task the same command line), not dx-worker's: they are not read.
+  // (dx-worker itself, and a worker a head starts, say --dx-worker.)
+  bool flagged = false;
+  for (int i = 1; i < argc; ++i) flagged = flagged || (argv[i] && std::strcmp(argv[i], "--dx-worker") == 0);
+  if (!flagged) {
+    try {
+      const auto step = detail::slurm_step_from_environment();
+      if (step && !step->is_head()) argc = 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dx-worker: %s\n", e.what());
+      return 2;
+    }
+  }
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -411,6 +433,7 @@ int worker_main(int argc, char** argv) {
           throw usage_error(std::string("--token-file: ") + e.what());
         }
       } else if (a == "--threads") {
+        threads_given = true;
         cfg.threads = static_cast<std::size_t>(parse_count(a, value(), 1, 4096, "a whole number from 1 to 4096"));
       } else if (a == "--resources") {
         cfg.resources = parse_resources(value());
@@ -463,6 +486,17 @@ int worker_main(int argc, char** argv) {
         return 0;
       } else {
         throw usage_error("unknown option '" + a + "'");
+      }
+    }
+    if (cfg.connect.empty()) {
+      // A worker task of an srun step finds its head from the step (cluster/slurm.hpp).
+      if (const auto step = detail::slurm_step_from_environment(); step && !step->is_head()) {
+        cfg.connect = step->head_address();
+        if (cfg.token.empty()) cfg.token = step->token;
+        if (!cfg.tls.enabled()) cfg.tls = step->tls;
+        if (!threads_given) cfg.threads = step->threads;
+        // The head may start a moment after its workers; one that ended is not coming back.
+        if (!reconnect_for) reconnect_for = std::chrono::milliseconds(60'000);
       }
     }
     if (cfg.connect.empty()) throw usage_error("--connect HOST:PORT is required");
