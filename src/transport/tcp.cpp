@@ -779,6 +779,7 @@ void engine::on_accepted(const std::shared_ptr<listener>& l, const error_code& e
       c->handshake(asio::ssl::stream_base::server, "", cfg_.handshake_timeout,
                    [self = shared_from_this(), l, c](std::optional<std::string> failed) {
                      if (!failed) return self->hand_over(l, c);
+                     if (self->stopped()) return c->force_close("transport stopped");  // not a refusal
                      log(log_level::warn, "refused a TLS connection from {}: {}", c->remote_address(), *failed);
                      c->force_close(*failed);
                    });
