@@ -563,7 +563,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], "--tls") == 0) {
       const std::string dir = argv[i + 1];
-      g_tls = dx::tls_options{.certificate = dir + "/head.pem", .private_key = dir + "/head.key", .ca = dir + "/ca.pem"};
+      g_tls =
+          dx::tls_options{.certificate = dir + "/head.pem", .private_key = dir + "/head.key", .ca = dir + "/ca.pem"};
     }
   if (mode == "throughput") return throughput(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 1));
   if (mode == "timeout_overhead") return timeout_overhead(arg_long(argc, argv, 2, 100000), arg_long(argc, argv, 3, 5));

@@ -1,0 +1,371 @@
+// A TCP transport's connection: reading frames straight into their buffers, writing queued
+// frames with one gathered write, the TLS handshake, and closing (see tcp_parts.hpp).
+#include "transport/tcp_parts.hpp"
+
+namespace dx::transport::tcp_detail {
+
+tcp_connection::tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, std::shared_ptr<handler> h,
+                               std::string remote, std::shared_ptr<asio::ssl::context> tls)
+    : engine_(std::move(e)),
+      socket_(engine_->io()),
+      tls_context_(std::move(tls)),
+      linger_timer_(engine_->io()),
+      handshake_timer_(engine_->io()),
+      remote_(std::move(remote)),
+      handler_(std::move(h)) {
+  if (tls_context_)
+    tls_ = std::make_unique<tls_stream>(std::move(socket), *tls_context_);
+  else
+    socket_ = std::move(socket);
+}
+
+void tcp_connection::handshake(asio::ssl::stream_base::handshake_type type, const std::string& host,
+                               std::chrono::milliseconds limit, handshake_done done) {
+  ready_ = false;
+  if (type == asio::ssl::stream_base::client) {
+    error_code not_an_address;
+    (void)asio::ip::make_address(host, not_an_address);
+    if (!host.empty() && not_an_address) SSL_set_tlsext_host_name(tls_->native_handle(), host.c_str());  // SNI
+    if (engine_->cfg().tls && engine_->tls_settings().verify_peer_name && !host.empty())
+      tls_->set_verify_callback(asio::ssl::host_name_verification(host));
+  }
+  auto timed_out = std::make_shared<bool>(false);
+  if (limit.count() > 0) {
+    handshake_timer_.expires_after(limit);
+    handshake_timer_.async_wait([self = shared_from_this(), timed_out](const error_code& ec) {
+      if (ec || self->ready_ || self->socket_closed_) return;
+      *timed_out = true;
+      error_code ignored;
+      self->socket().cancel(ignored);
+    });
+  }
+  tls_->async_handshake(type,
+                        [self = shared_from_this(), limit, timed_out, done = std::move(done)](const error_code& ec) {
+                          self->handshake_timer_.cancel();
+                          if (ec) {
+                            if (*timed_out) return done(fmt::format("no TLS handshake within {} ms", limit.count()));
+                            return done(describe_tls_error(ec, self->tls_->native_handle()));
+                          }
+                          self->ready_ = true;
+                          done(std::nullopt);
+                          // Frames sent while the handshake ran go out now.
+                          bool pending = false;
+                          {
+                            std::lock_guard lk(self->out_mutex_);
+                            pending = self->write_in_flight_;
+                          }
+                          if (pending) self->start_flush();
+                        });
+}
+
+void tcp_connection::send(wire::frame f) {
+  if (f.archive.size() > UINT32_MAX) {
+    close(fmt::format("cannot send a frame archive of {} bytes (the limit is 4 GiB)", f.archive.size()));
+    return;
+  }
+  if (close_requested_.load(std::memory_order_acquire)) return;
+  count_sent(f);
+  out_entry e{wire::encode_header(f), std::move(f)};
+  {
+    std::lock_guard lk(out_mutex_);
+    if (sends_closed_) return;
+    outbox_.push_back(std::move(e));
+    if (write_in_flight_) return;  // the running flush picks this frame up when it completes
+    write_in_flight_ = true;
+  }
+  engine_->post([self = shared_from_this()] { self->start_flush(); });
+}
+
+void tcp_connection::close(const std::string& reason) {
+  if (close_requested_.exchange(true, std::memory_order_acq_rel)) return;
+  // If the post is refused the transport has stopped, and stop() closed this connection already.
+  engine_->post([self = shared_from_this(), reason] { self->do_close(reason, close_mode::graceful); });
+}
+
+void tcp_connection::set_handler(std::shared_ptr<handler> h) {
+  if (!h) return;
+  if (engine_->on_io_thread())
+    attach(std::move(h), false);
+  else
+    engine_->post([self = shared_from_this(), h = std::move(h)]() mutable { self->attach(std::move(h), true); });
+}
+
+void tcp_connection::force_close(const std::string& reason) {
+  close_requested_.store(true, std::memory_order_release);
+  do_close(reason, close_mode::abort);
+}
+
+void tcp_connection::read_header() {
+  asio::async_read(stream_, asio::buffer(in_header_),
+                   [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_header(ec); });
+}
+
+void tcp_connection::on_header(const error_code& ec) {
+  if (closed_) return discard_input(ec);
+  if (ec) return on_read_error(ec);
+  const wire::frame_header h = wire::decode_header(in_header_.data());
+  if (!tls_ && in_header_[0] == 0x16 && in_header_[1] == 0x03) {  // a TLS handshake record
+    const std::string why = "a TLS client on a plain TCP port (give this side TLS too: options::tls, --tls-cert)";
+    log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+    return do_close(why, close_mode::failed, log_level::off);
+  }
+  if (auto why = wire::check_header(h, engine_->cfg().max_frame_size)) {
+    log(log_level::warn, "closing the connection with {}: {}", remote_, *why);
+    return do_close(*why, close_mode::failed, log_level::off);
+  }
+  in_frame_ = wire::frame{};
+  in_frame_.type = h.type;
+  in_frame_.flags = h.flags;
+  try {
+    in_frame_.archive.resize(h.archive_size);
+    if (h.payload_size > 0) {
+      // The payload is read straight into the string the frame will carry: one allocation, no copy.
+      in_payload_ = std::make_shared<std::string>();
+      in_payload_->resize(static_cast<std::size_t>(h.payload_size));
+    }
+  } catch (const std::bad_alloc&) {
+    const auto why = fmt::format("cannot allocate a frame body of {} bytes", h.archive_size + h.payload_size);
+    log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+    return do_close(why, close_mode::failed, log_level::off);
+  }
+  if (h.archive_size == 0 && h.payload_size == 0) return on_body(error_code{});
+  body_started_ = std::chrono::steady_clock::now();
+  set_receiving(h.archive_size + h.payload_size);
+  const std::array<asio::mutable_buffer, 2> body{asio::buffer(in_frame_.archive),
+                                                 in_payload_ ? asio::buffer(*in_payload_) : asio::mutable_buffer{}};
+  asio::async_read(stream_, body, read_fully{},
+                   [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_body(ec); });
+}
+
+void tcp_connection::on_body(const error_code& ec) {
+  if (closed_) return discard_input(ec);
+  if (ec) return on_read_error(ec);
+  wire::frame f = std::move(in_frame_);
+  f.payload = std::move(in_payload_);
+  in_frame_ = wire::frame{};
+  set_receiving(0);
+  if (f.body_size() > 0)
+    f.receive_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - body_started_)
+            .count());
+  count_received(f);
+  deliver(std::move(f));
+  if (!closed_) return read_header();
+  if (!socket_closed_) discard_input(error_code{});
+}
+
+void tcp_connection::on_read_error(const error_code& ec) {
+  if (ec == asio::error::eof || is_tls_truncation(ec)) return do_close("connection closed by peer", close_mode::failed);
+  if (ec.category() == asio::error::get_ssl_category())
+    return do_close(fmt::format("connection lost: TLS: {}", describe_tls_error(ec, nullptr)), close_mode::failed);
+  do_close(fmt::format("connection lost: {}", ec.message()), close_mode::failed);
+}
+
+// After a graceful close the read side only waits for the peer's end of stream, so that closing
+// does not reset a connection whose peer is still reading what was sent before close().
+void tcp_connection::discard_input(const error_code& ec) {
+  if (socket_closed_) return;
+  if (ec) return close_socket();
+  if (!discard_buffer_) discard_buffer_ = std::make_unique<char[]>(16384);
+  stream_.async_read_some(asio::buffer(discard_buffer_.get(), 16384),
+                          [self = shared_from_this()](const error_code& ec, std::size_t) { self->discard_input(ec); });
+}
+
+void tcp_connection::deliver(wire::frame&& f) {
+  if (closed_ || close_requested_.load(std::memory_order_acquire)) return;
+  if (!handler_ || !held_.empty()) {
+    held_.push_back(std::move(f));
+    return;
+  }
+  invoke_on_frame(std::move(f));
+}
+
+void tcp_connection::invoke_on_frame(wire::frame&& f) {
+  auto h = handler_;  // on_frame may replace the handler; keep this one alive until it returns
+  if (auto what = call_user([&] { h->on_frame(*this, std::move(f)); })) {
+    close_requested_.store(true, std::memory_order_release);
+    do_close(fmt::format("the frame handler threw: {}", *what), close_mode::abort, log_level::warn);
+  }
+}
+
+void tcp_connection::attach(std::shared_ptr<handler> h, bool may_drain_now) {
+  if (closed_delivered_) return;
+  handler_ = std::move(h);
+  if (held_.empty() && !pending_closed_) return;
+  // Called from inside some other callback: deliver from a handler of our own instead, so that
+  // callbacks never nest. Frames arriving meanwhile queue behind the held ones.
+  if (may_drain_now)
+    drain();
+  else
+    engine_->post([self = shared_from_this()] { self->drain(); });
+}
+
+void tcp_connection::drain() {
+  while (handler_ && !held_.empty() && !close_requested_.load(std::memory_order_acquire)) {
+    wire::frame f = std::move(held_.front());
+    held_.pop_front();
+    invoke_on_frame(std::move(f));
+  }
+  if (handler_ && pending_closed_) {
+    const std::string reason = std::move(*pending_closed_);
+    pending_closed_.reset();
+    deliver_closed(reason);
+  }
+}
+
+void tcp_connection::deliver_closed(const std::string& reason) {
+  if (closed_delivered_) return;
+  if (!handler_) {
+    pending_closed_ = reason;
+    return;
+  }
+  closed_delivered_ = true;
+  held_.clear();
+  // Released after on_closed: the handler commonly owns this connection, and this breaks the cycle.
+  const std::shared_ptr<handler> h = std::move(handler_);
+  if (auto what = call_user([&] { h->on_closed(*this, reason); }))
+    log(log_level::warn, "the close handler of the connection with {} threw: {}", remote_, *what);
+}
+
+void tcp_connection::start_flush() {
+  if (!ready_) return;  // the handshake's end calls again; write_in_flight_ stays set meanwhile
+  bool idle = false;
+  {
+    std::lock_guard lk(out_mutex_);
+    if (outbox_.empty() || socket_closed_) {
+      outbox_.clear();
+      write_in_flight_ = false;
+      idle = true;
+    } else {
+      writing_.swap(outbox_);
+    }
+  }
+  if (idle) {
+    // A graceful close waits for the queued frames, then ends the stream.
+    if (lingering_ && !socket_closed_) {
+      error_code ignored;
+      socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    return;
+  }
+  write_buffers_.clear();
+  for (const out_entry& e : writing_) {
+    write_buffers_.push_back(asio::buffer(e.header));
+    if (!e.frame.archive.empty()) write_buffers_.push_back(asio::buffer(e.frame.archive));
+    if (e.frame.payload && !e.frame.payload->empty()) write_buffers_.push_back(asio::buffer(*e.frame.payload));
+  }
+  if (tls_) gather_small_pieces();
+  write_pos_ = 0;
+  write_window();
+}
+
+void tcp_connection::gather_small_pieces() {
+  std::size_t small = 0;
+  for (const auto& b : write_buffers_)
+    if (b.size() < tls_gather_below) small += b.size();
+  gathered_.clear();
+  gathered_.reserve(small);  // reserved once: the buffers below point into it
+  std::vector<asio::const_buffer> out;
+  out.reserve(write_buffers_.size());
+  std::size_t run = std::string::npos;  // where the run of small pieces being gathered starts
+  auto end_run = [&] {
+    if (run == std::string::npos) return;
+    out.push_back(asio::buffer(gathered_.data() + run, gathered_.size() - run));
+    run = std::string::npos;
+  };
+  for (const auto& b : write_buffers_) {
+    if (b.size() >= tls_gather_below) {
+      end_run();
+      out.push_back(b);
+      continue;
+    }
+    if (run == std::string::npos) run = gathered_.size();
+    gathered_.append(static_cast<const char*>(b.data()), b.size());
+  }
+  end_run();
+  write_buffers_.swap(out);
+}
+
+void tcp_connection::write_window() {
+  const asio::const_buffer* first = write_buffers_.data() + write_pos_;
+  const asio::const_buffer* last = write_buffers_.data() + write_buffers_.size();
+  auto done = [self = shared_from_this()](const error_code& ec, std::size_t n) { self->on_written(ec, n); };
+  if (tls_)
+    tls_->async_write_some(buffer_window{first, last}, std::move(done));
+  else
+    socket_.async_write_some(buffer_window{first, last}, std::move(done));
+}
+
+void tcp_connection::on_written(const error_code& ec, std::size_t n) {
+  if (!ec) {
+    while (n > 0 && write_pos_ < write_buffers_.size()) {
+      asio::const_buffer& b = write_buffers_[write_pos_];
+      if (n < b.size()) {
+        b += n;
+        n = 0;
+      } else {
+        n -= b.size();
+        ++write_pos_;
+      }
+    }
+    if (write_pos_ < write_buffers_.size()) return write_window();
+  }
+  writing_.clear();
+  write_buffers_.clear();
+  gathered_.clear();
+  if (ec) {
+    if (!closed_)
+      do_close(fmt::format("connection lost: {}", ec.message()), close_mode::failed);
+    else
+      close_socket();
+    std::lock_guard lk(out_mutex_);
+    outbox_.clear();
+    write_in_flight_ = false;
+    return;
+  }
+  start_flush();
+}
+
+void tcp_connection::do_close(const std::string& reason, close_mode mode, log_level level) {
+  if (closed_) {
+    if (mode != close_mode::graceful) close_socket();
+    return;
+  }
+  if (mode == close_mode::failed) drain();  // frames received before the failure still count
+  closed_ = true;
+  bool flush_first = false;
+  {
+    std::lock_guard lk(out_mutex_);
+    sends_closed_ = true;
+    flush_first = mode == close_mode::graceful && write_in_flight_;
+    if (mode != close_mode::graceful) outbox_.clear();
+  }
+  if (mode == close_mode::graceful && !socket_closed_) {
+    lingering_ = true;
+    if (!flush_first) {
+      error_code ignored;
+      socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    linger_timer_.expires_after(linger_timeout);
+    linger_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (!ec) self->close_socket();
+    });
+  } else {
+    close_socket();
+  }
+  log(level, "connection with {} closed: {}", remote_, reason);
+  deliver_closed(reason);
+}
+
+void tcp_connection::close_socket() {
+  if (socket_closed_) return;
+  socket_closed_ = true;
+  linger_timer_.cancel();
+  handshake_timer_.cancel();
+  error_code ignored;
+  socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket().close(ignored);
+  engine_->remove(this);
+}
+
+}  // namespace dx::transport::tcp_detail
