@@ -156,6 +156,24 @@ TEST_CASE("tls: a client refuses a server whose certificate its authority did no
   CHECK_THAT(why, Catch::Matchers::Contains("certificate verify failed: self-signed certificate in certificate chain"));
 }
 
+TEST_CASE("tls: with verify_peer_name, a client refuses a server whose certificate names another host",
+          "[transport][tls]") {
+  const auto& pki = test_pki::get();
+  auto strict = pki.options("worker");
+  strict.verify_peer_name = true;
+  auto client = tls_transport(strict);
+  {
+    auto server_side = tls_transport(pki.options("head"));  // for 127.0.0.1
+    server srv(*server_side, true, true);
+    CHECK(try_link(*client, srv).empty());
+  }
+  auto server_side = tls_transport(pki.options("elsewhere"));  // for elsewhere.example only
+  server srv(*server_side, true, true);
+  CHECK_THAT(try_link(*client, srv), Catch::Matchers::Contains("certificate verify failed"));
+  auto lenient = tls_transport(pki.options("worker"));  // the default: the authority is enough
+  CHECK(try_link(*lenient, srv).empty());
+}
+
 TEST_CASE("tls: a client without a certificate is refused when one is required, let in otherwise", "[transport][tls]") {
   const auto& pki = test_pki::get();
   dx::tls_options anonymous;

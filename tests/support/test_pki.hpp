@@ -30,8 +30,9 @@ class test_pki {
   std::string file(const std::string& name) const { return (dir_.path() / name).string(); }
 
   /// `name`.pem and `name`.key, trusting the authority `ca` ("ca" or "other-ca"). Names:
-  /// head, worker, worker-b (the cluster's authority signed them), rogue (signed by other-ca),
-  /// self (self-signed), expired (the cluster's authority signed it; it expired yesterday).
+  /// head, worker, worker-b (the cluster's authority signed them, for 127.0.0.1 and localhost),
+  /// elsewhere (signed by it for elsewhere.example only), rogue (signed by other-ca), self
+  /// (self-signed), expired (the cluster's authority signed it; it expired yesterday).
   dx::tls_options options(const std::string& name, const std::string& ca = "ca") const {
     dx::tls_options o;
     o.certificate = file(name + ".pem");
@@ -65,10 +66,10 @@ authority() {
   openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 30 -subj "/CN=$2" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 }
-signed() {  # name, authority, days
+signed() {  # name, authority, days[, subject alternative names]
   key "$1"
   openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=dx $1"
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > "$1.ext"
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "${4:-IP:127.0.0.1,DNS:localhost}" > "$1.ext"
   openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days "$3" \
     -extfile "$1.ext" 2>/dev/null
 }
@@ -79,6 +80,7 @@ signed worker ca 30
 signed worker-b ca 30
 signed rogue other-ca 30
 signed expired ca -1
+signed elsewhere ca 30 DNS:elsewhere.example
 key self
 openssl req -x509 -new -key self.key -out self.pem -days 30 -subj "/CN=dx self" \
   -addext "subjectAltName=IP:127.0.0.1"
