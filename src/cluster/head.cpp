@@ -55,6 +55,11 @@ void head_impl::start() {
   if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
   if (token_.empty()) token_ = opts_.token();
   http_token_ = opts_.http_token().empty() ? token_ : opts_.http_token();
+  // One set of credentials for the HTTP endpoint and the transport: both serve the same
+  // certificates, read (and read again on a change) once.
+  const auto tls = !opts_.http().empty() || opts_.transport() == transport_kind::tcp
+                       ? transport::make_tls_credentials(opts_.tls())
+                       : nullptr;
   if (!opts_.http().empty()) {
     // First: a busy port fails the cluster's construction before any thread or worker starts.
     websocket_settings ws;
@@ -66,10 +71,17 @@ void head_impl::start() {
           if (auto h = self.lock()) return h->serve_http(r);
           return http_response{503, "text/plain; charset=utf-8", "the cluster is stopping\n"};
         },
-        std::chrono::seconds(10), ws);
+        std::chrono::seconds(10), ws, tls);
     http_loopback_.store(http_->loopback(), std::memory_order_release);
-    log(log_level::info, "dashboard at http://{}/, metrics at http://{}/metrics", http_->endpoint(), http_->endpoint());
+    const char* scheme = tls ? "https" : "http";
+    log(log_level::info, "dashboard at {}://{}/, metrics at {}://{}/metrics", scheme, http_->endpoint(), scheme,
+        http_->endpoint());
     if (!http_->loopback()) {
+      if (!tls)
+        log(log_level::warn,
+            "the HTTP endpoint at {} is reachable from other machines without TLS: the token and the data cross the "
+            "network readable (options::tls, dx/tls.hpp)",
+            http_->endpoint());
       if (http_token_.empty())
         log(log_level::warn,
             "the HTTP endpoint at {} is reachable from other machines and the cluster has no token: anyone who "
@@ -85,7 +97,7 @@ void head_impl::start() {
   });
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
-  if (opts_.transport() == transport_kind::tcp) tc.tls = transport::make_tls_credentials(opts_.tls());
+  if (opts_.transport() == transport_kind::tcp) tc.tls = tls;
   net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
                                                          : transport::make_tcp_transport(tc);
   const std::string listen_at = opts_.listen().empty() ? "127.0.0.1:0" : opts_.listen();

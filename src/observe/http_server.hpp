@@ -8,6 +8,11 @@
 // methods 405 with Allow, 64 connections at once (503), and 10 s for a request to arrive whole
 // (from its first byte: a slow sender cannot stretch it) and 10 s for the answer to leave.
 //
+// With TLS credentials every connection is https (and a WebSocket wss): its TLS handshake passes
+// before a byte of HTTP is read, within the deadline of its first request, and the client must
+// show a certificate of the cluster's authority when tls_options::require_client_certificate says
+// so. A failed handshake closes that connection alone and is logged with its reason.
+//
 // A handler may also accept a WebSocket upgrade by answering with a websocket_feed: the server
 // then pushes that feed's messages to the client (websocket_settings says how often, how many
 // clients, and how many bytes a client may leave unread before it is dropped).
@@ -22,6 +27,10 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace dx::transport {
+class tls_credentials;
+}  // namespace dx::transport
 
 namespace dx::detail {
 
@@ -114,9 +123,11 @@ class http_server {
   using handler = std::function<http_response(const http_request&)>;
   /// Listens at "host:port" (port 0: any) and serves on its own thread. Throws dx::error naming
   /// the address when it cannot listen. `h` runs on that thread, one request at a time.
-  /// `deadline`: how long a request may take to arrive whole, and an answer to leave.
+  /// `deadline`: how long a request may take to arrive whole, and an answer to leave. `tls`: the
+  /// certificates every connection is served with (null: plain HTTP); the context they hold when
+  /// a connection is accepted is the one it uses, so files replaced on disk serve new connections.
   http_server(const std::string& address, handler h, std::chrono::milliseconds deadline = std::chrono::seconds(10),
-              websocket_settings ws = {});
+              websocket_settings ws = {}, std::shared_ptr<transport::tls_credentials> tls = nullptr);
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
@@ -126,6 +137,8 @@ class http_server {
   /// Whether the bound address is a loopback one (127.0.0.0/8, ::1): only this machine reaches
   /// it. "0.0.0.0" is not. Thread-safe.
   bool loopback() const noexcept;
+  /// Whether connections are served over TLS (https, wss).
+  bool tls() const noexcept;
   http_counts counts() const;
   /// WebSocket clients connected now, and those dropped so far for reading too slowly.
   /// Thread-safe.

@@ -517,7 +517,8 @@ std::size_t terminal_width() {
 /// the tasks that failed, and the run's end.
 int follow(dx::workflow_run& run, dx::cluster& cl) {
   std::printf("run %s\n", run.id().c_str());
-  if (!cl.http_endpoint().empty()) std::printf("dashboard: http://%s/\n", cl.http_endpoint().c_str());
+  if (!cl.http_endpoint().empty())
+    std::printf("dashboard: %s://%s/\n", cl.config().tls().enabled() ? "https" : "http", cl.http_endpoint().c_str());
   std::fflush(stdout);
   const bool terminal = ::isatty(STDOUT_FILENO) == 1;
   const auto began = std::chrono::steady_clock::now();

@@ -49,7 +49,8 @@ int serve(const serve_settings& s) {
   dx::cluster cl{o};
   std::printf("dx serve: workers join at %s\n", cl.endpoint().c_str());
   if (!cl.http_endpoint().empty())
-    std::printf("dx serve: HTTP API and dashboard at http://%s/\n", cl.http_endpoint().c_str());
+    std::printf("dx serve: HTTP API and dashboard at %s://%s/\n", s.tls.enabled() ? "https" : "http",
+                cl.http_endpoint().c_str());
   std::fflush(stdout);
 
   std::vector<dx::workflow_run> resumed;
