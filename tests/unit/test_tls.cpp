@@ -8,7 +8,7 @@
 
 #include <csignal>
 
-TEST_CASE("tls_options: any file asks for TLS; the defaults are mutual TLS 1.3", "[tls]") {
+TEST_CASE("tls_options: any file asks for TLS, and the defaults are mutual TLS 1.3", "[tls]") {
   dx::tls_options none;
   CHECK_FALSE(none.enabled());
   CHECK(none.require_client_certificate);
