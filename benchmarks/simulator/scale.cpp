@@ -8,7 +8,7 @@
 //   map of its job, and one final task reading the reduces; results stay on workers).
 // - A head works in cycles: it takes the messages that have reached it (started, finished), calls
 //   the scheduler, tops submissions up and calls decide(). With --head-cost measured the cycle
-//   takes the real time those calls took, so a head that cannot keep up delays everything behind
+//   takes the CPU time those calls took, so a head that cannot keep up delays everything behind
 //   it, as a live head would; with --head-cost none the head is free (the scheduler's rate is still
 //   measured). Messages take --latency one way.
 // - --heads K > 1: a head of heads. The top head routes each job (each independent task) to the
@@ -25,6 +25,7 @@
 #include <dx/cost_model.hpp>
 
 #include <malloc.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,7 +55,8 @@ bool in_head = false;
 
 void* counted_alloc(std::size_t n, std::size_t align) {
   const std::size_t header = std::max<std::size_t>(16, align);
-  void* raw = align > 16 ? std::aligned_alloc(align, (n + header + align - 1) / align * align) : std::malloc(n + header);
+  void* raw =
+      align > 16 ? std::aligned_alloc(align, (n + header + align - 1) / align * align) : std::malloc(n + header);
   if (!raw) throw std::bad_alloc();
   auto* h = static_cast<std::uint64_t*>(static_cast<void*>(static_cast<char*>(raw) + header - 16));
   h[0] = n;
@@ -96,6 +98,12 @@ using clock_type = std::chrono::steady_clock;
 using dx::sched::task_id;
 using dx::sched::worker_id;
 
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 long rss_bytes() {
   long pages = 0, resident = 0;
   if (FILE* f = std::fopen("/proc/self/statm", "r")) {
@@ -132,12 +140,14 @@ struct task_info {
   double predicted = 0;    // the top head's prediction, charged to its sub-head
   std::uint64_t job = 0;   // map-reduce: its job
   std::uint8_t role = 0;   // 0 independent, 1 map, 2 reduce, 3 final
+  task_id local = 0;       // its id at its head: each head numbers its own tasks, densely
 };
 
 struct job_info {
   std::uint64_t first = 0;  // id of its first map
   std::uint32_t maps_left = 0, reduces_left = 0;
   bool done = false;
+  task_id first_local = 0;  // the same at its head
 };
 
 enum class ev : std::uint8_t { arrive, finish_on_worker, to_head, cycle, report_to_top, submit_to_head };
@@ -172,17 +182,19 @@ struct head_sim {
   std::unique_ptr<dx::cost_model> model;
   std::unique_ptr<dx::sched::scheduler> sched;
   std::vector<worker_id> global;  // local id -> global worker index
+  std::deque<task_id> global_of;  // its task ids -> the caller's (0: released), from local_base
+  task_id local_base = 1, next_local = 1;
   std::vector<head_msg> inbox;
   double free_at = 0;
   double next_cycle = std::numeric_limits<double>::infinity();  // the earliest cycle asked for
   bool running = false;
-  double busy = 0;       // real seconds in scheduler calls
-  double place = 0;      // of which decide()
+  double busy = 0;   // real seconds in scheduler calls
+  double place = 0;  // of which decide()
   std::size_t placed = 0;
   std::uint64_t live = 0;  // tasks submitted here, not finished
   // What the top head knows of it.
-  double outstanding = 0;  // predicted seconds routed and not reported finished
-  double capacity = 0;     // threads / learned factor, summed over its workers
+  double outstanding = 0;                                         // predicted seconds routed and not reported finished
+  double capacity = 0;                                            // threads / learned factor, summed over its workers
   std::vector<std::pair<double, std::uint64_t>> finished_report;  // (predicted seconds, tasks) since the last report
   double reported_pred = 0;
   std::uint64_t reported_tasks = 0;
@@ -197,12 +209,16 @@ class bench {
   void run();
 
  private:
+  // The head's work in CPU seconds of this thread: on a shared machine the wall clock also counts
+  // the time the thread waited for a core (several times the work at a load of 4-5 on 2 cores).
   template <class F>
   double timed(F&& f) {
     in_head = true;
-    const auto t0 = clock_type::now();
+    const auto w0 = clock_type::now();
+    const double t0 = cpu_seconds();
     f();
-    const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    const double s = cpu_seconds() - t0;
+    wall_busy_ += std::chrono::duration<double>(clock_type::now() - w0).count();
     in_head = false;
     return s;
   }
@@ -243,7 +259,8 @@ class bench {
   std::uint64_t made_ = 0, finished_ = 0, released_ = 0, live_ = 0, peak_live_ = 0;
   std::uint64_t top_messages_ = 0;
   double top_busy_ = 0, top_free_ = 0, now_ = 0;
-  double work_ = 0;  // true run time of every task on its worker
+  double work_ = 0;       // true run time of every task on its worker
+  double wall_busy_ = 0;  // the same calls on the wall clock
   std::unique_ptr<dx::cost_model> top_model_;
 
   task_info& info(task_id id) { return window_[id - window_base_].second; }
@@ -288,6 +305,8 @@ bool bench::generate(task_id& id) {
     t.predicted = predicted(t.kind);
     t.head = route(t.predicted);
     id = window_base_ + window_.size();
+    t.local = heads_[t.head].next_local++;
+    heads_[t.head].global_of.push_back(id);
     window_.emplace_back(id, t);
     ++made_;
     return true;
@@ -300,7 +319,8 @@ bool bench::generate(task_id& id) {
     pred += predicted(k) * (k == n_kinds ? o_.maps : k == n_kinds + 1 ? o_.reduces : 1);
   const std::uint32_t h = route(pred);
   id = window_base_ + window_.size();
-  jobs_.push_back({id, o_.maps, o_.reduces, false});
+  head_sim& hs = heads_[h];
+  jobs_.push_back({id, o_.maps, o_.reduces, false, hs.next_local});
   for (std::uint32_t i = 0; i < n; ++i) {
     task_info t;
     t.role = i < o_.maps ? 1 : i < o_.maps + o_.reduces ? 2 : 3;
@@ -309,6 +329,8 @@ bool bench::generate(task_id& id) {
     t.predicted = predicted(t.kind);
     t.head = h;
     t.job = job;
+    t.local = hs.next_local++;
+    hs.global_of.push_back(window_base_ + window_.size());
     window_.emplace_back(window_base_ + window_.size(), t);
   }
   made_ += n;
@@ -345,23 +367,27 @@ void bench::finished_at_head(head_sim& hs, task_id id, double now) {
   --hs.live;
   hs.reported_pred += t.predicted;
   ++hs.reported_tasks;
-  auto release = [&](task_id r) {
-    hs.sched->task_forgotten(r);
+  auto release = [&](task_id local) {
+    hs.sched->task_forgotten(local);
+    hs.global_of[local - hs.local_base] = 0;
     ++released_;
   };
   if (t.role == 0) {
-    release(id);
+    release(t.local);
   } else {
     job_info& j = jobs_[t.job - jobs_base_];
     if (t.role == 1 && --j.maps_left == 0) {
-      for (std::uint32_t r = 0; r < o_.reduces; ++r)
-        hs.sched->task_ready(j.first + o_.maps + r, now);
+      for (std::uint32_t r = 0; r < o_.reduces; ++r) hs.sched->task_ready(j.first_local + o_.maps + r, now);
     } else if (t.role == 2 && --j.reduces_left == 0) {
-      hs.sched->task_ready(j.first + o_.maps + o_.reduces, now);
+      hs.sched->task_ready(j.first_local + o_.maps + o_.reduces, now);
     } else if (t.role == 3) {
       // The job's answer reached the caller: every result of it is released.
-      for (std::uint32_t i = 0; i <= o_.maps + o_.reduces; ++i) release(j.first + i);
+      for (std::uint32_t i = 0; i <= o_.maps + o_.reduces; ++i) release(j.first_local + i);
     }
+  }
+  while (!hs.global_of.empty() && hs.global_of.front() == 0) {
+    hs.global_of.pop_front();
+    ++hs.local_base;
   }
   if (t.role == 0 || t.role == 3) {
     if (t.role == 3) jobs_[t.job - jobs_base_].done = true;
@@ -383,28 +409,28 @@ void bench::take(head_sim& hs, const std::vector<head_msg>& inbox, double now) {
   for (const head_msg& m : inbox) {
     const worker_id gw = m.what == 2 ? 0 : hs.global[m.local];
     if (m.what == 0) {
-      hs.sched->task_started(m.task, m.local, now);
+      hs.sched->task_started(info(m.task).local, m.local, now);
     } else if (m.what == 1) {
       task_info& t = info(m.task);
       const double ran = t.seconds * workers_[gw].speed;
       const bool keep = t.role == 1 || t.role == 2;  // maps' and reduces' results stay on workers
-      hs.sched->task_finished(m.task, m.local, now, ran, keep ? 1 << 20 : 64, keep);
+      hs.sched->task_finished(t.local, m.local, now, ran, keep ? 1 << 20 : 64, keep);
       finished_at_head(hs, m.task, now);
     } else {
       task_info& t = info(m.task);
       ++hs.live;
       dx::sched::task_spec spec;
-      spec.id = m.task;
+      spec.id = t.local;
       spec.kind = kind_names[t.kind];
       if (t.role == 2) {
         const job_info& j = jobs_[t.job - jobs_base_];
-        for (std::uint32_t i = 0; i < o_.maps; ++i) spec.inputs.push_back(j.first + i);
+        for (std::uint32_t i = 0; i < o_.maps; ++i) spec.inputs.push_back(j.first_local + i);
       } else if (t.role == 3) {
         const job_info& j = jobs_[t.job - jobs_base_];
-        for (std::uint32_t i = 0; i < o_.reduces; ++i) spec.inputs.push_back(j.first + o_.maps + i);
+        for (std::uint32_t i = 0; i < o_.reduces; ++i) spec.inputs.push_back(j.first_local + o_.maps + i);
       }
       hs.sched->task_submitted(spec, now);
-      if (spec.inputs.empty()) hs.sched->task_ready(m.task, now);
+      if (spec.inputs.empty()) hs.sched->task_ready(t.local, now);
     }
   }
 }
@@ -433,7 +459,7 @@ void bench::head_cycle(std::uint32_t h, double now) {
     ++hs.placed;
     const worker_id gw = hs.global[dec.to];
     ++workers_[gw].messages;
-    push({done + o_.latency, 0, ev::arrive, h, gw, dec.task, 0});
+    push({done + o_.latency, 0, ev::arrive, h, gw, hs.global_of[dec.task - hs.local_base], 0});
   }
   // Two levels: one message a cycle tells the top head what finished.
   if (heads_.size() > 1 && hs.reported_tasks > 0) {
@@ -444,8 +470,10 @@ void bench::head_cycle(std::uint32_t h, double now) {
   }
   hs.running = false;
   // Held work with nothing else to wake the head: look again after a tick, as a live head does.
-  if (!hs.inbox.empty()) schedule_cycle(h, done);
-  else if (hs.live > 0) schedule_cycle(h, done + 0.010);
+  if (!hs.inbox.empty())
+    schedule_cycle(h, done);
+  else if (hs.live > 0)
+    schedule_cycle(h, done + 0.010);
 }
 
 void bench::run() {
@@ -474,7 +502,9 @@ void bench::run() {
     timed([&] {
       for (int k = 0; k < n_kinds + 3; ++k)
         for (int i = 0; i < 4; ++i)
-          hs.model->observe({.kind = kind_names[k], .worker = name, .features = {},
+          hs.model->observe({.kind = kind_names[k],
+                             .worker = name,
+                             .features = {},
                              .seconds = o_.seconds * kind_scale[k] * ws.speed});
       dx::sched::worker_spec spec;
       spec.id = ws.local;
@@ -489,7 +519,8 @@ void bench::run() {
     top_model_ = std::make_unique<dx::cost_model>();
     for (int k = 0; k < n_kinds + 3; ++k)
       for (int i = 0; i < 4; ++i)
-        top_model_->observe({.kind = kind_names[k], .worker = "avg", .features = {}, .seconds = o_.seconds * kind_scale[k]});
+        top_model_->observe(
+            {.kind = kind_names[k], .worker = "avg", .features = {}, .seconds = o_.seconds * kind_scale[k]});
     for (worker_id w = 0; w < o_.workers; ++w) {
       head_sim& hs = heads_[workers_[w].head];
       hs.capacity += o_.threads / hs.model->worker_factor("w" + std::to_string(w));
@@ -500,9 +531,9 @@ void bench::run() {
   if (o_.heads == 1) {
     schedule_cycle(0, 0);  // its first cycle submits
   } else {
-    const auto t0 = clock_type::now();
+    const double t0 = cpu_seconds();
     submit_more(0);
-    top_busy_ += std::chrono::duration<double>(clock_type::now() - t0).count();
+    top_busy_ += cpu_seconds() - t0;
     top_free_ = o_.head_cost ? top_busy_ : 0;
   }
   double makespan = 0;
@@ -540,7 +571,7 @@ void bench::run() {
       case ev::report_to_top: {
         // The top head's cycle: take the report, top submissions up, route.
         head_sim& hs = heads_[e.head];
-        const auto t0 = clock_type::now();
+        const double t0 = cpu_seconds();
         const auto [pred, n] = hs.finished_report.front();
         hs.finished_report.erase(hs.finished_report.begin());
         hs.outstanding -= pred;
@@ -548,7 +579,7 @@ void bench::run() {
         ++top_messages_;
         const double start = std::max(now_, top_free_);
         submit_more(start);  // sent when the top head gets to it
-        const double c = std::chrono::duration<double>(clock_type::now() - t0).count();
+        const double c = cpu_seconds() - t0;
         top_busy_ += c;
         top_free_ = start + (o_.head_cost ? c : 0);
         break;
@@ -587,17 +618,18 @@ void bench::run() {
       "place_decisions_per_s=%.0f cycle_tasks_per_s=%.0f busiest_head_tasks_per_s=%.0f needed_tasks_per_s=%.0f "
       "head_bytes_per_worker=%.1f head_bytes_per_released_task=%.2f head_peak_bytes_per_live_task=%.1f "
       "peak_live=%llu released=%llu rss_mb_start=%.1f rss_mb_joined=%.1f rss_mb_end=%.1f "
-      "rss_bytes_per_released_task=%.2f messages_per_s_per_worker=%.1f top_messages=%llu events=%zu wall_s=%.2f\n",
+      "rss_bytes_per_released_task=%.2f messages_per_s_per_worker=%.1f top_messages=%llu events=%zu wall_s=%.2f "
+      "head_wall_s=%.2f\n",
       o_.shape.c_str(), o_.workers, o_.threads, static_cast<unsigned long long>(o_.tasks), o_.heads,
       o_.head_cost ? "measured" : "none", o_.seconds, static_cast<unsigned long long>(o_.window), makespan, ideal,
-      ideal / makespan, placed, place, busy, max_busy, top_busy_, placed / place, o_.tasks / busy,
-      o_.tasks / max_busy, needed, static_cast<double>(bytes1 - bytes0) / o_.workers,
+      ideal / makespan, placed, place, busy, max_busy, top_busy_, placed / place, o_.tasks / busy, o_.tasks / max_busy,
+      needed, static_cast<double>(bytes1 - bytes0) / o_.workers,
       static_cast<double>(bytes_end - bytes1) / static_cast<double>(released_),
       static_cast<double>(counters.head_peak - bytes1) / static_cast<double>(peak_live_),
       static_cast<unsigned long long>(peak_live_), static_cast<unsigned long long>(released_), rss0 / 1048576.0,
       rss1 / 1048576.0, rss_end / 1048576.0, static_cast<double>(rss_end - rss1) / static_cast<double>(released_),
-      static_cast<double>(worker_msgs) / o_.workers / makespan, static_cast<unsigned long long>(top_messages_),
-      events, wall);
+      static_cast<double>(worker_msgs) / o_.workers / makespan, static_cast<unsigned long long>(top_messages_), events,
+      wall, wall_busy_);
 }
 
 }  // namespace
@@ -613,18 +645,30 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--workers") o.workers = static_cast<std::uint32_t>(std::atol(next()));
-    else if (a == "--threads") o.threads = static_cast<std::uint32_t>(std::atol(next()));
-    else if (a == "--tasks") o.tasks = std::strtoull(next(), nullptr, 10);
-    else if (a == "--shape") o.shape = next();
-    else if (a == "--seconds") o.seconds = std::atof(next());
-    else if (a == "--heads") o.heads = static_cast<std::uint32_t>(std::atol(next()));
-    else if (a == "--head-cost") o.head_cost = std::strcmp(next(), "none") != 0;
-    else if (a == "--window") o.window = std::strtoull(next(), nullptr, 10);
-    else if (a == "--maps") o.maps = static_cast<std::uint32_t>(std::atol(next()));
-    else if (a == "--reduces") o.reduces = static_cast<std::uint32_t>(std::atol(next()));
-    else if (a == "--latency") o.latency = std::atof(next());
-    else if (a == "--seed") o.seed = std::strtoull(next(), nullptr, 10);
+    if (a == "--workers")
+      o.workers = static_cast<std::uint32_t>(std::atol(next()));
+    else if (a == "--threads")
+      o.threads = static_cast<std::uint32_t>(std::atol(next()));
+    else if (a == "--tasks")
+      o.tasks = std::strtoull(next(), nullptr, 10);
+    else if (a == "--shape")
+      o.shape = next();
+    else if (a == "--seconds")
+      o.seconds = std::atof(next());
+    else if (a == "--heads")
+      o.heads = static_cast<std::uint32_t>(std::atol(next()));
+    else if (a == "--head-cost")
+      o.head_cost = std::strcmp(next(), "none") != 0;
+    else if (a == "--window")
+      o.window = std::strtoull(next(), nullptr, 10);
+    else if (a == "--maps")
+      o.maps = static_cast<std::uint32_t>(std::atol(next()));
+    else if (a == "--reduces")
+      o.reduces = static_cast<std::uint32_t>(std::atol(next()));
+    else if (a == "--latency")
+      o.latency = std::atof(next());
+    else if (a == "--seed")
+      o.seed = std::strtoull(next(), nullptr, 10);
     else {
       std::fprintf(stderr,
                    "usage: %s [--workers 10000] [--threads 1] [--tasks 10000000] [--shape independent|map-reduce]\n"
