@@ -233,7 +233,10 @@ struct scheduler::state {
   std::unique_ptr<placement_policy> policy;  // where ready tasks go, and how they are sent
 
   task_table tasks;
-  std::vector<task_id> order;               // submission order (topological), compacted now and then
+  std::vector<task_id> order;  // submission order (topological), compacted now and then
+  // order drops the ids of released tasks when it has doubled since it was last compacted: a
+  // stream of tasks without edges never runs compute_ranks, which also compacts it.
+  std::size_t order_compact_at = 4096;
   std::map<worker_id, worker_rec> workers;  // ordered: iteration is deterministic
   std::vector<worker_rec*> by_id;           // the same, indexed by id for O(1) lookups
   // Active, non-draining workers by speed bucket, each ordered by load (backlog per thread).

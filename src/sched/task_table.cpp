@@ -93,6 +93,10 @@ void scheduler::task_submitted(const task_spec& spec, double) {
       s.set_rank(p2->second, std::max(p2->second.rank, p2->second.predicted + t.rank));
   }
   s.order.push_back(spec.id);
+  if (s.order.size() >= s.order_compact_at) {
+    std::erase_if(s.order, [&](task_id id) { return s.tasks.find(id) == s.tasks.end(); });
+    s.order_compact_at = std::max<std::size_t>(4096, 2 * s.order.size());
+  }
   ++s.live_tasks;
   ++s.submitted_since_ranks;
 }
