@@ -261,6 +261,8 @@ class bench {
   double top_busy_ = 0, top_free_ = 0, now_ = 0;
   double work_ = 0;       // true run time of every task on its worker
   double wall_busy_ = 0;  // the same calls on the wall clock
+  std::vector<dx::sched::alert_event> alerts_;
+  std::uint64_t alert_count_ = 0;
   std::unique_ptr<dx::cost_model> top_model_;
 
   task_info& info(task_id id) { return window_[id - window_base_].second; }
@@ -449,6 +451,12 @@ void bench::head_cycle(std::uint32_t h, double now) {
   cost += timed([&] { take(hs, inbox, now); });
   std::vector<dx::sched::decision> out;
   const double d = timed([&] { hs.sched->decide(now, out); });
+  // Alerts are drained every cycle, as a live head hands them to its subscribers.
+  cost += timed([&] {
+    alerts_.clear();
+    hs.sched->take_alerts(alerts_);
+  });
+  alert_count_ += alerts_.size();
   cost += d;
   hs.place += d;
   hs.busy += cost;
@@ -618,7 +626,8 @@ void bench::run() {
       "place_decisions_per_s=%.0f cycle_tasks_per_s=%.0f busiest_head_tasks_per_s=%.0f needed_tasks_per_s=%.0f "
       "head_bytes_per_worker=%.1f head_bytes_per_released_task=%.2f head_peak_bytes_per_live_task=%.1f "
       "peak_live=%llu released=%llu rss_mb_start=%.1f rss_mb_joined=%.1f rss_mb_end=%.1f "
-      "rss_bytes_per_released_task=%.2f messages_per_s_per_worker=%.1f top_messages=%llu events=%zu wall_s=%.2f "
+      "rss_bytes_per_released_task=%.2f messages_per_s_per_worker=%.1f top_messages=%llu alerts=%llu events=%zu "
+      "wall_s=%.2f "
       "head_wall_s=%.2f\n",
       o_.shape.c_str(), o_.workers, o_.threads, static_cast<unsigned long long>(o_.tasks), o_.heads,
       o_.head_cost ? "measured" : "none", o_.seconds, static_cast<unsigned long long>(o_.window), makespan, ideal,
@@ -628,8 +637,8 @@ void bench::run() {
       static_cast<double>(counters.head_peak - bytes1) / static_cast<double>(peak_live_),
       static_cast<unsigned long long>(peak_live_), static_cast<unsigned long long>(released_), rss0 / 1048576.0,
       rss1 / 1048576.0, rss_end / 1048576.0, static_cast<double>(rss_end - rss1) / static_cast<double>(released_),
-      static_cast<double>(worker_msgs) / o_.workers / makespan, static_cast<unsigned long long>(top_messages_), events,
-      wall, wall_busy_);
+      static_cast<double>(worker_msgs) / o_.workers / makespan, static_cast<unsigned long long>(top_messages_),
+      static_cast<unsigned long long>(alert_count_), events, wall, wall_busy_);
 }
 
 }  // namespace
