@@ -18,10 +18,12 @@
 #include <dx/error.hpp>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <set>
 #include <string>
@@ -92,7 +94,7 @@ struct placement_constraint {
 
 /// Tasks by id. Ids are counters (the head's and the simulator's are), so a table of pages
 /// indexed by id finds a task in two loads where a hash map would miss the cache; a page is freed
-/// when its last task is erased, so memory follows the live tasks.
+/// when its last task is erased (one empty page is kept for reuse), so memory follows the live tasks.
 class task_table {
  public:
   using entry = std::pair<const task_id, task_rec>;
@@ -120,7 +122,7 @@ class task_table {
           id_ = ((id_ >> page_bits) + 1) << page_bits;
           continue;
         }
-        if (p->slots[id_ & (page_size - 1)]) return;
+        if (p->has(id_ & (page_size - 1))) return;
         ++id_;
       }
       id_ = t_->end_id();
@@ -144,18 +146,35 @@ class task_table {
   void erase(const iterator& it) { erase(it->first); }
 
  private:
+  // Slots are raw storage with a bitmap of those in use: a new page costs no pass over its
+  // 256 KiB, and only the slots of tasks ever made are touched.
   struct page {
-    std::array<std::optional<entry>, page_size> slots;
+    alignas(entry) std::byte storage[page_size * sizeof(entry)];
+    std::uint64_t used[page_size / 64] = {};
     std::size_t count = 0;
+    page() = default;
+    page(const page&) = delete;
+    page& operator=(const page&) = delete;
+    ~page() {
+      for (std::size_t i = 0; i < page_size; ++i)
+        if (has(i)) at(i)->~entry();
+    }
+    bool has(std::size_t i) const { return (used[i / 64] >> (i % 64)) & 1; }
+    entry* at(std::size_t i) { return std::launder(reinterpret_cast<entry*>(storage) + i); }
   };
   task_id end_id() const { return static_cast<task_id>(pages_.size()) << page_bits; }
   entry* slot(task_id id) const {
     const std::size_t page_index = id >> page_bits;
     if (page_index >= pages_.size() || !pages_[page_index]) return nullptr;
-    auto& e = pages_[page_index]->slots[id & (page_size - 1)];
-    return e ? &*e : nullptr;
+    page& p = *pages_[page_index];
+    const std::size_t i = id & (page_size - 1);
+    return p.has(i) ? p.at(i) : nullptr;
   }
   std::vector<std::unique_ptr<page>> pages_;
+  // The last page emptied, kept for the next page needed: a page is 256 KiB, which the allocator
+  // maps and unmaps on every allocation and free, so a stream of tasks would fault a fresh page
+  // in every 1,024 ids.
+  std::unique_ptr<page> spare_;
 };
 
 struct worker_rec {
@@ -214,7 +233,10 @@ struct scheduler::state {
   std::unique_ptr<placement_policy> policy;  // where ready tasks go, and how they are sent
 
   task_table tasks;
-  std::vector<task_id> order;               // submission order (topological), compacted now and then
+  std::vector<task_id> order;  // submission order (topological), compacted now and then
+  // order drops the ids of released tasks when it has doubled since it was last compacted: a
+  // stream of tasks without edges never runs compute_ranks, which also compacts it.
+  std::size_t order_compact_at = 4096;
   std::map<worker_id, worker_rec> workers;  // ordered: iteration is deterministic
   std::vector<worker_rec*> by_id;           // the same, indexed by id for O(1) lookups
   // Active, non-draining workers by speed bucket, each ordered by load (backlog per thread).

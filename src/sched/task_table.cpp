@@ -15,10 +15,12 @@ std::pair<task_table::iterator, bool> task_table::try_emplace(task_id id) {
   const std::size_t page_index = id >> page_bits;
   if (page_index >= pages_.size()) pages_.resize(page_index + 1);
   auto& p = pages_[page_index];
-  if (!p) p = std::make_unique<page>();
-  auto& e = p->slots[id & (page_size - 1)];
-  if (e) return {iterator(this, id), false};
-  e.emplace(std::piecewise_construct, std::forward_as_tuple(id), std::forward_as_tuple());
+  // Default-initialised (not make_unique, which would zero the storage first).
+  if (!p) p = spare_ ? std::move(spare_) : std::unique_ptr<page>(new page);
+  const std::size_t i = id & (page_size - 1);
+  if (p->has(i)) return {iterator(this, id), false};
+  new (p->at(i)) entry(std::piecewise_construct, std::forward_as_tuple(id), std::forward_as_tuple());
+  p->used[i / 64] |= std::uint64_t{1} << (i % 64);
   ++p->count;
   return {iterator(this, id), true};
 }
@@ -26,8 +28,15 @@ std::pair<task_table::iterator, bool> task_table::try_emplace(task_id id) {
 void task_table::erase(task_id id) {
   if (!slot(id)) return;
   auto& p = pages_[id >> page_bits];
-  p->slots[id & (page_size - 1)].reset();
-  if (--p->count == 0) p.reset();
+  const std::size_t i = id & (page_size - 1);
+  p->at(i)->~entry();
+  p->used[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+  if (--p->count == 0) {
+    if (spare_)
+      p.reset();
+    else
+      spare_ = std::move(p);
+  }
 }
 
 void scheduler::state::make_waiting(task_rec& t) {
@@ -84,6 +93,10 @@ void scheduler::task_submitted(const task_spec& spec, double) {
       s.set_rank(p2->second, std::max(p2->second.rank, p2->second.predicted + t.rank));
   }
   s.order.push_back(spec.id);
+  if (s.order.size() >= s.order_compact_at) {
+    std::erase_if(s.order, [&](task_id id) { return s.tasks.find(id) == s.tasks.end(); });
+    s.order_compact_at = std::max<std::size_t>(4096, 2 * s.order.size());
+  }
   ++s.live_tasks;
   ++s.submitted_since_ranks;
 }

@@ -14,8 +14,12 @@ TEST_CASE("tls_options: any file asks for TLS, and the defaults are mutual TLS 1
   CHECK(none.require_client_certificate);
   CHECK(none.min_version == dx::tls_version::tls1_3);
   CHECK_FALSE(none.verify_peer_name);
-  CHECK(dx::tls_options{.ca = "ca.pem"}.enabled());
-  CHECK(dx::tls_options{.certificate = "c.pem", .private_key = "k.pem"}.enabled());
+  dx::tls_options authority_only;
+  authority_only.ca = "ca.pem";
+  CHECK(authority_only.enabled());
+  dx::tls_options certificate_only;
+  certificate_only.certificate = "c.pem";
+  CHECK(certificate_only.enabled());
   const auto o = dx::options{}.tls({.certificate = "c.pem", .private_key = "k.pem", .ca = "ca.pem"});
   CHECK(o.tls().enabled());
   CHECK(o.tls().ca == "ca.pem");
