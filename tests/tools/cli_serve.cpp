@@ -7,6 +7,7 @@
 
 #include "processes.hpp"
 #include "temp_dir.hpp"
+#include "test_pki.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -98,7 +99,7 @@ std::string read_text(const fs::path& p) {
 }
 
 /// Runs `dx` with `args` to its end, its output in `out`; returns the exit code.
-int dx(const std::vector<std::string>& args, std::string* out = nullptr) {
+int run_dx(const std::vector<std::string>& args, std::string* out = nullptr) {
   const dx_support::temp_dir dir("dx_cli_call");
   std::vector<std::string> all{DX_CLI};
   all.insert(all.end(), args.begin(), args.end());
@@ -134,13 +135,13 @@ std::map<std::string, int> executions(const fs::path& counter) {
 /// The run's record as `dx status RUN --json` prints it (null when it cannot be read).
 nlohmann::json status_of(const std::string& id, const fs::path& journal) {
   std::string out;
-  if (dx({"status", id, "--json", "--journal", journal.string()}, &out) != 0) return nullptr;
+  if (run_dx({"status", id, "--json", "--journal", journal.string()}, &out) != 0) return nullptr;
   return nlohmann::json::parse(out, nullptr, false);
 }
 
 std::string only_run_id(const fs::path& journal) {
   std::string out;
-  if (dx({"list", "--journal", journal.string()}, &out) != 0) return {};
+  if (run_dx({"list", "--journal", journal.string()}, &out) != 0) return {};
   return out.substr(0, out.find(' '));
 }
 
@@ -222,18 +223,18 @@ TEST_CASE("dx run --connect submits to dx serve and follows the run, dx cancel -
       30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
 
   // Succeeds: exit 0, the steps ran on serve's worker, once each; the run is in serve's journal.
-  CHECK(dx({"run", quick.string(), "--connect", http, "--token-file", token.string()}, &out) == 0);
+  CHECK(run_dx({"run", quick.string(), "--connect", http, "--token-file", token.string()}, &out) == 0);
   INFO(out);
   CHECK(out.find("SUCCEEDED") != std::string::npos);
   CHECK(executions(counter) == std::map<std::string, int>{{"s0", 1}, {"s1", 1}, {"s2", 1}});
   std::string listed;
-  CHECK(dx({"list", "--journal", journal.string()}, &listed) == 0);
+  CHECK(run_dx({"list", "--journal", journal.string()}, &listed) == 0);
   CHECK(listed.find("SUCCEEDED") != std::string::npos);
 
   // Invalid: exit 2 with the problem, naming the step. Without the token: refused, exit 1.
-  CHECK(dx({"run", invalid.string(), "--connect", http, "--token-file", token.string()}, &out) == 2);
+  CHECK(run_dx({"run", invalid.string(), "--connect", http, "--token-file", token.string()}, &out) == 2);
   CHECK(out.find("'a'") != std::string::npos);
-  CHECK(dx({"run", quick.string(), "--connect", http}, &out) == 1);
+  CHECK(run_dx({"run", quick.string(), "--connect", http}, &out) == 1);
 
   // Cancelled from another process while it runs: the follower exits 1, the run is CANCELLED.
   child follower({DX_CLI, "run", slow.string(), "--connect", http, "--token-file", token.string()},
@@ -246,15 +247,69 @@ TEST_CASE("dx run --connect submits to dx serve and follows the run, dx cancel -
     id = text.substr(at + 4, text.find('\n', at) - at - 4);
     return true;
   }));
-  CHECK(dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 0);
+  CHECK(run_dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 0);
   CHECK(follower.wait(30s) == 1);
   const auto status = status_of(id, journal);
   REQUIRE(status.is_object());
   CHECK(status["status"] == "CANCELLED");
   // Cancelling it again: it has ended (exit 1); an unknown run: exit 2.
-  CHECK(dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 1);
-  CHECK(dx({"cancel", "r-nothing", "--connect", http, "--token-file", token.string()}, &out) == 2);
+  CHECK(run_dx({"cancel", id, "--connect", http, "--token-file", token.string()}, &out) == 1);
+  CHECK(run_dx({"cancel", "r-nothing", "--connect", http, "--token-file", token.string()}, &out) == 2);
 
   serve.signal(SIGTERM);
   CHECK(serve.wait(30s) == 0);
+}
+
+TEST_CASE("dx serve with TLS: workers join over mutual TLS, dx run --connect speaks https with the certificates",
+          "[tools][serve][tls]") {
+  const auto& pki = dx_support::test_pki::get();
+  const auto head = pki.options("head");
+  const auto client = pki.options("worker");
+  const dx_support::temp_dir dir("dx_cli_tls");
+  const fs::path journal = dir.path() / "journal.sqlite";
+  const fs::path counter = dir.path() / "counter.txt";
+  const fs::path quick = dir.path() / "quick.json";
+  std::ofstream(quick) << chain_workflow(2, counter, 0.05);
+  const std::string http = "127.0.0.1:" + std::to_string(free_port());
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+
+  child serve({DX_CLI, "serve", "--listen", listen, "--http", http, "--journal", journal.string(), "--tls-cert",
+               head.certificate, "--tls-key", head.private_key, "--tls-ca", head.ca},
+              dir.path() / "serve.txt");
+  REQUIRE(dx_support::wait_until(
+      30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
+  CHECK(read_text(dir.path() / "serve.txt").find("https://" + http) != std::string::npos);
+  child worker({DX_WORKER, "--connect", listen, "--tls-cert", client.certificate, "--tls-key", client.private_key,
+                "--tls-ca", client.ca},
+               dir.path() / "worker.txt");
+
+  std::string out;
+  CHECK(run_dx({"run", quick.string(), "--connect", http, "--tls-cert", client.certificate, "--tls-key",
+                client.private_key, "--tls-ca", client.ca},
+               &out) == 0);
+  INFO(out);
+  CHECK(out.find("https://" + http) != std::string::npos);
+  CHECK(out.find("SUCCEEDED") != std::string::npos);
+  CHECK(executions(counter) == std::map<std::string, int>{{"s0", 1}, {"s1", 1}});
+  // Plain HTTP to the https endpoint: a hint; a client that trusts another authority: the reason.
+  CHECK(run_dx({"run", quick.string(), "--connect", http}, &out) == 1);
+  CHECK(out.find("give --tls-ca") != std::string::npos);
+  const auto rogue = pki.options("rogue", "other-ca");
+  CHECK(run_dx({"run", quick.string(), "--connect", http, "--tls-cert", rogue.certificate, "--tls-key",
+                rogue.private_key, "--tls-ca", rogue.ca},
+               &out) == 1);
+  CHECK(out.find("certificate verify failed") != std::string::npos);
+  // A worker of another authority is refused, with the reason, and the head goes on.
+  child stranger({DX_WORKER, "--connect", listen, "--tls-cert", rogue.certificate, "--tls-key", rogue.private_key,
+                  "--tls-ca", head.ca, "--reconnect-for", "0"},
+                 dir.path() / "stranger.txt");
+  CHECK(stranger.wait(30s) == 1);
+  CHECK(read_text(dir.path() / "stranger.txt").find("TLS") != std::string::npos);
+  CHECK(dx_support::wait_until(
+      10s, [&] { return read_text(dir.path() / "serve.txt").find("refused a TLS connection") != std::string::npos; }));
+
+  serve.signal(SIGTERM);
+  CHECK(serve.wait(30s) == 0);
+  worker.signal(SIGTERM);
+  CHECK(worker.wait(30s) >= 0);
 }

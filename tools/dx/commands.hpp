@@ -24,11 +24,13 @@ int serve(const serve_settings& s);
 
 /// Submits `workflow_json` to the head at `address` (its HTTP API) and follows the run to its end,
 /// as `dx run` does. Returns the exit code of the run's outcome.
-int run_connected(const std::string& address, const std::string& token_file, const std::string& workflow_json,
-                  const std::string& source);
+/// Over https when `tls` asks for it (the head's certificate checked against tls.ca).
+int run_connected(const std::string& address, const std::string& token_file, const dx::tls_options& tls,
+                  const std::string& workflow_json, const std::string& source);
 
 /// Asks the head at `address` to cancel run `id`. Returns the exit code.
-int cancel_connected(const std::string& address, const std::string& token_file, const std::string& id);
+int cancel_connected(const std::string& address, const std::string& token_file, const dx::tls_options& tls,
+                     const std::string& id);
 
 /// The first line of `path`, trimmed; exits with code 2 and a message when it cannot be read.
 std::string read_token(const std::string& path);

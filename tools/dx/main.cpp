@@ -106,8 +106,9 @@ const command_help helps[] = {
      "                              e.g. --listen 0.0.0.0:7700\n"
      "  --token-file FILE           the token workers (and --connect) present [none]\n"
      "  --connect HTTP_ADDR         a dx serve's HTTP address: run the workflow there [none]\n"
-     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS\n"
-     "                              (dx/tls.hpp); the files are read again when they change [none]\n"
+     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS and the\n"
+     "                              HTTP API is https (dx/tls.hpp); with --connect, the certificate\n"
+     "                              shown to the head; read again when they change [none]\n"
      "  --tls-key FILE              the private key of --tls-cert [none]\n"
      "  --tls-ca FILE               the authority whose certificates workers must show [none]\n"
      "  --plugin LIB.so             a library of DX_REMOTE functions the steps name; repeatable [none]\n"
@@ -144,6 +145,8 @@ const command_help helps[] = {
      "  --wait DURATION             how long to wait for the head's answer [10s]. e.g. --wait 30s\n"
      "  --connect HTTP_ADDR         ask a dx serve through its HTTP API instead [none]\n"
      "  --token-file FILE           the token it asks with [none]\n"
+     "  --tls-ca FILE               with --connect: https, the head's certificate checked against it\n"
+     "  --tls-cert FILE, --tls-key FILE  the certificate to show a head that asks for one [none]\n"
      "\n"
      "exit codes: 0 cancelled; 1 not cancelled (the run is not running: it ended, was interrupted or\n"
      "its head is gone; or its head did not answer in time), or a journal that cannot be read;\n"
@@ -160,8 +163,9 @@ const command_help helps[] = {
      "  --listen ADDR               where workers join (required). e.g. --listen 0.0.0.0:7700\n"
      "  --http ADDR                 the HTTP API and dashboard [none: runs cannot be posted]\n"
      "  --token-file FILE           the token workers and HTTP clients present [none]\n"
-     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS\n"
-     "                              (dx/tls.hpp); the files are read again when they change [none]\n"
+     "  --tls-cert FILE             with --tls-key and --tls-ca: workers join over mutual TLS and the\n"
+     "                              HTTP API is https (dx/tls.hpp); with --connect, the certificate\n"
+     "                              shown to the head; read again when they change [none]\n"
      "  --tls-key FILE              the private key of --tls-cert [none]\n"
      "  --tls-ca FILE               the authority whose certificates workers must show [none]\n"
      "  --workers N                 local worker processes besides those that join [0]\n"
@@ -326,9 +330,12 @@ args parse(int argc, char** argv) {
     std::exit(0);
   }
   if (!help_of(a.command)) bad("unknown command '" + a.command + "'");
-  if (a.tls.enabled() && (a.tls.certificate.empty() || a.tls.private_key.empty() || a.tls.ca.empty()))
-    bad("TLS needs all of --tls-cert, --tls-key and --tls-ca");
-  if (!a.connect.empty() && !is_loopback_address(a.connect))
+  // A head needs all three; a client of one (--connect) at least the authority to check it by.
+  if (a.tls.enabled() && (a.tls.ca.empty() || a.tls.certificate.empty() != a.tls.private_key.empty() ||
+                          (a.connect.empty() && a.tls.certificate.empty())))
+    bad(a.connect.empty() ? "TLS needs all of --tls-cert, --tls-key and --tls-ca"
+                          : "TLS needs --tls-ca, and --tls-cert with --tls-key when the head asks for a certificate");
+  if (!a.connect.empty() && !a.tls.enabled() && !is_loopback_address(a.connect))
     std::fprintf(stderr,
                  "dx: warning: talking to %s over plain HTTP: the token and the workflow cross the network "
                  "readable\n",
@@ -673,7 +680,7 @@ int main(int argc, char** argv) {
       if (a.target.empty()) bad(a.command + " needs a workflow file");
       // The head checks it against its own functions (its workers' plugins, not this process's).
       if (a.command == "run" && !a.connect.empty())
-        return dx_cli::run_connected(a.connect, a.token_file, read_file(a.target), a.target);
+        return dx_cli::run_connected(a.connect, a.token_file, a.tls, read_file(a.target), a.target);
       dx::workflow wf{"unnamed"};
       try {
         wf = dx::workflow::from_json(read_file(a.target));  // every problem at once, each naming its step
@@ -719,7 +726,7 @@ int main(int argc, char** argv) {
     }
     if (a.command == "cancel" && !a.connect.empty()) {
       check_run_id(a.target);
-      return dx_cli::cancel_connected(a.connect, a.token_file, a.target);
+      return dx_cli::cancel_connected(a.connect, a.token_file, a.tls, a.target);
     }
     if (a.command == "list") {
       for (const auto& r : runs_of(a))

@@ -49,12 +49,12 @@ int exit_code_of(const std::string& status) {
 bool ended(const std::string& status) { return status == "SUCCEEDED" || status == "FAILED" || status == "CANCELLED"; }
 
 /// Prints the run's progress every second until it ends; returns its exit code.
-int follow(const std::string& address, const std::string& token, const std::string& id) {
+int follow(const std::string& address, const std::string& token, const dx::tls_options& tls, const std::string& id) {
   auto last_answer = std::chrono::steady_clock::now();
   for (;;) {
     http_reply r;
     try {
-      r = http_call(address, "GET", "/api/runs/" + id, "", token);
+      r = http_call(address, "GET", "/api/runs/" + id, "", token, tls);
       last_answer = std::chrono::steady_clock::now();
     } catch (const std::exception& e) {
       if (std::chrono::steady_clock::now() - last_answer > head_gone_limit) {
@@ -120,10 +120,10 @@ std::string read_token(const std::string& path) {
   return first == std::string::npos ? std::string() : line.substr(first, last - first + 1);
 }
 
-int run_connected(const std::string& address, const std::string& token_file, const std::string& workflow_json,
-                  const std::string& source) {
+int run_connected(const std::string& address, const std::string& token_file, const dx::tls_options& tls,
+                  const std::string& workflow_json, const std::string& source) {
   const std::string token = read_token(token_file);
-  const http_reply r = http_call(address, "POST", "/api/runs", workflow_json, token);
+  const http_reply r = http_call(address, "POST", "/api/runs", workflow_json, token, tls);
   if (r.status == 400) {
     std::fprintf(stderr, "dx: %s: %s\n", source.c_str(), api_error(r).c_str());
     return 2;
@@ -138,14 +138,15 @@ int run_connected(const std::string& address, const std::string& token_file, con
     return 1;
   }
   const std::string id = reply["id"].get<std::string>();
-  std::printf("run %s\ndashboard: http://%s/\n", id.c_str(), address.c_str());
+  std::printf("run %s\ndashboard: %s://%s/\n", id.c_str(), tls.enabled() ? "https" : "http", address.c_str());
   std::fflush(stdout);
-  return follow(address, token, id);
+  return follow(address, token, tls, id);
 }
 
-int cancel_connected(const std::string& address, const std::string& token_file, const std::string& id) {
+int cancel_connected(const std::string& address, const std::string& token_file, const dx::tls_options& tls,
+                     const std::string& id) {
   const std::string token = read_token(token_file);
-  const http_reply r = http_call(address, "POST", "/api/runs/" + id + "/cancel", "", token);
+  const http_reply r = http_call(address, "POST", "/api/runs/" + id + "/cancel", "", token, tls);
   if (r.status == 200) {
     std::printf("%s CANCELLED\n", id.c_str());
     return 0;
