@@ -60,7 +60,7 @@ ctld_port=$(free_port)
 slurmd_port=$(free_port)
 cat > "$tmp/slurm.conf" <<EOF
 ClusterName=dxtest
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root
