@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "captured_log.hpp"
 #include "http_client.hpp"
 #include "https_client.hpp"
 #include "processes.hpp"
@@ -29,6 +30,7 @@ namespace https = dx_support::https;
 using dx::detail::http_request;
 using dx::detail::http_response;
 using dx::detail::http_server;
+using dx_support::captured_log;
 using dx_support::test_pki;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -44,42 +46,6 @@ std::int64_t chunk_sum(dx::chunk c) {
 DX_REMOTE(https_test::chunk_sum);
 
 namespace {
-
-/// The log lines of the process while it lives.
-class captured_log {
- public:
-  captured_log() {
-    dx::set_log_sink([this](dx::log_level, std::string_view line) {
-      std::lock_guard lk(m_);
-      lines_.emplace_back(line);
-    });
-  }
-  ~captured_log() { dx::set_log_sink(nullptr); }
-  captured_log(const captured_log&) = delete;
-  captured_log& operator=(const captured_log&) = delete;
-
-  /// Waits (at most 5 s) for a line containing every one of `parts`; returns it, or "" if none came.
-  std::string wait_for(std::initializer_list<std::string> parts) {
-    std::string found;
-    dx_support::wait_until(std::chrono::milliseconds(5'000), [&] {
-      std::lock_guard lk(m_);
-      for (const auto& l : lines_) {
-        bool all = true;
-        for (const auto& p : parts) all = all && l.find(p) != std::string::npos;
-        if (all) {
-          found = l;
-          return true;
-        }
-      }
-      return false;
-    });
-    return found;
-  }
-
- private:
-  std::mutex m_;
-  std::vector<std::string> lines_;
-};
 
 /// A server over TLS that answers every request with its path.
 struct tls_echo {

@@ -17,51 +17,17 @@
 #include <string>
 #include <vector>
 
+#include "captured_log.hpp"
 #include "processes.hpp"
 #include "spawn_self.hpp"
 #include "test_pki.hpp"
 #include "transport_harness.hpp"
 
 using namespace transport_harness;
+using dx_support::captured_log;
 using dx_support::test_pki;
 
 namespace {
-
-/// The log lines of the process while it lives (warnings and worse).
-class captured_log {
- public:
-  captured_log() {
-    dx::set_log_sink([this](dx::log_level, std::string_view line) {
-      std::lock_guard lk(m_);
-      lines_.emplace_back(line);
-    });
-  }
-  ~captured_log() { dx::set_log_sink(nullptr); }
-  captured_log(const captured_log&) = delete;
-  captured_log& operator=(const captured_log&) = delete;
-
-  /// Waits (bounded) for a line containing every one of `parts`; returns it, or "" if none came.
-  std::string wait_for(std::initializer_list<std::string> parts) {
-    std::string found;
-    dx_support::wait_until(std::chrono::milliseconds(10'000), [&] {
-      std::lock_guard lk(m_);
-      for (const auto& l : lines_) {
-        bool all = true;
-        for (const auto& p : parts) all = all && l.find(p) != std::string::npos;
-        if (all) {
-          found = l;
-          return true;
-        }
-      }
-      return false;
-    });
-    return found;
-  }
-
- private:
-  std::mutex m_;
-  std::vector<std::string> lines_;
-};
 
 std::unique_ptr<tr::transport> tls_transport(const dx::tls_options& o) {
   tr::config cfg;

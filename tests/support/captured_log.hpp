@@ -1,0 +1,59 @@
+// dx's log lines, captured while the object lives (through dx::set_log_sink), for tests that
+// check what was logged and why.
+//
+//   dx_support::captured_log log;
+//   ...
+//   CHECK_FALSE(log.wait_for({"refused a TLS connection", "certificate has expired"}).empty());
+#pragma once
+
+#include "processes.hpp"
+
+#include <dx/log.hpp>
+
+#include <chrono>
+#include <initializer_list>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dx_support {
+
+class captured_log {
+ public:
+  captured_log() {
+    dx::set_log_sink([this](dx::log_level, std::string_view line) {
+      std::lock_guard lk(m_);
+      lines_.emplace_back(line);
+    });
+  }
+  ~captured_log() { dx::set_log_sink(nullptr); }
+  captured_log(const captured_log&) = delete;
+  captured_log& operator=(const captured_log&) = delete;
+
+  /// Waits (at most `limit`) for a line containing every one of `parts`; returns it, or "" if
+  /// none came.
+  std::string wait_for(std::initializer_list<std::string> parts,
+                       std::chrono::milliseconds limit = std::chrono::milliseconds(10'000)) {
+    std::string found;
+    wait_until(limit, [&] {
+      std::lock_guard lk(m_);
+      for (const auto& l : lines_) {
+        bool all = true;
+        for (const auto& p : parts) all = all && l.find(p) != std::string::npos;
+        if (all) {
+          found = l;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace dx_support
