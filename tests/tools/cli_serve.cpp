@@ -280,7 +280,7 @@ TEST_CASE("dx serve with TLS: workers join over mutual TLS, dx run --connect spe
       30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
   CHECK(read_text(dir.path() / "serve.txt").find("https://" + http) != std::string::npos);
   child worker({DX_WORKER, "--connect", listen, "--tls-cert", client.certificate, "--tls-key", client.private_key,
-                "--tls-ca", client.ca},
+                "--tls-ca", client.ca, "--log-level", "info"},
                dir.path() / "worker.txt");
 
   std::string out;
@@ -307,6 +307,22 @@ TEST_CASE("dx serve with TLS: workers join over mutual TLS, dx run --connect spe
   CHECK(read_text(dir.path() / "stranger.txt").find("TLS") != std::string::npos);
   CHECK(dx_support::wait_until(
       10s, [&] { return read_text(dir.path() / "serve.txt").find("refused a TLS connection") != std::string::npos; }));
+
+  // SIGHUP reads the certificates again in both, and neither stops: another run goes through.
+  REQUIRE(dx_support::wait_until(
+      10s, [&] { return read_text(dir.path() / "worker.txt").find("joined") != std::string::npos; }));
+  serve.signal(SIGHUP);
+  worker.signal(SIGHUP);
+  CHECK(dx_support::wait_until(10s, [&] {
+    return read_text(dir.path() / "serve.txt").find("SIGHUP: TLS certificates are read again") != std::string::npos;
+  }));
+  CHECK(dx_support::wait_until(10s, [&] {
+    return read_text(dir.path() / "worker.txt").find("SIGHUP: the TLS certificates are read again") !=
+           std::string::npos;
+  }));
+  CHECK(run_dx({"run", quick.string(), "--connect", http, "--tls-cert", client.certificate, "--tls-key",
+                client.private_key, "--tls-ca", client.ca},
+               &out) == 0);
 
   serve.signal(SIGTERM);
   CHECK(serve.wait(30s) == 0);
