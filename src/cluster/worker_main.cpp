@@ -95,6 +95,8 @@ constexpr const char* usage =
     "  --tls-key FILE             the private key of --tls-cert (PEM) [none]\n"
     "  --tls-ca FILE              the authority whose certificates the head and peers must show [none]\n"
     "  --tls-min-version V        1.2 or 1.3, the oldest TLS accepted [1.3]\n"
+    "  --tls-verify-name          the head's certificate must also name the host of --connect (as\n"
+    "                             HTTPS checks) [off: the authority's signature is enough]\n"
     "  --log-level LEVEL          debug, info, warn, error or off [$DX_LOG, else warn]\n"
     "                             e.g. --log-level info\n"
     "  -h, --help                 this text\n"
@@ -466,6 +468,8 @@ int worker_main(int argc, char** argv) {
         cfg.tls.private_key = value();
       } else if (a == "--tls-ca") {
         cfg.tls.ca = value();
+      } else if (a == "--tls-verify-name") {
+        cfg.tls.verify_peer_name = true;
       } else if (a == "--tls-min-version") {
         const std::string v = value();
         if (v == "1.2")

@@ -280,7 +280,7 @@ TEST_CASE("dx serve with TLS: workers join over mutual TLS, dx run --connect spe
       30s, [&] { return read_text(dir.path() / "serve.txt").find("HTTP API") != std::string::npos; }));
   CHECK(read_text(dir.path() / "serve.txt").find("https://" + http) != std::string::npos);
   child worker({DX_WORKER, "--connect", listen, "--tls-cert", client.certificate, "--tls-key", client.private_key,
-                "--tls-ca", client.ca, "--log-level", "info"},
+                "--tls-ca", client.ca, "--tls-verify-name", "--log-level", "info"},  // the head's names 127.0.0.1
                dir.path() / "worker.txt");
 
   std::string out;
