@@ -407,15 +407,19 @@ int worker_main(int argc, char** argv) {
   // (dx-worker itself, and a worker a head starts, say --dx-worker.)
   bool flagged = false;
   for (int i = 1; i < argc; ++i) flagged = flagged || (argv[i] && std::strcmp(argv[i], "--dx-worker") == 0);
-  if (!flagged) {
-    try {
-      const auto step = detail::slurm_step_from_environment();
-      if (step && !step->is_head()) argc = 1;
-    } catch (const std::exception& e) {
+  std::optional<detail::slurm_step> slurm_worker;  // this process is a worker task of an srun step
+  std::string slurm_problem;                       // a malformed step variable
+  try {
+    slurm_worker = detail::slurm_step_from_environment();
+    if (slurm_worker && slurm_worker->is_head()) slurm_worker.reset();
+  } catch (const std::exception& e) {
+    slurm_problem = e.what();  // matters only where the step is read for where to connect
+    if (!flagged) {
       std::fprintf(stderr, "dx-worker: %s\n", e.what());
       return 2;
     }
   }
+  if (!flagged && slurm_worker) argc = 1;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -494,7 +498,8 @@ int worker_main(int argc, char** argv) {
     }
     if (cfg.connect.empty()) {
       // A worker task of an srun step finds its head from the step (cluster/slurm.hpp).
-      if (const auto step = detail::slurm_step_from_environment(); step && !step->is_head()) {
+      if (!slurm_problem.empty()) throw usage_error(slurm_problem);
+      if (const auto& step = slurm_worker) {
         cfg.connect = step->head_address();
         if (cfg.token.empty()) cfg.token = step->token;
         if (!cfg.tls.enabled()) cfg.tls = step->tls;
