@@ -31,6 +31,13 @@ packages=(
   # the daemons and munge, configured by the test in a temporary folder.
   slurm-wlm
   munge
+  # The MPI transport (transport_kind::mpi) and its tests under mpirun: Open MPI.
+  libopenmpi-dev
+  openmpi-bin
+  # A journal in Redis and a standby head (dx serve --journal redis://... --standby): hiredis, and
+  # the server its integration test starts.
+  libhiredis-dev
+  redis-server
 )
 # shellcheck disable=SC2206
 packages+=(${DX_DEPS_EXTRA:-})

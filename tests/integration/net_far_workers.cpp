@@ -182,9 +182,10 @@ TEST_CASE("far workers: work sent ahead to a far worker is taken back when a nea
   for (int i = 0; i < 4; ++i) warm.push_back(fc.cl.submit(net_test::logged_sleep, log, 1000 + i, 40));
   for (auto& f : warm) REQUIRE(f.wait_for(30s) == dx::future_status::ready);
   // The far worker is sent a round trip's worth of 40 ms tasks, the first of which runs far
-  // longer than predicted: the others wait behind it there.
+  // longer than predicted: the others wait behind it there, long enough for a near worker to start
+  // even in a sanitizer build on a busy machine.
   std::vector<dx::future<int>> fs;
-  fs.push_back(fc.cl.submit(net_test::logged_sleep, log, 0, 1500));
+  fs.push_back(fc.cl.submit(net_test::logged_sleep, log, 0, 4000));
   for (int i = 1; i < 12; ++i) fs.push_back(fc.cl.submit(net_test::logged_sleep, log, i, 40));
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline && fc.worker("far")->tasks_assigned < 4)
@@ -192,6 +193,7 @@ TEST_CASE("far workers: work sent ahead to a far worker is taken back when a nea
   REQUIRE(fc.worker("far")->tasks_assigned >= 4);
   // A near worker joins: it takes what is held, then asks for what was sent ahead and not started.
   fc.join("near", 0us);
+  fc.cl.wait_for_workers(2, 20s);
   std::map<int, int> by_pid;
   for (auto& f : fs) {
     REQUIRE(f.wait_for(60s) == dx::future_status::ready);
