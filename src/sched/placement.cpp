@@ -35,7 +35,13 @@ prediction placement_policy::predict(const state& s, const task_rec& t, model_in
 // ---- predictions ---------------------------------------------------------------------------------
 
 prediction scheduler::state::predict_class(const task_rec& t, model_index cls) const {
-  return policy->predict(*this, t, cls);
+  if (!placing.active || placing.task != t.id) return policy->predict(*this, t, cls);
+  if (!placing.valid || placing.cls != cls) {
+    placing.answer = policy->predict(*this, t, cls);
+    placing.cls = cls;
+    placing.valid = true;
+  }
+  return placing.answer;
 }
 
 double scheduler::state::worker_factor(const worker_rec& w) const { return policy->uses_speeds() ? w.factor : 1.0; }
@@ -76,6 +82,11 @@ double scheduler::state::transfer_to(const task_rec& t, const worker_rec& w) con
 
 void scheduler::state::place(task_rec& t, double now) {
   if (policy->hold_at_scheduler(*this, t)) return;
+  placing = {.task = t.id, .active = true};
+  struct end_memo {
+    prediction_memo& memo;
+    ~end_memo() { memo.active = false; }
+  } end{placing};
   const worker_id w_id = policy->choose_worker(*this, t, now);
   if (w_id == no_worker) {
     t.state = task_state::ready;
@@ -189,9 +200,9 @@ double scheduler::state::wait_on(const worker_rec& w, double now) const {
 /// The most loaded other worker of any bucket, or nullptr.
 worker_rec* scheduler::state::busiest_but(const worker_rec& thief) {
   worker_rec* victim = nullptr;
-  for (auto& [k, set] : buckets) {
-    if (set.empty()) continue;
-    worker_rec& w = worker(set.rbegin()->second);
+  for (const load_heap* bucket : bucket_list) {
+    if (bucket->empty()) continue;
+    worker_rec& w = bucket->most();
     if (&w == &thief) continue;
     if (!victim || w.load() > victim->load()) victim = &w;
   }

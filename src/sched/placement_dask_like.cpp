@@ -44,8 +44,8 @@ class dask_like_policy final : public placement_policy {
       if (!t.needs.empty() || t.constrained) {
         for (auto& [id, w] : s.workers) consider(w);
       } else {
-        for (auto& [k, set] : s.buckets)
-          if (!set.empty()) consider(s.worker(set.begin()->second));
+        for (const load_heap* bucket : s.bucket_list)
+          if (!bucket->empty()) consider(bucket->least());
       }
     }
     return best;

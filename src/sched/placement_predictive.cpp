@@ -19,14 +19,19 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
   model_index memo_cls = ~model_index{0};
   double memo_duration = 0;
   s.gather_inputs(t, s.inputs_scratch);
-  auto consider = [&](const worker_rec& w) {
-    if (!s.in_buckets(w) || !s.can_host(w, t)) return;
+  const bool uses_speeds = s.policy->uses_speeds();
+  const bool has_remote_inputs = !s.inputs_scratch.empty();
+  // `indexed`: w leads a bucket of the load index, so it is active and (for a task with neither
+  // needs nor constraints, the only kind looked up there) can host it.
+  auto consider = [&](const worker_rec& w, bool indexed) {
+    if (!indexed && (!s.in_buckets(w) || !s.can_host(w, t))) return;
     if (w.cls != memo_cls) {
       memo_cls = w.cls;
       memo_duration = s.predict_class(t, w.cls).mean;
     }
-    const double transfer = scheduler::state::transfer_cost(s.inputs_scratch, w.id) + s.arguments_cost(t, w);
-    const double finish = s.finish_on(w, transfer, memo_duration * s.worker_factor(w));
+    const double transfer =
+        (has_remote_inputs ? scheduler::state::transfer_cost(s.inputs_scratch, w.id) : 0.0) + s.arguments_cost(t, w);
+    const double finish = s.finish_on(w, transfer, uses_speeds ? memo_duration * w.factor : memo_duration);
     if (finish < best_finish || (finish == best_finish && w.id < best)) {
       best = w.id;
       best_finish = finish;
@@ -38,12 +43,12 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
   if (!t.needs.empty() || data_heavy || t.constrained) {
     // Few tasks declare resources or must spread (copies), and only some workers can host them;
     // a task with large arguments costs what each worker's own link makes it: look at all.
-    for (auto& [id, w] : s.workers) consider(w);
+    for (auto& [id, w] : s.workers) consider(w, false);
   } else {
-    for (auto& [k, set] : s.buckets)
-      if (!set.empty()) consider(s.worker(set.begin()->second));
+    for (const load_heap* bucket : s.bucket_list)
+      if (!bucket->empty()) consider(bucket->least(), true);
     for (const scheduler::state::remote_input& in : s.inputs_scratch)
-      for (worker_id h : *in.holders) consider(s.worker(h));
+      for (worker_id h : *in.holders) consider(s.worker(h), false);
   }
   finish_out = best_finish;
   transfer_out = best_transfer;

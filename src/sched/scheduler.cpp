@@ -67,14 +67,11 @@ void scheduler::decide(double now, std::vector<decision>& out) {
     for (auto& [id, w] : s.workers)
       if (s.in_buckets(w)) s.hungry.insert(id);
   // Fill the windows of workers that may have room; idle ones steal.
+  std::vector<worker_id>& ids = s.hungry_scratch;
   while (!s.hungry.empty()) {
-    std::vector<worker_id> ids(s.hungry.begin(), s.hungry.end());
-    s.hungry.clear();
-    std::sort(ids.begin(), ids.end());
-    for (worker_id id : ids) {
-      auto it = s.workers.find(id);
-      if (it != s.workers.end()) s.fill(it->second, now);
-    }
+    s.hungry.take_sorted(ids);
+    for (worker_id id : ids)
+      if (id < s.by_id.size() && s.by_id[id]) s.fill(*s.by_id[id], now);
   }
   s.check_alerts(now);
   for (const decision& d : s.out)

@@ -17,12 +17,14 @@
 
 #include <dx/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <new>
 #include <optional>
 #include <set>
@@ -177,7 +179,89 @@ class task_table {
   std::unique_ptr<page> spare_;
 };
 
+struct worker_rec;
+
+/// One bucket of the load index: its workers ordered by load (backlog per thread, then id), as a
+/// min-heap and a max-heap whose positions live in the workers' records. The least and the most
+/// loaded are read in O(1), a change of load costs O(log n), and nothing is allocated per change
+/// (an ordered set cost a node per change and a pointer chase per level). Each entry carries its
+/// key, so a sift compares entries in the heap's own array without reading workers' records.
+class load_heap {
+ public:
+  struct entry {
+    double load;
+    worker_id id;
+    worker_rec* w;
+  };
+  bool empty() const { return least_.empty(); }
+  worker_rec& least() const { return *least_.front().w; }
+  worker_rec& most() const { return *most_.front().w; }
+  void insert(worker_rec& w);
+  void erase(worker_rec& w);
+  /// Restores the order after w's load changed.
+  void update(worker_rec& w);
+
+ private:
+  std::vector<entry> least_;  // least_[0] has the smallest (load, id)
+  std::vector<entry> most_;   // most_[0] has the largest (load, id)
+};
+
+/// Nodes of the workers' queues (std::pmr::set<queue_key>), recycled through a free list: an
+/// insert and an erase would otherwise be a malloc and a free each. Requests of another size go
+/// to the default resource. Memory is kept until the scheduler is destroyed (at most the peak of
+/// queued tasks, a node each). Not thread-safe, as the scheduler.
+class node_recycler final : public std::pmr::memory_resource {
+ public:
+  node_recycler() = default;
+  node_recycler(const node_recycler&) = delete;
+  node_recycler& operator=(const node_recycler&) = delete;
+  ~node_recycler() override;
+
+ private:
+  static constexpr std::size_t slot_size = 64;
+  static constexpr std::size_t slots_per_block = 1024;
+  struct free_slot {
+    free_slot* next;
+  };
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+  free_slot* free_ = nullptr;
+  std::vector<std::byte*> blocks_;
+};
+
+/// Workers that may have room to send (decide() fills their windows in id order): a list and a
+/// mark per id, so an insert is a load and a store instead of a hash.
+class worker_id_set {
+ public:
+  bool empty() const { return members_.empty(); }
+  void insert(worker_id id) {
+    if (id >= marked_.size()) marked_.resize(id + 1, 0);
+    if (marked_[id]) return;
+    marked_[id] = 1;
+    members_.push_back(id);
+  }
+  void erase(worker_id id) {
+    if (id >= marked_.size() || !marked_[id]) return;
+    marked_[id] = 0;
+    std::erase(members_, id);
+  }
+  /// Moves the members, in increasing id order, into `out`, leaving the set empty.
+  void take_sorted(std::vector<worker_id>& out) {
+    out.swap(members_);
+    members_.clear();
+    for (worker_id id : out) marked_[id] = 0;
+    std::sort(out.begin(), out.end());
+  }
+
+ private:
+  std::vector<worker_id> members_;
+  std::vector<std::uint8_t> marked_;
+};
+
 struct worker_rec {
+  worker_rec() = default;
+  explicit worker_rec(std::pmr::memory_resource* queue_nodes) : held(queue_nodes) {}
   worker_id id = 0;
   std::string name;
   model_index model = 0;
@@ -202,13 +286,14 @@ struct worker_rec {
   int distance = 0;
   std::uint32_t running = 0;
   std::vector<task_id> running_ids;  // known to run (task_started), at most its threads
-  std::set<queue_key> held;
+  std::pmr::set<queue_key> held;     // its queue: placed here, not sent yet
   // Sent and not known to run, by send order. Entries go stale when their task starts, finishes
   // or comes back; they are skipped when read and swept when they outnumber the live ones.
   std::vector<std::pair<std::uint64_t, task_id>> unstarted;
-  std::set<std::pair<double, worker_id>>* bucket_set = nullptr;  // its entry in the load index
-  bool stealing = false;                                         // a move towards it is pending
-  std::uint32_t reported_running = 0, reported_queued = 0;       // its last load report
+  load_heap* bucket_heap = nullptr;                         // its bucket of the load index, while indexed
+  std::uint32_t least_pos = 0, most_pos = 0;                // its places in that bucket's two heaps
+  bool stealing = false;                                    // a move towards it is pending
+  std::uint32_t reported_running = 0, reported_queued = 0;  // its last load report
   bool reported = false;
   std::uint32_t host = 0;  // index of its host (state::hosts)
 
@@ -232,6 +317,7 @@ struct scheduler::state {
   cost_model::impl& m;
   std::unique_ptr<placement_policy> policy;  // where ready tasks go, and how they are sent
 
+  node_recycler queue_nodes;  // before the workers, whose queues use it
   task_table tasks;
   std::vector<task_id> order;  // submission order (topological), compacted now and then
   // order drops the ids of released tasks when it has doubled since it was last compacted: a
@@ -239,8 +325,10 @@ struct scheduler::state {
   std::size_t order_compact_at = 4096;
   std::map<worker_id, worker_rec> workers;  // ordered: iteration is deterministic
   std::vector<worker_rec*> by_id;           // the same, indexed by id for O(1) lookups
-  // Active, non-draining workers by speed bucket, each ordered by load (backlog per thread).
-  std::map<bucket_key, std::set<std::pair<double, worker_id>>> buckets;
+  // Active, non-draining workers by speed bucket, each ordered by load (backlog per thread); the
+  // buckets also in a list, in the map's order, for the passes over every bucket.
+  std::map<bucket_key, load_heap> buckets;
+  std::vector<load_heap*> bucket_list;
   std::vector<worker_id> join_order;  // every worker ever joined, in order (the baselines' turns)
   std::map<std::string, std::uint32_t> resource_names;
   // Constrained tasks (copies of a replicated task), their groups' members, and hosts by name.
@@ -252,9 +340,10 @@ struct scheduler::state {
   std::unordered_map<task_id, spread_group> spread_groups;
   std::map<std::string, std::uint32_t> hosts;
 
-  std::vector<task_id> to_place;         // ready, not placed yet
-  std::vector<task_id> unplaceable;      // needs no worker can meet
-  std::unordered_set<worker_id> hungry;  // may have room to send
+  std::vector<task_id> to_place;     // ready, not placed yet
+  std::vector<task_id> unplaceable;  // needs no worker can meet
+  worker_id_set hungry;              // may have room to send
+  std::vector<worker_id> hungry_scratch;
   std::unordered_set<task_id> running_tasks;
   std::unordered_map<task_id, worker_id> move_thief;  // pending moves: task -> the idle worker
   std::vector<decision> out;
@@ -291,6 +380,16 @@ struct scheduler::state {
   // ---- predictions (placement.cpp) ---------------------------------------------------------------
   /// Run time of `t` on a worker of factor 1 of class `cls`.
   prediction predict_class(const task_rec& t, model_index cls) const;
+  /// While place() runs for a task, its last prediction (the policy's choice and the charge ask
+  /// the model the same question); nothing changes the model in between.
+  struct prediction_memo {
+    task_id task = 0;
+    bool active = false;
+    bool valid = false;
+    model_index cls = 0;
+    prediction answer;
+  };
+  mutable prediction_memo placing;
   /// The speed factor placement assumes for `w` (1 under a policy that ignores speeds).
   double worker_factor(const worker_rec& w) const;
   double predict_on(const task_rec& t, const worker_rec& w) const {

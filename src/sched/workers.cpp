@@ -24,38 +24,141 @@ void scheduler::state::set_round_trip(worker_rec& w, double round_trip) {
   w.round_trip = round_trip;
   const int d = distance_bucket(round_trip);
   if (d == w.distance) return;
-  const bool indexed = w.bucket_set != nullptr;
+  const bool indexed = w.bucket_heap != nullptr;
   if (indexed) unindex(w);
   w.distance = d;
   if (indexed) index(w);
 }
 
+// ---- the load index -------------------------------------------------------------------------------
+
+namespace {
+
+using heap_entry = load_heap::entry;
+
+bool lighter(const heap_entry& a, const heap_entry& b) { return a.load < b.load || (a.load == b.load && a.id < b.id); }
+
+/// Sifts the entry at `i` of a binary heap (`before(a, b)`: a belongs nearer the top) up or down
+/// to its place, keeping each worker's position in the member `pos`.
+template <class Before>
+void sift(std::vector<heap_entry>& heap, std::size_t i, std::uint32_t worker_rec::*pos, Before before) {
+  const heap_entry moving = heap[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!before(moving, heap[parent])) break;
+    heap[i] = heap[parent];
+    heap[i].w->*pos = static_cast<std::uint32_t>(i);
+    i = parent;
+  }
+  for (;;) {
+    std::size_t child = 2 * i + 1;
+    if (child >= heap.size()) break;
+    if (child + 1 < heap.size() && before(heap[child + 1], heap[child])) ++child;
+    if (!before(heap[child], moving)) break;
+    heap[i] = heap[child];
+    heap[i].w->*pos = static_cast<std::uint32_t>(i);
+    i = child;
+  }
+  heap[i] = moving;
+  moving.w->*pos = static_cast<std::uint32_t>(i);
+}
+
+template <class Before>
+void heap_erase(std::vector<heap_entry>& heap, std::size_t i, std::uint32_t worker_rec::*pos, Before before) {
+  const heap_entry last = heap.back();
+  heap.pop_back();
+  if (i == heap.size()) return;
+  heap[i] = last;
+  sift(heap, i, pos, before);
+}
+
+const auto lightest_first = [](const heap_entry& a, const heap_entry& b) { return lighter(a, b); };
+const auto heaviest_first = [](const heap_entry& a, const heap_entry& b) { return lighter(b, a); };
+
+}  // namespace
+
+void load_heap::insert(worker_rec& w) {
+  least_.push_back({w.load(), w.id, &w});
+  sift(least_, least_.size() - 1, &worker_rec::least_pos, lightest_first);
+  most_.push_back({w.load(), w.id, &w});
+  sift(most_, most_.size() - 1, &worker_rec::most_pos, heaviest_first);
+}
+
+void load_heap::erase(worker_rec& w) {
+  heap_erase(least_, w.least_pos, &worker_rec::least_pos, lightest_first);
+  heap_erase(most_, w.most_pos, &worker_rec::most_pos, heaviest_first);
+}
+
+void load_heap::update(worker_rec& w) {
+  least_[w.least_pos].load = w.load();
+  sift(least_, w.least_pos, &worker_rec::least_pos, lightest_first);
+  most_[w.most_pos].load = w.load();
+  sift(most_, w.most_pos, &worker_rec::most_pos, heaviest_first);
+}
+
+// ---- recycled queue nodes ------------------------------------------------------------------------
+
+node_recycler::~node_recycler() {
+  for (std::byte* b : blocks_) ::operator delete (b, std::align_val_t{alignof(std::max_align_t)});
+}
+
+void* node_recycler::do_allocate(std::size_t bytes, std::size_t alignment) {
+  if (bytes > slot_size || alignment > alignof(std::max_align_t))
+    return std::pmr::get_default_resource()->allocate(bytes, alignment);
+  if (!free_) {
+    auto* block = static_cast<std::byte*>(
+        ::operator new (slot_size* slots_per_block, std::align_val_t{alignof(std::max_align_t)}));
+    blocks_.push_back(block);
+    for (std::size_t i = slots_per_block; i-- > 0;) {
+      auto* slot = reinterpret_cast<free_slot*>(block + i * slot_size);
+      slot->next = free_;
+      free_ = slot;
+    }
+  }
+  free_slot* slot = free_;
+  free_ = slot->next;
+  return slot;
+}
+
+void node_recycler::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  if (bytes > slot_size || alignment > alignof(std::max_align_t)) {
+    std::pmr::get_default_resource()->deallocate(p, bytes, alignment);
+    return;
+  }
+  auto* slot = static_cast<free_slot*>(p);
+  slot->next = free_;
+  free_ = slot;
+}
+
 // Buckets are never erased (an empty one is skipped), so a worker keeps a pointer to its own.
 void scheduler::state::unindex(worker_rec& w) {
-  if (!w.bucket_set) return;
-  w.bucket_set->erase({w.load(), w.id});
-  w.bucket_set = nullptr;
+  if (!w.bucket_heap) return;
+  w.bucket_heap->erase(w);
+  w.bucket_heap = nullptr;
   indexed_threads -= w.threads;
 }
 
 void scheduler::state::index(worker_rec& w) {
   if (!in_buckets(w)) return;
-  w.bucket_set = &buckets[{w.cls, w.bucket, w.distance}];
-  w.bucket_set->insert({w.load(), w.id});
+  auto [it, fresh] = buckets.try_emplace({w.cls, w.bucket, w.distance});
+  if (fresh) {
+    bucket_list.clear();
+    for (auto& [k, heap] : buckets) bucket_list.push_back(&heap);
+  }
+  w.bucket_heap = &it->second;
+  w.bucket_heap->insert(w);
   indexed_threads += w.threads;
 }
 
 void scheduler::state::add_backlog(worker_rec& w, double delta) {
   const double before = w.backlog;
-  if (!w.bucket_set) {
+  if (!w.bucket_heap) {
     w.backlog = std::max(0.0, w.backlog + delta);
     if (w.backlog < 1e-12) w.backlog = 0;
   } else {
-    auto node = w.bucket_set->extract({w.load(), w.id});
     w.backlog += delta;
     if (w.backlog < 1e-12) w.backlog = 0;
-    node.value().first = w.load();
-    w.bucket_set->insert(std::move(node));
+    w.bucket_heap->update(w);
   }
   total_backlog = std::max(0.0, total_backlog + (w.backlog - before));
 }
@@ -178,14 +281,14 @@ worker_id scheduler::state::first_host(const task_rec& t) const {
 
 void scheduler::worker_joined(const worker_spec& spec, double now) {
   state& s = *s_;
-  auto [it, fresh] = s.workers.try_emplace(spec.id);
+  auto [it, fresh] = s.workers.try_emplace(spec.id, &s.queue_nodes);
   worker_rec& w = it->second;
   if (s.by_id.size() <= spec.id) s.by_id.resize(spec.id + 1, nullptr);
   s.by_id[spec.id] = &w;
   if (!fresh) s.unindex(w);
   // A worker that left joins again (under its name): nothing of its last stay carries over but
   // what the cost model learned of it.
-  if (!fresh && !w.active) w = worker_rec{};
+  if (!fresh && !w.active) w = worker_rec(&s.queue_nodes);
   w.id = spec.id;
   w.name = spec.name;
   w.cls = s.m.class_index(spec.worker_class);
