@@ -21,34 +21,48 @@ worker_id earliest_finish(scheduler::state& s, const task_rec& t, double& finish
   s.gather_inputs(t, s.inputs_scratch);
   const bool uses_speeds = s.policy->uses_speeds();
   const bool has_remote_inputs = !s.inputs_scratch.empty();
-  // `indexed`: w leads a bucket of the load index, so it is active and (for a task with neither
-  // needs nor constraints, the only kind looked up there) can host it.
-  auto consider = [&](const worker_rec& w, bool indexed) {
-    if (!indexed && (!s.in_buckets(w) || !s.can_host(w, t))) return;
-    if (w.cls != memo_cls) {
-      memo_cls = w.cls;
-      memo_duration = s.predict_class(t, w.cls).mean;
+  auto weigh = [&](worker_id id, model_index cls, double load, double factor, double round_trip, double transfer) {
+    if (cls != memo_cls) {
+      memo_cls = cls;
+      memo_duration = s.predict_class(t, cls).mean;
     }
-    const double transfer =
-        (has_remote_inputs ? scheduler::state::transfer_cost(s.inputs_scratch, w.id) : 0.0) + s.arguments_cost(t, w);
-    const double finish = s.finish_on(w, transfer, uses_speeds ? memo_duration * w.factor : memo_duration);
-    if (finish < best_finish || (finish == best_finish && w.id < best)) {
-      best = w.id;
+    const double finish =
+        scheduler::state::finish_at(load, round_trip, transfer, uses_speeds ? memo_duration * factor : memo_duration);
+    if (finish < best_finish || (finish == best_finish && id < best)) {
+      best = id;
       best_finish = finish;
       best_transfer = transfer;
     }
+  };
+  auto consider = [&](const worker_rec& w) {
+    if (!s.in_buckets(w) || !s.can_host(w, t)) return;
+    const double transfer =
+        (has_remote_inputs ? scheduler::state::transfer_cost(s.inputs_scratch, w.id) : 0.0) + s.arguments_cost(t, w);
+    weigh(w.id, w.cls, w.load(), w.factor, w.round_trip, transfer);
   };
   const bool data_heavy =
       t.caller_bytes >= cost_model::impl::small_transfer_bytes && s.head_link != cost_model::impl::no_index;
   if (!t.needs.empty() || data_heavy || t.constrained) {
     // Few tasks declare resources or must spread (copies), and only some workers can host them;
     // a task with large arguments costs what each worker's own link makes it: look at all.
-    for (auto& [id, w] : s.workers) consider(w, false);
+    for (auto& [id, w] : s.workers) consider(w);
   } else {
-    for (const load_heap* bucket : s.bucket_list)
-      if (!bucket->empty()) consider(bucket->least(), true);
+    // The least loaded of each bucket, read from the index alone: a bucket's leader is active
+    // and, for a task with neither needs nor constraints, can host it; small arguments cost
+    // nothing to send.
+    const bool small_arguments = t.caller_bytes < cost_model::impl::small_transfer_bytes;
+    for (const load_heap* bucket : s.bucket_list) {
+      if (bucket->empty()) continue;
+      if (!small_arguments) {
+        consider(bucket->least());
+        continue;
+      }
+      const load_heap::entry& e = bucket->least_entry();
+      weigh(e.id, e.cls, e.load, e.factor, e.round_trip,
+            has_remote_inputs ? scheduler::state::transfer_cost(s.inputs_scratch, e.id) : 0.0);
+    }
     for (const scheduler::state::remote_input& in : s.inputs_scratch)
-      for (worker_id h : *in.holders) consider(s.worker(h), false);
+      for (worker_id h : *in.holders) consider(s.worker(h));
   }
   finish_out = best_finish;
   transfer_out = best_transfer;

@@ -188,17 +188,23 @@ struct worker_rec;
 /// key, so a sift compares entries in the heap's own array without reading workers' records.
 class load_heap {
  public:
+  /// A worker's key, and (in the min-heap, whose top placement reads in every bucket) what its
+  /// finish time needs, so that a pass over the buckets reads no worker's record.
   struct entry {
     double load;
     worker_id id;
+    model_index cls;
+    double factor;
+    double round_trip;
     worker_rec* w;
   };
   bool empty() const { return least_.empty(); }
   worker_rec& least() const { return *least_.front().w; }
+  const entry& least_entry() const { return least_.front(); }
   worker_rec& most() const { return *most_.front().w; }
   void insert(worker_rec& w);
   void erase(worker_rec& w);
-  /// Restores the order after w's load changed.
+  /// Restores the order after w's load changed, and copies its speed and round trip again.
   void update(worker_rec& w);
 
  private:
@@ -259,31 +265,32 @@ class worker_id_set {
   std::vector<std::uint8_t> marked_;
 };
 
-struct worker_rec {
+struct alignas(64) worker_rec {
   worker_rec() = default;
   explicit worker_rec(std::pmr::memory_resource* queue_nodes) : held(queue_nodes) {}
+  // What placement reads of every bucket's leader comes first, in one cache line.
   worker_id id = 0;
-  std::string name;
   model_index model = 0;
   model_index cls = 0;
   std::uint32_t threads = 1;
-  std::vector<double> capacity;
-  std::vector<double> used;
   bool active = true;
   bool draining = false;
   double factor = 1;
   double placed_factor = 1;  // the factor its queued tasks were placed with
   int bucket = 0;
   double backlog = 0;  // predicted seconds of placed, unfinished tasks
-  double sent_seconds = 0;
-  std::uint64_t sent_bytes = 0;  // inputs of the tasks sent there, not finished
-  std::uint32_t sent = 0;
   // Its link: the round trip (measured, else the configured one) and jitter the window covers,
   // and the bucket of distance it is indexed in.
   double round_trip = 0;
   double jitter = 0;
   bool round_trip_measured = false;
   int distance = 0;
+  double sent_seconds = 0;
+  std::uint64_t sent_bytes = 0;  // inputs of the tasks sent there, not finished
+  std::uint32_t sent = 0;
+  std::string name;
+  std::vector<double> capacity;
+  std::vector<double> used;
   std::uint32_t running = 0;
   std::vector<task_id> running_ids;  // known to run (task_started), at most its threads
   std::pmr::set<queue_key> held;     // its queue: placed here, not sent yet
@@ -424,7 +431,10 @@ struct scheduler::state {
   /// The time from placing t on w until the head learns it finished: the round trip, the
   /// transfers of inputs it lacks, and its run time after the work placed there before it.
   double finish_on(const worker_rec& w, double transfer, double duration) const {
-    return std::max(w.load(), transfer + w.round_trip / 2) + duration + w.round_trip / 2;
+    return finish_at(w.load(), w.round_trip, transfer, duration);
+  }
+  static double finish_at(double load, double round_trip, double transfer, double duration) {
+    return std::max(load, transfer + round_trip / 2) + duration + round_trip / 2;
   }
   bool in_buckets(const worker_rec& w) const { return w.active && !w.draining; }
   void unindex(worker_rec& w);

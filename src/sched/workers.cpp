@@ -23,7 +23,10 @@ int scheduler::state::distance_bucket(double round_trip) {
 void scheduler::state::set_round_trip(worker_rec& w, double round_trip) {
   w.round_trip = round_trip;
   const int d = distance_bucket(round_trip);
-  if (d == w.distance) return;
+  if (d == w.distance) {
+    if (w.bucket_heap) w.bucket_heap->update(w);
+    return;
+  }
   const bool indexed = w.bucket_heap != nullptr;
   if (indexed) unindex(w);
   w.distance = d;
@@ -77,10 +80,14 @@ const auto heaviest_first = [](const heap_entry& a, const heap_entry& b) { retur
 
 }  // namespace
 
+namespace {
+heap_entry entry_of(worker_rec& w) { return {w.load(), w.id, w.cls, w.factor, w.round_trip, &w}; }
+}  // namespace
+
 void load_heap::insert(worker_rec& w) {
-  least_.push_back({w.load(), w.id, &w});
+  least_.push_back(entry_of(w));
   sift(least_, least_.size() - 1, &worker_rec::least_pos, lightest_first);
-  most_.push_back({w.load(), w.id, &w});
+  most_.push_back(entry_of(w));
   sift(most_, most_.size() - 1, &worker_rec::most_pos, heaviest_first);
 }
 
@@ -90,9 +97,9 @@ void load_heap::erase(worker_rec& w) {
 }
 
 void load_heap::update(worker_rec& w) {
-  least_[w.least_pos].load = w.load();
+  least_[w.least_pos] = entry_of(w);
   sift(least_, w.least_pos, &worker_rec::least_pos, lightest_first);
-  most_[w.most_pos].load = w.load();
+  most_[w.most_pos] = entry_of(w);
   sift(most_, w.most_pos, &worker_rec::most_pos, heaviest_first);
 }
 
@@ -174,6 +181,7 @@ void scheduler::state::refresh_factor(worker_rec& w) {
     index(w);
   } else {
     w.factor = f;
+    if (w.bucket_heap) w.bucket_heap->update(w);
   }
   // What is queued here was placed believing another speed: place it again (a worker's first
   // samples move its factor most; later changes are small and leave the queue alone).
