@@ -79,8 +79,10 @@ struct kind_accuracy {
   std::string kind;
   std::uint64_t samples = 0;             ///< observed runs
   std::uint64_t calibrated_samples = 0;  ///< runs predicted once the kind had 20 samples on the class
-  double median_ape = 0;                 ///< median |predicted - actual| / actual over those
-  double recent_ape = 0;                 ///< an EMA of the same: rises when predictions drift
+  /// median |predicted - actual| / actual over the last 10,000 of those, as of at most 1% of
+  /// them ago (exact below 100)
+  double median_ape = 0;
+  double recent_ape = 0;  ///< an EMA of the same: rises when predictions drift
 };
 
 /// Every member function is not thread-safe (use one thread at a time, or a copy per thread)

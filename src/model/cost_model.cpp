@@ -375,6 +375,7 @@ void impl::record_accuracy(index kind, const prediction& predicted, double secon
     ks.recent_apes[ks.ape_next] = ape;
     ks.ape_next = (ks.ape_next + 1) % ape_window;
   }
+  ++ks.apes_since_median;
   ks.recent_ape = ks.calibrated_runs == 1 ? ape : ks.recent_ape + recent_ape_alpha * (ape - ks.recent_ape);
 }
 
@@ -637,7 +638,12 @@ std::vector<kind_accuracy> cost_model::accuracy() const {
   for (std::size_t k = 0; k < impl_->kinds_.size(); ++k) {
     const impl::kind_state& ks = impl_->kinds_[k];
     if (!ks.runs) continue;
-    out.push_back({impl_->kind_names_.names[k], ks.runs, ks.calibrated_runs, median(ks.recent_apes), ks.recent_ape});
+    if (!ks.median_known || ks.apes_since_median * 100 >= std::max<std::size_t>(ks.recent_apes.size(), 100)) {
+      ks.median_ape = median(ks.recent_apes);
+      ks.apes_since_median = 0;
+      ks.median_known = true;
+    }
+    out.push_back({impl_->kind_names_.names[k], ks.runs, ks.calibrated_runs, ks.median_ape, ks.recent_ape});
   }
   std::sort(out.begin(), out.end(), [](const kind_accuracy& a, const kind_accuracy& b) { return a.kind < b.kind; });
   return out;

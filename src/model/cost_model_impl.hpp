@@ -139,6 +139,11 @@ struct cost_model::impl {
     std::vector<double> recent_apes;  // ring of the last ape_window calibrated APEs
     std::size_t ape_next = 0;
     double recent_ape = 0;
+    // The median of recent_apes, computed again once a hundredth of the ring has changed (a
+    // median of 10,000 values per kind at every alert check cost a large head most of its time).
+    mutable double median_ape = 0;
+    mutable std::size_t apes_since_median = 0;
+    mutable bool median_known = false;
   };
 
   struct worker_state {

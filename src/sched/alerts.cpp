@@ -44,8 +44,9 @@ void scheduler::state::check_alerts(double now) {
   std::size_t active = 0, idle = 0, backed_up = 0;
   double sum_load = 0, max_load = 0, min_load = infinity;
   const worker_rec* heaviest = nullptr;
-  for (auto& [id, w] : workers) {
-    if (!in_buckets(w)) continue;
+  for (const worker_rec* wp : by_id) {  // in id order, as the map; a pass over a vector
+    if (!wp || !in_buckets(*wp)) continue;
+    const worker_rec& w = *wp;
     ++active;
     sum_load += w.load();
     if (w.load() > max_load) {
