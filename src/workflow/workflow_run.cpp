@@ -55,7 +55,8 @@ std::vector<run_summary> cluster::runs(const run_options& opts) const {
   std::vector<run_summary> out;
   if (!opts.journaled) return out;
   const auto path = detail::resolve_journal_path(opts.journal);
-  if (!std::filesystem::exists(path)) return out;  // no run was ever recorded there
+  // A file that does not exist: no run was ever recorded there (a Redis journal is asked).
+  if (!detail::is_redis_location(path.native()) && !std::filesystem::exists(path)) return out;
   for (const auto& r : reader(opts)->runs()) out.push_back(summary_of(r));
   return out;
 }
@@ -93,7 +94,7 @@ cancel_answer workflow_run::request_cancel(std::string_view id, const run_option
   if (!opts.journaled) detail::throw_error(detail::error_kind::workflow, "a run without a journal cannot be asked");
   const auto path = detail::resolve_journal_path(opts.journal);
   std::optional<detail::run_record> run;
-  if (std::filesystem::exists(path)) run = reader(opts)->find_run(id);
+  if (detail::is_redis_location(path.native()) || std::filesystem::exists(path)) run = reader(opts)->find_run(id);
   if (!run)
     detail::throw_error(detail::error_kind::workflow, fmt::format("no run {} in journal {}", id, path.string()));
   cancel_answer a;
