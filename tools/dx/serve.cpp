@@ -95,6 +95,12 @@ int serve(const serve_settings& s) {
   if (s.tls.enabled()) o.tls(s.tls);
   if (s.workers > 0) o.local_processes(s.workers);
   dx::cluster cl{o};
+  // The journal's store away and back (commits held by this head meanwhile), or taken over.
+  cl.on_alert([](const dx::alert& a) {
+    if (a.kind != dx::alert_kind::journal_unavailable) return;
+    std::printf("dx serve: alert: %s\n", a.message.c_str());
+    std::fflush(stdout);
+  });
   std::printf("dx serve: workers join at %s\n", cl.endpoint().c_str());
   if (!cl.http_endpoint().empty())
     std::printf("dx serve: HTTP API and dashboard at %s://%s/\n", s.tls.enabled() ? "https" : "http",
