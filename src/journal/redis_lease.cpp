@@ -256,10 +256,14 @@ void redis_lease::renew_loop() {
       unreachable = e.what();
     }
     if (!lost_to.empty()) {
-      mark_lost(
-          fmt::format("this head lost the lease (its epoch {}, now {}): another head took the journal over; "
-                      "this head can no longer write it",
-                      epoch_, lost_to));
+      mark_lost(lost_to == "none"
+                    ? fmt::format("this head lost the lease (its epoch {}): Redis no longer holds the journal's "
+                                  "epoch, so it lost its data (a restart without persistence, or a flush); this head "
+                                  "can no longer write it",
+                                  epoch_)
+                    : fmt::format("this head lost the lease (its epoch {}, now {}): another head took the journal "
+                                  "over; this head can no longer write it",
+                                  epoch_, lost_to));
       lock.lock();
       break;
     }
