@@ -242,10 +242,16 @@ class redis_journal final : public journal {
         if (why.rfind("DXFENCED", 0) == 0) {
           const std::size_t dropped = held_.size();
           held_.clear();
+          const std::string now = why.substr(9);
           lease_->mark_lost(
-              fmt::format("this head lost the lease (its epoch {}, now {}): another head took the "
-                          "journal over; this head can no longer write it ({} group(s) not written)",
-                          epoch, why.substr(9), dropped));
+              now == "false"
+                  ? fmt::format("this head lost the lease (its epoch {}): Redis no longer holds the journal's epoch, "
+                                "so it lost its data (a restart without persistence, or a flush); this head can no "
+                                "longer write it ({} group(s) not written)",
+                                epoch, dropped)
+                  : fmt::format("this head lost the lease (its epoch {}, now {}): another head took the journal "
+                                "over; this head can no longer write it ({} group(s) not written)",
+                                epoch, now, dropped));
           throw_error(error_kind::generic, fmt::format("journal {}: {}", where_.text, lease_->lost_reason()));
         }
         held_.pop_front();  // the group is dropped whole: Redis refused it before writing any of it
