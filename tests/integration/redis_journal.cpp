@@ -209,6 +209,22 @@ TEST_CASE("A head that lost its lease can never commit again, and says why", "[r
   CHECK(raw_redis(redis).get("dx:lease").rfind("2 standby:7", 0) == 0);
 }
 
+TEST_CASE("A head whose Redis lost the journal (a restart without persistence) can no longer commit, and says so",
+          "[redis][lease]") {
+  const dx_support::temp_dir dir("dx_redis_flushed");
+  redis_server redis(dir.path());
+  REQUIRE_REDIS(redis);
+  auto lease = redis_lease::take(redis.location(), {5000ms, 100ms});
+  auto writer = journal::open(redis.location(), journal::open_mode::write);
+  const std::string run = writer->create_run("r", "{}");
+  writer->commit();
+  raw_redis(redis).client.call({"FLUSHALL"});
+  writer->record_new(run, rec("a", "SUCCEEDED"));
+  CHECK_THAT(error_of([&] { writer->commit(); }), Catch::Contains("lost its data"));
+  CHECK(lease->lost());
+  CHECK_FALSE(raw_redis(redis).exists("dx:tasks:" + run));
+}
+
 TEST_CASE("A standby takes the lease about one ttl after its head stopped renewing it, never while it renews",
           "[redis][lease]") {
   const dx_support::temp_dir dir("dx_redis_standby");
