@@ -165,6 +165,14 @@ redis_value redis_client::call(const std::vector<std::string_view>& args) {
   }
   redis_value v = convert(reply);
   freeReplyObject(reply);
+  // A Redis that is starting (loading its files), busy with a script, or a replica cut off from its
+  // master answers, but cannot serve yet: for the journal that is Redis away for a moment.
+  if (v.is_error()) {
+    for (const std::string_view transient : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"}) {
+      if (v.text.rfind(transient, 0) == 0)
+        throw redis_unreachable(fmt::format("Redis at {} cannot serve yet: {}", where_.text, v.text));
+    }
+  }
   return v;
 }
 

@@ -63,7 +63,8 @@ class redis_client {
 
   /// Sends one command and returns its reply (an error reply too). Throws redis_unreachable when
   /// Redis cannot be reached in time (the connection is closed, and opened again by the next
-  /// call). Blocks up to the timeout.
+  /// call), or answers that it cannot serve yet (LOADING its files after a restart, BUSY,
+  /// MASTERDOWN, TRYAGAIN). Blocks up to the timeout.
   redis_value call(const std::vector<std::string_view>& args);
   /// call(), throwing dx::error "<what> in journal <location>: <Redis's message>" for an error
   /// reply.

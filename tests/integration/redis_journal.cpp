@@ -283,13 +283,18 @@ TEST_CASE("A standby does not take over because Redis was away: the head gets a 
   std::vector<std::string> states;
   std::mutex states_mutex;
   std::optional<dx::journal_lease> taken;
+  std::string standby_error;
   std::thread standby([&] {
-    taken = dx::journal_lease::wait(
-        redis.location(), {800ms, 50ms}, [&] { return !stop.load(); },
-        [&](const std::string& s) {
-          std::lock_guard lock(states_mutex);
-          states.push_back(s);
-        });
+    try {
+      taken = dx::journal_lease::wait(
+          redis.location(), {800ms, 50ms}, [&] { return !stop.load(); },
+          [&](const std::string& s) {
+            std::lock_guard lock(states_mutex);
+            states.push_back(s);
+          });
+    } catch (const std::exception& e) {  // reported below: a thread must not end the test binary
+      standby_error = e.what();
+    }
   });
   std::this_thread::sleep_for(300ms);
   redis.kill();
@@ -299,6 +304,7 @@ TEST_CASE("A standby does not take over because Redis was away: the head gets a 
   stop = true;
   standby.join();
   head.join();
+  CHECK(standby_error.empty());
   CHECK_FALSE(taken);
   CHECK(raw_redis(redis).get("dx:epoch") == "1");
   std::lock_guard lock(states_mutex);
