@@ -202,6 +202,9 @@ class run_journal::core {
     if (recovered)
       h.reason = fmt::format("journal {}: the store is back and every held commit is written", path_.string());
     std::vector<health_fn> listeners;
+    // Held while they run: forget_health() returns only once no call of the forgotten one is
+    // going on, so that what it reaches (a cluster's alerts) may go away after it.
+    std::lock_guard calling(listeners_calling_);
     {
       std::lock_guard lock(queue_mutex_);
       for (const auto& [key, l] : health_listeners_) listeners.push_back(l.fn);
@@ -221,6 +224,7 @@ class run_journal::core {
     if (l.users++ == 0) l.fn = std::move(fn);
   }
   void forget_health(const void* key) {
+    std::lock_guard calling(listeners_calling_);
     std::lock_guard lock(queue_mutex_);
     const auto it = health_listeners_.find(key);
     if (it != health_listeners_.end() && --it->second.users == 0) health_listeners_.erase(it);
@@ -307,6 +311,7 @@ class run_journal::core {
   std::map<std::string, watched> watched_;
   std::set<std::int64_t> answered_;  // answers queued, perhaps not committed yet (committing thread only)
   std::map<const void*, health_listener> health_listeners_;  // under queue_mutex_
+  std::mutex listeners_calling_;  // taken before queue_mutex_, never while waiting for the journal
   // Groups wait in the journal for its store: the loop wakes to try them again. Written under
   // db_mutex_ by whichever thread committed, read by the loop under queue_mutex_ only: relaxed, as a
   // late read costs one wait of catch_up_every at most.
