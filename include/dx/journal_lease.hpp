@@ -42,8 +42,9 @@ struct lease_options {
   std::chrono::milliseconds poll{200};
 };
 
-/// This process's hold on a journal's lease. Movable; released (given up in Redis, so that a
-/// standby takes over at once) when the last copy is destroyed. Thread-safe.
+/// This process's hold on a journal's lease, shared with the journal writer of this process that
+/// commits under it. Move-only; given up in Redis (so that a standby takes over at its next look,
+/// not a ttl later) once this object and that writer are gone, unless it was lost. Thread-safe.
 class DX_API journal_lease {
  public:
   /// Takes the lease of `journal` (a redis:// location) now. Throws dx::error naming the head
