@@ -27,7 +27,10 @@ enum class alert_kind : std::uint8_t {
   worker_lost,         ///< a worker went away without leaving
   unplaceable,         ///< a task needs resources no worker has
   worker_quarantined,  ///< a worker's results were invalid too often: it receives no more work
-  rule,                ///< a user's alert_rule over a metric (subject: the rule's name)
+  /// the workflow journal's store cannot be reached (its commits are held by the head until it is
+  /// back), is back, or another head took the journal over (subject: the journal)
+  journal_unavailable,
+  rule,  ///< a user's alert_rule over a metric (subject: the rule's name)
 };
 
 /// Number of alert kinds (for tables indexed by kind).

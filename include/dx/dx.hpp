@@ -18,6 +18,7 @@
 #include <dx/forecast.hpp>
 #include <dx/future.hpp>
 #include <dx/hint.hpp>
+#include <dx/journal_lease.hpp>
 #include <dx/log.hpp>
 #include <dx/map.hpp>
 #include <dx/metrics.hpp>

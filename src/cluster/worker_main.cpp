@@ -57,6 +57,10 @@ constexpr const char* usage =
     "\n"
     "options (default in brackets):\n"
     "  --connect HOST:PORT        the head's address; required. e.g. --connect head.lan:7700\n"
+    "                             Several (comma-separated or repeated) for a head with standbys\n"
+    "                             (dx serve --standby): the worker joins whichever accepts it, trying\n"
+    "                             each in turn when its head is lost or stops, for --reconnect-for.\n"
+    "                             e.g. --connect head1.lan:7700,head2.lan:7700\n"
     "  --token-file FILE          file holding the cluster's token [none: $DX_TOKEN, else no token]\n"
     "                             e.g. --token-file /etc/dx/dx.token\n"
     "  --threads N                threads running tasks, at least 1 [1]. e.g. --threads 16\n"
@@ -203,6 +207,10 @@ void check_address(const std::string& option, const std::string& value) {
 constexpr std::chrono::milliseconds default_reconnect_for{5 * 60'000};
 constexpr std::chrono::milliseconds first_backoff{100};
 constexpr std::chrono::milliseconds max_backoff{5000};
+/// With several heads, one of which a standby that takes over about a lease's ttl after the head
+/// died: a round of tries at least every second, so that the new head is found within a second of
+/// its start.
+constexpr std::chrono::milliseconds max_backoff_of_heads{1000};
 /// How long tasks asked to stop as the head stops this worker have to end (a command gets SIGTERM,
 /// then SIGKILL a second later).
 constexpr std::chrono::milliseconds stopped_tasks_grace{1500};
@@ -234,8 +242,14 @@ bool stop_running_tasks(detail::worker_runtime& worker) {
 
 /// Joins the head, and joins it again after losing it, until it stops this worker, a signal asks
 /// to leave (0), or it stays away longer than `reconnect_for` or refuses this worker for good (1).
-/// `started_by_head`: a head started this process as its worker (DX_WORKER_OF).
-int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds reconnect_for, bool started_by_head) {
+/// `started_by_head`: a head started this process as its worker (DX_WORKER_OF). `heads`: where the
+/// head may be (a head and its standbys), tried in turn; cfg.connect is ignored.
+int run_worker(const detail::worker_config& base, const std::vector<std::string>& heads,
+               std::chrono::milliseconds reconnect_for, bool started_by_head) {
+  detail::worker_config cfg = base;
+  std::size_t current = 0;  // the head tried, or joined, now
+  cfg.connect = heads[current];
+  const bool several = heads.size() > 1;
   // SIGTERM and SIGINT mean "leave gracefully": a thread waits for them so that the handler
   // does no work in signal context. A worker its head started ignores SIGINT: a terminal's Ctrl-C
   // reaches the head and its workers together, and the head stops them as it stops itself.
@@ -328,7 +342,13 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
           std::lock_guard lock(stop.mutex);
           stop.current = nullptr;
         }
-        if (code == 0) {  // the head stopped this worker (or it left): nothing takes results now
+        bool stopped_by_head = false;
+        if (code == 0) {
+          std::lock_guard lock(stop.mutex);
+          stopped_by_head = !stop.stopping;
+        }
+        if (code == 0 && !(several && stopped_by_head)) {
+          // The head stopped this worker (or it left): nothing takes results now.
           if (!stop_running_tasks(*worker)) exit_now(0);
           return 0;
         }
@@ -336,7 +356,7 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
           stop_running_tasks(*worker);
           exit_now(1);
         }
-        why = worker->lost_reason();
+        why = code == 0 ? std::string("it stopped; another head may take over") : worker->lost_reason();
         if (why.empty()) why = "the connection closed";
         if (code == 2) holding = std::move(worker);  // offline with its work
       } catch (const protocol_error& e) {
@@ -368,9 +388,10 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
     const auto deadline = away_since + reconnect_for;
     if (now >= deadline) {
       give_up();
+      std::string all;
+      for (const auto& h : heads) all += (all.empty() ? "" : ",") + h;
       std::fprintf(stderr, "dx-worker: gave up on the head at %s: not %s within %s (--reconnect-for); last: %s\n",
-                   cfg.connect.c_str(), joined_once ? "back" : "reached", show_duration(reconnect_for).c_str(),
-                   why.c_str());
+                   all.c_str(), joined_once ? "back" : "reached", show_duration(reconnect_for).c_str(), why.c_str());
       return 1;
     }
     if (first_miss) {
@@ -380,12 +401,25 @@ int run_worker(const detail::worker_config& cfg, std::chrono::milliseconds recon
     } else {
       detail::log(detail::log_level::info, "head at {} not back yet: {}", cfg.connect, why);
     }
+    // Several heads: the next one at once, and the backoff after each round of all of them. Work
+    // held for one head is no use to another (a standby that took over runs it again).
+    bool round_done = true;
+    if (several) {
+      current = (current + 1) % heads.size();
+      cfg.connect = heads[current];
+      round_done = current == 0;
+      if (holding) {
+        stop_running_tasks(*holding);
+        holding.reset();
+      }
+    }
     // Jitter spreads the workers of one head over the backoff, so a restarted head is not met by
     // all of them at once.
     const double u = std::uniform_real_distribution<double>(0.5, 1.0)(rng);
-    const auto pause = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(backoff * u),
-                                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
-    backoff = std::min(backoff * 2, max_backoff);
+    const auto pause = round_done ? std::min(std::chrono::duration_cast<std::chrono::milliseconds>(backoff * u),
+                                             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now))
+                                  : std::chrono::milliseconds(0);
+    if (round_done) backoff = std::min(backoff * 2, several ? max_backoff_of_heads : max_backoff);
     std::unique_lock lock(stop.mutex);
     if (stop.cv.wait_for(lock, pause, [&] { return stop.stopping; })) {
       give_up();
@@ -401,6 +435,7 @@ int worker_main(int argc, char** argv) {
   detail::worker_config cfg;
   std::vector<std::string> plugins;
   std::optional<std::chrono::milliseconds> reconnect_for;
+  std::vector<std::string> heads;  // --connect: the head, and its standbys
   bool threads_given = false;
   // A task of an srun step that became a worker through dx::is_worker has the program's own
   // arguments (srun gives every task the same command line), not dx-worker's: they are not read.
@@ -429,8 +464,17 @@ int worker_main(int argc, char** argv) {
       };
       if (a == "--dx-worker") continue;
       if (a == "--connect") {
-        cfg.connect = value();
-        check_address(a, cfg.connect);
+        const std::string v = value();
+        std::size_t from = 0;
+        for (;;) {
+          const auto comma = v.find(',', from);
+          const std::string one = v.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+          check_address(a, one);
+          heads.push_back(one);
+          if (comma == std::string::npos) break;
+          from = comma + 1;
+        }
+        cfg.connect = heads.front();
       } else if (a == "--token-file") {
         const std::string file = value();
         try {
@@ -501,6 +545,7 @@ int worker_main(int argc, char** argv) {
       if (!slurm_problem.empty()) throw usage_error(slurm_problem);
       if (const auto& step = slurm_worker) {
         cfg.connect = step->head_address();
+        heads = {cfg.connect};
         if (cfg.token.empty()) cfg.token = step->token;
         if (!cfg.tls.enabled()) cfg.tls = step->tls;
         if (!threads_given) cfg.threads = step->threads;
@@ -536,7 +581,7 @@ int worker_main(int argc, char** argv) {
   if (!reconnect_for) reconnect_for = parent ? std::chrono::milliseconds(0) : default_reconnect_for;
   // A worker that waits for its head keeps its work meanwhile, for a head that waits for it.
   cfg.keep_work_offline = reconnect_for->count() > 0;
-  return run_worker(cfg, *reconnect_for, parent != nullptr);
+  return run_worker(cfg, heads, *reconnect_for, parent != nullptr);
 }
 
 }  // namespace dx

@@ -1,11 +1,13 @@
-// The journal (journal.hpp): buffering of a group of changes, its commit as one transaction, and
-// the queries that resume and views run. The file format is journal_schema.cpp's, the lock
+// The SQLite journal (journal.hpp): buffering of a group of changes, its commit as one
+// transaction, and the queries that resume and views run; and journal::open, which picks the
+// backend. The file format is journal_schema.cpp's, the lock
 // journal_lock.cpp's, big results result_store.cpp's.
 #include "journal/journal.hpp"
 
 #include "common/unix_time.hpp"
 #include "journal/journal_lock.hpp"
 #include "journal/journal_schema.hpp"
+#include "journal/redis_journal.hpp"
 #include "journal/result_store.hpp"
 #include "journal/sqlite_db.hpp"
 
@@ -103,7 +105,43 @@ schema_use schema_use_of(journal::open_mode m) {
 
 }  // namespace
 
-struct journal::impl {
+/// A journal in an SQLite file: what journal.hpp describes.
+class sqlite_journal final : public journal {
+ public:
+  struct impl;
+  explicit sqlite_journal(std::unique_ptr<impl> state);
+  ~sqlite_journal() override;
+
+  std::string create_run(std::string_view name, std::string_view definition_json) override;
+  void set_run_status(std::string_view run, std::string_view status, std::string_view detail) override;
+  void store_result(std::string_view run, std::string_view key, std::string_view bytes) override;
+  void commit() override;
+  bool has_uncommitted() const noexcept override;
+  void take_over_checkpoints() override;
+  void checkpoint(std::size_t pages) override;
+  std::size_t wal_pages() const noexcept override;
+  std::vector<run_record> runs(bool unfinished_only) override;
+  std::optional<run_record> find_run(std::string_view run) override;
+  run_state load(std::string_view run) override;
+  std::optional<std::string> result(std::string_view run, std::string_view key) override;
+  std::optional<result_ref> cached(std::string_view cache_key) override;
+  void each_cache_key(const std::function<void(std::string_view)>& fn) override;
+  std::vector<transition> transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) override;
+  std::int64_t ask(std::string_view run, std::string_view what) override;
+  bool withdraw(std::int64_t id, std::string_view why) override;
+  std::optional<run_request> request(std::int64_t id) override;
+  std::vector<run_request> open_requests() override;
+  std::int64_t last_request_id() override;
+  void answer(std::int64_t id, std::string_view answer) override;
+  const std::filesystem::path& path() const noexcept override;
+  open_mode mode() const noexcept override;
+
+ private:
+  void record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) override;
+  std::unique_ptr<impl> impl_;
+};
+
+struct sqlite_journal::impl {
   impl(const std::filesystem::path& p, open_mode m, std::unique_ptr<journal_lock> l, std::chrono::milliseconds wait)
       : path(p),
         mode(m),
@@ -311,13 +349,14 @@ struct journal::impl {
   }
 };
 
-journal::journal(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
+sqlite_journal::sqlite_journal(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
 
-journal::~journal() = default;
+sqlite_journal::~sqlite_journal() = default;
 
 std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_mode mode,
                                        std::chrono::milliseconds lock_wait) {
   if (path.empty()) throw_error(error_kind::generic, "cannot open a journal: its path is empty");
+  if (is_redis_location(path.native())) return open_redis_journal(path.native(), mode, lock_wait);
   std::unique_ptr<journal_lock> lock;
   if (mode == open_mode::write) {
     const std::filesystem::path folder = path.parent_path();
@@ -334,12 +373,12 @@ std::unique_ptr<journal> journal::open(const std::filesystem::path& path, open_m
       throw_error(error_kind::generic, fmt::format("cannot open journal {}: no such file", path.string()));
     }
   }
-  auto state = std::make_unique<impl>(path, mode, std::move(lock), lock_wait);
+  auto state = std::make_unique<sqlite_journal::impl>(path, mode, std::move(lock), lock_wait);
   if (mode == open_mode::write) state->prepare_writes();
-  return std::unique_ptr<journal>(new journal(std::move(state)));
+  return std::make_unique<sqlite_journal>(std::move(state));
 }
 
-std::string journal::create_run(std::string_view name, std::string_view definition_json) {
+std::string sqlite_journal::create_run(std::string_view name, std::string_view definition_json) {
   impl_->require_writable("create a run");
   run_record run;
   do run.id = new_run_id();
@@ -356,7 +395,7 @@ std::string journal::create_run(std::string_view name, std::string_view definiti
   return id;
 }
 
-void journal::set_run_status(std::string_view run, std::string_view status, std::string_view detail) {
+void sqlite_journal::set_run_status(std::string_view run, std::string_view status, std::string_view detail) {
   impl_->require_writable("set a run's status");
   if (!is_run_status(status)) {
     throw_error(error_kind::generic, fmt::format("cannot set run {} to status \"{}\": not a run status "
@@ -373,7 +412,7 @@ void journal::record(std::string_view run, const task_record& task, std::string_
 
 void journal::record_new(std::string_view run, const task_record& task) { record_task(run, task, {}, true); }
 
-void journal::record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) {
+void sqlite_journal::record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) {
   impl_->require_writable("record a task");
   if (task.key.empty()) throw_error(error_kind::generic, fmt::format("cannot record a task of run {}: empty key", run));
   if (!is_task_status(task.status)) {
@@ -389,16 +428,16 @@ void journal::record_task(std::string_view run, const task_record& task, std::st
   impl_->buffer.emplace_back(std::move(op));
 }
 
-void journal::store_result(std::string_view run, std::string_view key, std::string_view bytes) {
+void sqlite_journal::store_result(std::string_view run, std::string_view key, std::string_view bytes) {
   impl_->require_writable("store a result");
   if (key.empty()) throw_error(error_kind::generic, fmt::format("cannot store a result of run {}: empty key", run));
   impl_->require_run(run);
   impl_->buffer.emplace_back(result_op{std::string(run), std::string(key), std::string(bytes), sha256_hex(bytes), {}});
 }
 
-bool journal::has_uncommitted() const noexcept { return !impl_->buffer.empty(); }
+bool sqlite_journal::has_uncommitted() const noexcept { return !impl_->buffer.empty(); }
 
-void journal::take_over_checkpoints() {
+void sqlite_journal::take_over_checkpoints() {
   impl_->require_writable("manage its checkpoints");
   // Replaces SQLite's own hook (the one that checkpoints at 1000 pages) with one that only counts.
   sqlite3_wal_hook(
@@ -410,16 +449,18 @@ void journal::take_over_checkpoints() {
       &impl_->wal_frames);
 }
 
-void journal::checkpoint(std::size_t pages) {
+void sqlite_journal::checkpoint(std::size_t pages) {
   if (impl_->wal_frames <= 0 || static_cast<std::size_t>(impl_->wal_frames) < pages) return;
   const int rc = sqlite3_wal_checkpoint_v2(impl_->db.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   if (rc != SQLITE_OK && rc != SQLITE_BUSY) impl_->db.fail(rc, "cannot checkpoint the write-ahead log");
   impl_->wal_frames = 0;  // counted again from the next commit
 }
 
-std::size_t journal::wal_pages() const noexcept { return static_cast<std::size_t>(std::max(0, impl_->wal_frames)); }
+std::size_t sqlite_journal::wal_pages() const noexcept {
+  return static_cast<std::size_t>(std::max(0, impl_->wal_frames));
+}
 
-void journal::commit() {
+void sqlite_journal::commit() {
   impl& s = *impl_;
   if (s.buffer.empty()) return;
   std::vector<buffered_op> group = std::move(s.buffer);
@@ -478,7 +519,7 @@ void journal::commit() {
   }
 }
 
-std::vector<run_record> journal::runs(bool unfinished_only) {
+std::vector<run_record> sqlite_journal::runs(bool unfinished_only) {
   if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db, unfinished_only
                                     ? "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs "
@@ -493,7 +534,7 @@ std::vector<run_record> journal::runs(bool unfinished_only) {
   return out;
 }
 
-std::optional<run_record> journal::find_run(std::string_view run) {
+std::optional<run_record> sqlite_journal::find_run(std::string_view run) {
   if (impl_->schema_version == 0) return std::nullopt;
   sqlite_statement s(impl_->db,
                      "SELECT id, name, definition, status, created_ms, updated_ms, head_pid FROM runs WHERE id = ?");
@@ -506,11 +547,11 @@ std::optional<run_record> journal::find_run(std::string_view run) {
 
 run_record journal::run(std::string_view run) {
   auto found = find_run(run);
-  if (!found) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, impl_->path.string()));
+  if (!found) throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, path().string()));
   return std::move(*found);
 }
 
-run_state journal::load(std::string_view run) {
+run_state sqlite_journal::load(std::string_view run) {
   impl& j = *impl_;
   if (j.schema_version == 0)
     throw_error(error_kind::generic, fmt::format("no run {} in journal {}", run, j.path.string()));
@@ -548,7 +589,7 @@ run_state journal::load(std::string_view run) {
   return state;
 }
 
-std::optional<std::string> journal::result(std::string_view run, std::string_view key) {
+std::optional<std::string> sqlite_journal::result(std::string_view run, std::string_view key) {
   impl& j = *impl_;
   if (j.schema_version == 0) return std::nullopt;
   sqlite_statement s(j.db, "SELECT size, sha256, bytes, file FROM results WHERE run = ? AND key = ?");
@@ -571,7 +612,7 @@ std::optional<std::string> journal::result(std::string_view run, std::string_vie
   return bytes;
 }
 
-std::optional<result_ref> journal::cached(std::string_view cache_key) {
+std::optional<result_ref> sqlite_journal::cached(std::string_view cache_key) {
   if (impl_->schema_version == 0) return std::nullopt;
   if (cache_key.empty()) return std::nullopt;
   // "cache_key <> ''" lets SQLite use the partial index tasks_by_cache_key (it cannot tell that a
@@ -588,13 +629,13 @@ std::optional<result_ref> journal::cached(std::string_view cache_key) {
   return ref;
 }
 
-void journal::each_cache_key(const std::function<void(std::string_view)>& fn) {
+void sqlite_journal::each_cache_key(const std::function<void(std::string_view)>& fn) {
   // Read from the index alone (it holds every non-empty key).
   sqlite_statement s(impl_->db, "SELECT cache_key FROM tasks WHERE cache_key <> ''");
   while (s.step()) fn(s.text(0));
 }
 
-std::vector<transition> journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
+std::vector<transition> sqlite_journal::transitions(std::string_view run, std::int64_t after_seq, std::size_t limit) {
   if (impl_->schema_version == 0) return {};
   sqlite_statement s(impl_->db,
                      "SELECT seq, run, key, status, time_ms, detail FROM transitions "
@@ -607,7 +648,7 @@ std::vector<transition> journal::transitions(std::string_view run, std::int64_t 
   return out;
 }
 
-std::int64_t journal::ask(std::string_view run, std::string_view what) {
+std::int64_t sqlite_journal::ask(std::string_view run, std::string_view what) {
   impl& j = *impl_;
   j.require_mode(open_mode::request, "make a request");
   sqlite_transaction t(j.db);
@@ -628,7 +669,7 @@ std::int64_t journal::ask(std::string_view run, std::string_view what) {
   return id;
 }
 
-bool journal::withdraw(std::int64_t id, std::string_view why) {
+bool sqlite_journal::withdraw(std::int64_t id, std::string_view why) {
   impl& j = *impl_;
   j.require_mode(open_mode::request, "withdraw a request");
   sqlite_transaction t(j.db);
@@ -642,7 +683,7 @@ bool journal::withdraw(std::int64_t id, std::string_view why) {
   return withdrawn;
 }
 
-std::optional<run_request> journal::request(std::int64_t id) {
+std::optional<run_request> sqlite_journal::request(std::int64_t id) {
   impl& j = *impl_;
   if (j.schema_version < journal_requests_version) return std::nullopt;
   sqlite_statement s(j.db, fmt::format("SELECT {} FROM requests WHERE id = ?", request_columns).c_str());
@@ -653,7 +694,7 @@ std::optional<run_request> journal::request(std::int64_t id) {
   return r;
 }
 
-std::vector<run_request> journal::open_requests() {
+std::vector<run_request> sqlite_journal::open_requests() {
   impl& j = *impl_;
   std::vector<run_request> out;
   if (j.schema_version < journal_requests_version) return out;
@@ -663,19 +704,19 @@ std::vector<run_request> journal::open_requests() {
   return out;
 }
 
-std::int64_t journal::last_request_id() {
+std::int64_t sqlite_journal::last_request_id() {
   impl& j = *impl_;
   if (j.schema_version < journal_requests_version) return 0;
   return j.db.query_int("SELECT coalesce(max(id), 0) FROM requests");
 }
 
-void journal::answer(std::int64_t id, std::string_view answer) {
+void sqlite_journal::answer(std::int64_t id, std::string_view answer) {
   impl_->require_mode(open_mode::write, "answer a request");
   impl_->buffer.emplace_back(answer_op{id, std::string(answer), unix_ms_now()});
 }
 
-const std::filesystem::path& journal::path() const noexcept { return impl_->path; }
+const std::filesystem::path& sqlite_journal::path() const noexcept { return impl_->path; }
 
-journal::open_mode journal::mode() const noexcept { return impl_->mode; }
+journal::open_mode sqlite_journal::mode() const noexcept { return impl_->mode; }
 
 }  // namespace dx::detail

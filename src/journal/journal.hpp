@@ -1,5 +1,8 @@
 // The durable journal of workflow runs: every state change of a run and its tasks, the results of
-// finished tasks, and an append-only log of transitions, in an SQLite file (WAL mode). A head
+// finished tasks, and an append-only log of transitions. journal is the interface a head writes
+// and reads through; open() picks the backend from the location: a file path is an SQLite file
+// (WAL mode; this file describes it), "redis://host:port/db" a Redis database shared by a head
+// and its standbys (redis_journal.hpp says what it promises). A head
 // records changes as they happen and calls commit() once per scheduler tick: the group becomes
 // one transaction with one fsync, so a head killed at any instant loses nothing that commit()
 // returned for, and a restarted head reloads finished tasks and their results instead of running
@@ -131,9 +134,25 @@ bool is_task_status(std::string_view status) noexcept;
 /// against setenv); does not block.
 std::filesystem::path resolve_journal_path(const std::filesystem::path& explicit_path = {});
 
+/// What a writer's journal can say of its store beyond a commit's success (Redis journals: the
+/// store may be away for a while). A plain value.
+struct journal_health {
+  /// Commits are held in this process because the store cannot be reached; they reach it, in
+  /// order, when it is back.
+  bool degraded = false;
+  /// Another head took the journal over (its lease): this writer can never commit again.
+  bool fenced = false;
+  std::size_t held_groups = 0;  ///< groups committed locally, not yet in the store
+  std::string reason;           ///< why degraded or fenced, in a sentence; empty when neither
+};
+
+/// True when `location` names a Redis journal ("redis://..."), not a file. Does not block.
+bool is_redis_location(std::string_view location) noexcept;
+
 /// An open journal. Not thread-safe: one thread at a time (the head calls it under its own lock).
 /// Changes are buffered in memory and are neither durable nor visible to queries (of this object
-/// or any other) until commit() returns.
+/// or any other) until commit() returns. Every backend keeps one record of each fact: the same
+/// calls give the same answers whichever store is behind them.
 class journal {
  public:
   enum class open_mode {
@@ -148,7 +167,9 @@ class journal {
   /// Results up to this size live in the database; bigger ones in files beside it.
   static constexpr std::size_t inline_result_limit = 64 * 1024;
 
-  /// Opens (write: creates if missing, with its parent folders) the journal at `path`. An empty
+  /// Opens the journal at `path`: "redis://host:port/db" opens a Redis journal (redis_journal.hpp;
+  /// a dx built without hiredis throws dx::error saying so); anything else a file. For a file:
+  /// opens (write: creates if missing, with its parent folders) the journal at `path`. An empty
   /// file (what a writer killed before its first commit leaves) opens read-only as a journal
   /// without runs, and is made a journal when opened to write. Throws
   /// dx::error naming the path and the problem: a folder that cannot be created, a journal
@@ -163,18 +184,18 @@ class journal {
                                        std::chrono::milliseconds lock_wait = std::chrono::seconds(5));
 
   /// Closes the journal, dropping anything not committed, and releases the writer's lock.
-  ~journal();
+  virtual ~journal() = default;
   journal(const journal&) = delete;
   journal& operator=(const journal&) = delete;
 
   /// Adds a run with status CREATED (buffered) and returns its new id. Throws dx::error when
   /// read-only. Does not block.
-  std::string create_run(std::string_view name, std::string_view definition_json);
+  virtual std::string create_run(std::string_view name, std::string_view definition_json) = 0;
 
   /// Sets a run's status (buffered), records this process as its head and logs a transition with
   /// an empty key. Throws dx::error for an unknown run or status, or when read-only. Does not
   /// block unless the run was not created by this object (one indexed read then).
-  void set_run_status(std::string_view run, std::string_view status, std::string_view detail = {});
+  virtual void set_run_status(std::string_view run, std::string_view status, std::string_view detail = {}) = 0;
 
   /// Inserts or replaces task `task.key` of `run` (buffered), and logs a transition when its status
   /// differs from the one last recorded for it, or when `detail` is not empty (so progress
@@ -191,90 +212,94 @@ class journal {
   /// one. Results over inline_result_limit are written to their own file by commit(), before its
   /// transaction. Throws dx::error for an unknown run or when read-only. Does not block (beyond
   /// hashing the bytes) unless the run was not created by this object.
-  void store_result(std::string_view run, std::string_view key, std::string_view bytes);
+  virtual void store_result(std::string_view run, std::string_view key, std::string_view bytes) = 0;
 
   /// Makes everything buffered durable as one group: writes big results' files, then one
   /// transaction, returning after its fsync. Does nothing when nothing is buffered. On failure
   /// throws dx::error and the group is dropped whole (nothing of it is committed). Blocks.
-  void commit();
+  virtual void commit() = 0;
 
   /// True when changes wait for commit(). Does not block.
-  bool has_uncommitted() const noexcept;
+  virtual bool has_uncommitted() const noexcept = 0;
 
   /// From now on commit() leaves the write-ahead log as it is, however long it grows (SQLite
   /// otherwise copies it into the database, with an fsync, in whichever commit takes it past 1000
   /// pages, so that one commit in many takes a checkpoint's time): the caller calls checkpoint()
   /// instead, from a thread where its cost does not matter. Throws dx::error when read-only.
-  void take_over_checkpoints();
+  virtual void take_over_checkpoints() {}
   /// When the write-ahead log holds at least `pages` pages (4 KiB each), copies what no reader
   /// still needs of it into the database (SQLite's PASSIVE checkpoint: it never waits for readers
   /// or writers), so that later commits write it from its start again. Throws dx::error when
   /// SQLite fails. Blocks on I/O.
-  void checkpoint(std::size_t pages = 1000);
+  virtual void checkpoint([[maybe_unused]] std::size_t pages = 1000) {}
   /// The pages in the write-ahead log after the last commit (0 until one is made). Does not block.
-  std::size_t wal_pages() const noexcept;
+  virtual std::size_t wal_pages() const noexcept { return 0; }
 
   /// All runs (or those not SUCCEEDED, FAILED or CANCELLED), oldest first. Blocks. Throws
   /// dx::error on a damaged file.
-  std::vector<run_record> runs(bool unfinished_only = false);
+  virtual std::vector<run_record> runs(bool unfinished_only = false) = 0;
 
   /// The run `run`, without its tasks, or nullopt when the journal has no such run. Blocks for one
   /// indexed read. Throws dx::error on a damaged file.
-  std::optional<run_record> find_run(std::string_view run);
+  virtual std::optional<run_record> find_run(std::string_view run) = 0;
 
   /// A run and all its task records. Throws dx::error naming the run and the journal when there
   /// is no such run, or on a damaged file. Blocks.
-  run_state load(std::string_view run);
+  virtual run_state load(std::string_view run) = 0;
   /// The run's own record, without its tasks. Throws as load(). Blocks.
   run_record run(std::string_view run);
+
+  /// The state of the store behind a writer (always healthy for a file). Thread-safe; does not
+  /// block.
+  virtual journal_health health() const { return {}; }
 
   /// The result stored for task `key` of `run`, or nullopt when none is. Throws dx::error naming
   /// the file when a result file is missing, unreadable or does not match its SHA-256 (the caller
   /// then treats the result as lost and runs the task again). Blocks.
-  std::optional<std::string> result(std::string_view run, std::string_view key);
+  virtual std::optional<std::string> result(std::string_view run, std::string_view key) = 0;
 
   /// The result of the most recently updated task, in any run, whose status is SUCCEEDED or
   /// CACHED, whose cache key is `cache_key` and which has a stored result; nullopt when none.
   /// Read it with result(ref.run, ref.key). Blocks.
-  std::optional<result_ref> cached(std::string_view cache_key);
+  virtual std::optional<result_ref> cached(std::string_view cache_key) = 0;
 
   /// Calls `fn` with the cache key of every task that has one (each task once, in no particular
   /// order): what a writer needs to know which keys cached() may find. Blocks.
-  void each_cache_key(const std::function<void(std::string_view)>& fn);
+  virtual void each_cache_key(const std::function<void(std::string_view)>& fn) = 0;
 
   /// Up to `limit` rows of `run`'s transition log with seq > `after_seq`, in seq order: pass the
   /// last seq seen to page on. Blocks.
-  std::vector<transition> transitions(std::string_view run, std::int64_t after_seq = 0, std::size_t limit = 1000);
+  virtual std::vector<transition> transitions(std::string_view run, std::int64_t after_seq = 0,
+                                              std::size_t limit = 1000) = 0;
 
   /// Records a request (`what`: "cancel") to the head running `run`, in a transaction of its own,
   /// and returns its id. Request mode only. Throws dx::error for another mode, an unknown run, or
   /// a journal that cannot take it. Blocks (up to the lock wait, if the writer is committing).
-  std::int64_t ask(std::string_view run, std::string_view what);
+  virtual std::int64_t ask(std::string_view run, std::string_view what) = 0;
   /// Closes request `id` unanswered, with the answer "withdrawn: <why>", in a transaction of its
   /// own; false when it was answered first (read its answer with request()). Request mode only.
   /// Throws dx::error. Blocks.
-  bool withdraw(std::int64_t id, std::string_view why);
+  virtual bool withdraw(std::int64_t id, std::string_view why) = 0;
   /// Request `id`, or nullopt (no such request, or a journal older than requests). Blocks.
-  std::optional<run_request> request(std::int64_t id);
+  virtual std::optional<run_request> request(std::int64_t id) = 0;
   /// The requests not answered yet, oldest first (none in a journal older than requests). Blocks
   /// for one indexed read.
-  std::vector<run_request> open_requests();
+  virtual std::vector<run_request> open_requests() = 0;
   /// The highest request id so far (0 for none). Blocks for one indexed read.
-  std::int64_t last_request_id();
+  virtual std::int64_t last_request_id() = 0;
   /// Records `answer` to request `id` (buffered), unless it was answered or withdrawn first.
   /// Write mode only. Throws dx::error for another mode. Does not block.
-  void answer(std::int64_t id, std::string_view answer);
+  virtual void answer(std::int64_t id, std::string_view answer) = 0;
 
   /// The database file, as given to open(). Does not block.
-  const std::filesystem::path& path() const noexcept;
+  virtual const std::filesystem::path& path() const noexcept = 0;
   /// How the journal was opened. Does not block.
-  open_mode mode() const noexcept;
+  virtual open_mode mode() const noexcept = 0;
 
- private:
-  struct impl;
-  explicit journal(std::unique_ptr<impl> state);
-  void record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new);
-  std::unique_ptr<impl> impl_;
+ protected:
+  journal() = default;
+  /// record() and record_new(): `is_new` says the task has no earlier record.
+  virtual void record_task(std::string_view run, const task_record& task, std::string_view detail, bool is_new) = 0;
 };
 
 }  // namespace dx::detail

@@ -158,6 +158,8 @@ const char* to_string(alert_kind k) noexcept {
       return "unplaceable";
     case alert_kind::worker_quarantined:
       return "worker_quarantined";
+    case alert_kind::journal_unavailable:
+      return "journal_unavailable";
     case alert_kind::rule:
       return "rule";
   }

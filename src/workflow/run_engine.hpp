@@ -52,6 +52,7 @@ class workflow_host final : public cluster_extension {
   static constexpr std::size_t kept_ended = 32;
 
   explicit workflow_host(cluster& cl);
+  ~workflow_host() override;
   /// Starts a run of `wf` here (see cluster::start). Throws as run_engine::create does, and
   /// dx::workflow_error when the cluster is stopping. Thread-safe; blocks while it is recorded.
   std::shared_ptr<run_engine> start(const workflow& wf, const run_options& opts);
@@ -94,7 +95,13 @@ class workflow_host final : public cluster_extension {
   std::shared_ptr<run_engine> resume_from(std::string_view id, std::shared_ptr<run_journal> journal,
                                           const std::shared_ptr<run_engine>& old);
 
+  /// Raises this cluster's alerts when `journal`'s store is away, back, or taken over (once per
+  /// journal), until stop_alerting().
+  void alert_on_journal(const std::shared_ptr<run_journal>& journal);
+  void stop_alerting() noexcept;
+
   cluster& cl_;
+  std::map<const run_journal*, std::weak_ptr<run_journal>> alerted_journals_;  // under mutex_
   std::shared_ptr<workflow_counters> counters_ = std::make_shared<workflow_counters>();
   std::shared_ptr<run_event_feed> events_ = std::make_shared<run_event_feed>();
   mutable std::mutex mutex_;

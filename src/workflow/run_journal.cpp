@@ -4,6 +4,8 @@
 
 #include "common/log.hpp"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -103,7 +105,10 @@ class run_journal::core {
       {
         std::unique_lock lock(queue_mutex_);
         const auto work = [&] { return !queue_.empty() || stop_; };
-        if (watched_.empty()) {
+        if (catching_up_.load(
+                std::memory_order_relaxed)) {  // groups held while the store is away: tried again without new changes
+          cv_.wait_for(lock, catch_up_every, work);
+        } else if (watched_.empty()) {
           cv_.wait(lock, [&] { return work() || !watched_.empty(); });
         } else {
           cv_.wait_until(lock, next_poll, work);
@@ -163,6 +168,10 @@ class run_journal::core {
 
   void commit_locked() noexcept {
     if (!journal_->has_uncommitted()) return;
+    struct health_check {
+      core& c;
+      ~health_check() { c.check_health_locked(); }
+    } check_after{*this};
     const auto began = std::chrono::steady_clock::now();
     try {
       journal_->commit();
@@ -176,6 +185,52 @@ class run_journal::core {
         std::memory_order_relaxed);
   }
 
+  /// Notices a change of the store's health (held commits, a lost lease) and tells the listeners.
+  void check_health_locked() noexcept {
+    journal_health h;
+    try {
+      h = journal_->health();
+    } catch (...) {
+      return;
+    }
+    catching_up_.store(h.held_groups > 0 && !h.fenced, std::memory_order_relaxed);
+    const bool bad = h.degraded || h.fenced;
+    if (bad == unhealthy_ && (!bad || h.fenced == fenced_)) return;
+    const bool recovered = unhealthy_ && !bad;
+    unhealthy_ = bad;
+    fenced_ = h.fenced;
+    if (recovered)
+      h.reason = fmt::format("journal {}: the store is back and every held commit is written", path_.string());
+    std::vector<health_fn> listeners;
+    // Held while they run: forget_health() returns only once no call of the forgotten one is
+    // going on, so that what it reaches (a cluster's alerts) may go away after it.
+    std::lock_guard calling(listeners_calling_);
+    {
+      std::lock_guard lock(queue_mutex_);
+      for (const auto& [key, l] : health_listeners_) listeners.push_back(l.fn);
+    }
+    for (const auto& fn : listeners) {
+      try {
+        fn(h);
+      } catch (...) {  // a listener's failure does not stop the journal
+      }
+    }
+  }
+
+ public:
+  void on_health(const void* key, health_fn fn) {
+    std::lock_guard lock(queue_mutex_);
+    auto& l = health_listeners_[key];
+    if (l.users++ == 0) l.fn = std::move(fn);
+  }
+  void forget_health(const void* key) {
+    std::lock_guard calling(listeners_calling_);
+    std::lock_guard lock(queue_mutex_);
+    const auto it = health_listeners_.find(key);
+    if (it != health_listeners_.end() && --it->second.users == 0) health_listeners_.erase(it);
+  }
+
+ private:
   /// Closes the file (releasing its lock) and lets a writer waiting in at() open it again.
   void close() noexcept {
     {
@@ -233,6 +288,13 @@ class run_journal::core {
     }
   }
 
+  struct health_listener {
+    health_fn fn;
+    std::size_t users = 0;
+  };
+  /// How often held commits are tried again while nothing new arrives.
+  static constexpr std::chrono::milliseconds catch_up_every{250};
+
   struct watched {
     request_fn on_request;
     std::int64_t since = 0;  // requests up to this id were made before the watch began
@@ -248,12 +310,23 @@ class run_journal::core {
   bool stop_ = false;
   std::map<std::string, watched> watched_;
   std::set<std::int64_t> answered_;  // answers queued, perhaps not committed yet (committing thread only)
+  std::map<const void*, health_listener> health_listeners_;  // under queue_mutex_
+  std::mutex listeners_calling_;  // taken before queue_mutex_, never while waiting for the journal
+  // Groups wait in the journal for its store: the loop wakes to try them again. Written under
+  // db_mutex_ by whichever thread committed, read by the loop under queue_mutex_ only: relaxed, as a
+  // late read costs one wait of catch_up_every at most.
+  std::atomic<bool> catching_up_{false};
+  bool unhealthy_ = false;  // under db_mutex_
+  bool fenced_ = false;     // under db_mutex_
   std::atomic<std::uint64_t> groups_{0};
   std::atomic<std::uint64_t> commit_ns_{0};
 };
 
 std::shared_ptr<run_journal> run_journal::at(const std::filesystem::path& path) {
-  const std::filesystem::path resolved = std::filesystem::absolute(resolve_journal_path(path));
+  const std::filesystem::path located = resolve_journal_path(path);
+  // A Redis journal's location is not a file name: it stays as it is.
+  const std::filesystem::path resolved =
+      is_redis_location(located.native()) ? located : std::filesystem::absolute(located);
   std::unique_lock lock(open_mutex);
   for (;;) {
     const auto it = open_journals().find(resolved);
@@ -305,5 +378,7 @@ void run_journal::unwatch(const std::string& run) { core_->unwatch(run); }
 std::uint64_t run_journal::groups_committed() const noexcept { return core_->groups_committed(); }
 double run_journal::commit_seconds() const noexcept { return core_->commit_seconds(); }
 const std::filesystem::path& run_journal::path() const noexcept { return core_->path(); }
+void run_journal::on_health(const void* key, health_fn fn) { core_->on_health(key, std::move(fn)); }
+void run_journal::forget_health(const void* key) { core_->forget_health(key); }
 
 }  // namespace dx::detail

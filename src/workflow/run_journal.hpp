@@ -74,6 +74,14 @@ class run_journal {
   double commit_seconds() const noexcept;
   const std::filesystem::path& path() const noexcept;
 
+  /// Called on the committing thread when the store's health changes (commits held while it is
+  /// away, every held commit written again, the lease lost): `reason` says what happened.
+  using health_fn = std::function<void(const journal_health&)>;
+  /// Adds `fn` under `key` (one listener per key however many times it is added: the runs of one
+  /// cluster share its alerts), until forget_health(key) was called as many times. Thread-safe.
+  void on_health(const void* key, health_fn fn);
+  void forget_health(const void* key);
+
  private:
   /// The journal, its queue and its watches, shared with the committing thread: the last owner
   /// of the writer may let go on that thread (inside a request's callback), which then ends on

@@ -3,6 +3,7 @@
 // dx_workflow_* metrics, and the names of their tasks in traces.
 #include "workflow/run_engine.hpp"
 
+#include "cluster/cluster_access.hpp"
 #include "common/log.hpp"
 #include "workflow/run_status.hpp"
 
@@ -70,7 +71,40 @@ std::shared_ptr<run_engine> workflow_host::resume_from(std::string_view id, std:
   return e;
 }
 
+void workflow_host::alert_on_journal(const std::shared_ptr<run_journal>& journal) {
+  if (!journal) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (!alerted_journals_.emplace(journal.get(), journal).second) return;
+  }
+  // The journal's store away, back, or taken over: an alert of this cluster, on the committing
+  // thread (raise() never calls back).
+  journal->on_health(
+      this, [&alerts = cluster_access::alerts(cl_), where = journal->path().string()](const journal_health& h) {
+        alert a;
+        a.kind = alert_kind::journal_unavailable;
+        a.subject = where;
+        a.message = h.reason;
+        a.value = static_cast<double>(h.held_groups);
+        a.time = std::chrono::system_clock::now();
+        alerts.raise(std::move(a));
+      });
+}
+
+void workflow_host::stop_alerting() noexcept {
+  std::map<const run_journal*, std::weak_ptr<run_journal>> journals;
+  {
+    std::lock_guard lock(mutex_);
+    journals.swap(alerted_journals_);
+  }
+  for (auto& [key, weak] : journals)
+    if (auto j = weak.lock()) j->forget_health(this);
+}
+
+workflow_host::~workflow_host() { stop_alerting(); }
+
 void workflow_host::add(const std::shared_ptr<run_engine>& run) {
+  alert_on_journal(run->journal_writer());
   run->count_into(counters_);
   run->publish_to(events_);
   std::vector<std::shared_ptr<run_engine>> released;
@@ -111,6 +145,7 @@ void workflow_host::shutdown() noexcept {
       if (auto r = e.run.lock()) runs.push_back(std::move(r));
   }
   for (auto& r : runs) r->interrupt();
+  stop_alerting();
 }
 
 std::vector<std::shared_ptr<run_engine>> workflow_host::runs() const {
@@ -442,7 +477,7 @@ http_response workflow_host::resume_over_http(const std::string& id) {
     } else {
       // A run of the default journal (where POST /api/runs writes) that this cluster does not have.
       const auto path = resolve_journal_path();
-      if (!std::filesystem::exists(path))
+      if (!is_redis_location(path.native()) && !std::filesystem::exists(path))
         return json_error(
             404, fmt::format("this cluster has no run '{}' (and there is no journal at {})", id, path.string()),
             resume_route);

@@ -55,7 +55,8 @@ std::vector<run_summary> cluster::runs(const run_options& opts) const {
   std::vector<run_summary> out;
   if (!opts.journaled) return out;
   const auto path = detail::resolve_journal_path(opts.journal);
-  if (!std::filesystem::exists(path)) return out;  // no run was ever recorded there
+  // A file that does not exist: no run was ever recorded there (a Redis journal is asked).
+  if (!detail::is_redis_location(path.native()) && !std::filesystem::exists(path)) return out;
   for (const auto& r : reader(opts)->runs()) out.push_back(summary_of(r));
   return out;
 }
@@ -93,7 +94,7 @@ cancel_answer workflow_run::request_cancel(std::string_view id, const run_option
   if (!opts.journaled) detail::throw_error(detail::error_kind::workflow, "a run without a journal cannot be asked");
   const auto path = detail::resolve_journal_path(opts.journal);
   std::optional<detail::run_record> run;
-  if (std::filesystem::exists(path)) run = reader(opts)->find_run(id);
+  if (detail::is_redis_location(path.native()) || std::filesystem::exists(path)) run = reader(opts)->find_run(id);
   if (!run)
     detail::throw_error(detail::error_kind::workflow, fmt::format("no run {} in journal {}", id, path.string()));
   cancel_answer a;
@@ -108,7 +109,11 @@ cancel_answer workflow_run::request_cancel(std::string_view id, const run_option
   const std::int64_t head = run->head_pid;
   const std::string gone =
       fmt::format("its head (process {}) is gone; the next head to open the journal marks it INTERRUPTED", head);
-  if (!process_alive(head)) return not_running(gone);
+  // A journal in Redis is shared by heads on other machines: their pids mean nothing here, and the
+  // wait for an answer is all there is.
+  const bool shared = detail::is_redis_location(path.native());
+  const auto head_alive = [&] { return shared || process_alive(head); };
+  if (!head_alive()) return not_running(gone);
 
   auto j = detail::journal::open(path, detail::journal::open_mode::request);
   const std::int64_t request = j->ask(id, "cancel");
@@ -122,7 +127,7 @@ cancel_answer workflow_run::request_cancel(std::string_view id, const run_option
                               : fmt::format("run {} was not cancelled: {}", id, r->answer);
       return a;
     }
-    const bool alive = process_alive(head);
+    const bool alive = head_alive();
     if (!alive || std::chrono::steady_clock::now() >= deadline) {
       const std::string why =
           alive ? fmt::format("its head (process {}) did not answer within {} ms", head, wait.count()) : gone;

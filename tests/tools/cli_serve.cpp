@@ -1,11 +1,14 @@
 // `dx serve` as its users run it: a head killed with SIGKILL and started again on the same
 // address and journal gets its workers back (dx-worker keeps reconnecting) and finishes the run
 // the dead head left, under the run's id, without running a finished step again; runs submitted
-// with `dx run --connect` and cancelled with `dx cancel --connect`; SIGTERM stops serve cleanly.
+// with `dx run --connect` and cancelled with `dx cancel --connect`; SIGTERM stops serve cleanly; with a
+// journal in a real redis-server the test starts, a standby takes over from a head killed with
+// SIGKILL, and a head whose Redis goes away keeps running and catches up.
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
 #include "processes.hpp"
+#include "redis_server.hpp"
 #include "temp_dir.hpp"
 #include "test_pki.hpp"
 
@@ -328,4 +331,126 @@ TEST_CASE("dx serve with TLS: workers join over mutual TLS, dx run --connect spe
   CHECK(serve.wait(30s) == 0);
   worker.signal(SIGTERM);
   CHECK(worker.wait(30s) >= 0);
+}
+
+namespace {
+
+/// Waits until `file` holds `text`.
+bool wait_for_text(const fs::path& file, const std::string& text, std::chrono::milliseconds limit) {
+  return dx_support::wait_until(limit, [&] { return read_text(file).find(text) != std::string::npos; });
+}
+
+}  // namespace
+
+TEST_CASE(
+    "dx serve --standby takes over when the serving head is killed: the workers follow and the run finishes "
+    "there, no finished step run again",
+    "[tools][serve][standby]") {
+  const dx_support::temp_dir dir("dx_cli_standby");
+  dx_support::redis_server redis(dir.path());
+  if (!redis.running()) {
+    dx_support::skip(redis.problem());
+    return;
+  }
+  const std::string journal = redis.location();
+  const fs::path counter = dir.path() / "counter.txt";
+  const fs::path wf = dir.path() / "chain.json";
+  std::ofstream(wf) << chain_workflow(10, counter, 0.3);
+  const std::string a = "127.0.0.1:" + std::to_string(free_port());
+  const std::string b = "127.0.0.1:" + std::to_string(free_port());
+  const std::string http = "127.0.0.1:" + std::to_string(free_port());
+
+  auto active = std::make_unique<child>(std::vector<std::string>{DX_CLI, "serve", "--listen", a, "--http", http,
+                                                                 "--journal", journal, "--lease-ttl", "1s"},
+                                        dir.path() / "active.txt");
+  REQUIRE(wait_for_text(dir.path() / "active.txt", "HTTP API", 30s));
+  child standby({DX_CLI, "serve", "--listen", b, "--journal", journal, "--standby", "--lease-ttl", "1s"},
+                dir.path() / "standby.txt");
+  REQUIRE(wait_for_text(dir.path() / "standby.txt", "the lease is held by", 30s));
+  // A second head that is not a standby is refused while the lease is held, naming the holder.
+  std::string refused;
+  CHECK(run_dx({"serve", "--listen", "127.0.0.1:0", "--journal", journal}, &refused) == 1);
+  CHECK(refused.find("lease is held by") != std::string::npos);
+
+  child worker({DX_WORKER, "--connect", a + "," + b, "--reconnect-for", "60s"}, dir.path() / "worker.txt");
+  child follower({DX_CLI, "run", wf.string(), "--connect", http}, dir.path() / "follower.txt");
+  REQUIRE(dx_support::wait_until(60s, [&] { return executions(counter).size() >= 4; }));
+  active->signal(SIGKILL);
+  REQUIRE(active->wait(10s) == 128 + SIGKILL);
+  active.reset();
+
+  const std::string id = only_run_id(journal);
+  REQUIRE(id.rfind("r-", 0) == 0);
+  const nlohmann::json before = status_of(id, journal);
+  REQUIRE(before.is_object());
+  std::set<std::string> finished_before;
+  for (const auto& t : before["tasks"])
+    if (t["status"] == "SUCCEEDED") finished_before.insert(t["key"].get<std::string>());
+  CHECK(finished_before.size() >= 2);
+
+  const bool ended = dx_support::wait_until(90s, [&] {
+    const auto s = status_of(id, journal);
+    return s.is_object() && s["status"] == "SUCCEEDED";
+  });
+  const std::string standby_out = read_text(dir.path() / "standby.txt");
+  INFO("standby: " << standby_out << "\nworker: " << read_text(dir.path() / "worker.txt"));
+  REQUIRE(ended);
+  CHECK(standby_out.find("holds the lease of journal " + journal + " (epoch 2)") != std::string::npos);
+  CHECK(standby_out.find("resumed " + id) != std::string::npos);
+  const auto runs = executions(counter);
+  CHECK(runs.size() == 10);
+  for (const auto& [step, times] : runs) {
+    INFO(step << " ran " << times << " times");
+    if (finished_before.count(step)) {
+      CHECK(times == 1);  // finished before the kill: its result comes from the journal
+    } else {
+      CHECK(times <= 2);  // at most once more, when the kill came while it ran
+    }
+  }
+  standby.signal(SIGTERM);
+  CHECK(standby.wait(30s) == 0);
+}
+
+TEST_CASE("dx serve whose Redis journal goes away mid-run keeps running, alerts, and catches up when it is back",
+          "[tools][serve][standby]") {
+  const dx_support::temp_dir dir("dx_cli_redis_outage");
+  dx_support::redis_server redis(dir.path());
+  if (!redis.running()) {
+    dx_support::skip(redis.problem());
+    return;
+  }
+  const std::string journal = redis.location();
+  const fs::path counter = dir.path() / "counter.txt";
+  const fs::path wf = dir.path() / "chain.json";
+  std::ofstream(wf) << chain_workflow(8, counter, 0.3);
+  const std::string http = "127.0.0.1:" + std::to_string(free_port());
+  child serve({DX_CLI, "serve", "--listen", "127.0.0.1:0", "--http", http, "--workers", "1", "--journal", journal},
+              dir.path() / "serve.txt");
+  REQUIRE(wait_for_text(dir.path() / "serve.txt", "HTTP API", 30s));
+  child follower({DX_CLI, "run", wf.string(), "--connect", http}, dir.path() / "follower.txt");
+  REQUIRE(dx_support::wait_until(60s, [&] { return executions(counter).size() >= 2; }));
+
+  redis.kill();
+  // The run goes on without Redis: steps keep starting, and the head says why it holds commits.
+  CHECK(dx_support::wait_until(30s, [&] { return executions(counter).size() >= 5; }));
+  CHECK(wait_for_text(dir.path() / "serve.txt", "dx serve: alert: Redis journal", 10s));
+  REQUIRE(redis.start());
+  const std::string id = only_run_id(journal);
+  REQUIRE(id.rfind("r-", 0) == 0);
+  const bool ended = dx_support::wait_until(60s, [&] {
+    const auto s = status_of(id, journal);
+    return s.is_object() && s["status"] == "SUCCEEDED";
+  });
+  INFO("serve: " << read_text(dir.path() / "serve.txt"));
+  REQUIRE(ended);
+  CHECK(wait_for_text(dir.path() / "serve.txt", "every held commit is written", 10s));
+  CHECK(follower.wait(30s) == 0);
+  // Nothing was lost or run twice: every step once, every task SUCCEEDED in Redis.
+  const auto runs = executions(counter);
+  CHECK(runs.size() == 8);
+  for (const auto& [step, times] : runs) CHECK(times == 1);
+  const auto s = status_of(id, journal);
+  for (const auto& t : s["tasks"]) CHECK(t["status"] == "SUCCEEDED");
+  serve.signal(SIGTERM);
+  CHECK(serve.wait(30s) == 0);
 }

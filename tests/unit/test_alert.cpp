@@ -12,12 +12,13 @@
 #include <vector>
 
 TEST_CASE("every alert kind has its own name", "[alert]") {
-  CHECK(dx::alert_kind_count == 9);
+  CHECK(dx::alert_kind_count == 10);
   std::set<std::string> names;
   for (std::size_t i = 0; i < dx::alert_kind_count; ++i) names.insert(dx::to_string(static_cast<dx::alert_kind>(i)));
   CHECK(names.size() == dx::alert_kind_count);
   CHECK(std::string(dx::to_string(dx::alert_kind::worker_lost)) == "worker_lost");
   CHECK(std::string(dx::to_string(dx::alert_kind::worker_quarantined)) == "worker_quarantined");
+  CHECK(std::string(dx::to_string(dx::alert_kind::journal_unavailable)) == "journal_unavailable");
   CHECK(std::string(dx::to_string(dx::alert_kind::rule)) == "rule");
 }
 

@@ -2,6 +2,7 @@
 // `--connect` forms of run and cancel (its clients, over the head's HTTP API).
 #pragma once
 
+#include <dx/journal_lease.hpp>
 #include <dx/tls.hpp>
 
 #include <cstddef>
@@ -16,10 +17,14 @@ struct serve_settings {
   std::string token_file;   // the cluster's token (workers' and API writers'), or none
   std::size_t workers = 0;  // local worker processes besides the ones that join
   dx::tls_options tls;      // mutual TLS for the workers that join (and the HTTP API), or none
+  bool standby = false;     // a redis:// journal: wait for its lease before serving
+  dx::lease_options lease;  // how a redis:// journal's lease is kept and watched
 };
 
 /// Runs a head until SIGINT or SIGTERM: resumes every unfinished run of the journal, takes new runs
-/// from the HTTP API, prints a line as each run ends. Returns the process's exit code.
+/// from the HTTP API, prints a line as each run ends. With a redis:// journal it first takes the
+/// journal's lease (waits for it with `standby`), and ends (exit 1) if another head takes it over.
+/// Returns the process's exit code.
 int serve(const serve_settings& s);
 
 /// Submits `workflow_json` to the head at `address` (its HTTP API) and follows the run to its end,

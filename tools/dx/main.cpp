@@ -154,10 +154,17 @@ const command_help helps[] = {
      "example: dx cancel r-20261206T051500-3f9a1c2d\n"},
     {"serve",
      "usage: dx serve --listen ADDR [--http ADDR] [--token-file FILE] [--workers N] [--journal PATH]\n"
+     "                [--standby] [--lease-ttl DURATION]\n"
      "A long-lived head: workers join at ADDR (dx-worker --connect ADDR), runs arrive on its HTTP API\n"
      "(dx run WF.json --connect HTTP_ADDR), and every run of the journal a previous head left\n"
      "unfinished is resumed at start. SIGINT or SIGTERM stops it; its runs resume at the next start;\n"
      "SIGHUP reads the TLS certificates again.\n"
+     "With a journal in Redis (--journal redis://HOST:PORT/DB) heads on several machines share it: the\n"
+     "head that serves holds the journal's lease; one started with --standby waits, and when the\n"
+     "serving head dies (its lease runs out) it takes the lease, resumes that head's runs (finished\n"
+     "steps are read from the journal, not run again) and takes its workers: start them with every\n"
+     "head's address, dx-worker --connect HEAD1:PORT,HEAD2:PORT. A head whose lease another head took\n"
+     "(it was paused or cut off from Redis for longer than the lease) stops at once, exit 1.\n"
      "\n"
      "options (default in brackets):\n"
      "  --listen ADDR               where workers join (required). e.g. --listen 0.0.0.0:7700\n"
@@ -170,10 +177,16 @@ const command_help helps[] = {
      "  --tls-ca FILE               the authority whose certificates workers must show [none]\n"
      "  --workers N                 local worker processes besides those that join [0]\n"
      "  --journal PATH              the journal [$DX_JOURNAL, else $XDG_STATE_HOME/dx/journal.sqlite]\n"
+     "                              or a Redis database, e.g. redis://10.0.0.5:6379/0\n"
+     "  --standby                   with a redis:// journal: wait for its lease, then serve [off]\n"
+     "  --lease-ttl DURATION        with a redis:// journal: how long the lease outlives the head's last\n"
+     "                              renewal; a standby takes over about this long after the head\n"
+     "                              died [2s]. e.g. --lease-ttl 5s\n"
      "\n"
-     "exit codes: 0 stopped by a signal; 1 it could not start (address in use, unreadable journal);\n"
-     "2 a bad command line.\n"
-     "example: dx serve --listen 0.0.0.0:7700 --http 127.0.0.1:8787 --token-file dx.token\n"},
+     "exit codes: 0 stopped by a signal; 1 it could not start (address in use, unreadable journal, a\n"
+     "lease another head holds) or another head took its journal over; 2 a bad command line.\n"
+     "example: dx serve --listen 0.0.0.0:7700 --http 127.0.0.1:8787 --token-file dx.token\n"
+     "         dx serve --listen 0.0.0.0:7700 --journal redis://10.0.0.5:6379/0 --standby\n"},
     {"list",
      "usage: dx list [--journal PATH]\n"
      "The runs of the journal, oldest first: id, status, workflow name.\n"
@@ -212,6 +225,8 @@ struct args {
   dx::tls_options tls;
   bool json = false;
   std::chrono::milliseconds wait{10'000};
+  bool standby = false;
+  std::optional<std::chrono::milliseconds> lease_ttl;
 };
 
 [[noreturn]] void bad(const std::string& why) {
@@ -254,7 +269,7 @@ void answer_help(int argc, char** argv) {
     if (s == "-h" || s == "--help") {
       asked = true;
     } else if (s == "--plugin" || s == "--workers" || s == "--journal" || s == "--http" || s == "--wait" ||
-               s == "--tls-cert" || s == "--tls-key" || s == "--tls-ca") {
+               s == "--tls-cert" || s == "--tls-key" || s == "--tls-ca" || s == "--lease-ttl") {
       ++i;  // its value
     } else if (command.empty() && !s.empty() && s[0] != '-') {
       command = s;
@@ -307,6 +322,14 @@ args parse(int argc, char** argv) {
       a.tls.ca = value();
     } else if (s == "--json") {
       a.json = true;
+    } else if (s == "--standby") {
+      a.standby = true;
+    } else if (s == "--lease-ttl") {
+      const std::string v = value();
+      const auto d = parse_duration(v);
+      if (!d || *d < std::chrono::milliseconds(200) || *d > std::chrono::milliseconds(3'600'000))
+        bad("--lease-ttl: '" + v + "' is not a duration from 200ms to 1h, e.g. 2s");
+      a.lease_ttl = *d;
     } else if (s == "--wait") {
       const std::string v = value();
       const auto d = parse_duration(v);
@@ -722,6 +745,11 @@ int main(int argc, char** argv) {
       settings.token_file = a.token_file;
       settings.tls = a.tls;
       settings.workers = a.workers_given ? a.workers : 0;
+      settings.standby = a.standby;
+      if (a.lease_ttl) {
+        settings.lease.ttl = *a.lease_ttl;
+        settings.lease.poll = std::min(settings.lease.poll, *a.lease_ttl / 4);
+      }
       return dx_cli::serve(settings);
     }
     if (a.command == "cancel" && !a.connect.empty()) {

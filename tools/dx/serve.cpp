@@ -1,6 +1,9 @@
 // `dx serve`: a long-lived head. Workers join it (and rejoin it after a restart: dx-worker keeps
 // reconnecting), runs arrive through its HTTP API (`dx run --connect`), and every run a previous
-// head left unfinished in the journal is resumed at start, under its own id.
+// head left unfinished in the journal is resumed at start, under its own id. With a journal in
+// Redis, it holds the journal's lease while it serves; `--standby` waits for the lease of the head
+// serving now and takes over when that head dies: its runs are resumed here and its workers
+// (given both addresses: dx-worker --connect A,B) join this head.
 #include "commands.hpp"
 
 #include <dx/dx.hpp>
@@ -11,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +33,16 @@ std::string status_text(dx::workflow_status s) { return std::string(dx::to_strin
 
 int serve(const serve_settings& s) {
   // The journal the HTTP API's runs use too: it takes $DX_JOURNAL first.
-  if (!s.journal.empty()) ::setenv("DX_JOURNAL", std::filesystem::absolute(s.journal).c_str(), 1);
+  const char* forced = std::getenv("DX_JOURNAL");
+  const std::string location = forced != nullptr && *forced != '\0' ? std::string(forced) : s.journal;
+  const bool shared = location.rfind("redis://", 0) == 0;
+  if (!s.journal.empty())
+    ::setenv("DX_JOURNAL", shared ? location.c_str() : std::filesystem::absolute(s.journal).c_str(), 1);
   const dx::run_options journal = dx::run_options{}.with_journal(s.journal);
+  if (s.standby && !shared) {
+    std::fprintf(stderr, "dx serve: --standby needs a journal that heads share: --journal redis://HOST:PORT/DB\n");
+    return 2;
+  }
 
   // The stopping signals are taken by sigtimedwait below, never by a handler: every thread the
   // cluster starts inherits the blocked mask.
@@ -41,12 +53,54 @@ int serve(const serve_settings& s) {
   sigaddset(&stop_signals, SIGHUP);  // not a stop: read the TLS certificates again
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // A shared journal: this head writes it only while it holds its lease.
+  std::optional<dx::journal_lease> lease;
+  if (shared) {
+    try {
+      if (s.standby) {
+        std::printf("dx serve: standby for journal %s: waiting for its lease\n", location.c_str());
+        std::fflush(stdout);
+        bool stop = false;
+        lease = dx::journal_lease::wait(
+            location, s.lease,
+            [&] {
+              timespec now{0, 0};
+              const int sig = sigtimedwait(&stop_signals, nullptr, &now);
+              if (sig == SIGINT || sig == SIGTERM) stop = true;
+              return !stop;
+            },
+            [](const std::string& state) {
+              std::printf("dx serve: standby: %s\n", state.c_str());
+              std::fflush(stdout);
+            });
+        if (!lease) {
+          std::printf("dx serve: stopping as a standby\n");
+          return 0;
+        }
+      } else {
+        lease = dx::journal_lease::take(location, s.lease);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dx serve: %s\n", e.what());
+      return 1;
+    }
+    std::printf("dx serve: holds the lease of journal %s (epoch %lld)\n", location.c_str(),
+                static_cast<long long>(lease->epoch()));
+    std::fflush(stdout);
+  }
+
   dx::options o = dx::options{}.listen(s.listen).head_runs_tasks(false);
   if (!s.http.empty()) o.http(s.http);
   if (!s.token_file.empty()) o.token_file(s.token_file);
   if (s.tls.enabled()) o.tls(s.tls);
   if (s.workers > 0) o.local_processes(s.workers);
   dx::cluster cl{o};
+  // The journal's store away and back (commits held by this head meanwhile), or taken over.
+  cl.on_alert([](const dx::alert& a) {
+    if (a.kind != dx::alert_kind::journal_unavailable) return;
+    std::printf("dx serve: alert: %s\n", a.message.c_str());
+    std::fflush(stdout);
+  });
   std::printf("dx serve: workers join at %s\n", cl.endpoint().c_str());
   if (!cl.http_endpoint().empty())
     std::printf("dx serve: HTTP API and dashboard at %s://%s/\n", s.tls.enabled() ? "https" : "http",
@@ -80,6 +134,14 @@ int serve(const serve_settings& s) {
       std::printf("dx serve: stopping; unfinished runs are INTERRUPTED and resume at the next start\n");
       std::fflush(stdout);
       break;
+    }
+    if (lease && lease->lost()) {
+      // Another head took the journal over: every write of this one is refused. Its workers go to
+      // the new head as they would from a head that died, and its runs continue there; stopping
+      // gracefully would only try to record what the journal refuses.
+      std::fprintf(stderr, "dx serve: %s; stopping at once\n", lease->problem().c_str());
+      std::fflush(stderr);
+      std::_Exit(1);
     }
     try {
       for (const auto& r : cl.runs(journal)) {
