@@ -121,14 +121,28 @@ class options {
   }
   transport_kind transport() const noexcept { return transport_; }
 
-  /// Frames whose body is larger close the connection (default 256 MiB). Results larger than
-  /// this cannot travel; their task fails with a dx::error that says so.
+  /// The largest frame on the wire (default 256 MiB): what one read may allocate, and before a
+  /// peer has passed the handshake, the largest message it may send at all (a larger one closes
+  /// its connection). Once it has passed, a larger message travels as a stream of chunks of at
+  /// most this size, received straight into its destination, up to max_value_size.
   /// Setter not thread-safe, getter thread-safe; neither blocks.
   options& max_frame_size(std::uint64_t bytes) noexcept {
     max_frame_size_ = bytes;
     return *this;
   }
   std::uint64_t max_frame_size() const noexcept { return max_frame_size_; }
+
+  /// The largest message that carries a value (default 4 GiB): a task's arguments with its run
+  /// message, a result with its reply. Checked where the value is made: an argument list over it
+  /// fails its task at submit, a result over it fails its task on the worker, each with a dx::error
+  /// naming the size, the limit and this option; the connection and the worker go on. Workers the
+  /// head starts get the same limit (dx-worker --max-value-size).
+  /// Setter not thread-safe, getter thread-safe; neither blocks.
+  options& max_value_size(std::uint64_t bytes) noexcept {
+    max_value_size_ = bytes;
+    return *this;
+  }
+  std::uint64_t max_value_size() const noexcept { return max_value_size_; }
 
   /// How often peers send heartbeats, and how long a silent peer is given before it is removed.
   /// Setter not thread-safe, getter thread-safe; neither blocks.
@@ -293,6 +307,7 @@ class options {
   std::size_t threads_per_process_ = 1;
   transport_kind transport_ = transport_kind::tcp;
   std::uint64_t max_frame_size_ = std::uint64_t{256} << 20;
+  std::uint64_t max_value_size_ = std::uint64_t{4} << 30;
   std::chrono::milliseconds heartbeat_interval_{500};
   std::chrono::milliseconds heartbeat_timeout_{10'000};
   std::size_t allowed_failures_ = 3;

@@ -4,6 +4,8 @@
 #include "cluster/head_state.hpp"
 #include "common/log.hpp"
 
+#include <dx/error.hpp>
+
 #include <fmt/format.h>
 
 namespace dx::detail {
@@ -60,19 +62,62 @@ void head_impl::dispatch_locked(deferred& d) {
     w->conn->send(wire::encode(w->cancel_outbox));
     w->cancel_outbox.task_ids.clear();
   }
-  // One frame per worker per round: a Boost archive costs about a microsecond to set up.
-  for (worker_rec* w : touched) {
-    w->sent_tasks += w->outbox.tasks.size();
-    ++w->sent_frames;
-    w->conn->send(wire::encode(w->outbox));
-    w->outbox.tasks.clear();
-  }
+  // One frame per worker per round (a Boost archive costs about a microsecond to set up), unless
+  // their arguments together would be over the value limit.
+  for (worker_rec* w : touched) flush_outbox_locked(*w);
   collect_alerts_locked();
 }
 
+void head_impl::flush_outbox_locked(worker_rec& w) {
+  if (w.outbox.tasks.empty()) return;
+  w.sent_tasks += w.outbox.tasks.size();
+  ++w.sent_frames;
+  w.conn->send(wire::encode(w.outbox));
+  const std::uint64_t through = w.conn->bytes_sent();
+  for (const wire::run_task_msg& m : w.outbox.tasks)
+    if (auto it = tasks_.find(m.task_id); it != tasks_.end()) it->second.sent_through = through;
+  w.outbox.tasks.clear();
+  w.outbox_bytes = 0;
+}
+
+namespace {
+
+/// At least the bytes a run message carrying m alone takes (the body of its frame), cheaply:
+/// a Boost binary archive writes each length and number in a few bytes at most, plus a little
+/// for each class the first time.
+std::uint64_t run_message_bound(const wire::run_task_msg& m) {
+  std::uint64_t bytes = 512 + m.function.size();
+  for (const wire::arg_ref& a : m.args) {
+    bytes += 64 + a.bytes.size();
+    for (const std::string& h : a.holders) bytes += 16 + h.size();
+  }
+  return bytes;
+}
+
+/// Exactly the bytes of the run message that carries m alone: the envelope encoded without the
+/// argument bytes (a length takes the same room whatever it says), plus those bytes.
+std::uint64_t run_message_bytes(const wire::run_task_msg& m) {
+  wire::run_tasks_msg envelope;
+  wire::run_task_msg& e = envelope.tasks.emplace_back();
+  e.task_id = m.task_id;
+  e.attempt = m.attempt;
+  e.function = m.function;
+  e.result_to_head = m.result_to_head;
+  std::uint64_t values = 0;
+  for (const wire::arg_ref& a : m.args) {
+    wire::arg_ref& r = e.args.emplace_back();
+    r.is_ref = a.is_ref;
+    r.task_id = a.task_id;
+    r.holders = a.holders;
+    values += a.bytes.size();
+  }
+  return wire::encode(envelope).archive.size() + values;
+}
+
+}  // namespace
+
 void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched, deferred& d) {
-  wire::run_task_msg& m = w.outbox.tasks.emplace_back();
-  if (w.outbox.tasks.size() == 1) touched.push_back(&w);
+  wire::run_task_msg m;
   m.task_id = t.id;
   m.attempt = ++t.attempt;
   m.function = t.function;
@@ -92,16 +137,36 @@ void head_impl::send_task_locked(task_entry& t, worker_rec& w, std::vector<worke
         if (const worker_rec* holder = by_sid_locked(h)) m.args[i].holders.push_back(holder->data_address);
     }
   }
+  // A value over the limit fails this task alone, before it is sent anywhere: the worker and the
+  // connection go on.
+  const std::uint64_t limit = opts_.max_value_size();
+  std::uint64_t bytes = run_message_bound(m);
+  if (bytes > limit && (bytes = run_message_bytes(m)) > limit) {
+    std::uint64_t values = 0;
+    for (const wire::arg_ref& a : m.args) values += a.bytes.size();
+    const std::string why = fmt::format(
+        "the arguments of task {} ({}) are {} bytes, {} bytes with the message that carries them: over the value limit "
+        "of {} bytes (options::max_value_size)",
+        t.id, t.function, values, bytes, limit);
+    log(log_level::warn, "{}", why);
+    fail_locked(t.id, make_error(error_kind::generic, why), d);
+    return;
+  }
+  if (!w.outbox.tasks.empty() && w.outbox_bytes + bytes > limit) flush_outbox_locked(w);
+  if (w.outbox.tasks.empty()) touched.push_back(&w);
+  w.outbox_bytes += bytes;
+  w.outbox.tasks.push_back(std::move(m));
+  const wire::run_task_msg& sent = w.outbox.tasks.back();
   t.dispatched_at = head_clock::now();
   t.running_since = -1;
   if (t.copy_of) {
     m.result_to_head = true;  // compared at the head
     const auto hard = t.replicas->deadline.hard;
     if (hard.count() > 0)
-      add_timer_locked(task_timer{t.dispatched_at + hard, t.id, 0, m.attempt, timer_kind::hard_deadline});
+      add_timer_locked(task_timer{t.dispatched_at + hard, t.id, 0, sent.attempt, timer_kind::hard_deadline});
   }
-  if (t.future && t.future->wants_notes) note_locked(t, {remote_result::note::kind::sent, m.attempt, w.id, {}}, d);
-  log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, m.attempt, w.id);
+  if (t.future && t.future->wants_notes) note_locked(t, {remote_result::note::kind::sent, sent.attempt, w.id, {}}, d);
+  log(log_level::debug, "task {} ({}) attempt {} -> {}", t.id, t.function, sent.attempt, w.id);
 }
 
 void head_impl::note_locked(task_entry& t, remote_result::note n, deferred& d) {

@@ -97,6 +97,7 @@ void head_impl::start() {
   });
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
+  tc.max_value_size = opts_.max_value_size();
   if (opts_.transport() == transport_kind::tcp) tc.tls = tls;
   net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
                                                          : transport::make_tcp_transport(tc);
@@ -148,6 +149,7 @@ worker_config head_impl::worker_template() const {
   wc.token = token_;
   wc.transport = opts_.transport();
   wc.max_frame_size = opts_.max_frame_size();
+  wc.max_value_size = opts_.max_value_size();
   wc.threads = opts_.threads_per_process();
   wc.tls = opts_.tls();
   return wc;
@@ -297,6 +299,14 @@ void head_impl::submit(const task_options& opts, const remote_function& fn, std:
     if (failed) {
       // Dependencies registered above stay counted until the local ones fire.
       fail_after_input_locked(id, tasks_.at(failed_input), d);
+    } else if (spec.input_bytes > opts_.max_value_size()) {
+      // Over the limit already without the message around them: this task fails alone, at once.
+      const std::string why = fmt::format(
+          "the arguments of task {} ({}) are {} bytes: over the value limit of {} bytes (options::max_value_size)", id,
+          t.function, spec.input_bytes, opts_.max_value_size());
+      log(log_level::warn, "{}", why);
+      for (arg_slot& a : t.args) std::string().swap(a.bytes);
+      fail_locked(id, make_error(error_kind::generic, why), d);
     } else if (t.deps_pending == 0) {
       make_ready_locked(t);
       dispatch_locked(d);

@@ -65,6 +65,8 @@ struct worker_rec {
   head_clock::time_point last_seen = head_clock::now();
   std::vector<std::uint64_t> to_release;    // batched release messages
   wire::run_tasks_msg outbox;               // tasks placed in this dispatch round
+  std::uint64_t arrived_seen = 0;           // its connection's bytes_arrived at the last liveness check
+  std::uint64_t outbox_bytes = 0;           // their run messages' size, kept under options::max_value_size
   wire::cancel_msg cancel_outbox;           // tasks given up in this dispatch round
   sched::worker_id sid = sched::no_worker;  // the scheduler's name for it
   std::uint64_t sent_tasks = 0, sent_frames = 0, done_tasks = 0, done_frames = 0;
@@ -157,6 +159,10 @@ struct task_entry {
   std::uint32_t thrown = 0;
   std::uint64_t retry_timer = 0;
   head_clock::time_point dispatched_at{};
+  // Where the frame that carried its last dispatch ends in its connection's stream (the
+  // connection's bytes_sent after it): until the worker reports it handled that far, the task may
+  // still be on its way, however long a large frame takes.
+  std::uint64_t sent_through = 0;
   double running_since = -1;  // seconds since the head started, as a heartbeat reported; -1: not known
   std::uint32_t running_thread = 0;
   // result (the workers holding it are the scheduler's record)
@@ -300,6 +306,8 @@ class head_impl final : public head_core, public observe::head_view_source {
   // dispatch.cpp: the scheduler's decisions become frames
   void dispatch_locked(deferred& d);
   void send_task_locked(task_entry& t, worker_rec& w, std::vector<worker_rec*>& touched, deferred& d);
+  /// Sends the tasks placed on w so far in one frame, and notes where it ends in the stream.
+  void flush_outbox_locked(worker_rec& w);
   /// Queues a note for t's future when it asked for them.
   void note_locked(task_entry& t, remote_result::note n, deferred& d);
   worker_rec* by_sid_locked(sched::worker_id sid) const;
@@ -427,7 +435,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// or recomputed.
   void abandon_fetches_from_locked(worker_rec& w, deferred& d);
   void input_lost_locked(task_entry& t, worker_rec& w, std::uint64_t lost_input, deferred& d);
-  void requeue_stale_locked(worker_rec& w, deferred& d);
+  void requeue_stale_locked(worker_rec& w, std::uint64_t handled, deferred& d);
 
   // head_metrics.cpp: per-kind statistics, attempts, the forecast cache, the /metrics collector
   /// The slot of `name` in kinds_ (added on first use), through the cost model's interned index.

@@ -29,6 +29,8 @@ void head_impl::spawn_processes(std::size_t n) {
                                   std::to_string(opts_.threads_per_process()),
                                   "--max-frame-size",
                                   std::to_string(opts_.max_frame_size()),
+                                  "--max-value-size",
+                                  std::to_string(opts_.max_value_size()),
                                   "--name",
                                   next_local_name(),
                                   "--reconnect-for",
@@ -94,6 +96,7 @@ void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) 
     std::unique_lock lock(mutex_);
     if (!s.authed) {
       handshake_locked(s, c, f, d);
+      if (s.authed) c.trust();  // messages over a frame may come from it now, as chunks
       lock.unlock();
       d.run();
       return;
@@ -292,6 +295,7 @@ void head_impl::resume_locked(worker_rec& w, const wire::resume_msg& m, deferred
     task_entry& t = it->second;
     if (held.erase({id, t.attempt}) > 0) {
       ++kept;
+      t.sent_through = 0;  // it arrived, on the connection before this one
       continue;
     }
     ++moved;
@@ -469,7 +473,8 @@ void head_impl::heartbeat_locked(worker_rec& w, const wire::heartbeat_msg& m, de
   }
   // Idle with tasks open: their dispatch was lost, unless it is still arriving (a large frame on a
   // slow link takes as long as it takes).
-  if (m.running == 0 && m.queued == 0 && m.receiving == 0 && sched_->sent_count(w.sid) > 0) requeue_stale_locked(w, d);
+  if (m.running == 0 && m.queued == 0 && m.receiving == 0 && sched_->sent_count(w.sid) > 0)
+    requeue_stale_locked(w, m.handled, d);
 }
 
 void head_impl::leaving_locked(worker_rec& w, const wire::leaving_msg& m) {
@@ -567,6 +572,11 @@ void head_impl::tick() {
     std::vector<std::string> silent_why;
     for (auto& [id, w] : workers_) {
       if (w->state == worker_state::gone || !w->conn) continue;
+      // A large message still arriving from it (its frames wait behind it) is life too.
+      if (const std::uint64_t arrived = w->conn->bytes_arrived(); arrived != w->arrived_seen) {
+        w->arrived_seen = arrived;
+        w->last_seen = std::max(w->last_seen, now);
+      }
       const auto deadline = silence_deadline_locked(*w);
       if (now - w->last_seen > deadline) {
         silent.push_back(w->conn);

@@ -128,15 +128,18 @@ void head_impl::abandon_fetches_from_locked(worker_rec& w, deferred& d) {
 
 /// A worker that reports nothing queued or running while tasks sent to it long before are still
 /// open lost them (a completion that never arrived): they are dispatched again, and a late
-/// completion of the old attempt is ignored, so no future waits forever on it.
-void head_impl::requeue_stale_locked(worker_rec& w, deferred& d) {
+/// completion of the old attempt is ignored, so no future waits forever on it. `handled` is how
+/// far into this connection's stream the worker had handled the head's frames when it reported.
+void head_impl::requeue_stale_locked(worker_rec& w, std::uint64_t handled, deferred& d) {
   const double now = now_seconds();
-  // Tasks still on their way there, or whose report is on its way back, are not stale.
+  // Tasks still on their way there (a frame the worker has not handled yet, however long a large
+  // one takes to send), or whose report is on its way back, are not stale.
   const auto cutoff = head_clock::now() - 4 * opts_.heartbeat_interval() - link_allowance_locked(w);
   std::vector<std::uint64_t> stale;
   for (auto id : sched_->tasks_on(w.sid)) {
     auto it = tasks_.find(id);
-    if (it != tasks_.end() && it->second.dispatched_at < cutoff) stale.push_back(id);
+    if (it != tasks_.end() && it->second.dispatched_at < cutoff && it->second.sent_through <= handled)
+      stale.push_back(id);
   }
   if (stale.empty()) return;
   log(log_level::warn, "worker {} is idle but {} tasks sent to it are open; dispatching them again", w.id,

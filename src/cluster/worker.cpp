@@ -90,6 +90,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   std::chrono::milliseconds heartbeat_timeout{10'000};
   std::chrono::milliseconds welcomed_timeout{10'000};  // before the head's deadline for this link
   clock::time_point last_from_head = clock::now();
+  std::uint64_t head_arrived_seen = 0;  // the head connection's bytes_arrived at the last liveness check
   std::shared_ptr<transport::connection> head;
   // Away from the head with its work (worker_config::keep_work_offline): tasks go on, answers wait.
   bool offline = false;
@@ -180,6 +181,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
             return;
           }
           authed = true;
+          c.trust();
           c.send(wire::encode(wire::welcome_msg{o->id_copy(), 0, 0, 0}));
           return;
         }
@@ -232,6 +234,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
   void start() {
     transport::config tc;
     tc.max_frame_size = cfg.max_frame_size;
+    tc.max_value_size = cfg.max_value_size;
     tc.connect_timeout = cfg.connect_timeout;
     if (cfg.transport == transport_kind::tcp) {
       tc.tls = transport::make_tls_credentials(cfg.tls);
@@ -298,6 +301,11 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       cv.wait_for(lock, heartbeat_every);
       if (ticker_stop) break;
       if (offline) continue;  // nobody to beat for
+      // A large message still arriving from the head (its frames wait behind it) is life too.
+      if (head && head->bytes_arrived() != head_arrived_seen) {
+        head_arrived_seen = head->bytes_arrived();
+        last_from_head = clock::now();
+      }
       if (clock::now() - last_from_head > heartbeat_timeout) {
         lock.unlock();
         head_lost(nullptr, fmt::format("no message from the head for {} ms", heartbeat_timeout.count()));
@@ -330,7 +338,10 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     hb.queued = static_cast<std::uint32_t>(jobs.size() + answers_unsent.load(std::memory_order_acquire));
     hb.stored_bytes = stored_bytes;
     hb.memory_bytes = resident_memory_bytes();
-    if (head) hb.receiving = head->receiving();
+    if (head) {
+      hb.receiving = head->receiving();
+      hb.handled = head->bytes_received();
+    }
     const auto now = clock::now();
     for (auto& [note, ended] : transfer_notes) {
       note.age_us = static_cast<std::uint64_t>(
@@ -411,6 +422,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         }
         case wire::msg::welcome: {
           auto m = wire::decode<wire::welcome_msg>(f);
+          c.trust();  // tasks with arguments over a frame may come, as chunks
           std::lock_guard lock(mutex);
           id = m.worker_id;
           if (m.heartbeat_ms) heartbeat_every = std::chrono::milliseconds(m.heartbeat_ms);
@@ -692,6 +704,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
           return;
         }
         case wire::msg::welcome:
+          c.trust();  // results over a frame may come, as chunks
           return;
         case wire::msg::reject:
           c.close("the peer rejected this worker");
@@ -891,11 +904,18 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       send_to_head(wire::encode(failure), j.msg.task_id);
       return;
     }
-    if (result.size() > cfg.max_frame_size) {
+    // Checked with the message that carries it (an inline completion or a fetch reply), against
+    // the limit every receiver applies: over it, this task fails alone and the worker goes on.
+    if (result.size() > cfg.max_value_size || result.size() + result_envelope_bytes() > cfg.max_value_size) {
       failure.kind = wire::failure_kind::too_large;
       failure.type_name = "dx::error";
-      failure.message = fmt::format("the result of {} is {} bytes, over the frame limit of {} bytes", j.msg.function,
-                                    result.size(), cfg.max_frame_size);
+      failure.message = fmt::format(
+          "the result of task {} ({}) is {} bytes, {} bytes with the message that carries it: over the value limit of "
+          "{} bytes on worker {} (options::max_value_size, dx-worker --max-value-size)",
+          j.msg.task_id, j.msg.function, result.size(), result.size() + result_envelope_bytes(), cfg.max_value_size,
+          id_copy());
+      log(log_level::warn, "worker {}: {}", id_copy(), failure.message);
+      std::string().swap(result);
       send_to_head(wire::encode(failure), j.msg.task_id);
       return;
     }
@@ -929,6 +949,22 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     report_done(done, std::string());
   }
 
+  /// The most a result's reply adds to it: a completion carrying it inline alone, or a fetch
+  /// reply with it as the payload (a Boost binary archive's lengths take the same room whatever
+  /// they say, so an empty result measures it).
+  static std::uint64_t result_envelope_bytes() {
+    static const std::uint64_t bytes = [] {
+      wire::tasks_done_msg inline_done;
+      inline_done.done.emplace_back();
+      inline_done.results.emplace_back();
+      const std::uint64_t done = wire::encode(inline_done).archive.size();
+      const std::uint64_t reply =
+          wire::encode(wire::fetch_reply_msg{~std::uint64_t{0}, ~std::uint64_t{0}, true}).archive.size();
+      return std::max(done, reply);
+    }();
+    return bytes;
+  }
+
   /// Completions queue up and go out as one frame from the network thread, so a burst of short
   /// tasks costs one archive and one write.
   void report_done(const wire::task_done_msg& done, std::string inline_bytes) {
@@ -956,12 +992,35 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
       std::swap(batch, done_batch);
       conn = head;
     }
-    if (conn && !batch.done.empty()) {
+    const std::size_t answers = batch.done.size();
+    std::uint64_t total = 0;
+    for (const std::string& r : batch.results) total += r.size() + result_envelope_bytes();
+    if (conn && answers > 0 && total <= cfg.max_value_size) {
       sent_frames.fetch_add(1);
-      sent_tasks.fetch_add(batch.done.size());
+      sent_tasks.fetch_add(answers);
       conn->send(wire::encode(batch));
+    } else if (conn && answers > 0) {
+      // Several frames: the results together would be over the value limit.
+      wire::tasks_done_msg part;
+      std::uint64_t part_bytes = 0;
+      const auto send_part = [&] {
+        sent_frames.fetch_add(1);
+        sent_tasks.fetch_add(part.done.size());
+        conn->send(wire::encode(part));
+        part.done.clear();
+        part.results.clear();
+        part_bytes = 0;
+      };
+      for (std::size_t i = 0; i < answers; ++i) {
+        const std::uint64_t bytes = batch.results[i].size() + result_envelope_bytes();
+        if (!part.done.empty() && part_bytes + bytes > cfg.max_value_size) send_part();
+        part.done.push_back(batch.done[i]);
+        part.results.push_back(std::move(batch.results[i]));
+        part_bytes += bytes;
+      }
+      send_part();
     }
-    answers_unsent.fetch_sub(batch.done.size(), std::memory_order_acq_rel);
+    answers_unsent.fetch_sub(answers, std::memory_order_acq_rel);
   }
 
   // ---- leaving and stopping -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ struct worker_config {
   std::string data_advertise;  // the address peers are told to fetch from; empty: the bound one
   transport_kind transport = transport_kind::tcp;
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
+  std::uint64_t max_value_size = std::uint64_t{4} << 30;  // options::max_value_size
   std::chrono::milliseconds connect_timeout{10'000};
   /// TLS on the link to the head and on the result port (TCP only).
   tls_options tls;

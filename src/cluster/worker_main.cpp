@@ -79,8 +79,12 @@ constexpr const char* usage =
     "  --advertise HOST:PORT      the address other workers are told to fetch results from, when\n"
     "                             they reach this worker through a NAT, a proxy or a tunnel\n"
     "                             [the address --listen bound]. e.g. --advertise 203.0.113.7:7800\n"
-    "  --max-frame-size BYTES     largest message accepted, at least 1024 [268435456 (256 MiB)]\n"
+    "  --max-frame-size BYTES     largest frame on the wire, at least 1024 [268435456 (256 MiB)];\n"
+    "                             larger messages travel in chunks of at most this size\n"
     "                             e.g. --max-frame-size 1073741824\n"
+    "  --max-value-size BYTES     largest message with a value, at least 1024 [4294967296 (4 GiB)]:\n"
+    "                             a task's arguments, or a result with its reply\n"
+    "                             e.g. --max-value-size 17179869184\n"
     "  --slowdown F               run each task F times as long, F >= 1; a testing aid for\n"
     "                             heterogeneous clusters on one machine [1]. e.g. --slowdown 3\n"
     "  --corrupt-results P        change a share P (0 to 1) of the results it sends, one byte each;\n"
@@ -501,6 +505,9 @@ int worker_main(int argc, char** argv) {
         check_address(a, cfg.data_advertise);
       } else if (a == "--max-frame-size") {
         cfg.max_frame_size = parse_count(a, value(), 1024, std::numeric_limits<std::uint64_t>::max(),
+                                         "a number of bytes of at least 1024");
+      } else if (a == "--max-value-size") {
+        cfg.max_value_size = parse_count(a, value(), 1024, std::numeric_limits<std::uint64_t>::max(),
                                          "a number of bytes of at least 1024");
       } else if (a == "--slowdown") {
         const std::string v = value();

@@ -22,8 +22,8 @@ class inproc_transport;
 
 class inproc_connection final : public connection, public std::enable_shared_from_this<inproc_connection> {
  public:
-  inproc_connection(inproc_transport* owner, std::string remote, std::uint64_t max_frame)
-      : owner_(owner), remote_(std::move(remote)), max_frame_(max_frame) {}
+  inproc_connection(inproc_transport* owner, std::string remote, std::uint64_t max_frame, std::uint64_t max_value)
+      : owner_(owner), remote_(std::move(remote)), max_frame_(max_frame), max_value_(max_value) {}
 
   void send(wire::frame f) override;
   void close(const std::string& reason) override;
@@ -40,6 +40,7 @@ class inproc_connection final : public connection, public std::enable_shared_fro
   inproc_transport* owner_;
   std::string remote_;
   std::uint64_t max_frame_;
+  std::uint64_t max_value_;
   std::mutex mutex_;
   bool closed_ = false;
   bool closed_delivered_ = false;
@@ -94,8 +95,9 @@ class inproc_transport final : public transport {
       accept = it->second.second;
     }
     const std::string local_name = fmt::format("inproc-peer:{}", reinterpret_cast<std::uintptr_t>(this));
-    auto mine = std::make_shared<inproc_connection>(this, address, cfg_.max_frame_size);
-    auto theirs = std::make_shared<inproc_connection>(other, local_name, cfg_.max_frame_size);
+    auto mine = std::make_shared<inproc_connection>(this, address, cfg_.max_frame_size, cfg_.max_value_size);
+    auto theirs = std::make_shared<inproc_connection>(other, local_name, other->cfg().max_frame_size,
+                                                      other->cfg().max_value_size);
     mine->pair_with(theirs);
     theirs->pair_with(mine);
     mine->set_handler(std::move(h));
@@ -194,21 +196,33 @@ void inproc_connection::send(wire::frame f) {
   }
   if (!peer) return;
   count_sent(f);
-  // The same check a socket reader makes on the header.
-  wire::frame_header h;
-  h.type = f.type;
-  h.archive_size = static_cast<std::uint32_t>(f.archive.size());
-  h.payload_size = f.payload ? f.payload->size() : 0;
-  if (auto problem = wire::check_header(h, max_frame_)) {
-    detail::log(detail::log_level::warn, "closing in-process connection: {}", *problem);
-    peer->close(*problem);
-    return;
-  }
+  f.flags &= ~wire::frame_transport_flags;  // as a socket carries them
   peer->owner_->post_always([peer, fr = std::move(f)]() mutable { peer->deliver(std::move(fr)); });
 }
 
 void inproc_connection::deliver(wire::frame&& f) {
-  count_received(f);
+  count_arrived(wire::header_size + f.body_size());
+  // The checks a socket reader makes on a header, in order with the frames before it: a frame up
+  // to the frame limit, or once this side trusts its peer, a larger one (a socket would have
+  // streamed it in chunks) up to the value limit.
+  wire::frame_header header;
+  header.type = f.type;
+  header.archive_size = static_cast<std::uint32_t>(f.archive.size());
+  header.payload_size = f.payload ? f.payload->size() : 0;
+  const bool streamed = f.body_size() > max_frame_;
+  if (streamed && !trusted()) {
+    const std::string problem =
+        fmt::format("a frame of {} bytes before the handshake completed (the limit until then is a frame of {} bytes)",
+                    f.body_size(), max_frame_);
+    detail::log(detail::log_level::warn, "closing in-process connection: {}", problem);
+    close(problem);
+    return;
+  }
+  if (auto problem = wire::check_header(header, streamed ? max_value_ : max_frame_)) {
+    detail::log(detail::log_level::warn, "closing in-process connection: {}", *problem);
+    close(*problem);
+    return;
+  }
   std::shared_ptr<handler> h;
   {
     std::lock_guard lock(mutex_);
@@ -219,7 +233,9 @@ void inproc_connection::deliver(wire::frame&& f) {
     }
     h = handler_;
   }
+  const std::uint64_t body = f.body_size();
   h->on_frame(*this, std::move(f));
+  count_received(body);  // after the handler: see connection::bytes_received
 }
 
 void inproc_connection::set_handler(std::shared_ptr<handler> h) {
@@ -231,7 +247,11 @@ void inproc_connection::set_handler(std::shared_ptr<handler> h) {
     held.swap(held_);
     deliver_close = close_pending_ && !held_close_.empty();
   }
-  for (auto& f : held) h->on_frame(*this, std::move(f));
+  for (auto& f : held) {
+    const std::uint64_t body = f.body_size();
+    h->on_frame(*this, std::move(f));
+    count_received(body);
+  }
   if (deliver_close) deliver_closed(held_close_);
 }
 

@@ -2,6 +2,10 @@
 // frames with one gathered write, the TLS handshake, and closing (see tcp_parts.hpp).
 #include "transport/tcp_parts.hpp"
 
+#include "wire/messages.hpp"
+
+#include <limits>
+
 namespace dx::transport::tcp_detail {
 
 tcp_connection::tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, std::shared_ptr<handler> h,
@@ -64,8 +68,31 @@ void tcp_connection::send(wire::frame f) {
     return;
   }
   if (close_requested_.load(std::memory_order_acquire)) return;
+  const std::uint64_t body = f.body_size();
+  const config& cfg = engine_->cfg();
+  if (body > cfg.max_frame_size && body > cfg.max_value_size) {
+    // The runtime checks values where they are made; this is the last guard of the peer's limit.
+    close(fmt::format("cannot send a {} frame of {} bytes: over the value limit of {} bytes (options::max_value_size)",
+                      wire::msg_name(f.type), body, cfg.max_value_size));
+    return;
+  }
   count_sent(f);
-  out_entry e{wire::encode_header(f), std::move(f)};
+  f.flags &= ~wire::frame_transport_flags;
+  out_entry e;
+  if (body > cfg.max_frame_size) {
+    f.flags |= wire::frame_streamed;
+    const std::uint64_t chunk = std::max<std::uint64_t>(1, std::min(stream_chunk_bytes, cfg.max_frame_size));
+    e.chunk_headers.reserve(static_cast<std::size_t>((body + chunk - 1) / chunk));
+    for (std::uint64_t at = 0; at < body; at += chunk) {
+      wire::frame_header h;
+      h.type = f.type;
+      h.flags = wire::frame_chunk;
+      h.payload_size = std::min(chunk, body - at);
+      e.chunk_headers.push_back(wire::encode_header(h));
+    }
+  }
+  e.header = wire::encode_header(f);
+  e.frame = std::move(f);
   {
     std::lock_guard lk(out_mutex_);
     if (sends_closed_) return;
@@ -103,12 +130,14 @@ void tcp_connection::read_header() {
 void tcp_connection::on_header(const error_code& ec) {
   if (closed_) return discard_input(ec);
   if (ec) return on_read_error(ec);
+  count_arrived(wire::header_size);
   const wire::frame_header h = wire::decode_header(in_header_.data());
   if (!tls_ && in_header_[0] == 0x16 && in_header_[1] == 0x03) {  // a TLS handshake record
     const std::string why = "a TLS client on a plain TCP port (give this side TLS too: options::tls, --tls-cert)";
     log(log_level::warn, "closing the connection with {}: {}", remote_, why);
     return do_close(why, close_mode::failed, log_level::off);
   }
+  if (stream_left_ > 0 || (h.flags & (wire::frame_streamed | wire::frame_chunk)) != 0) return on_stream_header(h);
   if (auto why = wire::check_header(h, engine_->cfg().max_frame_size)) {
     log(log_level::warn, "closing the connection with {}: {}", remote_, *why);
     return do_close(*why, close_mode::failed, log_level::off);
@@ -137,18 +166,92 @@ void tcp_connection::on_header(const error_code& ec) {
                    [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_body(ec); });
 }
 
+void tcp_connection::refuse_input(const std::string& why) {
+  log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+  do_close(why, close_mode::failed, log_level::off);
+}
+
+// The announcement of a streamed frame, or one of its chunks (see wire::frame_streamed).
+void tcp_connection::on_stream_header(const wire::frame_header& h) {
+  const config& cfg = engine_->cfg();
+  if (auto why = wire::check_header(h, std::numeric_limits<std::uint64_t>::max())) return refuse_input(*why);
+  if (stream_left_ == 0) {
+    if ((h.flags & wire::frame_chunk) != 0) return refuse_input("a chunk of a streamed frame that was not announced");
+    const std::uint64_t body = std::uint64_t{h.archive_size} + h.payload_size;
+    if (!trusted())
+      return refuse_input(
+          fmt::format("a streamed frame of {} bytes before the handshake completed (the limit until then is a frame "
+                      "of {} bytes)",
+                      body, cfg.max_frame_size));
+    if (auto why = wire::check_header(h, cfg.max_value_size))
+      return refuse_input(fmt::format("streamed {}: {} (options::max_value_size)", wire::msg_name(h.type), *why));
+    if (body == 0) return refuse_input("a streamed frame without a body");
+    in_frame_ = wire::frame{};
+    in_frame_.type = h.type;
+    in_frame_.flags = h.flags & ~wire::frame_streamed;
+    in_payload_.reset();
+    try {
+      in_frame_.archive.resize(h.archive_size);
+      if (h.payload_size > 0) {
+        in_payload_ = std::make_shared<std::string>();
+        in_payload_->resize(static_cast<std::size_t>(h.payload_size));
+      }
+    } catch (const std::bad_alloc&) {
+      return refuse_input(fmt::format("cannot allocate a streamed frame body of {} bytes", body));
+    }
+    stream_left_ = body;
+    stream_at_ = 0;
+    body_started_ = std::chrono::steady_clock::now();
+    set_receiving(body);
+    return read_header();
+  }
+  if ((h.flags & wire::frame_streamed) != 0 || (h.flags & wire::frame_chunk) == 0 || h.type != in_frame_.type ||
+      h.archive_size != 0 || h.payload_size == 0 || h.payload_size > stream_left_ ||
+      h.payload_size > cfg.max_frame_size)
+    return refuse_input(fmt::format(
+        "expected the next chunk of a streamed {} frame ({} bytes left, at most {} a chunk), got a header of type {} "
+        "flags {:#x} with {} + {} bytes",
+        wire::msg_name(in_frame_.type), stream_left_, cfg.max_frame_size, h.type, h.flags, h.archive_size,
+        h.payload_size));
+  // The chunk's bytes continue the archive, then the payload: one or two pieces of destination.
+  const std::uint64_t archive = in_frame_.archive.size();
+  std::uint64_t at = stream_at_;
+  std::uint64_t n = h.payload_size;
+  std::array<asio::mutable_buffer, 2> into{};  // copied into the read operation, like on_header's
+  if (at < archive) {
+    const std::uint64_t take = std::min(n, archive - at);
+    into[0] = asio::buffer(in_frame_.archive.data() + at, static_cast<std::size_t>(take));
+    at += take;
+    n -= take;
+  }
+  if (n > 0) into[1] = asio::buffer(in_payload_->data() + (at - archive), static_cast<std::size_t>(n));
+  asio::async_read(stream_, into, read_fully{},
+                   [self = shared_from_this()](const error_code& ec, std::size_t got) { self->on_chunk(ec, got); });
+}
+
+void tcp_connection::on_chunk(const error_code& ec, std::size_t n) {
+  if (closed_) return discard_input(ec);
+  if (ec) return on_read_error(ec);
+  count_arrived(n);
+  stream_at_ += n;
+  stream_left_ -= n;
+  if (stream_left_ == 0) return on_body(error_code{});
+  read_header();
+}
+
 void tcp_connection::on_body(const error_code& ec) {
   if (closed_) return discard_input(ec);
   if (ec) return on_read_error(ec);
   wire::frame f = std::move(in_frame_);
   f.payload = std::move(in_payload_);
   in_frame_ = wire::frame{};
+  if (stream_at_ == 0) count_arrived(f.body_size());  // a streamed frame counted its chunks
+  stream_at_ = 0;
   set_receiving(0);
   if (f.body_size() > 0)
     f.receive_us = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - body_started_)
             .count());
-  count_received(f);
   deliver(std::move(f));
   if (!closed_) return read_header();
   if (!socket_closed_) discard_input(error_code{});
@@ -182,7 +285,10 @@ void tcp_connection::deliver(wire::frame&& f) {
 
 void tcp_connection::invoke_on_frame(wire::frame&& f) {
   auto h = handler_;  // on_frame may replace the handler; keep this one alive until it returns
-  if (auto what = call_user([&] { h->on_frame(*this, std::move(f)); })) {
+  const std::uint64_t body = f.body_size();
+  auto what = call_user([&] { h->on_frame(*this, std::move(f)); });
+  count_received(body);  // after the handler: see connection::bytes_received
+  if (what) {
     close_requested_.store(true, std::memory_order_release);
     do_close(fmt::format("the frame handler threw: {}", *what), close_mode::abort, log_level::warn);
   }
@@ -251,8 +357,30 @@ void tcp_connection::start_flush() {
   write_buffers_.clear();
   for (const out_entry& e : writing_) {
     write_buffers_.push_back(asio::buffer(e.header));
-    if (!e.frame.archive.empty()) write_buffers_.push_back(asio::buffer(e.frame.archive));
-    if (e.frame.payload && !e.frame.payload->empty()) write_buffers_.push_back(asio::buffer(*e.frame.payload));
+    if (e.chunk_headers.empty()) {
+      if (!e.frame.archive.empty()) write_buffers_.push_back(asio::buffer(e.frame.archive));
+      if (e.frame.payload && !e.frame.payload->empty()) write_buffers_.push_back(asio::buffer(*e.frame.payload));
+      continue;
+    }
+    // Streamed: each chunk's header, then its bytes, from the frame's own buffers.
+    const asio::const_buffer parts[2] = {asio::buffer(e.frame.archive),
+                                         e.frame.payload ? asio::buffer(*e.frame.payload) : asio::const_buffer{}};
+    std::size_t part = 0;
+    std::size_t offset = 0;
+    for (const auto& chunk_header : e.chunk_headers) {
+      write_buffers_.push_back(asio::buffer(chunk_header));
+      std::uint64_t left = wire::decode_header(chunk_header.data()).payload_size;
+      while (left > 0) {
+        while (offset == parts[part].size()) {
+          ++part;
+          offset = 0;
+        }
+        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(left, parts[part].size() - offset));
+        write_buffers_.push_back(asio::buffer(static_cast<const char*>(parts[part].data()) + offset, take));
+        offset += take;
+        left -= take;
+      }
+    }
   }
   if (tls_) gather_small_pieces();
   write_pos_ = 0;

@@ -10,9 +10,9 @@
 //   by shared_ptr: by the public transport object, by the thread while it runs, and by every
 //   connection, so that no socket can outlive the io_context it belongs to.
 // - `tcp_connection` reads a header, checks it, then reads the archive and the payload straight
-//   into the frame's own buffers. Writes gather every queued frame into one vector of buffers
-//   that point at the frames themselves (payloads are never copied) and hand it to writev, up
-//   to Asio's 64 buffers per call.
+//   into the frame's own buffers; a streamed frame's chunks are read straight into them too. Writes gather every queued
+//   frame into one vector of buffers that point at the frames themselves (payloads are never copied) and hand it to
+//   writev, up to Asio's 64 buffers per call.
 // - Everything but send(), close(), set_handler() and remote_address() runs on the io thread,
 //   so per-connection state needs no lock; the outbox is the one piece shared with senders.
 // - With TLS (config::tls), a connection is an SSL stream over its socket: an accepted one is
@@ -93,7 +93,13 @@ class engine;
 struct out_entry {
   std::array<char, wire::header_size> header;
   wire::frame frame;
+  /// A frame over max_frame_size goes out streamed: `header` announces it, and these head its
+  /// chunks (see wire::frame_streamed).
+  std::vector<std::array<char, wire::header_size>> chunk_headers;
 };
+
+/// The body bytes of one chunk of a streamed frame: at most this much, and at most a frame.
+constexpr std::uint64_t stream_chunk_bytes = std::uint64_t{1} << 20;
 
 /// A window of a buffer vector, so that writev gets up to Asio's limit of buffers at once.
 struct buffer_window {
@@ -151,6 +157,9 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
  private:
   void read_header();
   void on_header(const error_code& ec);
+  void on_stream_header(const wire::frame_header& h);
+  void on_chunk(const error_code& ec, std::size_t n);
+  void refuse_input(const std::string& why);
   void on_body(const error_code& ec);
   void on_read_error(const error_code& ec);
   void discard_input(const error_code& ec);
@@ -196,6 +205,10 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   wire::frame in_frame_;
   std::shared_ptr<std::string> in_payload_;
   std::chrono::steady_clock::time_point body_started_{};  // when the frame being read had its header
+  // A streamed frame being received (see wire::frame_streamed): its body bytes still to come, and
+  // how many came, into in_frame_.archive and then *in_payload_.
+  std::uint64_t stream_left_ = 0;
+  std::uint64_t stream_at_ = 0;
   std::unique_ptr<char[]> discard_buffer_;
   bool ready_ = true;  // false while a TLS handshake runs: writes wait for it
   std::vector<out_entry> writing_;

@@ -7,6 +7,9 @@
 //   several small frames may be written at once, a payload is written from its own buffer.
 // - Every received frame's header is checked (wire::check_header with the configured limit)
 //   before its body is read; a bad header closes the connection with the reason.
+// - A frame whose body is over max_frame_size goes out as a stream of chunks (wire::frame_streamed,
+//   frame.hpp). The receiver accepts one only once its owner called trust() (the peer passed the
+//   handshake), and only up to max_value_size; it delivers it as one frame, in order.
 // - A handler's callbacks for one connection run one at a time, in order, on the transport's
 //   thread; on_closed comes exactly once and last, after close() from either side, an error,
 //   or stop(). Callbacks may call send() and close() and may start new connections.
@@ -49,32 +52,50 @@ class connection {
   /// Attaches the handler of an accepted connection; frames arriving before are held.
   virtual void set_handler(std::shared_ptr<handler> h) = 0;
 
-  /// Bytes of frames (headers included) queued for sending and received so far.
+  /// The peer passed the handshake: from now on it may send frames over max_frame_size, as a
+  /// stream of chunks, up to max_value_size; before, such a frame closes the connection. Called
+  /// by the owner from on_frame (so the next header read sees it) or before any frame can arrive.
+  /// Thread-safe; does not block.
+  void trust() noexcept { trusted_.store(true, std::memory_order_release); }
+  bool trusted() const noexcept { return trusted_.load(std::memory_order_acquire); }
+
+  /// Bytes of frames queued for sending, and of frames whose on_frame call has returned, so far;
+  /// each frame counts as its header and its body, however it travelled, so the two sides of a
+  /// connection count the same stream: a peer whose bytes_received reached a sender's bytes_sent
+  /// after a send has handled that frame.
   std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
   std::uint64_t bytes_received() const noexcept { return bytes_received_.load(std::memory_order_relaxed); }
   /// The body size of a frame being received now (its header arrived, its body has not), or 0:
   /// a peer that has not seen a frame yet may still be receiving it.
   std::uint64_t receiving() const noexcept { return receiving_.load(std::memory_order_relaxed); }
+  /// Bytes read from the peer so far, of frames still arriving too (a streamed frame counts chunk
+  /// by chunk): a peer whose large message is still arriving is alive though no frame completed.
+  std::uint64_t bytes_arrived() const noexcept { return bytes_arrived_.load(std::memory_order_relaxed); }
 
  protected:
   void count_sent(const wire::frame& f) noexcept {
     bytes_sent_.fetch_add(wire::header_size + f.body_size(), std::memory_order_relaxed);
   }
-  void count_received(const wire::frame& f) noexcept {
-    bytes_received_.fetch_add(wire::header_size + f.body_size(), std::memory_order_relaxed);
+  void count_received(std::uint64_t body_bytes) noexcept {
+    bytes_received_.fetch_add(wire::header_size + body_bytes, std::memory_order_relaxed);
   }
   void set_receiving(std::uint64_t body_bytes) noexcept { receiving_.store(body_bytes, std::memory_order_relaxed); }
+  void count_arrived(std::uint64_t bytes) noexcept { bytes_arrived_.fetch_add(bytes, std::memory_order_relaxed); }
 
  private:
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<std::uint64_t> bytes_received_{0};
   std::atomic<std::uint64_t> receiving_{0};
+  std::atomic<std::uint64_t> bytes_arrived_{0};
+  std::atomic<bool> trusted_{false};
 };
 
 class tls_credentials;
 
 struct config {
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
+  /// The largest body a trusted peer may send as a stream of chunks (options::max_value_size).
+  std::uint64_t max_value_size = std::uint64_t{4} << 30;
   std::chrono::milliseconds connect_timeout{5000};
   /// TCP only: when set, every connection (accepted or opened) is TLS with these credentials, and
   /// a peer whose certificate does not pass is refused before its first frame.

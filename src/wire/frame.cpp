@@ -22,16 +22,25 @@ T get_le(const char*& in) noexcept {
 }
 }  // namespace
 
-std::array<char, header_size> encode_header(const frame& f) noexcept {
+std::array<char, header_size> encode_header(const frame_header& h) noexcept {
   std::array<char, header_size> out{};
   char* p = out.data();
-  put_le(p, frame_magic);
-  put_le(p, protocol_version);
-  put_le(p, f.type);
-  put_le(p, f.flags);
-  put_le(p, static_cast<std::uint32_t>(f.archive.size()));
-  put_le(p, static_cast<std::uint64_t>(f.payload ? f.payload->size() : 0));
+  put_le(p, h.magic);
+  put_le(p, h.version);
+  put_le(p, h.type);
+  put_le(p, h.flags);
+  put_le(p, h.archive_size);
+  put_le(p, h.payload_size);
   return out;
+}
+
+std::array<char, header_size> encode_header(const frame& f) noexcept {
+  frame_header h;
+  h.type = f.type;
+  h.flags = f.flags;
+  h.archive_size = static_cast<std::uint32_t>(f.archive.size());
+  h.payload_size = f.payload ? f.payload->size() : 0;
+  return encode_header(h);
 }
 
 frame_header decode_header(const char* in) noexcept {

@@ -17,8 +17,21 @@
 namespace dx::wire {
 
 inline constexpr std::uint32_t frame_magic = 0x31575844;  // "DXW1" read as little-endian bytes
-inline constexpr std::uint16_t protocol_version = 4;
+inline constexpr std::uint16_t protocol_version = 5;
 inline constexpr std::size_t header_size = 24;
+
+/// The two high bits of a header's flags belong to the transport (the rest are the sender's,
+/// carried as they are; a sender's own high bits are cleared). They mark a message larger than
+/// the frame limit, sent as a stream: first a
+/// header alone with `frame_streamed`, announcing the message's type and its whole archive and
+/// payload sizes (bounded by the value limit, and accepted only from a peer that passed the
+/// handshake), then headers with `frame_chunk` and the same type, each followed by the next
+/// bytes (at most a frame) of the archive, then the payload, until all have come. Nothing else
+/// travels between them. The receiver sizes its buffers from the announcement and reads every
+/// chunk straight into them.
+inline constexpr std::uint32_t frame_streamed = 1u << 31;
+inline constexpr std::uint32_t frame_chunk = 1u << 30;
+inline constexpr std::uint32_t frame_transport_flags = frame_streamed | frame_chunk;
 
 struct frame {
   std::uint16_t type = 0;
@@ -45,6 +58,7 @@ struct frame_header {
 };
 
 std::array<char, header_size> encode_header(const frame& f) noexcept;
+std::array<char, header_size> encode_header(const frame_header& h) noexcept;
 frame_header decode_header(const char* bytes) noexcept;
 
 /// Why a header is unacceptable (wrong magic, wrong version, body over `max_body`), or nullopt.

@@ -233,7 +233,7 @@ void serialize(A& ar, dx::wire::release_msg& m, unsigned) {
 template <class A>
 void serialize(A& ar, dx::wire::heartbeat_msg& m, unsigned) {
   ar & m.running & m.queued & m.stored_bytes & m.memory_bytes & m.running_tasks & m.transfers & m.ping & m.echo &
-      m.deadline_ms & m.receiving;
+      m.deadline_ms & m.receiving & m.handled;
 }
 template <class A>
 void serialize(A& ar, dx::wire::transfer_note& m, unsigned) {

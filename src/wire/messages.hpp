@@ -134,7 +134,7 @@ enum class failure_kind : std::uint8_t {
   not_registered = 2,  // no such function on the worker
   input_lost = 3,      // an argument could not be fetched from any holder
   bad_arguments = 4,   // arguments did not decode
-  too_large = 5,       // the result is over the frame limit
+  too_large = 5,       // the result with its reply is over the value limit (options::max_value_size)
 };
 
 struct task_failed_msg {
@@ -213,6 +213,10 @@ struct heartbeat_msg {
   std::uint64_t echo = 0;                // worker -> head: the ping this heartbeat answers
   std::uint32_t deadline_ms = 0;         // head -> worker: the silence either side tolerates (0: as welcomed)
   std::uint64_t receiving = 0;           // worker -> head: bytes of a frame from the head it is receiving
+  /// worker -> head: bytes of the head's frames on this connection (headers included, as the
+  /// head's connection::bytes_sent counts them) whose handling had finished when this heartbeat
+  /// was made: a task sent in a frame that ends beyond it has not been seen yet.
+  std::uint64_t handled = 0;
 
   bool operator==(const heartbeat_msg&) const = default;
 };

@@ -16,6 +16,7 @@ TEST_CASE("options have the documented defaults", "[options]") {
   CHECK(o.threads_per_process() == 1);
   CHECK(o.transport() == dx::transport_kind::tcp);
   CHECK(o.max_frame_size() == (std::uint64_t{256} << 20));
+  CHECK(o.max_value_size() == (std::uint64_t{4} << 30));
   CHECK(o.heartbeat_interval() == std::chrono::milliseconds(500));
   CHECK(o.heartbeat_timeout() == std::chrono::seconds(10));
   CHECK(o.allowed_failures() == 3);
