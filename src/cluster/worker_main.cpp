@@ -73,6 +73,8 @@ constexpr const char* usage =
     "\n"
     "options (default in brackets):\n"
     "  --connect HOST:PORT        the head's address; required. e.g. --connect head.lan:7700\n"
+    "                             In an MPI job, mpi:RANK:1 joins the head of that rank over MPI\n"
+    "                             (a worker rank started by mpirun needs no --connect at all)\n"
     "  --token-file FILE          file holding the cluster's token [none: $DX_TOKEN, else no token]\n"
     "                             e.g. --token-file /etc/dx/dx.token\n"
     "  --threads N                threads running tasks, at least 1 [1]. e.g. --threads 16\n"

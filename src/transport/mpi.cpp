@@ -574,7 +574,13 @@ void engine::progress() {
         return;
       }
     }
-    if (now - last_busy < spin_window) {
+    // MPI moves a large message only while its progress engine is called: while one is being
+    // received, the thread polls on. (A sender polls less: with Open MPI's shared memory the
+    // receiver copies the whole message in one call, and a sender polling then only takes CPU
+    // time from it.)
+    bool transferring = false;
+    for (const auto& [source, st] : sources_) transferring = transferring || (st.in && !st.in->receives.empty());
+    if (transferring || now - last_busy < spin_window) {
       lock.unlock();
       sched_yield();
       continue;
