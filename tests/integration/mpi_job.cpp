@@ -6,6 +6,8 @@
 //   mpi_job run    tasks on ranks 1 and 2, a result moved rank to rank, a large result fetched,
 //                  a remote exception with its type, message and worker, garbage from a rank
 //   mpi_job kill   rank 2 dies (SIGKILL) in the middle of a task
+//   mpi_job defaults  nothing configured: a default dx::cluster on rank 0, dx::worker_main with
+//                  the program's own arguments on the others (as a user's main() does)
 //
 // The head prints "PASS <scenario>" and exits 0 when every check holds, else names the check that
 // failed and exits 1. Exit code 77: not run under an MPI launcher of 3 ranks.
@@ -223,6 +225,21 @@ void kill_scenario() {
   check(log.has({"rank-2", "lost"}), "the head says rank-2 was lost");
 }
 
+void defaults_scenario() {
+  dx::cluster cl;  // the MPI job makes it the head; its own threads run tasks too
+  std::set<std::string> ids;
+  for (const auto& w : cl.workers()) ids.insert(w.id);
+  check(ids.count("rank-1") == 1 && ids.count("rank-2") == 1, "ranks 1 and 2 joined as rank-1 and rank-2");
+  std::vector<dx::future<int>> ranks;
+  // More sleeping tasks than the head's threads can take: the worker ranks get their share.
+  for (int i = 0; i < 40; ++i) ranks.push_back(cl.submit(which_rank, 100));
+  std::set<int> ran_on;
+  for (auto& f : ranks) ran_on.insert(f.get());
+  std::string where;
+  for (int r : ran_on) where += " " + std::to_string(r);
+  check(ran_on.count(1) == 1 && ran_on.count(2) == 1, "tasks ran on ranks 1 and 2 (ranks:" + where + ")");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,6 +249,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mpi_job: run me under mpirun -np 3 (see mpi_job.sh)\n");
     return 77;
   }
+  const std::string scenario = argc > 1 ? argv[1] : "run";
+  if (scenario == "defaults" && dx::is_worker(argc, argv)) return dx::worker_main(argc, argv);
   if (dx::is_worker(argc, argv)) {
     // dx-worker's options, so that each rank offers a resource naming it.
     std::string name = "rank-" + std::to_string(rank);
@@ -240,12 +259,13 @@ int main(int argc, char** argv) {
                           name.c_str(), "--resources", res.c_str(), "--reconnect-for", "20s"};
     return dx::worker_main(static_cast<int>(std::size(args)), const_cast<char**>(args));
   }
-  const std::string scenario = argc > 1 ? argv[1] : "run";
   try {
     if (scenario == "run")
       run_scenario();
     else if (scenario == "kill")
       kill_scenario();
+    else if (scenario == "defaults")
+      defaults_scenario();
     else
       check(false, "known scenario " + scenario);
   } catch (const std::exception& e) {

@@ -21,6 +21,10 @@ set -- "$@" --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_i
 program_scenario="$scenario"
 [ "$scenario" = kill_default ] && program_scenario=kill
 out=$(mktemp)
+# A cold cost model of this run's own: what other runs learned of workers named rank-1 and rank-2
+# (one of which a kill scenario made look slow) must not steer this run's placement.
+cost_dir=$(mktemp -d)
+export DX_COSTMODEL="$cost_dir/cost_model.txt"
 started=$(date +%s)
 timeout -k 5 "$limit" mpirun "$@" "$program" "$program_scenario" >"$out" 2>&1
 code=$?
@@ -28,7 +32,7 @@ cat "$out"
 echo "mpirun exit code $code after $(($(date +%s) - started)) s"
 if [ "$code" = 124 ] || [ "$code" = 137 ] && ! grep -q "exited on signal" "$out"; then
   echo "FAIL: the job did not end within $limit s"
-  rm -f "$out"
+  rm -rf "$out" "$cost_dir"
   exit 1
 fi
 case "$scenario" in
@@ -45,5 +49,5 @@ case "$scenario" in
     if grep -q "PASS $program_scenario" "$out"; then code=0; else code=1; fi
     ;;
 esac
-rm -f "$out"
+rm -rf "$out" "$cost_dir"
 exit $code
