@@ -578,8 +578,11 @@ void engine::progress() {
     // received, the thread polls on. (A sender polls less: with Open MPI's shared memory the
     // receiver copies the whole message in one call, and a sender polling then only takes CPU
     // time from it.)
+    // A receive that has not completed within chunk_patience (its sender died, under a launcher
+    // that lets the others go on) stops counting: its connection's loss is the heartbeats' to find.
     bool transferring = false;
-    for (const auto& [source, st] : sources_) transferring = transferring || (st.in && !st.in->receives.empty());
+    for (const auto& [source, st] : sources_)
+      transferring = transferring || (st.in && !st.in->receives.empty() && now - st.in->last_chunk < chunk_patience);
     if (transferring || now - last_busy < spin_window) {
       lock.unlock();
       sched_yield();
