@@ -24,8 +24,8 @@ enum class transport_kind : std::uint8_t {
   in_process,
   /// MPI messages between the ranks of an MPI job (mpirun, or srun with MPI): the workers are the
   /// job's other ranks, running the same program, and results move rank to rank. Chosen by itself
-  /// when the program runs under mpirun with more than one rank (README, "Running under
-  /// mpirun"); a dx built without MPI throws dx::error when it is asked for.
+  /// when the program runs under mpirun with more than one rank (README, "Distributed", under
+  /// MPI); a dx built without MPI throws dx::error when it is asked for.
   mpi,
 };
 

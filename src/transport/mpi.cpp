@@ -30,7 +30,7 @@
 // A rank that dies: MPI_COMM_WORLD's error handler is MPI_ERRORS_RETURN (when dx initialises
 // MPI), so a failed send closes that rank's connections with MPI's reason and the head handles
 // its workers as lost. Whether the other ranks live on at all is the launcher's choice: Open MPI's
-// mpirun ends the whole job when one rank dies (README, "Running under mpirun").
+// mpirun ends the whole job when one rank dies (README, "Distributed", under MPI).
 #include "transport/mpi.hpp"
 
 #include "common/log.hpp"
