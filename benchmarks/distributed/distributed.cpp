@@ -44,6 +44,9 @@
 //       the last byte. The default is 255 MiB, not 256: a local worker process keeps the default
 //       256 MiB frame limit whatever the head's max_frame_size (worker_main takes no such option),
 //       and a 256 MiB string encodes to 256 MiB + 8 bytes.
+//   Under mpirun (throughput, latency, fetch; see run_mpi.py), the workers are the MPI job's
+//       other ranks over the MPI transport instead of local_processes: `mpirun -np 3` for
+//       throughput, `-np 2` for latency and fetch; the raw TCP yardsticks (fork) are left out.
 //   dx_bench_distributed memory [total=1000000] [batch=10000]
 //       cluster as for throughput; batches of `batch` tasks are submitted, all got and the futures
 //       dropped; VmRSS of the head (/proc/self/status) and of each worker (/proc/<pid>/status,
@@ -321,9 +324,18 @@ dx::options secured(dx::options o) {
   return o;
 }
 
-dx::options two_workers() {
-  return secured(dx::options{}.local_processes(2).threads_per_process(1).head_runs_tasks(false));
+/// Under mpirun (run_mpi.py) the workers are the job's other ranks, joined over the MPI transport
+/// (one thread each): the cluster waits for them instead of starting processes.
+bool under_mpi() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr; }
+
+/// A head without tasks of its own and `n` one-thread worker processes.
+dx::options with_workers(std::size_t n) {
+  dx::options o = dx::options{}.head_runs_tasks(false);
+  if (!under_mpi()) o.local_processes(n).threads_per_process(1);
+  return secured(o);
 }
+
+dx::options two_workers() { return with_workers(2); }
 bool g_metrics_off = false;  // --metrics-off (throughput only)
 
 // Submits n no-ops (arguments first..first+n-1), waits for all with when_all; checks the sum.
@@ -470,7 +482,7 @@ int latency(long calls, long msg_arg, bool raw_first) {
   std::size_t msg = msg_arg > 0 ? static_cast<std::size_t>(msg_arg) : 64;
   if (raw_first) report_latency("raw_tcp", raw_pingpong(calls, msg, warm), msg, msg, msg);
 
-  dx::cluster cl{secured(dx::options{}.local_processes(1).head_runs_tasks(false))};
+  dx::cluster cl{with_workers(1)};
   for (long i = 0; i < warm; ++i)
     if (cl.submit(noop, static_cast<int>(i)).get() != static_cast<int>(i)) die("wrong result");
   cl.wait_idle();
@@ -490,7 +502,7 @@ int latency(long calls, long msg_arg, bool raw_first) {
   std::printf("RESULT mode=latency_segments segs_out_per_call=%.2f segs_in_per_call=%.2f\n",
               (c1.segs_out - c0.segs_out) / n, (c1.segs_in - c0.segs_in) / n);
 
-  if (!raw_first) {
+  if (!raw_first && !under_mpi()) {  // no fork() in an MPI process
     if (msg_arg <= 0) msg = std::max<std::size_t>(64, static_cast<std::size_t>(std::max(out, in) + 0.5));
     report_latency("raw_tcp", raw_pingpong(calls, msg, warm), msg, msg, msg);
   }
@@ -507,8 +519,7 @@ int fetch(long mib, bool raw_first) {
   };
   if (raw_first) raw();
   {
-    dx::cluster cl{
-        secured(dx::options{}.local_processes(1).head_runs_tasks(false).max_frame_size(std::uint64_t{512} << 20))};
+    dx::cluster cl{with_workers(1).max_frame_size(std::uint64_t{512} << 20)};
     // warm-up: a smaller fetch over the same path
     if (cl.submit(make_bytes, std::uint64_t{1} << 20).get().size() != (std::size_t{1} << 20)) die("warm-up");
     auto f = cl.submit(make_bytes, static_cast<std::uint64_t>(bytes));
@@ -527,7 +538,7 @@ int fetch(long mib, bool raw_first) {
         bytes, s, static_cast<double>(bytes) / s / 1e9, gen, h1 - h0, status_kb(0, "VmHWM"));
     std::fflush(stdout);
   }
-  if (!raw_first) raw();
+  if (!raw_first && !under_mpi()) raw();  // no fork() in an MPI process
   return 0;
 }
 

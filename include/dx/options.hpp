@@ -22,6 +22,11 @@ enum class transport_kind : std::uint8_t {
   /// Queues between threads of this process: local_processes() become worker threads that speak the
   /// same protocol. For tests and for debugging the distributed runtime without sockets.
   in_process,
+  /// MPI messages between the ranks of an MPI job (mpirun, or srun with MPI): the workers are the
+  /// job's other ranks, running the same program, and results move rank to rank. Chosen by itself
+  /// when the program runs under mpirun with more than one rank (README, "Distributed", under
+  /// MPI); a dx built without MPI throws dx::error when it is asked for.
+  mpi,
 };
 
 /// How the head places ready tasks on workers.

@@ -6,6 +6,7 @@
 #include "cluster/cluster_alerts.hpp"
 #include "cluster/cluster_extension.hpp"
 #include "cluster/head.hpp"
+#include "cluster/mpi_launch.hpp"
 #include "cluster/slurm.hpp"
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
@@ -38,7 +39,8 @@ void become_worker_if_spawned() {
 /// the others, listening where they look for it; any other task that reaches a cluster
 /// constructor becomes a worker here. Settings the program gave explicitly win.
 options adopt_slurm_step(const options& opts) {
-  if (std::getenv("DX_WORKER_OF")) return opts;  // a worker a head started: become_worker_if_spawned
+  if (std::getenv("DX_WORKER_OF")) return opts;         // a worker a head started: become_worker_if_spawned
+  if (detail::mpi_job_from_environment()) return opts;  // adopt_mpi_job's
   const auto step = detail::slurm_step_from_environment();
   if (!step) return opts;
   if (!step->is_head()) {
@@ -56,12 +58,37 @@ options adopt_slurm_step(const options& opts) {
   if (!o.tls().enabled()) o.tls(step->tls);
   return o;
 }
+
+/// Under mpirun (an MPI job of several ranks, see cluster/mpi_launch.hpp), the head rank's
+/// cluster is the head of the others over MPI; any other rank that reaches a cluster constructor
+/// becomes a worker here. The transport and the address are the job's: nothing else would reach
+/// the other ranks. A token the program gave wins.
+options adopt_mpi_job(const options& opts) {
+  if (std::getenv("DX_WORKER_OF")) return opts;
+  const auto job = detail::mpi_job_from_environment();
+  if (!job) return opts;
+  if (!job->is_head()) {
+    static char arg0[] = "dx-worker";
+    char* argv[] = {arg0, nullptr};
+    std::exit(worker_main(1, argv));
+  }
+  options o = opts;
+  if (o.transport() != transport_kind::mpi || (!o.listen().empty() && !o.listen().starts_with("mpi:")))
+    detail::log(detail::log_level::info, "MPI job of {} ranks: the head is rank {}, its workers the other ranks",
+                job->size, job->rank);
+  o.transport(transport_kind::mpi);
+  o.listen(job->head_address());
+  if (o.token().empty() && o.token_file().empty()) o.token(job->token);
+  return o;
+}
+
+options adopt_launcher(const options& opts) { return adopt_mpi_job(adopt_slurm_step(opts)); }
 }  // namespace
 
 cluster::cluster() : cluster(options{}) {}
 
 cluster::cluster(const options& given)
-    : options_(adopt_slurm_step(given)),
+    : options_(adopt_launcher(given)),
       metrics_(std::make_unique<dx::metrics>()),
       local_(std::make_unique<executor>(local_threads(given))),
       alerts_(std::make_unique<detail::cluster_alerts>(*metrics_, given.heartbeat_interval())),
@@ -78,7 +105,17 @@ cluster::cluster(const options& given)
     // extension slot, under its lock: taking that lock once the head is set orders this write
     // before every request that comes after (a run started over HTTP reads head_).
     (void)extensions_->get();
-    if (const auto step = detail::slurm_step_from_environment()) {
+    if (const auto job = detail::mpi_job_from_environment()) {
+      // Every other rank joins; the program starts with all of them, or with those that came
+      // within a minute (a warning names how many are missing).
+      const auto expected = static_cast<std::size_t>(job->size - 1);
+      try {
+        wait_for_workers(expected, std::chrono::seconds(60));
+      } catch (const std::exception& e) {
+        detail::log(detail::log_level::warn, "MPI: {} of the job's {} worker ranks joined within 60 s: {}",
+                    workers().size(), expected, e.what());
+      }
+    } else if (const auto step = detail::slurm_step_from_environment()) {
       // Every other task of the step joins; the program starts with all of them, or with those
       // that came within a minute (a warning names how many are missing).
       const auto expected = static_cast<std::size_t>(step->tasks - 1);

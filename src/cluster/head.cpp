@@ -6,6 +6,7 @@
 #include "common/log.hpp"
 #include "observe/head_views.hpp"
 #include "transport/address.hpp"
+#include "transport/mpi.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -50,6 +51,10 @@ head_impl::head_impl(const options& opts, executor& local, dx::metrics& registry
 }
 
 void head_impl::start() {
+  if (opts_.transport() == transport_kind::mpi && opts_.local_processes() > 0)
+    throw_error(error_kind::generic,
+                "options::local_processes with transport_kind::mpi: the workers are the MPI job's other ranks "
+                "(mpirun -np N starts them)");
   std::weak_ptr<head_impl> self = std::static_pointer_cast<head_impl>(shared_from_this());
   // The token before the HTTP endpoint, whose write routes check it (and never change it after).
   if (!opts_.token_file().empty()) token_ = read_token_file(opts_.token_file());
@@ -99,9 +104,11 @@ void head_impl::start() {
   tc.max_frame_size = opts_.max_frame_size();
   tc.max_value_size = opts_.max_value_size();
   if (opts_.transport() == transport_kind::tcp) tc.tls = tls;
-  net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
-                                                         : transport::make_tcp_transport(tc);
-  const std::string listen_at = opts_.listen().empty() ? "127.0.0.1:0" : opts_.listen();
+  net_ = transport::make_transport(opts_.transport(), tc);
+  // Under MPI the head listens where every rank looks for it (transport/mpi.hpp).
+  const std::string default_listen =
+      opts_.transport() == transport_kind::mpi ? fmt::format("mpi:{}", transport::mpi_head_port) : "127.0.0.1:0";
+  const std::string listen_at = opts_.listen().empty() ? default_listen : opts_.listen();
   std::weak_ptr<head_impl> weak = std::static_pointer_cast<head_impl>(shared_from_this());
   endpoint_ = net_->listen(listen_at, [weak](std::shared_ptr<transport::connection> c) {
     auto h = weak.lock();

@@ -245,8 +245,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
             "network readable (dx-worker --tls-cert, --tls-key, --tls-ca)",
             cfg.connect);
     }
-    net = cfg.transport == transport_kind::in_process ? transport::make_in_process_transport(tc)
-                                                      : transport::make_tcp_transport(tc);
+    net = transport::make_transport(cfg.transport, tc);
     if (cfg.executor) {
       exec = cfg.executor;
     } else {

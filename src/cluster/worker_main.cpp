@@ -4,10 +4,12 @@
 #include <dx/error.hpp>
 
 #include "cluster/auth.hpp"
+#include "cluster/mpi_launch.hpp"
 #include "cluster/process.hpp"
 #include "cluster/slurm.hpp"
 #include "cluster/worker.hpp"
 #include "common/log.hpp"
+#include "transport/mpi.hpp"
 #include "transport/transport.hpp"
 
 #include <dlfcn.h>
@@ -39,6 +41,20 @@ namespace dx {
 bool is_worker(int argc, char** argv) noexcept {
   for (int i = 1; i < argc; ++i)
     if (argv[i] && std::strcmp(argv[i], "--dx-worker") == 0) return true;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (argv[i] && argv[i + 1] && std::strcmp(argv[i], "--dx-head-rank") == 0) {
+      int rank = -1;
+      const std::string_view v(argv[i + 1]);
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), rank);
+      // A malformed value is reported by the cluster constructor, as a rank no job has.
+      detail::set_mpi_head_rank(ec == std::errc{} && end == v.data() + v.size() && rank >= 0 ? rank : 1 << 30);
+    }
+  try {
+    // Under mpirun every rank but the head's is a worker of the head (cluster/mpi_launch.hpp).
+    if (const auto job = detail::mpi_job_from_environment()) return !job->is_head() && !std::getenv("DX_WORKER_OF");
+  } catch (const std::exception&) {
+    return false;  // the cluster constructor reports the malformed variable
+  }
   try {
     // Under srun every task but the first is a worker of the first (cluster/slurm.hpp).
     const auto step = detail::slurm_step_from_environment();
@@ -61,6 +77,8 @@ constexpr const char* usage =
     "                             (dx serve --standby): the worker joins whichever accepts it, trying\n"
     "                             each in turn when its head is lost or stops, for --reconnect-for.\n"
     "                             e.g. --connect head1.lan:7700,head2.lan:7700\n"
+    "                             In an MPI job, mpi:RANK:1 joins the head of that rank over MPI\n"
+    "                             (a worker rank started by mpirun needs no --connect at all)\n"
     "  --token-file FILE          file holding the cluster's token [none: $DX_TOKEN, else no token]\n"
     "                             e.g. --token-file /etc/dx/dx.token\n"
     "  --threads N                threads running tasks, at least 1 [1]. e.g. --threads 16\n"
@@ -448,8 +466,11 @@ int worker_main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) flagged = flagged || (argv[i] && std::strcmp(argv[i], "--dx-worker") == 0);
   std::optional<detail::slurm_step> slurm_worker;  // this process is a worker task of an srun step
   std::string slurm_problem;                       // a malformed step variable
+  std::optional<detail::mpi_job> mpi_worker;       // this process is a worker rank of an MPI job
   try {
-    slurm_worker = detail::slurm_step_from_environment();
+    mpi_worker = detail::mpi_job_from_environment();
+    if (mpi_worker && mpi_worker->is_head()) mpi_worker.reset();
+    if (!mpi_worker) slurm_worker = detail::slurm_step_from_environment();
     if (slurm_worker && slurm_worker->is_head()) slurm_worker.reset();
   } catch (const std::exception& e) {
     slurm_problem = e.what();  // matters only where the step is read for where to connect
@@ -458,7 +479,7 @@ int worker_main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!flagged && slurm_worker) argc = 1;
+  if (!flagged && (slurm_worker || mpi_worker)) argc = 1;
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -548,9 +569,18 @@ int worker_main(int argc, char** argv) {
       }
     }
     if (cfg.connect.empty()) {
-      // A worker task of an srun step finds its head from the step (cluster/slurm.hpp).
+      // A worker task of an srun step finds its head from the step (cluster/slurm.hpp), a worker
+      // rank of an MPI job from the job (cluster/mpi_launch.hpp).
       if (!slurm_problem.empty()) throw usage_error(slurm_problem);
-      if (const auto& step = slurm_worker) {
+      if (const auto& job = mpi_worker) {
+        cfg.connect = job->head_address();
+        heads = {cfg.connect};
+        if (cfg.token.empty()) cfg.token = job->token;
+        if (!threads_given) cfg.threads = job->threads;
+        if (cfg.name.empty()) cfg.name = job->worker_name();
+        // The head may start a moment after its workers; one that ended is not coming back.
+        if (!reconnect_for) reconnect_for = std::chrono::milliseconds(60'000);
+      } else if (const auto& step = slurm_worker) {
         cfg.connect = step->head_address();
         heads = {cfg.connect};
         if (cfg.token.empty()) cfg.token = step->token;
@@ -561,6 +591,13 @@ int worker_main(int argc, char** argv) {
       }
     }
     if (cfg.connect.empty()) throw usage_error("--connect HOST:PORT is required");
+    if (cfg.connect.starts_with("mpi:")) {
+      if (!transport::parse_mpi_address(cfg.connect))
+        bad_value("--connect", cfg.connect, "an MPI address (mpi:RANK:PORT)");
+      if (!transport::mpi_built_in()) throw usage_error("--connect " + cfg.connect + ": dx was built without MPI");
+      cfg.transport = transport_kind::mpi;
+      if (cfg.tls.enabled()) throw usage_error("--tls-cert: TLS is for TCP links; MPI links are the MPI library's");
+    }
     if (cfg.tls.enabled() && (cfg.tls.ca.empty() || cfg.tls.certificate.empty() || cfg.tls.private_key.empty()))
       throw usage_error("TLS needs all of --tls-cert, --tls-key and --tls-ca");
     // A file that cannot be used fails now, not as a head that cannot be reached, tried again

@@ -19,6 +19,7 @@
 
 #include "wire/frame.hpp"
 
+#include <dx/options.hpp>
 #include <dx/tls.hpp>
 
 #include <atomic>
@@ -126,5 +127,13 @@ std::unique_ptr<transport> make_tcp_transport(const config& cfg);
 /// throws dx::error naming it) and again whenever they change. Null when `opts` asks for no TLS.
 std::shared_ptr<tls_credentials> make_tls_credentials(const tls_options& opts);
 std::unique_ptr<transport> make_in_process_transport(const config& cfg);
+
+/// The MPI transport (transport/mpi.hpp: addresses "mpi:RANK:PORT" between the ranks of
+/// MPI_COMM_WORLD); initialises MPI on first use. Throws dx::error when dx was built without MPI
+/// or MPI cannot start.
+std::unique_ptr<transport> make_mpi_transport(const config& cfg);
+
+/// The transport of `kind`: one of the above.
+std::unique_ptr<transport> make_transport(transport_kind kind, const config& cfg);
 
 }  // namespace dx::transport
