@@ -259,6 +259,7 @@ class engine {
     std::shared_ptr<delivery> where;
     accept_fn on_accept;
     std::uint64_t max_frame = 0;
+    std::uint64_t max_value = 0;
     const void* owner = nullptr;
   };
   std::uint16_t listen(std::uint16_t port, listener l);
@@ -337,11 +338,12 @@ class engine {
 class mpi_connection final : public connection, public std::enable_shared_from_this<mpi_connection> {
  public:
   mpi_connection(std::shared_ptr<delivery> where, std::uint64_t id, int peer_rank, std::uint64_t max_frame,
-                 const void* owner)
+                 std::uint64_t max_value, const void* owner)
       : where_(std::move(where)),
         id_(id),
         peer_rank_(peer_rank),
         max_frame_(max_frame),
+        max_value_(std::max(max_value, max_frame)),
         owner_(owner),
         remote_(fmt::format("mpi:{}", peer_rank)) {}
 
@@ -370,7 +372,11 @@ class mpi_connection final : public connection, public std::enable_shared_from_t
       closed.swap(held_close_);
     }
     if (!h) return;
-    for (auto& f : held) h->on_frame(*this, std::move(f));
+    for (auto& f : held) {
+      const std::uint64_t body = f.body_size();
+      h->on_frame(*this, std::move(f));
+      count_received(body);  // after the handler: see connection::bytes_received
+    }
     if (closed) deliver_closed(*closed);
   }
 
@@ -386,7 +392,12 @@ class mpi_connection final : public connection, public std::enable_shared_from_t
 
   std::uint64_t id() const noexcept { return id_; }
   int peer_rank() const noexcept { return peer_rank_; }
-  std::uint64_t max_frame() const noexcept { return max_frame_; }
+  /// The largest body the progress thread takes in: a value (on a socket a larger frame would
+  /// come as a stream of chunks). Whether a body over the frame limit may come yet (the peer's
+  /// handshake passed) is known on the delivery thread only, in order with the frames: deliver()
+  /// checks it there. The ranks of a job are started together by its launcher, so a rank that
+  /// announces a large body before its handshake is a broken one, not a stranger on a network.
+  std::uint64_t max_body() const noexcept { return max_value_; }
   const void* owner() const noexcept { return owner_; }
 
   // Progress thread only.
@@ -401,7 +412,17 @@ class mpi_connection final : public connection, public std::enable_shared_from_t
 
  private:
   void deliver(wire::frame&& f) {
-    count_received(f);
+    const std::uint64_t body = f.body_size();
+    count_arrived(wire::header_size + body);
+    if (body > max_frame_ && !trusted()) {
+      const std::string problem = fmt::format(
+          "a frame of {} bytes before the handshake completed (the limit until then is a frame of {} bytes)", body,
+          max_frame_);
+      detail::log(detail::log_level::warn, "MPI transport: closing the connection from rank {}: {}", peer_rank_,
+                  problem);
+      close(problem);
+      return;
+    }
     std::shared_ptr<handler> h;
     {
       std::lock_guard lock(mutex_);
@@ -413,6 +434,7 @@ class mpi_connection final : public connection, public std::enable_shared_from_t
       h = handler_;
     }
     h->on_frame(*this, std::move(f));
+    count_received(body);  // after the handler: see connection::bytes_received
   }
   void deliver_closed(const std::string& reason) {
     std::shared_ptr<handler> h;
@@ -433,6 +455,7 @@ class mpi_connection final : public connection, public std::enable_shared_from_t
   std::uint64_t id_;
   int peer_rank_;
   std::uint64_t max_frame_;
+  std::uint64_t max_value_;
   const void* owner_;
   std::string remote_;
   std::atomic<bool> closed_{false};
@@ -745,7 +768,7 @@ void engine::handle_envelope(int source, std::string&& bytes, clock::time_point 
                      fmt::format("nobody listens at {}", mpi_address_string(rank_, port)));
         return;
       }
-      auto c = std::make_shared<mpi_connection>(l->where, new_id(), source, l->max_frame, l->owner);
+      auto c = std::make_shared<mpi_connection>(l->where, new_id(), source, l->max_frame, l->max_value, l->owner);
       c->peer_id = e.from;
       open(c);
       send_control(source, envelope{msg_kind::accept, e.from, c->id(), 0});
@@ -789,7 +812,7 @@ void engine::handle_envelope(int source, std::string&& bytes, clock::time_point 
                     source, e.to, rank_);
       if (e.extra == 0) {
         wire::frame f;
-        const auto problem = wire::parse_frame(rest, c ? c->max_frame() : std::uint64_t{0}, f);
+        const auto problem = wire::parse_frame(rest, c ? c->max_body() : std::uint64_t{0}, f);
         if (!c) return;  // closed here meanwhile
         if (problem) {
           detail::log(detail::log_level::warn, "MPI transport: closing the connection from rank {}: {}", source,
@@ -822,7 +845,7 @@ void engine::begin_chunked(int source, const envelope& e, std::string_view heade
   in.arrived = in.last_chunk = arrived;
   if (c && !header_bytes.empty()) {
     const auto h = wire::decode_header(header_bytes.data());
-    auto problem = wire::check_header(h, c->max_frame());
+    auto problem = wire::check_header(h, c->max_body());
     if (!problem && std::uint64_t{h.archive_size} + h.payload_size != e.extra)
       problem = fmt::format("the frame header announces {} body bytes but its envelope {}",
                             std::uint64_t{h.archive_size} + h.payload_size, e.extra);
@@ -1081,7 +1104,8 @@ class mpi_transport final : public transport {
                             fmt::format("cannot listen at {}: this process is rank {}", address, engine_.rank()));
       port = a->port;
     }
-    port = engine_.listen(port, engine::listener{where_, std::move(on_accept), cfg_.max_frame_size, this});
+    port = engine_.listen(
+        port, engine::listener{where_, std::move(on_accept), cfg_.max_frame_size, cfg_.max_value_size, this});
     return mpi_address_string(engine_.rank(), port);
   }
 
@@ -1094,7 +1118,8 @@ class mpi_transport final : public transport {
     if (rank >= engine_.size())
       detail::throw_error(detail::error_kind::generic,
                           fmt::format("cannot connect to {}: the job has ranks 0 to {}", address, engine_.size() - 1));
-    auto c = std::make_shared<mpi_connection>(where_, engine_.new_id(), rank, cfg_.max_frame_size, this);
+    auto c = std::make_shared<mpi_connection>(where_, engine_.new_id(), rank, cfg_.max_frame_size, cfg_.max_value_size,
+                                              this);
     c->set_handler(std::move(h));
     engine_.enqueue([this, c, port = a->port] {
       engine_.open(c);
