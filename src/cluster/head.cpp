@@ -97,6 +97,10 @@ void head_impl::start() {
   });
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
+  // Until its hello passes (on_frame), a connection sends handshake-sized frames only, and one
+  // that does not pass in time is closed by the transport.
+  tc.untrusted_frame_limit = transport::handshake_frame_limit;
+  tc.handshake_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(handshake_deadline());
   if (opts_.transport() == transport_kind::tcp) tc.tls = tls;
   net_ = opts_.transport() == transport_kind::in_process ? transport::make_in_process_transport(tc)
                                                          : transport::make_tcp_transport(tc);

@@ -5,8 +5,10 @@
 // Contract for implementations:
 // - send() is thread-safe and never blocks on the network: frames queue and go out in order,
 //   several small frames may be written at once, a payload is written from its own buffer.
-// - Every received frame's header is checked (wire::check_header with the configured limit)
-//   before its body is read; a bad header closes the connection with the reason.
+// - Every received frame's header is checked (wire::check_header with the configured limit, or
+//   the untrusted limit before trust()) before its body is read; a bad header closes the
+//   connection with the reason. A body's buffer grows as its bytes arrive: memory is never
+//   committed for what a header merely announces.
 // - A handler's callbacks for one connection run one at a time, in order, on the transport's
 //   thread; on_closed comes exactly once and last, after close() from either side, an error,
 //   or stop(). Callbacks may call send() and close() and may start new connections.
@@ -48,6 +50,11 @@ class connection {
   virtual std::string remote_address() const = 0;
   /// Attaches the handler of an accepted connection; frames arriving before are held.
   virtual void set_handler(std::shared_ptr<handler> h) = 0;
+  /// Called by the owner of an accepted connection once its peer has passed the handshake:
+  /// frames up to config::max_frame_size are read from then on (before, only handshake-sized
+  /// ones), and the handshake deadline and the caps on untrusted connections no longer apply.
+  /// Connections this side opened are trusted from the start. Thread-safe; idempotent.
+  virtual void trust() {}
 
   /// Bytes of frames (headers included) queued for sending and received so far.
   std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
@@ -79,9 +86,23 @@ struct config {
   /// TCP only: when set, every connection (accepted or opened) is TLS with these credentials, and
   /// a peer whose certificate does not pass is refused before its first frame.
   std::shared_ptr<tls_credentials> tls;
-  /// How long an accepted TLS connection may take to complete its handshake.
+  /// How long an accepted connection may take to complete its handshake: TLS, and, when
+  /// untrusted_frame_limit is set, its owner's until trust().
   std::chrono::milliseconds handshake_timeout{10'000};
+  /// When non-zero, accepted connections start untrusted: until their owner calls trust(), a
+  /// frame's body may hold at most this many bytes (a larger header closes the connection before
+  /// anything is allocated for it), a connection not trusted within handshake_timeout is closed,
+  /// and at most max_untrusted of them (max_untrusted_per_host from one address) are open at
+  /// once: further ones are closed as they are accepted. Zero: accepted connections are trusted
+  /// at once.
+  std::uint64_t untrusted_frame_limit = 0;
+  std::size_t max_untrusted = 512;
+  std::size_t max_untrusted_per_host = 64;
 };
+
+/// The untrusted_frame_limit the head and the workers' data ports use: a handshake frame (a
+/// hello with its name, labels and resources) fits many times over.
+inline constexpr std::uint64_t handshake_frame_limit = 64 * 1024;
 
 /// Called for each accepted connection, on the transport's thread; it must call set_handler.
 using accept_fn = std::function<void(std::shared_ptr<connection>)>;
@@ -100,6 +121,11 @@ class transport {
 };
 
 std::unique_ptr<transport> make_tcp_transport(const config& cfg);
+
+/// Marks a descriptor close-on-exec: a process started by this one (a worker, a command) must not
+/// hold this process's sockets, or its ports stay bound after this process dies. Asio opens
+/// sockets without the flag; every socket dx opens gets it.
+void set_close_on_exec(int fd) noexcept;
 
 /// The credentials a TCP transport's config::tls holds: the files of `opts` read now (a bad file
 /// throws dx::error naming it) and again whenever they change. Null when `opts` asks for no TLS.
