@@ -51,6 +51,14 @@ class captured_log {
     return found;
   }
 
+  /// How many lines captured so far contain `part`.
+  std::size_t count_containing(std::string_view part) {
+    std::lock_guard lk(m_);
+    std::size_t n = 0;
+    for (const auto& l : lines_) n += l.find(part) != std::string::npos ? 1 : 0;
+    return n;
+  }
+
  private:
   std::mutex m_;
   std::vector<std::string> lines_;
