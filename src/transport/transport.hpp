@@ -96,8 +96,9 @@ struct config {
   /// once: further ones are closed as they are accepted. Zero: accepted connections are trusted
   /// at once.
   std::uint64_t untrusted_frame_limit = 0;
-  std::size_t max_untrusted = 512;
-  std::size_t max_untrusted_per_host = 64;
+  // Room for a machine's worth of worker processes joining at once (options::local_processes).
+  std::size_t max_untrusted = 1024;
+  std::size_t max_untrusted_per_host = 256;
 };
 
 /// The untrusted_frame_limit the head and the workers' data ports use: a handshake frame (a
