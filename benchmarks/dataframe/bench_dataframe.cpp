@@ -10,8 +10,9 @@
 //       read_csv     dx::dataframe::read_csv(cl, DATA_DIR/first_1M.csv).compute()
 //     One untimed warm-up, then `reps` timed calls, each checked against a plain loop over the
 //     same data.
-//   dx_bench_dataframe memory DATA_DIR
-//     Builds the table, then runs one groupby-sum and reports the process's peak RSS during it
+//   dx_bench_dataframe memory DATA_DIR [groupby|sort]
+//     Builds the table, then runs one groupby-sum (or one sort by value, the whole sorted table
+//     gathered; reported as op=memory_sort) and reports the process's peak RSS during it
 //     (VmHWM, reset after the table is built through /proc/self/clear_refs) against the bytes of
 //     the raw columns: extra_over_raw = (peak - RSS after building) / raw bytes, peak_over_raw =
 //     the whole process's peak during the groupby / raw bytes. hwm_built_kb is the peak of the
@@ -219,7 +220,8 @@ bool reset_peak_rss() {
   return static_cast<bool>(out);
 }
 
-int memory_mode(const std::string& dir) {
+int memory_mode(const std::string& dir, const std::string& of) {
+  if (of != "groupby" && of != "sort") fail("memory: unknown operation '" + of + "' (groupby, sort)");
   dx::cluster cl;
   dataset data = load(dir);
   const std::size_t rows = data.keys.size();
@@ -231,17 +233,19 @@ int memory_mode(const std::string& dir) {
   const bool reset = reset_peak_rss();
   const long hwm_before_kb = status_kb("VmHWM");
   const auto start = clock_type::now();
-  dx::table result = run_groupby(df);
+  dx::table result = of == "sort" ? run_sort(df) : run_groupby(df);
   const double seconds = seconds_since(start);
   const long hwm_kb = status_kb("VmHWM");
   const long rss_after_kb = status_kb("VmRSS");
-  if (result.num_rows() != num_keys) fail("memory: groupby gave " + std::to_string(result.num_rows()) + " groups");
+  const std::size_t want_rows = of == "sort" ? rows : num_keys;
+  if (result.num_rows() != want_rows) fail("memory: " + of + " gave " + std::to_string(result.num_rows()) + " rows");
   const double raw_kb = static_cast<double>(raw_bytes) / 1024.0;
   std::printf(
-      "RESULT system=dx op=memory rows=%zu raw_bytes=%zu rss_built_kb=%ld hwm_reset=%d hwm_before_kb=%ld "
+      "RESULT system=dx op=%s rows=%zu raw_bytes=%zu rss_built_kb=%ld hwm_reset=%d hwm_before_kb=%ld "
       "hwm_kb=%ld rss_after_kb=%ld hwm_built_kb=%ld extra_over_raw=%.4f peak_over_raw=%.4f seconds=%.4f\n",
-      rows, raw_bytes, rss_built_kb, reset ? 1 : 0, hwm_before_kb, hwm_kb, rss_after_kb, hwm_built_kb,
-      static_cast<double>(hwm_kb - rss_built_kb) / raw_kb, static_cast<double>(hwm_kb) / raw_kb, seconds);
+      of == "sort" ? "memory_sort" : "memory", rows, raw_bytes, rss_built_kb, reset ? 1 : 0, hwm_before_kb, hwm_kb,
+      rss_after_kb, hwm_built_kb, static_cast<double>(hwm_kb - rss_built_kb) / raw_kb,
+      static_cast<double>(hwm_kb) / raw_kb, seconds);
   return 0;
 }
 
@@ -310,7 +314,7 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: %s groupby|filter_mean|sort|read_csv DATA_DIR [reps=3]\n"
-                 "       %s memory DATA_DIR\n",
+                 "       %s memory DATA_DIR [groupby|sort]\n",
                  argv[0], argv[0]);
     return 2;
   }
@@ -318,7 +322,7 @@ int main(int argc, char** argv) {
   const std::string dir = argv[2];
   const int reps = argc > 3 ? std::atoi(argv[3]) : 3;
   try {
-    if (op == "memory") return memory_mode(dir);
+    if (op == "memory") return memory_mode(dir, argc > 3 ? argv[3] : "groupby");
     return timed_mode(op, dir, std::max(reps, 1));
   } catch (const std::exception& e) {
     fail(std::string(op) + ": " + e.what());

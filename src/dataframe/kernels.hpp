@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,6 +19,12 @@
 namespace dx::detail::df {
 
 using schema_t = std::vector<std::pair<std::string, column_type>>;
+
+/// How a kernel may spread its work over threads: run(chunks, fn) calls fn(0) ... fn(chunks - 1),
+/// in any order and possibly at once, and returns when every call has returned. Kernels cut their
+/// work into many more chunks than threads, so a thread that the machine deschedules delays the
+/// others by one chunk at most. Empty: everything on the calling thread.
+using parallel_runner = std::function<void(std::size_t chunks, const std::function<void(std::size_t)>& fn)>;
 
 schema_t schema_of(const table& t);
 /// A table with the given schema and no rows.
@@ -223,8 +230,10 @@ table sort_boundaries(std::span<const table> samples, const sort_spec& spec, std
 /// Splits `part` into boundaries.num_rows() + 1 pieces: piece j has the rows whose keys sort after
 /// boundary j-1 and not after boundary j (nulls with the largest keys).
 std::vector<table> range_split(const table& part, const sort_spec& spec, const table& boundaries);
-/// The pieces (in partition order) concatenated and stably sorted.
-table sort_table(std::span<const table> pieces, const sort_spec& spec);
+/// The pieces (in partition order) concatenated and stably sorted. A single fixed-width key is
+/// sorted by a most-significant-digit radix pass over all rows (spread over `run`) and then by
+/// each bucket on its own, holding 12 bytes per row besides the input and the output.
+table sort_table(std::span<const table> pieces, const sort_spec& spec, const parallel_runner& run = {});
 
 /// Splits rows into `buckets` by the hash of `keys` (equal keys, nulls included, land together).
 std::vector<table> hash_split(const table& t, const std::vector<std::string>& keys, std::size_t buckets);

@@ -271,7 +271,8 @@ std::vector<table> split_by_position(const table& t, const table& counts, std::s
 
 }  // namespace
 
-bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs) {
+bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs,
+                const df::parallel_runner& run) {
   bundle out;
   std::vector<table> in;
   in.reserve(inputs.size());
@@ -315,7 +316,7 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
       t = df::sort_boundaries(in, spec.sort, static_cast<std::size_t>(spec.count));
       break;
     case H::sort:
-      t = df::sort_table(in, spec.sort);
+      t = df::sort_table(in, spec.sort, run);
       break;
     case H::join: {
       const std::size_t nl = spec.left_inputs;
@@ -350,6 +351,7 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
         const std::size_t b = rows * i / n, e = rows * (i + 1) / n;
         out.pieces.push_back(t.slice(b, e - b));
       }
+      if (n > 1) out.whole = std::move(t);
       break;
     }
     case S::with_sample: {
@@ -380,6 +382,15 @@ namespace {
 using node = df_node;
 using H = task_spec::head_kind;
 using S = task_spec::split_kind;
+
+// Whether a sort node sorts by a single int64, float64, bool or timestamp column.
+bool one_fixed_width_key(const node& n) {
+  if (n.sort.by.size() != 1) return false;
+  for (const auto& [name, type] : n.schema) {
+    if (name == n.sort.by[0]) return type != column_type::string;
+  }
+  return false;
+}
 
 std::size_t estimated_bytes(const node& n) {
   switch (n.k) {
@@ -672,6 +683,17 @@ class lowerer {
       case node::kind::sort: {
         const std::vector<input_ref> in = lower(n->inputs[0].get());
         const std::size_t parts = in.size();
+        if (options_.one_process && in.size() <= options_.max_inputs && one_fixed_width_key(*n)) {
+          task_spec sorter;
+          sorter.head = H::sort;
+          sorter.sort = n->sort;
+          sorter.inputs = in;
+          sorter.split = S::even;
+          sorter.count = parts;
+          const std::uint32_t t = add(std::move(sorter));
+          for (std::size_t j = 0; j < parts; ++j) out.push_back({t, static_cast<std::uint32_t>(j)});
+          return out;
+        }
         std::vector<std::uint32_t> sampled;
         for (const input_ref& ref : in) {
           const std::uint32_t t = extendable(ref, exclusive_input(n));

@@ -169,6 +169,9 @@ struct task_spec {
 struct bundle {
   std::vector<table> pieces;
   std::map<std::uint32_t, std::uint64_t> skipped_rows;  // by CSV task, including upstream ones
+  /// After an even split, the table the pieces are slices of, so that a caller wanting all pieces
+  /// in order takes it instead of copying them together. Not sent between processes.
+  table whole;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned) {
@@ -187,6 +190,10 @@ struct lowering_options {
   std::size_t max_inputs = 8;
   /// Insert tasks that pick one piece of a multi-piece result, so a consumer fetches only it.
   bool pick_pieces = false;
+  /// Every task runs in this process and may spread its work over the local threads: a sort by
+  /// one fixed-width key becomes one task over all partitions, whose output is cut into slices,
+  /// instead of a sample sort that moves every row between partitions.
+  bool one_process = false;
 };
 
 /// Lowers `node`; every column of its output is computed.
@@ -195,8 +202,10 @@ physical_plan lower(const node_ptr& node, const lowering_options& options);
 std::string describe_plan(const physical_plan& plan);
 /// The kind a task is learned and shown as on a cluster: "dx.dataframe.read_csv+partial_agg".
 std::string task_kind(const task_spec& t);
-/// Runs one task on its inputs (in the order of spec.inputs).
-bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs);
+/// Runs one task on its inputs (in the order of spec.inputs); kernels that can spread their work
+/// do so over `run`.
+bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs,
+                const df::parallel_runner& run = {});
 
 /// Applies the steps to one partition.
 table apply_steps(table t, const std::vector<df_step>& steps);

@@ -284,6 +284,61 @@ TEST_CASE("sort_values orders by several columns, nulls last, stable", "[datafra
   for (std::size_t i = 0; i < order.size(); ++i) REQUIRE(s["id"].int64_at(i) == static_cast<std::int64_t>(order[i]));
 }
 
+TEST_CASE("sort_values by one fixed-width column is one task over all partitions, cut into slices",
+          "[dataframe][sort]") {
+  dx::cluster cl{dx::options{}.threads(2)};
+  const std::size_t rows = 90000;
+  std::mt19937_64 rng(4);
+  std::vector<std::int64_t> ids(rows);
+  std::vector<std::optional<double>> values(rows);
+  std::vector<std::optional<std::string>> names(rows);
+  for (std::size_t i = 0; i < rows; ++i) {
+    ids[i] = static_cast<std::int64_t>(i);
+    if (rng() % 20 != 0) values[i] = static_cast<double>(rng() % 500) / 4.0 - 30.0;  // ties and negatives
+    if (rng() % 7 != 0) names[i] = "n" + std::to_string(rng() % 100);
+  }
+  const dx::table t{{"id", dx::column(ids)}, {"value", dx::column(values)}, {"name", dx::column(names)}};
+  for (std::size_t partitions : {1, 3, 8, 11}) {
+    auto df = dx::dataframe::from_table(cl, t, partitions);
+    for (bool ascending : {true, false}) {
+      INFO(partitions << " partitions, " << (ascending ? "ascending" : "descending"));
+      std::vector<std::int64_t> order(ids);
+      std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+        const auto& x = values[static_cast<std::size_t>(a)];
+        const auto& y = values[static_cast<std::size_t>(b)];
+        if (!x || !y) return x.has_value() && !y.has_value();
+        return ascending ? *x < *y : *x > *y;
+      });
+      const dx::dataframe sorted = df.sort_values({"value"}, ascending);
+      const dx::table got = sorted.compute();
+      std::vector<std::optional<double>> want_values;
+      std::vector<std::optional<std::string>> want_names;
+      for (std::int64_t r : order) {
+        want_values.push_back(values[static_cast<std::size_t>(r)]);
+        want_names.push_back(names[static_cast<std::size_t>(r)]);
+      }
+      REQUIRE(got == dx::table{{"id", dx::column(order)},
+                               {"value", dx::column(want_values)},
+                               {"name", dx::column(want_names)}});
+      CHECK(sorted.num_partitions() == partitions);
+      CHECK(sorted.head(7) == got.head(7));
+      CHECK(sorted.count_rows() == rows);
+      const std::string plan = sorted.explain();
+      if (partitions <= 8) {
+        CHECK(plan.find("sort_boundaries") == std::string::npos);
+        CHECK(plan.find(": sort <-") != std::string::npos);
+        CHECK(plan.find("| split " + std::to_string(partitions)) != std::string::npos);
+      } else {
+        CHECK(plan.find("sort_boundaries") != std::string::npos);  // more inputs than one task takes
+      }
+    }
+  }
+  // Sorting by a string column, or by two columns, keeps the sample sort over the partitions.
+  auto df = dx::dataframe::from_table(cl, t, 4);
+  CHECK(df.sort_values({"name"}).explain().find("sort_boundaries") != std::string::npos);
+  CHECK(df.sort_values({"value", "id"}).explain().find("sort_boundaries") != std::string::npos);
+}
+
 TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
   dx::cluster cl;
   const dx::table left = sample_table(200);

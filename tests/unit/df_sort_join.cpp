@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -313,6 +314,75 @@ TEST_CASE("ascending flags: one for all, or none meaning ascending", "[df][sort]
   REQUIRE(sort_table(one, {{"i", "s"}, {}}) == sort_table(one, {{"i", "s"}, {true, true}}));
   REQUIRE_THROWS_AS(sort_table(one, {{"i", "s", "f"}, {true, false}}), dx::dataframe_error);
   REQUIRE_THROWS_WITH(sort_table(one, {{"nope"}, {true}}), Catch::Contains("nope"));
+}
+
+// Runs the chunks on three threads, each taking them from the end backwards, so that a kernel
+// relying on chunk order or on one thread doing them all fails.
+const parallel_runner three_threads = [](std::size_t chunks, const std::function<void(std::size_t)>& fn) {
+  std::atomic<std::size_t> left{chunks};
+  auto work = [&] {
+    for (std::size_t n; (n = left.fetch_sub(1)) > 0 && n <= chunks;) fn(n - 1);
+  };
+  std::thread a(work), b(work);
+  work();
+  a.join();
+  b.join();
+};
+
+TEST_CASE("one-key sorts over many chunks and pieces, on several threads, equal one stable sort", "[df][sort]") {
+  // 150,000 rows: several 65,536-row chunks. Uniform doubles crowd into few top digits (their
+  // exponents), so buckets are uneven and sorted over more than one level.
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const std::size_t rows = 150000;
+  const table base = random_table(rows, 98);
+  std::vector<std::optional<double>> u(rows);
+  std::vector<std::int64_t> few(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    if (rng() % 50 != 0) u[r] = uniform(rng);
+    few[r] = static_cast<std::int64_t>(rng() % 1000);
+  }
+  std::vector<std::string> names = base.column_names();
+  std::vector<column> cols(base.columns().begin(), base.columns().end());
+  names.push_back("u");
+  cols.push_back(column(u));
+  names.push_back("k");
+  cols.push_back(column(few));
+  const table t(names, cols);
+  std::vector<table> eight;
+  for (std::size_t p = 0; p < 8; ++p) eight.push_back(t.slice(p * rows / 8, (p + 1) * rows / 8 - p * rows / 8));
+  eight.insert(eight.begin() + 3, t.slice(0, 0));
+  const std::vector<table> many = random_partitions(t, 5);  // more than 8 pieces: concatenated first
+  REQUIRE(many.size() > 8);
+  for (const std::string key : {"u", "k", "i", "f", "b", "t"}) {
+    for (bool ascending : {true, false}) {
+      const sort_spec spec{{key}, {ascending}};
+      INFO(key << (ascending ? " ascending" : " descending"));
+      const std::vector<std::int64_t> expected = ref_sorted_rows(t, spec);
+      const table want = take(t, expected);
+      REQUIRE(sort_table(std::vector<table>{t}, spec, three_threads) == want);
+      REQUIRE(sort_table(eight, spec, three_threads) == want);
+      REQUIRE(sort_table(many, spec, three_threads) == want);
+      REQUIRE(sort_table(eight, spec) == want);
+    }
+  }
+}
+
+TEST_CASE("one-key sorts of empty, all-missing and one-valued inputs", "[df][sort]") {
+  const table empty{{"id", column(std::vector<std::int64_t>{})}, {"f", column(std::vector<double>{})}};
+  REQUIRE(sort_table(std::vector<table>{empty, empty}, {{"f"}, {true}}, three_threads) == empty);
+  std::vector<std::optional<double>> missing(70000);
+  std::vector<std::int64_t> ids(70000), same(70000, 42);
+  for (std::size_t r = 0; r < ids.size(); ++r) {
+    ids[r] = static_cast<std::int64_t>(r);
+    if (r % 2 == 0) missing[r] = std::nan("");
+  }
+  const table t{{"id", column(ids)}, {"f", column(missing)}, {"same", column(same)}};
+  const std::vector<table> halves{t.slice(0, 30000), t.slice(30000, 40000)};
+  for (bool ascending : {true, false}) {
+    REQUIRE(ids_of(sort_table(halves, {{"f"}, {ascending}}, three_threads)) == ids);
+    REQUIRE(ids_of(sort_table(halves, {{"same"}, {ascending}}, three_threads)) == ids);
+  }
 }
 
 TEST_CASE("sample, boundaries, range_split and per-range sort equal one stable sort", "[df][sort]") {
