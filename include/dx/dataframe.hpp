@@ -278,6 +278,15 @@ class DX_API dataframe {
   dataframe sort_values(std::vector<std::string> by, bool ascending = true) const;
   /// Thread-safe; does not block.
   dataframe sort_values(std::vector<std::string> by, std::vector<bool> ascending) const;
+  /// The `n` rows with the largest values of `columns` (compared in that order), largest first:
+  /// the first n rows of sort_values(columns, false), so missing values (nulls, NaN) come only
+  /// after every value and equal keys keep their order (pandas' keep="first"). Each partition
+  /// keeps its best n rows in one pass and one task merges those: the other rows are never
+  /// sorted or moved. The result is one partition. Thread-safe; does not block.
+  dataframe nlargest(std::size_t n, std::vector<std::string> columns) const;
+  /// The `n` rows with the smallest values of `columns`, smallest first; otherwise as nlargest.
+  /// Thread-safe; does not block.
+  dataframe nsmallest(std::size_t n, std::vector<std::string> columns) const;
   /// Rows of this dataframe matched with `right` on equal values of `on` (same names on both
   /// sides) or of `left_on` / `right_on`. Null keys never match. Other columns present on both
   /// sides get the suffixes "_x" and "_y". The small side is broadcast; otherwise both are
@@ -310,7 +319,8 @@ class DX_API dataframe {
   /// Runs the plan and gathers the result.
   /// Thread-safe; blocks until the plan has run.
   table compute() const;
-  /// The first `n` rows, computing only the partitions needed for them.
+  /// The first `n` rows, computing only the partitions needed for them; of a sort_values, only
+  /// each partition's first n rows are kept and merged (as nlargest does), never the whole sort.
   /// Thread-safe; blocks until those partitions have run.
   table head(std::size_t n = 10) const;
   /// The number of rows.

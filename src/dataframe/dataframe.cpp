@@ -518,6 +518,32 @@ dataframe dataframe::sort_values(std::vector<std::string> by, std::vector<bool> 
   return dataframe(*cluster_, std::move(n));
 }
 
+namespace {
+
+dataframe first_sorted(const dataframe& df, std::size_t n, std::vector<std::string> columns, bool ascending) {
+  if (n == 0) {
+    df_step s;
+    s.k = df_step::kind::head;
+    s.count = 0;
+    (void)df.sort_values(std::move(columns), ascending);  // checks the columns
+    return detail::with_step(df, std::move(s));
+  }
+  auto sorted = std::make_shared<df_node>(*df.sort_values(std::move(columns), ascending).node());
+  sorted->limit = n;
+  sorted->partitions = 1;
+  return detail::df_access::make(df.owner(), std::move(sorted));
+}
+
+}  // namespace
+
+dataframe dataframe::nlargest(std::size_t n, std::vector<std::string> columns) const {
+  return first_sorted(*this, n, std::move(columns), false);
+}
+
+dataframe dataframe::nsmallest(std::size_t n, std::vector<std::string> columns) const {
+  return first_sorted(*this, n, std::move(columns), true);
+}
+
 dataframe dataframe::join(const dataframe& right, const std::vector<std::string>& on, join_kind how,
                           join_strategy strategy) const {
   return join(right, on, on, how, strategy);
@@ -600,6 +626,12 @@ table dataframe::compute() const {
 }
 
 table dataframe::head(std::size_t n) const {
+  if (node_->k == df_node::kind::sort && (node_->limit == 0 || node_->limit > n) && n > 0) {
+    auto first = std::make_shared<df_node>(*node_);
+    first->limit = n;
+    first->partitions = 1;
+    return dataframe(*cluster_, std::move(first)).compute();
+  }
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), true);
   std::vector<table> got;
   std::size_t rows = 0;

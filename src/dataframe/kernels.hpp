@@ -235,6 +235,10 @@ std::vector<table> range_split(const table& part, const sort_spec& spec, const t
 /// each bucket on its own, holding 12 bytes per row besides the input and the output.
 table sort_table(std::span<const table> pieces, const sort_spec& spec, const parallel_runner& run = {});
 
+/// The first `k` rows of sort_table({part}, spec), found without sorting the rest: one pass that
+/// keeps the best k seen so far.
+table top_rows(const table& part, const sort_spec& spec, std::size_t k);
+
 /// Splits rows into `buckets` by the hash of `keys` (equal keys, nulls included, land together).
 std::vector<table> hash_split(const table& t, const std::vector<std::string>& keys, std::size_t buckets);
 

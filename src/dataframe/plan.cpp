@@ -123,6 +123,7 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
         break;
       case df_step::kind::distinct:
       case df_step::kind::head:
+      case df_step::kind::top:
         break;
       case df_step::kind::row_count:
         schema = {{"rows", column_type::int64}};
@@ -228,6 +229,9 @@ table apply_steps(table t, const std::vector<df_step>& steps) {
         break;
       case df_step::kind::head:
         t = t.head(static_cast<std::size_t>(s.count));
+        break;
+      case df_step::kind::top:
+        t = df::top_rows(t, s.sort, static_cast<std::size_t>(s.count));
         break;
     }
   }
@@ -683,6 +687,31 @@ class lowerer {
       case node::kind::sort: {
         const std::vector<input_ref> in = lower(n->inputs[0].get());
         const std::size_t parts = in.size();
+        if (n->limit > 0) {
+          // The first rows of a sort: each partition keeps its best `limit` rows, and one task
+          // sorts the candidates (in partition order, so ties keep their order) and cuts them.
+          df_step top;
+          top.k = df_step::kind::top;
+          top.sort = n->sort;
+          top.count = n->limit;
+          std::vector<input_ref> candidates;
+          for (const input_ref& ref : in) {
+            const std::uint32_t t = extendable(ref, exclusive_input(n));
+            plan_.tasks[t].steps.push_back(top);
+            candidates.push_back({t, 0});
+          }
+          task_spec merge;
+          merge.head = H::sort;
+          merge.sort = n->sort;
+          df_step head;
+          head.k = df_step::kind::head;
+          head.count = n->limit;
+          merge.steps.push_back(head);
+          task_spec middle;
+          middle.steps.push_back(top);
+          out.push_back({reduce(std::move(candidates), merge, H::concat, middle), 0});
+          return out;
+        }
         if (options_.one_process && in.size() <= options_.max_inputs && one_fixed_width_key(*n)) {
           task_spec sorter;
           sorter.head = H::sort;
@@ -955,6 +984,14 @@ std::string step_text(const df_step& s) {
       return "row_count";
     case df_step::kind::head:
       return fmt::format("head {}", s.count);
+    case df_step::kind::top: {
+      std::vector<std::string> keys;
+      for (std::size_t i = 0; i < s.sort.by.size(); ++i) {
+        const bool ascending = i < s.sort.ascending.size() ? s.sort.ascending[i] : true;
+        keys.push_back(s.sort.by[i] + (ascending ? " asc" : " desc"));
+      }
+      return fmt::format("top {} by {}", s.count, fmt::join(keys, ","));
+    }
   }
   return "?";
 }
@@ -975,6 +1012,9 @@ std::string task_kind(const task_spec& t) {
       case df_step::kind::finalize_agg:
       case df_step::kind::distinct:
         kind += fmt::format("+{}", step_text(s));
+        break;
+      case df_step::kind::top:
+        kind += "+top";
         break;
       default:
         break;

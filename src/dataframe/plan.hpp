@@ -31,6 +31,7 @@ struct df_step {
     distinct,      // distinct_rows(subset) of this partition
     row_count,     // one row: "rows"
     head,          // the first `count` rows
+    top,           // the first `count` rows as sorted by `sort`
   };
   kind k = kind::filter;
   expr_ptr condition;
@@ -38,11 +39,12 @@ struct df_step {
   std::vector<std::string> columns;
   std::map<std::string, std::string> renames;
   df::agg_spec agg;
+  df::sort_spec sort;
   std::uint64_t count = 0;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned) {
-    ar& k& name& columns& renames& agg& count;
+    ar& k& name& columns& renames& agg& sort& count;
     bool has = condition != nullptr;
     ar& has;
     if constexpr (Archive::is_saving::value) {
@@ -85,6 +87,7 @@ struct df_node {
   df::agg_spec agg;                                   // aggregate
   std::size_t split_out = 1;                          // aggregate: output partitions (1: tree combine)
   df::sort_spec sort;                                 // sort
+  std::size_t limit = 0;                              // sort: only the first `limit` rows (0: all)
   df::join_spec join;                                 // join
   join_strategy strategy = join_strategy::automatic;  // join
   std::vector<std::string> subset;                    // distinct

@@ -1057,6 +1057,63 @@ table sort_table(std::span<const table> pieces, const sort_spec& spec, const par
   return sort_as(std::uint64_t{0});
 }
 
+table top_rows(const table& part, const sort_spec& spec, std::size_t k) {
+  const std::size_t n = part.num_rows();
+  if (k >= n) return sort_table(std::span<const table>(&part, 1), spec);
+  if (k == 0) return part.slice(0, 0);
+  const std::vector<bool> ascending = directions(spec);
+  const std::vector<key_column> keys = key_columns(part, column_indices(part, spec.by), ascending);
+  // A max-heap of the best k rows so far: its top is the worst of them, and a row enters only by
+  // sorting before it. Ties go by row number, so the result is that of a stable sort.
+  std::vector<std::int64_t> rows;
+  if (keys.size() == 1 && keys[0].numeric()) {
+    struct candidate {
+      std::uint64_t missing;
+      std::uint64_t key;
+      std::uint64_t row;
+      bool operator<(const candidate& o) const noexcept {
+        return missing != o.missing ? missing < o.missing : key != o.key ? key < o.key : row < o.row;
+      }
+    };
+    const key_column& kc = keys[0];
+    std::vector<candidate> heap;
+    heap.reserve(k);
+    for (std::size_t r = 0; r < n; ++r) {
+      const bool miss = kc.missing(r);
+      const candidate c{miss ? 1u : 0u, miss ? 0 : kc.encode(r), r};
+      if (heap.size() < k) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end());
+      } else if (c < heap.front()) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = c;
+        std::push_heap(heap.begin(), heap.end());
+      }
+    }
+    std::sort_heap(heap.begin(), heap.end());
+    for (const candidate& c : heap) rows.push_back(static_cast<std::int64_t>(c.row));
+  } else {
+    auto before = [&](std::int64_t a, std::int64_t b) {
+      const int c = compare_rows(keys, static_cast<std::size_t>(a), keys, static_cast<std::size_t>(b));
+      return c != 0 ? c < 0 : a < b;
+    };
+    rows.reserve(k);
+    for (std::size_t r = 0; r < n; ++r) {
+      const auto row = static_cast<std::int64_t>(r);
+      if (rows.size() < k) {
+        rows.push_back(row);
+        std::push_heap(rows.begin(), rows.end(), before);
+      } else if (before(row, rows.front())) {
+        std::pop_heap(rows.begin(), rows.end(), before);
+        rows.back() = row;
+        std::push_heap(rows.begin(), rows.end(), before);
+      }
+    }
+    std::sort_heap(rows.begin(), rows.end(), before);
+  }
+  return take(part, rows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shuffling
 

@@ -339,6 +339,33 @@ TEST_CASE("sort_values by one fixed-width column is one task over all partitions
   CHECK(df.sort_values({"value", "id"}).explain().find("sort_boundaries") != std::string::npos);
 }
 
+TEST_CASE("nlargest, nsmallest and head of a sort keep each partition's best rows and merge them",
+          "[dataframe][sort][top]") {
+  dx::cluster cl{dx::options{}.threads(2)};
+  const dx::table t = sample_table(5000);
+  for (std::size_t partitions : {1, 4, 13}) {
+    auto df = dx::dataframe::from_table(cl, t, partitions);
+    for (std::size_t n : {0, 1, 5, 100, 4999, 5000, 6000}) {
+      INFO(partitions << " partitions, n " << n);
+      const dx::table by_value_desc = df.sort_values({"value"}, false).compute();
+      const dx::table by_key_value = df.sort_values({"key", "value"}, {true, false}).compute();
+      CHECK(df.nlargest(n, {"value"}).compute() == by_value_desc.head(n));
+      CHECK(df.nsmallest(n, {"value"}).compute() == df.sort_values({"value"}).compute().head(n));
+      CHECK(df.sort_values({"value"}, false).head(n) == by_value_desc.head(n));
+      CHECK(df.sort_values({"key", "value"}, {true, false}).head(n) == by_key_value.head(n));
+      CHECK(df.nsmallest(n, {"name"}).compute() == df.sort_values({"name"}).compute().head(n));
+    }
+  }
+  auto df = dx::dataframe::from_table(cl, t, 4);
+  const dx::dataframe top = df.filter(df["value"] > 10.0).nlargest(5, {"value"});
+  CHECK(top.num_partitions() == 1);
+  const std::string plan = top.explain();
+  CHECK(plan.find("top 5 by value desc") != std::string::npos);
+  CHECK(plan.find("sort_boundaries") == std::string::npos);
+  CHECK(df.sort_values({"value"}).explain().find("top") == std::string::npos);  // no head: a whole sort
+  CHECK(error_of([&] { (void)df.nlargest(3, {"nope"}); }).find("nope") != std::string::npos);
+}
+
 TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
   dx::cluster cl;
   const dx::table left = sample_table(200);

@@ -385,6 +385,24 @@ TEST_CASE("one-key sorts of empty, all-missing and one-valued inputs", "[df][sor
   }
 }
 
+TEST_CASE("top_rows gives the first k rows of the stable sort, for every key type and k", "[df][sort][top]") {
+  for (std::size_t rows : {0, 1, 7, 500, 3000}) {
+    const table t = random_table(rows, 31 + rows);
+    for (const sort_spec& spec : specs) {
+      const table sorted = take(t, ref_sorted_rows(t, spec));
+      for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{5}, rows / 2, rows, rows + 3}) {
+        INFO(rows << " rows, k " << k << ", by " << spec_name(spec));
+        REQUIRE(top_rows(t, spec, k) == sorted.head(k));
+      }
+    }
+  }
+  // Many ties: the first k in row order among equal keys.
+  std::vector<std::int64_t> ids(1000), same(1000, 3);
+  std::iota(ids.begin(), ids.end(), 0);
+  const table t{{"id", column(ids)}, {"k", column(same)}};
+  REQUIRE(ids_of(top_rows(t, {{"k"}, {false}}, 4)) == std::vector<std::int64_t>{0, 1, 2, 3});
+}
+
 TEST_CASE("sample, boundaries, range_split and per-range sort equal one stable sort", "[df][sort]") {
   for (std::uint64_t seed : {21, 22, 23}) {
     const table t = random_table(3000, seed);
