@@ -128,7 +128,10 @@ struct aggregation {
   std::string as;
 };
 
-enum class join_kind : std::uint8_t { inner, left };
+/// inner: the matching pairs. left: also each unmatched left row once, with nulls on the right.
+/// semi: each left row that has a match, once, with the left columns only. anti: each left row
+/// without a match (null keys never match, so those rows are kept), left columns only.
+enum class join_kind : std::uint8_t { inner, left, semi, anti };
 /// How join moves rows: automatic broadcasts the right side when it is one partition or small
 /// (under 32 MB by its estimate), else shuffles both sides by key hash.
 enum class join_strategy : std::uint8_t { automatic, broadcast, shuffle };

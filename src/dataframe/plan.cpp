@@ -525,6 +525,12 @@ class lowerer {
       }
       case node::kind::repartition:
         return need;
+      case node::kind::join:
+        if (&in == n.inputs[1].get() && (n.join.how == join_kind::semi || n.join.how == join_kind::anti)) {
+          // A semi or anti join reads only the keys of its right side.
+          return std::set<std::string>(n.join.right_on.begin(), n.join.right_on.end());
+        }
+        return all_of(in);
       case node::kind::row_count:
         return {};
       case node::kind::describe: {

@@ -86,6 +86,8 @@ class key_column {
     return ascending_ ? u : ~u;
   }
 
+  double double_at(std::size_t row) const noexcept { return doubles_[row]; }
+
   // The value whose encode() is `u`, as the column stores it (int64_t, double or uint8_t).
   template <class T>
   T decode(std::uint64_t u) const noexcept {
@@ -536,16 +538,6 @@ void run_chunks(const parallel_runner& run, std::size_t chunks, const std::funct
   for (std::size_t i = 0; i < chunks; ++i) fn(i);
 }
 
-void advise_huge_pages([[maybe_unused]] void* data, [[maybe_unused]] std::size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
-  if (bytes < 2 * huge) return;
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
-
 // An array left uninitialized, so that its pages are first touched where it is filled.
 template <class T>
 std::unique_ptr<T[]> uninitialized_array(std::size_t n) {
@@ -879,6 +871,12 @@ join_plan plan_join(const schema_t& left, const schema_t& right, const join_spec
     plan.right_keys.push_back(r);
     if (spec.left_on[k] == spec.right_on[k]) plan.keep_right[r] = 0;
   }
+  if (spec.how == join_kind::semi || spec.how == join_kind::anti) {
+    // Only the left side's columns come out, under their own names.
+    for (const auto& [n, t] : left) plan.names.push_back(n);
+    plan.keep_right.assign(right.size(), 0);
+    return plan;
+  }
   std::unordered_set<std::string> left_names, right_names;
   for (const auto& [n, t] : left) left_names.insert(n);
   for (std::size_t i = 0; i < right.size(); ++i) {
@@ -1140,8 +1138,124 @@ schema_t join_schema(const schema_t& left, const schema_t& right, const join_spe
   return out;
 }
 
+namespace {
+
+// A fixed-width key as the join table holds it: equal values (non-missing) give equal words.
+// -0.0 becomes 0.0 so that it matches 0.0, as == says.
+std::uint64_t join_word(const key_column& k, std::size_t row) noexcept {
+  switch (k.type()) {
+    case column_type::float64: {
+      const double d = k.double_at(row);
+      return std::bit_cast<std::uint64_t>(d == 0 ? 0.0 : d);
+    }
+    default:
+      return k.encode(row);
+  }
+}
+
+inline std::uint64_t join_hash(std::uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// The joined table from the rows of each side (a negative right row: nulls), the left columns
+// kept as they are when `left_whole`.
+table assemble_join(const table& left, const table& right, const join_plan& plan,
+                    const std::vector<std::int64_t>* lrows, const std::vector<std::int64_t>* rrows) {
+  std::vector<column> cols;
+  for (std::size_t c = 0; c < left.num_columns(); ++c)
+    cols.push_back(lrows ? take(left.column_at(c), *lrows) : left.column_at(c));
+  if (rrows) {
+    for (std::size_t c = 0; c < right.num_columns(); ++c) {
+      if (plan.keep_right[c]) cols.push_back(take(right.column_at(c), *rrows));
+    }
+  }
+  return table(plan.names, std::move(cols));
+}
+
+// One fixed-width key pair. An open-addressing table of the right side's distinct keys, each
+// with its rows in right order (first[slot], then next[row]); the probe walks the left rows
+// once. Empty optional: the right side has more rows than a 32-bit row number holds.
+std::optional<table> join_one_fixed_key(const table& left, const table& right, const join_plan& plan,
+                                        const join_spec& spec) {
+  const std::size_t nl = left.num_rows(), nr = right.num_rows();
+  if (nr >= std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+  const key_column lk(left.column_at(plan.left_keys[0]), true);
+  const key_column rk(right.column_at(plan.right_keys[0]), true);
+  constexpr std::uint32_t none = std::numeric_limits<std::uint32_t>::max();
+  const std::size_t slots = std::bit_ceil(std::max<std::size_t>(16, 2 * nr));
+  const std::uint64_t mask = slots - 1;
+  std::vector<std::uint64_t> slot_word(slots);
+  std::vector<std::uint32_t> slot_first(slots, none), slot_last(slots, none), next(nr, none);
+  bool distinct = true;
+  for (std::size_t r = 0; r < nr; ++r) {
+    if (rk.missing(r)) continue;
+    const std::uint64_t w = join_word(rk, r);
+    std::uint64_t s = join_hash(w) & mask;
+    while (slot_first[s] != none && slot_word[s] != w) s = (s + 1) & mask;
+    if (slot_first[s] == none) {
+      slot_word[s] = w;
+      slot_first[s] = static_cast<std::uint32_t>(r);
+    } else {
+      next[slot_last[s]] = static_cast<std::uint32_t>(r);
+      distinct = false;
+    }
+    slot_last[s] = static_cast<std::uint32_t>(r);
+  }
+  std::vector<std::uint32_t>().swap(slot_last);
+  auto probe = [&](std::size_t l) -> std::uint32_t {
+    if (lk.missing(l)) return none;
+    const std::uint64_t w = join_word(lk, l);
+    for (std::uint64_t s = join_hash(w) & mask;; s = (s + 1) & mask) {
+      if (slot_first[s] == none) return none;
+      if (slot_word[s] == w) return slot_first[s];
+    }
+  };
+  const join_kind how = spec.how;
+  if (how == join_kind::semi || how == join_kind::anti || distinct) {
+    // At most one output row per left row.
+    std::vector<std::int64_t> lrows, rrows;
+    reserve_large(lrows, nl);
+    if (how == join_kind::inner || how == join_kind::left) reserve_large(rrows, nl);
+    for (std::size_t l = 0; l < nl; ++l) {
+      const std::uint32_t r = probe(l);
+      const bool keep = how == join_kind::anti ? r == none : (r != none || how == join_kind::left);
+      if (!keep) continue;
+      lrows.push_back(static_cast<std::int64_t>(l));
+      if (how == join_kind::inner || how == join_kind::left)
+        rrows.push_back(r == none ? -1 : static_cast<std::int64_t>(r));
+    }
+    const bool left_whole = lrows.size() == nl;
+    if (left_whole) std::vector<std::int64_t>().swap(lrows);
+    return assemble_join(left, right, plan, left_whole ? nullptr : &lrows,
+                         how == join_kind::inner || how == join_kind::left ? &rrows : nullptr);
+  }
+  std::vector<std::int64_t> lrows, rrows;
+  reserve_large(lrows, nl);
+  reserve_large(rrows, nl);
+  for (std::size_t l = 0; l < nl; ++l) {
+    std::uint32_t r = probe(l);
+    if (r == none && how == join_kind::left) {
+      lrows.push_back(static_cast<std::int64_t>(l));
+      rrows.push_back(-1);
+    }
+    for (; r != none; r = next[r]) {
+      lrows.push_back(static_cast<std::int64_t>(l));
+      rrows.push_back(static_cast<std::int64_t>(r));
+    }
+  }
+  return assemble_join(left, right, plan, &lrows, &rrows);
+}
+
+}  // namespace
+
 table hash_join(const table& left, const table& right, const join_spec& spec) {
   const join_plan plan = plan_join(schema_of(left), schema_of(right), spec);
+  if (plan.left_keys.size() == 1 && left.column_at(plan.left_keys[0]).type() != column_type::string) {
+    if (std::optional<table> joined = join_one_fixed_key(left, right, plan, spec)) return *std::move(joined);
+  }
   const std::vector<bool> ascending(plan.left_keys.size(), true);
   const std::vector<key_column> lkeys = key_columns(left, plan.left_keys, ascending);
   const std::vector<key_column> rkeys = key_columns(right, plan.right_keys, ascending);
@@ -1190,6 +1304,16 @@ table hash_join(const table& left, const table& right, const join_spec& spec) {
       lrows.push_back(static_cast<std::int64_t>(l));
       rrows.push_back(-1);
     }
+  }
+  if (spec.how == join_kind::semi || spec.how == join_kind::anti) {
+    // Each left row once: those with a match (semi) or without one (anti).
+    std::vector<std::uint8_t> matched(nl, 0);
+    for (std::int64_t l : lrows) matched[static_cast<std::size_t>(l)] = 1;
+    std::vector<std::int64_t> kept;
+    for (std::size_t l = 0; l < nl; ++l) {
+      if ((matched[l] != 0) == (spec.how == join_kind::semi)) kept.push_back(static_cast<std::int64_t>(l));
+    }
+    return assemble_join(left, right, plan, &kept, nullptr);
   }
 
   const table lt = take(left, lrows);

@@ -366,6 +366,39 @@ TEST_CASE("nlargest, nsmallest and head of a sort keep each partition's best row
   CHECK(error_of([&] { (void)df.nlargest(3, {"nope"}); }).find("nope") != std::string::npos);
 }
 
+TEST_CASE("semi and anti joins keep the left rows with or without a match, broadcast or shuffled",
+          "[dataframe][join]") {
+  dx::cluster cl;
+  const dx::table left = sample_table(300);
+  std::vector<std::optional<std::int64_t>> rkey{0, 1, 1, 3, std::nullopt, 9};
+  const dx::table right{{"key", dx::column(rkey)}, {"other", std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}}};
+  for (auto strategy : {dx::join_strategy::broadcast, dx::join_strategy::shuffle}) {
+    auto l = dx::dataframe::from_table(cl, left, 4);
+    auto r = dx::dataframe::from_table(cl, right, 2);
+    const dx::dataframe semi = l.join(r, {"key"}, dx::join_kind::semi, strategy);
+    const dx::dataframe anti = l.join(r, {"key"}, dx::join_kind::anti, strategy);
+    CHECK(semi.column_names() == left.column_names());
+    const dx::table s = semi.sort_values({"id"}).compute();
+    const dx::table a = anti.sort_values({"id"}).compute();
+    std::vector<std::int64_t> want_semi, want_anti;
+    for (std::size_t i = 0; i < left.num_rows(); ++i) {
+      const dx::column& k = left["key"];
+      const bool match = !k.is_null(i) && (k.int64_at(i) == 0 || k.int64_at(i) == 1 || k.int64_at(i) == 3);
+      (match ? want_semi : want_anti).push_back(static_cast<std::int64_t>(i));
+    }
+    REQUIRE(s.num_rows() == want_semi.size());
+    REQUIRE(a.num_rows() == want_anti.size());
+    for (std::size_t i = 0; i < want_semi.size(); ++i) CHECK(s["id"].int64_at(i) == want_semi[i]);
+    for (std::size_t i = 0; i < want_anti.size(); ++i) CHECK(a["id"].int64_at(i) == want_anti[i]);
+    // Only the right side's keys are read.
+    const std::string plan = semi.explain();
+    INFO(plan);
+    CHECK((plan.find("rows, columns key\n") != std::string::npos ||
+           plan.find("rows, columns key |") != std::string::npos));
+    CHECK(plan.find("columns key,other") == std::string::npos);
+  }
+}
+
 TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
   dx::cluster cl;
   const dx::table left = sample_table(200);

@@ -605,6 +605,99 @@ TEST_CASE("hash_join matches a nested-loop join: inner and left, duplicates, nul
   }
 }
 
+// The left ids a semi (or anti) join keeps: each left row with (without) a match, once, in order.
+static std::vector<std::int64_t> ref_semi_anti(const table& left, const table& right, const join_spec& spec) {
+  const join_spec inner{spec.left_on, spec.right_on, dx::join_kind::inner};
+  std::set<std::int64_t> matched;
+  for (const ref_match& m : ref_join(left, right, inner)) matched.insert(m.left);
+  std::vector<std::int64_t> out;
+  for (std::size_t l = 0; l < left.num_rows(); ++l) {
+    const std::int64_t id = left["lid"].int64_at(l);
+    if (matched.contains(id) == (spec.how == dx::join_kind::semi)) out.push_back(id);
+  }
+  return out;
+}
+
+TEST_CASE("semi and anti joins keep each left row with, or without, a match once", "[df][join]") {
+  for (std::uint64_t seed : {51, 52}) {
+    for (std::size_t right_rows : {0, 1, 150}) {
+      const table left = with_id(random_table(300, seed), "lid");
+      const table right = with_id(random_table(right_rows, seed + 3), "rid");
+      for (const std::vector<std::string>& on : {std::vector<std::string>{"i"}, {"f"}, {"s"}, {"b", "t"}}) {
+        for (dx::join_kind how : {dx::join_kind::semi, dx::join_kind::anti}) {
+          const join_spec spec{on, on, how};
+          INFO("seed " << seed << " right rows " << right_rows << " on " << on.front() << " "
+                       << (how == dx::join_kind::semi ? "semi" : "anti"));
+          const table joined = hash_join(left, right, spec);
+          REQUIRE(joined.column_names() == left.column_names());
+          REQUIRE(ids_of(joined, "lid") == ref_semi_anti(left, right, spec));
+          std::vector<std::int64_t> rows;
+          for (std::int64_t id : ids_of(joined, "lid")) rows.push_back(id);
+          REQUIRE(joined == take(left, rows));  // lid is the row number
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("joins with a dimension of distinct keys, every key type and kind, equal the nested loop", "[df][join]") {
+  std::mt19937_64 rng(61);
+  const std::size_t rows = 5000;
+  // Left: keys from a small range with nulls, NaN and -0.0; the dimension: each key once, some
+  // missing so that some left rows do not match.
+  std::vector<std::optional<std::int64_t>> li(rows);
+  std::vector<std::optional<double>> lf(rows);
+  std::vector<std::optional<dx::timestamp>> lt(rows);
+  std::vector<std::int64_t> lid(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    lid[r] = static_cast<std::int64_t>(r);
+    if (rng() % 20 != 0) li[r] = static_cast<std::int64_t>(rng() % 60) - 10;
+    const int kind = static_cast<int>(rng() % 25);
+    if (kind == 0) {
+      lf[r] = std::nan("");
+    } else if (kind == 1) {
+      lf[r] = -0.0;
+    } else if (kind != 2) {
+      lf[r] = static_cast<double>(static_cast<int>(rng() % 60) - 10) / 2.0;
+    }
+    if (rng() % 20 != 0) lt[r] = dx::timestamp{static_cast<std::int64_t>(rng() % 60) * 1000};
+  }
+  const table left{{"lid", column(lid)}, {"i", column(li)}, {"f", column(lf)}, {"t", column(lt)}};
+  std::vector<std::int64_t> ri, rid;
+  std::vector<double> rf;
+  std::vector<dx::timestamp> rt;
+  std::vector<std::string> label;
+  for (std::int64_t k = -5; k < 40; k += 1) {
+    if (k % 7 == 3) continue;
+    rid.push_back(static_cast<std::int64_t>(rid.size()));
+    ri.push_back(k);
+    rf.push_back(k == 0 ? 0.0 : static_cast<double>(k) / 2.0);
+    rt.push_back(dx::timestamp{k * 1000});
+    label.push_back("r" + std::to_string(k));
+  }
+  const table right{
+      {"rid", column(rid)}, {"i", column(ri)}, {"f", column(rf)}, {"t", column(rt)}, {"label", column(label)}};
+  for (const std::string key : {"i", "f", "t"}) {
+    for (dx::join_kind how : {dx::join_kind::inner, dx::join_kind::left, dx::join_kind::semi, dx::join_kind::anti}) {
+      const join_spec spec{{key}, {key}, how};
+      INFO(key << " kind " << static_cast<int>(how));
+      const table joined = hash_join(left, right, spec);
+      if (how == dx::join_kind::semi || how == dx::join_kind::anti) {
+        REQUIRE(ids_of(joined, "lid") == ref_semi_anti(left, right, spec));
+      } else {
+        REQUIRE(matches_of(joined) == ref_join(left, right, spec));
+        check_join_values(joined, left, right, spec);
+      }
+    }
+  }
+  // Every left row matching: the left columns come out as they are.
+  const table all_match{{"lid", column(std::vector<std::int64_t>{0, 1, 2})},
+                        {"i", column(std::vector<std::int64_t>{1, 2, 1})}};
+  const table joined = hash_join(all_match, right, {{"i"}, {"i"}, dx::join_kind::inner});
+  REQUIRE(joined["lid"] == all_match["lid"]);
+  REQUIRE(joined["label"] == column(std::vector<std::string>{"r1", "r2", "r1"}));
+}
+
 TEST_CASE("join column names follow pandas merge", "[df][join]") {
   const table left{{"k", column(std::vector<std::int64_t>{1, 2, 2, 3})},
                    {"v", column(std::vector<std::string>{"a", "b", "c", "d"})},
