@@ -424,7 +424,10 @@ class lowerer {
  public:
   explicit lowerer(const lowering_options& options) : options_(options) {}
 
-  physical_plan run(const node_ptr& root) {
+  physical_plan run(const node_ptr& original) {
+    std::map<const node*, node_ptr> rewritten;
+    root_ = push_filters(original, rewritten);
+    const node_ptr& root = root_;
     count_parents(root.get());
     required_[root.get()] = all_of(*root);
     propagate_requirements(root.get());
@@ -469,6 +472,85 @@ class lowerer {
         required_[in].insert(mine.begin(), mine.end());
       }
     }
+  }
+
+  // Filters right after a join that read only one side's columns run on that side before the
+  // join instead: on the left side for every kind of join (each output row carries its left
+  // row's values), on the right side only for inner joins (a left join's unmatched rows would
+  // otherwise gain nulls where the filter dropped right rows). Filters are taken from the front
+  // of the row-wise steps, where nothing has changed the join's columns yet.
+  node_ptr push_filters(const node_ptr& n, std::map<const node*, node_ptr>& done) {
+    if (auto it = done.find(n.get()); it != done.end()) return it->second;
+    node_ptr out = n;
+    std::vector<node_ptr> inputs;
+    bool changed = false;
+    for (const auto& in : n->inputs) {
+      inputs.push_back(push_filters(in, done));
+      changed |= inputs.back() != in;
+    }
+    if (changed) {
+      auto copy = std::make_shared<node>(*n);
+      copy->inputs = inputs;
+      out = std::move(copy);
+    }
+    if (out->k == node::kind::rowwise && out->inputs[0]->k == node::kind::join) out = push_into_join(out);
+    done[n.get()] = out;
+    return out;
+  }
+
+  static node_ptr push_into_join(const node_ptr& above) {
+    const node& join = *above->inputs[0];
+    const df::schema_t& left = join.inputs[0]->schema;
+    const df::schema_t& right = join.inputs[1]->schema;
+    std::set<std::string> left_names, right_kept;
+    for (const auto& [name, type] : left) left_names.insert(name);
+    const bool right_columns_out = join.join.how == join_kind::inner || join.join.how == join_kind::left;
+    if (right_columns_out) {
+      for (std::size_t i = 0; i < right.size(); ++i) {
+        bool merged = false;
+        for (std::size_t k = 0; k < join.join.right_on.size(); ++k) {
+          merged |= join.join.right_on[k] == right[i].first && join.join.left_on[k] == right[i].first;
+        }
+        if (!merged) right_kept.insert(right[i].first);
+      }
+    }
+    std::vector<df_step> to_left, to_right, kept;
+    std::size_t i = 0;
+    for (; i < above->steps.size() && above->steps[i].k == df_step::kind::filter; ++i) {
+      std::set<std::string> reads;
+      expr_columns(*above->steps[i].condition, reads);
+      bool all_left = !reads.empty(), all_right = !reads.empty() && join.join.how == join_kind::inner;
+      for (const auto& c : reads) {
+        // A name on both sides is suffixed in the output, so an unsuffixed name read here is the
+        // one side's own.
+        all_left = all_left && left_names.contains(c) && !right_kept.contains(c);
+        all_right = all_right && right_kept.contains(c) && !left_names.contains(c);
+      }
+      (all_left ? to_left : all_right ? to_right : kept).push_back(above->steps[i]);
+    }
+    if (to_left.empty() && to_right.empty()) return above;
+    kept.insert(kept.end(), above->steps.begin() + static_cast<std::ptrdiff_t>(i), above->steps.end());
+    auto filtered = [](const node_ptr& in, const std::vector<df_step>& steps) -> node_ptr {
+      if (steps.empty()) return in;
+      auto n = std::make_shared<node>();
+      if (in->k == node::kind::rowwise) {
+        *n = *in;
+      } else {
+        n->k = node::kind::rowwise;
+        n->inputs = {in};
+        n->partitions = in->partitions;
+        n->schema = in->schema;
+      }
+      n->steps.insert(n->steps.end(), steps.begin(), steps.end());
+      return n;
+    };
+    auto new_join = std::make_shared<node>(join);
+    new_join->inputs = {filtered(join.inputs[0], to_left), filtered(join.inputs[1], to_right)};
+    if (kept.empty()) return new_join;
+    auto rest = std::make_shared<node>(*above);
+    rest->inputs = {new_join};
+    rest->steps = std::move(kept);
+    return rest;
   }
 
   std::set<std::string> input_requirement(const node& n, const std::set<std::string>& need, const node& in) {
@@ -917,6 +999,7 @@ class lowerer {
   static constexpr std::size_t broadcast_bytes = 32u << 20;
 
   lowering_options options_;
+  node_ptr root_;  // the plan after rewrites: the nodes the maps below point into
   physical_plan plan_;
   std::set<const node*> visited_;
   std::unordered_map<const node*, std::size_t> parents_;

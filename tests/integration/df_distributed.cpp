@@ -59,6 +59,12 @@ std::vector<dx::table> run_plans(dx::cluster& cl, const dx::table& t, const dx::
                     .sort_values({"k", "x", "label"})
                     .compute());
   out.push_back(df.join(other, {"k"}, dx::join_kind::left, dx::join_strategy::broadcast).compute());
+  // Filters moved below the join, semi and anti joins.
+  out.push_back(
+      df.join(other, {"k"}, dx::join_kind::left, dx::join_strategy::broadcast).filter(dx::col("x") > 300.0).compute());
+  out.push_back(
+      df.join(other, {"k"}, dx::join_kind::semi, dx::join_strategy::shuffle).sort_values({"k", "x"}).compute());
+  out.push_back(df.join(other, {"k"}, dx::join_kind::anti, dx::join_strategy::broadcast).compute());
   out.push_back(df.drop_duplicates({"k"}).compute());
   out.push_back(df.drop_duplicates({"s", "k"}, 3).compute());
   out.push_back(df.value_counts("s").compute());

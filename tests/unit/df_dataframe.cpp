@@ -399,6 +399,60 @@ TEST_CASE("semi and anti joins keep the left rows with or without a match, broad
   }
 }
 
+TEST_CASE("filters after a join run before it on the side they read, only where that keeps the result",
+          "[dataframe][join][optimizer]") {
+  dx::cluster cl;
+  const dx::table left = sample_table(400);
+  std::vector<std::optional<std::int64_t>> rkey{0, 1, 1, 3, std::nullopt, 5, 6};
+  std::vector<std::optional<double>> weight{1.5, std::nullopt, 2.5, 3.5, 4.5, 0.5, 9.0};
+  const dx::table right{{"key", dx::column(rkey)},
+                        {"weight", dx::column(weight)},
+                        {"name", std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g"}}};
+  // Whether the join task itself still filters (the filter was not moved below it).
+  auto join_filters = [](const std::string& plan) {
+    std::istringstream lines(plan);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(": join") != std::string::npos) return line.find("filter") != std::string::npos;
+    }
+    return false;
+  };
+  for (auto strategy : {dx::join_strategy::broadcast, dx::join_strategy::shuffle}) {
+    for (auto how : {dx::join_kind::inner, dx::join_kind::left, dx::join_kind::semi, dx::join_kind::anti}) {
+      auto l = dx::dataframe::from_table(cl, left, 3);
+      auto r = dx::dataframe::from_table(cl, right, 2);
+      const dx::dataframe joined = l.join(r, {"key"}, how, strategy);
+      const dx::table whole = joined.compute();
+      auto reference = [&](const dx::expr& condition) {
+        auto plain = dx::dataframe::from_table(cl, whole, 1);
+        return plain.filter(condition).sort_values({"id"}).compute();
+      };
+      const bool right_out = how == dx::join_kind::inner || how == dx::join_kind::left;
+      INFO("kind " << static_cast<int>(how));
+      // Left columns: moved below every kind of join.
+      const dx::expr on_left = dx::col("value") > 50.0 && dx::col("id") % 3 != 0;
+      const dx::dataframe f1 = joined.filter(on_left);
+      CHECK(f1.sort_values({"id"}).compute() == reference(on_left));
+      CHECK_FALSE(join_filters(f1.explain()));
+      if (!right_out) continue;
+      // Right columns: below an inner join only.
+      const dx::expr on_right = dx::col("weight") > 2.0;
+      const dx::dataframe f2 = joined.filter(on_right);
+      CHECK(f2.sort_values({"id", "weight"}).compute() ==
+            dx::dataframe::from_table(cl, whole, 1).filter(on_right).sort_values({"id", "weight"}).compute());
+      CHECK(join_filters(f2.explain()) == (how == dx::join_kind::left));
+      // Both sides in one condition: stays above the join.
+      const dx::expr both = dx::col("weight") * 100.0 < dx::col("value");
+      const dx::dataframe f3 = joined.filter(both).with_column("twice", dx::col("value") * 2);
+      CHECK(f3.sort_values({"id", "weight"}).compute() == dx::dataframe::from_table(cl, whole, 1)
+                                                              .filter(both)
+                                                              .with_column("twice", dx::col("value") * 2)
+                                                              .sort_values({"id", "weight"})
+                                                              .compute());
+      CHECK(join_filters(f3.explain()));
+    }
+  }
+}
+
 TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
   dx::cluster cl;
   const dx::table left = sample_table(200);
