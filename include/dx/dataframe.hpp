@@ -292,8 +292,9 @@ class DX_API dataframe {
   dataframe nsmallest(std::size_t n, std::vector<std::string> columns) const;
   /// Rows of this dataframe matched with `right` on equal values of `on` (same names on both
   /// sides) or of `left_on` / `right_on`. Null keys never match. Other columns present on both
-  /// sides get the suffixes "_x" and "_y". The small side is broadcast; otherwise both are
-  /// shuffled by key hash. Thread-safe; does not block.
+  /// sides get the suffixes "_x" and "_y"; semi and anti joins give the left columns only and read
+  /// only the right side's keys. The small side is broadcast; otherwise both are shuffled by key
+  /// hash. Thread-safe; does not block.
   dataframe join(const dataframe& right, const std::vector<std::string>& on, join_kind how = join_kind::inner,
                  join_strategy strategy = join_strategy::automatic) const;
   /// Thread-safe; does not block.
@@ -337,7 +338,10 @@ class DX_API dataframe {
   /// Thread-safe; does not block.
   std::size_t skipped_rows() const;
 
-  /// The plan as text, after fusion and pushdown: one line per stage.
+  /// The plan as text, after fusion and rewrites, one line per task: column selections pushed
+  /// into sources, filters moved below joins (to the side whose columns they read; the right
+  /// side only for inner joins), "top k by ..." steps for nlargest/nsmallest, and in one process
+  /// a sort by one fixed-width key as a single task over all partitions.
   /// Thread-safe; does not block.
   std::string explain() const;
 
