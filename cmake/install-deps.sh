@@ -38,6 +38,10 @@ packages=(
   # the server its integration test starts.
   libhiredis-dev
   redis-server
+  # The dataframe benchmark's peers (benchmarks/dataframe/peer.py, not the build or the tests):
+  # pandas and dask.dataframe, run by Debian's /usr/bin/python3.
+  python3-pandas
+  python3-dask
 )
 # shellcheck disable=SC2206
 packages+=(${DX_DEPS_EXTRA:-})

@@ -8,10 +8,16 @@
 //       filter_mean  df.filter(df["value"] > 0.5).agg({{"value", dx::agg::mean}}).compute()
 //       sort         df.sort_values({"value"}).compute()   (the whole sorted table, gathered)
 //       read_csv     dx::dataframe::read_csv(cl, DATA_DIR/first_1M.csv).compute()
+//       topk         df.nlargest(5, {"value"}).compute()
+//       join         df.join(dim, {"key"}).compute()   (inner, materialized)
+//       join_agg     df.join(dim, {"key"}) then with_column("vw", value * weight),
+//                    groupby({"key"}).agg({{"vw", dx::agg::sum}}).compute()
+//     dim is the dimension key 0..999 -> weight = 1 + key / 1000 (one partition).
 //     One untimed warm-up, then `reps` timed calls, each checked against a plain loop over the
 //     same data.
-//   dx_bench_dataframe memory DATA_DIR
-//     Builds the table, then runs one groupby-sum and reports the process's peak RSS during it
+//   dx_bench_dataframe memory DATA_DIR [groupby|sort]
+//     Builds the table, then runs one groupby-sum (or one sort by value, the whole sorted table
+//     gathered; reported as op=memory_sort) and reports the process's peak RSS during it
 //     (VmHWM, reset after the table is built through /proc/self/clear_refs) against the bytes of
 //     the raw columns: extra_over_raw = (peak - RSS after building) / raw bytes, peak_over_raw =
 //     the whole process's peak during the groupby / raw bytes. hwm_built_kb is the peak of the
@@ -48,6 +54,8 @@ constexpr std::size_t num_keys = 1000;
 constexpr std::size_t csv_rows = 1'000'000;
 
 using clock_type = std::chrono::steady_clock;
+
+double weight_of(std::size_t key) { return 1.0 + static_cast<double>(key) / 1000.0; }
 
 double seconds_since(clock_type::time_point start) {
   return std::chrono::duration<double>(clock_type::now() - start).count();
@@ -87,7 +95,9 @@ dataset load(const std::string& dir) {
 
 struct reference {
   std::size_t rows = 0;
-  std::vector<double> group_sums;  // by key
+  std::vector<double> group_sums;           // by key
+  std::vector<double> weighted_group_sums;  // by key: value * weight_of(key)
+  std::vector<double> top5;                 // the five largest values, largest first
   double total = 0;
   double filtered_mean = 0;
   std::int64_t key_sum = 0;
@@ -99,11 +109,13 @@ reference reference_of(const dataset& d) {
   reference r;
   r.rows = d.keys.size();
   r.group_sums.assign(num_keys, 0.0);
+  r.weighted_group_sums.assign(num_keys, 0.0);
   double filtered_sum = 0;
   std::size_t filtered_rows = 0;
   for (std::size_t i = 0; i < r.rows; ++i) {
     const double v = d.values[i];
     r.group_sums[static_cast<std::size_t>(d.keys[i])] += v;
+    r.weighted_group_sums[static_cast<std::size_t>(d.keys[i])] += v * weight_of(static_cast<std::size_t>(d.keys[i]));
     r.total += v;
     r.key_sum += d.keys[i];
     if (v > 0.5) {
@@ -116,6 +128,10 @@ reference reference_of(const dataset& d) {
     }
   }
   r.filtered_mean = filtered_sum / static_cast<double>(filtered_rows);
+  std::vector<double> values = d.values;
+  const std::size_t k = std::min<std::size_t>(5, values.size());
+  std::partial_sort(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), values.end(), std::greater<>());
+  r.top5.assign(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k));
   return r;
 }
 
@@ -130,6 +146,29 @@ dx::table run_filter_mean(const dx::dataframe& df) {
 }
 
 dx::table run_sort(const dx::dataframe& df) { return df.sort_values({"value"}).compute(); }
+
+dx::table run_topk(const dx::dataframe& df) { return df.nlargest(5, {"value"}).compute(); }
+
+dx::table run_join(const dx::dataframe& df, const dx::dataframe& dim) { return df.join(dim, {"key"}).compute(); }
+
+dx::table run_join_agg(const dx::dataframe& df, const dx::dataframe& dim) {
+  const dx::dataframe joined = df.join(dim, {"key"});
+  return joined.with_column("vw", joined["value"] * joined["weight"])
+      .groupby({"key"})
+      .agg({{"vw", dx::agg::sum}})
+      .compute();
+}
+
+// The dimension: key 0..999, weight = 1 + key / 1000.
+dx::table dimension_table() {
+  std::vector<std::int64_t> keys(num_keys);
+  std::vector<double> weights(num_keys);
+  for (std::size_t k = 0; k < num_keys; ++k) {
+    keys[k] = static_cast<std::int64_t>(k);
+    weights[k] = weight_of(k);
+  }
+  return dx::table{{"key", dx::column(std::move(keys))}, {"weight", dx::column(std::move(weights))}};
+}
 
 // ---- the checks: an empty string when the result is right ----------------------------------------
 
@@ -171,6 +210,38 @@ std::string check_sort(const dx::table& t, const reference& ref) {
     key_sum += k[i];
   }
   if (key_sum != ref.key_sum || !close(total, ref.total, 1e-9)) return "sort: the rows are not a permutation";
+  return {};
+}
+
+std::string check_topk(const dx::table& t, const reference& ref) {
+  if (t.num_rows() != ref.top5.size()) return "topk: " + std::to_string(t.num_rows()) + " rows";
+  for (std::size_t i = 0; i < t.num_rows(); ++i) {
+    if (t["value"].float64_at(i) != ref.top5[i]) return "topk: row " + std::to_string(i) + " is not the plain loop's";
+  }
+  return {};
+}
+
+std::string check_join(const dx::table& t, const reference& ref) {
+  if (t.num_rows() != ref.rows) return "join: " + std::to_string(t.num_rows()) + " rows";
+  const std::int64_t* k = t["key"].int64_data();
+  const double* w = t["weight"].float64_data();
+  if (k == nullptr || w == nullptr || t["value"].float64_data() == nullptr) return "join: unexpected column types";
+  std::int64_t key_sum = 0;
+  for (std::size_t i = 0; i < t.num_rows(); ++i) {
+    key_sum += k[i];
+    if (w[i] != weight_of(static_cast<std::size_t>(k[i]))) return "join: a row has another key's weight";
+  }
+  if (key_sum != ref.key_sum) return "join: the rows are not the left side's";
+  return {};
+}
+
+std::string check_join_agg(const dx::table& t, const reference& ref) {
+  if (t.num_rows() != num_keys) return "join_agg: " + std::to_string(t.num_rows()) + " groups, expected 1000";
+  for (std::size_t i = 0; i < t.num_rows(); ++i) {
+    if (t["key"].int64_at(i) != static_cast<std::int64_t>(i)) return "join_agg: keys not 0..999 in order";
+    if (!close(t["vw_sum"].float64_at(i), ref.weighted_group_sums[i], 1e-9))
+      return "join_agg: the sum of key " + std::to_string(i) + " differs";
+  }
   return {};
 }
 
@@ -219,7 +290,8 @@ bool reset_peak_rss() {
   return static_cast<bool>(out);
 }
 
-int memory_mode(const std::string& dir) {
+int memory_mode(const std::string& dir, const std::string& of) {
+  if (of != "groupby" && of != "sort") fail("memory: unknown operation '" + of + "' (groupby, sort)");
   dx::cluster cl;
   dataset data = load(dir);
   const std::size_t rows = data.keys.size();
@@ -231,17 +303,19 @@ int memory_mode(const std::string& dir) {
   const bool reset = reset_peak_rss();
   const long hwm_before_kb = status_kb("VmHWM");
   const auto start = clock_type::now();
-  dx::table result = run_groupby(df);
+  dx::table result = of == "sort" ? run_sort(df) : run_groupby(df);
   const double seconds = seconds_since(start);
   const long hwm_kb = status_kb("VmHWM");
   const long rss_after_kb = status_kb("VmRSS");
-  if (result.num_rows() != num_keys) fail("memory: groupby gave " + std::to_string(result.num_rows()) + " groups");
+  const std::size_t want_rows = of == "sort" ? rows : num_keys;
+  if (result.num_rows() != want_rows) fail("memory: " + of + " gave " + std::to_string(result.num_rows()) + " rows");
   const double raw_kb = static_cast<double>(raw_bytes) / 1024.0;
   std::printf(
-      "RESULT system=dx op=memory rows=%zu raw_bytes=%zu rss_built_kb=%ld hwm_reset=%d hwm_before_kb=%ld "
+      "RESULT system=dx op=%s rows=%zu raw_bytes=%zu rss_built_kb=%ld hwm_reset=%d hwm_before_kb=%ld "
       "hwm_kb=%ld rss_after_kb=%ld hwm_built_kb=%ld extra_over_raw=%.4f peak_over_raw=%.4f seconds=%.4f\n",
-      rows, raw_bytes, rss_built_kb, reset ? 1 : 0, hwm_before_kb, hwm_kb, rss_after_kb, hwm_built_kb,
-      static_cast<double>(hwm_kb - rss_built_kb) / raw_kb, static_cast<double>(hwm_kb) / raw_kb, seconds);
+      of == "sort" ? "memory_sort" : "memory", rows, raw_bytes, rss_built_kb, reset ? 1 : 0, hwm_before_kb, hwm_kb,
+      rss_after_kb, hwm_built_kb, static_cast<double>(hwm_kb - rss_built_kb) / raw_kb,
+      static_cast<double>(hwm_kb) / raw_kb, seconds);
   return 0;
 }
 
@@ -256,7 +330,7 @@ int timed_mode(const std::string& op, const std::string& dir, int reps) {
 
   std::function<dx::table()> call;
   std::function<std::string(const dx::table&)> check;
-  std::optional<dx::dataframe> df;
+  std::optional<dx::dataframe> df, dim;
   std::size_t op_rows = rows;
   if (op == "read_csv") {
     if (rows < csv_rows) fail("read_csv needs at least 1,000,000 generated rows");
@@ -267,6 +341,7 @@ int timed_mode(const std::string& op, const std::string& dir, int reps) {
   } else {
     dx::table table{{"key", dx::column(std::move(data.keys))}, {"value", dx::column(std::move(data.values))}};
     df.emplace(dx::dataframe::from_table(cl, std::move(table), 0));
+    dim.emplace(dx::dataframe::from_table(cl, dimension_table(), 1));
     if (op == "groupby") {
       call = [&df] { return run_groupby(*df); };
       check = [&ref](const dx::table& t) { return check_groupby(t, ref); };
@@ -276,8 +351,17 @@ int timed_mode(const std::string& op, const std::string& dir, int reps) {
     } else if (op == "sort") {
       call = [&df] { return run_sort(*df); };
       check = [&ref](const dx::table& t) { return check_sort(t, ref); };
+    } else if (op == "topk") {
+      call = [&df] { return run_topk(*df); };
+      check = [&ref](const dx::table& t) { return check_topk(t, ref); };
+    } else if (op == "join") {
+      call = [&df, &dim] { return run_join(*df, *dim); };
+      check = [&ref](const dx::table& t) { return check_join(t, ref); };
+    } else if (op == "join_agg") {
+      call = [&df, &dim] { return run_join_agg(*df, *dim); };
+      check = [&ref](const dx::table& t) { return check_join_agg(t, ref); };
     } else {
-      fail("unknown operation '" + op + "' (groupby, filter_mean, sort, read_csv, memory)");
+      fail("unknown operation '" + op + "' (groupby, filter_mean, sort, read_csv, topk, join, join_agg, memory)");
     }
   }
   std::printf("RESULT system=dx op=%s phase=setup rows=%zu partitions=%zu threads=%zu load_s=%.4f\n", op.c_str(), rows,
@@ -309,8 +393,8 @@ int timed_mode(const std::string& op, const std::string& dir, int reps) {
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: %s groupby|filter_mean|sort|read_csv DATA_DIR [reps=3]\n"
-                 "       %s memory DATA_DIR\n",
+                 "usage: %s groupby|filter_mean|sort|read_csv|topk|join|join_agg DATA_DIR [reps=3]\n"
+                 "       %s memory DATA_DIR [groupby|sort]\n",
                  argv[0], argv[0]);
     return 2;
   }
@@ -318,7 +402,7 @@ int main(int argc, char** argv) {
   const std::string dir = argv[2];
   const int reps = argc > 3 ? std::atoi(argv[3]) : 3;
   try {
-    if (op == "memory") return memory_mode(dir);
+    if (op == "memory") return memory_mode(dir, argc > 3 ? argv[3] : "groupby");
     return timed_mode(op, dir, std::max(reps, 1));
   } catch (const std::exception& e) {
     fail(std::string(op) + ": " + e.what());

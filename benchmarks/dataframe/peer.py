@@ -7,10 +7,11 @@ threads, 8 partitions) on the data dx_bench_dataframe reads. The workloads are t
       Writes key.i64 (int64 uniform in [0, 1000)) and value.f64 (float64 uniform in [0, 1)) as raw
       little-endian arrays, numpy default_rng(42) drawn in that order (the data of
       peers/dataframe.py), and first_1M.csv: the first 1,000,000 rows, pandas to_csv(index=False).
-  peer.py serve DATA_DIR
+  peer.py serve DATA_DIR [--no-dask]
       Loads the arrays once (untimed), checks dask against pandas, warms every (operation, system)
       up once, prints `READY`, then answers lines on stdin:
-        run OP SYSTEM REPS   OP: groupby, filter_mean, sort, read_csv; SYSTEM: pandas, dask_threads
+        run OP SYSTEM REPS   OP: groupby, filter_mean, sort, read_csv (pandas, dask_threads);
+                             topk, join, join_agg (pandas only)
                              -> one RESULT line per timed call, then DONE
         quit
   peer.py memory DATA_DIR
@@ -23,6 +24,9 @@ Timed calls (time.perf_counter around the call; the result is dropped after the 
   sort         df.sort_values("value")                              dask: .persist(**TH)
   read_csv     pd.read_csv(path)                                    dask: dd.read_csv(path,
                                                                       blocksize="4MB").persist(**TH)
+  topk         df.nlargest(5, "value")
+  join         df.merge(dim, on="key")           dim: key 0..999, weight = 1 + key / 1000
+  join_agg     m = df.merge(dim, on="key"); (m["value"] * m["weight"]).groupby(m["key"]).sum()
 with TH = dict(scheduler="threads", num_workers=2) and dd.from_pandas(df, npartitions=8).
 """
 import argparse
@@ -97,22 +101,32 @@ def memory(data_dir):
           f"peak_over_raw={hwm * 1024 / raw:.4f} seconds={seconds:.4f}", flush=True)
 
 
-def serve(data_dir):
+def serve(data_dir, with_dask=True):
     import numpy as np
     import pandas as pd
-    import dask
-    import dask.dataframe as dd
+    if with_dask:
+        import dask
+        import dask.dataframe as dd
     _, _, csv_path = paths(data_dir)
 
     t0 = time.perf_counter()
     df = load_frame(data_dir)
-    ddf = dd.from_pandas(df, npartitions=NPART)
+    ddf = dd.from_pandas(df, npartitions=NPART) if with_dask else None
     load_s = time.perf_counter() - t0
 
     def pandas_sort():
         return df.sort_values("value")
 
+    dim = pd.DataFrame({"key": np.arange(N_KEYS, dtype=np.int64), "weight": 1 + np.arange(N_KEYS) / 1000})
+
+    def pandas_join_agg():
+        m = df.merge(dim, on="key")
+        return (m["value"] * m["weight"]).groupby(m["key"]).sum()
+
     ops = {
+        ("topk", "pandas"): lambda: df.nlargest(5, "value"),
+        ("join", "pandas"): lambda: df.merge(dim, on="key"),
+        ("join_agg", "pandas"): pandas_join_agg,
         ("groupby", "pandas"): lambda: df.groupby("key")["value"].sum(),
         ("groupby", "dask_threads"): lambda: ddf.groupby("key")["value"].sum().compute(**TH),
         ("filter_mean", "pandas"): lambda: df[df["value"] > 0.5]["value"].mean(),
@@ -122,31 +136,41 @@ def serve(data_dir):
         ("read_csv", "pandas"): lambda: pd.read_csv(csv_path),
         ("read_csv", "dask_threads"): lambda: dd.read_csv(csv_path, blocksize="4MB").persist(**TH),
     }
-    rows_of = {"groupby": len(df), "filter_mean": len(df), "sort": len(df), "read_csv": CSV_ROWS}
+    if not with_dask:
+        ops = {k: v for k, v in ops.items() if k[1] != "dask_threads"}
+    rows_of = {"groupby": len(df), "filter_mean": len(df), "sort": len(df), "read_csv": CSV_ROWS, "topk": len(df),
+               "join": len(df), "join_agg": len(df)}
 
     # Checks (untimed), which are also the warm-up of every (operation, system).
     t0 = time.perf_counter()
     ref_g = ops[("groupby", "pandas")]().sort_index()
-    g = ops[("groupby", "dask_threads")]().sort_index()
-    assert len(ref_g) == N_KEYS and np.allclose(g.values, ref_g.values), "dask groupby"
     assert abs(ref_g.sum() - df["value"].sum()) < 1e-6, "pandas groupby total"
     ref_m = ops[("filter_mean", "pandas")]()
-    assert abs(ops[("filter_mean", "dask_threads")]() - ref_m) < 1e-9, "dask filter_mean"
     s = ops[("sort", "pandas")]()
     assert len(s) == len(df) and s["value"].is_monotonic_increasing, "pandas sort"
     del s
-    s = ops[("sort", "dask_threads")]()
-    mono = s.map_partitions(lambda p: pd.Series([p["value"].is_monotonic_increasing]),
-                            meta=(None, bool)).compute(**TH)
-    mins = s.map_partitions(lambda p: pd.Series([p["value"].min() if len(p) else np.nan]),
-                            meta=(None, float)).compute(**TH).dropna()
-    assert bool(mono.all()) and mins.is_monotonic_increasing and len(s) == len(df), "dask sort"
-    del s
     c = ops[("read_csv", "pandas")]()
     assert len(c) == CSV_ROWS and int(c["key"].sum()) == int(df["key"].iloc[:CSV_ROWS].sum()), "pandas read_csv"
-    assert len(ops[("read_csv", "dask_threads")]()) == CSV_ROWS, "dask read_csv"
     del c
-    print(f"RESULT system=peer op=setup rows={len(df)} pandas={pd.__version__} dask={dask.__version__} "
+    if with_dask:
+        g = ops[("groupby", "dask_threads")]().sort_index()
+        assert len(ref_g) == N_KEYS and np.allclose(g.values, ref_g.values), "dask groupby"
+        assert abs(ops[("filter_mean", "dask_threads")]() - ref_m) < 1e-9, "dask filter_mean"
+        s = ops[("sort", "dask_threads")]()
+        mono = s.map_partitions(lambda p: pd.Series([p["value"].is_monotonic_increasing]),
+                                meta=(None, bool)).compute(**TH)
+        mins = s.map_partitions(lambda p: pd.Series([p["value"].min() if len(p) else np.nan]),
+                                meta=(None, float)).compute(**TH).dropna()
+        assert bool(mono.all()) and mins.is_monotonic_increasing and len(s) == len(df), "dask sort"
+        del s
+        assert len(ops[("read_csv", "dask_threads")]()) == CSV_ROWS, "dask read_csv"
+    top = ops[("topk", "pandas")]()
+    assert list(top["value"]) == sorted(df["value"].nlargest(5), reverse=True), "pandas topk"
+    assert len(ops[("join", "pandas")]()) == len(df), "pandas join"
+    ja = ops[("join_agg", "pandas")]()
+    assert len(ja) == N_KEYS and abs(ja.sum() - (df["value"] * (1 + df["key"] / 1000)).sum()) < 1e-3, "pandas join_agg"
+    dask_version = dask.__version__ if with_dask else "none"
+    print(f"RESULT system=peer op=setup rows={len(df)} pandas={pd.__version__} dask={dask_version} "
           f"numpy={np.__version__} load_s={load_s:.3f} check_and_warmup_s={time.perf_counter() - t0:.3f}",
           flush=True)
     print("READY", flush=True)
@@ -178,11 +202,12 @@ def main():
     ap.add_argument("mode", choices=["generate", "serve", "memory"])
     ap.add_argument("data_dir")
     ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--no-dask", action="store_true", help="serve: pandas alone")
     a = ap.parse_args()
     if a.mode == "generate":
         generate(a.data_dir, a.rows)
     elif a.mode == "serve":
-        return serve(a.data_dir)
+        return serve(a.data_dir, with_dask=not a.no_dask)
     else:
         memory(a.data_dir)
     return 0

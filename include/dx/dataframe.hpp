@@ -128,7 +128,10 @@ struct aggregation {
   std::string as;
 };
 
-enum class join_kind : std::uint8_t { inner, left };
+/// inner: the matching pairs. left: also each unmatched left row once, with nulls on the right.
+/// semi: each left row that has a match, once, with the left columns only. anti: each left row
+/// without a match (null keys never match, so those rows are kept), left columns only.
+enum class join_kind : std::uint8_t { inner, left, semi, anti };
 /// How join moves rows: automatic broadcasts the right side when it is one partition or small
 /// (under 32 MB by its estimate), else shuffles both sides by key hash.
 enum class join_strategy : std::uint8_t { automatic, broadcast, shuffle };
@@ -278,10 +281,20 @@ class DX_API dataframe {
   dataframe sort_values(std::vector<std::string> by, bool ascending = true) const;
   /// Thread-safe; does not block.
   dataframe sort_values(std::vector<std::string> by, std::vector<bool> ascending) const;
+  /// The `n` rows with the largest values of `columns` (compared in that order), largest first:
+  /// the first n rows of sort_values(columns, false), so missing values (nulls, NaN) come only
+  /// after every value and equal keys keep their order (pandas' keep="first"). Each partition
+  /// keeps its best n rows in one pass and one task merges those: the other rows are never
+  /// sorted or moved. The result is one partition. Thread-safe; does not block.
+  dataframe nlargest(std::size_t n, std::vector<std::string> columns) const;
+  /// The `n` rows with the smallest values of `columns`, smallest first; otherwise as nlargest.
+  /// Thread-safe; does not block.
+  dataframe nsmallest(std::size_t n, std::vector<std::string> columns) const;
   /// Rows of this dataframe matched with `right` on equal values of `on` (same names on both
   /// sides) or of `left_on` / `right_on`. Null keys never match. Other columns present on both
-  /// sides get the suffixes "_x" and "_y". The small side is broadcast; otherwise both are
-  /// shuffled by key hash. Thread-safe; does not block.
+  /// sides get the suffixes "_x" and "_y"; semi and anti joins give the left columns only and read
+  /// only the right side's keys. The small side is broadcast; otherwise both are shuffled by key
+  /// hash. Thread-safe; does not block.
   dataframe join(const dataframe& right, const std::vector<std::string>& on, join_kind how = join_kind::inner,
                  join_strategy strategy = join_strategy::automatic) const;
   /// Thread-safe; does not block.
@@ -310,7 +323,8 @@ class DX_API dataframe {
   /// Runs the plan and gathers the result.
   /// Thread-safe; blocks until the plan has run.
   table compute() const;
-  /// The first `n` rows, computing only the partitions needed for them.
+  /// The first `n` rows, computing only the partitions needed for them; of a sort_values, only
+  /// each partition's first n rows are kept and merged (as nlargest does), never the whole sort.
   /// Thread-safe; blocks until those partitions have run.
   table head(std::size_t n = 10) const;
   /// The number of rows.
@@ -324,7 +338,10 @@ class DX_API dataframe {
   /// Thread-safe; does not block.
   std::size_t skipped_rows() const;
 
-  /// The plan as text, after fusion and pushdown: one line per stage.
+  /// The plan as text, after fusion and rewrites, one line per task: column selections pushed
+  /// into sources, filters moved below joins (to the side whose columns they read; the right
+  /// side only for inner joins), "top k by ..." steps for nlargest/nsmallest, and in one process
+  /// a sort by one fixed-width key as a single task over all partitions.
   /// Thread-safe; does not block.
   std::string explain() const;
 

@@ -103,6 +103,10 @@ void head_impl::start() {
   transport::config tc;
   tc.max_frame_size = opts_.max_frame_size();
   tc.max_value_size = opts_.max_value_size();
+  // Until its hello passes (on_frame), a connection sends handshake-sized frames only, and one
+  // that does not pass in time is closed by the transport.
+  tc.untrusted_frame_limit = transport::handshake_frame_limit;
+  tc.handshake_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(handshake_deadline());
   if (opts_.transport() == transport_kind::tcp) tc.tls = tls;
   net_ = transport::make_transport(opts_.transport(), tc);
   // Under MPI the head listens where every rank looks for it (transport/mpi.hpp).

@@ -311,6 +311,8 @@ class head_impl final : public head_core, public observe::head_view_source {
   /// Queues a note for t's future when it asked for them.
   void note_locked(task_entry& t, remote_result::note n, deferred& d);
   worker_rec* by_sid_locked(sched::worker_id sid) const;
+  /// Queues a release of `task`'s result on `w`, sent by the next flush_releases_locked.
+  void release_later_locked(worker_rec& w, std::uint64_t task);
   /// The one record of a task's phase and worker, kept by the scheduler.
   sched::phase phase_locked(std::uint64_t task) const { return sched_->phase_of(task); }
   bool is_finished_locked(std::uint64_t task) const {
@@ -490,6 +492,7 @@ class head_impl final : public head_core, public observe::head_view_source {
   std::unique_ptr<sched::scheduler> sched_;
   std::vector<sched::decision> decisions_;
   std::vector<worker_rec*> by_sid_;
+  std::vector<worker_rec*> releasing_;  // workers whose to_release is not empty (records are never freed)
   std::map<std::string, std::unique_ptr<worker_rec>> workers_;
   struct fetch_rec {
     std::uint64_t task = 0;

@@ -55,7 +55,7 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
   const double seconds = static_cast<double>(m.duration_ns) * 1e-9;
   if (!current) {
     // A stale attempt (the task was moved or re-run, or given up): its result is not committed.
-    if (!m.inline_result) w.to_release.push_back(m.task_id);
+    if (!m.inline_result) release_later_locked(w, m.task_id);
     note_stale_completion_locked(m.task_id);
     if (it != tasks_.end())
       record_attempt_locked(it->second, w, now, seconds, m.thread, m.attempt, observe::attempt_end::superseded);
@@ -73,7 +73,7 @@ void head_impl::task_done_locked(worker_rec& w, wire::task_done_msg m, std::shar
     // A copy's result is compared at the head, which asked for it with the completion.
     sched_->task_finished(t.id, w.sid, now, seconds, m.result_size, false);
     if (!m.inline_result) {
-      w.to_release.push_back(t.id);
+      release_later_locked(w, t.id);
       copy_answered_locked(t, w, nullptr, nullptr, "its result was not sent to the head", d);
       return;
     }

@@ -153,21 +153,21 @@ void head_impl::on_frame(session& s, transport::connection& c, wire::frame&& f) 
 }
 
 void head_impl::protocol_violation(transport::connection& c, const std::string& why) {
-  log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+  log_limited(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
   c.close(why);
 }
 
 void head_impl::handshake_locked(session& s, transport::connection& c, const wire::frame& f, deferred& d) {
   if (f.type != static_cast<std::uint16_t>(wire::msg::hello)) {
     const std::string why = fmt::format("expected hello first, got {} (type {})", wire::msg_name(f.type), f.type);
-    log(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
+    log_limited(log_level::warn, "closing connection from {}: {}", c.remote_address(), why);
     c.close(why);
     return;
   }
   auto h = wire::decode<wire::hello_msg>(f);
   if (!token_.empty() && !proof_valid(token_, s.nonce, h.proof)) {
     const std::string why = h.proof.empty() ? "authentication failed: no token" : "authentication failed: wrong token";
-    log(log_level::warn, "rejecting {}: {}", c.remote_address(), why);
+    log_limited(log_level::warn, "rejecting {}: {}", c.remote_address(), why);
     c.send(wire::encode(wire::reject_msg{why}));
     c.close(why);
     return;
@@ -191,7 +191,7 @@ void head_impl::handshake_locked(session& s, transport::connection& c, const wir
   std::string refusal;
   const std::string name = name_for_locked(h, refusal);
   if (name.empty()) {
-    log(log_level::warn, "refusing a worker from {}: {}", c.remote_address(), refusal);
+    log_limited(log_level::warn, "refusing a worker from {}: {}", c.remote_address(), refusal);
     c.send(wire::encode(wire::reject_msg{refusal}));
     c.close(refusal);
     return;
@@ -596,7 +596,7 @@ void head_impl::tick() {
       const std::string why =
           fmt::format("no handshake within {} ms",
                       std::chrono::duration_cast<std::chrono::milliseconds>(handshake_deadline()).count());
-      log(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);
+      log_limited(log_level::warn, "closing connection from {}: {}", c->remote_address(), why);
       c->close(why);
     }
     lock.lock();

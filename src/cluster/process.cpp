@@ -1,3 +1,4 @@
+// Worker processes a head starts: spawned with only the standard descriptors, watched and stopped.
 #include "cluster/process.hpp"
 
 #include <dx/error.hpp>
@@ -38,8 +39,14 @@ pid_t spawn_process(const std::string& program, const std::vector<std::string>& 
   for (auto& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
 
+  // The child gets stdin, stdout and stderr only: an inherited listening socket would keep this
+  // process's ports bound after it died, so that a head started again could not bind them.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), envp.data());
+  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
   if (rc != 0)
     throw_error(error_kind::generic, fmt::format("cannot start worker program '{}': {}", program, std::strerror(rc)));
   return pid;

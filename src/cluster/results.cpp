@@ -75,17 +75,25 @@ void head_impl::maybe_release_data_locked(task_entry& t) {
   const auto& holders = sched_->holders(t.id);
   if (holders.empty()) return;
   for (sched::worker_id h : holders)
-    if (worker_rec* holder = by_sid_locked(h)) holder->to_release.push_back(t.id);
+    if (worker_rec* holder = by_sid_locked(h)) release_later_locked(*holder, t.id);
   sched_->result_released(t.id);
 }
 
+void head_impl::release_later_locked(worker_rec& w, std::uint64_t task) {
+  if (w.to_release.empty()) releasing_.push_back(&w);
+  w.to_release.push_back(task);
+}
+
+// Called after every frame: it visits the workers that have releases waiting, not every worker
+// the head has known.
 void head_impl::flush_releases_locked() {
-  for (auto& [id, w] : workers_) {
-    if (w->to_release.empty()) continue;
+  for (worker_rec* w : releasing_) {
+    if (w->to_release.empty()) continue;  // cleared meanwhile (the worker was lost)
     if (w->conn && w->state != worker_state::gone)
       w->conn->send(wire::encode(wire::release_msg{std::move(w->to_release)}));
     w->to_release.clear();
   }
+  releasing_.clear();
 }
 
 }  // namespace dx::detail

@@ -51,7 +51,11 @@ std::string default_data_listen(const std::string& connect) {
   const auto colon = connect.rfind(':');
   const std::string host = colon == std::string::npos ? connect : connect.substr(0, colon);
   if (host == "127.0.0.1" || host == "localhost" || host.starts_with("inproc")) return "127.0.0.1:0";
-  return "0.0.0.0:0";
+  // The interface that reaches the head: the head and the peers find this worker there, and the
+  // port is not opened on the machine's other networks.
+  const std::string local = transport::local_address_toward(host);
+  if (local.empty()) return "0.0.0.0:0";
+  return local.find(':') == std::string::npos ? local + ":0" : "[" + local + "]:0";
 }
 
 }  // namespace
@@ -191,7 +195,7 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
         }
         o->serve_fetch(c, f);
       } catch (const wire::decode_error& e) {
-        log(log_level::warn, "closing data connection from {}: {}", c.remote_address(), e.what());
+        log_limited(log_level::warn, "closing data connection from {}: {}", c.remote_address(), e.what());
         c.close(e.what());
       }
     }
@@ -236,6 +240,9 @@ struct worker_runtime::impl : std::enable_shared_from_this<impl> {
     tc.max_frame_size = cfg.max_frame_size;
     tc.max_value_size = cfg.max_value_size;
     tc.connect_timeout = cfg.connect_timeout;
+    // The data port's connections are untrusted until their hello passes (data_handler).
+    tc.untrusted_frame_limit = transport::handshake_frame_limit;
+    tc.handshake_timeout = cfg.handshake_timeout;
     if (cfg.transport == transport_kind::tcp) {
       tc.tls = transport::make_tls_credentials(cfg.tls);
       const auto at = transport::parse_address(cfg.connect);

@@ -36,6 +36,8 @@ struct worker_config {
   std::uint64_t max_frame_size = std::uint64_t{256} << 20;
   std::uint64_t max_value_size = std::uint64_t{4} << 30;  // options::max_value_size
   std::chrono::milliseconds connect_timeout{10'000};
+  /// How long a connection to the data port may take to pass its handshake before it is closed.
+  std::chrono::milliseconds handshake_timeout{10'000};
   /// TLS on the link to the head and on the result port (TCP only).
   tls_options tls;
   /// When the head's link is lost, tasks go on and their answers wait (wait() returns 2) for

@@ -4,14 +4,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 namespace dx {
@@ -137,6 +140,65 @@ bool log_level_set_in_code() noexcept { return levels().set_in_code.load(std::me
 bool stall_trace_enabled() noexcept {
   static const bool enabled = std::getenv("DX_TRACE_STALL") != nullptr;
   return enabled;
+}
+
+namespace {
+
+// The causes of rate-limited lines: format strings, so a bounded set.
+struct repeat_state {
+  std::mutex mutex;
+  std::atomic<std::int64_t> interval_ms{10'000};
+  struct cause_record {
+    std::chrono::steady_clock::time_point last_written{};
+    std::uint64_t suppressed = 0;
+  };
+  std::unordered_map<std::string, cause_record> causes;  // guarded by mutex
+};
+
+repeat_state& repeats() noexcept {
+  static repeat_state* s = [] {
+    auto* st = new repeat_state;  // never destroyed, as levels()
+    if (const char* v = std::getenv("DX_LOG_REPEAT_MS"); v && *v) {
+      char* end = nullptr;
+      const long long ms = std::strtoll(v, &end, 10);
+      if (end && *end == '\0' && ms >= 0) st->interval_ms.store(ms, std::memory_order_relaxed);
+    }
+    return st;
+  }();
+  return *s;
+}
+
+}  // namespace
+
+bool log_repeat_allowed(std::string_view cause, std::uint64_t& suppressed) noexcept {
+  repeat_state& s = repeats();
+  const auto interval = std::chrono::milliseconds(s.interval_ms.load(std::memory_order_relaxed));
+  const auto now = std::chrono::steady_clock::now();
+  try {
+    std::lock_guard lock(s.mutex);
+    auto [it, fresh] = s.causes.try_emplace(std::string(cause));
+    auto& rec = it->second;
+    if (!fresh && now - rec.last_written < interval) {
+      ++rec.suppressed;
+      return false;
+    }
+    rec.last_written = now;
+    suppressed = std::exchange(rec.suppressed, 0);
+    return true;
+  } catch (...) {
+    return true;  // out of memory for the record: write the line
+  }
+}
+
+void set_log_repeat_interval(std::chrono::milliseconds interval) noexcept {
+  repeat_state& s = repeats();
+  std::lock_guard lock(s.mutex);
+  s.interval_ms.store(std::max<std::int64_t>(0, interval.count()), std::memory_order_relaxed);
+  s.causes.clear();  // every cause starts a new interval
+}
+
+std::chrono::milliseconds log_repeat_interval() noexcept {
+  return std::chrono::milliseconds(repeats().interval_ms.load(std::memory_order_relaxed));
 }
 
 void log_line(log_level level, std::string_view text) noexcept {

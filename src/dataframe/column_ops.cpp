@@ -7,6 +7,10 @@
 
 #include "dataframe/kernels.hpp"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace dx::detail::df {
 
 schema_t schema_of(const table& t) {
@@ -214,6 +218,7 @@ namespace {
 template <class T>
 void gather(const T* src, std::span<const std::int64_t> rows, const column& c, std::vector<T>& out,
             std::vector<std::uint8_t>& valid, bool& any_null) {
+  reserve_large(out, rows.size());
   out.resize(rows.size());
   const bool source_nulls = c.has_nulls();
   bool negative = false;
@@ -236,6 +241,16 @@ void gather(const T* src, std::span<const std::int64_t> rows, const column& c, s
 }
 
 }  // namespace
+
+void advise_huge_pages([[maybe_unused]] void* data, [[maybe_unused]] std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  if (data == nullptr || bytes < 2 * huge) return;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
 
 column take(const column& c, std::span<const std::int64_t> rows) {
   std::vector<std::uint8_t> valid;
@@ -353,7 +368,7 @@ column concat_columns(std::span<const column> parts) {
   s->size = rows;
   const bool fixed = for_fixed_width(type, [&]<class T>(T*) {
     std::vector<T>& out = values_in<T>(*s);
-    out.reserve(rows);
+    reserve_large(out, rows);
     for (const auto& p : parts) out.insert(out.end(), values_of<T>(p), values_of<T>(p) + p.size());
   });
   if (!fixed) {

@@ -2,6 +2,7 @@
 #include <dx/archive.hpp>
 #include <dx/cluster.hpp>
 #include <dx/dataframe.hpp>
+#include <dx/parallel_for.hpp>
 #include <dx/remote.hpp>
 #include <dx/task_graph.hpp>
 #include <dx/task_group.hpp>
@@ -11,7 +12,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <unordered_set>
 
 #include "cluster/cluster_access.hpp"
@@ -119,6 +122,17 @@ class plan_runner {
     return out;
   }
 
+  /// The table whose slices `refs` are, in order, when one task's even split made them all.
+  std::optional<table> whole_of(const std::vector<input_ref>& refs) {
+    if (refs.empty() || distributed(cluster_)) return std::nullopt;
+    for (std::size_t j = 0; j < refs.size(); ++j) {
+      if (refs[j].task != refs[0].task || refs[j].piece != j) return std::nullopt;
+    }
+    const bundle& b = result(refs[0].task);
+    if (b.pieces.size() != refs.size() || b.whole.num_columns() == 0) return std::nullopt;
+    return b.whole;
+  }
+
   std::uint64_t skipped_rows() const {
     std::uint64_t n = 0;
     for (const auto& [task, k] : skipped_) n += k;
@@ -144,6 +158,15 @@ class plan_runner {
     }
   }
 
+  // Kernels spread their chunks over the local threads; a chunk waits for no other.
+  df::parallel_runner local_runner() {
+    executor& ex = cluster_.local();
+    if (ex.num_threads() < 2) return {};
+    return [&ex](std::size_t chunks, const std::function<void(std::size_t)>& fn) {
+      dx::parallel_for(ex, std::size_t{0}, chunks, [&fn](std::size_t i) { fn(i); });
+    };
+  }
+
   void run_local(const std::vector<bool>& needed, const std::vector<input_ref>& refs) {
     // Results are dropped once every task reading them has run, unless they are asked for.
     std::vector<std::atomic<std::size_t>> readers(plan_.tasks.size());
@@ -159,7 +182,8 @@ class plan_runner {
                     std::vector<const bundle*> inputs;
                     inputs.reserve(spec.inputs.size());
                     for (const auto& in : spec.inputs) inputs.push_back(local_results_[in.task].get());
-                    auto out = std::make_shared<const bundle>(run_task(spec, static_cast<std::uint32_t>(i), inputs));
+                    auto out = std::make_shared<const bundle>(
+                        run_task(spec, static_cast<std::uint32_t>(i), inputs, local_runner()));
                     inputs.clear();
                     local_results_[i] = std::move(out);
                     for (const auto& in : spec.inputs) {
@@ -228,6 +252,7 @@ lowering_options lowering_for(cluster& cl) {
   lowering_options o;
   o.max_inputs = 8;
   o.pick_pieces = distributed(cl);
+  o.one_process = !distributed(cl);
   return o;
 }
 
@@ -493,6 +518,32 @@ dataframe dataframe::sort_values(std::vector<std::string> by, std::vector<bool> 
   return dataframe(*cluster_, std::move(n));
 }
 
+namespace {
+
+dataframe first_sorted(const dataframe& df, std::size_t n, std::vector<std::string> columns, bool ascending) {
+  if (n == 0) {
+    df_step s;
+    s.k = df_step::kind::head;
+    s.count = 0;
+    (void)df.sort_values(std::move(columns), ascending);  // checks the columns
+    return detail::with_step(df, std::move(s));
+  }
+  auto sorted = std::make_shared<df_node>(*df.sort_values(std::move(columns), ascending).node());
+  sorted->limit = n;
+  sorted->partitions = 1;
+  return detail::df_access::make(df.owner(), std::move(sorted));
+}
+
+}  // namespace
+
+dataframe dataframe::nlargest(std::size_t n, std::vector<std::string> columns) const {
+  return first_sorted(*this, n, std::move(columns), false);
+}
+
+dataframe dataframe::nsmallest(std::size_t n, std::vector<std::string> columns) const {
+  return first_sorted(*this, n, std::move(columns), true);
+}
+
 dataframe dataframe::join(const dataframe& right, const std::vector<std::string>& on, join_kind how,
                           join_strategy strategy) const {
   return join(right, on, on, how, strategy);
@@ -565,6 +616,7 @@ table dataframe::compute() const {
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), false);
   const std::vector<table> parts = runner.fetch(runner.plan().outputs);
   detail::remember_skipped(node_.get(), runner.skipped_rows());
+  if (std::optional<table> whole = runner.whole_of(runner.plan().outputs)) return *std::move(whole);
   std::vector<table> nonempty;
   for (const auto& p : parts) {
     if (p.num_columns() != 0) nonempty.push_back(p);
@@ -574,6 +626,12 @@ table dataframe::compute() const {
 }
 
 table dataframe::head(std::size_t n) const {
+  if (node_->k == df_node::kind::sort && (node_->limit == 0 || node_->limit > n) && n > 0) {
+    auto first = std::make_shared<df_node>(*node_);
+    first->limit = n;
+    first->partitions = 1;
+    return dataframe(*cluster_, std::move(first)).compute();
+  }
   detail::plan_runner runner(*cluster_, detail::lower(node_, detail::lowering_for(*cluster_)), true);
   std::vector<table> got;
   std::size_t rows = 0;

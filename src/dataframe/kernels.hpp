@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,6 +19,12 @@
 namespace dx::detail::df {
 
 using schema_t = std::vector<std::pair<std::string, column_type>>;
+
+/// How a kernel may spread its work over threads: run(chunks, fn) calls fn(0) ... fn(chunks - 1),
+/// in any order and possibly at once, and returns when every call has returned. Kernels cut their
+/// work into many more chunks than threads, so a thread that the machine deschedules delays the
+/// others by one chunk at most. Empty: everything on the calling thread.
+using parallel_runner = std::function<void(std::size_t chunks, const std::function<void(std::size_t)>& fn)>;
 
 schema_t schema_of(const table& t);
 /// A table with the given schema and no rows.
@@ -72,6 +79,17 @@ bool for_fixed_width(column_type type, F&& f) {
       break;
   }
   return false;
+}
+
+/// Asks the kernel to back [data, data + bytes) with huge pages where it grants them on request:
+/// the first touch of a large fresh array then takes a fault per 2 MiB instead of per 4 KiB.
+void advise_huge_pages(void* data, std::size_t bytes) noexcept;
+
+/// Reserves room for n values in `v` (empty), advised as above.
+template <class T>
+void reserve_large(std::vector<T>& v, std::size_t n) {
+  v.reserve(n);
+  advise_huge_pages(v.data(), n * sizeof(T));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,8 +241,14 @@ table sort_boundaries(std::span<const table> samples, const sort_spec& spec, std
 /// Splits `part` into boundaries.num_rows() + 1 pieces: piece j has the rows whose keys sort after
 /// boundary j-1 and not after boundary j (nulls with the largest keys).
 std::vector<table> range_split(const table& part, const sort_spec& spec, const table& boundaries);
-/// The pieces (in partition order) concatenated and stably sorted.
-table sort_table(std::span<const table> pieces, const sort_spec& spec);
+/// The pieces (in partition order) concatenated and stably sorted. A single fixed-width key is
+/// sorted by a most-significant-digit radix pass over all rows (spread over `run`) and then by
+/// each bucket on its own, holding 12 bytes per row besides the input and the output.
+table sort_table(std::span<const table> pieces, const sort_spec& spec, const parallel_runner& run = {});
+
+/// The first `k` rows of sort_table({part}, spec), found without sorting the rest: one pass that
+/// keeps the best k seen so far.
+table top_rows(const table& part, const sort_spec& spec, std::size_t k);
 
 /// Splits rows into `buckets` by the hash of `keys` (equal keys, nulls included, land together).
 std::vector<table> hash_split(const table& t, const std::vector<std::string>& keys, std::size_t buckets);
@@ -241,10 +265,14 @@ struct join_spec {
 };
 
 /// Output schema: the left columns, then the right ones except right keys named like their left
-/// key; other names on both sides get "_x" (left) and "_y" (right).
+/// key; other names on both sides get "_x" (left) and "_y" (right). Semi and anti joins: the left
+/// columns alone, as they are.
 schema_t join_schema(const schema_t& left, const schema_t& right, const join_spec& spec);
 /// Hash join; output rows in left order, matches in right order. Null keys never match; a left
-/// join keeps unmatched left rows with nulls on the right.
+/// join keeps unmatched left rows with nulls on the right. One fixed-width key pair is joined
+/// through an open-addressing table over the right side: when its keys are distinct (a dimension)
+/// each left row finds its one match, the left columns are kept as they are when every row
+/// matches, and the right columns are gathered once.
 table hash_join(const table& left, const table& right, const join_spec& spec);
 
 // ---------------------------------------------------------------------------------------------

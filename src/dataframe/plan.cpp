@@ -123,6 +123,7 @@ schema_t steps_schema(schema_t schema, const std::vector<df_step>& steps) {
         break;
       case df_step::kind::distinct:
       case df_step::kind::head:
+      case df_step::kind::top:
         break;
       case df_step::kind::row_count:
         schema = {{"rows", column_type::int64}};
@@ -229,6 +230,9 @@ table apply_steps(table t, const std::vector<df_step>& steps) {
       case df_step::kind::head:
         t = t.head(static_cast<std::size_t>(s.count));
         break;
+      case df_step::kind::top:
+        t = df::top_rows(t, s.sort, static_cast<std::size_t>(s.count));
+        break;
     }
   }
   return t;
@@ -271,7 +275,8 @@ std::vector<table> split_by_position(const table& t, const table& counts, std::s
 
 }  // namespace
 
-bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs) {
+bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs,
+                const df::parallel_runner& run) {
   bundle out;
   std::vector<table> in;
   in.reserve(inputs.size());
@@ -315,7 +320,7 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
       t = df::sort_boundaries(in, spec.sort, static_cast<std::size_t>(spec.count));
       break;
     case H::sort:
-      t = df::sort_table(in, spec.sort);
+      t = df::sort_table(in, spec.sort, run);
       break;
     case H::join: {
       const std::size_t nl = spec.left_inputs;
@@ -350,6 +355,7 @@ bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<
         const std::size_t b = rows * i / n, e = rows * (i + 1) / n;
         out.pieces.push_back(t.slice(b, e - b));
       }
+      if (n > 1) out.whole = std::move(t);
       break;
     }
     case S::with_sample: {
@@ -381,6 +387,15 @@ using node = df_node;
 using H = task_spec::head_kind;
 using S = task_spec::split_kind;
 
+// Whether a sort node sorts by a single int64, float64, bool or timestamp column.
+bool one_fixed_width_key(const node& n) {
+  if (n.sort.by.size() != 1) return false;
+  for (const auto& [name, type] : n.schema) {
+    if (name == n.sort.by[0]) return type != column_type::string;
+  }
+  return false;
+}
+
 std::size_t estimated_bytes(const node& n) {
   switch (n.k) {
     case node::kind::memory: {
@@ -409,7 +424,10 @@ class lowerer {
  public:
   explicit lowerer(const lowering_options& options) : options_(options) {}
 
-  physical_plan run(const node_ptr& root) {
+  physical_plan run(const node_ptr& original) {
+    std::map<const node*, node_ptr> rewritten;
+    root_ = push_filters(original, rewritten);
+    const node_ptr& root = root_;
     count_parents(root.get());
     required_[root.get()] = all_of(*root);
     propagate_requirements(root.get());
@@ -454,6 +472,85 @@ class lowerer {
         required_[in].insert(mine.begin(), mine.end());
       }
     }
+  }
+
+  // Filters right after a join that read only one side's columns run on that side before the
+  // join instead: on the left side for every kind of join (each output row carries its left
+  // row's values), on the right side only for inner joins (a left join's unmatched rows would
+  // otherwise gain nulls where the filter dropped right rows). Filters are taken from the front
+  // of the row-wise steps, where nothing has changed the join's columns yet.
+  node_ptr push_filters(const node_ptr& n, std::map<const node*, node_ptr>& done) {
+    if (auto it = done.find(n.get()); it != done.end()) return it->second;
+    node_ptr out = n;
+    std::vector<node_ptr> inputs;
+    bool changed = false;
+    for (const auto& in : n->inputs) {
+      inputs.push_back(push_filters(in, done));
+      changed |= inputs.back() != in;
+    }
+    if (changed) {
+      auto copy = std::make_shared<node>(*n);
+      copy->inputs = inputs;
+      out = std::move(copy);
+    }
+    if (out->k == node::kind::rowwise && out->inputs[0]->k == node::kind::join) out = push_into_join(out);
+    done[n.get()] = out;
+    return out;
+  }
+
+  static node_ptr push_into_join(const node_ptr& above) {
+    const node& join = *above->inputs[0];
+    const df::schema_t& left = join.inputs[0]->schema;
+    const df::schema_t& right = join.inputs[1]->schema;
+    std::set<std::string> left_names, right_kept;
+    for (const auto& [name, type] : left) left_names.insert(name);
+    const bool right_columns_out = join.join.how == join_kind::inner || join.join.how == join_kind::left;
+    if (right_columns_out) {
+      for (std::size_t i = 0; i < right.size(); ++i) {
+        bool merged = false;
+        for (std::size_t k = 0; k < join.join.right_on.size(); ++k) {
+          merged |= join.join.right_on[k] == right[i].first && join.join.left_on[k] == right[i].first;
+        }
+        if (!merged) right_kept.insert(right[i].first);
+      }
+    }
+    std::vector<df_step> to_left, to_right, kept;
+    std::size_t i = 0;
+    for (; i < above->steps.size() && above->steps[i].k == df_step::kind::filter; ++i) {
+      std::set<std::string> reads;
+      expr_columns(*above->steps[i].condition, reads);
+      bool all_left = !reads.empty(), all_right = !reads.empty() && join.join.how == join_kind::inner;
+      for (const auto& c : reads) {
+        // A name on both sides is suffixed in the output, so an unsuffixed name read here is the
+        // one side's own.
+        all_left = all_left && left_names.contains(c) && !right_kept.contains(c);
+        all_right = all_right && right_kept.contains(c) && !left_names.contains(c);
+      }
+      (all_left ? to_left : all_right ? to_right : kept).push_back(above->steps[i]);
+    }
+    if (to_left.empty() && to_right.empty()) return above;
+    kept.insert(kept.end(), above->steps.begin() + static_cast<std::ptrdiff_t>(i), above->steps.end());
+    auto filtered = [](const node_ptr& in, const std::vector<df_step>& steps) -> node_ptr {
+      if (steps.empty()) return in;
+      auto n = std::make_shared<node>();
+      if (in->k == node::kind::rowwise) {
+        *n = *in;
+      } else {
+        n->k = node::kind::rowwise;
+        n->inputs = {in};
+        n->partitions = in->partitions;
+        n->schema = in->schema;
+      }
+      n->steps.insert(n->steps.end(), steps.begin(), steps.end());
+      return n;
+    };
+    auto new_join = std::make_shared<node>(join);
+    new_join->inputs = {filtered(join.inputs[0], to_left), filtered(join.inputs[1], to_right)};
+    if (kept.empty()) return new_join;
+    auto rest = std::make_shared<node>(*above);
+    rest->inputs = {new_join};
+    rest->steps = std::move(kept);
+    return rest;
   }
 
   std::set<std::string> input_requirement(const node& n, const std::set<std::string>& need, const node& in) {
@@ -510,6 +607,12 @@ class lowerer {
       }
       case node::kind::repartition:
         return need;
+      case node::kind::join:
+        if (&in == n.inputs[1].get() && (n.join.how == join_kind::semi || n.join.how == join_kind::anti)) {
+          // A semi or anti join reads only the keys of its right side.
+          return std::set<std::string>(n.join.right_on.begin(), n.join.right_on.end());
+        }
+        return all_of(in);
       case node::kind::row_count:
         return {};
       case node::kind::describe: {
@@ -672,6 +775,42 @@ class lowerer {
       case node::kind::sort: {
         const std::vector<input_ref> in = lower(n->inputs[0].get());
         const std::size_t parts = in.size();
+        if (n->limit > 0) {
+          // The first rows of a sort: each partition keeps its best `limit` rows, and one task
+          // sorts the candidates (in partition order, so ties keep their order) and cuts them.
+          df_step top;
+          top.k = df_step::kind::top;
+          top.sort = n->sort;
+          top.count = n->limit;
+          std::vector<input_ref> candidates;
+          for (const input_ref& ref : in) {
+            const std::uint32_t t = extendable(ref, exclusive_input(n));
+            plan_.tasks[t].steps.push_back(top);
+            candidates.push_back({t, 0});
+          }
+          task_spec merge;
+          merge.head = H::sort;
+          merge.sort = n->sort;
+          df_step head;
+          head.k = df_step::kind::head;
+          head.count = n->limit;
+          merge.steps.push_back(head);
+          task_spec middle;
+          middle.steps.push_back(top);
+          out.push_back({reduce(std::move(candidates), merge, H::concat, middle), 0});
+          return out;
+        }
+        if (options_.one_process && in.size() <= options_.max_inputs && one_fixed_width_key(*n)) {
+          task_spec sorter;
+          sorter.head = H::sort;
+          sorter.sort = n->sort;
+          sorter.inputs = in;
+          sorter.split = S::even;
+          sorter.count = parts;
+          const std::uint32_t t = add(std::move(sorter));
+          for (std::size_t j = 0; j < parts; ++j) out.push_back({t, static_cast<std::uint32_t>(j)});
+          return out;
+        }
         std::vector<std::uint32_t> sampled;
         for (const input_ref& ref : in) {
           const std::uint32_t t = extendable(ref, exclusive_input(n));
@@ -860,6 +999,7 @@ class lowerer {
   static constexpr std::size_t broadcast_bytes = 32u << 20;
 
   lowering_options options_;
+  node_ptr root_;  // the plan after rewrites: the nodes the maps below point into
   physical_plan plan_;
   std::set<const node*> visited_;
   std::unordered_map<const node*, std::size_t> parents_;
@@ -933,6 +1073,14 @@ std::string step_text(const df_step& s) {
       return "row_count";
     case df_step::kind::head:
       return fmt::format("head {}", s.count);
+    case df_step::kind::top: {
+      std::vector<std::string> keys;
+      for (std::size_t i = 0; i < s.sort.by.size(); ++i) {
+        const bool ascending = i < s.sort.ascending.size() ? s.sort.ascending[i] : true;
+        keys.push_back(s.sort.by[i] + (ascending ? " asc" : " desc"));
+      }
+      return fmt::format("top {} by {}", s.count, fmt::join(keys, ","));
+    }
   }
   return "?";
 }
@@ -953,6 +1101,9 @@ std::string task_kind(const task_spec& t) {
       case df_step::kind::finalize_agg:
       case df_step::kind::distinct:
         kind += fmt::format("+{}", step_text(s));
+        break;
+      case df_step::kind::top:
+        kind += "+top";
         break;
       default:
         break;

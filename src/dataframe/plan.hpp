@@ -31,6 +31,7 @@ struct df_step {
     distinct,      // distinct_rows(subset) of this partition
     row_count,     // one row: "rows"
     head,          // the first `count` rows
+    top,           // the first `count` rows as sorted by `sort`
   };
   kind k = kind::filter;
   expr_ptr condition;
@@ -38,11 +39,12 @@ struct df_step {
   std::vector<std::string> columns;
   std::map<std::string, std::string> renames;
   df::agg_spec agg;
+  df::sort_spec sort;
   std::uint64_t count = 0;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned) {
-    ar& k& name& columns& renames& agg& count;
+    ar& k& name& columns& renames& agg& sort& count;
     bool has = condition != nullptr;
     ar& has;
     if constexpr (Archive::is_saving::value) {
@@ -85,6 +87,7 @@ struct df_node {
   df::agg_spec agg;                                   // aggregate
   std::size_t split_out = 1;                          // aggregate: output partitions (1: tree combine)
   df::sort_spec sort;                                 // sort
+  std::size_t limit = 0;                              // sort: only the first `limit` rows (0: all)
   df::join_spec join;                                 // join
   join_strategy strategy = join_strategy::automatic;  // join
   std::vector<std::string> subset;                    // distinct
@@ -169,6 +172,9 @@ struct task_spec {
 struct bundle {
   std::vector<table> pieces;
   std::map<std::uint32_t, std::uint64_t> skipped_rows;  // by CSV task, including upstream ones
+  /// After an even split, the table the pieces are slices of, so that a caller wanting all pieces
+  /// in order takes it instead of copying them together. Not sent between processes.
+  table whole;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned) {
@@ -187,6 +193,10 @@ struct lowering_options {
   std::size_t max_inputs = 8;
   /// Insert tasks that pick one piece of a multi-piece result, so a consumer fetches only it.
   bool pick_pieces = false;
+  /// Every task runs in this process and may spread its work over the local threads: a sort by
+  /// one fixed-width key becomes one task over all partitions, whose output is cut into slices,
+  /// instead of a sample sort that moves every row between partitions.
+  bool one_process = false;
 };
 
 /// Lowers `node`; every column of its output is computed.
@@ -195,8 +205,10 @@ physical_plan lower(const node_ptr& node, const lowering_options& options);
 std::string describe_plan(const physical_plan& plan);
 /// The kind a task is learned and shown as on a cluster: "dx.dataframe.read_csv+partial_agg".
 std::string task_kind(const task_spec& t);
-/// Runs one task on its inputs (in the order of spec.inputs).
-bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs);
+/// Runs one task on its inputs (in the order of spec.inputs); kernels that can spread their work
+/// do so over `run`.
+bundle run_task(const task_spec& spec, std::uint32_t task_id, const std::vector<const bundle*>& inputs,
+                const df::parallel_runner& run = {});
 
 /// Applies the steps to one partition.
 table apply_steps(table t, const std::vector<df_step>& steps);

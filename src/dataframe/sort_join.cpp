@@ -86,6 +86,8 @@ class key_column {
     return ascending_ ? u : ~u;
   }
 
+  double double_at(std::size_t row) const noexcept { return doubles_[row]; }
+
   // The value whose encode() is `u`, as the column stores it (int64_t, double or uint8_t).
   template <class T>
   T decode(std::uint64_t u) const noexcept {
@@ -327,14 +329,14 @@ struct piece_rows {
   std::size_t rows = 0;
 };
 
-piece_rows index_pieces(std::vector<const table*> pieces) {
+piece_rows index_pieces(std::vector<const table*> pieces, bool with_piece_of = true) {
   piece_rows m;
   m.pieces = std::move(pieces);
   for (const table* p : m.pieces) {
     m.starts.push_back(m.rows);
     m.rows += p->num_rows();
   }
-  if (m.pieces.size() > 1) {
+  if (m.pieces.size() > 1 && with_piece_of) {
     m.piece_of.resize(m.rows);
     for (std::size_t p = 0; p < m.pieces.size(); ++p) {
       std::fill_n(m.piece_of.begin() + static_cast<std::ptrdiff_t>(m.starts[p]), m.pieces[p]->num_rows(),
@@ -504,30 +506,296 @@ column gather(const piece_rows& m, std::size_t c, std::span<const Index> rows) {
   return column(std::shared_ptr<const detail::column_storage>(std::move(s)));
 }
 
-// The rows of `m` at `rows`; column `known` (if any) is `known_column` instead of gathered.
+// The rows of `m` at `rows`.
 template <class Index>
-table gather_table(const piece_rows& m, std::span<const Index> rows, std::size_t known = SIZE_MAX,
-                   const column* known_column = nullptr) {
+table gather_table(const piece_rows& m, std::span<const Index> rows) {
   const table& first = *m.pieces.front();
   std::vector<column> cols;
   cols.reserve(first.num_columns());
-  for (std::size_t c = 0; c < first.num_columns(); ++c) cols.push_back(c == known ? *known_column : gather(m, c, rows));
+  for (std::size_t c = 0; c < first.num_columns(); ++c) cols.push_back(gather(m, c, rows));
   return table(first.column_names(), std::move(cols));
 }
 
-// The key column rebuilt from its sorted keys (relative to `lo`), which is cheaper than gathering
-// it by row.
-column decode_keys(const key_column& key, const std::vector<std::uint64_t>& keys, std::uint64_t lo) {
-  auto s = std::make_shared<detail::column_storage>();
-  s->type = key.type();
-  s->size = keys.size();
-  auto fill = [&]<class T>(T*) {
-    std::vector<T> out = output_vector<T>(keys.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = key.decode<T>(keys[i] + lo);
-    values_in<T>(*s) = std::move(out);
+// ---------------------------------------------------------------------------------------------
+// One fixed-width key: a radix sort of (key, row) pairs
+//
+// A most-significant-digit pass scatters every row's key (relative to the smallest) and row number
+// into one of up to 2048 buckets by its top bits, missing values into a last one; each bucket is
+// then sorted on its own by the remaining bits. Both steps run in chunks on `run`: the scatter in
+// row ranges (each chunk owns its slots of every bucket, so the order stays stable), the buckets
+// one by one. Apart from the input and the output, a sort holds 12 bytes per row, and its
+// temporaries are first touched by the threads that fill them.
+
+constexpr unsigned msd_bits = 11;
+constexpr std::size_t sort_chunk_rows = std::size_t{1} << 16;  // a multiple of 64: validity words
+
+void run_chunks(const parallel_runner& run, std::size_t chunks, const std::function<void(std::size_t)>& fn) {
+  if (chunks == 0) return;
+  if (run && chunks > 1) {
+    run(chunks, fn);
+    return;
+  }
+  for (std::size_t i = 0; i < chunks; ++i) fn(i);
+}
+
+// An array left uninitialized, so that its pages are first touched where it is filled.
+template <class T>
+std::unique_ptr<T[]> uninitialized_array(std::size_t n) {
+  std::unique_ptr<T[]> a(new T[n]);
+  advise_huge_pages(a.get(), n * sizeof(T));
+  return a;
+}
+
+// Stable sort of keys[0, n) (with their rows) by the low `bits` bits, most significant digit first.
+template <class Index>
+void sort_bucket(std::uint64_t* keys, Index* rows, std::size_t n, unsigned bits) {
+  while (n > 1 && bits > 0) {
+    if (n <= 32) {
+      sort_run(keys, rows, n);
+      return;
+    }
+    // Digits of about log2(n) bits: a few rows per sub-bucket, without clearing counters for
+    // thousands of empty ones.
+    const unsigned digit_bits = std::min({bits, msd_bits, std::max(3u, static_cast<unsigned>(std::bit_width(n)) - 1)});
+    const unsigned shift = bits - digit_bits;
+    const std::uint64_t mask = (std::uint64_t{1} << digit_bits) - 1;
+    std::array<std::uint32_t, radix_buckets> count{};
+    for (std::size_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & mask];
+    bits = shift;
+    if (count[(keys[0] >> shift) & mask] == n) continue;  // one digit for all: the next one decides
+    thread_local std::vector<std::uint64_t> key_scratch;
+    thread_local std::vector<Index> row_scratch;
+    if (key_scratch.size() < n) key_scratch.resize(n);
+    if (row_scratch.size() < n) row_scratch.resize(n);
+    std::array<std::uint32_t, radix_buckets> at{};
+    std::uint32_t sum = 0;
+    for (std::size_t d = 0; d <= mask; ++d) {
+      at[d] = sum;
+      sum += count[d];
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t to = at[(keys[i] >> shift) & mask]++;
+      key_scratch[to] = keys[i];
+      row_scratch[to] = rows[i];
+    }
+    std::copy_n(key_scratch.data(), n, keys);
+    std::copy_n(row_scratch.data(), n, rows);
+    if (key_scratch.size() * sizeof(std::uint64_t) > (std::size_t{32} << 20)) {
+      std::vector<std::uint64_t>().swap(key_scratch);
+      std::vector<Index>().swap(row_scratch);
+    }
+    std::size_t begin = 0;
+    for (std::size_t d = 0; d <= mask; ++d) {
+      if (count[d] > 1) sort_bucket(keys + begin, rows + begin, count[d], bits);
+      begin += count[d];
+    }
+    return;
+  }
+}
+
+// Calls f(piece, first local row, end local row, first global row) for the parts of global rows
+// [begin, end) in each piece.
+template <class F>
+void for_segments(const piece_rows& m, std::size_t begin, std::size_t end, F&& f) {
+  std::size_t p =
+      static_cast<std::size_t>(std::upper_bound(m.starts.begin(), m.starts.end(), begin) - m.starts.begin()) - 1;
+  while (begin < end) {
+    const std::size_t piece_end = m.starts[p] + m.pieces[p]->num_rows();
+    const std::size_t stop = std::min(end, piece_end);
+    f(p, begin - m.starts[p], stop - m.starts[p], begin);
+    begin = stop;
+    ++p;
+  }
+}
+
+struct chunk_stats {
+  std::uint64_t lo = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t hi = 0;
+  bool valid = false;
+  bool negative_zero = false;
+};
+
+// More pieces are concatenated first: the gather finds a row's piece by comparing with each start.
+constexpr std::size_t radix_max_pieces = 8;
+
+template <class Index>
+table radix_sort_one_key(const piece_rows& m, const multi_key& key, std::size_t key_index, const parallel_runner& run) {
+  const std::size_t n = m.rows;
+  const std::size_t chunks = (n + sort_chunk_rows - 1) / sort_chunk_rows;
+  auto chunk_range = [&](std::size_t c) {
+    return std::pair{c * sort_chunk_rows, std::min(n, (c + 1) * sort_chunk_rows)};
   };
-  for_fixed_width(key.type(), fill);
-  return column(std::shared_ptr<const detail::column_storage>(std::move(s)));
+
+  // The range of the keys, so that the top digit splits the keys actually present.
+  std::vector<chunk_stats> stats(chunks);
+  run_chunks(run, chunks, [&](std::size_t c) {
+    chunk_stats s;
+    const auto [b, e] = chunk_range(c);
+    for_segments(m, b, e, [&](std::size_t p, std::size_t rb, std::size_t re, std::size_t) {
+      const key_column& kc = key.parts[p];
+      for (std::size_t r = rb; r < re; ++r) {
+        if (kc.missing(r)) continue;
+        const std::uint64_t u = kc.encode(r);
+        s.lo = std::min(s.lo, u);
+        s.hi = std::max(s.hi, u);
+        s.valid = true;
+        s.negative_zero |= kc.negative_zero(r);
+      }
+    });
+    stats[c] = s;
+  });
+  chunk_stats all;
+  for (const chunk_stats& s : stats) {
+    all.lo = std::min(all.lo, s.lo);
+    all.hi = std::max(all.hi, s.hi);
+    all.valid |= s.valid;
+    all.negative_zero |= s.negative_zero;
+  }
+  if (!all.valid) {
+    // Every key is missing, so all are equal: the rows stay in order.
+    std::vector<table> parts;
+    for (const table* p : m.pieces) parts.push_back(*p);
+    return concat(parts);
+  }
+  const std::uint64_t lo = all.lo;
+  const unsigned bits = static_cast<unsigned>(std::bit_width(all.hi - lo));
+  const unsigned top_bits = std::min(bits, msd_bits);
+  const unsigned shift = bits - top_bits;
+  const std::size_t buckets = (std::size_t{1} << top_bits) + 1;  // the last: missing keys
+  const std::size_t missing_bucket = buckets - 1;
+
+  // Where each chunk's rows of each bucket go: bucket by bucket, chunk by chunk.
+  std::vector<std::uint32_t> slots(chunks * buckets, 0);
+  run_chunks(run, chunks, [&](std::size_t c) {
+    std::uint32_t* count = slots.data() + c * buckets;
+    const auto [b, e] = chunk_range(c);
+    for_segments(m, b, e, [&](std::size_t p, std::size_t rb, std::size_t re, std::size_t) {
+      const key_column& kc = key.parts[p];
+      for (std::size_t r = rb; r < re; ++r) {
+        ++count[kc.missing(r) ? missing_bucket : static_cast<std::size_t>((kc.encode(r) - lo) >> shift)];
+      }
+    });
+  });
+  std::vector<std::size_t> bucket_start(buckets + 1, 0);
+  {
+    std::uint64_t sum = 0;
+    for (std::size_t d = 0; d < buckets; ++d) {
+      bucket_start[d] = sum;
+      for (std::size_t c = 0; c < chunks; ++c) {
+        const std::uint32_t here = slots[c * buckets + d];
+        slots[c * buckets + d] = static_cast<std::uint32_t>(sum);
+        sum += here;
+      }
+    }
+    bucket_start[buckets] = sum;
+  }
+  std::unique_ptr<std::uint64_t[]> keys = uninitialized_array<std::uint64_t>(n);
+  std::unique_ptr<Index[]> order = uninitialized_array<Index>(n);
+  run_chunks(run, chunks, [&](std::size_t c) {
+    std::uint32_t* at = slots.data() + c * buckets;
+    const auto [b, e] = chunk_range(c);
+    std::uint64_t* k = keys.get();
+    Index* o = order.get();
+    for_segments(m, b, e, [&](std::size_t p, std::size_t rb, std::size_t re, std::size_t g) {
+      const key_column& kc = key.parts[p];
+      for (std::size_t r = rb; r < re; ++r, ++g) {
+        if (kc.missing(r)) {
+          const std::uint32_t to = at[missing_bucket]++;
+          k[to] = 0;
+          o[to] = static_cast<Index>(g);
+          continue;
+        }
+        const std::uint64_t u = kc.encode(r) - lo;
+        const std::uint32_t to = at[static_cast<std::size_t>(u >> shift)]++;
+        k[to] = u;
+        o[to] = static_cast<Index>(g);
+      }
+    });
+  });
+  std::vector<std::uint32_t>().swap(slots);
+  // Buckets several at a time, so that a claim is worth its synchronisation.
+  constexpr std::size_t buckets_per_claim = 16;
+  if (shift > 0) {
+    run_chunks(run, (missing_bucket + buckets_per_claim - 1) / buckets_per_claim, [&](std::size_t c) {
+      for (std::size_t d = c * buckets_per_claim; d < std::min(missing_bucket, (c + 1) * buckets_per_claim); ++d) {
+        const std::size_t b = bucket_start[d], size = bucket_start[d + 1] - b;
+        if (size > 1) sort_bucket(keys.get() + b, order.get() + b, size, shift);
+      }
+    });
+  }
+  const std::size_t present = bucket_start[missing_bucket];
+
+  // The output, each column filled chunk by chunk: the key from the sorted keys (when they keep
+  // it exactly), the others gathered by row.
+  const table& first = *m.pieces.front();
+  const std::size_t ncols = first.num_columns();
+  const bool decode_key = !all.negative_zero;
+  std::vector<std::shared_ptr<detail::column_storage>> out(ncols);
+  std::vector<std::uint8_t> nulls(ncols, 0);
+  run_chunks(run, ncols, [&](std::size_t c) {
+    auto s = std::make_shared<detail::column_storage>();
+    s->type = first.column_at(c).type();
+    s->size = n;
+    for (const table* p : m.pieces) nulls[c] |= p->column_at(c).has_nulls() ? 1 : 0;
+    for_fixed_width(s->type, [&]<class T>(T*) {
+      std::vector<T>& v = values_in<T>(*s);
+      v.reserve(n);
+      advise_huge_pages(v.data(), n * sizeof(T));
+      v.resize(n);
+    });
+    if (nulls[c]) s->validity.assign((n + 63) / 64, 0);
+    out[c] = std::move(s);
+  });
+  const std::size_t pieces = m.pieces.size();
+  auto locate = [&](Index g) -> std::pair<std::size_t, std::size_t> {
+    std::size_t p = 0;
+    for (std::size_t q = 1; q < pieces; ++q) p += static_cast<std::size_t>(g) >= m.starts[q] ? 1 : 0;
+    return {p, static_cast<std::size_t>(g) - m.starts[p]};
+  };
+  run_chunks(run, chunks, [&](std::size_t chunk) {
+    const auto [b, e] = chunk_range(chunk);
+    const Index* o = order.get();
+    for (std::size_t c = 0; c < ncols; ++c) {
+      detail::column_storage& s = *out[c];
+      const bool from_keys = c == key_index && decode_key;
+      for_fixed_width(s.type, [&]<class T>(T*) {
+        T* dst = values_in<T>(s).data();
+        std::size_t i = b;
+        if (from_keys) {
+          const key_column& kc = key.parts[0];
+          const std::uint64_t* k = keys.get();
+          for (; i < std::min(e, present); ++i) dst[i] = kc.template decode<T>(k[i] + lo);
+        }
+        if (pieces == 1) {
+          const T* src = values_of<T>(m.pieces[0]->column_at(c));
+          for (; i < e; ++i) dst[i] = src[o[i]];
+        } else {
+          std::array<const T*, radix_max_pieces> base{};
+          for (std::size_t p = 0; p < pieces; ++p) base[p] = values_of<T>(m.pieces[p]->column_at(c));
+          for (; i < e; ++i) {
+            const auto [p, r] = locate(o[i]);
+            dst[i] = base[p][r];
+          }
+        }
+      });
+      if (nulls[c]) {
+        for (std::size_t i = b; i < e; ++i) {
+          const auto [p, r] = locate(o[i]);
+          if (!m.pieces[p]->column_at(c).is_null(r)) s.validity[i >> 6] |= std::uint64_t{1} << (i & 63);
+        }
+      }
+    }
+  });
+  std::vector<column> cols;
+  cols.reserve(ncols);
+  for (std::size_t c = 0; c < ncols; ++c) {
+    if (out[c]->type == column_type::string) {
+      cols.push_back(gather<Index>(m, c, std::span<const Index>(order.get(), n)));
+    } else {
+      cols.push_back(column(std::shared_ptr<const detail::column_storage>(std::move(out[c]))));
+    }
+  }
+  return table(first.column_names(), std::move(cols));
 }
 
 // Splits `t` by piece ids (each < pieces), keeping row order within each piece.
@@ -602,6 +870,12 @@ join_plan plan_join(const schema_t& left, const schema_t& right, const join_spec
     plan.left_keys.push_back(l);
     plan.right_keys.push_back(r);
     if (spec.left_on[k] == spec.right_on[k]) plan.keep_right[r] = 0;
+  }
+  if (spec.how == join_kind::semi || spec.how == join_kind::anti) {
+    // Only the left side's columns come out, under their own names.
+    for (const auto& [n, t] : left) plan.names.push_back(n);
+    plan.keep_right.assign(right.size(), 0);
+    return plan;
   }
   std::unordered_set<std::string> left_names, right_names;
   for (const auto& [n, t] : left) left_names.insert(n);
@@ -736,7 +1010,7 @@ std::vector<table> range_split(const table& part, const sort_spec& spec, const t
   return assign(piece);
 }
 
-table sort_table(std::span<const table> pieces, const sort_spec& spec) {
+table sort_table(std::span<const table> pieces, const sort_spec& spec, const parallel_runner& run) {
   std::vector<const table*> used;
   for (const table& p : pieces) {
     if (p.num_rows() > 0) used.push_back(&p);
@@ -752,22 +1026,90 @@ table sort_table(std::span<const table> pieces, const sort_spec& spec) {
       dx::detail::throw_error(dx::detail::error_kind::dataframe, "sort: partitions with different columns");
   }
   const std::vector<bool> ascending = directions(spec);
+  std::size_t rows = 0;
+  for (const table* p : used) rows += p->num_rows();
+  const std::size_t first_key = column_index(*used.front(), spec.by.front());
+  const column_type key_type = used.front()->column_at(first_key).type();
+  if (spec.by.size() == 1 && key_type != column_type::string && rows <= std::numeric_limits<std::uint32_t>::max()) {
+    if (used.size() > radix_max_pieces) {
+      const table all = concat(pieces);
+      return sort_table(std::span<const table>(&all, 1), spec, run);
+    }
+    bool strings = false;
+    for (std::size_t c = 0; c < used.front()->num_columns(); ++c) {
+      strings |= used.front()->column_at(c).type() == column_type::string;
+    }
+    const piece_rows m = index_pieces(std::move(used), strings);
+    return radix_sort_one_key<std::uint32_t>(m, multi_keys(m, spec.by, ascending)[0], first_key, run);
+  }
   const piece_rows m = index_pieces(std::move(used));
   const std::vector<multi_key> keys = multi_keys(m, spec.by, ascending);
   auto sort_as = [&]<class Index>(Index) {
     std::vector<Index>& order = scratch<Index>(4, 0);
-    table out;
-    if (const std::optional<std::uint64_t> lo = sorted_order(m, keys, order)) {
-      const column key = decode_keys(keys[0].parts[0], scratch<std::uint64_t>(0, m.rows), *lo);
-      out = gather_table<Index>(m, order, column_index(*m.pieces[0], spec.by[0]), &key);
-    } else {
-      out = gather_table<Index>(m, order);
-    }
+    sorted_order(m, keys, order);
+    table out = gather_table<Index>(m, order);
     release_sort_scratch<Index>();
     return out;
   };
   if (m.rows <= std::numeric_limits<std::uint32_t>::max()) return sort_as(std::uint32_t{0});
   return sort_as(std::uint64_t{0});
+}
+
+table top_rows(const table& part, const sort_spec& spec, std::size_t k) {
+  const std::size_t n = part.num_rows();
+  if (k >= n) return sort_table(std::span<const table>(&part, 1), spec);
+  if (k == 0) return part.slice(0, 0);
+  const std::vector<bool> ascending = directions(spec);
+  const std::vector<key_column> keys = key_columns(part, column_indices(part, spec.by), ascending);
+  // A max-heap of the best k rows so far: its top is the worst of them, and a row enters only by
+  // sorting before it. Ties go by row number, so the result is that of a stable sort.
+  std::vector<std::int64_t> rows;
+  if (keys.size() == 1 && keys[0].numeric()) {
+    struct candidate {
+      std::uint64_t missing;
+      std::uint64_t key;
+      std::uint64_t row;
+      bool operator<(const candidate& o) const noexcept {
+        return missing != o.missing ? missing < o.missing : key != o.key ? key < o.key : row < o.row;
+      }
+    };
+    const key_column& kc = keys[0];
+    std::vector<candidate> heap;
+    heap.reserve(k);
+    for (std::size_t r = 0; r < n; ++r) {
+      const bool miss = kc.missing(r);
+      const candidate c{miss ? 1u : 0u, miss ? 0 : kc.encode(r), r};
+      if (heap.size() < k) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end());
+      } else if (c < heap.front()) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = c;
+        std::push_heap(heap.begin(), heap.end());
+      }
+    }
+    std::sort_heap(heap.begin(), heap.end());
+    for (const candidate& c : heap) rows.push_back(static_cast<std::int64_t>(c.row));
+  } else {
+    auto before = [&](std::int64_t a, std::int64_t b) {
+      const int c = compare_rows(keys, static_cast<std::size_t>(a), keys, static_cast<std::size_t>(b));
+      return c != 0 ? c < 0 : a < b;
+    };
+    rows.reserve(k);
+    for (std::size_t r = 0; r < n; ++r) {
+      const auto row = static_cast<std::int64_t>(r);
+      if (rows.size() < k) {
+        rows.push_back(row);
+        std::push_heap(rows.begin(), rows.end(), before);
+      } else if (before(row, rows.front())) {
+        std::pop_heap(rows.begin(), rows.end(), before);
+        rows.back() = row;
+        std::push_heap(rows.begin(), rows.end(), before);
+      }
+    }
+    std::sort_heap(rows.begin(), rows.end(), before);
+  }
+  return take(part, rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -796,8 +1138,124 @@ schema_t join_schema(const schema_t& left, const schema_t& right, const join_spe
   return out;
 }
 
+namespace {
+
+// A fixed-width key as the join table holds it: equal values (non-missing) give equal words.
+// -0.0 becomes 0.0 so that it matches 0.0, as == says.
+std::uint64_t join_word(const key_column& k, std::size_t row) noexcept {
+  switch (k.type()) {
+    case column_type::float64: {
+      const double d = k.double_at(row);
+      return std::bit_cast<std::uint64_t>(d == 0 ? 0.0 : d);
+    }
+    default:
+      return k.encode(row);
+  }
+}
+
+inline std::uint64_t join_hash(std::uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// The joined table from the rows of each side (a negative right row: nulls), the left columns
+// kept as they are when `left_whole`.
+table assemble_join(const table& left, const table& right, const join_plan& plan,
+                    const std::vector<std::int64_t>* lrows, const std::vector<std::int64_t>* rrows) {
+  std::vector<column> cols;
+  for (std::size_t c = 0; c < left.num_columns(); ++c)
+    cols.push_back(lrows ? take(left.column_at(c), *lrows) : left.column_at(c));
+  if (rrows) {
+    for (std::size_t c = 0; c < right.num_columns(); ++c) {
+      if (plan.keep_right[c]) cols.push_back(take(right.column_at(c), *rrows));
+    }
+  }
+  return table(plan.names, std::move(cols));
+}
+
+// One fixed-width key pair. An open-addressing table of the right side's distinct keys, each
+// with its rows in right order (first[slot], then next[row]); the probe walks the left rows
+// once. Empty optional: the right side has more rows than a 32-bit row number holds.
+std::optional<table> join_one_fixed_key(const table& left, const table& right, const join_plan& plan,
+                                        const join_spec& spec) {
+  const std::size_t nl = left.num_rows(), nr = right.num_rows();
+  if (nr >= std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+  const key_column lk(left.column_at(plan.left_keys[0]), true);
+  const key_column rk(right.column_at(plan.right_keys[0]), true);
+  constexpr std::uint32_t none = std::numeric_limits<std::uint32_t>::max();
+  const std::size_t slots = std::bit_ceil(std::max<std::size_t>(16, 2 * nr));
+  const std::uint64_t mask = slots - 1;
+  std::vector<std::uint64_t> slot_word(slots);
+  std::vector<std::uint32_t> slot_first(slots, none), slot_last(slots, none), next(nr, none);
+  bool distinct = true;
+  for (std::size_t r = 0; r < nr; ++r) {
+    if (rk.missing(r)) continue;
+    const std::uint64_t w = join_word(rk, r);
+    std::uint64_t s = join_hash(w) & mask;
+    while (slot_first[s] != none && slot_word[s] != w) s = (s + 1) & mask;
+    if (slot_first[s] == none) {
+      slot_word[s] = w;
+      slot_first[s] = static_cast<std::uint32_t>(r);
+    } else {
+      next[slot_last[s]] = static_cast<std::uint32_t>(r);
+      distinct = false;
+    }
+    slot_last[s] = static_cast<std::uint32_t>(r);
+  }
+  std::vector<std::uint32_t>().swap(slot_last);
+  auto probe = [&](std::size_t l) -> std::uint32_t {
+    if (lk.missing(l)) return none;
+    const std::uint64_t w = join_word(lk, l);
+    for (std::uint64_t s = join_hash(w) & mask;; s = (s + 1) & mask) {
+      if (slot_first[s] == none) return none;
+      if (slot_word[s] == w) return slot_first[s];
+    }
+  };
+  const join_kind how = spec.how;
+  if (how == join_kind::semi || how == join_kind::anti || distinct) {
+    // At most one output row per left row.
+    std::vector<std::int64_t> lrows, rrows;
+    reserve_large(lrows, nl);
+    if (how == join_kind::inner || how == join_kind::left) reserve_large(rrows, nl);
+    for (std::size_t l = 0; l < nl; ++l) {
+      const std::uint32_t r = probe(l);
+      const bool keep = how == join_kind::anti ? r == none : (r != none || how == join_kind::left);
+      if (!keep) continue;
+      lrows.push_back(static_cast<std::int64_t>(l));
+      if (how == join_kind::inner || how == join_kind::left)
+        rrows.push_back(r == none ? -1 : static_cast<std::int64_t>(r));
+    }
+    const bool left_whole = lrows.size() == nl;
+    if (left_whole) std::vector<std::int64_t>().swap(lrows);
+    return assemble_join(left, right, plan, left_whole ? nullptr : &lrows,
+                         how == join_kind::inner || how == join_kind::left ? &rrows : nullptr);
+  }
+  std::vector<std::int64_t> lrows, rrows;
+  reserve_large(lrows, nl);
+  reserve_large(rrows, nl);
+  for (std::size_t l = 0; l < nl; ++l) {
+    std::uint32_t r = probe(l);
+    if (r == none && how == join_kind::left) {
+      lrows.push_back(static_cast<std::int64_t>(l));
+      rrows.push_back(-1);
+    }
+    for (; r != none; r = next[r]) {
+      lrows.push_back(static_cast<std::int64_t>(l));
+      rrows.push_back(static_cast<std::int64_t>(r));
+    }
+  }
+  return assemble_join(left, right, plan, &lrows, &rrows);
+}
+
+}  // namespace
+
 table hash_join(const table& left, const table& right, const join_spec& spec) {
   const join_plan plan = plan_join(schema_of(left), schema_of(right), spec);
+  if (plan.left_keys.size() == 1 && left.column_at(plan.left_keys[0]).type() != column_type::string) {
+    if (std::optional<table> joined = join_one_fixed_key(left, right, plan, spec)) return *std::move(joined);
+  }
   const std::vector<bool> ascending(plan.left_keys.size(), true);
   const std::vector<key_column> lkeys = key_columns(left, plan.left_keys, ascending);
   const std::vector<key_column> rkeys = key_columns(right, plan.right_keys, ascending);
@@ -846,6 +1304,16 @@ table hash_join(const table& left, const table& right, const join_spec& spec) {
       lrows.push_back(static_cast<std::int64_t>(l));
       rrows.push_back(-1);
     }
+  }
+  if (spec.how == join_kind::semi || spec.how == join_kind::anti) {
+    // Each left row once: those with a match (semi) or without one (anti).
+    std::vector<std::uint8_t> matched(nl, 0);
+    for (std::int64_t l : lrows) matched[static_cast<std::size_t>(l)] = 1;
+    std::vector<std::int64_t> kept;
+    for (std::size_t l = 0; l < nl; ++l) {
+      if ((matched[l] != 0) == (spec.how == join_kind::semi)) kept.push_back(static_cast<std::int64_t>(l));
+    }
+    return assemble_join(left, right, plan, &kept, nullptr);
   }
 
   const table lt = take(left, lrows);

@@ -186,9 +186,11 @@ http_response serve_head_http(const http_request& r, const head_view_source& sou
   if (r.path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", source.metrics_text()};
   if (r.path == "/api/state") return {200, "application/json", state_json(source.view_state())};
   if (r.path == "/api/trace") {
-    std::string out;
-    write_chrome_trace(source.view_trace(), out);
-    return {200, "application/json", std::move(out)};
+    // Megabytes for a full history: made and sent piece by piece from a snapshot of the events.
+    auto writer = std::make_shared<chrome_trace_writer>(source.view_trace());
+    http_response streamed{200, "application/json", {}};
+    streamed.stream = [writer](std::string& piece) { return writer->next(piece, 64 * 1024); };
+    return streamed;
   }
   if (r.path == "/api/tasks") {
     auto number = [&](const char* key) -> std::optional<std::optional<std::uint64_t>> {

@@ -4,6 +4,7 @@
 #include "observe/http_server.hpp"
 
 #include "observe/http_sessions.hpp"
+#include "transport/transport.hpp"
 
 #include <dx/error.hpp>
 
@@ -178,13 +179,30 @@ template <class Stream>
 void serve_connection(const std::shared_ptr<http_server::impl>& server, Stream stream,
                       std::shared_ptr<asio::ssl::context> context) {
   auto session = std::make_shared<http_detail::http_session<Stream>>(server, std::move(stream), std::move(context));
+  std::optional<std::string> busy;
+  std::shared_ptr<http_detail::http_connection> idlest;
   {
     // A connection over the limit too: with TLS its 503 waits for a handshake that stop() cuts.
     std::lock_guard lock(server->mutex);
     std::erase_if(server->sessions, [](const auto& w) { return w.expired(); });
+    const auto from_client = session->client.empty() ? 0 : server->per_client[session->client];
+    if (from_client > http_limits::connections_per_client) {
+      busy = fmt::format("too many connections from {} (at most {})", session->client,
+                         http_limits::connections_per_client);
+    } else if (server->open_connections > http_limits::connections) {
+      // Room is made by closing the connection idle longest; with none idle the limit holds.
+      for (const auto& w : server->sessions)
+        if (auto c = w.lock(); c && c->idle_since && (!idlest || *c->idle_since < *idlest->idle_since))
+          idlest = std::move(c);
+      if (!idlest) busy = fmt::format("too many connections (at most {})", http_limits::connections);
+    }
     server->sessions.push_back(session);
   }
-  session->start(server->open_connections > http_limits::connections);
+  if (idlest) {
+    idlest->idle_since.reset();
+    idlest->close();
+  }
+  session->start(std::move(busy));
 }
 
 }  // namespace
@@ -192,6 +210,7 @@ void serve_connection(const std::shared_ptr<http_server::impl>& server, Stream s
 void http_server::impl::accept_next() {
   acceptor.async_accept([self = shared_from_this()](const error_code& ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
+    if (!ec) transport::set_close_on_exec(s.native_handle());
     if (!ec && self->tls) {
       auto context = self->tls->current();
       http_detail::tls_stream stream(http_detail::plain_stream(std::move(s)), *context);
@@ -224,6 +243,7 @@ http_server::http_server(const std::string& address, handler h, std::chrono::mil
   if (results.empty()) fail("the host has no address");
   const tcp::endpoint ep = results.begin()->endpoint();
   impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) transport::set_close_on_exec(impl_->acceptor.native_handle());
   if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);

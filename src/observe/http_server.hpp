@@ -5,8 +5,12 @@
 // Limits, each failing only the request that breaks it: request line and headers 8 KiB (431),
 // a body at most 4 MiB with POST and 1 KiB otherwise (413, refused from its Content-Length before
 // anything is read or allocated), a body needs Content-Length (411: no chunked uploads), other
-// methods 405 with Allow, 64 connections at once (503), and 10 s for a request to arrive whole
-// (from its first byte: a slow sender cannot stretch it) and 10 s for the answer to leave.
+// methods 405 with Allow, 64 connections at once and 16 from one client address (503), and 10 s
+// for a request to arrive whole (from its first byte: a slow sender cannot stretch it) and 10 s
+// for the answer to leave (a client that reads too slowly is cut). Idle keep-alive connections
+// yield to new ones: at the connection limit the one idle longest is closed to make room, and
+// once three quarters of the limit are open an idle keep-alive connection is kept 1 s only, so
+// that clients holding connections they do not use cannot shut others out.
 //
 // With TLS credentials every connection is https (and a WebSocket wss): its TLS handshake passes
 // before a byte of HTTP is read, within the deadline of its first request, and the client must
@@ -66,6 +70,11 @@ struct http_response {
   /// (status and body are then not sent) and pushes this feed's messages to the client. Over the
   /// client limit the answer is 503 instead; a request that is no upgrade gets 426.
   std::shared_ptr<websocket_feed> websocket = {};
+  /// A large body made as the client reads it, instead of `body`: each call appends the next
+  /// piece to its (empty) argument and returns false with the last one. Sent chunked, each piece
+  /// under the write deadline, so that a client that reads slowly holds one piece, not the whole
+  /// answer. Called on the server's thread.
+  std::function<bool(std::string& piece)> stream = {};
 };
 
 /// Text messages that every WebSocket client of a route receives, from the moment it joins. The
@@ -116,6 +125,9 @@ struct http_limits {
   static constexpr std::size_t post_body_bytes = std::size_t{4} << 20;
   static constexpr std::size_t other_body_bytes = 1024;
   static constexpr std::size_t connections = 64;
+  static constexpr std::size_t connections_per_client = 16;
+  /// How long an idle keep-alive connection is kept once three quarters of `connections` are open.
+  static constexpr std::chrono::milliseconds busy_idle_timeout{1000};
 };
 
 class http_server {

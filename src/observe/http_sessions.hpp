@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -57,10 +58,13 @@ struct ws_client {
   bool joined = false;  // among its feed's clients
 };
 
-/// An HTTP connection as stop() sees it.
+/// An HTTP connection as stop() and the connection limit see it.
 struct http_connection {
   virtual ~http_connection() = default;
   virtual void close() = 0;
+  /// Since when it has waited for its next request after answering one; nullopt while it reads
+  /// its first request, serves one, or writes an answer. The server's thread only.
+  std::optional<std::chrono::steady_clock::time_point> idle_since;
 };
 
 }  // namespace http_detail
@@ -78,6 +82,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::mutex mutex;  // counts and sessions
   http_counts counts;
   std::vector<std::weak_ptr<http_detail::http_connection>> sessions;
+  std::map<std::string, std::size_t> per_client;  // open connections by client address
   std::once_flag stop_once;
   bool loopback = true;
 
@@ -259,13 +264,24 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
     error_code ec;
     const tcp::endpoint remote = socket().remote_endpoint(ec);
     if (!ec) {
+      client = remote.address().to_string();
+      std::lock_guard lock(server->mutex);
+      ++server->per_client[client];
+    }
+    if (!ec) {
       peer = transport::endpoint_string(remote);
       peer_loopback = remote.address().is_loopback() ||
                       (remote.address().is_v6() && remote.address().to_v6().is_v4_mapped() &&
                        asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).is_loopback());
     }
   }
-  ~http_session() override { --server->open_connections; }
+  ~http_session() override {
+    --server->open_connections;
+    if (client.empty()) return;
+    std::lock_guard lock(server->mutex);
+    auto it = server->per_client.find(client);
+    if (it != server->per_client.end() && --it->second == 0) server->per_client.erase(it);
+  }
 
   std::shared_ptr<http_server::impl> server;
   std::shared_ptr<asio::ssl::context> tls_context;  // the stream's, kept as long as it
@@ -274,7 +290,14 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
   std::optional<http::request_parser<http::string_body>> parser;
   http::response<http::string_body> full;
   http::response<http::empty_body> headers_only;
+  // A streamed answer (http_response::stream): the response, its serializer, the producer and
+  // the piece being written.
+  std::optional<http::response<http::buffer_body>> streamed;
+  std::optional<http::response_serializer<http::buffer_body>> streamer;
+  std::function<bool(std::string&)> produce;
+  std::string piece;
   std::string peer;
+  std::string client;  // the peer's address without its port: what per_client counts
   bool peer_loopback = false;
 
   std::shared_ptr<http_session> self() { return this->shared_from_this(); }
@@ -282,31 +305,41 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
 
   /// Serves the connection; `busy`: over the connection limit, it is answered 503 and closed (with
   /// TLS, once the handshake has passed: the answer could not be read before).
-  void start(bool busy) {
+  void start(std::optional<std::string> busy) {
     if constexpr (tls) {
       beast::get_lowest_layer(stream).expires_after(server->deadline);
       stream.async_handshake(asio::ssl::stream_base::server,
-                             [s = self(), busy](const error_code& ec) { s->on_handshake(ec, busy); });
+                             [s = self(), busy = std::move(busy)](const error_code& ec) { s->on_handshake(ec, busy); });
     } else {
       begin(busy, true);
     }
   }
 
-  void on_handshake(const error_code& ec, bool busy) {
+  void on_handshake(const error_code& ec, const std::optional<std::string>& busy) {
     if (!ec) return begin(busy, false);
     if (!server->stopped && ec != asio::error::operation_aborted) {
       const std::string why = ec == beast::error::timeout
                                   ? fmt::format("no TLS handshake within {} ms", server->deadline.count())
                                   : transport::describe_tls_error(ec, stream.native_handle());
-      log(log_level::warn, "refused a TLS connection from {}: {}", peer.empty() ? "(unknown)" : peer, why);
+      log_limited(log_level::warn, "refused a TLS connection from {}: {}", peer.empty() ? "(unknown)" : peer, why);
     }
     close();
   }
 
-  void begin(bool busy, bool renew_deadline) {
+  void begin(const std::optional<std::string>& busy, bool renew_deadline) {
     if (!busy) return read(renew_deadline);
     server->count("(busy)", 503);
-    write(http_response{503, "text/plain; charset=utf-8", "too many connections\n"}, false, 11, false);
+    write(http_response{503, "text/plain; charset=utf-8", *busy + "\n"}, false, 11, false);
+  }
+
+  /// The next request on a kept-alive connection: it waits idle, briefly when the server is near
+  /// its connection limit (and may be closed to make room for a new connection).
+  void read_next() {
+    idle_since = std::chrono::steady_clock::now();
+    const bool crowded = server->open_connections * 4 >= http_limits::connections * 3;
+    beast::get_lowest_layer(stream).expires_after(crowded ? std::min(server->deadline, http_limits::busy_idle_timeout)
+                                                          : server->deadline);
+    read(false);
   }
 
   void read(bool renew_deadline = true) {
@@ -331,6 +364,7 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
   }
 
   void on_header(const error_code& ec) {
+    idle_since.reset();
     if (ec && silent_end(ec)) return close();
     if (ec) return reply_read_error(ec);
     const auto& req = parser->get();
@@ -393,7 +427,7 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
       }
     }
     server->count(label, r.status);
-    write(r, head, req.version(), req.keep_alive());
+    write(std::move(r), head, req.version(), req.keep_alive());
   }
 
   /// Answers a request that cannot be served and closes the connection (what is left of the
@@ -404,7 +438,7 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
     write(http_response{status, "text/plain; charset=utf-8", std::move(body), std::move(headers)}, false, 11, false);
   }
 
-  void write(const http_response& r, bool head, unsigned version, bool keep_alive) {
+  void write(http_response r, bool head, unsigned version, bool keep_alive) {
     auto fill = [&](auto& res) {
       res.version(version);
       res.result(r.status);
@@ -415,6 +449,34 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
       res.keep_alive(keep_alive);
     };
     beast::get_lowest_layer(stream).expires_after(server->deadline);
+    if (r.stream && head) {
+      // HEAD: the length of what GET would send, made and dropped piece by piece.
+      std::size_t length = 0;
+      for (bool more = true; more;) {
+        std::string part;
+        more = r.stream(part);
+        length += part.size();
+      }
+      r.body.clear();
+      r.stream = nullptr;
+      headers_only = {};
+      fill(headers_only);
+      headers_only.content_length(length);
+      http::async_write(stream, headers_only, [s = self(), keep_alive](const error_code& ec, std::size_t) {
+        s->after_write(ec, keep_alive);
+      });
+      return;
+    }
+    if (r.stream) {
+      streamed.emplace();
+      fill(*streamed);
+      streamed->chunked(true);
+      streamed->body().data = nullptr;
+      streamed->body().more = true;
+      produce = std::move(r.stream);
+      streamer.emplace(*streamed);
+      return write_piece(keep_alive);
+    }
     if (head) {
       headers_only = {};
       fill(headers_only);
@@ -425,7 +487,7 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
     } else {
       full = {};
       fill(full);
-      full.body() = r.body;
+      full.body() = std::move(r.body);  // a large answer (a trace) is held once, not twice
       full.prepare_payload();
       http::async_write(stream, full, [s = self(), keep_alive](const error_code& ec, std::size_t) {
         s->after_write(ec, keep_alive);
@@ -433,10 +495,37 @@ struct http_session final : http_connection, std::enable_shared_from_this<http_s
     }
   }
 
+  /// The next piece of a streamed answer, each under the write deadline.
+  void write_piece(bool keep_alive) {
+    piece.clear();
+    bool more = false;
+    try {
+      more = produce(piece);
+    } catch (const std::exception& e) {
+      log(log_level::warn, "an HTTP answer to {} failed while it was sent: {}", peer, e.what());
+      return close();  // the status line has left: cutting the chunked body tells the client
+    }
+    streamed->body().data = piece.empty() ? nullptr : piece.data();
+    streamed->body().size = piece.size();
+    streamed->body().more = more;
+    beast::get_lowest_layer(stream).expires_after(server->deadline);
+    http::async_write(stream, *streamer, [s = self(), keep_alive](error_code ec, std::size_t) {
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec || s->streamer->is_done()) {
+        s->streamer.reset();
+        s->streamed.reset();
+        s->produce = nullptr;
+        s->piece = std::string();
+        return s->after_write(ec, keep_alive);
+      }
+      s->write_piece(keep_alive);
+    });
+  }
+
   void after_write(const error_code& ec, bool keep_alive) {
     if (ec) return close();
     if (!keep_alive) return finish();
-    read();
+    read_next();
   }
 
   /// The last answer has left: with TLS, a close_notify tells the client the answer is whole

@@ -3,9 +3,12 @@
 // the common path.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dx::detail::observe {
@@ -91,30 +94,93 @@ struct transfer_event {
   std::uint64_t bytes = 0;
 };
 
+/// What a history held when snapshot() was called: its events by sequence number, shared with
+/// the history (no event is copied), so that a reader renders them without the writer's lock.
+template <class E>
+class history_snapshot {
+ public:
+  history_snapshot() = default;
+  history_snapshot(std::vector<std::shared_ptr<const std::vector<E>>> chunks, std::size_t chunk_events,
+                   std::uint64_t base, std::uint64_t first, std::uint64_t next)
+      : chunks_(std::move(chunks)), chunk_events_(chunk_events), base_(base), first_(first), next_(next) {}
+
+  std::uint64_t first() const noexcept { return first_; }
+  std::uint64_t next() const noexcept { return next_; }
+  const E& at(std::uint64_t seq) const {
+    const std::uint64_t off = seq - base_;
+    return (*chunks_[static_cast<std::size_t>(off / chunk_events_)])[static_cast<std::size_t>(off % chunk_events_)];
+  }
+  /// The events from the oldest kept, by position (0 is first()).
+  std::size_t size() const noexcept { return static_cast<std::size_t>(next_ - first_); }
+  bool empty() const noexcept { return next_ == first_; }
+  const E& operator[](std::size_t i) const { return at(first_ + i); }
+
+  class iterator {
+   public:
+    iterator(const history_snapshot* s, std::uint64_t seq) : s_(s), seq_(seq) {}
+    const E& operator*() const { return s_->at(seq_); }
+    iterator& operator++() {
+      ++seq_;
+      return *this;
+    }
+    bool operator!=(const iterator& o) const noexcept { return seq_ != o.seq_; }
+
+   private:
+    const history_snapshot* s_;
+    std::uint64_t seq_;
+  };
+  iterator begin() const { return iterator(this, first_); }
+  iterator end() const { return iterator(this, next_); }
+
+ private:
+  std::vector<std::shared_ptr<const std::vector<E>>> chunks_;
+  std::size_t chunk_events_ = 1;
+  std::uint64_t base_ = 0, first_ = 0, next_ = 0;
+};
+
 /// The latest `capacity` events, numbered from 0 in the order they were pushed. Memory grows
-/// with the events kept, up to capacity.
+/// with the events kept, up to capacity (and one chunk of 4096 events). Events live in chunks
+/// shared with snapshots: snapshot() copies a pointer per chunk, and a push copies the chunk it
+/// writes only when a snapshot still holds it.
 template <class E>
 class history {
  public:
+  static constexpr std::size_t chunk_events = 4096;
+
   explicit history(std::size_t capacity) : capacity_(capacity) {}
   void push(const E& e) {
     if (capacity_ == 0) return;
-    if (events_.size() < capacity_) {
-      events_.push_back(e);
-    } else {
-      events_[next_ % capacity_] = e;
+    if (chunks_.empty() || chunks_.back()->size() == chunk_events) {
+      chunks_.push_back(std::make_shared<std::vector<E>>());
+    } else if (chunks_.back().use_count() > 1) {
+      chunks_.back() = std::make_shared<std::vector<E>>(*chunks_.back());  // a snapshot holds it
     }
+    chunks_.back()->push_back(e);
     ++next_;
+    // The front chunk goes once none of its events is among the latest `capacity`.
+    while (!chunks_.empty() && base_ + chunk_events <= first()) {
+      chunks_.erase(chunks_.begin());
+      base_ += chunk_events;
+    }
   }
   /// The oldest sequence number kept, and the one the next event gets.
-  std::uint64_t first() const noexcept { return next_ - events_.size(); }
+  std::uint64_t first() const noexcept { return next_ - std::min<std::uint64_t>(next_ - base_, capacity_); }
   std::uint64_t next() const noexcept { return next_; }
-  const E& at(std::uint64_t seq) const { return events_[capacity_ ? seq % capacity_ : 0]; }
+  const E& at(std::uint64_t seq) const {
+    const std::uint64_t off = seq - base_;
+    return (*chunks_[static_cast<std::size_t>(off / chunk_events)])[static_cast<std::size_t>(off % chunk_events)];
+  }
   std::size_t capacity() const noexcept { return capacity_; }
+  /// The events kept now, sharing their storage: O(events / 4096).
+  history_snapshot<E> snapshot() const {
+    std::vector<std::shared_ptr<const std::vector<E>>> chunks(chunks_.begin(), chunks_.end());
+    return history_snapshot<E>(std::move(chunks), chunk_events, base_, first(), next_);
+  }
 
  private:
   std::size_t capacity_;
-  std::vector<E> events_;
+  std::vector<std::shared_ptr<std::vector<E>>> chunks_;
+  std::uint64_t base_ = 0;  // the sequence number of the front chunk's first event
   std::uint64_t next_ = 0;
 };
 
@@ -127,8 +193,8 @@ struct link_stats {
 /// process per worker, one thread per worker thread, transfers on a lane of their receiver.
 /// `epoch_unix_us`: the head's start as microseconds since 1970 (timestamps are absolute).
 struct trace_input {
-  std::vector<task_event> tasks;
-  std::vector<transfer_event> transfers;
+  history_snapshot<task_event> tasks;
+  history_snapshot<transfer_event> transfers;
   std::vector<std::string> kinds;    // by kind index
   std::vector<std::string> workers;  // by scheduler worker id
   double epoch_unix_us = 0;
@@ -137,6 +203,27 @@ struct trace_input {
   std::vector<std::string> labels;
 };
 void write_chrome_trace(const trace_input& in, std::string& out);
+
+/// The same JSON piece by piece, so that a large trace is sent as it is made (a slow reader
+/// holds a piece, not the whole document).
+class chrome_trace_writer {
+ public:
+  explicit chrome_trace_writer(trace_input in);
+  /// Appends the next events to `out` until it holds at least `at_least` bytes or the trace
+  /// ends; returns false once the last piece (the closing bracket) has been appended.
+  bool next(std::string& out, std::size_t at_least);
+
+ private:
+  std::string_view name_of_worker(std::uint32_t w) const;
+  void begin_event(std::string& out);
+  void write_names(std::string& out);
+  void write_task(std::size_t i, std::string& out);
+  void write_transfer(std::size_t i, std::string& out);
+
+  trace_input in_;
+  bool named_ = false, ended_ = false, first_ = true;
+  std::size_t task_ = 0, transfer_ = 0;
+};
 
 /// Escapes `s` as the inside of a JSON string.
 void json_escape_into(std::string& out, std::string_view s);

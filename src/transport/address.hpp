@@ -38,6 +38,27 @@ inline bool is_loopback_host(const std::string& host) {
   return !ec && address.is_loopback();
 }
 
+/// The address of this machine's interface that packets to `host` leave from (a UDP socket
+/// connected to it: nothing is sent), or "" when `host` does not resolve or is unreachable.
+inline std::string local_address_toward(const std::string& host) {
+  boost::system::error_code ec;
+  asio::io_context io;
+  asio::ip::udp::resolver resolver(io);
+  const auto results = resolver.resolve(host, "9", ec);
+  if (ec) return {};
+  for (const auto& entry : results) {
+    asio::ip::udp::socket s(io);
+    s.open(entry.endpoint().protocol(), ec);
+    if (ec) continue;
+    s.connect(entry.endpoint(), ec);
+    if (ec) continue;
+    const auto local = s.local_endpoint(ec);
+    if (ec) continue;
+    return local.address().to_string();
+  }
+  return {};
+}
+
 inline std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
   const auto address = ep.address();
   if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());

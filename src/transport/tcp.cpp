@@ -3,8 +3,18 @@
 // (listening, accepting, connecting, stopping) and the transport object.
 #include "transport/tcp_parts.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+
+namespace dx::transport {
+
+void set_close_on_exec(int fd) noexcept {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC)) (void)::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+}  // namespace dx::transport
 
 namespace dx::transport::tcp_detail {
 
@@ -16,6 +26,7 @@ error_code connect_until(tcp::socket& s, const tcp::endpoint& ep, std::chrono::s
   error_code ec;
   s.open(ep.protocol(), ec);
   if (ec) return ec;
+  set_close_on_exec(s.native_handle());
   s.non_blocking(true, ec);
   if (ec) return ec;
   if (::connect(s.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
@@ -67,6 +78,7 @@ std::string engine::listen(const std::string& address, accept_fn on_accept) {
   auto l = std::make_shared<listener>(io_, std::move(on_accept));
   l->acceptor.open(ep.protocol(), ec);
   if (ec) fail(ec.message());
+  set_close_on_exec(l->acceptor.native_handle());
   l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (ec) fail(ec.message());
   l->acceptor.bind(ep, ec);
@@ -97,7 +109,7 @@ void engine::on_accepted(const std::shared_ptr<listener>& l, const error_code& e
   if (ec == asio::error::operation_aborted || stopped() || !l->acceptor.is_open()) return;
   if (ec) {
     // Out of descriptors and the like: try again shortly rather than spin on the error.
-    log(log_level::warn, "accepting a connection failed: {}", ec.message());
+    log_limited(log_level::warn, "accepting a connection failed: {}", ec.message());
     l->retry.expires_after(std::chrono::milliseconds(100));
     l->retry.async_wait([self = shared_from_this(), l](const error_code& ec) {
       if (!ec && !self->stopped()) self->accept_next(l);
@@ -105,18 +117,37 @@ void engine::on_accepted(const std::shared_ptr<listener>& l, const error_code& e
     return;
   }
   error_code opt_ec;
+  set_close_on_exec(s.native_handle());
   s.set_option(tcp::no_delay(true), opt_ec);
   const tcp::endpoint remote = s.remote_endpoint(opt_ec);
+  std::string host;
+  if (!opt_ec && cfg_.untrusted_frame_limit > 0) {
+    host = remote.address().to_string();
+    std::size_t& from_host = untrusted_by_host_[host];
+    if (from_host >= cfg_.max_untrusted_per_host || untrusted_ >= cfg_.max_untrusted) {
+      log_limited(log_level::warn,
+                  "refused a connection from {}: {} connections from it and {} in all have not completed the "
+                  "handshake (the caps: {} and {})",
+                  endpoint_string(remote), from_host, untrusted_, cfg_.max_untrusted_per_host, cfg_.max_untrusted);
+      if (from_host == 0) untrusted_by_host_.erase(host);
+      error_code ignored;
+      s.close(ignored);
+      return accept_next(l);
+    }
+    ++from_host;
+    ++untrusted_;
+  }
   if (!opt_ec) {
     auto c = std::make_shared<tcp_connection>(shared_from_this(), std::move(s), nullptr, endpoint_string(remote),
                                               tls_context());
     add(c);
+    if (!host.empty()) c->mark_untrusted(host, cfg_.handshake_timeout);
     if (c->is_tls()) {
       c->handshake(asio::ssl::stream_base::server, "", cfg_.handshake_timeout,
                    [self = shared_from_this(), l, c](std::optional<std::string> failed) {
                      if (!failed) return self->hand_over(l, c);
                      if (self->stopped()) return c->force_close("transport stopped");  // not a refusal
-                     log(log_level::warn, "refused a TLS connection from {}: {}", c->remote_address(), *failed);
+                     log_limited(log_level::warn, "refused a TLS connection from {}: {}", c->remote_address(), *failed);
                      c->force_close(*failed);
                    });
     } else {
@@ -124,6 +155,13 @@ void engine::on_accepted(const std::shared_ptr<listener>& l, const error_code& e
     }
   }
   accept_next(l);
+}
+
+void engine::release_untrusted(const std::string& host) {
+  auto it = untrusted_by_host_.find(host);
+  if (it == untrusted_by_host_.end()) return;
+  if (--it->second == 0) untrusted_by_host_.erase(it);
+  if (untrusted_ > 0) --untrusted_;
 }
 
 void engine::hand_over(const std::shared_ptr<listener>& l, const std::shared_ptr<tcp_connection>& c) {
@@ -202,6 +240,7 @@ void engine::finish_connect(const std::shared_ptr<connect_op>& op, std::optional
     if (op->st == connect_op::state::abandoned && !error) error = "abandoned by the caller";
     error_code ec;
     if (!error) {
+      set_close_on_exec(op->conn->socket().native_handle());
       op->conn->socket().set_option(tcp::no_delay(true), ec);
       const tcp::endpoint remote = op->conn->socket().remote_endpoint(ec);
       if (ec)

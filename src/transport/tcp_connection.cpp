@@ -15,6 +15,7 @@ tcp_connection::tcp_connection(std::shared_ptr<engine> e, tcp::socket socket, st
       tls_context_(std::move(tls)),
       linger_timer_(engine_->io()),
       handshake_timer_(engine_->io()),
+      trust_timer_(engine_->io()),
       remote_(std::move(remote)),
       handler_(std::move(h)) {
   if (tls_context_)
@@ -117,6 +118,49 @@ void tcp_connection::set_handler(std::shared_ptr<handler> h) {
     engine_->post([self = shared_from_this(), h = std::move(h)]() mutable { self->attach(std::move(h), true); });
 }
 
+void tcp_connection::on_trusted() {
+  if (engine_->on_io_thread())
+    become_trusted();
+  else
+    engine_->post([self = shared_from_this()] { self->become_trusted(); });
+}
+
+void tcp_connection::mark_untrusted(std::string host, std::chrono::milliseconds limit) {
+  untrusted_ = true;
+  untrusted_host_ = std::move(host);
+  trust_timer_.expires_after(limit);
+  trust_timer_.async_wait([self = shared_from_this(), limit](const error_code& ec) {
+    if (ec || !self->untrusted_ || self->closed_ || self->refused_) return;
+    const std::string why = fmt::format("no handshake within {} ms", limit.count());
+    log_limited(log_level::warn, "closing the connection with {}: {}", self->remote_, why);
+    self->close_requested_.store(true, std::memory_order_release);
+    self->do_close(why, close_mode::abort, log_level::off);
+  });
+}
+
+// Nothing more is read from it, and it is closed a little later rather than at once: a peer that
+// reconnects as soon as it is refused would otherwise keep the io thread accepting and closing.
+// It stays counted against its address's cap meanwhile.
+void tcp_connection::refuse_untrusted(const std::string& why) {
+  refused_ = true;
+  log_limited(log_level::warn, "closing the connection with {}: {}", remote_, why);
+  const auto delay = std::min<std::chrono::milliseconds>(refusal_delay, engine_->cfg().handshake_timeout);
+  trust_timer_.cancel();
+  trust_timer_.expires_after(delay);
+  trust_timer_.async_wait([self = shared_from_this(), why](const error_code& ec) {
+    if (ec || self->closed_) return;
+    self->close_requested_.store(true, std::memory_order_release);
+    self->do_close(why, close_mode::abort, log_level::off);
+  });
+}
+
+void tcp_connection::become_trusted() {
+  if (!untrusted_) return;
+  untrusted_ = false;
+  trust_timer_.cancel();
+  if (!untrusted_host_.empty()) engine_->release_untrusted(std::exchange(untrusted_host_, std::string()));
+}
+
 void tcp_connection::force_close(const std::string& reason) {
   close_requested_.store(true, std::memory_order_release);
   do_close(reason, close_mode::abort);
@@ -134,40 +178,61 @@ void tcp_connection::on_header(const error_code& ec) {
   const wire::frame_header h = wire::decode_header(in_header_.data());
   if (!tls_ && in_header_[0] == 0x16 && in_header_[1] == 0x03) {  // a TLS handshake record
     const std::string why = "a TLS client on a plain TCP port (give this side TLS too: options::tls, --tls-cert)";
-    log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+    log_limited(log_level::warn, "closing the connection with {}: {}", remote_, why);
     return do_close(why, close_mode::failed, log_level::off);
   }
   if (stream_left_ > 0 || (h.flags & (wire::frame_streamed | wire::frame_chunk)) != 0) return on_stream_header(h);
-  if (auto why = wire::check_header(h, engine_->cfg().max_frame_size)) {
-    log(log_level::warn, "closing the connection with {}: {}", remote_, *why);
+  const std::uint64_t limit = untrusted_ ? engine_->cfg().untrusted_frame_limit : engine_->cfg().max_frame_size;
+  if (auto why = wire::check_header(h, limit)) {
+    if (untrusted_) {
+      *why += " before the handshake";
+      return refuse_untrusted(*why);
+    }
+    log_limited(log_level::warn, "closing the connection with {}: {}", remote_, *why);
     return do_close(*why, close_mode::failed, log_level::off);
   }
   in_frame_ = wire::frame{};
   in_frame_.type = h.type;
   in_frame_.flags = h.flags;
-  try {
-    in_frame_.archive.resize(h.archive_size);
-    if (h.payload_size > 0) {
-      // The payload is read straight into the string the frame will carry: one allocation, no copy.
-      in_payload_ = std::make_shared<std::string>();
-      in_payload_->resize(static_cast<std::size_t>(h.payload_size));
-    }
-  } catch (const std::bad_alloc&) {
-    const auto why = fmt::format("cannot allocate a frame body of {} bytes", h.archive_size + h.payload_size);
-    log(log_level::warn, "closing the connection with {}: {}", remote_, why);
-    return do_close(why, close_mode::failed, log_level::off);
-  }
+  in_archive_size_ = h.archive_size;
+  in_payload_size_ = h.payload_size;
+  in_payload_ = h.payload_size > 0 ? std::make_shared<std::string>() : nullptr;
   if (h.archive_size == 0 && h.payload_size == 0) return on_body(error_code{});
   body_started_ = std::chrono::steady_clock::now();
   set_receiving(h.archive_size + h.payload_size);
-  const std::array<asio::mutable_buffer, 2> body{asio::buffer(in_frame_.archive),
-                                                 in_payload_ ? asio::buffer(*in_payload_) : asio::mutable_buffer{}};
-  asio::async_read(stream_, body, read_fully{},
-                   [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_body(ec); });
+  read_body_window();
+}
+
+// The buffer grows by the window about to be read, so that memory follows the bytes that
+// arrive, not the size a header announces. A trusted peer's buffer is reserved at once (address
+// space only: its pages are touched as the windows fill), so that growing never copies.
+void tcp_connection::read_body_window() {
+  const bool archive_left = in_frame_.archive.size() < in_archive_size_;
+  std::string& target = archive_left ? in_frame_.archive : *in_payload_;
+  const std::uint64_t total = archive_left ? in_archive_size_ : in_payload_size_;
+  const std::size_t filled = target.size();
+  const std::size_t window = std::clamp(filled, body_window_min, body_window_max);
+  const std::size_t next = static_cast<std::size_t>(std::min<std::uint64_t>(total, filled + window));
+  try {
+    if (filled == 0 && !untrusted_) target.reserve(static_cast<std::size_t>(total));
+    target.resize(next);
+  } catch (const std::exception&) {  // bad_alloc, or length_error for a size past what a string holds
+    const auto why = fmt::format("cannot allocate a frame body of {} bytes", in_archive_size_ + in_payload_size_);
+    log_limited(log_level::warn, "closing the connection with {}: {}", remote_, why);
+    return do_close(why, close_mode::failed, log_level::off);
+  }
+  asio::async_read(stream_, asio::buffer(target.data() + filled, next - filled), read_fully{},
+                   [self = shared_from_this()](const error_code& ec, std::size_t) {
+                     if (ec || self->closed_) return self->on_body(ec);
+                     const bool done = self->in_frame_.archive.size() == self->in_archive_size_ &&
+                                       (!self->in_payload_ || self->in_payload_->size() == self->in_payload_size_);
+                     if (done) return self->on_body(ec);
+                     self->read_body_window();
+                   });
 }
 
 void tcp_connection::refuse_input(const std::string& why) {
-  log(log_level::warn, "closing the connection with {}: {}", remote_, why);
+  log_limited(log_level::warn, "closing the connection with {}: {}", remote_, why);
   do_close(why, close_mode::failed, log_level::off);
 }
 
@@ -178,6 +243,9 @@ void tcp_connection::on_stream_header(const wire::frame_header& h) {
   if (stream_left_ == 0) {
     if ((h.flags & wire::frame_chunk) != 0) return refuse_input("a chunk of a streamed frame that was not announced");
     const std::uint64_t body = std::uint64_t{h.archive_size} + h.payload_size;
+    if (untrusted_)
+      return refuse_untrusted(
+          fmt::format("a streamed frame of {} bytes before the handshake", body));
     if (!trusted())
       return refuse_input(
           fmt::format("a streamed frame of {} bytes before the handshake completed (the limit until then is a frame "
@@ -490,6 +558,8 @@ void tcp_connection::close_socket() {
   socket_closed_ = true;
   linger_timer_.cancel();
   handshake_timer_.cancel();
+  trust_timer_.cancel();
+  if (!untrusted_host_.empty()) engine_->release_untrusted(std::exchange(untrusted_host_, std::string()));
   error_code ignored;
   socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);

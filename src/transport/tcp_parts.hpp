@@ -10,9 +10,10 @@
 //   by shared_ptr: by the public transport object, by the thread while it runs, and by every
 //   connection, so that no socket can outlive the io_context it belongs to.
 // - `tcp_connection` reads a header, checks it, then reads the archive and the payload straight
-//   into the frame's own buffers; a streamed frame's chunks are read straight into them too. Writes gather every queued
-//   frame into one vector of buffers that point at the frames themselves (payloads are never copied) and hand it to
-//   writev, up to Asio's 64 buffers per call.
+//   into the frame's own buffers, which grow window by window as the bytes arrive (a header alone
+//   never commits memory); a streamed frame's chunks are read straight into its buffers too.
+//   Writes gather every queued frame into one vector of buffers that point at the frames
+//   themselves (payloads are never copied) and hand it to writev, up to Asio's 64 buffers per call.
 // - Everything but send(), close(), set_handler() and remote_address() runs on the io thread,
 //   so per-connection state needs no lock; the outbox is the one piece shared with senders.
 // - With TLS (config::tls), a connection is an SSL stream over its socket: an accepted one is
@@ -58,10 +59,20 @@ using handshake_done = std::function<void(std::optional<std::string>)>;
 using boost::system::error_code;
 using detail::log;
 using detail::log_level;
+using detail::log_limited;
 
 /// How long a connection closed with close() may take to send what was queued before it and
 /// to see the peer's end of stream, before the socket is closed regardless.
 constexpr std::chrono::seconds linger_timeout{5};
+
+/// How long an untrusted connection that broke the handshake's frame limit is held, unread,
+/// before it is closed (at most the handshake timeout).
+constexpr std::chrono::milliseconds refusal_delay{1000};
+
+/// A body is read in windows: the first this large, each next one as large as what has arrived
+/// (doubling), up to body_window_max. The buffer grows only by the window about to be read.
+constexpr std::size_t body_window_min = 64 * 1024;
+constexpr std::size_t body_window_max = 4 * 1024 * 1024;
 
 /// With TLS, the pieces of a write smaller than this are copied into one buffer, so that frame
 /// headers and small bodies travel as one record rather than one record each.
@@ -124,6 +135,7 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void close(const std::string& reason) override;
   std::string remote_address() const override { return remote_; }
   void set_handler(std::shared_ptr<handler> h) override;
+  void on_trusted() override;
 
   // The rest runs on the io thread only.
   tcp::socket& socket() noexcept { return tls_ ? tls_->next_layer() : socket_; }
@@ -153,6 +165,9 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void start() { read_header(); }
   /// stop(): closes at once and delivers on_closed if it was not yet.
   void force_close(const std::string& reason);
+  /// An accepted connection counted against the engine's caps on untrusted connections from
+  /// `host`: closed unless trust() comes within `limit`.
+  void mark_untrusted(std::string host, std::chrono::milliseconds limit);
 
  private:
   void read_header();
@@ -160,7 +175,10 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   void on_stream_header(const wire::frame_header& h);
   void on_chunk(const error_code& ec, std::size_t n);
   void refuse_input(const std::string& why);
+  void read_body_window();
   void on_body(const error_code& ec);
+  void become_trusted();
+  void refuse_untrusted(const std::string& why);
   void on_read_error(const error_code& ec);
   void discard_input(const error_code& ec);
 
@@ -185,6 +203,7 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   stream_adapter stream_{this};
   asio::steady_timer linger_timer_;
   asio::steady_timer handshake_timer_;
+  asio::steady_timer trust_timer_;
   // Written before the connection is handed to anyone, read-only afterwards.
   std::string remote_;
 
@@ -201,9 +220,14 @@ class tcp_connection final : public connection, public std::enable_shared_from_t
   bool closed_delivered_ = false;
   bool lingering_ = false;
   bool socket_closed_ = false;
+  bool untrusted_ = false;      // accepted, trust() not yet called: only handshake-sized frames
+  bool refused_ = false;        // untrusted and broke the handshake limit: read no more, close soon
+  std::string untrusted_host_;  // non-empty while counted against the engine's caps
   std::array<char, wire::header_size> in_header_{};
   wire::frame in_frame_;
   std::shared_ptr<std::string> in_payload_;
+  std::uint32_t in_archive_size_ = 0;  // the body being read, as its header announced it
+  std::uint64_t in_payload_size_ = 0;
   std::chrono::steady_clock::time_point body_started_{};  // when the frame being read had its header
   // A streamed frame being received (see wire::frame_streamed): its body bytes still to come, and
   // how many came, into in_frame_.archive and then *in_payload_.
@@ -283,6 +307,8 @@ class engine : public std::enable_shared_from_this<engine> {
 
   void add(const std::shared_ptr<tcp_connection>& c) { conns_.emplace(c.get(), c); }
   void remove(tcp_connection* c) { conns_.erase(c); }
+  /// An untrusted connection from `host` closed or was trusted.
+  void release_untrusted(const std::string& host);
 
   std::string listen(const std::string& address, accept_fn on_accept);
   std::shared_ptr<connection> connect(const std::string& address, std::shared_ptr<handler> h);
@@ -323,6 +349,8 @@ class engine : public std::enable_shared_from_this<engine> {
   std::vector<std::shared_ptr<listener>> listeners_;
   std::unordered_map<tcp_connection*, std::shared_ptr<tcp_connection>> conns_;
   std::unordered_set<std::shared_ptr<connect_op>> connecting_;
+  std::unordered_map<std::string, std::size_t> untrusted_by_host_;
+  std::size_t untrusted_ = 0;
 };
 
 }  // namespace dx::transport::tcp_detail

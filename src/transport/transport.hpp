@@ -5,8 +5,10 @@
 // Contract for implementations:
 // - send() is thread-safe and never blocks on the network: frames queue and go out in order,
 //   several small frames may be written at once, a payload is written from its own buffer.
-// - Every received frame's header is checked (wire::check_header with the configured limit)
-//   before its body is read; a bad header closes the connection with the reason.
+// - Every received frame's header is checked (wire::check_header with the configured limit, or
+//   the untrusted limit before trust()) before its body is read; a bad header closes the
+//   connection with the reason. A body's buffer grows as its bytes arrive: memory is never
+//   committed for what a header merely announces.
 // - A frame whose body is over max_frame_size goes out as a stream of chunks (wire::frame_streamed,
 //   frame.hpp). The receiver accepts one only once its owner called trust() (the peer passed the
 //   handshake), and only up to max_value_size; it delivers it as one frame, in order.
@@ -54,10 +56,15 @@ class connection {
   virtual void set_handler(std::shared_ptr<handler> h) = 0;
 
   /// The peer passed the handshake: from now on it may send frames over max_frame_size, as a
-  /// stream of chunks, up to max_value_size; before, such a frame closes the connection. Called
-  /// by the owner from on_frame (so the next header read sees it) or before any frame can arrive.
-  /// Thread-safe; does not block.
-  void trust() noexcept { trusted_.store(true, std::memory_order_release); }
+  /// stream of chunks, up to max_value_size; before, such a frame closes the connection. On an
+  /// accepted connection, frames up to max_frame_size are read from then on (before, only
+  /// handshake-sized ones), and the handshake deadline and the caps on untrusted connections no
+  /// longer apply. Called by the owner from on_frame (so the next header read sees it) or before
+  /// any frame can arrive. Thread-safe; idempotent; does not block.
+  void trust() {
+    trusted_.store(true, std::memory_order_release);
+    on_trusted();
+  }
   bool trusted() const noexcept { return trusted_.load(std::memory_order_acquire); }
 
   /// Bytes of frames queued for sending, and of frames whose on_frame call has returned, so far;
@@ -82,6 +89,8 @@ class connection {
   }
   void set_receiving(std::uint64_t body_bytes) noexcept { receiving_.store(body_bytes, std::memory_order_relaxed); }
   void count_arrived(std::uint64_t bytes) noexcept { bytes_arrived_.fetch_add(bytes, std::memory_order_relaxed); }
+  /// What an implementation does once its peer is trusted (called by trust(), on any thread).
+  virtual void on_trusted() {}
 
  private:
   std::atomic<std::uint64_t> bytes_sent_{0};
@@ -101,9 +110,24 @@ struct config {
   /// TCP only: when set, every connection (accepted or opened) is TLS with these credentials, and
   /// a peer whose certificate does not pass is refused before its first frame.
   std::shared_ptr<tls_credentials> tls;
-  /// How long an accepted TLS connection may take to complete its handshake.
+  /// How long an accepted connection may take to complete its handshake: TLS, and, when
+  /// untrusted_frame_limit is set, its owner's until trust().
   std::chrono::milliseconds handshake_timeout{10'000};
+  /// When non-zero, accepted connections start untrusted: until their owner calls trust(), a
+  /// frame's body may hold at most this many bytes (a larger header closes the connection before
+  /// anything is allocated for it), a connection not trusted within handshake_timeout is closed,
+  /// and at most max_untrusted of them (max_untrusted_per_host from one address) are open at
+  /// once: further ones are closed as they are accepted. Zero: accepted connections are trusted
+  /// at once.
+  std::uint64_t untrusted_frame_limit = 0;
+  // Room for a machine's worth of worker processes joining at once (options::local_processes).
+  std::size_t max_untrusted = 1024;
+  std::size_t max_untrusted_per_host = 256;
 };
+
+/// The untrusted_frame_limit the head and the workers' data ports use: a handshake frame (a
+/// hello with its name, labels and resources) fits many times over.
+inline constexpr std::uint64_t handshake_frame_limit = 64 * 1024;
 
 /// Called for each accepted connection, on the transport's thread; it must call set_handler.
 using accept_fn = std::function<void(std::shared_ptr<connection>)>;
@@ -122,6 +146,11 @@ class transport {
 };
 
 std::unique_ptr<transport> make_tcp_transport(const config& cfg);
+
+/// Marks a descriptor close-on-exec: a process started by this one (a worker, a command) must not
+/// hold this process's sockets, or its ports stay bound after this process dies. Asio opens
+/// sockets without the flag; every socket dx opens gets it.
+void set_close_on_exec(int fd) noexcept;
 
 /// The credentials a TCP transport's config::tls holds: the files of `opts` read now (a bad file
 /// throws dx::error naming it) and again whenever they change. Null when `opts` asks for no TLS.

@@ -49,10 +49,22 @@ std::vector<dx::table> run_plans(dx::cluster& cl, const dx::table& t, const dx::
                     .compute());
   out.push_back(df.groupby({"k", "s"}).split_out(4).agg({{"x", dx::agg::mean}}).sort_values({"k", "s"}).compute());
   out.push_back(df.sort_values({"x", "k"}, {false, true}).compute());
+  // One fixed-width key: one radix-sort task on local threads, the sample sort on workers.
+  out.push_back(df.sort_values({"x"}).compute());
+  out.push_back(df.sort_values({"k"}, false).compute());
+  out.push_back(df.nlargest(9, {"x"}).compute());
+  out.push_back(df.nsmallest(4, {"s", "x"}).compute());
+  out.push_back(df.sort_values({"x"}, false).head(11));
   out.push_back(df.join(other, {"k"}, dx::join_kind::inner, dx::join_strategy::shuffle)
                     .sort_values({"k", "x", "label"})
                     .compute());
   out.push_back(df.join(other, {"k"}, dx::join_kind::left, dx::join_strategy::broadcast).compute());
+  // Filters moved below the join, semi and anti joins.
+  out.push_back(
+      df.join(other, {"k"}, dx::join_kind::left, dx::join_strategy::broadcast).filter(dx::col("x") > 300.0).compute());
+  out.push_back(
+      df.join(other, {"k"}, dx::join_kind::semi, dx::join_strategy::shuffle).sort_values({"k", "x"}).compute());
+  out.push_back(df.join(other, {"k"}, dx::join_kind::anti, dx::join_strategy::broadcast).compute());
   out.push_back(df.drop_duplicates({"k"}).compute());
   out.push_back(df.drop_duplicates({"s", "k"}, 3).compute());
   out.push_back(df.value_counts("s").compute());

@@ -262,7 +262,8 @@ TEST_CASE("bad input: a head refuses a worker name it cannot take, with the reas
   }
   SECTION("a space") { CHECK(answer_to("a b").find("it holds ' '") != std::string::npos); }
   SECTION("a name too long") {
-    CHECK(answer_to(std::string(100000, 'x')) == "not a worker name: it has 100000 characters, at most 64 are allowed");
+    // Within the 64 KiB a frame may have before the handshake (a larger hello is refused unread).
+    CHECK(answer_to(std::string(60000, 'x')) == "not a worker name: it has 60000 characters, at most 64 are allowed");
   }
   SECTION("the head's own name without the head's key") {
     CHECK(answer_to("head").find("'head' is the name of the head's own threads") != std::string::npos);

@@ -6,6 +6,7 @@
 //   CHECK_FALSE(log.wait_for({"refused a TLS connection", "certificate has expired"}).empty());
 #pragma once
 
+#include "common/log.hpp"
 #include "processes.hpp"
 
 #include <dx/log.hpp>
@@ -21,13 +22,19 @@ namespace dx_support {
 
 class captured_log {
  public:
-  captured_log() {
+  /// Every line is captured: the rate limit of repeated lines (common/log.hpp) is lifted while
+  /// the object lives (a test may set it again after constructing it).
+  captured_log() : interval_before_(dx::detail::log_repeat_interval()) {
+    dx::detail::set_log_repeat_interval(std::chrono::milliseconds(0));
     dx::set_log_sink([this](dx::log_level, std::string_view line) {
       std::lock_guard lk(m_);
       lines_.emplace_back(line);
     });
   }
-  ~captured_log() { dx::set_log_sink(nullptr); }
+  ~captured_log() {
+    dx::set_log_sink(nullptr);
+    dx::detail::set_log_repeat_interval(interval_before_);
+  }
   captured_log(const captured_log&) = delete;
   captured_log& operator=(const captured_log&) = delete;
 
@@ -51,7 +58,16 @@ class captured_log {
     return found;
   }
 
+  /// How many lines captured so far contain `part`.
+  std::size_t count_containing(std::string_view part) {
+    std::lock_guard lk(m_);
+    std::size_t n = 0;
+    for (const auto& l : lines_) n += l.find(part) != std::string::npos ? 1 : 0;
+    return n;
+  }
+
  private:
+  std::chrono::milliseconds interval_before_;
   std::mutex m_;
   std::vector<std::string> lines_;
 };

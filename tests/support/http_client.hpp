@@ -88,6 +88,20 @@ inline reply parse(const std::string& raw) {
   r.status = std::atoi(raw.c_str() + 9);
   r.head = raw.substr(0, end);
   r.body = raw.substr(end + 4);
+  if (r.head.find("Transfer-Encoding: chunked") != std::string::npos) {
+    // A streamed answer: the pieces joined, as a client reads them.
+    std::string joined;
+    std::size_t at = 0;
+    for (;;) {
+      const auto eol = r.body.find("\r\n", at);
+      if (eol == std::string::npos) break;
+      const std::size_t size = std::stoul(r.body.substr(at, eol - at), nullptr, 16);
+      if (size == 0 || eol + 2 + size > r.body.size()) break;
+      joined.append(r.body, eol + 2, size);
+      at = eol + 2 + size + 2;
+    }
+    r.body = std::move(joined);
+  }
   return r;
 }
 

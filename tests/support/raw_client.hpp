@@ -26,7 +26,9 @@ using clock_type = std::chrono::steady_clock;
 /// A blocking POSIX client socket with bounded reads.
 class raw_client {
  public:
-  explicit raw_client(const std::string& endpoint) {
+  /// Connects to `endpoint`; from the loopback address `from` when given ("127.0.0.2": another
+  /// client address on the same machine, as a peer the server counts apart).
+  explicit raw_client(const std::string& endpoint, const char* from = nullptr) {
     const auto colon = endpoint.rfind(':');
     REQUIRE(colon != std::string::npos);
     sockaddr_in addr{};
@@ -35,6 +37,12 @@ class raw_client {
     REQUIRE(::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr) == 1);
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd_ >= 0);
+    if (from) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      REQUIRE(::inet_pton(AF_INET, from, &local.sin_addr) == 1);
+      REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0);
+    }
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   }
   ~raw_client() {
@@ -90,6 +98,10 @@ class raw_client {
     }
     return f;
   }
+
+  /// True when the peer has closed the connection (what it sent first is read and dropped);
+  /// does not wait.
+  bool closed_now() { return closed_within(std::chrono::milliseconds(1)); }
 
   /// True when the peer closes the connection within `limit` (frames it sends first are read
   /// and dropped).

@@ -284,6 +284,175 @@ TEST_CASE("sort_values orders by several columns, nulls last, stable", "[datafra
   for (std::size_t i = 0; i < order.size(); ++i) REQUIRE(s["id"].int64_at(i) == static_cast<std::int64_t>(order[i]));
 }
 
+TEST_CASE("sort_values by one fixed-width column is one task over all partitions, cut into slices",
+          "[dataframe][sort]") {
+  dx::cluster cl{dx::options{}.threads(2)};
+  const std::size_t rows = 90000;
+  std::mt19937_64 rng(4);
+  std::vector<std::int64_t> ids(rows);
+  std::vector<std::optional<double>> values(rows);
+  std::vector<std::optional<std::string>> names(rows);
+  for (std::size_t i = 0; i < rows; ++i) {
+    ids[i] = static_cast<std::int64_t>(i);
+    if (rng() % 20 != 0) values[i] = static_cast<double>(rng() % 500) / 4.0 - 30.0;  // ties and negatives
+    if (rng() % 7 != 0) names[i] = "n" + std::to_string(rng() % 100);
+  }
+  const dx::table t{{"id", dx::column(ids)}, {"value", dx::column(values)}, {"name", dx::column(names)}};
+  for (std::size_t partitions : {1, 3, 8, 11}) {
+    auto df = dx::dataframe::from_table(cl, t, partitions);
+    for (bool ascending : {true, false}) {
+      INFO(partitions << " partitions, " << (ascending ? "ascending" : "descending"));
+      std::vector<std::int64_t> order(ids);
+      std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+        const auto& x = values[static_cast<std::size_t>(a)];
+        const auto& y = values[static_cast<std::size_t>(b)];
+        if (!x || !y) return x.has_value() && !y.has_value();
+        return ascending ? *x < *y : *x > *y;
+      });
+      const dx::dataframe sorted = df.sort_values({"value"}, ascending);
+      const dx::table got = sorted.compute();
+      std::vector<std::optional<double>> want_values;
+      std::vector<std::optional<std::string>> want_names;
+      for (std::int64_t r : order) {
+        want_values.push_back(values[static_cast<std::size_t>(r)]);
+        want_names.push_back(names[static_cast<std::size_t>(r)]);
+      }
+      REQUIRE(got == dx::table{{"id", dx::column(order)},
+                               {"value", dx::column(want_values)},
+                               {"name", dx::column(want_names)}});
+      CHECK(sorted.num_partitions() == partitions);
+      CHECK(sorted.head(7) == got.head(7));
+      CHECK(sorted.count_rows() == rows);
+      const std::string plan = sorted.explain();
+      if (partitions <= 8) {
+        CHECK(plan.find("sort_boundaries") == std::string::npos);
+        CHECK(plan.find(": sort <-") != std::string::npos);
+        CHECK(plan.find("| split " + std::to_string(partitions)) != std::string::npos);
+      } else {
+        CHECK(plan.find("sort_boundaries") != std::string::npos);  // more inputs than one task takes
+      }
+    }
+  }
+  // Sorting by a string column, or by two columns, keeps the sample sort over the partitions.
+  auto df = dx::dataframe::from_table(cl, t, 4);
+  CHECK(df.sort_values({"name"}).explain().find("sort_boundaries") != std::string::npos);
+  CHECK(df.sort_values({"value", "id"}).explain().find("sort_boundaries") != std::string::npos);
+}
+
+TEST_CASE("nlargest, nsmallest and head of a sort keep each partition's best rows and merge them",
+          "[dataframe][sort][top]") {
+  dx::cluster cl{dx::options{}.threads(2)};
+  const dx::table t = sample_table(5000);
+  for (std::size_t partitions : {1, 4, 13}) {
+    auto df = dx::dataframe::from_table(cl, t, partitions);
+    for (std::size_t n : {0, 1, 5, 100, 4999, 5000, 6000}) {
+      INFO(partitions << " partitions, n " << n);
+      const dx::table by_value_desc = df.sort_values({"value"}, false).compute();
+      const dx::table by_key_value = df.sort_values({"key", "value"}, {true, false}).compute();
+      CHECK(df.nlargest(n, {"value"}).compute() == by_value_desc.head(n));
+      CHECK(df.nsmallest(n, {"value"}).compute() == df.sort_values({"value"}).compute().head(n));
+      CHECK(df.sort_values({"value"}, false).head(n) == by_value_desc.head(n));
+      CHECK(df.sort_values({"key", "value"}, {true, false}).head(n) == by_key_value.head(n));
+      CHECK(df.nsmallest(n, {"name"}).compute() == df.sort_values({"name"}).compute().head(n));
+    }
+  }
+  auto df = dx::dataframe::from_table(cl, t, 4);
+  const dx::dataframe top = df.filter(df["value"] > 10.0).nlargest(5, {"value"});
+  CHECK(top.num_partitions() == 1);
+  const std::string plan = top.explain();
+  CHECK(plan.find("top 5 by value desc") != std::string::npos);
+  CHECK(plan.find("sort_boundaries") == std::string::npos);
+  CHECK(df.sort_values({"value"}).explain().find("top") == std::string::npos);  // no head: a whole sort
+  CHECK(error_of([&] { (void)df.nlargest(3, {"nope"}); }).find("nope") != std::string::npos);
+}
+
+TEST_CASE("semi and anti joins keep the left rows with or without a match, broadcast or shuffled",
+          "[dataframe][join]") {
+  dx::cluster cl;
+  const dx::table left = sample_table(300);
+  std::vector<std::optional<std::int64_t>> rkey{0, 1, 1, 3, std::nullopt, 9};
+  const dx::table right{{"key", dx::column(rkey)}, {"other", std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}}};
+  for (auto strategy : {dx::join_strategy::broadcast, dx::join_strategy::shuffle}) {
+    auto l = dx::dataframe::from_table(cl, left, 4);
+    auto r = dx::dataframe::from_table(cl, right, 2);
+    const dx::dataframe semi = l.join(r, {"key"}, dx::join_kind::semi, strategy);
+    const dx::dataframe anti = l.join(r, {"key"}, dx::join_kind::anti, strategy);
+    CHECK(semi.column_names() == left.column_names());
+    const dx::table s = semi.sort_values({"id"}).compute();
+    const dx::table a = anti.sort_values({"id"}).compute();
+    std::vector<std::int64_t> want_semi, want_anti;
+    for (std::size_t i = 0; i < left.num_rows(); ++i) {
+      const dx::column& k = left["key"];
+      const bool match = !k.is_null(i) && (k.int64_at(i) == 0 || k.int64_at(i) == 1 || k.int64_at(i) == 3);
+      (match ? want_semi : want_anti).push_back(static_cast<std::int64_t>(i));
+    }
+    REQUIRE(s.num_rows() == want_semi.size());
+    REQUIRE(a.num_rows() == want_anti.size());
+    for (std::size_t i = 0; i < want_semi.size(); ++i) CHECK(s["id"].int64_at(i) == want_semi[i]);
+    for (std::size_t i = 0; i < want_anti.size(); ++i) CHECK(a["id"].int64_at(i) == want_anti[i]);
+    // Only the right side's keys are read.
+    const std::string plan = semi.explain();
+    INFO(plan);
+    CHECK((plan.find("rows, columns key\n") != std::string::npos ||
+           plan.find("rows, columns key |") != std::string::npos));
+    CHECK(plan.find("columns key,other") == std::string::npos);
+  }
+}
+
+TEST_CASE("filters after a join run before it on the side they read, only where that keeps the result",
+          "[dataframe][join][optimizer]") {
+  dx::cluster cl;
+  const dx::table left = sample_table(400);
+  std::vector<std::optional<std::int64_t>> rkey{0, 1, 1, 3, std::nullopt, 5, 6};
+  std::vector<std::optional<double>> weight{1.5, std::nullopt, 2.5, 3.5, 4.5, 0.5, 9.0};
+  const dx::table right{{"key", dx::column(rkey)},
+                        {"weight", dx::column(weight)},
+                        {"name", std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g"}}};
+  // Whether the join task itself still filters (the filter was not moved below it).
+  auto join_filters = [](const std::string& plan) {
+    std::istringstream lines(plan);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(": join") != std::string::npos) return line.find("filter") != std::string::npos;
+    }
+    return false;
+  };
+  for (auto strategy : {dx::join_strategy::broadcast, dx::join_strategy::shuffle}) {
+    for (auto how : {dx::join_kind::inner, dx::join_kind::left, dx::join_kind::semi, dx::join_kind::anti}) {
+      auto l = dx::dataframe::from_table(cl, left, 3);
+      auto r = dx::dataframe::from_table(cl, right, 2);
+      const dx::dataframe joined = l.join(r, {"key"}, how, strategy);
+      const dx::table whole = joined.compute();
+      auto reference = [&](const dx::expr& condition) {
+        auto plain = dx::dataframe::from_table(cl, whole, 1);
+        return plain.filter(condition).sort_values({"id"}).compute();
+      };
+      const bool right_out = how == dx::join_kind::inner || how == dx::join_kind::left;
+      INFO("kind " << static_cast<int>(how));
+      // Left columns: moved below every kind of join.
+      const dx::expr on_left = dx::col("value") > 50.0 && dx::col("id") % 3 != 0;
+      const dx::dataframe f1 = joined.filter(on_left);
+      CHECK(f1.sort_values({"id"}).compute() == reference(on_left));
+      CHECK_FALSE(join_filters(f1.explain()));
+      if (!right_out) continue;
+      // Right columns: below an inner join only.
+      const dx::expr on_right = dx::col("weight") > 2.0;
+      const dx::dataframe f2 = joined.filter(on_right);
+      CHECK(f2.sort_values({"id", "weight"}).compute() ==
+            dx::dataframe::from_table(cl, whole, 1).filter(on_right).sort_values({"id", "weight"}).compute());
+      CHECK(join_filters(f2.explain()) == (how == dx::join_kind::left));
+      // Both sides in one condition: stays above the join.
+      const dx::expr both = dx::col("weight") * 100.0 < dx::col("value");
+      const dx::dataframe f3 = joined.filter(both).with_column("twice", dx::col("value") * 2);
+      CHECK(f3.sort_values({"id", "weight"}).compute() == dx::dataframe::from_table(cl, whole, 1)
+                                                              .filter(both)
+                                                              .with_column("twice", dx::col("value") * 2)
+                                                              .sort_values({"id", "weight"})
+                                                              .compute());
+      CHECK(join_filters(f3.explain()));
+    }
+  }
+}
+
 TEST_CASE("join matches rows like a nested loop, broadcast or shuffled", "[dataframe][join]") {
   dx::cluster cl;
   const dx::table left = sample_table(200);

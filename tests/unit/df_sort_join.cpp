@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -315,6 +316,93 @@ TEST_CASE("ascending flags: one for all, or none meaning ascending", "[df][sort]
   REQUIRE_THROWS_WITH(sort_table(one, {{"nope"}, {true}}), Catch::Contains("nope"));
 }
 
+// Runs the chunks on three threads, each taking them from the end backwards, so that a kernel
+// relying on chunk order or on one thread doing them all fails.
+const parallel_runner three_threads = [](std::size_t chunks, const std::function<void(std::size_t)>& fn) {
+  std::atomic<std::size_t> left{chunks};
+  auto work = [&] {
+    for (std::size_t n; (n = left.fetch_sub(1)) > 0 && n <= chunks;) fn(n - 1);
+  };
+  std::thread a(work), b(work);
+  work();
+  a.join();
+  b.join();
+};
+
+TEST_CASE("one-key sorts over many chunks and pieces, on several threads, equal one stable sort", "[df][sort]") {
+  // 150,000 rows: several 65,536-row chunks. Uniform doubles crowd into few top digits (their
+  // exponents), so buckets are uneven and sorted over more than one level.
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const std::size_t rows = 150000;
+  const table base = random_table(rows, 98);
+  std::vector<std::optional<double>> u(rows);
+  std::vector<std::int64_t> few(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    if (rng() % 50 != 0) u[r] = uniform(rng);
+    few[r] = static_cast<std::int64_t>(rng() % 1000);
+  }
+  std::vector<std::string> names = base.column_names();
+  std::vector<column> cols(base.columns().begin(), base.columns().end());
+  names.push_back("u");
+  cols.push_back(column(u));
+  names.push_back("k");
+  cols.push_back(column(few));
+  const table t(names, cols);
+  std::vector<table> eight;
+  for (std::size_t p = 0; p < 8; ++p) eight.push_back(t.slice(p * rows / 8, (p + 1) * rows / 8 - p * rows / 8));
+  eight.insert(eight.begin() + 3, t.slice(0, 0));
+  const std::vector<table> many = random_partitions(t, 5);  // more than 8 pieces: concatenated first
+  REQUIRE(many.size() > 8);
+  for (const std::string key : {"u", "k", "i", "f", "b", "t"}) {
+    for (bool ascending : {true, false}) {
+      const sort_spec spec{{key}, {ascending}};
+      INFO(key << (ascending ? " ascending" : " descending"));
+      const std::vector<std::int64_t> expected = ref_sorted_rows(t, spec);
+      const table want = take(t, expected);
+      REQUIRE(sort_table(std::vector<table>{t}, spec, three_threads) == want);
+      REQUIRE(sort_table(eight, spec, three_threads) == want);
+      REQUIRE(sort_table(many, spec, three_threads) == want);
+      REQUIRE(sort_table(eight, spec) == want);
+    }
+  }
+}
+
+TEST_CASE("one-key sorts of empty, all-missing and one-valued inputs", "[df][sort]") {
+  const table empty{{"id", column(std::vector<std::int64_t>{})}, {"f", column(std::vector<double>{})}};
+  REQUIRE(sort_table(std::vector<table>{empty, empty}, {{"f"}, {true}}, three_threads) == empty);
+  std::vector<std::optional<double>> missing(70000);
+  std::vector<std::int64_t> ids(70000), same(70000, 42);
+  for (std::size_t r = 0; r < ids.size(); ++r) {
+    ids[r] = static_cast<std::int64_t>(r);
+    if (r % 2 == 0) missing[r] = std::nan("");
+  }
+  const table t{{"id", column(ids)}, {"f", column(missing)}, {"same", column(same)}};
+  const std::vector<table> halves{t.slice(0, 30000), t.slice(30000, 40000)};
+  for (bool ascending : {true, false}) {
+    REQUIRE(ids_of(sort_table(halves, {{"f"}, {ascending}}, three_threads)) == ids);
+    REQUIRE(ids_of(sort_table(halves, {{"same"}, {ascending}}, three_threads)) == ids);
+  }
+}
+
+TEST_CASE("top_rows gives the first k rows of the stable sort, for every key type and k", "[df][sort][top]") {
+  for (std::size_t rows : {0, 1, 7, 500, 3000}) {
+    const table t = random_table(rows, 31 + rows);
+    for (const sort_spec& spec : specs) {
+      const table sorted = take(t, ref_sorted_rows(t, spec));
+      for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{5}, rows / 2, rows, rows + 3}) {
+        INFO(rows << " rows, k " << k << ", by " << spec_name(spec));
+        REQUIRE(top_rows(t, spec, k) == sorted.head(k));
+      }
+    }
+  }
+  // Many ties: the first k in row order among equal keys.
+  std::vector<std::int64_t> ids(1000), same(1000, 3);
+  std::iota(ids.begin(), ids.end(), 0);
+  const table t{{"id", column(ids)}, {"k", column(same)}};
+  REQUIRE(ids_of(top_rows(t, {{"k"}, {false}}, 4)) == std::vector<std::int64_t>{0, 1, 2, 3});
+}
+
 TEST_CASE("sample, boundaries, range_split and per-range sort equal one stable sort", "[df][sort]") {
   for (std::uint64_t seed : {21, 22, 23}) {
     const table t = random_table(3000, seed);
@@ -515,6 +603,99 @@ TEST_CASE("hash_join matches a nested-loop join: inner and left, duplicates, nul
       }
     }
   }
+}
+
+// The left ids a semi (or anti) join keeps: each left row with (without) a match, once, in order.
+static std::vector<std::int64_t> ref_semi_anti(const table& left, const table& right, const join_spec& spec) {
+  const join_spec inner{spec.left_on, spec.right_on, dx::join_kind::inner};
+  std::set<std::int64_t> matched;
+  for (const ref_match& m : ref_join(left, right, inner)) matched.insert(m.left);
+  std::vector<std::int64_t> out;
+  for (std::size_t l = 0; l < left.num_rows(); ++l) {
+    const std::int64_t id = left["lid"].int64_at(l);
+    if (matched.contains(id) == (spec.how == dx::join_kind::semi)) out.push_back(id);
+  }
+  return out;
+}
+
+TEST_CASE("semi and anti joins keep each left row with, or without, a match once", "[df][join]") {
+  for (std::uint64_t seed : {51, 52}) {
+    for (std::size_t right_rows : {0, 1, 150}) {
+      const table left = with_id(random_table(300, seed), "lid");
+      const table right = with_id(random_table(right_rows, seed + 3), "rid");
+      for (const std::vector<std::string>& on : {std::vector<std::string>{"i"}, {"f"}, {"s"}, {"b", "t"}}) {
+        for (dx::join_kind how : {dx::join_kind::semi, dx::join_kind::anti}) {
+          const join_spec spec{on, on, how};
+          INFO("seed " << seed << " right rows " << right_rows << " on " << on.front() << " "
+                       << (how == dx::join_kind::semi ? "semi" : "anti"));
+          const table joined = hash_join(left, right, spec);
+          REQUIRE(joined.column_names() == left.column_names());
+          REQUIRE(ids_of(joined, "lid") == ref_semi_anti(left, right, spec));
+          std::vector<std::int64_t> rows;
+          for (std::int64_t id : ids_of(joined, "lid")) rows.push_back(id);
+          REQUIRE(joined == take(left, rows));  // lid is the row number
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("joins with a dimension of distinct keys, every key type and kind, equal the nested loop", "[df][join]") {
+  std::mt19937_64 rng(61);
+  const std::size_t rows = 5000;
+  // Left: keys from a small range with nulls, NaN and -0.0; the dimension: each key once, some
+  // missing so that some left rows do not match.
+  std::vector<std::optional<std::int64_t>> li(rows);
+  std::vector<std::optional<double>> lf(rows);
+  std::vector<std::optional<dx::timestamp>> lt(rows);
+  std::vector<std::int64_t> lid(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    lid[r] = static_cast<std::int64_t>(r);
+    if (rng() % 20 != 0) li[r] = static_cast<std::int64_t>(rng() % 60) - 10;
+    const int kind = static_cast<int>(rng() % 25);
+    if (kind == 0) {
+      lf[r] = std::nan("");
+    } else if (kind == 1) {
+      lf[r] = -0.0;
+    } else if (kind != 2) {
+      lf[r] = static_cast<double>(static_cast<int>(rng() % 60) - 10) / 2.0;
+    }
+    if (rng() % 20 != 0) lt[r] = dx::timestamp{static_cast<std::int64_t>(rng() % 60) * 1000};
+  }
+  const table left{{"lid", column(lid)}, {"i", column(li)}, {"f", column(lf)}, {"t", column(lt)}};
+  std::vector<std::int64_t> ri, rid;
+  std::vector<double> rf;
+  std::vector<dx::timestamp> rt;
+  std::vector<std::string> label;
+  for (std::int64_t k = -5; k < 40; k += 1) {
+    if (k % 7 == 3) continue;
+    rid.push_back(static_cast<std::int64_t>(rid.size()));
+    ri.push_back(k);
+    rf.push_back(k == 0 ? 0.0 : static_cast<double>(k) / 2.0);
+    rt.push_back(dx::timestamp{k * 1000});
+    label.push_back("r" + std::to_string(k));
+  }
+  const table right{
+      {"rid", column(rid)}, {"i", column(ri)}, {"f", column(rf)}, {"t", column(rt)}, {"label", column(label)}};
+  for (const std::string key : {"i", "f", "t"}) {
+    for (dx::join_kind how : {dx::join_kind::inner, dx::join_kind::left, dx::join_kind::semi, dx::join_kind::anti}) {
+      const join_spec spec{{key}, {key}, how};
+      INFO(key << " kind " << static_cast<int>(how));
+      const table joined = hash_join(left, right, spec);
+      if (how == dx::join_kind::semi || how == dx::join_kind::anti) {
+        REQUIRE(ids_of(joined, "lid") == ref_semi_anti(left, right, spec));
+      } else {
+        REQUIRE(matches_of(joined) == ref_join(left, right, spec));
+        check_join_values(joined, left, right, spec);
+      }
+    }
+  }
+  // Every left row matching: the left columns come out as they are.
+  const table all_match{{"lid", column(std::vector<std::int64_t>{0, 1, 2})},
+                        {"i", column(std::vector<std::int64_t>{1, 2, 1})}};
+  const table joined = hash_join(all_match, right, {{"i"}, {"i"}, dx::join_kind::inner});
+  REQUIRE(joined["lid"] == all_match["lid"]);
+  REQUIRE(joined["label"] == column(std::vector<std::string>{"r1", "r2", "r1"}));
 }
 
 TEST_CASE("join column names follow pandas merge", "[df][join]") {

@@ -187,3 +187,26 @@ TEST_CASE("A cluster's rule alert delivered to on_alert is not logged at the def
   CHECK(log.count_containing("queue too long") == 0);
   CHECK(cl.recent_alerts().size() >= 1);
 }
+
+TEST_CASE("A repeated line a peer can cause is written once per interval, with a count of those left out",
+          "[log][limited]") {
+  captured_log log;
+  dx::set_log_level(dx::log_level::warn);
+  const auto interval_before = dx::detail::log_repeat_interval();
+  dx::detail::set_log_repeat_interval(300ms);
+  for (int i = 0; i < 1000; ++i)
+    dx::detail::log_limited(dx::log_level::warn, "closing the connection with {}: junk", i);
+  dx::detail::log_limited(dx::log_level::warn, "another cause {}", 1);  // its own allowance
+  CHECK(log.count_containing("closing the connection with") == 1);
+  CHECK(log.count_containing("closing the connection with 0: junk") == 1);
+  CHECK(log.count_containing("another cause 1") == 1);
+  std::this_thread::sleep_for(350ms);
+  dx::detail::log_limited(dx::log_level::warn, "closing the connection with {}: junk", 1000);
+  CHECK(log.count_containing("closing the connection with") == 2);
+  CHECK(log.count_containing(
+            "closing the connection with 1000: junk (999 similar lines left out in the last 300 ms)") == 1);
+  // Below the threshold nothing is counted or written.
+  dx::detail::log_limited(dx::log_level::info, "closing the connection with {}: junk", 1001);
+  CHECK(log.count_containing("1001") == 0);
+  dx::detail::set_log_repeat_interval(interval_before);
+}
