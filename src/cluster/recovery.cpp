@@ -138,7 +138,9 @@ void head_impl::requeue_stale_locked(worker_rec& w, std::uint64_t handled, defer
   std::vector<std::uint64_t> stale;
   for (auto id : sched_->tasks_on(w.sid)) {
     auto it = tasks_.find(id);
-    if (it != tasks_.end() && it->second.dispatched_at < cutoff && it->second.sent_through <= handled)
+    // A task that ended meanwhile (timed out or cancelled while queued there) is not run again.
+    if (it != tasks_.end() && !is_finished_locked(id) && it->second.dispatched_at < cutoff &&
+        it->second.sent_through <= handled)
       stale.push_back(id);
   }
   if (stale.empty()) return;
