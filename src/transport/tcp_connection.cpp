@@ -243,9 +243,7 @@ void tcp_connection::on_stream_header(const wire::frame_header& h) {
   if (stream_left_ == 0) {
     if ((h.flags & wire::frame_chunk) != 0) return refuse_input("a chunk of a streamed frame that was not announced");
     const std::uint64_t body = std::uint64_t{h.archive_size} + h.payload_size;
-    if (untrusted_)
-      return refuse_untrusted(
-          fmt::format("a streamed frame of {} bytes before the handshake", body));
+    if (untrusted_) return refuse_untrusted(fmt::format("a streamed frame of {} bytes before the handshake", body));
     if (!trusted())
       return refuse_input(
           fmt::format("a streamed frame of {} bytes before the handshake completed (the limit until then is a frame "
