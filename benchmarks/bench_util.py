@@ -1,11 +1,19 @@
-"""What the benchmark drivers (benchmarks/*/run.py) share: RESULT-line parsing, the load average
-and finding a built binary. Standard library only."""
+"""What the benchmark drivers (benchmarks/*/run.py) share: RESULT-line parsing, the load average,
+finding a built binary and the median [min-max] of a series. Standard library only."""
 import csv
 import os
+import statistics
 import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def summary(xs, digits=None):
+    """The median [min-max] of xs, with `digits` decimals (3 under 10, else 1, when not given)."""
+    if digits is None:
+        digits = 3 if statistics.median(xs) < 10 else 1
+    return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
 
 
 def parse(line):

@@ -9,15 +9,10 @@ attacked / quiet throughput ratio are printed.
 """
 import argparse
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_util import find_binary, loadavg, run_results  # noqa: E402
-
-
-def summary(xs, digits=1):
-    return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
+from bench_util import find_binary, loadavg, run_results, summary  # noqa: E402
 
 
 def main():

@@ -15,12 +15,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_util import find_binary, loadavg, run_results  # noqa: E402
+from bench_util import find_binary, loadavg, run_results, summary  # noqa: E402
 
-
-def summary(xs):
-    digits = 3 if statistics.median(xs) < 10 else 1
-    return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
 
 
 def mpirun(ranks):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_util import find_binary, loadavg, run_results  # noqa: E402
+from bench_util import find_binary, loadavg, run_results, summary  # noqa: E402
 
 PKI = r"""set -e
 cd "$1"
@@ -28,10 +28,6 @@ printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >
 openssl x509 -req -in head.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out head.pem -days 2 -extfile ext 2>/dev/null
 """
 
-
-def summary(xs):
-    digits = 3 if statistics.median(xs) < 10 else 1
-    return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
 
 
 def main():
