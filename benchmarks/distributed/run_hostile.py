@@ -9,6 +9,7 @@ attacked / quiet throughput ratio are printed.
 """
 import argparse
 import os
+import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
