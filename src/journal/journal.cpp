@@ -34,18 +34,6 @@ namespace dx::detail {
 
 namespace {
 
-std::string new_run_id() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
-  // Two runs started in the same second by two heads on two journals later merged, or by one head
-  // twice, still differ: 32 random bits.
-  std::random_device random;
-  return fmt::format("r-{}-{:08x}", stamp, static_cast<std::uint32_t>(random()));
-}
-
 struct create_run_op {
   run_record run;
 };
@@ -718,5 +706,17 @@ void sqlite_journal::answer(std::int64_t id, std::string_view answer) {
 const std::filesystem::path& sqlite_journal::path() const noexcept { return impl_->path; }
 
 journal::open_mode sqlite_journal::mode() const noexcept { return impl_->mode; }
+
+std::string new_run_id() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+  // Two runs started in the same second by two heads on two journals later merged, or by one head
+  // twice, still differ: 32 random bits.
+  std::random_device random;
+  return fmt::format("r-{}-{:08x}", stamp, static_cast<std::uint32_t>(random()));
+}
 
 }  // namespace dx::detail

@@ -128,6 +128,10 @@ bool is_finished_run_status(std::string_view status) noexcept;
 /// True for the task statuses listed at task_record. Thread-safe; does not block.
 bool is_task_status(std::string_view status) noexcept;
 
+/// A new run's id, "r-<UTC time>-<8 random hex digits>": two runs started in the same second, by
+/// one head or by two heads on journals later merged, still differ. Thread-safe; does not block.
+std::string new_run_id();
+
 /// The journal file to use: $DX_JOURNAL when set and not empty, else `explicit_path` when not
 /// empty, else $XDG_STATE_HOME/dx/journal.sqlite, else $HOME/.local/state/dx/journal.sqlite.
 /// Throws dx::error when none of these is available. Reads the environment (not thread-safe

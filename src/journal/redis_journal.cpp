@@ -107,16 +107,6 @@ return 1
 /// How long a writer whose Redis is away waits between tries.
 constexpr std::chrono::milliseconds retry_every{500};
 
-std::string new_run_id() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
-  std::random_device random;
-  return fmt::format("r-{}-{:08x}", stamp, static_cast<std::uint32_t>(random()));
-}
-
 void put_field(std::string& out, std::string_view field) {
   out += std::to_string(field.size());
   out += ':';
